@@ -1,4 +1,21 @@
 //! hotline: a signed hotline between nations' cyber points of contact.
+//!
+//! Modules in reading order: the wire types ([`proto`]), time ([`clock`]),
+//! keys and the two signature formats ([`keys`], [`note`], [`envelope`]), the
+//! agreement parties sign ([`agreement`]) and the rules messages must meet
+//! ([`message`]).
 #![forbid(unsafe_code)]
 
 pub mod proto;
+
+pub mod clock;
+
+pub mod keys;
+
+pub mod note;
+
+pub mod envelope;
+
+pub mod agreement;
+
+pub mod message;

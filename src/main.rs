@@ -1,1 +1,17 @@
-fn main() {}
+//! The `hotline` binary: parses the command line and reports errors as one
+//! line naming the file, field or peer at fault.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

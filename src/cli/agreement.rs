@@ -1,0 +1,137 @@
+//! `hotline agreement sign|verify|show`: the signed agreement.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use hotline::agreement::{SignedAgreement, TlsIdentity};
+use hotline::clock;
+use hotline::keys::IdentityKey;
+use serde_json::json;
+
+use super::{Out, read_input, write_atomic};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Add the local party's signature line to the agreement file, in place.
+    Sign {
+        /// The agreement (TOML, or a signed note of it).
+        file: PathBuf,
+        /// The party's private identity key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check every signature; exit 1 unless the quorum of parties signed.
+    Verify {
+        /// The signed agreement.
+        file: PathBuf,
+    },
+    /// Show the parties and norms of an agreement.
+    Show {
+        /// The agreement.
+        file: PathBuf,
+    },
+}
+
+pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Sign { file, key } => {
+            let key = IdentityKey::load(&key)?;
+            let mut signed =
+                SignedAgreement::parse(&read_input(&file)?).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            signed.sign(&key)?;
+            write_atomic(&file, &signed.to_bytes())?;
+            let signers = signed.signers(clock::now())?;
+            out.print(
+                &json!({"file": file, "signed_by": signers, "key_id": key.verifier().key_id()}),
+                || {
+                    format!(
+                        "signed {} as {}; signed so far by: {}\n",
+                        file.display(),
+                        key.verifier().key_id(),
+                        signers.join(", ")
+                    )
+                },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { file } => {
+            let signed =
+                SignedAgreement::parse(&read_input(&file)?).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let a = &signed.agreement;
+            let signers = signed
+                .signers(clock::now())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let missing: Vec<&str> = a
+                .parties
+                .iter()
+                .filter(|p| !signers.contains(&p.id))
+                .map(|p| p.id.as_str())
+                .collect();
+            let ok = signers.len() >= a.quorum;
+            out.print(
+                &json!({"file": file, "version": a.version, "valid": ok, "quorum": a.quorum,
+                        "signed_by": signers, "missing": missing}),
+                || {
+                    let verdict = if ok { "VALID" } else { "NOT VALID" };
+                    format!(
+                        "{verdict}: agreement version {} signed by {} of {} parties (quorum {})\n  signed:  {}\n  missing: {}\n",
+                        a.version,
+                        signers.len(),
+                        a.parties.len(),
+                        a.quorum,
+                        signers.join(", "),
+                        if missing.is_empty() { "none".to_owned() } else { missing.join(", ") }
+                    )
+                },
+            );
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Show { file } => {
+            let signed =
+                SignedAgreement::parse(&read_input(&file)?).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let a = &signed.agreement;
+            let n = &a.norms;
+            let d = |x| clock::format_duration(x);
+            let parties: Vec<_> = a
+                .parties
+                .iter()
+                .map(|p| {
+                    json!({"id": p.id, "name": p.name, "endpoint": p.endpoint,
+                           "tls": match &p.tls { TlsIdentity::Ca(_) => "ca".to_owned(), TlsIdentity::CertSha256(fp) => format!("sha256:{}", hex::encode(fp)) },
+                           "keys": p.keys.iter().map(|k| json!({"vkey": k.key.to_string(),
+                               "valid_from": k.valid_from.map(clock::rfc3339), "valid_until": k.valid_until.map(clock::rfc3339)})).collect::<Vec<_>>()})
+                })
+                .collect();
+            let norms = json!({"receipt_within": d(n.receipt_within),
+                "respond_within": {"critical": d(n.respond_within_critical), "high": d(n.respond_within_high),
+                                   "medium": d(n.respond_within_medium), "low": d(n.respond_within_low)},
+                "comm_check_every": d(n.comm_check_every), "comm_check_answer_within": d(n.comm_check_answer_within),
+                "max_notice_bytes": n.max_notice_bytes, "clock_skew": d(n.clock_skew)});
+            out.print(&json!({"version": a.version, "title": a.title, "quorum": a.quorum, "parties": parties, "norms": norms}), || {
+                let mut s = format!("agreement version {}  {}\nquorum {} of {}\n\n", a.version, a.title, a.quorum, a.parties.len());
+                s += &format!("{:<10} {:<28} {:<28} {}\n", "PARTY", "NAME", "ENDPOINT", "KEY");
+                for p in &a.parties {
+                    for (i, k) in p.keys.iter().enumerate() {
+                        let (id, name, ep) = if i == 0 { (p.id.as_str(), p.name.as_str(), p.endpoint.as_str()) } else { ("", "", "") };
+                        let until = k.valid_until.map(|u| format!(" (until {})", clock::rfc3339(u))).unwrap_or_default();
+                        s += &format!("{id:<10} {name:<28} {ep:<28} {}{until}\n", k.key.key_id());
+                    }
+                }
+                s += &format!(
+                    "\nnorms: receipt within {}; respond within {} critical, {} high, {} medium, {} low;\n       comm check every {}, answered within {}; max notice {} bytes; clock skew {}\n",
+                    d(n.receipt_within),
+                    d(n.respond_within_critical),
+                    d(n.respond_within_high),
+                    d(n.respond_within_medium),
+                    d(n.respond_within_low),
+                    d(n.comm_check_every),
+                    d(n.comm_check_answer_within),
+                    n.max_notice_bytes,
+                    d(n.clock_skew)
+                );
+                s
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

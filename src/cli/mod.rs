@@ -1,0 +1,84 @@
+//! The command line: one file per command group, each printing a readable
+//! table by default and JSON with `--json`.
+
+mod agreement;
+mod envelope;
+mod keygen;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// hotline: a signed hotline between nations' cyber points of contact.
+#[derive(Parser)]
+#[command(name = "hotline", version, about)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate an Ed25519 identity key in the C2SP signed-note formats.
+    Keygen(keygen::Args),
+    /// Sign, verify or show the signed agreement.
+    #[command(subcommand)]
+    Agreement(agreement::Command),
+    /// Sign or verify a DSSE envelope in its JSON form.
+    #[command(subcommand)]
+    Envelope(envelope::Command),
+}
+
+/// How a command prints what it found.
+#[derive(Clone, Copy)]
+pub struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// Prints `value` as JSON, or `human` as text.
+    fn print(self, value: &serde_json::Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        } else {
+            print!("{}", human());
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = Out { json: cli.json };
+    match cli.command {
+        Command::Keygen(args) => keygen::run(args, out),
+        Command::Agreement(cmd) => agreement::run(cmd, out),
+        Command::Envelope(cmd) => envelope::run(cmd, out),
+    }
+}
+
+/// Reads a file, or standard input for `-`, naming the file on failure.
+fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading standard input")?;
+        return Ok(buf);
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Replaces a file atomically: a synced temporary file renamed over it.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("writing {}", path.display()))
+}

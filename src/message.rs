@@ -1,0 +1,211 @@
+//! The rules a notice or response must meet before it is signed or accepted:
+//! ids, parties, enum values, sizes and the TLP sharing rule.
+
+use prost::Message as _;
+
+use crate::agreement::{Norms, is_valid_party_id};
+use crate::proto::{Category, Notice, NoticeKind, Response, ResponseStatus, Severity, Tlp};
+
+/// The longest title accepted, in bytes.
+pub const MAX_TITLE_BYTES: usize = 512;
+
+/// Why a notice or response breaks the message rules; each names its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// A required field is empty or absent.
+    #[error("field {0} is required")]
+    Missing(&'static str),
+    /// A field holds a value outside its rules.
+    #[error("field {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// The encoded message is larger than the agreement allows.
+    #[error("message is {size} bytes, over the agreed max_notice_bytes of {max}")]
+    TooLarge { size: usize, max: u64 },
+    /// TLP forbids sharing this notice with the named party.
+    #[error(
+        "TLP:{tlp} notice {id} may not be forwarded to {party}: only TLP:CLEAR and TLP:GREEN may go beyond their recipients"
+    )]
+    TlpForbidsForward { id: String, tlp: String, party: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> MessageError {
+    MessageError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Checks that `id` is a UUIDv7 in its canonical hyphenated form.
+pub fn check_uuid_v7(field: &'static str, id: &str) -> Result<uuid::Uuid, MessageError> {
+    if id.is_empty() {
+        return Err(MessageError::Missing(field));
+    }
+    let uuid = uuid::Uuid::try_parse(id)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == id)
+        .ok_or_else(|| invalid(field, format!("{id:?} is not a UUID in lowercase hyphenated form")))?;
+    if uuid.get_version_num() != 7 {
+        return Err(invalid(
+            field,
+            format!("{id} is a version {} UUID, not version 7", uuid.get_version_num()),
+        ));
+    }
+    Ok(uuid)
+}
+
+/// A fresh UUIDv7 for a new message.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().hyphenated().to_string()
+}
+
+fn check_party(field: &'static str, id: &str) -> Result<(), MessageError> {
+    if id.is_empty() {
+        return Err(MessageError::Missing(field));
+    }
+    if !is_valid_party_id(id) {
+        return Err(invalid(
+            field,
+            format!("{id:?} is not a party id (1 to 32 letters, digits and '-')"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_recipients(from: &str, to: &[String]) -> Result<(), MessageError> {
+    if to.is_empty() {
+        return Err(MessageError::Missing("to"));
+    }
+    for (i, party) in to.iter().enumerate() {
+        check_party("to", party)?;
+        if party == from {
+            return Err(invalid("to", format!("{party} is the sender itself")));
+        }
+        if to[..i].contains(party) {
+            return Err(invalid("to", format!("{party} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+fn check_enum<E: TryFrom<i32>>(field: &'static str, value: i32) -> Result<(), MessageError> {
+    if value == 0 {
+        return Err(MessageError::Missing(field));
+    }
+    E::try_from(value)
+        .map(|_| ())
+        .map_err(|_| invalid(field, format!("{value} is not a known value")))
+}
+
+fn check_size(message: &impl prost::Message, norms: &Norms) -> Result<(), MessageError> {
+    let size = message.encoded_len();
+    if size as u64 > norms.max_notice_bytes {
+        return Err(MessageError::TooLarge {
+            size,
+            max: norms.max_notice_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Checks every field rule of a notice and its encoded size against the norms.
+pub fn validate_notice(n: &Notice, norms: &Norms) -> Result<(), MessageError> {
+    check_uuid_v7("id", &n.id)?;
+    check_party("from", &n.from)?;
+    check_recipients(&n.from, &n.to)?;
+    if n.created_at.is_none() {
+        return Err(MessageError::Missing("created_at"));
+    }
+    check_enum::<NoticeKind>("kind", n.kind)?;
+    check_enum::<Severity>("severity", n.severity)?;
+    check_enum::<Category>("category", n.category)?;
+    check_enum::<Tlp>("tlp", n.tlp)?;
+    if n.title.trim().is_empty() {
+        return Err(MessageError::Missing("title"));
+    }
+    if n.title.len() > MAX_TITLE_BYTES {
+        return Err(invalid(
+            "title",
+            format!("{} bytes, over the limit of {MAX_TITLE_BYTES}", n.title.len()),
+        ));
+    }
+    if n.author.trim().is_empty() {
+        return Err(MessageError::Missing("author"));
+    }
+    if n.affected_sectors.iter().any(|s| s.trim().is_empty()) {
+        return Err(invalid("affected_sectors", "a sector is empty"));
+    }
+    if n.indicators
+        .iter()
+        .any(|i| i.r#type.trim().is_empty() || i.value.is_empty())
+    {
+        return Err(invalid("indicators", "every indicator needs a type and a value"));
+    }
+    if n.attachments.iter().any(|a| a.media_type.trim().is_empty()) {
+        return Err(invalid("attachments", "every attachment needs a media_type"));
+    }
+    if !n.in_reply_to.is_empty() {
+        check_uuid_v7("in_reply_to", &n.in_reply_to)?;
+    }
+    let kind = NoticeKind::try_from(n.kind).unwrap_or_default();
+    if matches!(kind, NoticeKind::Update | NoticeKind::Closure) && n.in_reply_to.is_empty() {
+        return Err(invalid(
+            "in_reply_to",
+            "an UPDATE or CLOSURE must name the notice it continues",
+        ));
+    }
+    check_size(n, norms)
+}
+
+/// Checks every field rule of a response and its encoded size against the norms.
+pub fn validate_response(r: &Response, norms: &Norms) -> Result<(), MessageError> {
+    check_uuid_v7("id", &r.id)?;
+    check_uuid_v7("notice_id", &r.notice_id)?;
+    check_party("from", &r.from)?;
+    check_recipients(&r.from, &r.to)?;
+    if r.created_at.is_none() {
+        return Err(MessageError::Missing("created_at"));
+    }
+    check_enum::<ResponseStatus>("status", r.status)?;
+    if r.author.trim().is_empty() {
+        return Err(MessageError::Missing("author"));
+    }
+    check_size(r, norms)
+}
+
+/// Checks the TLP rule before a received notice goes to `party`: a party that
+/// was not among its recipients may get it only if it is TLP:CLEAR or TLP:GREEN.
+pub fn check_forward(n: &Notice, party: &str) -> Result<(), MessageError> {
+    if n.to.iter().any(|p| p == party) || n.from == party {
+        return Ok(());
+    }
+    match Tlp::try_from(n.tlp).unwrap_or_default() {
+        Tlp::Clear | Tlp::Green => Ok(()),
+        other => Err(MessageError::TlpForbidsForward {
+            id: n.id.clone(),
+            tlp: tlp_label(other).to_owned(),
+            party: party.to_owned(),
+        }),
+    }
+}
+
+/// The TLP 2.0 label, as people write it.
+pub fn tlp_label(tlp: Tlp) -> &'static str {
+    match tlp {
+        Tlp::Unspecified => "UNSPECIFIED",
+        Tlp::Clear => "CLEAR",
+        Tlp::Green => "GREEN",
+        Tlp::Amber => "AMBER",
+        Tlp::AmberStrict => "AMBER+STRICT",
+        Tlp::Red => "RED",
+    }
+}
+
+/// Decodes a notice payload; the bytes stay the signed ones.
+pub fn decode_notice(payload: &[u8]) -> Result<Notice, MessageError> {
+    Notice::decode(payload).map_err(|e| invalid("payload", format!("not a hotline.v1.Notice: {e}")))
+}
+
+/// Decodes a response payload; the bytes stay the signed ones.
+pub fn decode_response(payload: &[u8]) -> Result<Response, MessageError> {
+    Response::decode(payload).map_err(|e| invalid("payload", format!("not a hotline.v1.Response: {e}")))
+}

@@ -1,0 +1,97 @@
+//! C2SP signed notes: a UTF-8 text, a blank line, and signature lines.
+//!
+//! Agreements and checkpoints are signed notes. Parsing enforces the exact
+//! line rules of the spec; verification is strict Ed25519 and tolerates
+//! signatures from keys it does not know, as the spec requires.
+
+use signed_note::{Note, NoteError as RawError, VerifierList};
+
+use crate::keys::{IdentityKey, VerifierKey};
+
+/// Why a signed note was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum NoteError {
+    /// The bytes break the signed-note format (text, blank line, `— name sig` lines).
+    #[error("malformed signed note: {0}")]
+    Malformed(&'static str),
+    /// A signature by a known key does not verify: the text or signature changed.
+    #[error("invalid signature by key {0}: the signed text or the signature was altered")]
+    InvalidSignature(String),
+    /// No signature is by any of the expected keys.
+    #[error("no signature by any expected key ({0})")]
+    NotSigned(String),
+    /// Two expected keys share one name and hash.
+    #[error("ambiguous key {0}")]
+    AmbiguousKey(String),
+}
+
+/// A parsed signed note: its text and its signature lines.
+#[derive(Debug)]
+pub struct SignedNote(Note);
+
+impl SignedNote {
+    /// Starts an unsigned note. The text must be UTF-8 without control
+    /// characters other than newline, and end in a newline.
+    pub fn new(text: &str) -> Result<Self, NoteError> {
+        Note::new(text.as_bytes(), &[]).map(Self).map_err(|_| {
+            NoteError::Malformed(
+                "text must be UTF-8 with no control characters but newline (no tabs), ending in a newline",
+            )
+        })
+    }
+
+    /// Parses a signed note exactly as the spec lays it out.
+    pub fn parse(bytes: &[u8]) -> Result<Self, NoteError> {
+        Note::from_bytes(bytes)
+            .map(Self)
+            .map_err(|_| NoteError::Malformed("expected UTF-8 text ending in a newline, a blank line, then one or more '— name base64sig' lines each ending in a newline"))
+    }
+
+    /// The signed text (ends in a newline).
+    pub fn text(&self) -> &str {
+        // Note guarantees the text is UTF-8.
+        std::str::from_utf8(self.0.text()).unwrap_or_default()
+    }
+
+    /// Adds (or replaces) this key's signature.
+    pub fn sign(&mut self, key: &IdentityKey) -> Result<(), NoteError> {
+        self.0
+            .add_sigs(&[key])
+            .map_err(|_| NoteError::Malformed("signer key name is not valid"))
+    }
+
+    /// The encoded note: text, blank line, signature lines.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.to_bytes()
+    }
+
+    /// Verifies the note against `keys` and returns the keys whose signatures
+    /// verified. Signatures by other keys are ignored; a bad signature by one
+    /// of `keys` fails the whole note.
+    pub fn verify(&self, keys: &[VerifierKey]) -> Result<Vec<VerifierKey>, NoteError> {
+        let list = VerifierList::new(
+            keys.iter()
+                .map(|k| Box::new(k.clone()) as Box<dyn signed_note::Verifier>)
+                .collect(),
+        );
+        let expected = || keys.iter().map(|k| k.key_id()).collect::<Vec<_>>().join(", ");
+        match self.0.verify(&list) {
+            Ok((verified, _unknown)) => Ok(verified
+                .iter()
+                .filter_map(|sig| {
+                    keys.iter()
+                        .find(|k| k.name() == sig.name() && signed_note::Verifier::key_id(*k) == sig.id())
+                })
+                .cloned()
+                .collect()),
+            Err(RawError::InvalidSignature { name, id }) => {
+                Err(NoteError::InvalidSignature(format!("{name}+{id:08x}")))
+            }
+            Err(RawError::UnverifiedNote) => Err(NoteError::NotSigned(expected())),
+            Err(RawError::VerificationError(signed_note::VerificationError::AmbiguousKey { name, id })) => {
+                Err(NoteError::AmbiguousKey(format!("{name}+{id:08x}")))
+            }
+            Err(_) => Err(NoteError::Malformed("signature does not match its verifier")),
+        }
+    }
+}
