@@ -273,6 +273,12 @@ impl IdentityKey {
     }
 }
 
+impl fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentityKey({}, private)", self.verifier.key_id())
+    }
+}
+
 impl signed_note::Signer for IdentityKey {
     fn name(&self) -> &str {
         self.verifier.name()

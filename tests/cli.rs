@@ -1,0 +1,113 @@
+//! The `hotline` binary end to end: keys, agreement signing and envelopes,
+//! with human and JSON output and one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn hotline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hotline")).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = hotline(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn keygen(dir: &Path, id: &str) -> String {
+    let out = ok(&[
+        "--json",
+        "keygen",
+        "--name",
+        &format!("hotline.example/{id}"),
+        "--out",
+        dir.join(id).to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["vkey"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn parties_sign_an_agreement_until_it_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!("version = 1\n{}\n", include_str!("common/norms.toml"));
+    for (i, id) in ["PER", "CHL"].iter().enumerate() {
+        let vkey = keygen(dir.path(), id);
+        text += &format!(
+            "[[party]]\nid = \"{id}\"\nname = \"{id}\"\nendpoint = \"https://127.0.0.1:{}\"\ntls_cert_sha256 = \"{}\"\n[[party.key]]\nvkey = \"{vkey}\"\n\n",
+            7000 + i,
+            "cd".repeat(32)
+        );
+    }
+    let file = dir.path().join("agreement.toml");
+    std::fs::write(&file, text).unwrap();
+    let f = file.to_str().unwrap();
+    let key = |id: &str| dir.path().join(id).join("identity.key").to_str().unwrap().to_owned();
+
+    let out = hotline(&["agreement", "verify", f]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("missing: PER, CHL"));
+
+    ok(&["agreement", "sign", f, "--key", &key("PER")]);
+    ok(&["agreement", "sign", f, "--key", &key("CHL")]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&["--json", "agreement", "verify", f])).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["signed_by"], serde_json::json!(["PER", "CHL"]));
+    assert!(ok(&["agreement", "show", f]).contains("hotline.example/CHL+"));
+
+    let payload = dir.path().join("payload");
+    std::fs::write(&payload, b"hello").unwrap();
+    let env = ok(&[
+        "envelope",
+        "sign",
+        payload.to_str().unwrap(),
+        "--key",
+        &key("PER"),
+        "--type",
+        "text/plain",
+    ]);
+    let env_file = dir.path().join("env.json");
+    std::fs::write(&env_file, &env).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "envelope",
+        "verify",
+        env_file.to_str().unwrap(),
+        "--agreement",
+        f,
+        "--type",
+        "text/plain",
+    ]))
+    .unwrap();
+    assert_eq!(v["party"], "PER");
+
+    std::fs::write(&env_file, env.replace("aGVsbG8=", "aGVsbHA=")).unwrap();
+    let out = hotline(&[
+        "envelope",
+        "verify",
+        env_file.to_str().unwrap(),
+        "--agreement",
+        f,
+        "--type",
+        "text/plain",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("env.json") && err.contains("does not verify"),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_are_one_line_naming_the_file() {
+    let out = hotline(&["agreement", "verify", "/nonexistent/agreement.toml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/agreement.toml"), "{err}");
+}

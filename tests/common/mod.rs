@@ -1,0 +1,52 @@
+//! Shared test helpers: parties with real keys and agreements built from them.
+#![allow(dead_code)]
+
+use hotline::agreement::SignedAgreement;
+use hotline::keys::IdentityKey;
+
+/// Norms as the brief writes them.
+pub const NORMS: &str = include_str!("norms.toml");
+
+/// A party id with a freshly generated identity key.
+pub struct TestParty {
+    pub id: String,
+    pub key: IdentityKey,
+}
+
+/// Parties named by `ids`, each with a fresh key named `hotline.example/<id>`.
+pub fn parties(ids: &[&str]) -> Vec<TestParty> {
+    ids.iter()
+        .map(|id| TestParty {
+            id: id.to_string(),
+            key: IdentityKey::generate(&format!("hotline.example/{id}")).unwrap(),
+        })
+        .collect()
+}
+
+/// The TOML table of one party, with `extra_keys` appended verbatim after its key.
+pub fn party_toml(p: &TestParty, port: u16, key_extra: &str) -> String {
+    format!(
+        "[[party]]\nid = \"{id}\"\nname = \"{id} CSIRT\"\nendpoint = \"https://127.0.0.1:{port}\"\ntls_cert_sha256 = \"{fp}\"\n[[party.key]]\nvkey = \"{vkey}\"\n{key_extra}\n",
+        id = p.id,
+        fp = "ab".repeat(32),
+        vkey = p.key.verifier()
+    )
+}
+
+/// Agreement text listing `parties`, with `header` lines (such as a quorum) on top.
+pub fn agreement_text(parties: &[TestParty], header: &str) -> String {
+    let mut text = format!("version = 1\ntitle = \"Test hotline\"\n{header}\n{NORMS}\n");
+    for (i, p) in parties.iter().enumerate() {
+        text += &party_toml(p, 7000 + i as u16, "");
+    }
+    text
+}
+
+/// The agreement for `parties`, signed by each of `signers`.
+pub fn signed_agreement(parties: &[TestParty], header: &str, signers: &[&TestParty]) -> SignedAgreement {
+    let mut a = SignedAgreement::parse(agreement_text(parties, header).as_bytes()).unwrap();
+    for s in signers {
+        a.sign(&s.key).unwrap();
+    }
+    a
+}
