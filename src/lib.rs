@@ -3,7 +3,7 @@
 //! Modules in reading order: the wire types ([`proto`]), time ([`clock`]),
 //! keys and the two signature formats ([`keys`], [`note`], [`envelope`]), the
 //! agreement parties sign ([`agreement`]) and the rules messages must meet
-//! ([`message`]).
+//! ([`message`]), then storage ([`store`]) and the audit log ([`log`]).
 #![forbid(unsafe_code)]
 
 pub mod proto;
@@ -19,3 +19,7 @@ pub mod envelope;
 pub mod agreement;
 
 pub mod message;
+
+pub mod store;
+
+pub mod log;

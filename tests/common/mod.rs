@@ -50,3 +50,27 @@ pub fn signed_agreement(parties: &[TestParty], header: &str, signers: &[&TestPar
     }
     a
 }
+
+/// A log entry as the node writes one: an operator action with `detail`.
+pub fn entry(detail: &str) -> Vec<u8> {
+    use prost::Message;
+    hotline::proto::LogEntry {
+        logged_at: Some(hotline::clock::to_proto(hotline::clock::now())),
+        body: Some(hotline::proto::log_entry::Body::OperatorAction(
+            hotline::proto::OperatorAction {
+                operator: "test".into(),
+                action: "note".into(),
+                detail: detail.into(),
+            },
+        )),
+    }
+    .encode_to_vec()
+}
+
+/// A fresh log in a temporary directory, with its signing key.
+pub fn temp_log() -> (tempfile::TempDir, hotline::log::Log, IdentityKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = IdentityKey::generate("hotline.example/TST").unwrap();
+    let log = hotline::log::Log::open(dir.path(), key.clone()).unwrap();
+    (dir, log, key)
+}

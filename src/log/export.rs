@@ -1,0 +1,179 @@
+//! Static export in the C2SP tlog-tiles layout, so existing tlog clients and
+//! witnesses can read a hotline log served as plain files:
+//! `checkpoint`, hash tiles `tile/<L>/<N>[.p/<W>]` and entry bundles
+//! `tile/entries/<N>[.p/<W>]` (each entry prefixed by its big-endian u16 length).
+
+use std::path::Path;
+
+use tlog_tiles::{Hash, HashReader, Tile};
+
+use super::checkpoint;
+use super::tree::DbHashes;
+use super::verify::{Replay, Report, VerifyError};
+use crate::keys::VerifierKey;
+use crate::store::{self, Context};
+
+/// Tile height fixed by C2SP tlog-tiles.
+const HEIGHT: u8 = 8;
+/// Entries in a full tile.
+const WIDTH: u64 = 1 << HEIGHT;
+
+/// What an export wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Exported {
+    /// Tree size of the exported checkpoint.
+    pub size: u64,
+    /// Hash tiles written.
+    pub hash_tiles: usize,
+    /// Entry bundles written.
+    pub entry_bundles: u64,
+}
+
+/// The C2SP path of a hash tile (Go's path without the height element).
+fn hash_tile_path(tile: &Tile) -> String {
+    tile.path().replacen(&format!("tile/{HEIGHT}/"), "tile/", 1)
+}
+
+/// The C2SP path of entry bundle `n` holding `width` entries.
+fn bundle_path(n: u64, width: u64) -> String {
+    Tile::new(HEIGHT, 0, n, width as u32, true)
+        .path()
+        .replacen(&format!("tile/{HEIGHT}/data/"), "tile/entries/", 1)
+}
+
+fn file_error(path: &Path, what: impl ToString) -> VerifyError {
+    VerifyError::File {
+        path: path.display().to_string(),
+        what: what.to_string(),
+    }
+}
+
+fn write(out: &Path, rel: &str, data: &[u8]) -> Result<(), VerifyError> {
+    let path = out.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| file_error(parent, e))?;
+    }
+    std::fs::write(&path, data).map_err(|e| file_error(&path, e))
+}
+
+/// Exports the log in `dir` as of its latest checkpoint into `out`. The
+/// checkpoint is written last, so a reader never sees one whose tiles are missing.
+pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Result<Exported, VerifyError> {
+    let db = dir.join(store::DB_FILE);
+    let conn = store::open_reader(dir)?;
+    let tx = conn.unchecked_transaction().at(&db)?;
+    let (size, note): (i64, Vec<u8>) = tx
+        .query_row(
+            "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .at(&db)?;
+    let size = size as u64;
+    let tiles = Tile::new_tiles(HEIGHT, 0, size);
+    for tile in &tiles {
+        let data = tile
+            .read_data(&DbHashes(&tx))
+            .map_err(|e| file_error(&db, format!("stored tree: {e}")))?;
+        write(out, &hash_tile_path(tile), &data)?;
+    }
+    let mut stmt = tx
+        .prepare("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+        .at(&db)?;
+    let bundles = size.div_ceil(WIDTH);
+    for n in 0..bundles {
+        let start = n * WIDTH;
+        let width = WIDTH.min(size - start);
+        let mut bundle = Vec::new();
+        let mut rows = stmt.query([start as i64, (start + width) as i64]).at(&db)?;
+        let mut count = 0;
+        while let Some(row) = rows.next().at(&db)? {
+            let index = start + count;
+            let data: Vec<u8> = row.get(1).at(&db)?;
+            let len = u16::try_from(data.len()).map_err(|_| VerifyError::Entry {
+                index,
+                what: format!(
+                    "is {} bytes, over the 65535-byte limit of tlog-tiles entry bundles",
+                    data.len()
+                ),
+            })?;
+            bundle.extend_from_slice(&len.to_be_bytes());
+            bundle.extend_from_slice(&data);
+            count += 1;
+        }
+        if count != width {
+            return Err(VerifyError::Entry {
+                index: start + count,
+                what: "missing from the database".into(),
+            });
+        }
+        write(out, &bundle_path(n, width), &bundle)?;
+        progress(start + width, size);
+    }
+    write(out, "checkpoint", &note)?;
+    Ok(Exported {
+        size,
+        hash_tiles: tiles.len(),
+        entry_bundles: bundles,
+    })
+}
+
+/// Stored hashes held in memory while an export is verified.
+struct MemHashes(Vec<Hash>);
+
+impl HashReader for MemHashes {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        indexes
+            .iter()
+            .map(|&i| {
+                self.0
+                    .get(i as usize)
+                    .copied()
+                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
+/// Verifies an export directory: the checkpoint's signature, every entry
+/// bundle against the checkpoint's root, and every hash tile.
+pub fn verify_export(out: &Path, key: &VerifierKey, mut progress: impl FnMut(u64, u64)) -> Result<Report, VerifyError> {
+    let cp_path = out.join("checkpoint");
+    let note = std::fs::read(&cp_path).map_err(|e| file_error(&cp_path, e))?;
+    let cp = checkpoint::verify(&note, key).map_err(|e| file_error(&cp_path, e))?;
+    let mut replay = Replay::new(key);
+    let mut stored = Vec::new();
+    for n in 0..cp.size.div_ceil(WIDTH) {
+        let start = n * WIDTH;
+        let width = WIDTH.min(cp.size - start);
+        let path = out.join(bundle_path(n, width));
+        let bundle = std::fs::read(&path).map_err(|e| file_error(&path, e))?;
+        let mut rest = &bundle[..];
+        for index in start..start + width {
+            let entry = (rest.len() >= 2)
+                .then(|| u16::from_be_bytes([rest[0], rest[1]]) as usize)
+                .and_then(|len| rest.get(2..2 + len))
+                .ok_or_else(|| VerifyError::Entry {
+                    index,
+                    what: format!("bundle {} ends early", path.display()),
+                })?;
+            rest = &rest[2 + entry.len()..];
+            stored.extend(replay.entry(index, entry)?);
+        }
+        if !rest.is_empty() {
+            return Err(file_error(&path, format!("{} bytes after the last entry", rest.len())));
+        }
+        progress(start + width, cp.size);
+    }
+    replay.checkpoint(&note)?;
+    let hashes = MemHashes(stored);
+    for tile in Tile::new_tiles(HEIGHT, 0, cp.size) {
+        let path = out.join(hash_tile_path(&tile));
+        let expected = tile.read_data(&hashes).map_err(|e| file_error(&path, e))?;
+        let found = std::fs::read(&path).map_err(|e| file_error(&path, e))?;
+        if found != expected {
+            return Err(file_error(&path, "hash tile does not match the entries"));
+        }
+    }
+    Ok(replay.report())
+}

@@ -1,0 +1,83 @@
+//! RFC 6962 Merkle tree arithmetic over stored hashes: reading them from the
+//! database for proofs, and recomputing them from entries for verification.
+//!
+//! Hashes are stored at Go `sumdb/tlog` stored-hash indexes, so every proof
+//! and any past root costs O(log n) point reads.
+
+use rusqlite::Connection;
+use tlog_tiles::{Hash, HashReader, node_hash, record_hash};
+
+/// Reads stored hashes through one SQLite connection (or open transaction).
+pub struct DbHashes<'a>(pub &'a Connection);
+
+impl HashReader for DbHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let fail = |e: rusqlite::Error| tlog_tiles::Error::InvalidInput(format!("reading stored hashes: {e}"));
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT hash FROM hashes WHERE idx = ?1")
+            .map_err(fail)?;
+        indexes
+            .iter()
+            .map(|&i| {
+                let bytes: Vec<u8> = stmt.query_row([i as i64], |r| r.get(0)).map_err(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => tlog_tiles::Error::IndexesNotInTree,
+                    e => fail(e),
+                })?;
+                bytes.try_into().map(Hash).map_err(|_| tlog_tiles::Error::MalformedHash)
+            })
+            .collect()
+    }
+}
+
+/// The right edge of a tree being rebuilt entry by entry: the roots of its
+/// perfect subtrees, largest first. Yields the hashes a log must have stored.
+#[derive(Default)]
+pub struct Frontier {
+    size: u64,
+    stack: Vec<(u8, Hash)>,
+}
+
+impl Frontier {
+    /// Adds the next entry; returns the hashes it completes, in stored order
+    /// (leaf hash first, then each new interior hash up the tree).
+    pub fn push(&mut self, entry: &[u8]) -> Vec<Hash> {
+        self.push_leaf(record_hash(entry))
+    }
+
+    /// Like [`Frontier::push`] for an already hashed leaf.
+    pub fn push_leaf(&mut self, leaf: Hash) -> Vec<Hash> {
+        let mut out = vec![leaf];
+        let mut level = 0u8;
+        let mut h = leaf;
+        while let Some(&(top_level, top)) = self.stack.last() {
+            if top_level != level {
+                break;
+            }
+            self.stack.pop();
+            h = node_hash(top, h);
+            level += 1;
+            out.push(h);
+        }
+        self.stack.push((level, h));
+        self.size += 1;
+        out
+    }
+
+    /// Entries added so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The RFC 6962 root of the entries added so far.
+    pub fn root(&self) -> Hash {
+        let mut iter = self.stack.iter().rev();
+        let Some(&(_, mut h)) = iter.next() else {
+            return tlog_tiles::EMPTY_HASH;
+        };
+        for &(_, left) in iter {
+            h = node_hash(left, h);
+        }
+        h
+    }
+}

@@ -1,0 +1,188 @@
+//! The Merkle log against RFC 6962: public vectors, and a property test
+//! against a naive recomputation straight from the RFC's definitions.
+
+mod common;
+
+use proptest::prelude::*;
+use sha2::{Digest, Sha256};
+use tlog_tiles::{Hash, check_record, check_tree};
+
+fn h(hex_str: &str) -> Hash {
+    Hash(hex::decode(hex_str).unwrap().try_into().unwrap())
+}
+
+#[derive(serde::Deserialize)]
+struct Vectors {
+    leaves_hex: Vec<String>,
+    roots: std::collections::BTreeMap<String, String>,
+    inclusion: Vec<Inclusion>,
+    consistency: Vec<Consistency>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inclusion {
+    index: u64,
+    size: u64,
+    #[serde(rename = "leaf_hash")]
+    leaf_hash: String,
+    #[serde(rename = "path")]
+    path: Option<Vec<String>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Consistency {
+    old: u64,
+    new: u64,
+    #[serde(rename = "proof")]
+    proof: Option<Vec<String>>,
+}
+
+#[tokio::test]
+async fn roots_and_proofs_match_the_rfc6962_vectors() {
+    let v: Vectors = serde_json::from_str(include_str!("vectors/rfc6962.json")).unwrap();
+    let (_dir, log, _) = common::temp_log();
+    for leaf in &v.leaves_hex {
+        log.append(vec![hex::decode(leaf).unwrap()]).await.unwrap();
+    }
+    for (size, root) in &v.roots {
+        assert_eq!(
+            log.root_at(size.parse().unwrap()).unwrap(),
+            h(root),
+            "root at size {size}"
+        );
+    }
+    for inc in &v.inclusion {
+        let (_, leaf, proof) = log.inclusion_proof(inc.index, inc.size).unwrap();
+        assert_eq!(leaf, h(&inc.leaf_hash));
+        let expected: Vec<Hash> = inc.path.iter().flatten().map(|p| h(p)).collect();
+        assert_eq!(proof, expected, "inclusion {} in {}", inc.index, inc.size);
+    }
+    for c in &v.consistency {
+        let (_, proof) = log.consistency_proof(c.old, c.new).unwrap();
+        let expected: Vec<Hash> = c.proof.iter().flatten().map(|p| h(p)).collect();
+        assert_eq!(proof, expected, "consistency {} to {}", c.old, c.new);
+    }
+}
+
+// Naive RFC 6962 section 2.1, written from the text.
+fn leaf_hash(d: &[u8]) -> [u8; 32] {
+    Sha256::new().chain_update([0u8]).chain_update(d).finalize().into()
+}
+fn node(l: [u8; 32], r: [u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update([1u8])
+        .chain_update(l)
+        .chain_update(r)
+        .finalize()
+        .into()
+}
+fn split(n: usize) -> usize {
+    let mut k = 1;
+    while k * 2 < n {
+        k *= 2;
+    }
+    k
+}
+fn mth(d: &[Vec<u8>]) -> [u8; 32] {
+    match d.len() {
+        0 => Sha256::digest([]).into(),
+        1 => leaf_hash(&d[0]),
+        n => node(mth(&d[..split(n)]), mth(&d[split(n)..])),
+    }
+}
+fn path(m: usize, d: &[Vec<u8>]) -> Vec<[u8; 32]> {
+    let n = d.len();
+    if n <= 1 {
+        return vec![];
+    }
+    let k = split(n);
+    if m < k {
+        let mut p = path(m, &d[..k]);
+        p.push(mth(&d[k..]));
+        p
+    } else {
+        let mut p = path(m - k, &d[k..]);
+        p.push(mth(&d[..k]));
+        p
+    }
+}
+fn subproof(m: usize, d: &[Vec<u8>], complete: bool) -> Vec<[u8; 32]> {
+    let n = d.len();
+    if m == n {
+        return if complete { vec![] } else { vec![mth(d)] };
+    }
+    let k = split(n);
+    if m <= k {
+        let mut p = subproof(m, &d[..k], complete);
+        p.push(mth(&d[k..]));
+        p
+    } else {
+        let mut p = subproof(m - k, &d[k..], false);
+        p.push(mth(&d[..k]));
+        p
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_proof_verifies_and_matches_a_naive_recomputation(size in 1usize..3000, seed in any::<u64>()) {
+        let (_dir, log, _) = common::temp_log();
+        let data: Vec<Vec<u8>> = (0..size).map(|i| format!("{seed}-{i}").into_bytes()).collect();
+        // Appended in uneven batches, as concurrent writers would.
+        block_on(async {
+            let mut start = 0;
+            while start < size {
+                let end = (start + 1 + (seed as usize + start) % 97).min(size);
+                log.append(data[start..end].to_vec()).await.unwrap();
+                start = end;
+            }
+        });
+        let root = log.root_at(size as u64).unwrap();
+        prop_assert_eq!(root.0, mth(&data));
+        // Every inclusion proof verifies; a spread of them also matches the RFC's PATH.
+        let step = (size / 40).max(1);
+        for i in 0..size {
+            let (_, leaf, proof) = log.inclusion_proof(i as u64, size as u64).unwrap();
+            prop_assert_eq!(leaf.0, leaf_hash(&data[i]));
+            check_record(&proof, size as u64, root, i as u64, leaf).unwrap();
+            if i % step == 0 || i == size - 1 {
+                prop_assert_eq!(proof.iter().map(|h| h.0).collect::<Vec<_>>(), path(i, &data));
+            }
+        }
+        for old in (1..=size).step_by(step) {
+            let (_, proof) = log.consistency_proof(old as u64, size as u64).unwrap();
+            prop_assert_eq!(proof.iter().map(|h| h.0).collect::<Vec<_>>(), subproof(old, &data, true));
+            check_tree(&proof, size as u64, root, old as u64, Hash(mth(&data[..old]))).unwrap();
+            let inner = (old + size) / 2;
+            let (_, proof) = log.consistency_proof(old as u64, inner as u64).unwrap();
+            prop_assert_eq!(proof.iter().map(|h| h.0).collect::<Vec<_>>(), subproof(old, &data[..inner], true));
+        }
+        log.close();
+    }
+}
+
+#[tokio::test]
+async fn out_of_range_requests_say_the_valid_range() {
+    let (_dir, log, _) = common::temp_log();
+    log.append(vec![common::entry("a"), common::entry("b")]).await.unwrap();
+    let err = log.inclusion_proof(2, 0).unwrap_err().to_string();
+    assert!(err.contains("index 2") && err.contains("0 to 1"), "{err}");
+    let err = log.inclusion_proof(0, 3).unwrap_err().to_string();
+    assert!(err.contains("tree_size 3") && err.contains("2 entries"), "{err}");
+    let err = log.consistency_proof(0, 2).unwrap_err().to_string();
+    assert!(err.contains("old_size 0"), "{err}");
+    let err = log.consistency_proof(2, 1).unwrap_err().to_string();
+    assert!(err.contains("old_size 2"), "{err}");
+}
