@@ -48,19 +48,19 @@ async fn roots_and_proofs_match_the_rfc6962_vectors() {
     }
     for (size, root) in &v.roots {
         assert_eq!(
-            log.root_at(size.parse().unwrap()).unwrap(),
+            log.reader().root_at(size.parse().unwrap()).unwrap(),
             h(root),
             "root at size {size}"
         );
     }
     for inc in &v.inclusion {
-        let (_, leaf, proof) = log.inclusion_proof(inc.index, inc.size).unwrap();
+        let (_, leaf, proof) = log.reader().inclusion_proof(inc.index, inc.size).unwrap();
         assert_eq!(leaf, h(&inc.leaf_hash));
         let expected: Vec<Hash> = inc.path.iter().flatten().map(|p| h(p)).collect();
         assert_eq!(proof, expected, "inclusion {} in {}", inc.index, inc.size);
     }
     for c in &v.consistency {
-        let (_, proof) = log.consistency_proof(c.old, c.new).unwrap();
+        let (_, proof) = log.reader().consistency_proof(c.old, c.new).unwrap();
         let expected: Vec<Hash> = c.proof.iter().flatten().map(|p| h(p)).collect();
         assert_eq!(proof, expected, "consistency {} to {}", c.old, c.new);
     }
@@ -149,12 +149,12 @@ proptest! {
                 start = end;
             }
         });
-        let root = log.root_at(size as u64).unwrap();
+        let root = log.reader().root_at(size as u64).unwrap();
         prop_assert_eq!(root.0, mth(&data));
         // Every inclusion proof verifies; a spread of them also matches the RFC's PATH.
         let step = (size / 40).max(1);
         for i in 0..size {
-            let (_, leaf, proof) = log.inclusion_proof(i as u64, size as u64).unwrap();
+            let (_, leaf, proof) = log.reader().inclusion_proof(i as u64, size as u64).unwrap();
             prop_assert_eq!(leaf.0, leaf_hash(&data[i]));
             check_record(&proof, size as u64, root, i as u64, leaf).unwrap();
             if i % step == 0 || i == size - 1 {
@@ -162,11 +162,11 @@ proptest! {
             }
         }
         for old in (1..=size).step_by(step) {
-            let (_, proof) = log.consistency_proof(old as u64, size as u64).unwrap();
+            let (_, proof) = log.reader().consistency_proof(old as u64, size as u64).unwrap();
             prop_assert_eq!(proof.iter().map(|h| h.0).collect::<Vec<_>>(), subproof(old, &data, true));
             check_tree(&proof, size as u64, root, old as u64, Hash(mth(&data[..old]))).unwrap();
             let inner = (old + size) / 2;
-            let (_, proof) = log.consistency_proof(old as u64, inner as u64).unwrap();
+            let (_, proof) = log.reader().consistency_proof(old as u64, inner as u64).unwrap();
             prop_assert_eq!(proof.iter().map(|h| h.0).collect::<Vec<_>>(), subproof(old, &data[..inner], true));
         }
         log.close();
@@ -177,12 +177,12 @@ proptest! {
 async fn out_of_range_requests_say_the_valid_range() {
     let (_dir, log, _) = common::temp_log();
     log.append(vec![common::entry("a"), common::entry("b")]).await.unwrap();
-    let err = log.inclusion_proof(2, 0).unwrap_err().to_string();
+    let err = log.reader().inclusion_proof(2, 0).unwrap_err().to_string();
     assert!(err.contains("index 2") && err.contains("0 to 1"), "{err}");
-    let err = log.inclusion_proof(0, 3).unwrap_err().to_string();
+    let err = log.reader().inclusion_proof(0, 3).unwrap_err().to_string();
     assert!(err.contains("tree_size 3") && err.contains("2 entries"), "{err}");
-    let err = log.consistency_proof(0, 2).unwrap_err().to_string();
+    let err = log.reader().consistency_proof(0, 2).unwrap_err().to_string();
     assert!(err.contains("old_size 0"), "{err}");
-    let err = log.consistency_proof(2, 1).unwrap_err().to_string();
+    let err = log.reader().consistency_proof(2, 1).unwrap_err().to_string();
     assert!(err.contains("old_size 2"), "{err}");
 }

@@ -2,6 +2,7 @@
 //! table by default and JSON with `--json`.
 
 mod agreement;
+mod audit;
 mod envelope;
 mod keygen;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Sign, verify or show the signed agreement.
     #[command(subcommand)]
     Agreement(agreement::Command),
+    /// Read, prove, verify and export a node's audit log.
+    #[command(subcommand)]
+    Audit(audit::Command),
     /// Sign or verify a DSSE envelope in its JSON form.
     #[command(subcommand)]
     Envelope(envelope::Command),
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(args) => keygen::run(args, out),
         Command::Agreement(cmd) => agreement::run(cmd, out),
         Command::Envelope(cmd) => envelope::run(cmd, out),
+        Command::Audit(cmd) => audit::run(cmd, out),
     }
 }
 

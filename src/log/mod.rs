@@ -7,6 +7,7 @@
 //! after the batch is durable (WAL, `synchronous=FULL`).
 
 pub mod checkpoint;
+pub mod entry;
 pub mod export;
 pub mod tree;
 pub mod verify;
@@ -84,13 +85,151 @@ pub struct Head {
     pub note: Arc<Vec<u8>>,
 }
 
-/// A node's audit log: appends go through the writer thread, reads through a
-/// small pool of read-only connections.
-pub struct Log {
+/// Read access to a log: proofs, roots, entries and witnessed checkpoints,
+/// through a small pool of read-only connections. Auditors use it on a data
+/// directory directly; a running node shares it with its writer.
+pub struct LogReader {
     dir: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+}
+
+impl LogReader {
+    /// Opens the log in `dir` for reading; the database must exist.
+    pub fn open(dir: &Path) -> Result<Self, LogError> {
+        let conn = store::open_reader(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            pool: Mutex::new(vec![conn]),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` with a pooled read-only connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, LogError>) -> Result<T, LogError> {
+        let pooled = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
+        let conn = match pooled {
+            Some(c) => c,
+            None => store::open_reader(&self.dir)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// The latest signed checkpoint: tree size and note; size 0 and no note when empty.
+    pub fn latest_checkpoint(&self) -> Result<(u64, Option<Vec<u8>>), LogError> {
+        self.read(|c| latest_checkpoint(c, &self.dir))
+    }
+
+    fn current_size(&self, c: &Connection) -> Result<u64, LogError> {
+        Ok(latest_checkpoint(c, &self.dir)?.0)
+    }
+
+    /// RFC 6962 inclusion proof of entry `index` in the tree of `size`
+    /// (the current size when 0): the size used, the leaf hash and the proof.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(u64, Hash, Vec<Hash>), LogError> {
+        self.read(|c| {
+            let current = self.current_size(c)?;
+            let size = if size == 0 { current } else { size };
+            if size > current {
+                return Err(out_of_range(
+                    "tree_size",
+                    size,
+                    format!("the tree has {current} entries"),
+                ));
+            }
+            if index >= size {
+                let valid = match size {
+                    0 => "the tree is empty".to_owned(),
+                    n => format!("valid indexes are 0 to {} for tree size {n}", n - 1),
+                };
+                return Err(out_of_range("index", index, valid));
+            }
+            let reader = DbHashes(c);
+            let leaf = reader
+                .read_hashes(&[tlog_tiles::stored_hash_index(0, index)])
+                .map_err(|e| tree_error(&self.dir, e))?[0];
+            let proof = prove_record(size, index, &reader).map_err(|e| tree_error(&self.dir, e))?;
+            Ok((size, leaf, proof))
+        })
+    }
+
+    /// RFC 6962 consistency proof from tree size `old` to `new` (current when 0).
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<(u64, Vec<Hash>), LogError> {
+        self.read(|c| {
+            let current = self.current_size(c)?;
+            let new = if new == 0 { current } else { new };
+            if new > current {
+                return Err(out_of_range("new_size", new, format!("the tree has {current} entries")));
+            }
+            if old == 0 || old > new {
+                return Err(out_of_range(
+                    "old_size",
+                    old,
+                    format!("it must be between 1 and new_size ({new})"),
+                ));
+            }
+            Ok((
+                new,
+                prove_tree(new, old, &DbHashes(c)).map_err(|e| tree_error(&self.dir, e))?,
+            ))
+        })
+    }
+
+    /// The root hash of the tree of `size` entries (any past size).
+    pub fn root_at(&self, size: u64) -> Result<Hash, LogError> {
+        self.read(|c| {
+            let current = self.current_size(c)?;
+            if size > current {
+                return Err(out_of_range("size", size, format!("the tree has {current} entries")));
+            }
+            tree_hash(size, &DbHashes(c)).map_err(|e| tree_error(&self.dir, e))
+        })
+    }
+
+    /// Entries `[start, end)`, at most `limit` of them.
+    pub fn entries(&self, start: u64, end: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx LIMIT ?3")
+                .at(&self.dir)?;
+            let rows = stmt
+                .query_map([start as i64, end as i64, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                })
+                .at(&self.dir)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
+        })
+    }
+
+    /// The peers' checkpoints this node witnessed, oldest first; one party's or all.
+    pub fn witnessed(&self, party: Option<&str>) -> Result<Vec<(String, u64, Vec<u8>)>, LogError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT party, size, note FROM witnessed WHERE ?1 IS NULL OR party = ?1 ORDER BY party, size",
+                )
+                .at(&self.dir)?;
+            let rows = stmt
+                .query_map([party], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))
+                .at(&self.dir)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
+        })
+    }
+}
+
+/// A node's audit log: appends go through the single writer thread, reads
+/// through [`LogReader`].
+pub struct Log {
+    reader: LogReader,
     jobs: mpsc::Sender<Job>,
     head: watch::Receiver<Head>,
-    readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -117,17 +256,16 @@ impl Log {
             })
             .map_err(|e| corrupt(dir, format!("cannot start the writer: {e}")))?;
         Ok(Self {
-            dir: dir.to_owned(),
+            reader: LogReader::open(dir)?,
             jobs,
             head: head_rx,
-            readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(writer)),
         })
     }
 
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Read access: proofs, entries, roots.
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
     }
 
     /// Appends entries; returns once they and their checkpoint are on disk.
@@ -175,119 +313,31 @@ impl Log {
         self.head.clone()
     }
 
-    /// Runs `f` with a pooled read-only connection.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, LogError>) -> Result<T, LogError> {
-        let pooled = self.readers.lock().map(|mut p| p.pop()).unwrap_or(None);
-        let conn = match pooled {
-            Some(c) => c,
-            None => store::open_reader(&self.dir)?,
-        };
-        let result = f(&conn);
-        if let Ok(mut pool) = self.readers.lock() {
-            pool.push(conn);
-        }
-        result
-    }
-
-    /// RFC 6962 inclusion proof of entry `index` in the tree of `size`
-    /// (the current size when 0), with the entry's leaf hash.
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(u64, Hash, Vec<Hash>), LogError> {
-        let current = self.head().size;
-        let size = if size == 0 { current } else { size };
-        if size > current {
-            return Err(out_of_range(
-                "tree_size",
-                size,
-                format!("the tree has {current} entries"),
-            ));
-        }
-        if index >= size {
-            return Err(out_of_range(
-                "index",
-                index,
-                format!("valid indexes are 0 to {} for tree size {size}", size.saturating_sub(1)),
-            ));
-        }
-        self.read(|c| {
-            let reader = DbHashes(c);
-            let leaf = reader
-                .read_hashes(&[tlog_tiles::stored_hash_index(0, index)])
-                .map_err(|e| tree_error(&self.dir, e))?[0];
-            let proof = prove_record(size, index, &reader).map_err(|e| tree_error(&self.dir, e))?;
-            Ok((size, leaf, proof))
-        })
-    }
-
-    /// RFC 6962 consistency proof from tree size `old` to `new` (current when 0).
-    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<(u64, Vec<Hash>), LogError> {
-        let current = self.head().size;
-        let new = if new == 0 { current } else { new };
-        if new > current {
-            return Err(out_of_range("new_size", new, format!("the tree has {current} entries")));
-        }
-        if old == 0 || old > new {
-            return Err(out_of_range(
-                "old_size",
-                old,
-                format!("it must be between 1 and new_size ({new})"),
-            ));
-        }
-        self.read(|c| {
-            Ok((
-                new,
-                prove_tree(new, old, &DbHashes(c)).map_err(|e| tree_error(&self.dir, e))?,
-            ))
-        })
-    }
-
-    /// The root hash of the tree of `size` entries (any past size).
-    pub fn root_at(&self, size: u64) -> Result<Hash, LogError> {
-        let current = self.head().size;
-        if size > current {
-            return Err(out_of_range("size", size, format!("the tree has {current} entries")));
-        }
-        self.read(|c| tree_hash(size, &DbHashes(c)).map_err(|e| tree_error(&self.dir, e)))
-    }
-
-    /// Entries `[start, end)`, at most `limit` of them.
-    pub fn entries(&self, start: u64, end: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx LIMIT ?3")
-                .at(&self.dir)?;
-            let rows = stmt
-                .query_map([start as i64, end as i64, limit as i64], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-                })
-                .at(&self.dir)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
-        })
-    }
-
-    /// The peers' checkpoints this node witnessed, oldest first; one party's or all.
-    pub fn witnessed(&self, party: Option<&str>) -> Result<Vec<(String, u64, Vec<u8>)>, LogError> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT party, size, note FROM witnessed WHERE ?1 IS NULL OR party = ?1 ORDER BY party, size",
-                )
-                .at(&self.dir)?;
-            let rows = stmt
-                .query_map([party], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))
-                .at(&self.dir)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
-        })
-    }
-
     /// Stops accepting appends, lets the writer finish the batches in flight
     /// and waits for it.
     pub fn close(self) {
-        let Self { jobs, writer, .. } = self;
+        let Self {
+            reader, jobs, writer, ..
+        } = self;
+        // The writer closes last, so SQLite folds the WAL back into the database file.
+        drop(reader);
         drop(jobs);
         if let Some(handle) = writer.lock().ok().and_then(|mut w| w.take()) {
             let _ = handle.join();
         }
     }
+}
+
+fn latest_checkpoint(c: &Connection, dir: &Path) -> Result<(u64, Option<Vec<u8>>), LogError> {
+    let row: Option<(i64, Vec<u8>)> = c
+        .query_row(
+            "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .at(&dir.join(store::DB_FILE))?;
+    Ok(row.map(|(s, n)| (s as u64, Some(n))).unwrap_or((0, None)))
 }
 
 fn corrupt(dir: &Path, what: impl Into<String>) -> LogError {
@@ -310,16 +360,8 @@ fn load_head(conn: &Connection, dir: &Path, key: &IdentityKey) -> Result<Head, L
     let entries: i64 = conn
         .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
         .at(&db)?;
-    let latest: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .at(&db)?;
     let corrupt = |what: String| corrupt(dir, what);
-    let Some((size, note)) = latest else {
+    let (size, Some(note)) = latest_checkpoint(conn, dir)? else {
         if entries != 0 {
             return Err(corrupt(format!("{entries} entries but no signed checkpoint")));
         }
@@ -329,7 +371,6 @@ fn load_head(conn: &Connection, dir: &Path, key: &IdentityKey) -> Result<Head, L
             note: Arc::new(checkpoint::sign(key, 0, tlog_tiles::EMPTY_HASH)),
         });
     };
-    let size = size as u64;
     if entries as u64 != size {
         return Err(corrupt(format!(
             "{entries} entries but the latest signed checkpoint covers {size}; run hotline audit verify"

@@ -74,3 +74,47 @@ pub fn temp_log() -> (tempfile::TempDir, hotline::log::Log, IdentityKey) {
     let log = hotline::log::Log::open(dir.path(), key.clone()).unwrap();
     (dir, log, key)
 }
+
+/// Runs the `hotline` binary with `args`.
+pub fn hotline(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `hotline --json ARGS` and parses its output, whatever the exit code.
+pub fn hotline_json(args: &[&str]) -> (bool, serde_json::Value) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = hotline(&all);
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{args:?}: not JSON: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), value)
+}
+
+/// A closed log of `n` entries in a temporary data directory, appended in
+/// batches of `batch`, with the node's `identity.pub` beside it.
+pub fn filled_log(n: usize, batch: usize) -> (tempfile::TempDir, IdentityKey) {
+    let (dir, log, key) = temp_log();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for start in (0..n).step_by(batch) {
+            let entries = (start..(start + batch).min(n))
+                .map(|i| entry(&format!("entry {i}")))
+                .collect();
+            log.append(entries).await.unwrap();
+        }
+    });
+    log.close();
+    std::fs::write(dir.path().join("identity.pub"), format!("{}\n", key.verifier())).unwrap();
+    (dir, key)
+}

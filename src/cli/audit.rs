@@ -1,0 +1,294 @@
+//! `hotline audit`: read, prove, verify and export a node's audit log
+//! offline, from its data directory or a tlog-tiles export.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hotline::agreement::SignedAgreement;
+use hotline::keys::VerifierKey;
+use hotline::log::{LogReader, checkpoint, entry, export, verify};
+use hotline::proto::LogEntry;
+use prost::Message;
+use serde_json::json;
+
+use super::Out;
+
+/// Which key the log's checkpoints must be signed by.
+#[derive(clap::Args)]
+pub struct Trust {
+    /// Trust this verifier key for the log's checkpoints.
+    #[arg(long)]
+    vkey: Option<String>,
+    /// Trust the key the agreement lists for the log's origin.
+    #[arg(long)]
+    agreement: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Show the latest signed checkpoint.
+    Checkpoint {
+        /// The node's data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// List entries [start, end).
+    Entries {
+        /// The node's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// First index.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// End index, exclusive (default: the tree size).
+        #[arg(long)]
+        end: Option<u64>,
+    },
+    /// Print the inclusion proof of entry INDEX in the tree of SIZE (default: current).
+    Prove {
+        /// The node's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The entry.
+        #[arg(long)]
+        index: u64,
+        /// The tree size (default: the latest checkpoint's).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Recompute the whole tree and check every checkpoint; names the first bad entry.
+    Verify {
+        /// A node's data directory.
+        #[arg(long, conflicts_with = "export", required_unless_present = "export")]
+        data: Option<PathBuf>,
+        /// A tlog-tiles export directory.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        #[command(flatten)]
+        trust: Trust,
+    },
+    /// Write the log as static C2SP tlog-tiles files.
+    Export {
+        /// The node's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Picks the key for a log of `origin`: --vkey, the agreement's party, or the
+/// node's own `identity.pub` beside its database.
+fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Result<VerifierKey> {
+    if let Some(vkey) = &trust.vkey {
+        return Ok(vkey.parse()?);
+    }
+    if let Some(file) = &trust.agreement {
+        let signed = SignedAgreement::load(file)?;
+        let party = signed
+            .agreement
+            .party_by_origin(origin)
+            .with_context(|| format!("{}: no party has the log origin {origin:?}", file.display()))?;
+        return Ok(party
+            .keys
+            .iter()
+            .last()
+            .map(|k| k.key.clone())
+            .context("party has no key")?);
+    }
+    if let Some(dir) = data {
+        let path = dir.join("identity.pub");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (give --vkey or --agreement to choose the key)",
+                path.display()
+            )
+        })?;
+        return Ok(text.trim().parse().with_context(|| path.display().to_string())?);
+    }
+    bail!("give --vkey or --agreement: which key must have signed the log of {origin:?}?")
+}
+
+fn progress_bar(out: Out, what: &str) -> indicatif::ProgressBar {
+    let bar = if out.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} entries ({{per_sec}}, eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Checkpoint { data } => {
+            let (size, note) = LogReader::open(&data)?.latest_checkpoint()?;
+            let note = note.with_context(|| format!("{}: the log is empty", data.display()))?;
+            let text = String::from_utf8_lossy(&note).into_owned();
+            out.print(
+                &json!({"origin": checkpoint::origin_of(&note), "size": size, "checkpoint": text}),
+                || text.clone(),
+            );
+        }
+        Command::Entries { data, start, end } => {
+            let reader = LogReader::open(&data)?;
+            let end = match end {
+                Some(e) => e,
+                None => reader.latest_checkpoint()?.0,
+            };
+            let mut rows = Vec::new();
+            let mut next = start;
+            while next < end {
+                let batch = reader.entries(next, end, 1000)?;
+                let Some(last) = batch.last().map(|(i, _)| *i) else {
+                    break;
+                };
+                for (index, data) in batch {
+                    let decoded = LogEntry::decode(&data[..]).ok();
+                    let at = decoded
+                        .as_ref()
+                        .and_then(|e| e.logged_at.as_ref())
+                        .and_then(hotline::clock::from_proto)
+                        .map(hotline::clock::rfc3339);
+                    let (kind, text) = match &decoded {
+                        Some(e) => (entry::kind(e), entry::describe(e)),
+                        None => ("undecodable", String::new()),
+                    };
+                    rows.push(json!({"index": index, "logged_at": at, "kind": kind, "summary": text,
+                                     "data": if out.json { B64.encode(&data) } else { String::new() }}));
+                }
+                next = last + 1;
+            }
+            out.print(&json!(rows), || {
+                let mut s = format!("{:>7}  {:<25} {:<20} {}\n", "INDEX", "LOGGED AT", "KIND", "SUMMARY");
+                for r in &rows {
+                    s += &format!(
+                        "{:>7}  {:<25} {:<20} {}\n",
+                        r["index"],
+                        r["logged_at"].as_str().unwrap_or("-"),
+                        r["kind"].as_str().unwrap_or(""),
+                        r["summary"].as_str().unwrap_or("")
+                    );
+                }
+                s
+            });
+        }
+        Command::Prove { data, index, size } => {
+            let reader = LogReader::open(&data)?;
+            let (size, leaf, proof) = reader.inclusion_proof(index, size.unwrap_or(0))?;
+            let root = reader.root_at(size)?;
+            let hashes: Vec<String> = proof.iter().map(|h| hex::encode(h.0)).collect();
+            out.print(
+                &json!({"index": index, "tree_size": size, "leaf_hash": hex::encode(leaf.0), "root_hash": hex::encode(root.0), "proof": hashes}),
+                || {
+                    let mut s = format!(
+                        "entry {index} in tree of size {size}\nleaf hash {}\nroot hash {}\nproof ({} hashes):\n",
+                        hex::encode(leaf.0),
+                        hex::encode(root.0),
+                        hashes.len()
+                    );
+                    for h in &hashes {
+                        s += &format!("  {h}\n");
+                    }
+                    s
+                },
+            );
+        }
+        Command::Verify {
+            data,
+            export: export_dir,
+            trust,
+        } => {
+            let started = Instant::now();
+            let bar = progress_bar(out, "verifying");
+            let tick = |done: u64, total: u64| {
+                bar.set_length(total);
+                bar.set_position(done);
+            };
+            let (source, result) = match (&data, &export_dir) {
+                (Some(dir), _) => {
+                    let (_, note) = LogReader::open(dir)?.latest_checkpoint()?;
+                    let origin = note
+                        .as_deref()
+                        .and_then(checkpoint::origin_of)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let key = trusted_key(&trust, &origin, Some(dir))?;
+                    (dir, verify::verify_data_dir(dir, &key, tick))
+                }
+                (None, Some(dir)) => {
+                    let note = std::fs::read(dir.join("checkpoint"))
+                        .with_context(|| format!("reading {}/checkpoint", dir.display()))?;
+                    let origin = checkpoint::origin_of(&note).unwrap_or_default().to_owned();
+                    let key = trusted_key(&trust, &origin, None)?;
+                    (dir, export::verify_export(dir, &key, tick))
+                }
+                (None, None) => bail!("give --data or --export"),
+            };
+            bar.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            match result {
+                Ok(report) => {
+                    let rate = report.entries as f64 / secs.max(1e-9);
+                    out.print(
+                        &json!({"valid": true, "source": source, "entries": report.entries, "checkpoints": report.checkpoints,
+                                "root": report.root, "seconds": secs, "entries_per_second": rate}),
+                        || {
+                            format!(
+                                "VALID: {} entries and {} signed checkpoints in {} verify; root {}\n{:.3} s, {:.0} entries/s\n",
+                                report.entries,
+                                report.checkpoints,
+                                source.display(),
+                                report.root,
+                                secs,
+                                rate
+                            )
+                        },
+                    );
+                }
+                Err(e) => {
+                    out.print(&json!({"valid": false, "source": source, "error": e.to_string(), "first_bad_entry": first_bad(&e)}), || {
+                        format!("NOT VALID: {}: {e}\n", source.display())
+                    });
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Export { data, out: dir } => {
+            let bar = progress_bar(out, "exporting");
+            let done = export::export(&data, &dir, |d, t| {
+                bar.set_length(t);
+                bar.set_position(d);
+            })?;
+            bar.finish_and_clear();
+            out.print(&json!({"out": dir, "size": done.size, "hash_tiles": done.hash_tiles, "entry_bundles": done.entry_bundles}), || {
+                format!(
+                    "exported {} entries to {}: {} hash tiles, {} entry bundles, checkpoint\n",
+                    done.size,
+                    dir.display(),
+                    done.hash_tiles,
+                    done.entry_bundles
+                )
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn first_bad(e: &verify::VerifyError) -> Option<u64> {
+    match e {
+        verify::VerifyError::Entry { index, .. } => Some(*index),
+        verify::VerifyError::Truncated { entries, .. } => Some(*entries),
+        _ => None,
+    }
+}

@@ -1,0 +1,225 @@
+//! The audit log on a real database file: it verifies when intact, and every
+//! kind of tampering is caught and the first bad entry named.
+
+mod common;
+
+use common::{filled_log, hotline_json};
+use rusqlite::Connection;
+
+fn db(dir: &tempfile::TempDir) -> Connection {
+    Connection::open(dir.path().join("hotline.db")).unwrap()
+}
+
+fn verify(dir: &tempfile::TempDir) -> (bool, serde_json::Value) {
+    hotline_json(&["audit", "verify", "--data", dir.path().to_str().unwrap()])
+}
+
+fn assert_bad_entry(dir: &tempfile::TempDir, index: u64) {
+    let (ok, v) = verify(dir);
+    assert!(!ok, "tampered log verified: {v}");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["first_bad_entry"], index, "{v}");
+}
+
+#[test]
+fn an_intact_log_verifies_with_every_checkpoint() {
+    let (dir, _) = filled_log(1000, 64);
+    let (ok, v) = verify(&dir);
+    assert!(ok, "{v}");
+    assert_eq!(v["entries"], 1000);
+    assert_eq!(v["checkpoints"], 16);
+}
+
+#[test]
+fn one_changed_byte_in_an_entry_is_named() {
+    let (dir, _) = filled_log(300, 50);
+    let conn = db(&dir);
+    let mut data: Vec<u8> = conn
+        .query_row("SELECT data FROM entries WHERE idx = 123", [], |r| r.get(0))
+        .unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 0x01;
+    conn.execute("UPDATE entries SET data = ?1 WHERE idx = 123", [data])
+        .unwrap();
+    assert_bad_entry(&dir, 123);
+}
+
+#[test]
+fn a_deleted_entry_is_named() {
+    let (dir, _) = filled_log(300, 50);
+    db(&dir).execute("DELETE FROM entries WHERE idx = 77", []).unwrap();
+    assert_bad_entry(&dir, 77);
+}
+
+#[test]
+fn two_swapped_entries_are_caught_at_the_first() {
+    let (dir, _) = filled_log(300, 50);
+    let conn = db(&dir);
+    conn.execute_batch(
+        "UPDATE entries SET idx = -1 WHERE idx = 40; UPDATE entries SET idx = 40 WHERE idx = 200; UPDATE entries SET idx = 200 WHERE idx = -1;",
+    )
+    .unwrap();
+    assert_bad_entry(&dir, 40);
+}
+
+#[test]
+fn a_truncated_log_is_caught_against_its_signed_checkpoint() {
+    let (dir, _) = filled_log(300, 50);
+    let conn = db(&dir);
+    conn.execute("DELETE FROM entries WHERE idx >= 280", []).unwrap();
+    let (ok, v) = verify(&dir);
+    assert!(!ok);
+    assert_eq!(v["first_bad_entry"], 280, "{v}");
+    // Also cutting the stored hashes does not hide it.
+    conn.execute("DELETE FROM hashes WHERE idx >= 500", []).unwrap();
+    assert!(!verify(&dir).0);
+}
+
+#[test]
+fn a_rewritten_entry_with_recomputed_hashes_fails_the_signed_checkpoint() {
+    let (dir, _) = filled_log(100, 10);
+    let conn = db(&dir);
+    conn.execute("UPDATE entries SET data = ?1 WHERE idx = 55", [common::entry("forged")])
+        .unwrap();
+    // Recompute every stored hash as a careful forger would.
+    let entries: Vec<Vec<u8>> = conn
+        .prepare("SELECT data FROM entries ORDER BY idx")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut frontier = hotline::log::tree::Frontier::default();
+    let mut idx = 0i64;
+    for e in &entries {
+        for h in frontier.push(e) {
+            conn.execute(
+                "UPDATE hashes SET hash = ?1 WHERE idx = ?2",
+                rusqlite::params![&h.0[..], idx],
+            )
+            .unwrap();
+            idx += 1;
+        }
+    }
+    let (ok, v) = verify(&dir);
+    assert!(!ok);
+    assert_eq!(v["first_bad_entry"], serde_json::Value::Null);
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("checkpoint at tree size 60") && err.contains("signed root hash does not match"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_node_refuses_to_open_a_log_cut_short_of_its_checkpoint() {
+    let (dir, key) = filled_log(100, 10);
+    db(&dir).execute("DELETE FROM entries WHERE idx >= 95", []).unwrap();
+    let err = hotline::log::Log::open(dir.path(), key)
+        .err()
+        .expect("opened a truncated log");
+    assert!(
+        err.to_string()
+            .contains("95 entries but the latest signed checkpoint covers 100"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_corrupted_database_file_is_a_clean_error() {
+    let (dir, _) = filled_log(2000, 500);
+    let path = dir.path().join("hotline.db");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 2).unwrap();
+    let out = common::hotline(&["audit", "verify", "--data", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("hotline.db") || err.contains("NOT VALID"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_checkpoint_signed_by_another_key_is_refused() {
+    let (dir, _) = filled_log(10, 5);
+    let other = hotline::keys::IdentityKey::generate("hotline.example/TST").unwrap();
+    let (ok, v) = hotline_json(&[
+        "audit",
+        "verify",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--vkey",
+        &other.verifier().to_string(),
+    ]);
+    assert!(!ok);
+    assert!(
+        v["error"].as_str().unwrap().contains("checkpoint at tree size 5"),
+        "{v}"
+    );
+}
+
+#[test]
+fn an_export_follows_the_tlog_tiles_layout_and_verifies() {
+    let (dir, _) = filled_log(600, 100);
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let (ok, v) = hotline_json(&["audit", "export", "--data", dir.path().to_str().unwrap(), "--out", o]);
+    assert!(ok, "{v}");
+    for file in [
+        "checkpoint",
+        "tile/0/000",
+        "tile/0/001",
+        "tile/0/002.p/88",
+        "tile/1/000.p/2",
+        "tile/entries/000",
+        "tile/entries/001",
+        "tile/entries/002.p/88",
+    ] {
+        assert!(out.path().join(file).is_file(), "missing {file}");
+    }
+    assert_eq!(
+        std::fs::metadata(out.path().join("tile/0/000")).unwrap().len(),
+        256 * 32
+    );
+    let vkey = std::fs::read_to_string(dir.path().join("identity.pub")).unwrap();
+    let (ok, v) = hotline_json(&["audit", "verify", "--export", o, "--vkey", vkey.trim()]);
+    assert!(ok, "{v}");
+    assert_eq!(v["entries"], 600);
+
+    // One flipped byte in an entry bundle is named.
+    let bundle = out.path().join("tile/entries/001");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    bytes[100] ^= 0x20;
+    std::fs::write(&bundle, bytes).unwrap();
+    let (ok, v) = hotline_json(&["audit", "verify", "--export", o, "--vkey", vkey.trim()]);
+    assert!(!ok, "{v}");
+}
+
+#[test]
+fn entries_prove_and_checkpoint_read_the_log() {
+    let (dir, key) = filled_log(20, 7);
+    let d = dir.path().to_str().unwrap();
+    let (ok, v) = hotline_json(&["audit", "checkpoint", "--data", d]);
+    assert!(ok);
+    assert_eq!(v["size"], 20);
+    assert_eq!(v["origin"], "hotline.example/TST");
+    let note = v["checkpoint"].as_str().unwrap();
+    hotline::log::checkpoint::verify(note.as_bytes(), key.verifier()).unwrap();
+
+    let (ok, v) = hotline_json(&["audit", "entries", "--data", d, "--start", "5", "--end", "8"]);
+    assert!(ok);
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert_eq!(v[0]["index"], 5);
+    assert!(v[0]["summary"].as_str().unwrap().contains("entry 5"));
+
+    let (ok, v) = hotline_json(&["audit", "prove", "--data", d, "--index", "9", "--size", "13"]);
+    assert!(ok);
+    assert_eq!(v["tree_size"], 13);
+    let hash = |s: &serde_json::Value| tlog_tiles::Hash(hex::decode(s.as_str().unwrap()).unwrap().try_into().unwrap());
+    let proof: Vec<_> = v["proof"].as_array().unwrap().iter().map(hash).collect();
+    tlog_tiles::check_record(&proof, 13, hash(&v["root_hash"]), 9, hash(&v["leaf_hash"])).unwrap();
+
+    let out = common::hotline(&["audit", "prove", "--data", d, "--index", "20"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("valid indexes are 0 to 19"));
+}
