@@ -94,12 +94,12 @@ fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Resu
             .agreement
             .party_by_origin(origin)
             .with_context(|| format!("{}: no party has the log origin {origin:?}", file.display()))?;
-        return Ok(party
+        return party
             .keys
             .iter()
             .last()
             .map(|k| k.key.clone())
-            .context("party has no key")?);
+            .context("party has no key");
     }
     if let Some(dir) = data {
         let path = dir.join("identity.pub");
@@ -109,7 +109,7 @@ fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Resu
                 path.display()
             )
         })?;
-        return Ok(text.trim().parse().with_context(|| path.display().to_string())?);
+        return text.trim().parse().with_context(|| path.display().to_string());
     }
     bail!("give --vkey or --agreement: which key must have signed the log of {origin:?}?")
 }
