@@ -23,3 +23,11 @@ pub mod message;
 pub mod store;
 
 pub mod log;
+
+pub mod tls;
+
+pub mod status;
+
+pub mod transport;
+
+pub mod audit;

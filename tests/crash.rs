@@ -50,10 +50,19 @@ fn a_log_killed_mid_batch_keeps_every_acknowledged_entry() {
     let dir = tempfile::tempdir().unwrap();
     let key = IdentityKey::generate("hotline.example/TST").unwrap();
     let mut acked: Vec<(u64, String)> = Vec::new();
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as usize;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
     for round in 0..5 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "append_until_killed", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "append_until_killed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("HOTLINE_CRASH_DIR", dir.path())
             .env("HOTLINE_CRASH_KEY", key.encode_private())
             .stdout(Stdio::piped())
@@ -86,7 +95,10 @@ fn a_log_killed_mid_batch_keeps_every_acknowledged_entry() {
         let entries = reader.entries(*index, index + 1, 1).unwrap();
         assert_eq!(entries.len(), 1, "acknowledged entry {index} is gone");
         let entry = LogEntry::decode(&entries[0].1[..]).unwrap();
-        assert!(hotline::log::entry::describe(&entry).contains(detail.as_str()), "entry {index} is not {detail}");
+        assert!(
+            hotline::log::entry::describe(&entry).contains(detail.as_str()),
+            "entry {index} is not {detail}"
+        );
     }
     let mut indexes: Vec<u64> = acked.iter().map(|a| a.0).collect();
     indexes.sort();

@@ -39,6 +39,13 @@ pub enum LogError {
         value: u64,
         valid: String,
     },
+    /// A request is malformed whatever the tree's size.
+    #[error("{what} {value} is invalid: {valid}")]
+    Invalid {
+        what: &'static str,
+        value: u64,
+        valid: String,
+    },
     /// The stored log does not match its own signed checkpoint.
     #[error("log at {}: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },
@@ -169,11 +176,11 @@ impl LogReader {
                 return Err(out_of_range("new_size", new, format!("the tree has {current} entries")));
             }
             if old == 0 || old > new {
-                return Err(out_of_range(
-                    "old_size",
-                    old,
-                    format!("it must be between 1 and new_size ({new})"),
-                ));
+                return Err(LogError::Invalid {
+                    what: "old_size",
+                    value: old,
+                    valid: format!("it must be between 1 and new_size ({new})"),
+                });
             }
             Ok((
                 new,

@@ -118,3 +118,50 @@ pub fn filled_log(n: usize, batch: usize) -> (tempfile::TempDir, IdentityKey) {
     std::fs::write(dir.path().join("identity.pub"), format!("{}\n", key.verifier())).unwrap();
     (dir, key)
 }
+
+/// A party with a TLS CA and a node certificate issued by it, as `hotline init` makes.
+pub struct TlsParty {
+    pub id: String,
+    pub key: IdentityKey,
+    pub ca: hotline::tls::CertKey,
+    pub node: hotline::tls::CertKey,
+}
+
+/// TLS parties for `ids`, each node certificate valid for 127.0.0.1 and localhost.
+pub fn tls_parties(ids: &[&str]) -> Vec<TlsParty> {
+    use hotline::tls::{Usage, issue, new_ca};
+    parties(ids)
+        .into_iter()
+        .map(|p| {
+            let ca = new_ca(&p.id).unwrap();
+            let node = issue(
+                &p.id,
+                &ca,
+                &p.id,
+                &["127.0.0.1".into(), "localhost".into()],
+                Usage::Node,
+            )
+            .unwrap();
+            TlsParty {
+                id: p.id,
+                key: p.key,
+                ca,
+                node,
+            }
+        })
+        .collect()
+}
+
+/// An agreement naming each party's CA as its TLS identity.
+pub fn tls_agreement(parties: &[TlsParty]) -> hotline::agreement::Agreement {
+    let mut text = format!("version = 1\n{NORMS}\n");
+    for p in parties {
+        text += &format!(
+            "[[party]]\nid = \"{id}\"\nname = \"{id}\"\nendpoint = \"https://127.0.0.1:1\"\ntls_ca = \"\"\"\n{ca}\"\"\"\n[[party.key]]\nvkey = \"{vkey}\"\n\n",
+            id = p.id,
+            ca = p.ca.cert,
+            vkey = p.key.verifier()
+        );
+    }
+    hotline::agreement::Agreement::parse(&text).unwrap()
+}

@@ -1,0 +1,157 @@
+//! The `hotline.v1.Audit` service: read-only access to the audit log for
+//! auditors and operators, over mutual TLS.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::log::Log;
+use crate::proto::audit_server::Audit;
+use crate::proto::{
+    AuditEntry, ConsistencyProof, ConsistencyProofRequest, GetCheckpointRequest, GetCheckpointResponse,
+    GetEntriesRequest, InclusionProof, InclusionProofRequest, ListWitnessedCheckpointsRequest,
+    ListWitnessedCheckpointsResponse, SignedCheckpoint, WitnessedCheckpoint,
+};
+use crate::status::require_local;
+use crate::tls::{Identifier, Role};
+
+/// Entries read from the database per round trip of a stream.
+const ENTRY_CHUNK: usize = 256;
+
+/// Serves the audit log to local auditors and operators.
+pub struct AuditService {
+    log: Arc<Log>,
+    identifier: Arc<Identifier>,
+}
+
+impl AuditService {
+    /// Serves `log` to the callers `identifier` maps to a local role.
+    pub fn new(log: Arc<Log>, identifier: Arc<Identifier>) -> Self {
+        Self { log, identifier }
+    }
+
+    fn allow<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        require_local(&self.identifier, req, &[Role::Auditor, Role::Operator])
+    }
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<AuditEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Audit for AuditService {
+    #[tracing::instrument(name = "Audit.GetCheckpoint", skip_all, err)]
+    async fn get_checkpoint(
+        &self,
+        req: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        self.allow(&req)?;
+        Ok(Response::new(GetCheckpointResponse {
+            checkpoint: Some(SignedCheckpoint {
+                note: self.log.head().note.to_vec(),
+            }),
+        }))
+    }
+
+    type GetEntriesStream = EntryStream;
+
+    #[tracing::instrument(name = "Audit.GetEntries", skip_all, err, fields(start = req.get_ref().start, end = req.get_ref().end))]
+    async fn get_entries(&self, req: Request<GetEntriesRequest>) -> Result<Response<EntryStream>, Status> {
+        self.allow(&req)?;
+        let size = self.log.head().size;
+        let GetEntriesRequest { start, end } = req.into_inner();
+        let end = if end == 0 { size } else { end };
+        if end > size {
+            return Err(Status::out_of_range(format!(
+                "end {end} is beyond the tree size {size}"
+            )));
+        }
+        if start > end {
+            return Err(Status::invalid_argument(format!("start {start} is after end {end}")));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(ENTRY_CHUNK);
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            let mut next = start;
+            while next < end {
+                let reader_log = log.clone();
+                let chunk =
+                    tokio::task::spawn_blocking(move || reader_log.reader().entries(next, end, ENTRY_CHUNK)).await;
+                let chunk = match chunk {
+                    Ok(Ok(c)) if !c.is_empty() => c,
+                    Ok(Ok(_)) => break,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(format!("reading entries: {e}")))).await;
+                        return;
+                    }
+                };
+                for (index, data) in chunk {
+                    next = index + 1;
+                    if tx.send(Ok(AuditEntry { index, data })).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(name = "Audit.GetInclusionProof", skip_all, err, fields(index = req.get_ref().index))]
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<InclusionProofRequest>,
+    ) -> Result<Response<InclusionProof>, Status> {
+        self.allow(&req)?;
+        let InclusionProofRequest { index, tree_size } = req.into_inner();
+        let (tree_size, leaf, proof) = self.log.reader().inclusion_proof(index, tree_size)?;
+        Ok(Response::new(InclusionProof {
+            index,
+            tree_size,
+            leaf_hash: leaf.0.to_vec(),
+            hashes: proof.iter().map(|h| h.0.to_vec()).collect(),
+        }))
+    }
+
+    #[tracing::instrument(name = "Audit.GetConsistencyProof", skip_all, err)]
+    async fn get_consistency_proof(
+        &self,
+        req: Request<ConsistencyProofRequest>,
+    ) -> Result<Response<ConsistencyProof>, Status> {
+        self.allow(&req)?;
+        let ConsistencyProofRequest { old_size, new_size } = req.into_inner();
+        let (new_size, proof) = self.log.reader().consistency_proof(old_size, new_size)?;
+        Ok(Response::new(ConsistencyProof {
+            old_size,
+            new_size,
+            hashes: proof.iter().map(|h| h.0.to_vec()).collect(),
+        }))
+    }
+
+    #[tracing::instrument(name = "Audit.ListWitnessedCheckpoints", skip_all, err)]
+    async fn list_witnessed_checkpoints(
+        &self,
+        req: Request<ListWitnessedCheckpointsRequest>,
+    ) -> Result<Response<ListWitnessedCheckpointsResponse>, Status> {
+        self.allow(&req)?;
+        let party = req.into_inner().party;
+        let rows = self
+            .log
+            .reader()
+            .witnessed((!party.is_empty()).then_some(party.as_str()))?;
+        Ok(Response::new(ListWitnessedCheckpointsResponse {
+            checkpoints: rows
+                .into_iter()
+                .map(|(party, _, note)| WitnessedCheckpoint {
+                    party,
+                    checkpoint: Some(SignedCheckpoint { note }),
+                })
+                .collect(),
+        }))
+    }
+}

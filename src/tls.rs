@@ -1,0 +1,213 @@
+//! Mutual TLS: the certificates a party makes for itself, and how a peer's
+//! client certificate is mapped to a party of the agreement or to a local
+//! operator or auditor.
+//!
+//! Each party runs its own CA (published in the agreement as `tls_ca`). The
+//! CA issues the node's certificate, used both to serve and to call peers,
+//! and its operators' and auditors' client certificates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use sha2::{Digest, Sha256};
+
+use crate::agreement::{Agreement, TlsIdentity};
+
+/// Why a certificate could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// rcgen failed to generate or sign.
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A PEM input holds no usable certificate.
+    #[error("{what}: {reason}")]
+    Pem { what: String, reason: String },
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Clone, Debug)]
+pub struct CertKey {
+    /// The certificate, PEM.
+    pub cert: String,
+    /// The PKCS#8 private key, PEM; keep it secret.
+    pub key: String,
+}
+
+fn ca_params(party: &str) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("hotline CA {party}"));
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
+/// Makes a fresh CA for `party`.
+pub fn new_ca(party: &str) -> Result<CertKey, TlsError> {
+    let key = KeyPair::generate()?;
+    let cert = ca_params(party)?.self_signed(&key)?;
+    Ok(CertKey {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// What a certificate is for.
+#[derive(Clone, Copy, Debug)]
+pub enum Usage {
+    /// A node: serves TLS and calls peers.
+    Node,
+    /// A person or tool calling its own node.
+    Client,
+}
+
+/// Issues a certificate named `common_name` from `party`'s CA; a node
+/// certificate also covers `hosts` (DNS names or IP addresses).
+pub fn issue(
+    party: &str,
+    ca: &CertKey,
+    common_name: &str,
+    hosts: &[String],
+    usage: Usage,
+) -> Result<CertKey, TlsError> {
+    let ca_key = KeyPair::from_pem(&ca.key)?;
+    let issuer = Issuer::new(ca_params(party)?, ca_key);
+    let mut params = CertificateParams::new(match usage {
+        Usage::Node => hosts.to_vec(),
+        Usage::Client => Vec::new(),
+    })?;
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = match usage {
+        Usage::Node => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+    };
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(CertKey {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// Decodes every certificate in a PEM text.
+pub fn certs_from_pem(what: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            what: what.to_owned(),
+            reason: "no certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// SHA-256 of a certificate's DER: how the agreement or a config pins one.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> [u8; 32] {
+    Sha256::digest(cert.as_ref()).into()
+}
+
+/// What a local client certificate may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Duty officers: send, respond, watch, check.
+    Operator,
+    /// Read-only access to the audit log.
+    Auditor,
+}
+
+/// Who is calling, as proven by the TLS client certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A party of the agreement (a peer node).
+    Party(String),
+    /// A local operator or auditor, by name.
+    Local {
+        /// The name the config gives the certificate.
+        name: String,
+        /// What it may do.
+        role: Role,
+    },
+}
+
+enum PartyCheck {
+    Ca(Arc<dyn ClientCertVerifier>),
+    Pinned([u8; 32]),
+}
+
+/// Maps a verified client certificate to a caller: local certificates by
+/// fingerprint, peers by the CA (or pinned certificate) the agreement lists.
+pub struct Identifier {
+    locals: HashMap<[u8; 32], (String, Role)>,
+    parties: Vec<(String, PartyCheck)>,
+}
+
+impl Identifier {
+    /// Builds the mapping from the agreement and the local certificates.
+    pub fn new(agreement: &Agreement, locals: HashMap<[u8; 32], (String, Role)>) -> Result<Self, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut parties = Vec::new();
+        for p in &agreement.parties {
+            let check = match &p.tls {
+                TlsIdentity::CertSha256(fp) => PartyCheck::Pinned(*fp),
+                TlsIdentity::Ca(pem) => {
+                    let mut roots = rustls::RootCertStore::empty();
+                    for cert in certs_from_pem(&format!("party {} tls_ca", p.id), pem)? {
+                        roots.add(cert).map_err(|e| TlsError::Pem {
+                            what: format!("party {} tls_ca", p.id),
+                            reason: e.to_string(),
+                        })?;
+                    }
+                    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| TlsError::Pem {
+                            what: format!("party {} tls_ca", p.id),
+                            reason: e.to_string(),
+                        })?;
+                    PartyCheck::Ca(verifier)
+                }
+            };
+            parties.push((p.id.clone(), check));
+        }
+        Ok(Self { locals, parties })
+    }
+
+    /// Identifies the holder of `chain` (leaf first), or `None` if it is no one we know.
+    pub fn identify(&self, chain: &[CertificateDer<'static>]) -> Option<Caller> {
+        let (leaf, intermediates) = chain.split_first()?;
+        let fp = fingerprint(leaf);
+        if let Some((name, role)) = self.locals.get(&fp) {
+            return Some(Caller::Local {
+                name: name.clone(),
+                role: *role,
+            });
+        }
+        let now = UnixTime::now();
+        self.parties.iter().find_map(|(party, check)| {
+            let ok = match check {
+                PartyCheck::Pinned(pin) => *pin == fp,
+                PartyCheck::Ca(v) => v.verify_client_cert(leaf, intermediates, now).is_ok(),
+            };
+            ok.then(|| Caller::Party(party.clone()))
+        })
+    }
+}
