@@ -8,7 +8,10 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::keys::VerifierKey;
+use crate::log::verify::{Replay, Report, VerifyError};
 use crate::log::Log;
+use crate::proto::audit_client::AuditClient;
 use crate::proto::audit_server::Audit;
 use crate::proto::{
     AuditEntry, ConsistencyProof, ConsistencyProofRequest, GetCheckpointRequest, GetCheckpointResponse,
@@ -154,4 +157,52 @@ impl Audit for AuditService {
                 .collect(),
         }))
     }
+}
+
+/// Verifies a running node's log through its Audit service: fetches the
+/// latest checkpoint, streams every entry, and recomputes the tree.
+pub async fn verify_node(
+    node: &str,
+    mut client: AuditClient<tonic::transport::Channel>,
+    key: &VerifierKey,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Report, VerifyError> {
+    let remote = |what: String| VerifyError::Remote {
+        node: node.to_owned(),
+        what,
+    };
+    let note = client
+        .get_checkpoint(GetCheckpointRequest {})
+        .await
+        .map_err(|s| remote(format!("GetCheckpoint: {}", s.message())))?
+        .into_inner()
+        .checkpoint
+        .ok_or_else(|| remote("GetCheckpoint returned no checkpoint".into()))?
+        .note;
+    let size = crate::log::checkpoint::verify(&note, key)
+        .map_err(|e| remote(e.to_string()))?
+        .size;
+    let mut replay = Replay::new(key);
+    if size > 0 {
+        let mut stream = client
+            .get_entries(GetEntriesRequest { start: 0, end: size })
+            .await
+            .map_err(|s| remote(format!("GetEntries: {}", s.message())))?
+            .into_inner();
+        while let Some(item) = stream.message().await.map_err(|s| remote(format!("GetEntries: {}", s.message())))? {
+            replay.entry(item.index, &item.data)?;
+            if item.index % 4096 == 0 {
+                progress(item.index, size);
+            }
+        }
+    }
+    if replay.size() != size {
+        return Err(VerifyError::Truncated {
+            entries: replay.size(),
+            signed: size,
+        });
+    }
+    replay.checkpoint(&note)?;
+    progress(size, size);
+    Ok(replay.report())
 }

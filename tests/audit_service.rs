@@ -226,3 +226,25 @@ async fn stock_health_checking_reports_serving() {
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hotline_audit_verify_checks_a_running_node() {
+    let f = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let (ca, cert, key) = (write("ca.pem", &f.parties[0].ca.cert), write("a.pem", &f.auditor.cert), write("a.key", &f.auditor.key));
+    let node = format!("https://127.0.0.1:{}", f.port);
+    let vkey = f.parties[0].key.verifier().to_string();
+    let (ok, v) = tokio::task::spawn_blocking(move || {
+        common::hotline_json(&["audit", "verify", "--node", &node, "--ca", &ca, "--cert", &cert, "--cert-key", &key, "--vkey", &vkey])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{v}");
+    assert_eq!(v["entries"], 20);
+    assert_eq!(v["valid"], true);
+}

@@ -28,6 +28,39 @@ pub struct Trust {
     agreement: Option<PathBuf>,
 }
 
+/// How to reach a running node's Audit service over mutual TLS.
+#[derive(clap::Args)]
+pub struct NodeArgs {
+    /// The node's address, https://host:port.
+    #[arg(long)]
+    node: Option<String>,
+    /// The node's TLS CA certificate (PEM).
+    #[arg(long, requires = "node")]
+    ca: Option<PathBuf>,
+    /// Our auditor or operator certificate (PEM).
+    #[arg(long, requires = "node")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long = "cert-key", requires = "node")]
+    cert_key: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// An Audit client for `--node`.
+    fn client(&self, node: &str) -> anyhow::Result<hotline::proto::audit_client::AuditClient<tonic::transport::Channel>> {
+        let read = |what: &str, p: &Option<PathBuf>| -> anyhow::Result<String> {
+            let p = p.as_ref().with_context(|| format!("--node needs --{what}"))?;
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        let client = hotline::tls::CertKey {
+            cert: read("cert", &self.cert)?,
+            key: read("cert-key", &self.cert_key)?,
+        };
+        let channel = hotline::transport::channel(node, &read("ca", &self.ca)?, &client)?;
+        Ok(hotline::proto::audit_client::AuditClient::new(channel))
+    }
+}
+
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Show the latest signed checkpoint.
@@ -63,11 +96,13 @@ pub enum Command {
     /// Recompute the whole tree and check every checkpoint; names the first bad entry.
     Verify {
         /// A node's data directory.
-        #[arg(long, conflicts_with = "export", required_unless_present = "export")]
+        #[arg(long, required_unless_present_any = ["export", "node"], conflicts_with_all = ["export", "node"])]
         data: Option<PathBuf>,
         /// A tlog-tiles export directory.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "node")]
         export: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
         #[command(flatten)]
         trust: Trust,
     },
@@ -207,6 +242,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
         Command::Verify {
             data,
             export: export_dir,
+            node,
             trust,
         } => {
             let started = Instant::now();
@@ -215,8 +251,27 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 bar.set_length(total);
                 bar.set_position(done);
             };
-            let (source, result) = match (&data, &export_dir) {
-                (Some(dir), _) => {
+            let (source, result) = match (&data, &export_dir, &node.node) {
+                (_, _, Some(addr)) => {
+                    let rt = tokio::runtime::Runtime::new()?;
+                    let result = rt.block_on(async {
+                        let client = node.client(addr)?;
+                        let mut c = client.clone();
+                        let note = c
+                            .get_checkpoint(hotline::proto::GetCheckpointRequest {})
+                            .await
+                            .with_context(|| format!("{addr}: GetCheckpoint"))?
+                            .into_inner()
+                            .checkpoint
+                            .map(|c| c.note)
+                            .unwrap_or_default();
+                        let origin = checkpoint::origin_of(&note).unwrap_or_default().to_owned();
+                        let key = trusted_key(&trust, &origin, None)?;
+                        anyhow::Ok(hotline::audit::verify_node(addr, client, &key, tick).await)
+                    })?;
+                    (PathBuf::from(addr), result)
+                }
+                (Some(dir), _, _) => {
                     let (_, note) = LogReader::open(dir)?.latest_checkpoint()?;
                     let origin = note
                         .as_deref()
@@ -224,16 +279,16 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                         .unwrap_or_default()
                         .to_owned();
                     let key = trusted_key(&trust, &origin, Some(dir))?;
-                    (dir, verify::verify_data_dir(dir, &key, tick))
+                    (dir.clone(), verify::verify_data_dir(dir, &key, tick))
                 }
-                (None, Some(dir)) => {
+                (None, Some(dir), _) => {
                     let note = std::fs::read(dir.join("checkpoint"))
                         .with_context(|| format!("reading {}/checkpoint", dir.display()))?;
                     let origin = checkpoint::origin_of(&note).unwrap_or_default().to_owned();
                     let key = trusted_key(&trust, &origin, None)?;
-                    (dir, export::verify_export(dir, &key, tick))
+                    (dir.clone(), export::verify_export(dir, &key, tick))
                 }
-                (None, None) => bail!("give --data or --export"),
+                (None, None, None) => bail!("give --data, --export or --node"),
             };
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();

@@ -31,6 +31,9 @@ pub enum VerifyError {
     /// The database could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A node's Audit service failed to answer.
+    #[error("node {node}: {what}")]
+    Remote { node: String, what: String },
     /// An export file could not be read.
     #[error("{path}: {what}")]
     File { path: String, what: String },
