@@ -9,8 +9,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::keys::VerifierKey;
-use crate::log::verify::{Replay, Report, VerifyError};
 use crate::log::Log;
+use crate::log::verify::{Replay, Report, VerifyError};
 use crate::proto::audit_client::AuditClient;
 use crate::proto::audit_server::Audit;
 use crate::proto::{
@@ -189,7 +189,11 @@ pub async fn verify_node(
             .await
             .map_err(|s| remote(format!("GetEntries: {}", s.message())))?
             .into_inner();
-        while let Some(item) = stream.message().await.map_err(|s| remote(format!("GetEntries: {}", s.message())))? {
+        while let Some(item) = stream
+            .message()
+            .await
+            .map_err(|s| remote(format!("GetEntries: {}", s.message())))?
+        {
             replay.entry(item.index, &item.data)?;
             if item.index % 4096 == 0 {
                 progress(item.index, size);

@@ -236,11 +236,28 @@ async fn hotline_audit_verify_checks_a_running_node() {
         std::fs::write(&p, text).unwrap();
         p.to_str().unwrap().to_owned()
     };
-    let (ca, cert, key) = (write("ca.pem", &f.parties[0].ca.cert), write("a.pem", &f.auditor.cert), write("a.key", &f.auditor.key));
+    let (ca, cert, key) = (
+        write("ca.pem", &f.parties[0].ca.cert),
+        write("a.pem", &f.auditor.cert),
+        write("a.key", &f.auditor.key),
+    );
     let node = format!("https://127.0.0.1:{}", f.port);
     let vkey = f.parties[0].key.verifier().to_string();
     let (ok, v) = tokio::task::spawn_blocking(move || {
-        common::hotline_json(&["audit", "verify", "--node", &node, "--ca", &ca, "--cert", &cert, "--cert-key", &key, "--vkey", &vkey])
+        common::hotline_json(&[
+            "audit",
+            "verify",
+            "--node",
+            &node,
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--cert-key",
+            &key,
+            "--vkey",
+            &vkey,
+        ])
     })
     .await
     .unwrap();

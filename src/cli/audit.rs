@@ -47,7 +47,10 @@ pub struct NodeArgs {
 
 impl NodeArgs {
     /// An Audit client for `--node`.
-    fn client(&self, node: &str) -> anyhow::Result<hotline::proto::audit_client::AuditClient<tonic::transport::Channel>> {
+    fn client(
+        &self,
+        node: &str,
+    ) -> anyhow::Result<hotline::proto::audit_client::AuditClient<tonic::transport::Channel>> {
         let read = |what: &str, p: &Option<PathBuf>| -> anyhow::Result<String> {
             let p = p.as_ref().with_context(|| format!("--node needs --{what}"))?;
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))

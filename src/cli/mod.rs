@@ -3,6 +3,7 @@
 
 mod agreement;
 mod audit;
+mod bench;
 mod envelope;
 mod keygen;
 
@@ -33,6 +34,9 @@ enum Command {
     /// Read, prove, verify and export a node's audit log.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Measure throughput and latency on this machine.
+    #[command(subcommand)]
+    Bench(bench::Command),
     /// Sign or verify a DSSE envelope in its JSON form.
     #[command(subcommand)]
     Envelope(envelope::Command),
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agreement(cmd) => agreement::run(cmd, out),
         Command::Envelope(cmd) => envelope::run(cmd, out),
         Command::Audit(cmd) => audit::run(cmd, out),
+        Command::Bench(cmd) => bench::run(cmd, out),
     }
 }
 
