@@ -67,3 +67,8 @@ pub fn format_duration(d: Duration) -> String {
     }
     format!("{ms}ms")
 }
+
+/// Milliseconds since the Unix epoch, as deadlines are stored.
+pub fn now_ms() -> i64 {
+    (now().unix_timestamp_nanos() / 1_000_000) as i64
+}

@@ -31,3 +31,21 @@ pub mod status;
 pub mod transport;
 
 pub mod audit;
+
+pub mod config;
+
+pub mod setup;
+
+pub mod state;
+
+pub mod node;
+
+pub mod federation;
+
+pub mod operator;
+
+pub mod delivery;
+
+pub mod norms;
+
+pub mod server;

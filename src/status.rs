@@ -4,6 +4,7 @@
 use tonic::{Code, Request, Status};
 
 use crate::log::LogError;
+use crate::node::NodeError;
 use crate::tls::{Caller, Identifier, Role};
 
 impl From<LogError> for Status {
@@ -18,6 +19,26 @@ impl From<LogError> for Status {
         if code == Code::Internal {
             tracing::error!(error = %e, "log failure");
         }
+        Status::new(code, e.to_string())
+    }
+}
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Self {
+        let code = match &e {
+            NodeError::Unauthenticated(_) => Code::Unauthenticated,
+            NodeError::PermissionDenied(_) => Code::PermissionDenied,
+            NodeError::InvalidArgument(_) => Code::InvalidArgument,
+            NodeError::NotFound(_) => Code::NotFound,
+            NodeError::AlreadyExists(_) => Code::AlreadyExists,
+            NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
+            NodeError::ResourceExhausted(_) => Code::ResourceExhausted,
+            NodeError::Setup(_) => Code::Internal,
+            NodeError::Log(_) => match e {
+                NodeError::Log(log) => return log.into(),
+                _ => Code::Internal,
+            },
+        };
         Status::new(code, e.to_string())
     }
 }

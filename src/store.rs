@@ -13,7 +13,8 @@ use rusqlite::{Connection, OpenFlags};
 pub const DB_FILE: &str = "hotline.db";
 
 /// Schema migrations, applied in order; index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     -- The audit log: entries verbatim, and the RFC 6962 tree's stored hashes
     -- indexed as in Go's sumdb/tlog (stored_hash_index).
     CREATE TABLE entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL) STRICT;
@@ -27,7 +28,68 @@ const MIGRATIONS: &[&str] = &[r#"
         note BLOB NOT NULL,
         PRIMARY KEY (party, size)
     ) STRICT;
-"#];
+"#,
+    r#"
+    -- Node state, committed in the same transaction as the log entries that record it.
+    -- Every notice and response sent or received, with its envelope verbatim.
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('notice', 'response')),
+        direction TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
+        sender TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        payload_sha256 BLOB NOT NULL,
+        envelope BLOB NOT NULL,
+        log_index INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX messages_thread ON messages (thread);
+    -- Deliveries not yet receipted, with their retry schedule.
+    CREATE TABLE outbox (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        PRIMARY KEY (message_id, party)
+    ) STRICT;
+    -- Receipts peers signed for our messages.
+    CREATE TABLE receipts (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        envelope BLOB NOT NULL,
+        log_index INTEGER NOT NULL,
+        PRIMARY KEY (message_id, party)
+    ) STRICT;
+    -- Clocks the norms run: who owes what by when.
+    CREATE TABLE deadlines (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'met', 'missed')),
+        PRIMARY KEY (message_id, party, kind)
+    ) STRICT;
+    CREATE INDEX deadlines_running ON deadlines (state, due_ms);
+    -- Norm events, also in the log, kept here for status and threads.
+    CREATE TABLE norm_events (
+        log_index INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL,
+        event BLOB NOT NULL
+    ) STRICT;
+    -- Each peer's last successful communication check.
+    CREATE TABLE comm_checks (
+        party TEXT PRIMARY KEY,
+        last_ok_ms INTEGER NOT NULL
+    ) STRICT;
+    -- Agreement versions this node adopted.
+    CREATE TABLE adopted (
+        version INTEGER PRIMARY KEY,
+        sha256 BLOB NOT NULL,
+        log_index INTEGER NOT NULL
+    ) STRICT;
+"#,
+];
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,196 @@
+//! A node's configuration file (`hotline.toml`): where its keys,
+//! certificates, agreement and database are, which local certificates have
+//! which role, and how the CLI reaches the node. Paths are relative to the
+//! file's folder.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::clock;
+use crate::tls::{self, CertKey, Role};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The configuration is not valid; the message names the field.
+    #[error("{}: {what}", path.display())]
+    Invalid { path: PathBuf, what: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    party: String,
+    listen: SocketAddr,
+    #[serde(default = "dot")]
+    data: PathBuf,
+    agreement: PathBuf,
+    identity_key: PathBuf,
+    tls_ca: PathBuf,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    #[serde(default)]
+    local: Vec<RawLocal>,
+    client: RawClient,
+    #[serde(default)]
+    delivery: RawDelivery,
+}
+
+fn dot() -> PathBuf {
+    PathBuf::from(".")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocal {
+    name: String,
+    role: Role,
+    cert: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    node: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    retry_base: Option<String>,
+    retry_max: Option<String>,
+}
+
+/// A loaded node configuration, paths made absolute.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Our party id.
+    pub party: String,
+    /// Where the node listens.
+    pub listen: SocketAddr,
+    /// The data directory (database).
+    pub data: PathBuf,
+    /// The signed agreement file.
+    pub agreement: PathBuf,
+    /// Our identity key file.
+    pub identity_key: PathBuf,
+    /// Our CA certificate (PEM).
+    pub tls_ca: PathBuf,
+    /// The node's certificate and key (PEM).
+    pub tls_cert: PathBuf,
+    /// See [`Config::tls_cert`].
+    pub tls_key: PathBuf,
+    /// Local certificates: name, role, certificate file.
+    pub locals: Vec<(String, Role, PathBuf)>,
+    /// The node address the CLI calls.
+    pub client_node: String,
+    /// The CLI's certificate and key.
+    pub client_cert: PathBuf,
+    /// See [`Config::client_cert`].
+    pub client_key: PathBuf,
+    /// First retry delay of a failed delivery.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl Config {
+    /// Loads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |what: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            what,
+        };
+        let raw: RawConfig = toml::from_str(&read(path)?).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let abs = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        if !crate::agreement::is_valid_party_id(&raw.party) {
+            return Err(invalid(format!("party {:?} is not a party id", raw.party)));
+        }
+        let duration = |field: &str, v: &Option<String>, default: u64| match v {
+            None => Ok(Duration::from_millis(default)),
+            Some(s) => clock::parse_duration(s)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid(format!("delivery.{field}: {s:?} is not a duration such as \"200ms\""))),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            party: raw.party,
+            listen: raw.listen,
+            data: abs(&raw.data),
+            agreement: abs(&raw.agreement),
+            identity_key: abs(&raw.identity_key),
+            tls_ca: abs(&raw.tls_ca),
+            tls_cert: abs(&raw.tls_cert),
+            tls_key: abs(&raw.tls_key),
+            locals: raw
+                .local
+                .iter()
+                .map(|l| (l.name.clone(), l.role, abs(&l.cert)))
+                .collect(),
+            client_node: raw.client.node,
+            client_cert: abs(&raw.client.cert),
+            client_key: abs(&raw.client.key),
+            retry_base: duration("retry_base", &raw.delivery.retry_base, 200)?,
+            retry_max: duration("retry_max", &raw.delivery.retry_max, 30_000)?,
+        })
+    }
+
+    /// The address to listen on.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The node's certificate and key.
+    pub fn node_cert(&self) -> Result<CertKey, ConfigError> {
+        Ok(CertKey {
+            cert: read(&self.tls_cert)?,
+            key: read(&self.tls_key)?,
+        })
+    }
+
+    /// Our CA certificate, PEM.
+    pub fn ca_pem(&self) -> Result<String, ConfigError> {
+        read(&self.tls_ca)
+    }
+
+    /// The CLI's client certificate and key.
+    pub fn client_cert(&self) -> Result<CertKey, ConfigError> {
+        Ok(CertKey {
+            cert: read(&self.client_cert)?,
+            key: read(&self.client_key)?,
+        })
+    }
+
+    /// Local certificates by SHA-256 fingerprint, with their names and roles.
+    pub fn local_fingerprints(&self) -> Result<HashMap<[u8; 32], (String, Role)>, ConfigError> {
+        let mut map = HashMap::new();
+        for (name, role, file) in &self.locals {
+            let pem = read(file)?;
+            let certs = tls::certs_from_pem(&file.display().to_string(), &pem).map_err(|e| ConfigError::Invalid {
+                path: file.clone(),
+                what: e.to_string(),
+            })?;
+            map.insert(tls::fingerprint(&certs[0]), (name.clone(), *role));
+        }
+        Ok(map)
+    }
+}

@@ -1,0 +1,963 @@
+//! A running node: its keys, agreement, log and peers, and the data path of
+//! every message — validate, one log transaction (entries and state
+//! together), reply — shared by the Federation and Operator services and the
+//! background workers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, Notify, broadcast};
+use tonic::transport::Channel;
+
+use crate::agreement::{Agreement, SignedAgreement, TlsIdentity};
+use crate::clock;
+use crate::config::Config;
+use crate::envelope::{self, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
+use crate::keys::{IdentityKey, Keyring};
+use crate::log::entry;
+use crate::log::{Log, LogError, checkpoint};
+use crate::message::{self, MessageError};
+use crate::proto::federation_client::FederationClient;
+use crate::proto::log_entry::Body;
+use crate::proto::{
+    AgreementAdopted, ConsistencyProofRequest, Deadline, DeliverRequest, Envelope, EnvelopeReceived, EnvelopeSent,
+    Event, LogEntry, NormEvent, NormEventKind, Notice, NoticeKind, Receipt, Response, ResponseStatus, SignedCheckpoint,
+    WitnessedCheckpoint, event,
+};
+use crate::state::{self, StoredMessage};
+use crate::tls::{CertKey, Identifier};
+
+/// Why a node operation failed; each variant maps to one gRPC status code.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The caller's identity or signature could not be established.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The request breaks a message rule; the text names the field.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The message, notice or party does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The id is taken by a different message.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well-formed but not allowed in the current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A limit was hit.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Startup failed: configuration, agreement, keys or certificates.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl From<MessageError> for NodeError {
+    fn from(e: MessageError) -> Self {
+        match e {
+            MessageError::TooLarge { .. } => NodeError::ResourceExhausted(e.to_string()),
+            MessageError::TlpForbidsForward { .. } => NodeError::FailedPrecondition(e.to_string()),
+            _ => NodeError::InvalidArgument(e.to_string()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for NodeError {
+    fn from(e: rusqlite::Error) -> Self {
+        NodeError::Log(LogError::Rejected(format!("database: {e}")))
+    }
+}
+
+fn setup(what: impl std::fmt::Display) -> NodeError {
+    NodeError::Setup(what.to_string())
+}
+
+/// A message this node signed and is about to log and queue.
+struct Outgoing {
+    kind: &'static str,
+    id: String,
+    thread: String,
+    envelope: Envelope,
+    to: Vec<String>,
+    deadlines: Vec<(String, Deadline, i64)>,
+    meets: Vec<(String, String, Deadline)>,
+}
+
+/// A node's shared state.
+pub struct Node {
+    /// Our party id.
+    pub party: String,
+    /// Our identity key.
+    pub key: IdentityKey,
+    /// The agreement in force.
+    pub agreement: Agreement,
+    keyring: Keyring,
+    /// The audit log.
+    pub log: Arc<Log>,
+    /// Who is calling, from TLS certificates.
+    pub identifier: Arc<Identifier>,
+    events: broadcast::Sender<Event>,
+    peers: HashMap<String, FederationClient<Channel>>,
+    /// Wakes the delivery worker when the outbox gains work.
+    pub wake_delivery: Notify,
+    /// First and longest retry delay.
+    pub retry: (Duration, Duration),
+    witnessing: HashMap<String, Mutex<()>>,
+}
+
+impl Node {
+    /// Loads everything a node needs from its configuration, refusing an
+    /// agreement not signed by its quorum, and opens the log.
+    pub async fn open(config: &Config) -> Result<Arc<Self>, NodeError> {
+        let key = IdentityKey::load(&config.identity_key).map_err(setup)?;
+        let signed = SignedAgreement::load(&config.agreement).map_err(setup)?;
+        signed
+            .verify(clock::now())
+            .map_err(|e| setup(format!("{}: {e}", config.agreement.display())))?;
+        let agreement = signed.agreement.clone();
+        let me = agreement.party(&config.party).ok_or_else(|| {
+            setup(format!(
+                "{}: party {} is not in the agreement",
+                config.agreement.display(),
+                config.party
+            ))
+        })?;
+        if me.origin() != key.name() || !me.keys.iter().any(|k| &k.key == key.verifier()) {
+            return Err(setup(format!(
+                "{}: key {} is not party {}'s key in the agreement",
+                config.identity_key.display(),
+                key.verifier().key_id(),
+                config.party
+            )));
+        }
+        let identifier =
+            Arc::new(Identifier::new(&agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
+        let node_cert: CertKey = config.node_cert().map_err(setup)?;
+        let mut peers = HashMap::new();
+        for p in agreement.parties.iter().filter(|p| p.id != config.party) {
+            let TlsIdentity::Ca(ca) = &p.tls else {
+                return Err(setup(format!(
+                    "party {}: hotline dials peers through their tls_ca; a pinned tls_cert_sha256 can only identify inbound calls",
+                    p.id
+                )));
+            };
+            let channel = crate::transport::channel(&p.endpoint, ca, &node_cert).map_err(setup)?;
+            peers.insert(
+                p.id.clone(),
+                FederationClient::new(channel).max_decoding_message_size(64 << 20),
+            );
+        }
+        let log = Arc::new(Log::open(&config.data, key.clone())?);
+        let witnessing = peers.keys().map(|p| (p.clone(), Mutex::new(()))).collect();
+        let node = Arc::new(Self {
+            party: config.party.clone(),
+            keyring: agreement.keyring(),
+            agreement,
+            key,
+            log,
+            identifier,
+            events: broadcast::channel(1024).0,
+            peers,
+            wake_delivery: Notify::new(),
+            retry: (config.retry_base, config.retry_max),
+            witnessing,
+        });
+        node.adopt(&signed).await?;
+        Ok(node)
+    }
+
+    /// Logs the agreement the first time this node runs on it.
+    async fn adopt(&self, signed: &SignedAgreement) -> Result<(), NodeError> {
+        let bytes = signed.to_bytes();
+        let sha = Sha256::digest(&bytes).to_vec();
+        let version = signed.agreement.version;
+        let current = self
+            .log
+            .reader()
+            .read(|c| Ok(state::adopted(c).map_err(|e| LogError::Rejected(e.to_string()))?))?;
+        if current.as_ref().is_some_and(|(v, s)| *v == version && *s == sha) {
+            return Ok(());
+        }
+        if let Some((v, _)) = current
+            && v > version
+        {
+            return Err(setup(format!(
+                "agreement version {version} is older than the adopted version {v}"
+            )));
+        }
+        let e = entry::encode(Body::AgreementAdopted(AgreementAdopted {
+            signed_note: bytes,
+            version,
+        }));
+        self.log
+            .append_with(
+                vec![e],
+                Box::new(move |c, i| state::adopt(c, version, &sha, i).map_err(|e| e.to_string())),
+                false,
+            )
+            .await?;
+        tracing::info!(version, "adopted agreement");
+        Ok(())
+    }
+
+    /// A receiver of every operator-visible event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, body: event::Body) {
+        let _ = self.events.send(Event {
+            at: Some(clock::to_proto(clock::now())),
+            body: Some(body),
+        });
+    }
+
+    /// The parties we can reach.
+    pub fn peers(&self) -> impl Iterator<Item = &String> {
+        self.peers.keys()
+    }
+
+    /// The Federation client for `party`.
+    pub fn peer(&self, party: &str) -> Option<FederationClient<Channel>> {
+        self.peers.get(party).cloned()
+    }
+
+    /// Runs `f` on a read connection, mapping SQL errors.
+    pub fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, NodeError> {
+        Ok(self
+            .log
+            .reader()
+            .read(|c| f(c).map_err(|e| LogError::Rejected(format!("database: {e}"))))?)
+    }
+
+    /// Logs a signed message, queues it for its recipients and starts its clocks, in one transaction.
+    async fn send(&self, out: Outgoing) -> Result<u64, NodeError> {
+        let now = clock::now_ms();
+        let e = entry::encode(Body::Sent(EnvelopeSent {
+            envelope: Some(out.envelope.clone()),
+            to: out.to.clone(),
+        }));
+        let stored = StoredMessage {
+            id: out.id.clone(),
+            kind: out.kind.to_owned(),
+            direction: "sent".into(),
+            sender: self.party.clone(),
+            thread: out.thread,
+            payload_sha256: Sha256::digest(&out.envelope.payload).to_vec(),
+            envelope: out.envelope,
+            log_index: 0,
+            created_ms: now,
+        };
+        let id = out.id.clone();
+        let (to, deadlines, meets) = (out.to, out.deadlines, out.meets);
+        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+            let row = StoredMessage {
+                log_index: index,
+                ..stored
+            };
+            state::insert_message(c, &row).map_err(|e| format!("message id {} is already taken ({e})", row.id))?;
+            for party in &to {
+                state::enqueue(c, &row.id, party, now).map_err(|e| e.to_string())?;
+            }
+            for (party, kind, due) in &deadlines {
+                state::start_deadline(c, &row.id, party, *kind, *due).map_err(|e| e.to_string())?;
+            }
+            for (message_id, party, kind) in &meets {
+                state::meet_deadline(c, message_id, party, *kind).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        let done = match self.log.append_with(vec![e], change, false).await {
+            Err(LogError::Rejected(reason)) => return Err(NodeError::AlreadyExists(reason)),
+            other => other?,
+        };
+        tracing::info!(id = %id, index = done.first_index, "signed, logged and queued");
+        self.wake_delivery.notify_one();
+        Ok(done.first_index)
+    }
+
+    /// Signs, logs and queues a notice written by `author`; fills id, from and created_at.
+    pub async fn send_notice(&self, mut notice: Notice, author: &str) -> Result<(String, u64), NodeError> {
+        if notice.id.is_empty() {
+            notice.id = message::new_id();
+        }
+        notice.from = self.party.clone();
+        notice.created_at = Some(clock::to_proto(clock::now()));
+        if notice.author.is_empty() {
+            notice.author = author.to_owned();
+        }
+        message::validate_notice(&notice, &self.agreement.norms)?;
+        for p in &notice.to {
+            if !self.peers.contains_key(p) {
+                return Err(NodeError::InvalidArgument(format!(
+                    "field to: {p} is not a peer party of the agreement"
+                )));
+            }
+        }
+        if self.read(|c| state::message(c, &notice.id))?.is_some() {
+            return Err(NodeError::AlreadyExists(format!(
+                "a message with id {} exists already",
+                notice.id
+            )));
+        }
+        // A notice continuing one we received is a forward for anyone who was not on it: TLP decides.
+        if !notice.in_reply_to.is_empty()
+            && let Some(orig) = self.read(|c| state::message(c, &notice.in_reply_to))?
+            && orig.direction == "received"
+            && let Ok(original) = message::decode_notice(&orig.envelope.payload)
+        {
+            for p in &notice.to {
+                message::check_forward(&original, p)?;
+            }
+        }
+        let norms = &self.agreement.norms;
+        let now = clock::now_ms();
+        let kind = notice.kind();
+        let mut deadlines = Vec::new();
+        for p in &notice.to {
+            deadlines.push((
+                p.clone(),
+                Deadline::Receipt,
+                now + norms.receipt_within.as_millis() as i64,
+            ));
+            match kind {
+                NoticeKind::Notification | NoticeKind::RequestForAssistance => deadlines.push((
+                    p.clone(),
+                    Deadline::Response,
+                    now + norms.respond_within(notice.severity()).as_millis() as i64,
+                )),
+                NoticeKind::CommCheck => deadlines.push((
+                    p.clone(),
+                    Deadline::CommCheckAnswer,
+                    now + norms.comm_check_answer_within.as_millis() as i64,
+                )),
+                _ => {}
+            }
+        }
+        let thread = if notice.in_reply_to.is_empty() {
+            notice.id.clone()
+        } else {
+            notice.in_reply_to.clone()
+        };
+        let id = notice.id.clone();
+        let envelope = envelope::sign(NOTICE_TYPE, notice.encode_to_vec(), &self.key);
+        let index = self
+            .send(Outgoing {
+                kind: "notice",
+                id: id.clone(),
+                thread,
+                envelope,
+                to: notice.to,
+                deadlines,
+                meets: vec![],
+            })
+            .await?;
+        Ok((id, index))
+    }
+
+    /// Signs, logs and queues a response to a notice we received.
+    pub async fn respond(
+        &self,
+        notice_id: &str,
+        status: ResponseStatus,
+        text: &str,
+        author: &str,
+    ) -> Result<(String, u64), NodeError> {
+        let orig = self
+            .read(|c| state::message(c, notice_id))?
+            .filter(|m| m.kind == "notice")
+            .ok_or_else(|| NodeError::NotFound(format!("no notice with id {notice_id}")))?;
+        if orig.direction != "received" {
+            return Err(NodeError::FailedPrecondition(format!(
+                "notice {notice_id} was sent by us; respond to notices you received"
+            )));
+        }
+        let response = Response {
+            id: message::new_id(),
+            notice_id: notice_id.to_owned(),
+            from: self.party.clone(),
+            to: vec![orig.sender.clone()],
+            created_at: Some(clock::to_proto(clock::now())),
+            status: status as i32,
+            text: text.to_owned(),
+            author: author.to_owned(),
+        };
+        message::validate_response(&response, &self.agreement.norms)?;
+        let due = clock::now_ms() + self.agreement.norms.receipt_within.as_millis() as i64;
+        let id = response.id.clone();
+        let envelope = envelope::sign(RESPONSE_TYPE, response.encode_to_vec(), &self.key);
+        let index = self
+            .send(Outgoing {
+                kind: "response",
+                id: id.clone(),
+                thread: notice_id.to_owned(),
+                envelope,
+                to: response.to,
+                deadlines: vec![(orig.sender.clone(), Deadline::Receipt, due)],
+                meets: vec![(notice_id.to_owned(), self.party.clone(), Deadline::Response)],
+            })
+            .await?;
+        Ok((id, index))
+    }
+
+    /// Sends a communication check to one peer, or to every peer.
+    pub async fn comm_check(&self, party: Option<&str>, author: &str) -> Result<Vec<String>, NodeError> {
+        let targets: Vec<String> = match party {
+            Some(p) if self.peers.contains_key(p) => vec![p.to_owned()],
+            Some(p) => return Err(NodeError::NotFound(format!("{p} is not a peer party of the agreement"))),
+            None => self.peers.keys().cloned().collect(),
+        };
+        let mut ids = Vec::new();
+        for p in targets {
+            let notice = Notice {
+                to: vec![p.clone()],
+                kind: NoticeKind::CommCheck as i32,
+                severity: crate::proto::Severity::Low as i32,
+                category: crate::proto::Category::Test as i32,
+                tlp: crate::proto::Tlp::Clear as i32,
+                title: format!("communication check {} -> {p}", self.party),
+                ..Default::default()
+            };
+            ids.push(self.send_notice(notice, author).await?.0);
+        }
+        Ok(ids)
+    }
+
+    /// Handles a delivery from `caller` (its TLS identity): checks in the
+    /// agreed order, logs the message durably and returns our signed receipt.
+    pub async fn deliver(self: &Arc<Self>, caller: &str, req: DeliverRequest) -> Result<Envelope, NodeError> {
+        let env = req
+            .envelope
+            .ok_or_else(|| NodeError::InvalidArgument("field envelope is required".into()))?;
+        let kind = match env.payload_type.as_str() {
+            NOTICE_TYPE => "notice",
+            RESPONSE_TYPE => "response",
+            other => {
+                return Err(NodeError::InvalidArgument(format!(
+                    "payload type {other:?} cannot be delivered; expected {NOTICE_TYPE} or {RESPONSE_TYPE}"
+                )));
+            }
+        };
+        let signer = envelope::verify(&env, &env.payload_type, &self.keyring, clock::now())
+            .map_err(|e| NodeError::Unauthenticated(format!("envelope from {caller}: {e}")))?;
+        if signer.party != caller {
+            return Err(NodeError::PermissionDenied(format!(
+                "envelope is signed by party {} but was delivered by {caller}",
+                signer.party
+            )));
+        }
+        let (id, from, to, created_at, thread) = if kind == "notice" {
+            let n = message::decode_notice(&env.payload)?;
+            let thread = if n.in_reply_to.is_empty() {
+                n.id.clone()
+            } else {
+                n.in_reply_to.clone()
+            };
+            (n.id, n.from, n.to, n.created_at, thread)
+        } else {
+            let r = message::decode_response(&env.payload)?;
+            (r.id, r.from, r.to, r.created_at, r.notice_id)
+        };
+        if from != caller {
+            return Err(NodeError::PermissionDenied(format!(
+                "field from is {from:?} but the sender is {caller}"
+            )));
+        }
+        if !to.contains(&self.party) {
+            return Err(NodeError::InvalidArgument(format!(
+                "message {id} is addressed to {} and not to {}",
+                to.join(", "),
+                self.party
+            )));
+        }
+        let created = created_at
+            .as_ref()
+            .and_then(clock::from_proto)
+            .ok_or_else(|| NodeError::InvalidArgument("field created_at is missing or out of range".into()))?;
+        let skew = self.agreement.norms.clock_skew;
+        if created > clock::now() + skew {
+            return Err(NodeError::InvalidArgument(format!(
+                "field created_at {} is ahead of our clock by more than the agreed clock_skew of {}",
+                clock::rfc3339(created),
+                clock::format_duration(skew)
+            )));
+        }
+        let max = self.agreement.norms.max_notice_bytes;
+        if env.payload.len() as u64 > max {
+            return Err(NodeError::ResourceExhausted(format!(
+                "payload is {} bytes, over the agreed max_notice_bytes of {max}",
+                env.payload.len()
+            )));
+        }
+        let sha = Sha256::digest(&env.payload).to_vec();
+        if let Some(existing) = self.read(|c| state::message(c, &id))? {
+            return self.resend_receipt(&existing, caller, &sha);
+        }
+        let parsed = if kind == "notice" {
+            let n = message::decode_notice(&env.payload)?;
+            message::validate_notice(&n, &self.agreement.norms)?;
+            Ok(n)
+        } else {
+            let r = message::decode_response(&env.payload)?;
+            message::validate_response(&r, &self.agreement.norms)?;
+            Err(r)
+        };
+        if let Some(note) = req.sender_checkpoint.as_ref().map(|c| c.note.clone()) {
+            let key = &signer.key;
+            checkpoint::verify(&note, key)
+                .map_err(|e| NodeError::InvalidArgument(format!("field sender_checkpoint: {e}")))?;
+            let node = self.clone();
+            let party = caller.to_owned();
+            tokio::spawn(async move { node.witness(&party, note).await });
+        }
+        self.record_received(kind, id, thread, caller, env, sha, parsed).await
+    }
+
+    fn resend_receipt(&self, existing: &StoredMessage, caller: &str, sha: &[u8]) -> Result<Envelope, NodeError> {
+        if existing.payload_sha256 != sha || existing.sender != caller {
+            return Err(NodeError::AlreadyExists(format!(
+                "message id {} was already used for a different message",
+                existing.id
+            )));
+        }
+        let head = self.log.head();
+        let (_, _, proof) = self.log.reader().inclusion_proof(existing.log_index, head.size)?;
+        let data = self
+            .log
+            .reader()
+            .entries(existing.log_index, existing.log_index + 1, 1)?
+            .pop()
+            .map(|(_, d)| d)
+            .unwrap_or_default();
+        Ok(self.sign_receipt(existing, caller, &data, head.size, head.note.to_vec(), proof))
+    }
+
+    fn sign_receipt(
+        &self,
+        m: &StoredMessage,
+        to: &str,
+        entry_bytes: &[u8],
+        _size: u64,
+        note: Vec<u8>,
+        proof: Vec<tlog_tiles::Hash>,
+    ) -> Envelope {
+        let received_at = LogEntry::decode(entry_bytes).ok().and_then(|e| e.logged_at);
+        let receipt = Receipt {
+            message_id: m.id.clone(),
+            payload_sha256: m.payload_sha256.clone(),
+            from: self.party.clone(),
+            to: to.to_owned(),
+            received_at,
+            log_index: m.log_index,
+            checkpoint: Some(SignedCheckpoint { note }),
+            inclusion_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+            log_entry: entry_bytes.to_vec(),
+        };
+        envelope::sign(RECEIPT_TYPE, receipt.encode_to_vec(), &self.key)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_received(
+        self: &Arc<Self>,
+        kind: &'static str,
+        id: String,
+        thread: String,
+        from: &str,
+        env: Envelope,
+        sha: Vec<u8>,
+        parsed: Result<Notice, Response>,
+    ) -> Result<Envelope, NodeError> {
+        let now = clock::now_ms();
+        let norms = &self.agreement.norms;
+        let entry_bytes = entry::encode(Body::Received(EnvelopeReceived {
+            envelope: Some(env.clone()),
+            from: from.to_owned(),
+        }));
+        let mut entries = vec![entry_bytes.clone()];
+        let mut owed = Vec::new();
+        let mut meets = Vec::new();
+        let mut comm_check_ok = None;
+        let mut auto_answer = false;
+        match &parsed {
+            Ok(n) => match n.kind() {
+                NoticeKind::Notification | NoticeKind::RequestForAssistance => owed.push((
+                    Deadline::Response,
+                    now + norms.respond_within(n.severity()).as_millis() as i64,
+                )),
+                NoticeKind::CommCheck => auto_answer = true,
+                _ => {}
+            },
+            Err(r) => {
+                meets.push((r.notice_id.clone(), Deadline::Response));
+                let ours = self.read(|c| state::message(c, &r.notice_id))?;
+                let Some(ours) = ours else {
+                    return Err(NodeError::NotFound(format!(
+                        "response {} answers unknown notice {}",
+                        r.id, r.notice_id
+                    )));
+                };
+                let is_check = ours.direction == "sent"
+                    && message::decode_notice(&ours.envelope.payload).is_ok_and(|n| n.kind() == NoticeKind::CommCheck);
+                if is_check {
+                    meets.push((r.notice_id.clone(), Deadline::CommCheckAnswer));
+                    let event = NormEvent {
+                        kind: NormEventKind::CommCheckOk as i32,
+                        party: from.to_owned(),
+                        message_id: r.notice_id.clone(),
+                        deadline: Deadline::CommCheckAnswer as i32,
+                        due_at: None,
+                        observed_at: Some(clock::to_proto(clock::now())),
+                        detail: format!("{from} answered the communication check"),
+                    };
+                    entries.push(entry::encode(Body::NormEvent(event.clone())));
+                    comm_check_ok = Some(event);
+                }
+            }
+        }
+        let stored = StoredMessage {
+            id: id.clone(),
+            kind: kind.to_owned(),
+            direction: "received".into(),
+            sender: from.to_owned(),
+            thread,
+            payload_sha256: sha,
+            envelope: env,
+            log_index: 0,
+            created_ms: now,
+        };
+        let me = self.party.clone();
+        let sender = from.to_owned();
+        let check_event = comm_check_ok.clone();
+        let stored_for_tx = stored.clone();
+        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+            let row = StoredMessage {
+                log_index: index,
+                ..stored_for_tx
+            };
+            state::insert_message(c, &row)
+                .map_err(|e| format!("message {} was recorded concurrently ({e})", row.id))?;
+            for (kind, due) in &owed {
+                state::start_deadline(c, &row.id, &me, *kind, *due).map_err(|e| e.to_string())?;
+            }
+            for (notice, kind) in &meets {
+                state::meet_deadline(c, notice, &sender, *kind).map_err(|e| e.to_string())?;
+            }
+            if let Some(ev) = &check_event {
+                state::insert_norm_event(c, index + 1, ev).map_err(|e| e.to_string())?;
+                state::comm_check_ok(c, &sender, now).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        let done = match self.log.append_with(entries, change, true).await {
+            Ok(done) => done,
+            // Delivered twice at once: the other delivery logged it; answer with its receipt.
+            Err(LogError::Rejected(_)) => {
+                let existing = self
+                    .read(|c| state::message(c, &id))?
+                    .ok_or_else(|| NodeError::FailedPrecondition(format!("message {id} could not be recorded")))?;
+                return self.resend_receipt(&existing, from, &stored.payload_sha256);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let row = StoredMessage {
+            log_index: done.first_index,
+            ..stored
+        };
+        let receipt = self.sign_receipt(
+            &row,
+            from,
+            &entry_bytes,
+            done.tree_size,
+            done.checkpoint.to_vec(),
+            done.proof,
+        );
+        tracing::info!(id = %id, from, index = done.first_index, "received and logged");
+        match parsed {
+            Ok(n) => {
+                if auto_answer {
+                    let node = self.clone();
+                    let nid = n.id.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = node
+                            .respond(
+                                &nid,
+                                ResponseStatus::Acknowledged,
+                                "communication check answered",
+                                "hotline",
+                            )
+                            .await
+                        {
+                            tracing::warn!(notice = %nid, error = %e, "could not answer communication check");
+                        }
+                    });
+                }
+                self.emit(event::Body::NoticeReceived(n));
+            }
+            Err(r) => self.emit(event::Body::ResponseReceived(r)),
+        }
+        if let Some(ev) = comm_check_ok {
+            self.emit(event::Body::NormEvent(ev));
+        }
+        Ok(receipt)
+    }
+
+    /// Checks a receipt for our message `m` delivered to `party`, then logs it.
+    pub async fn accept_receipt(self: &Arc<Self>, m: &StoredMessage, party: &str, env: Envelope) -> Result<(), String> {
+        let signer =
+            envelope::verify(&env, RECEIPT_TYPE, &self.keyring, clock::now()).map_err(|e| format!("receipt: {e}"))?;
+        if signer.party != party {
+            return Err(format!("receipt signed by {} instead of {party}", signer.party));
+        }
+        let r = Receipt::decode(&env.payload[..]).map_err(|e| format!("receipt payload: {e}"))?;
+        if r.message_id != m.id || r.from != party || r.to != self.party || r.payload_sha256 != m.payload_sha256 {
+            return Err(format!("receipt from {party} does not match message {}", m.id));
+        }
+        let note = r.checkpoint.as_ref().map(|c| c.note.clone()).unwrap_or_default();
+        let cp = checkpoint::verify(&note, &signer.key).map_err(|e| format!("receipt checkpoint: {e}"))?;
+        let logged = LogEntry::decode(&r.log_entry[..]).map_err(|e| format!("receipt log entry: {e}"))?;
+        let holds_ours =
+            matches!(&logged.body, Some(Body::Received(rcv)) if rcv.envelope.as_ref() == Some(&m.envelope));
+        if !holds_ours {
+            return Err("receipt log entry does not hold our envelope verbatim".into());
+        }
+        let proof: Vec<tlog_tiles::Hash> = r
+            .inclusion_proof
+            .iter()
+            .map(|h| h.as_slice().try_into().map(tlog_tiles::Hash))
+            .collect::<Result<_, _>>()
+            .map_err(|_| "receipt inclusion proof has a hash that is not 32 bytes".to_owned())?;
+        if r.log_index >= cp.size {
+            return Err(format!(
+                "receipt log index {} is outside its checkpoint of size {}",
+                r.log_index, cp.size
+            ));
+        }
+        tlog_tiles::check_record(
+            &proof,
+            cp.size,
+            cp.root,
+            r.log_index,
+            tlog_tiles::record_hash(&r.log_entry),
+        )
+        .map_err(|e| format!("receipt inclusion proof: {e}"))?;
+        let e = entry::encode(Body::Received(EnvelopeReceived {
+            envelope: Some(env.clone()),
+            from: party.to_owned(),
+        }));
+        let (mid, p, idx) = (m.id.clone(), party.to_owned(), r.log_index);
+        let change = Box::new(move |c: &rusqlite::Connection, _index: u64| {
+            if !state::record_receipt(c, &mid, &p, &env, idx).map_err(|e| e.to_string())? {
+                return Err("receipt already recorded".into());
+            }
+            state::meet_deadline(c, &mid, &p, Deadline::Receipt).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        match self.log.append_with(vec![e], change, false).await {
+            Ok(_) | Err(LogError::Rejected(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        self.emit(event::Body::ReceiptReceived(r));
+        let node = self.clone();
+        let party = party.to_owned();
+        tokio::spawn(async move { node.witness(&party, note).await });
+        Ok(())
+    }
+
+    /// Witnesses a peer's checkpoint: checks it extends the last one we hold
+    /// from that peer (asking the peer for a consistency proof) and logs it;
+    /// a fork is logged as a CHECKPOINT_FORK norm event.
+    pub async fn witness(&self, party: &str, note: Vec<u8>) {
+        let Some(lock) = self.witnessing.get(party) else { return };
+        let Ok(_guard) = lock.try_lock() else { return }; // one at a time per peer; the next delivery brings a newer one
+        let Some(key) = self
+            .agreement
+            .party(party)
+            .and_then(|p| p.keys.iter().find(|k| k.valid_at(clock::now())))
+        else {
+            return;
+        };
+        let Ok(cp) = checkpoint::verify(&note, &key.key) else {
+            return;
+        };
+        let last = match self.read(|c| state::last_witnessed(c, party)) {
+            Ok(last) => last,
+            Err(_) => return,
+        };
+        let fork = match last {
+            Some((size, _)) if cp.size < size => return,
+            Some((size, old)) => {
+                let Ok(old) = checkpoint::verify(&old, &key.key) else {
+                    return;
+                };
+                if size == cp.size {
+                    if old.root == cp.root {
+                        return;
+                    }
+                    Some(format!("two checkpoints of size {size} with different roots"))
+                } else {
+                    match self.consistency(party, &old, &cp).await {
+                        Ok(()) => None,
+                        Err(Some(reason)) => Some(reason),
+                        Err(None) => return, // peer unreachable: try again with a later checkpoint
+                    }
+                }
+            }
+            None => None,
+        };
+        let (entry_body, event) = match &fork {
+            None => (
+                Body::WitnessedCheckpoint(WitnessedCheckpoint {
+                    party: party.to_owned(),
+                    checkpoint: Some(SignedCheckpoint { note: note.clone() }),
+                }),
+                None,
+            ),
+            Some(reason) => {
+                tracing::error!(party, reason, "peer checkpoint forks from the one we witnessed");
+                let ev = NormEvent {
+                    kind: NormEventKind::CheckpointFork as i32,
+                    party: party.to_owned(),
+                    message_id: String::new(),
+                    deadline: Deadline::Unspecified as i32,
+                    due_at: None,
+                    observed_at: Some(clock::to_proto(clock::now())),
+                    detail: format!("checkpoint of size {} forks from the one witnessed: {reason}", cp.size),
+                };
+                (Body::NormEvent(ev.clone()), Some(ev))
+            }
+        };
+        let (p, size, ev) = (party.to_owned(), cp.size, event.clone());
+        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+            match &ev {
+                None => {
+                    state::insert_witnessed(c, &p, size, &note).map_err(|e| e.to_string())?;
+                }
+                Some(ev) => state::insert_norm_event(c, index, ev).map_err(|e| e.to_string())?,
+            }
+            Ok(())
+        });
+        if let Err(e) = self
+            .log
+            .append_with(vec![entry::encode(entry_body)], change, false)
+            .await
+        {
+            tracing::warn!(party, error = %e, "could not log witnessed checkpoint");
+        }
+        if let Some(ev) = event {
+            self.emit(event::Body::NormEvent(ev));
+        }
+    }
+
+    /// Asks `party` to prove `new` extends `old`: Err(None) if it cannot be asked, Err(Some) on a fork.
+    async fn consistency(
+        &self,
+        party: &str,
+        old: &checkpoint::VerifiedCheckpoint,
+        new: &checkpoint::VerifiedCheckpoint,
+    ) -> Result<(), Option<String>> {
+        let mut client = self.peer(party).ok_or(None)?;
+        let req = ConsistencyProofRequest {
+            old_size: old.size,
+            new_size: new.size,
+        };
+        let proof = match tokio::time::timeout(Duration::from_secs(10), client.prove_consistency(req)).await {
+            Ok(Ok(p)) => p.into_inner(),
+            _ => return Err(None),
+        };
+        let hashes: Vec<tlog_tiles::Hash> = proof
+            .hashes
+            .iter()
+            .map(|h| h.as_slice().try_into().map(tlog_tiles::Hash))
+            .collect::<Result<_, _>>()
+            .map_err(|_| Some("consistency proof has a hash that is not 32 bytes".to_owned()))?;
+        tlog_tiles::check_tree(&hashes, new.size, new.root, old.size, old.root).map_err(|e| {
+            Some(format!(
+                "no valid consistency proof from size {} to {}: {e}",
+                old.size, new.size
+            ))
+        })
+    }
+
+    /// Logs a missed deadline exactly once and tells operators.
+    pub async fn miss(&self, d: &state::Running) -> Result<(), NodeError> {
+        let event = NormEvent {
+            kind: NormEventKind::DeadlineMissed as i32,
+            party: d.party.clone(),
+            message_id: d.message_id.clone(),
+            deadline: d.kind as i32,
+            due_at: time::OffsetDateTime::from_unix_timestamp_nanos(d.due_ms as i128 * 1_000_000)
+                .ok()
+                .map(clock::to_proto),
+            observed_at: Some(clock::to_proto(clock::now())),
+            detail: format!(
+                "{} owed a {} for {}",
+                d.party,
+                d.kind.as_str_name().trim_start_matches("DEADLINE_").to_lowercase(),
+                d.message_id
+            ),
+        };
+        let (ev, run) = (event.clone(), d.clone());
+        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+            if !state::miss_deadline(c, &run.message_id, &run.party, run.kind).map_err(|e| e.to_string())? {
+                return Err("deadline no longer running".into());
+            }
+            state::insert_norm_event(c, index, &ev).map_err(|e| e.to_string())
+        });
+        match self
+            .log
+            .append_with(vec![entry::encode(Body::NormEvent(event.clone()))], change, false)
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(party = %d.party, message = %d.message_id, deadline = ?d.kind, "deadline missed");
+                self.emit(event::Body::NormEvent(event));
+                Ok(())
+            }
+            Err(LogError::Rejected(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Closes the log after the writer finishes its batches.
+    pub fn close(self) {
+        if let Ok(log) = Arc::try_unwrap(self.log) {
+            log.close();
+        }
+    }
+
+    /// Delivers one queued message to one peer and handles the receipt.
+    pub async fn deliver_to(self: &Arc<Self>, pending: &state::Pending) -> Result<(), String> {
+        let m = self
+            .read(|c| state::message(c, &pending.message_id))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("queued message {} is missing", pending.message_id))?;
+        let mut client = self
+            .peer(&pending.party)
+            .ok_or_else(|| format!("{} is not a peer", pending.party))?;
+        let req = DeliverRequest {
+            envelope: Some(m.envelope.clone()),
+            sender_checkpoint: Some(SignedCheckpoint {
+                note: self.log.head().note.to_vec(),
+            }),
+        };
+        let reply = tokio::time::timeout(Duration::from_secs(15), client.deliver(req))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        let receipt = reply
+            .into_inner()
+            .receipt
+            .ok_or_else(|| "reply has no receipt".to_owned())?;
+        self.accept_receipt(&m, &pending.party, receipt).await
+    }
+}

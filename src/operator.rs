@@ -1,0 +1,196 @@
+//! The `hotline.v1.Operator` service: what duty officers call through the
+//! CLI. Handlers check the operator role, then hand over to the node.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
+use tonic::{Request, Response, Status};
+
+use crate::clock;
+use crate::node::Node;
+use crate::proto::operator_server::Operator;
+use crate::proto::{
+    CommCheckRequest, CommCheckResponse, Event, GetNoticeRequest, ListNoticesRequest, ListNoticesResponse,
+    NoticeSummary, NoticeThread, PeerStatus, RespondRequest, RespondResponse, ResponseStatus, RunningDeadline,
+    SendNoticeRequest, SendNoticeResponse, StatusRequest, StatusResponse, WatchEventsRequest,
+};
+use crate::state;
+use crate::status::require_local;
+use crate::tls::Role;
+
+/// Serves local operators.
+pub struct OperatorService {
+    node: Arc<Node>,
+}
+
+impl OperatorService {
+    /// Serves `node` to its operators.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn operator<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        require_local(&self.node.identifier, req, &[Role::Operator])
+    }
+
+    fn reader<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        require_local(&self.node.identifier, req, &[Role::Operator, Role::Auditor])
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+fn ms_to_proto(ms: i64) -> Option<prost_types::Timestamp> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .map(clock::to_proto)
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    #[tracing::instrument(name = "Operator.SendNotice", skip_all, err, fields(operator))]
+    async fn send_notice(&self, req: Request<SendNoticeRequest>) -> Result<Response<SendNoticeResponse>, Status> {
+        let who = self.operator(&req)?;
+        tracing::Span::current().record("operator", who.as_str());
+        let notice = req
+            .into_inner()
+            .notice
+            .ok_or_else(|| Status::invalid_argument("field notice is required"))?;
+        let (id, log_index) = self.node.send_notice(notice, &who).await?;
+        Ok(Response::new(SendNoticeResponse { id, log_index }))
+    }
+
+    #[tracing::instrument(name = "Operator.Respond", skip_all, err, fields(operator))]
+    async fn respond(&self, req: Request<RespondRequest>) -> Result<Response<RespondResponse>, Status> {
+        let who = self.operator(&req)?;
+        let r = req.into_inner();
+        let status = ResponseStatus::try_from(r.status)
+            .ok()
+            .filter(|s| *s != ResponseStatus::Unspecified)
+            .ok_or_else(|| Status::invalid_argument(format!("field status: {} is not a response status", r.status)))?;
+        let (id, log_index) = self.node.respond(&r.notice_id, status, &r.text, &who).await?;
+        Ok(Response::new(RespondResponse { id, log_index }))
+    }
+
+    #[tracing::instrument(name = "Operator.ListNotices", skip_all, err)]
+    async fn list_notices(&self, req: Request<ListNoticesRequest>) -> Result<Response<ListNoticesResponse>, Status> {
+        self.reader(&req)?;
+        let limit = match req.into_inner().limit {
+            0 => 100,
+            n => n.min(10_000),
+        };
+        let notices = self.node.read(|c| {
+            state::recent_notices(c, limit)?
+                .into_iter()
+                .map(|m| {
+                    let receipted_by = state::receipts(c, &m.id)?.into_iter().map(|(p, _)| p).collect();
+                    let responses = state::thread(c, &m.id)?.iter().filter(|t| t.kind == "response").count() as u32;
+                    Ok(NoticeSummary {
+                        notice: crate::message::decode_notice(&m.envelope.payload).ok(),
+                        direction: m.direction,
+                        receipted_by,
+                        responses,
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(Response::new(ListNoticesResponse { notices }))
+    }
+
+    #[tracing::instrument(name = "Operator.GetNotice", skip_all, err)]
+    async fn get_notice(&self, req: Request<GetNoticeRequest>) -> Result<Response<NoticeThread>, Status> {
+        self.reader(&req)?;
+        let id = req.into_inner().id;
+        let thread = self.node.read(|c| {
+            let Some(notice) = state::message(c, &id)?.filter(|m| m.kind == "notice") else {
+                return Ok(None);
+            };
+            let messages = state::thread(c, &id)?;
+            let mut receipts: Vec<_> = state::receipts(c, &id)?.into_iter().map(|(_, e)| e).collect();
+            let mut responses = Vec::new();
+            for m in messages.iter().filter(|m| m.id != id) {
+                responses.push(m.envelope.clone());
+                receipts.extend(state::receipts(c, &m.id)?.into_iter().map(|(_, e)| e));
+            }
+            Ok(Some(NoticeThread {
+                notice: Some(notice.envelope),
+                receipts,
+                responses,
+                norm_events: state::norm_events(c, Some(&id), 100)?,
+            }))
+        })?;
+        thread
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("no notice with id {id}")))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    #[tracing::instrument(name = "Operator.WatchEvents", skip_all, err)]
+    async fn watch_events(&self, req: Request<WatchEventsRequest>) -> Result<Response<EventStream>, Status> {
+        self.reader(&req)?;
+        let stream = BroadcastStream::new(self.node.subscribe()).filter_map(|item| match item {
+            Ok(event) => Some(Ok(event)),
+            Err(_lagged) => None,
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[tracing::instrument(name = "Operator.Status", skip_all, err)]
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        self.reader(&req)?;
+        let node = &self.node;
+        let (outbox, checks, deadlines, events) = node.read(|c| {
+            Ok((
+                state::outbox(c)?,
+                state::comm_checks(c)?,
+                state::running_deadlines(c, i64::MAX)?,
+                state::norm_events(c, None, 20)?,
+            ))
+        })?;
+        let mut peers = Vec::new();
+        for p in node.agreement.parties.iter().filter(|p| p.id != node.party) {
+            let witnessed = node
+                .read(|c| state::last_witnessed(c, &p.id))?
+                .map(|(s, _)| s)
+                .unwrap_or(0);
+            peers.push(PeerStatus {
+                party: p.id.clone(),
+                endpoint: p.endpoint.clone(),
+                outbox: outbox.iter().filter(|o| o.party == p.id).count() as u64,
+                last_comm_check_ok: checks
+                    .iter()
+                    .find(|(party, _)| *party == p.id)
+                    .and_then(|(_, ms)| ms_to_proto(*ms)),
+                witnessed_size: witnessed,
+            });
+        }
+        Ok(Response::new(StatusResponse {
+            party: node.party.clone(),
+            log_size: node.log.head().size,
+            peers,
+            deadlines: deadlines
+                .into_iter()
+                .map(|d| RunningDeadline {
+                    party: d.party,
+                    message_id: d.message_id,
+                    deadline: d.kind as i32,
+                    due_at: ms_to_proto(d.due_ms),
+                })
+                .collect(),
+            recent_norm_events: events,
+        }))
+    }
+
+    #[tracing::instrument(name = "Operator.CommCheck", skip_all, err)]
+    async fn comm_check(&self, req: Request<CommCheckRequest>) -> Result<Response<CommCheckResponse>, Status> {
+        let who = self.operator(&req)?;
+        let party = req.into_inner().party;
+        let notice_ids = self
+            .node
+            .comm_check((!party.is_empty()).then_some(party.as_str()), &who)
+            .await?;
+        Ok(Response::new(CommCheckResponse { notice_ids }))
+    }
+}

@@ -1,0 +1,236 @@
+//! Creating a party's files, as `hotline init` and `hotline demo` do: the
+//! identity key, a CA with node, operator and auditor certificates, the node
+//! configuration, and the party's entry for the agreement.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::keys::{IdentityKey, KeyError};
+use crate::tls::{self, CertKey, TlsError, Usage};
+
+/// Why a party's files could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The identity key exists already or could not be written.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Certificates could not be made.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A file could not be written.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The folder already holds a party.
+    #[error("{} already exists; refusing to overwrite an existing party's keys", path.display())]
+    Exists { path: PathBuf },
+}
+
+/// What `create` made.
+#[derive(Clone, Debug)]
+pub struct Created {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The party's `[[party]]` table for the agreement.
+    pub party_entry: String,
+    /// The public identity key.
+    pub vkey: String,
+}
+
+fn write(path: &Path, text: &str, private: bool) -> Result<(), SetupError> {
+    let io = |source| SetupError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, if private { 0o600 } else { 0o644 });
+    let mut f = options.open(path).map_err(io)?;
+    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+fn write_pair(dir: &Path, name: &str, ck: &CertKey) -> Result<(), SetupError> {
+    write(&dir.join(format!("tls/{name}.pem")), &ck.cert, false)?;
+    write(&dir.join(format!("tls/{name}.key")), &ck.key, true)
+}
+
+/// Creates party `party`'s files in `dir`: the node listens on `listen` and
+/// is reached by peers at `endpoint` (`https://host:port`).
+pub fn create(
+    dir: &Path,
+    party: &str,
+    origin: &str,
+    name: &str,
+    listen: SocketAddr,
+    endpoint: &str,
+) -> Result<Created, SetupError> {
+    let key_path = dir.join("identity.key");
+    if key_path.exists() {
+        return Err(SetupError::Exists { path: key_path });
+    }
+    std::fs::create_dir_all(dir).map_err(|source| SetupError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let key = IdentityKey::generate(origin)?;
+    key.save(&key_path)?;
+    let vkey = key.verifier().to_string();
+    write(&dir.join("identity.pub"), &format!("{vkey}\n"), false)?;
+
+    let host = endpoint
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
+        .unwrap_or_else(|| "localhost".into());
+    let mut hosts = vec![host, "localhost".to_owned(), "127.0.0.1".to_owned()];
+    hosts.dedup();
+    let ca = tls::new_ca(party)?;
+    write_pair(dir, "ca", &ca)?;
+    write_pair(dir, "node", &tls::issue(party, &ca, party, &hosts, Usage::Node)?)?;
+    write_pair(
+        dir,
+        "operator",
+        &tls::issue(party, &ca, &format!("{party} operator"), &[], Usage::Client)?,
+    )?;
+    write_pair(
+        dir,
+        "auditor",
+        &tls::issue(party, &ca, &format!("{party} auditor"), &[], Usage::Client)?,
+    )?;
+
+    let config = dir.join("hotline.toml");
+    write(
+        &config,
+        &format!(
+            r#"# hotline node configuration for party {party}, written by `hotline init`.
+# Paths are relative to this file.
+
+party = "{party}"
+# Address the node listens on (Federation, Operator and Audit services, mutual TLS).
+listen = "{listen}"
+# Folder of the database (hotline.db).
+data = "."
+# The agreement, signed by every party (see `hotline agreement`).
+agreement = "agreement.toml"
+identity_key = "identity.key"
+# This party's CA (published in the agreement as tls_ca) and the node's certificate.
+tls_ca = "tls/ca.pem"
+tls_cert = "tls/node.pem"
+tls_key = "tls/node.key"
+
+# Local client certificates, issued by this party's CA, and what they may do.
+[[local]]
+name = "operator"
+role = "operator"
+cert = "tls/operator.pem"
+
+[[local]]
+name = "auditor"
+role = "auditor"
+cert = "tls/auditor.pem"
+
+# How the hotline CLI reaches this node.
+[client]
+node = "https://127.0.0.1:{port}"
+cert = "tls/operator.pem"
+key = "tls/operator.key"
+
+# Delivery retries: exponential backoff with jitter between these bounds.
+[delivery]
+retry_base = "200ms"
+retry_max = "30s"
+"#,
+            port = listen.port()
+        ),
+        false,
+    )?;
+    let party_entry = format!(
+        "[[party]]\nid = \"{party}\"\nname = \"{name}\"\nendpoint = \"{endpoint}\"\ntls_ca = \"\"\"\n{ca}\"\"\"\n[[party.key]]\nvkey = \"{vkey}\"\n",
+        ca = ca.cert
+    );
+    write(&dir.join("party.toml"), &party_entry, false)?;
+    Ok(Created {
+        config,
+        party_entry,
+        vkey,
+    })
+}
+
+/// The brief's norms, for a real hotline.
+pub const DEFAULT_NORMS: &str = r#"[norms]
+receipt_within = "5m"
+respond_within = { critical = "1h", high = "4h", medium = "24h", low = "72h" }
+comm_check_every = "24h"
+comm_check_answer_within = "15m"
+max_notice_bytes = 1048576
+clock_skew = "5m"
+"#;
+
+/// Agreement text from a norms table and the parties' `[[party]]` entries.
+pub fn agreement_text(version: u64, title: &str, norms: &str, entries: &[String]) -> String {
+    let mut text = format!("# hotline agreement\nversion = {version}\ntitle = \"{title}\"\n\n{norms}\n");
+    for e in entries {
+        text += e;
+        text += "\n";
+    }
+    text
+}
+
+/// Sets up parties `ids` on loopback under `root`, each in `root/<id>`: binds
+/// a listener per party on 127.0.0.1 port 0, creates its files, writes an
+/// agreement with `norms` signed by every party into each folder, and returns
+/// each party's configuration with its bound listener.
+pub async fn local_cluster(
+    root: &Path,
+    ids: &[&str],
+    norms: &str,
+) -> Result<Vec<(crate::config::Config, tokio::net::TcpListener)>, SetupError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SetupError::Io { path, source }
+    };
+    let mut made = Vec::new();
+    for id in ids {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(io(root))?;
+        let addr = listener.local_addr().map_err(io(root))?;
+        let dir = root.join(id);
+        let created = create(
+            &dir,
+            id,
+            &format!("hotline.example/{id}"),
+            &format!("{id} national CSIRT"),
+            addr,
+            &format!("https://{addr}"),
+        )?;
+        made.push((dir, created, listener));
+    }
+    let entries: Vec<String> = made.iter().map(|(_, c, _)| c.party_entry.clone()).collect();
+    let text = agreement_text(1, "hotline on loopback", norms, &entries);
+    let mut signed = crate::agreement::SignedAgreement::parse(text.as_bytes()).map_err(|e| SetupError::Io {
+        path: root.to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    for (dir, _, _) in &made {
+        let key = IdentityKey::load(&dir.join("identity.key"))?;
+        signed.sign(&key).map_err(|e| SetupError::Io {
+            path: dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    }
+    let bytes = signed.to_bytes();
+    let mut out = Vec::new();
+    for (dir, created, listener) in made {
+        let path = dir.join("agreement.toml");
+        std::fs::write(&path, &bytes).map_err(io(&path))?;
+        let config = crate::config::Config::load(&created.config).map_err(|e| SetupError::Io {
+            path: created.config.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        out.push((config, listener));
+    }
+    Ok(out)
+}

@@ -1,0 +1,293 @@
+//! The node's state tables (messages, outbox, receipts, deadlines, norm
+//! events): small SQL helpers used inside log transactions, so every state
+//! change commits with the log entries that record it.
+
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::proto::{Deadline, Envelope, NormEvent};
+
+/// A notice or response as stored.
+#[derive(Clone, Debug)]
+pub struct StoredMessage {
+    /// UUIDv7.
+    pub id: String,
+    /// `notice` or `response`.
+    pub kind: String,
+    /// `sent` or `received`.
+    pub direction: String,
+    /// The sending party.
+    pub sender: String,
+    /// The notice id the message belongs to.
+    pub thread: String,
+    /// SHA-256 of the payload.
+    pub payload_sha256: Vec<u8>,
+    /// The envelope, verbatim.
+    pub envelope: Envelope,
+    /// Its index in our log.
+    pub log_index: u64,
+    /// When it was created, ms since the epoch.
+    pub created_ms: i64,
+}
+
+fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let env: Vec<u8> = r.get(6)?;
+    Ok(StoredMessage {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        direction: r.get(2)?,
+        sender: r.get(3)?,
+        thread: r.get(4)?,
+        payload_sha256: r.get(5)?,
+        envelope: Envelope::decode(&env[..]).unwrap_or_default(),
+        log_index: r.get::<_, i64>(7)? as u64,
+        created_ms: r.get(8)?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "id, kind, direction, sender, thread, payload_sha256, envelope, log_index, created_ms";
+
+/// The message with this id, if any.
+pub fn message(c: &Connection, id: &str) -> rusqlite::Result<Option<StoredMessage>> {
+    c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))?
+        .query_row([id], row_to_message)
+        .optional()
+}
+
+/// Messages of a thread (a notice and its responses), oldest first.
+pub fn thread(c: &Connection, notice_id: &str) -> rusqlite::Result<Vec<StoredMessage>> {
+    c.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread = ?1 ORDER BY created_ms, id"
+    ))?
+    .query_map([notice_id], row_to_message)?
+    .collect()
+}
+
+/// The latest notices, newest first.
+pub fn recent_notices(c: &Connection, limit: u32) -> rusqlite::Result<Vec<StoredMessage>> {
+    c.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE kind = 'notice' ORDER BY created_ms DESC, id DESC LIMIT ?1"
+    ))?
+    .query_map([limit], row_to_message)?
+    .collect()
+}
+
+/// Records a message; fails if the id is taken.
+pub fn insert_message(c: &Connection, m: &StoredMessage) -> rusqlite::Result<()> {
+    c.prepare_cached(&format!(
+        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))?
+    .execute(params![
+        m.id,
+        m.kind,
+        m.direction,
+        m.sender,
+        m.thread,
+        m.payload_sha256,
+        m.envelope.encode_to_vec(),
+        m.log_index as i64,
+        m.created_ms
+    ])?;
+    Ok(())
+}
+
+/// Queues delivery of a message to a party.
+pub fn enqueue(c: &Connection, message_id: &str, party: &str, now_ms: i64) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT OR IGNORE INTO outbox (message_id, party, next_attempt_ms) VALUES (?1, ?2, ?3)")?
+        .execute(params![message_id, party, now_ms])?;
+    Ok(())
+}
+
+/// One pending delivery.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// The message to deliver.
+    pub message_id: String,
+    /// To whom.
+    pub party: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When to try next, ms since the epoch.
+    pub next_attempt_ms: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Every pending delivery, soonest first.
+pub fn outbox(c: &Connection) -> rusqlite::Result<Vec<Pending>> {
+    c.prepare_cached(
+        "SELECT message_id, party, attempts, next_attempt_ms, last_error FROM outbox ORDER BY next_attempt_ms",
+    )?
+    .query_map([], |r| {
+        Ok(Pending {
+            message_id: r.get(0)?,
+            party: r.get(1)?,
+            attempts: r.get(2)?,
+            next_attempt_ms: r.get(3)?,
+            last_error: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// Records a failed attempt and when to retry.
+pub fn delivery_failed(c: &Connection, p: &Pending, next_ms: i64, error: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?3, last_error = ?4 WHERE message_id = ?1 AND party = ?2")?
+        .execute(params![p.message_id, p.party, next_ms, error])?;
+    Ok(())
+}
+
+/// Records a verified receipt and closes the delivery; false if it was already recorded.
+pub fn record_receipt(
+    c: &Connection,
+    message_id: &str,
+    party: &str,
+    envelope: &Envelope,
+    log_index: u64,
+) -> rusqlite::Result<bool> {
+    c.prepare_cached("DELETE FROM outbox WHERE message_id = ?1 AND party = ?2")?
+        .execute(params![message_id, party])?;
+    let n = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO receipts (message_id, party, envelope, log_index) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![message_id, party, envelope.encode_to_vec(), log_index as i64])?;
+    Ok(n == 1)
+}
+
+/// Receipts for a message: (party, envelope).
+pub fn receipts(c: &Connection, message_id: &str) -> rusqlite::Result<Vec<(String, Envelope)>> {
+    c.prepare_cached("SELECT party, envelope FROM receipts WHERE message_id = ?1 ORDER BY log_index")?
+        .query_map([message_id], |r| {
+            let env: Vec<u8> = r.get(1)?;
+            Ok((r.get(0)?, Envelope::decode(&env[..]).unwrap_or_default()))
+        })?
+        .collect()
+}
+
+/// Starts a clock: `party` owes `kind` for `message_id` by `due_ms`.
+pub fn start_deadline(
+    c: &Connection,
+    message_id: &str,
+    party: &str,
+    kind: Deadline,
+    due_ms: i64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO deadlines (message_id, party, kind, due_ms, state) VALUES (?1, ?2, ?3, ?4, 'running')",
+    )?
+    .execute(params![message_id, party, kind as i32, due_ms])?;
+    Ok(())
+}
+
+/// Stops a running clock because the message arrived; true if it was running.
+pub fn meet_deadline(c: &Connection, message_id: &str, party: &str, kind: Deadline) -> rusqlite::Result<bool> {
+    let n = c
+        .prepare_cached("UPDATE deadlines SET state = 'met' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'")?
+        .execute(params![message_id, party, kind as i32])?;
+    Ok(n == 1)
+}
+
+/// Marks a running clock missed; true if this call did it (so the event is logged once).
+pub fn miss_deadline(c: &Connection, message_id: &str, party: &str, kind: Deadline) -> rusqlite::Result<bool> {
+    let n = c
+        .prepare_cached("UPDATE deadlines SET state = 'missed' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'")?
+        .execute(params![message_id, party, kind as i32])?;
+    Ok(n == 1)
+}
+
+/// A running clock.
+#[derive(Clone, Debug)]
+pub struct Running {
+    /// The message it belongs to.
+    pub message_id: String,
+    /// Who owes the message.
+    pub party: String,
+    /// What is owed.
+    pub kind: Deadline,
+    /// By when, ms since the epoch.
+    pub due_ms: i64,
+}
+
+/// Running clocks due by `until_ms` (all of them with `i64::MAX`), soonest first.
+pub fn running_deadlines(c: &Connection, until_ms: i64) -> rusqlite::Result<Vec<Running>> {
+    c.prepare_cached("SELECT message_id, party, kind, due_ms FROM deadlines WHERE state = 'running' AND due_ms <= ?1 ORDER BY due_ms")?
+        .query_map([until_ms], |r| {
+            Ok(Running {
+                message_id: r.get(0)?,
+                party: r.get(1)?,
+                kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
+                due_ms: r.get(3)?,
+            })
+        })?
+        .collect()
+}
+
+/// Keeps a norm event for status and threads.
+pub fn insert_norm_event(c: &Connection, log_index: u64, e: &NormEvent) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT INTO norm_events (log_index, message_id, event) VALUES (?1, ?2, ?3)")?
+        .execute(params![log_index as i64, e.message_id, e.encode_to_vec()])?;
+    Ok(())
+}
+
+/// Norm events, newest first: all, or one message's.
+pub fn norm_events(c: &Connection, message_id: Option<&str>, limit: u32) -> rusqlite::Result<Vec<NormEvent>> {
+    c.prepare_cached(
+        "SELECT event FROM norm_events WHERE ?1 IS NULL OR message_id = ?1 ORDER BY log_index DESC LIMIT ?2",
+    )?
+    .query_map(params![message_id, limit], |r| {
+        let b: Vec<u8> = r.get(0)?;
+        Ok(NormEvent::decode(&b[..]).unwrap_or_default())
+    })?
+    .collect()
+}
+
+/// Records a successful communication check with `party`.
+pub fn comm_check_ok(c: &Connection, party: &str, at_ms: i64) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO comm_checks (party, last_ok_ms) VALUES (?1, ?2) ON CONFLICT (party) DO UPDATE SET last_ok_ms = ?2",
+    )?
+    .execute(params![party, at_ms])?;
+    Ok(())
+}
+
+/// The last successful communication check with each party.
+pub fn comm_checks(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    c.prepare_cached("SELECT party, last_ok_ms FROM comm_checks")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+/// The latest witnessed checkpoint of a party: (size, note).
+pub fn last_witnessed(c: &Connection, party: &str) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
+    c.prepare_cached("SELECT size, note FROM witnessed WHERE party = ?1 ORDER BY size DESC LIMIT 1")?
+        .query_row([party], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .optional()
+}
+
+/// Keeps a witnessed checkpoint; false if one of that size was already kept.
+pub fn insert_witnessed(c: &Connection, party: &str, size: u64, note: &[u8]) -> rusqlite::Result<bool> {
+    let n = c
+        .prepare_cached("INSERT OR IGNORE INTO witnessed (party, size, note) VALUES (?1, ?2, ?3)")?
+        .execute(params![party, size as i64, note])?;
+    Ok(n == 1)
+}
+
+/// The agreement version adopted last, with its hash.
+pub fn adopted(c: &Connection) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
+    c.query_row(
+        "SELECT version, sha256 FROM adopted ORDER BY version DESC LIMIT 1",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Records an agreement adoption.
+pub fn adopt(c: &Connection, version: u64, sha256: &[u8], log_index: u64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO adopted (version, sha256, log_index) VALUES (?1, ?2, ?3)",
+        params![version as i64, sha256, log_index as i64],
+    )?;
+    Ok(())
+}
