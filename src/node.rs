@@ -181,10 +181,7 @@ impl Node {
         let bytes = signed.to_bytes();
         let sha = Sha256::digest(&bytes).to_vec();
         let version = signed.agreement.version;
-        let current = self
-            .log
-            .reader()
-            .read(|c| Ok(state::adopted(c).map_err(|e| LogError::Rejected(e.to_string()))?))?;
+        let current = self.read(state::adopted)?;
         if current.as_ref().is_some_and(|(v, s)| *v == version && *s == sha) {
             return Ok(());
         }
