@@ -869,6 +869,10 @@ impl Node {
         };
         let proof = match tokio::time::timeout(Duration::from_secs(10), client.prove_consistency(req)).await {
             Ok(Ok(p)) => p.into_inner(),
+            // A peer that answers but cannot prove a checkpoint it signed has forked.
+            Ok(Err(s)) if matches!(s.code(), tonic::Code::OutOfRange | tonic::Code::InvalidArgument) => {
+                return Err(Some(format!("the peer cannot prove it: {}", s.message())));
+            }
             _ => return Err(None),
         };
         let hashes: Vec<tlog_tiles::Hash> = proof

@@ -109,15 +109,32 @@ async fn a_recipient_down_for_a_while_receives_everything_once_back_without_dupl
     let mut ids = Vec::new();
     for i in 0..5 {
         let n = notice(&["CHL"], &format!("notice {i} while CHL is down"));
-        ids.push(c.operator(0).send_notice(SendNoticeRequest { notice: Some(n) }).await.unwrap().into_inner().id);
+        ids.push(
+            c.operator(0)
+                .send_notice(SendNoticeRequest { notice: Some(n) })
+                .await
+                .unwrap()
+                .into_inner()
+                .id,
+        );
     }
     tokio::time::sleep(std::time::Duration::from_millis(800)).await; // several failed attempts
     let outbox = c.node(0).read(state::outbox).unwrap();
     assert_eq!(outbox.len(), 5);
-    assert!(outbox.iter().all(|p| p.attempts >= 1 && p.last_error.is_some()), "{outbox:?}");
+    assert!(
+        outbox.iter().all(|p| p.attempts >= 1 && p.last_error.is_some()),
+        "{outbox:?}"
+    );
     c.restart(1).await;
-    c.eventually(15, "all five receipted", |c| ids.iter().all(|id| receipted_by(c, 0, id) == ["CHL"])).await;
-    let received = c.log_lines(1).iter().filter(|l| l.starts_with("received from PER: notice")).count();
+    c.eventually(15, "all five receipted", |c| {
+        ids.iter().all(|id| receipted_by(c, 0, id) == ["CHL"])
+    })
+    .await;
+    let received = c
+        .log_lines(1)
+        .iter()
+        .filter(|l| l.starts_with("received from PER: notice"))
+        .count();
     assert_eq!(received, 5, "each notice logged once at CHL");
 }
 
@@ -127,7 +144,9 @@ async fn a_restarted_sender_resumes_its_outbox() {
     c.stop(1).await;
     let id = c
         .operator(0)
-        .send_notice(SendNoticeRequest { notice: Some(notice(&["CHL"], "queued before a restart")) })
+        .send_notice(SendNoticeRequest {
+            notice: Some(notice(&["CHL"], "queued before a restart")),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -135,7 +154,10 @@ async fn a_restarted_sender_resumes_its_outbox() {
     c.stop(0).await;
     c.restart(1).await;
     c.restart(0).await;
-    c.eventually(15, "receipt after the sender restarted", |c| receipted_by(c, 0, &id) == ["CHL"]).await;
+    c.eventually(15, "receipt after the sender restarted", |c| {
+        receipted_by(c, 0, &id) == ["CHL"]
+    })
+    .await;
     assert!(c.node(0).read(state::outbox).unwrap().is_empty());
 }
 
@@ -144,18 +166,39 @@ async fn a_missed_response_deadline_produces_exactly_one_norm_event_on_both_side
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     let mut n = notice(&["CHL"], "Critical: need help");
     n.severity = hotline::proto::Severity::Critical as i32; // respond within 2s
-    let id = c.operator(0).send_notice(SendNoticeRequest { notice: Some(n) }).await.unwrap().into_inner().id;
+    let id = c
+        .operator(0)
+        .send_notice(SendNoticeRequest { notice: Some(n) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
     let missed = |c: &Cluster, i: usize| {
-        c.log_lines(i).iter().filter(|l| l.starts_with("DEADLINE_MISSED") && l.contains(&id)).count()
+        c.log_lines(i)
+            .iter()
+            .filter(|l| l.starts_with("DEADLINE_MISSED") && l.contains(&id))
+            .count()
     };
-    c.eventually(10, "PER logs CHL's missed response", |c| missed(c, 0) == 1).await;
-    c.eventually(10, "CHL logs its own missed response", |c| missed(c, 1) == 1).await;
+    c.eventually(10, "PER logs CHL's missed response", |c| missed(c, 0) == 1)
+        .await;
+    c.eventually(10, "CHL logs its own missed response", |c| missed(c, 1) == 1)
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(missed(&c, 0), 1, "logged once");
     assert_eq!(missed(&c, 1), 1, "logged once");
     let status = c.operator(0).status(StatusRequest {}).await.unwrap().into_inner();
-    assert!(status.recent_norm_events.iter().any(|e| e.message_id == id && e.party == "CHL"));
-    assert!(!status.deadlines.iter().any(|d| d.message_id == id && d.deadline == hotline::proto::Deadline::Response as i32));
+    assert!(
+        status
+            .recent_norm_events
+            .iter()
+            .any(|e| e.message_id == id && e.party == "CHL")
+    );
+    assert!(
+        !status
+            .deadlines
+            .iter()
+            .any(|d| d.message_id == id && d.deadline == hotline::proto::Deadline::Response as i32)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,10 +212,15 @@ async fn a_communication_check_is_answered_automatically_and_logged() {
         .into_inner()
         .notice_ids;
     assert_eq!(ids.len(), 2);
-    c.eventually(10, "both peers answered", |c| c.log_lines(0).iter().filter(|l| l.starts_with("COMM_CHECK_OK")).count() == 2)
-        .await;
+    c.eventually(10, "both peers answered", |c| {
+        c.log_lines(0).iter().filter(|l| l.starts_with("COMM_CHECK_OK")).count() == 2
+    })
+    .await;
     let status = c.operator(0).status(StatusRequest {}).await.unwrap().into_inner();
-    assert!(status.peers.iter().all(|p| p.last_comm_check_ok.is_some()), "{status:?}");
+    assert!(
+        status.peers.iter().all(|p| p.last_comm_check_ok.is_some()),
+        "{status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,10 +228,17 @@ async fn peers_witness_each_others_checkpoints() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     for i in 0..3 {
         let n = notice(&["CHL"], &format!("n{i}"));
-        c.operator(0).send_notice(SendNoticeRequest { notice: Some(n) }).await.unwrap();
+        c.operator(0)
+            .send_notice(SendNoticeRequest { notice: Some(n) })
+            .await
+            .unwrap();
     }
-    c.eventually(10, "CHL witnessed PER", |c| c.node(1).read(|db| state::last_witnessed(db, "PER")).unwrap().is_some())
-        .await;
-    c.eventually(10, "PER witnessed CHL", |c| c.node(0).read(|db| state::last_witnessed(db, "CHL")).unwrap().is_some())
-        .await;
+    c.eventually(10, "CHL witnessed PER", |c| {
+        c.node(1).read(|db| state::last_witnessed(db, "PER")).unwrap().is_some()
+    })
+    .await;
+    c.eventually(10, "PER witnessed CHL", |c| {
+        c.node(0).read(|db| state::last_witnessed(db, "CHL")).unwrap().is_some()
+    })
+    .await;
 }

@@ -1,0 +1,251 @@
+//! Every refusal of `Federation.Deliver`, in the agreed order of checks, each
+//! with its own status code and message, and nothing logged for it.
+
+mod common;
+
+use common::{Cluster, FAST_NORMS};
+use hotline::envelope::{self, NOTICE_TYPE};
+use hotline::keys::IdentityKey;
+use hotline::proto::federation_client::FederationClient;
+use hotline::proto::{DeliverRequest, Envelope, Notice, SignedCheckpoint};
+use hotline::{clock, message};
+use prost::Message;
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// Party `from` (index) calling node `to` directly with its own node certificate.
+fn peer_client(c: &Cluster, from: usize, to: usize) -> FederationClient<Channel> {
+    let endpoint = format!("https://{}", c.nodes[to].as_ref().unwrap().addr);
+    let channel = hotline::transport::channel(
+        &endpoint,
+        &c.configs[to].ca_pem().unwrap(),
+        &c.configs[from].node_cert().unwrap(),
+    )
+    .unwrap();
+    FederationClient::new(channel)
+}
+
+fn key(c: &Cluster, i: usize) -> IdentityKey {
+    IdentityKey::load(&c.configs[i].identity_key).unwrap()
+}
+
+fn valid_notice(from: &str, to: &[&str]) -> Notice {
+    let mut n = common::notice(to, "direct delivery");
+    n.id = message::new_id();
+    n.from = from.into();
+    n.created_at = Some(clock::to_proto(clock::now()));
+    n.author = "duty".into();
+    n
+}
+
+fn signed(n: &Notice, k: &IdentityKey) -> Envelope {
+    envelope::sign(NOTICE_TYPE, n.encode_to_vec(), k)
+}
+
+async fn deliver(client: &mut FederationClient<Channel>, env: Envelope) -> Result<Envelope, tonic::Status> {
+    client
+        .deliver(DeliverRequest {
+            envelope: Some(env),
+            sender_checkpoint: None,
+        })
+        .await
+        .map(|r| r.into_inner().receipt.unwrap())
+}
+
+async fn refused(c: &Cluster, env: Envelope, code: Code, says: &str) {
+    let before = c.node(0).log.head().size;
+    let err = deliver(&mut peer_client(c, 1, 0), env).await.unwrap_err();
+    assert_eq!(err.code(), code, "{}", err.message());
+    assert!(err.message().contains(says), "expected {says:?} in {:?}", err.message());
+    assert_eq!(c.node(0).log.head().size, before, "a refused delivery logged something");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_delivery_gets_its_own_status_and_logs_nothing() {
+    let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
+    let chl = key(&c, 1);
+    let good = valid_notice("CHL", &["PER"]);
+
+    // A tampered payload: bad signature.
+    let mut env = signed(&good, &chl);
+    env.payload[5] ^= 1;
+    refused(&c, env, Code::Unauthenticated, "does not verify").await;
+
+    // Signed by a key outside the agreement.
+    let stranger = IdentityKey::generate("hotline.example/CHL").unwrap();
+    refused(
+        &c,
+        signed(&good, &stranger),
+        Code::Unauthenticated,
+        "no signature by a key of the agreement",
+    )
+    .await;
+
+    // Signed by ARG, delivered by CHL.
+    refused(
+        &c,
+        signed(&valid_notice("ARG", &["PER"]), &key(&c, 2)),
+        Code::PermissionDenied,
+        "signed by party ARG but was delivered by CHL",
+    )
+    .await;
+
+    // Signed by CHL but claiming to be from ARG.
+    refused(
+        &c,
+        signed(&valid_notice("ARG", &["PER"]), &chl),
+        Code::PermissionDenied,
+        "field from is \"ARG\"",
+    )
+    .await;
+
+    // Not addressed to us.
+    refused(
+        &c,
+        signed(&valid_notice("CHL", &["ARG"]), &chl),
+        Code::InvalidArgument,
+        "not to PER",
+    )
+    .await;
+
+    // From the future, beyond the agreed clock skew.
+    let mut future = valid_notice("CHL", &["PER"]);
+    future.created_at = Some(clock::to_proto(clock::now() + time::Duration::hours(1)));
+    refused(&c, signed(&future, &chl), Code::InvalidArgument, "clock_skew").await;
+
+    // Oversize (the test norms allow 65536 bytes).
+    let mut big = valid_notice("CHL", &["PER"]);
+    big.summary = "x".repeat(70_000);
+    refused(&c, signed(&big, &chl), Code::ResourceExhausted, "max_notice_bytes").await;
+
+    // Garbage bytes under a valid signature.
+    refused(
+        &c,
+        envelope::sign(NOTICE_TYPE, vec![0xff; 40], &chl),
+        Code::InvalidArgument,
+        "not a hotline.v1.Notice",
+    )
+    .await;
+
+    // A payload type that is not deliverable.
+    refused(
+        &c,
+        envelope::sign("text/plain", b"hi".to_vec(), &chl),
+        Code::InvalidArgument,
+        "cannot be delivered",
+    )
+    .await;
+
+    // A message that breaks a field rule.
+    let mut untitled = valid_notice("CHL", &["PER"]);
+    untitled.title.clear();
+    refused(&c, signed(&untitled, &chl), Code::InvalidArgument, "field title").await;
+
+    // No envelope at all.
+    let err = peer_client(&c, 1, 0)
+        .deliver(DeliverRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // A forged sender checkpoint.
+    let mut client = peer_client(&c, 1, 0);
+    let err = client
+        .deliver(DeliverRequest {
+            envelope: Some(signed(&valid_notice("CHL", &["PER"]), &chl)),
+            sender_checkpoint: Some(SignedCheckpoint {
+                note: b"hotline.example/CHL\n1\nAAAA\n\n- x y\n".to_vec(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("sender_checkpoint"), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_returns_the_original_receipt_and_a_reused_id_is_refused() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let chl = key(&c, 1);
+    let n = valid_notice("CHL", &["PER"]);
+    let env = signed(&n, &chl);
+    let mut client = peer_client(&c, 1, 0);
+    let first = deliver(&mut client, env.clone()).await.unwrap();
+    let size = c.node(0).log.head().size;
+    let again = deliver(&mut client, env).await.unwrap();
+    let decode = |e: &Envelope| hotline::proto::Receipt::decode(&e.payload[..]).unwrap();
+    assert_eq!(decode(&first).log_index, decode(&again).log_index);
+    assert_eq!(decode(&first).log_entry, decode(&again).log_entry);
+    assert_eq!(c.node(0).log.head().size, size, "a replay is not logged again");
+
+    let mut other = n.clone();
+    other.title = "same id, other text".into();
+    refused(&c, signed(&other, &chl), Code::AlreadyExists, "already used").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_are_not_peers_are_refused() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    // PER's own operator certificate on the Federation service.
+    let endpoint = format!("https://{}", c.nodes[0].as_ref().unwrap().addr);
+    let channel = hotline::transport::channel(
+        &endpoint,
+        &c.configs[0].ca_pem().unwrap(),
+        &c.configs[0].client_cert().unwrap(),
+    )
+    .unwrap();
+    let err = FederationClient::new(channel)
+        .deliver(DeliverRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // A certificate from a CA outside the agreement cannot even connect.
+    let ca = hotline::tls::new_ca("XXX").unwrap();
+    let cert = hotline::tls::issue("XXX", &ca, "XXX", &["127.0.0.1".into()], hotline::tls::Usage::Node).unwrap();
+    let channel = hotline::transport::channel(&endpoint, &c.configs[0].ca_pem().unwrap(), &cert).unwrap();
+    let err = FederationClient::new(channel)
+        .deliver(DeliverRequest::default())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("UnknownCA"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let chl = key(&c, 1);
+    let mut client = peer_client(&c, 1, 0);
+    // An honest first delivery: PER witnesses CHL's real checkpoint.
+    let note = c.node(1).log.head().note.to_vec();
+    client
+        .deliver(DeliverRequest {
+            envelope: Some(signed(&valid_notice("CHL", &["PER"]), &chl)),
+            sender_checkpoint: Some(SignedCheckpoint { note }),
+        })
+        .await
+        .unwrap();
+    c.eventually(10, "PER witnessed CHL", |c| {
+        c.node(0)
+            .read(|db| hotline::state::last_witnessed(db, "CHL"))
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    // Then a checkpoint CHL signed over a rewritten history: a larger tree
+    // whose root its real log cannot prove consistent.
+    let size = c.node(1).log.head().size + 1;
+    let forged = hotline::log::checkpoint::sign(&chl, size, tlog_tiles::Hash([7; 32]));
+    client
+        .deliver(DeliverRequest {
+            envelope: Some(signed(&valid_notice("CHL", &["PER"]), &chl)),
+            sender_checkpoint: Some(SignedCheckpoint { note: forged }),
+        })
+        .await
+        .unwrap();
+    c.eventually(10, "PER logged the fork", |c| {
+        c.log_lines(0)
+            .iter()
+            .any(|l| l.starts_with("CHECKPOINT_FORK party CHL"))
+    })
+    .await;
+}
