@@ -52,7 +52,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             }
             let (node, in_flight) = (node.clone(), in_flight.clone());
             let span =
-                tracing::info_span!("deliver", message = %p.message_id, peer = %p.party, attempt = p.attempts + 1);
+                tracing::info_span!("deliver", message_id = %p.message_id, peer = %p.party, attempt = p.attempts + 1);
             tokio::spawn(
                 async move {
                     if let Err(error) = node.deliver_to(&p).await {

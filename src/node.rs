@@ -920,7 +920,7 @@ impl Node {
             .await
         {
             Ok(_) => {
-                tracing::warn!(party = %d.party, message = %d.message_id, deadline = ?d.kind, "deadline missed");
+                tracing::warn!(party = %d.party, message_id = %d.message_id, deadline = ?d.kind, "deadline missed");
                 self.emit(event::Body::NormEvent(event));
                 Ok(())
             }

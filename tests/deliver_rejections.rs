@@ -243,9 +243,7 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
         .await
         .unwrap();
     c.eventually(10, "PER logged the fork", |c| {
-        c.log_lines(0)
-            .iter()
-            .any(|l| l.starts_with("CHECKPOINT_FORK party CHL"))
+        c.log_lines(0).iter().any(|l| l.starts_with("CHECKPOINT_FORK CHL:"))
     })
     .await;
 }

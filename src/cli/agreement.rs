@@ -12,6 +12,23 @@ use super::{Out, read_input, write_atomic};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
+    /// Assemble an agreement from the parties' party.toml files (written by hotline init).
+    New {
+        /// The parties' [[party]] entries.
+        #[arg(required = true)]
+        parties: Vec<PathBuf>,
+        /// Where to write the agreement.
+        #[arg(long, default_value = "agreement.toml")]
+        out: PathBuf,
+        /// A file holding the [norms] table (default: the brief's norms).
+        #[arg(long)]
+        norms: Option<PathBuf>,
+        /// The agreement's version; bump it for every change.
+        #[arg(long, default_value_t = 1)]
+        version: u64,
+        #[arg(long, default_value = "hotline agreement")]
+        title: String,
+    },
     /// Add the local party's signature line to the agreement file, in place.
     Sign {
         /// The agreement (TOML, or a signed note of it).
@@ -34,6 +51,38 @@ pub enum Command {
 
 pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::New {
+            parties,
+            out: file,
+            norms,
+            version,
+            title,
+        } => {
+            let norms = match norms {
+                Some(p) => String::from_utf8(read_input(&p)?)?,
+                None => hotline::setup::DEFAULT_NORMS.to_owned(),
+            };
+            let entries = parties
+                .iter()
+                .map(|p| Ok(String::from_utf8(read_input(p)?)?))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let text = hotline::setup::agreement_text(version, &title, &norms, &entries);
+            let signed =
+                SignedAgreement::parse(text.as_bytes()).map_err(|e| anyhow::anyhow!("assembled agreement: {e}"))?;
+            if file.exists() {
+                anyhow::bail!("{} exists; refusing to overwrite an agreement", file.display());
+            }
+            write_atomic(&file, text.as_bytes())?;
+            let ids: Vec<&str> = signed.agreement.parties.iter().map(|p| p.id.as_str()).collect();
+            out.print(&json!({"file": file, "version": version, "parties": ids}), || {
+                format!(
+                    "wrote {} (version {version}) with parties {}; now each party runs hotline agreement sign\n",
+                    file.display(),
+                    ids.join(", ")
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sign { file, key } => {
             let key = IdentityKey::load(&key)?;
             let mut signed =

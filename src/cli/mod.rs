@@ -4,8 +4,11 @@
 mod agreement;
 mod audit;
 mod bench;
+mod demo;
 mod envelope;
 mod keygen;
+mod node;
+mod ops;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -26,6 +29,28 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: three nodes on loopback, a scripted exchange, verified logs and a timeline.
+    Demo(demo::Args),
+    /// Create a party's keys, certificates and node configuration.
+    Init(node::InitArgs),
+    /// Run the node: Federation, Operator and Audit services over mutual TLS.
+    Serve(node::ServeArgs),
+    /// Send or show notices.
+    #[command(subcommand)]
+    Notice(ops::NoticeCommand),
+    /// List notices sent and received; --follow streams new events.
+    Inbox(ops::InboxArgs),
+    /// Respond to a received notice.
+    Respond(ops::RespondArgs),
+    /// Peers, running deadlines and recent norm events.
+    Status(ops::Conn),
+    /// Send a communication check to one peer, or all.
+    CommCheck {
+        /// The peer (default: every peer).
+        party: Option<String>,
+        #[command(flatten)]
+        conn: ops::Conn,
+    },
     /// Generate an Ed25519 identity key in the C2SP signed-note formats.
     Keygen(keygen::Args),
     /// Sign, verify or show the signed agreement.
@@ -64,11 +89,33 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = Out { json: cli.json };
     match cli.command {
         Command::Keygen(args) => keygen::run(args, out),
+        Command::Demo(args) => demo::run(args, out),
+        Command::Init(args) => node::init(args, out),
+        Command::Serve(args) => node::serve(args),
+        Command::Notice(cmd) => ops::notice(cmd, out),
+        Command::Inbox(args) => ops::inbox(args, out),
+        Command::Respond(args) => ops::respond(args, out),
+        Command::Status(conn) => ops::status(conn, out),
+        Command::CommCheck { party, conn } => ops::comm_check(party, conn, out),
         Command::Agreement(cmd) => agreement::run(cmd, out),
         Command::Envelope(cmd) => envelope::run(cmd, out),
         Command::Audit(cmd) => audit::run(cmd, out),
         Command::Bench(cmd) => bench::run(cmd, out),
     }
+}
+
+/// Sends `tracing` output to stderr, filtered by RUST_LOG (default `level`).
+pub fn init_tracing(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Reads a file, or standard input for `-`, naming the file on failure.

@@ -1,0 +1,106 @@
+//! `hotline init` and `hotline serve`: creating a party's files and running its node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use hotline::config::Config;
+use hotline::setup;
+use serde_json::json;
+
+use super::Out;
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// The party id, such as PER.
+    #[arg(long)]
+    party: String,
+    /// Folder to create the party's files in.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Address the node listens on.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    listen: SocketAddr,
+    /// Address peers reach the node at (default: https://LISTEN).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Log origin and key name (default: hotline.example/PARTY).
+    #[arg(long)]
+    origin: Option<String>,
+    /// Display name in the agreement.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+pub fn init(args: InitArgs, out: Out) -> anyhow::Result<ExitCode> {
+    if !hotline::agreement::is_valid_party_id(&args.party) {
+        anyhow::bail!(
+            "--party {:?}: a party id is 1 to 32 letters, digits and '-'",
+            args.party
+        );
+    }
+    let endpoint = args.endpoint.unwrap_or_else(|| format!("https://{}", args.listen));
+    let origin = args.origin.unwrap_or_else(|| format!("hotline.example/{}", args.party));
+    let name = args.name.unwrap_or_else(|| format!("{} national CSIRT", args.party));
+    let made = setup::create(&args.dir, &args.party, &origin, &name, args.listen, &endpoint)?;
+    out.print(
+        &json!({"party": args.party, "dir": args.dir, "config": made.config, "vkey": made.vkey,
+                "party_entry_file": args.dir.join("party.toml")}),
+        || {
+            format!(
+                "created party {party} in {dir}\n  config       {config}\n  identity key {dir}/identity.key (0600), verifier key {vkey}\n  TLS          {dir}/tls/ (CA, node, operator and auditor certificates)\n  agreement    share {dir}/party.toml with the other parties; build agreement.toml with\n               hotline agreement new party.toml... > agreement.toml, and have everyone sign it\n",
+                party = args.party,
+                dir = args.dir.display(),
+                config = made.config.display(),
+                vkey = made.vkey
+            )
+        },
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The node configuration.
+    #[arg(long, env = "HOTLINE_CONFIG", default_value = "hotline.toml")]
+    config: PathBuf,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    super::init_tracing("info", args.log_json);
+    let config = Config::load(&args.config)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let running = hotline::server::start(&config, None).await?;
+        tracing::info!(addr = %running.addr, party = %config.party, "press Ctrl-C to stop");
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight calls and log batches");
+        running.stop().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
