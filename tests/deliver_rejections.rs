@@ -207,7 +207,15 @@ async fn callers_that_are_not_peers_are_refused() {
         .deliver(DeliverRequest::default())
         .await
         .unwrap_err();
-    assert!(format!("{err:?}").contains("UnknownCA"), "{err:?}");
+    // TLS 1.3 reports the refused client certificate after the handshake: an
+    // "UnknownCA" alert or a closed connection, never an answer from a handler.
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

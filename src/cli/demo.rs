@@ -83,7 +83,7 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
 
 fn say(out: Out, line: &str) {
     if !out.json {
-        println!("{line}");
+        super::outln!("{line}");
     }
 }
 
@@ -265,9 +265,9 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
 
     let timeline = timeline(&configs)?;
     if !out.json {
-        println!("\nTimeline (all three logs, merged)");
+        super::outln!("\nTimeline (all three logs, merged)");
         for (at, party, line) in &timeline {
-            println!("  {at}  {party:<4} {line}");
+            super::outln!("  {at}  {party:<4} {line}");
         }
     }
     out.print(
@@ -279,7 +279,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
 
     if keep {
         let cfg = |i: usize| configs[i].path.display().to_string();
-        println!(
+        super::outln!(
             "\nThe nodes keep running (Ctrl-C stops them). In another terminal:\n  hotline --config {per} status\n  hotline --config {per} inbox --follow\n  hotline --config {chl} notice send --to PER --severity low --title \"test\"\n  hotline --config {per} notice show {id}\n  hotline --config {arg} respond {id} --status investigating --text \"late, sorry\"\n  hotline --config {per} comm-check\n  hotline audit verify --data {root}/PER\n",
             per = cfg(0),
             chl = cfg(1),

@@ -60,7 +60,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
         } => {
             let key = IdentityKey::load(&key)?;
             let env = envelope::sign(media_type(&payload_type), read_input(&payload)?, &key);
-            println!("{}", envelope::to_json(&env));
+            super::outln!("{}", envelope::to_json(&env));
             let _ = out;
             Ok(ExitCode::SUCCESS)
         }

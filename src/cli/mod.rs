@@ -67,6 +67,15 @@ enum Command {
     Envelope(envelope::Command),
 }
 
+/// Prints a line to stdout, ignoring a closed pipe (`hotline ... | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use outln;
+
 /// How a command prints what it found.
 #[derive(Clone, Copy)]
 pub struct Out {
@@ -76,11 +85,13 @@ pub struct Out {
 impl Out {
     /// Prints `value` as JSON, or `human` as text.
     fn print(self, value: &serde_json::Value, human: impl FnOnce() -> String) {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        use std::io::Write as _;
+        let text = if self.json {
+            serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
         } else {
-            print!("{}", human());
-        }
+            human()
+        };
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
 }
 

@@ -384,13 +384,13 @@ pub fn inbox(args: InboxArgs, out: Out) -> anyhow::Result<ExitCode> {
         });
         if let Some(stream) = events.as_mut() {
             if !out.json {
-                println!("-- following; Ctrl-C to stop --");
+                super::outln!("-- following; Ctrl-C to stop --");
             }
             loop {
                 tokio::select! {
                     msg = stream.message() => match msg.map_err(|s| rpc("WatchEvents", s))? {
                         Some(e) => {
-                            if out.json { println!("{}", event_json(&e)) } else { println!("{}", event_line(&e)) }
+                            if out.json { super::outln!("{}", event_json(&e)) } else { super::outln!("{}", event_line(&e)) }
                         }
                         None => break,
                     },

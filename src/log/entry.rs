@@ -71,13 +71,12 @@ pub fn describe(entry: &LogEntry) -> String {
             r.envelope.as_ref().map(describe_envelope).unwrap_or_default()
         ),
         Some(Body::NormEvent(e)) => format!(
-            "{} party {} message {} {}",
+            "{} {}: {}",
             NormEventKind::try_from(e.kind)
                 .unwrap_or_default()
                 .as_str_name()
                 .trim_start_matches("NORM_EVENT_KIND_"),
             e.party,
-            e.message_id,
             e.detail
         ),
         Some(Body::AgreementAdopted(a)) => format!("adopted agreement version {}", a.version),

@@ -1,0 +1,230 @@
+//! The operator CLI against real `hotline serve` processes, set up the way a
+//! party would: `init`, `agreement new|sign`, `serve`; then `notice send`,
+//! `inbox`, `notice show`, `respond`, `status`, `comm-check`; and `hotline demo`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{hotline, hotline_json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_owned()
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(config: &Path) -> Serve {
+    Serve(
+        Command::new(env!("CARGO_BIN_EXE_hotline"))
+            .args(["serve", "--config", &s(config)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_parties_set_up_and_operated_from_the_command_line() {
+    let root = tempfile::tempdir().unwrap();
+    let (per, chl) = (root.path().join("PER"), root.path().join("CHL"));
+    for (id, dir) in [("PER", &per), ("CHL", &chl)] {
+        let (ok, v) = hotline_json(&[
+            "init",
+            "--party",
+            id,
+            "--dir",
+            &s(dir),
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ]);
+        assert!(ok, "{v}");
+    }
+    // init refuses to overwrite a party.
+    let again = hotline(&["init", "--party", "PER", "--dir", &s(&per)]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+
+    let agreement = root.path().join("agreement.toml");
+    let (ok, v) = hotline_json(&[
+        "agreement",
+        "new",
+        &s(&per.join("party.toml")),
+        &s(&chl.join("party.toml")),
+        "--out",
+        &s(&agreement),
+    ]);
+    assert!(ok, "{v}");
+    for dir in [&per, &chl] {
+        let (ok, v) = hotline_json(&[
+            "agreement",
+            "sign",
+            &s(&agreement),
+            "--key",
+            &s(&dir.join("identity.key")),
+        ]);
+        assert!(ok, "{v}");
+    }
+    for dir in [&per, &chl] {
+        std::fs::copy(&agreement, dir.join("agreement.toml")).unwrap();
+    }
+    let (pc, cc) = (s(&per.join("hotline.toml")), s(&chl.join("hotline.toml")));
+    let _nodes = (serve(Path::new(&pc)), serve(Path::new(&cc)));
+    until(30, "both nodes answer status", || {
+        hotline(&["status", "--config", &pc]).status.success() && hotline(&["status", "--config", &cc]).status.success()
+    });
+
+    // Follow CHL's inbox while PER sends.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["--json", "inbox", "--follow", "--config", &cc])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut follow_lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    follow_lines.next(); // the initial (empty) list
+
+    let (ok, v) = hotline_json(&[
+        "notice",
+        "send",
+        "--config",
+        &pc,
+        "--to",
+        "CHL",
+        "--severity",
+        "high",
+        "--category",
+        "malicious-code",
+        "--tlp",
+        "amber",
+        "--title",
+        "Wiper at the grid",
+        "--summary",
+        "SCADA historians wiped",
+        "--indicator",
+        "ipv4-addr=192.0.2.7",
+        "--sector",
+        "energy",
+    ]);
+    assert!(ok, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+
+    let event: serde_json::Value = serde_json::from_str(&follow_lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(event["type"], "notice");
+    assert_eq!(event["event"]["id"], id.as_str());
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    until(20, "PER holds CHL's receipt", || {
+        let (_, v) = hotline_json(&["notice", "show", &id, "--config", &pc]);
+        v["receipts"].as_array().is_some_and(|r| r.len() == 1)
+    });
+    let (ok, v) = hotline_json(&["inbox", "--config", &cc]);
+    assert!(ok);
+    assert_eq!(v[0]["id"], id.as_str());
+    assert_eq!(v[0]["direction"], "received");
+    assert_eq!(v[0]["indicators"][0]["value"], "192.0.2.7");
+
+    let (ok, v) = hotline_json(&[
+        "respond",
+        &id,
+        "--config",
+        &cc,
+        "--status",
+        "investigating",
+        "--text",
+        "on it",
+    ]);
+    assert!(ok, "{v}");
+    until(20, "PER sees the response", || {
+        let (_, v) = hotline_json(&["notice", "show", &id, "--config", &pc]);
+        v["responses"].as_array().is_some_and(|r| r.len() == 1)
+    });
+    let (ok, v) = hotline_json(&["comm-check", "--config", &pc]);
+    assert!(ok, "{v}");
+    until(20, "comm check answered", || {
+        let (_, v) = hotline_json(&["status", "--config", &pc]);
+        v["peers"][0]["last_comm_check_ok"].as_str().is_some_and(|t| t != "-")
+    });
+
+    // Errors name the field or peer at fault, on one line.
+    let out = hotline(&[
+        "notice",
+        "send",
+        "--config",
+        &pc,
+        "--to",
+        "XXX",
+        "--severity",
+        "low",
+        "--title",
+        "t",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("XXX") && err.lines().count() == 1, "{err}");
+    let out = hotline(&[
+        "notice",
+        "send",
+        "--config",
+        &pc,
+        "--to",
+        "CHL",
+        "--severity",
+        "huge",
+        "--title",
+        "t",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--severity"));
+
+    // A graceful stop, then the log verifies offline.
+    drop(_nodes);
+    let (ok, v) = hotline_json(&["audit", "verify", "--data", &s(&per)]);
+    assert!(ok, "{v}");
+}
+
+#[test]
+fn the_demo_runs_to_completion_and_verifies_every_log() {
+    let (ok, v) = hotline_json(&["demo"]);
+    assert!(ok, "{v}");
+    assert_eq!(v["logs"].as_array().unwrap().len(), 3);
+    assert!(v["witnessed_checkpoints"].as_u64().unwrap() >= 4);
+    let timeline = v["timeline"].as_array().unwrap();
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["entry"].as_str().unwrap().starts_with("DEADLINE_MISSED ARG"))
+    );
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["entry"].as_str().unwrap().starts_with("COMM_CHECK_OK"))
+    );
+}
