@@ -170,6 +170,17 @@ max_notice_bytes = 1048576
 clock_skew = "5m"
 "#;
 
+/// Norms compressed to seconds, so the demo (and tests) see deadlines pass:
+/// a HIGH notice must be answered within 3 s.
+pub const DEMO_NORMS: &str = r#"[norms]
+receipt_within = "5s"
+respond_within = { critical = "2s", high = "3s", medium = "1h", low = "1h" }
+comm_check_every = "1h"
+comm_check_answer_within = "5s"
+max_notice_bytes = 1048576
+clock_skew = "5m"
+"#;
+
 /// Agreement text from a norms table and the parties' `[[party]]` entries.
 pub fn agreement_text(version: u64, title: &str, norms: &str, entries: &[String]) -> String {
     let mut text = format!("# hotline agreement\nversion = {version}\ntitle = \"{title}\"\n\n{norms}\n");

@@ -34,7 +34,7 @@ fn keygen(dir: &Path, id: &str) -> String {
 #[test]
 fn parties_sign_an_agreement_until_it_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let mut text = format!("version = 1\n{}\n", include_str!("common/norms.toml"));
+    let mut text = format!("version = 1\n{}\n", hotline::setup::DEFAULT_NORMS);
     for (i, id) in ["PER", "CHL"].iter().enumerate() {
         let vkey = keygen(dir.path(), id);
         text += &format!(

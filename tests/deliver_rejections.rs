@@ -113,9 +113,9 @@ async fn each_bad_delivery_gets_its_own_status_and_logs_nothing() {
     future.created_at = Some(clock::to_proto(clock::now() + time::Duration::hours(1)));
     refused(&c, signed(&future, &chl), Code::InvalidArgument, "clock_skew").await;
 
-    // Oversize (the test norms allow 65536 bytes).
+    // Oversize (the norms allow 1 MiB).
     let mut big = valid_notice("CHL", &["PER"]);
-    big.summary = "x".repeat(70_000);
+    big.summary = "x".repeat(1_100_000);
     refused(&c, signed(&big, &chl), Code::ResourceExhausted, "max_notice_bytes").await;
 
     // Garbage bytes under a valid signature.

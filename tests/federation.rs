@@ -249,17 +249,33 @@ async fn an_amber_notice_may_not_be_forwarded_to_a_third_party_but_a_green_one_m
     for (tlp, allowed) in [(hotline::proto::Tlp::Amber, false), (hotline::proto::Tlp::Green, true)] {
         let mut n = notice(&["CHL"], "for CHL only");
         n.tlp = tlp as i32;
-        let id = c.operator(0).send_notice(SendNoticeRequest { notice: Some(n) }).await.unwrap().into_inner().id;
-        c.eventually(10, "CHL has it", |c| c.node(1).read(|db| state::message(db, &id)).unwrap().is_some()).await;
+        let id = c
+            .operator(0)
+            .send_notice(SendNoticeRequest { notice: Some(n) })
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
+        c.eventually(10, "CHL has it", |c| {
+            c.node(1).read(|db| state::message(db, &id)).unwrap().is_some()
+        })
+        .await;
         let mut forward = notice(&["ARG"], "passing it on");
         forward.kind = hotline::proto::NoticeKind::Update as i32;
         forward.in_reply_to = id.clone();
-        let result = c.operator(1).send_notice(SendNoticeRequest { notice: Some(forward) }).await;
+        let result = c
+            .operator(1)
+            .send_notice(SendNoticeRequest { notice: Some(forward) })
+            .await;
         match (allowed, result) {
             (true, Ok(_)) => {}
             (false, Err(e)) => {
                 assert_eq!(e.code(), tonic::Code::FailedPrecondition);
-                assert!(e.message().contains("TLP:AMBER") && e.message().contains("ARG"), "{}", e.message());
+                assert!(
+                    e.message().contains("TLP:AMBER") && e.message().contains("ARG"),
+                    "{}",
+                    e.message()
+                );
             }
             (allowed, other) => panic!("TLP {tlp:?}: allowed={allowed}, got {other:?}"),
         }

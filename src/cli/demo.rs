@@ -24,16 +24,6 @@ use tonic::transport::Channel;
 
 use super::Out;
 
-/// Compressed norms, so a missed deadline happens within the demo.
-const DEMO_NORMS: &str = r#"[norms]
-receipt_within = "5s"
-respond_within = { critical = "2s", high = "3s", medium = "1h", low = "1h" }
-comm_check_every = "1h"
-comm_check_answer_within = "5s"
-max_notice_bytes = 1048576
-clock_skew = "5m"
-"#;
-
 const PARTIES: [&str; 3] = ["PER", "CHL", "ARG"];
 
 #[derive(clap::Args)]
@@ -93,7 +83,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
         out,
         &format!("hotline demo: three parties on loopback in {}", root.display()),
     );
-    let made = hotline::setup::local_cluster(root, &PARTIES, DEMO_NORMS).await?;
+    let made = hotline::setup::local_cluster(root, &PARTIES, hotline::setup::DEMO_NORMS).await?;
     let configs: Vec<Config> = made.iter().map(|(c, _)| c.clone()).collect();
     let mut nodes: Vec<Running> = Vec::new();
     for (config, listener) in made {

@@ -5,7 +5,7 @@ use hotline::agreement::SignedAgreement;
 use hotline::keys::IdentityKey;
 
 /// Norms as the brief writes them.
-pub const NORMS: &str = include_str!("norms.toml");
+pub const NORMS: &str = hotline::setup::DEFAULT_NORMS;
 
 /// A party id with a freshly generated identity key.
 pub struct TestParty {
@@ -166,15 +166,8 @@ pub fn tls_agreement(parties: &[TlsParty]) -> hotline::agreement::Agreement {
     hotline::agreement::Agreement::parse(&text).unwrap()
 }
 
-/// Norms compressed for tests: clocks of seconds, no scheduled comm checks.
-pub const FAST_NORMS: &str = r#"[norms]
-receipt_within = "5s"
-respond_within = { critical = "2s", high = "3s", medium = "1h", low = "1h" }
-comm_check_every = "1h"
-comm_check_answer_within = "5s"
-max_notice_bytes = 65536
-clock_skew = "5m"
-"#;
+/// Norms compressed to seconds.
+pub const FAST_NORMS: &str = hotline::setup::DEMO_NORMS;
 
 /// Parties on loopback, each a real node over mutual TLS with its own SQLite file.
 pub struct Cluster {
