@@ -1,21 +1,22 @@
 //! The outbox worker: delivers every queued message to each recipient's
 //! `Federation.Deliver`, retrying with exponential backoff and jitter until a
-//! valid receipt comes back. The outbox is durable, so a restarted node
-//! resumes where it stopped.
+//! valid receipt comes back. The outbox is durable and reloaded at start, so
+//! a restarted node resumes where it stopped; while running, new messages
+//! reach the worker through an in-memory queue, so no table is rescanned.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
 use crate::clock;
 use crate::node::Node;
-use crate::state;
+use crate::state::{self, Pending};
 
 /// Deliveries in flight at once, across all peers.
-const MAX_IN_FLIGHT: usize = 256;
+const MAX_IN_FLIGHT: usize = 512;
 
 /// The delay before retry number `attempts` (1 for the first retry): doubling
 /// from `base` up to `max`, then scaled by a random factor in [0.5, 1.0).
@@ -27,55 +28,76 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration) -> Duration {
 
 /// Runs until `stop` turns true.
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let in_flight: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
-    loop {
-        let pending = match node.read(state::outbox) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox");
-                Vec::new()
+    let Some(mut queue) = node.take_outbox_queue() else {
+        return;
+    };
+    match node.read(state::outbox) {
+        Ok(pending) => {
+            for p in pending {
+                node.queue_delivery(p);
             }
-        };
-        let now = clock::now_ms();
-        let mut next_wake = now + 1_000;
-        for p in pending {
-            if p.next_attempt_ms > now {
-                next_wake = next_wake.min(p.next_attempt_ms);
-                continue;
-            }
-            let key = (p.message_id.clone(), p.party.clone());
-            {
-                let mut set = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                if set.len() >= MAX_IN_FLIGHT || !set.insert(key.clone()) {
-                    continue;
-                }
-            }
-            let (node, in_flight) = (node.clone(), in_flight.clone());
-            let span =
-                tracing::info_span!("deliver", message_id = %p.message_id, peer = %p.party, attempt = p.attempts + 1);
-            tokio::spawn(
-                async move {
-                    if let Err(error) = node.deliver_to(&p).await {
-                        let delay = backoff(p.attempts + 1, node.retry.0, node.retry.1);
-                        tracing::warn!(%error, retry_in = ?delay, "delivery failed");
-                        let next = clock::now_ms() + delay.as_millis() as i64;
-                        let failed = p.clone();
-                        let change = Box::new(move |c: &rusqlite::Connection, _| {
-                            state::delivery_failed(c, &failed, next, &error).map_err(|e| e.to_string())
-                        });
-                        let _ = node.log.append_with(vec![], change, false).await;
-                    }
-                    in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-                    node.wake_delivery.notify_one();
-                }
-                .instrument(span),
-            );
         }
-        let wait = Duration::from_millis((next_wake - clock::now_ms()).clamp(5, 1_000) as u64);
-        tokio::select! {
-            _ = node.wake_delivery.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+        Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+    }
+    let active: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let p = tokio::select! {
+            p = queue.recv() => match p { Some(p) => p, None => return },
             _ = stop.changed() => return,
+        };
+        let key = (p.message_id.clone(), p.party.clone());
+        if !active.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
+            continue; // already being delivered
+        }
+        let (node, active, slots, stop) = (node.clone(), active.clone(), slots.clone(), stop.clone());
+        let span = tracing::info_span!("deliver", message_id = %p.message_id, peer = %p.party);
+        tokio::spawn(
+            deliver_until_receipted(node, p, slots, stop)
+                .instrument(span)
+                .then_remove(active, key),
+        );
+    }
+}
+
+/// Tries one delivery until it is receipted or the node stops.
+async fn deliver_until_receipted(node: Arc<Node>, mut p: Pending, slots: Arc<Semaphore>, stop: watch::Receiver<bool>) {
+    let wait = Duration::from_millis((p.next_attempt_ms - clock::now_ms()).max(0) as u64);
+    tokio::time::sleep(wait).await;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let result = {
+            let Ok(_slot) = slots.acquire().await else { return };
+            node.deliver_to(&p).await
+        };
+        let Err(error) = result else { return };
+        p.attempts += 1;
+        let delay = backoff(p.attempts, node.retry.0, node.retry.1);
+        tracing::warn!(%error, attempt = p.attempts, retry_in = ?delay, "delivery failed");
+        let failed = p.clone();
+        let next = clock::now_ms() + delay.as_millis() as i64;
+        let change = Box::new(move |c: &rusqlite::Connection, _| {
+            state::delivery_failed(c, &failed, next, &error).map_err(|e| e.to_string())
+        });
+        let _ = node.log.append_with(vec![], change, false).await;
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Runs a future, then forgets its delivery key.
+trait ThenRemove: std::future::Future<Output = ()> + Sized {
+    fn then_remove(
+        self,
+        active: Arc<Mutex<HashSet<(String, String)>>>,
+        key: (String, String),
+    ) -> impl std::future::Future<Output = ()> {
+        async move {
+            self.await;
+            active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         }
     }
 }
+
+impl<F: std::future::Future<Output = ()>> ThenRemove for F {}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Mutex, Notify, broadcast};
+use tokio::sync::{Mutex, broadcast};
 use tonic::transport::Channel;
 
 use crate::agreement::{Agreement, SignedAgreement, TlsIdentity};
@@ -108,8 +108,9 @@ pub struct Node {
     pub identifier: Arc<Identifier>,
     events: broadcast::Sender<Event>,
     peers: HashMap<String, FederationClient<Channel>>,
-    /// Wakes the delivery worker when the outbox gains work.
-    pub wake_delivery: Notify,
+    /// New deliveries for the delivery worker.
+    outbox: tokio::sync::mpsc::UnboundedSender<state::Pending>,
+    outbox_queue: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<state::Pending>>>,
     /// First and longest retry delay.
     pub retry: (Duration, Duration),
     witnessing: HashMap<String, Mutex<()>>,
@@ -159,6 +160,7 @@ impl Node {
         }
         let log = Arc::new(Log::open(&config.data, key.clone())?);
         let witnessing = peers.keys().map(|p| (p.clone(), Mutex::new(()))).collect();
+        let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
         let node = Arc::new(Self {
             party: config.party.clone(),
             keyring: agreement.keyring(),
@@ -168,7 +170,8 @@ impl Node {
             identifier,
             events: broadcast::channel(1024).0,
             peers,
-            wake_delivery: Notify::new(),
+            outbox: outbox_tx,
+            outbox_queue: std::sync::Mutex::new(Some(outbox_rx)),
             retry: (config.retry_base, config.retry_max),
             witnessing,
         });
@@ -219,6 +222,16 @@ impl Node {
         });
     }
 
+    /// Hands a delivery to the delivery worker.
+    pub fn queue_delivery(&self, p: state::Pending) {
+        let _ = self.outbox.send(p);
+    }
+
+    /// The delivery worker's end of the queue; taken once.
+    pub fn take_outbox_queue(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<state::Pending>> {
+        self.outbox_queue.lock().ok().and_then(|mut q| q.take())
+    }
+
     /// The parties we can reach.
     pub fn peers(&self) -> impl Iterator<Item = &String> {
         self.peers.keys()
@@ -257,6 +270,7 @@ impl Node {
         };
         let id = out.id.clone();
         let (to, deadlines, meets) = (out.to, out.deadlines, out.meets);
+        let queued_to = to.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
             let row = StoredMessage {
                 log_index: index,
@@ -279,7 +293,15 @@ impl Node {
             other => other?,
         };
         tracing::info!(id = %id, index = done.first_index, "signed, logged and queued");
-        self.wake_delivery.notify_one();
+        for party in queued_to {
+            self.queue_delivery(state::Pending {
+                message_id: id.clone(),
+                party,
+                attempts: 0,
+                next_attempt_ms: now,
+                last_error: None,
+            });
+        }
         Ok(done.first_index)
     }
 

@@ -61,7 +61,9 @@ pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Chan
 pub async fn health() -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
     let (reporter, service) = tonic_health::server::health_reporter();
     for name in ["hotline.v1.Federation", "hotline.v1.Operator", "hotline.v1.Audit"] {
-        reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
+        reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
     }
     service
 }
