@@ -17,10 +17,38 @@ use serde_json::json;
 
 use super::Out;
 
+/// `hotline bench`: the whole system end to end, or one part.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    part: Option<Command>,
+    #[command(flatten)]
+    e2e: E2eArgs,
+}
+
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Audit log: appends/s, verify entries/s, proof latency.
+    /// Audit log only: appends/s, verify entries/s, proof latency.
     Log(LogArgs),
+}
+
+#[derive(clap::Args)]
+pub struct E2eArgs {
+    /// Exchanges in the throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    pub exchanges: u64,
+    /// Exchanges in flight at once in the throughput run.
+    #[arg(long, default_value_t = 512)]
+    pub concurrency: u64,
+    /// Offered load of the latency run, exchanges per second.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u64,
+    /// Length of the latency run, seconds.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Entries of the log whose `audit verify` rate is measured (0 to skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub log_entries: u64,
 }
 
 #[derive(clap::Args)]
@@ -39,6 +67,18 @@ pub struct LogArgs {
     dir: Option<PathBuf>,
 }
 
+impl LogArgs {
+    /// The defaults, with a log of `entries`.
+    pub fn with_entries(entries: u64) -> Self {
+        Self {
+            entries,
+            entry_bytes: 400,
+            writers: 64,
+            dir: None,
+        }
+    }
+}
+
 fn sample_entry(i: u64, bytes: usize) -> Vec<u8> {
     entry::encode(Body::OperatorAction(OperatorAction {
         operator: "bench".into(),
@@ -52,8 +92,19 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted.get(i).map(|d| d.as_secs_f64() * 1e6).unwrap_or(0.0)
 }
 
-pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
-    let Command::Log(args) = cmd;
+pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
+    match args.part {
+        Some(Command::Log(log)) => {
+            let (figures, human) = log_bench(log, out)?;
+            out.print(&figures, || human);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => super::bench_e2e::run(args.e2e, out),
+    }
+}
+
+/// Runs the audit-log benchmark; returns its figures as JSON and as a table.
+pub fn log_bench(args: LogArgs, out: Out) -> anyhow::Result<(serde_json::Value, String)> {
     let dir = args
         .dir
         .clone()
@@ -153,39 +204,35 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         std::env::consts::ARCH
     );
-    out.print(
-        &json!({
-            "machine": machine, "entry_bytes": args.entry_bytes, "log_entries": size,
-            "appends_per_second_1_writer": single,
-            "appends_per_second_concurrent": concurrent, "writers": args.writers,
-            "bulk_entries_per_second": bulk,
-            "verify_seconds": verify_secs, "verify_entries_per_second": verify_rate,
-            "inclusion_proof_us": {"p50": percentile(&inclusion, 0.5), "p99": percentile(&inclusion, 0.99)},
-            "consistency_proof_us": {"p50": percentile(&consistency, 0.5), "p99": percentile(&consistency, 0.99)},
-        }),
-        || {
-            format!(
-                "hotline bench log  ({machine}; entries of {} bytes; SQLite WAL, synchronous=FULL)\n\
+    let figures = json!({
+        "machine": machine, "entry_bytes": args.entry_bytes, "log_entries": size,
+        "appends_per_second_1_writer": single,
+        "appends_per_second_concurrent": concurrent, "writers": args.writers,
+        "bulk_entries_per_second": bulk,
+        "verify_seconds": verify_secs, "verify_entries_per_second": verify_rate,
+        "inclusion_proof_us": {"p50": percentile(&inclusion, 0.5), "p99": percentile(&inclusion, 0.99)},
+        "consistency_proof_us": {"p50": percentile(&consistency, 0.5), "p99": percentile(&consistency, 0.99)},
+    });
+    let human = format!(
+        "hotline bench log  ({machine}; entries of {} bytes; SQLite WAL, synchronous=FULL)\n\
                  {:<44} {:>12.0} /s\n{:<44} {:>12.0} /s\n{:<44} {:>12.0} /s\n{:<44} {:>12.2} s ({:.0} entries/s)\n\
                  {:<44} {:>9.1} µs p50, {:.1} µs p99\n{:<44} {:>9.1} µs p50, {:.1} µs p99\n",
-                args.entry_bytes,
-                "appends, 1 writer (one fsync each)",
-                single,
-                format!("appends, {} concurrent writers", args.writers),
-                concurrent,
-                "bulk build, 1000 entries per append",
-                bulk,
-                format!("audit verify of {size} entries"),
-                verify_secs,
-                verify_rate,
-                format!("inclusion proof at {size} entries"),
-                percentile(&inclusion, 0.5),
-                percentile(&inclusion, 0.99),
-                format!("consistency proof at {size} entries"),
-                percentile(&consistency, 0.5),
-                percentile(&consistency, 0.99),
-            )
-        },
+        args.entry_bytes,
+        "appends, 1 writer (one fsync each)",
+        single,
+        format!("appends, {} concurrent writers", args.writers),
+        concurrent,
+        "bulk build, 1000 entries per append",
+        bulk,
+        format!("audit verify of {size} entries"),
+        verify_secs,
+        verify_rate,
+        format!("inclusion proof at {size} entries"),
+        percentile(&inclusion, 0.5),
+        percentile(&inclusion, 0.99),
+        format!("consistency proof at {size} entries"),
+        percentile(&consistency, 0.5),
+        percentile(&consistency, 0.99),
     );
-    Ok(ExitCode::SUCCESS)
+    Ok((figures, human))
 }

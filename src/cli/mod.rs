@@ -4,6 +4,7 @@
 mod agreement;
 mod audit;
 mod bench;
+mod bench_e2e;
 mod demo;
 mod envelope;
 mod keygen;
@@ -59,9 +60,8 @@ enum Command {
     /// Read, prove, verify and export a node's audit log.
     #[command(subcommand)]
     Audit(audit::Command),
-    /// Measure throughput and latency on this machine.
-    #[command(subcommand)]
-    Bench(bench::Command),
+    /// Measure throughput, latency, memory and verification on this machine.
+    Bench(bench::Args),
     /// Sign or verify a DSSE envelope in its JSON form.
     #[command(subcommand)]
     Envelope(envelope::Command),
