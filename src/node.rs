@@ -113,7 +113,8 @@ pub struct Node {
     outbox_queue: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<state::Pending>>>,
     /// First and longest retry delay.
     pub retry: (Duration, Duration),
-    witnessing: HashMap<String, Mutex<()>>,
+    /// The last checkpoint witnessed from each peer, held while one is checked.
+    witnessing: HashMap<String, Mutex<Option<checkpoint::VerifiedCheckpoint>>>,
 }
 
 impl Node {
@@ -159,7 +160,7 @@ impl Node {
             );
         }
         let log = Arc::new(Log::open(&config.data, key.clone())?);
-        let witnessing = peers.keys().map(|p| (p.clone(), Mutex::new(()))).collect();
+        let witnessing = peers.keys().map(|p| (p.clone(), Mutex::new(None))).collect();
         let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
         let node = Arc::new(Self {
             party: config.party.clone(),
@@ -533,11 +534,11 @@ impl Node {
         };
         if let Some(note) = req.sender_checkpoint.as_ref().map(|c| c.note.clone()) {
             let key = &signer.key;
-            checkpoint::verify(&note, key)
+            let cp = checkpoint::verify(&note, key)
                 .map_err(|e| NodeError::InvalidArgument(format!("field sender_checkpoint: {e}")))?;
             let node = self.clone();
             let party = caller.to_owned();
-            tokio::spawn(async move { node.witness(&party, note).await });
+            tokio::spawn(async move { node.witness(&party, cp).await });
         }
         self.record_received(kind, id, thread, caller, env, sha, parsed).await
     }
@@ -788,51 +789,46 @@ impl Node {
         self.emit(event::Body::ReceiptReceived(r));
         let node = self.clone();
         let party = party.to_owned();
-        tokio::spawn(async move { node.witness(&party, note).await });
+        tokio::spawn(async move { node.witness(&party, cp).await });
         Ok(())
     }
 
     /// Witnesses a peer's checkpoint: checks it extends the last one we hold
     /// from that peer (asking the peer for a consistency proof) and logs it;
     /// a fork is logged as a CHECKPOINT_FORK norm event.
-    pub async fn witness(&self, party: &str, note: Vec<u8>) {
-        let Some(lock) = self.witnessing.get(party) else { return };
-        let Ok(_guard) = lock.try_lock() else { return }; // one at a time per peer; the next delivery brings a newer one
-        let Some(key) = self
-            .agreement
-            .party(party)
-            .and_then(|p| p.keys.iter().find(|k| k.valid_at(clock::now())))
-        else {
-            return;
-        };
-        let Ok(cp) = checkpoint::verify(&note, &key.key) else {
-            return;
-        };
-        let last = match self.read(|c| state::last_witnessed(c, party)) {
-            Ok(last) => last,
-            Err(_) => return,
-        };
-        let fork = match last {
-            Some((size, _)) if cp.size < size => return,
-            Some((size, old)) => {
-                let Ok(old) = checkpoint::verify(&old, &key.key) else {
+    pub async fn witness(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
+        let Some(slot) = self.witnessing.get(party) else { return };
+        // One check at a time per peer; while one runs, newer checkpoints arrive with the next delivery.
+        let Ok(mut last) = slot.try_lock() else { return };
+        if last.is_none() {
+            let key = self
+                .agreement
+                .party(party)
+                .and_then(|p| p.keys.iter().find(|k| k.valid_at(clock::now())));
+            let held = self.read(|c| state::last_witnessed(c, party)).ok().flatten();
+            *last = held
+                .zip(key)
+                .and_then(|((_, note), key)| checkpoint::verify(&note, &key.key).ok());
+        }
+        let fork = match last.as_ref() {
+            Some(old) if cp.size < old.size => return,
+            Some(old) if cp.size == old.size => {
+                if old.root == cp.root {
                     return;
-                };
-                if size == cp.size {
-                    if old.root == cp.root {
-                        return;
-                    }
-                    Some(format!("two checkpoints of size {size} with different roots"))
-                } else {
-                    match self.consistency(party, &old, &cp).await {
-                        Ok(()) => None,
-                        Err(Some(reason)) => Some(reason),
-                        Err(None) => return, // peer unreachable: try again with a later checkpoint
-                    }
                 }
+                Some(format!("two checkpoints of size {} with different roots", cp.size))
             }
+            Some(old) => match self.consistency(party, old, &cp).await {
+                Ok(()) => None,
+                Err(Some(reason)) => Some(reason),
+                Err(None) => return, // peer unreachable: try again with a later checkpoint
+            },
             None => None,
         };
+        let note = cp.note.clone();
+        if fork.is_none() {
+            *last = Some(cp.clone());
+        }
         let (entry_body, event) = match &fork {
             None => (
                 Body::WitnessedCheckpoint(WitnessedCheckpoint {

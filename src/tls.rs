@@ -159,6 +159,8 @@ enum PartyCheck {
 pub struct Identifier {
     locals: HashMap<[u8; 32], (String, Role)>,
     parties: Vec<(String, PartyCheck)>,
+    /// Peers already identified, by certificate fingerprint: chain checks cost an ECDSA verification.
+    known: std::sync::Mutex<HashMap<[u8; 32], String>>,
 }
 
 impl Identifier {
@@ -188,7 +190,11 @@ impl Identifier {
             };
             parties.push((p.id.clone(), check));
         }
-        Ok(Self { locals, parties })
+        Ok(Self {
+            locals,
+            parties,
+            known: Default::default(),
+        })
     }
 
     /// Identifies the holder of `chain` (leaf first), or `None` if it is no one we know.
@@ -201,13 +207,20 @@ impl Identifier {
                 role: *role,
             });
         }
+        if let Some(party) = self.known.lock().ok().and_then(|k| k.get(&fp).cloned()) {
+            return Some(Caller::Party(party));
+        }
         let now = UnixTime::now();
-        self.parties.iter().find_map(|(party, check)| {
+        let party = self.parties.iter().find_map(|(party, check)| {
             let ok = match check {
                 PartyCheck::Pinned(pin) => *pin == fp,
                 PartyCheck::Ca(v) => v.verify_client_cert(leaf, intermediates, now).is_ok(),
             };
-            ok.then(|| Caller::Party(party.clone()))
-        })
+            ok.then(|| party.clone())
+        })?;
+        if let Ok(mut known) = self.known.lock() {
+            known.insert(fp, party.clone());
+        }
+        Some(Caller::Party(party))
     }
 }
