@@ -113,6 +113,8 @@ pub struct Node {
     outbox_queue: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<state::Pending>>>,
     /// First and longest retry delay.
     pub retry: (Duration, Duration),
+    /// The last checkpoint note verified from each peer.
+    last_notes: std::sync::Mutex<HashMap<String, checkpoint::VerifiedCheckpoint>>,
     /// The last checkpoint witnessed from each peer, held while one is checked.
     witnessing: HashMap<String, Mutex<Option<checkpoint::VerifiedCheckpoint>>>,
 }
@@ -175,6 +177,7 @@ impl Node {
             outbox_queue: std::sync::Mutex::new(Some(outbox_rx)),
             retry: (config.retry_base, config.retry_max),
             witnessing,
+            last_notes: Default::default(),
         });
         node.adopt(&signed).await?;
         Ok(node)
@@ -221,6 +224,24 @@ impl Node {
             at: Some(clock::to_proto(clock::now())),
             body: Some(body),
         });
+    }
+
+    /// Verifies a peer's checkpoint note; the same bytes as the last one
+    /// verified from that peer (one batch's checkpoint rides on many messages)
+    /// are not verified again.
+    fn verify_peer_checkpoint(
+        &self,
+        party: &str,
+        note: &[u8],
+        key: &crate::keys::VerifierKey,
+    ) -> Result<checkpoint::VerifiedCheckpoint, checkpoint::CheckpointError> {
+        let mut cache = self.last_notes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cp) = cache.get(party).filter(|cp| cp.note == note && cp.origin == key.name()) {
+            return Ok(cp.clone());
+        }
+        let cp = checkpoint::verify(note, key)?;
+        cache.insert(party.to_owned(), cp.clone());
+        Ok(cp)
     }
 
     /// Hands a delivery to the delivery worker.
@@ -534,7 +555,8 @@ impl Node {
         };
         if let Some(note) = req.sender_checkpoint.as_ref().map(|c| c.note.clone()) {
             let key = &signer.key;
-            let cp = checkpoint::verify(&note, key)
+            let cp = self
+                .verify_peer_checkpoint(caller, &note, key)
                 .map_err(|e| NodeError::InvalidArgument(format!("field sender_checkpoint: {e}")))?;
             let node = self.clone();
             let party = caller.to_owned();
@@ -743,7 +765,9 @@ impl Node {
             return Err(format!("receipt from {party} does not match message {}", m.id));
         }
         let note = r.checkpoint.as_ref().map(|c| c.note.clone()).unwrap_or_default();
-        let cp = checkpoint::verify(&note, &signer.key).map_err(|e| format!("receipt checkpoint: {e}"))?;
+        let cp = self
+            .verify_peer_checkpoint(party, &note, &signer.key)
+            .map_err(|e| format!("receipt checkpoint: {e}"))?;
         let logged = LogEntry::decode(&r.log_entry[..]).map_err(|e| format!("receipt log entry: {e}"))?;
         let holds_ours =
             matches!(&logged.body, Some(Body::Received(rcv)) if rcv.envelope.as_ref() == Some(&m.envelope));
