@@ -41,6 +41,17 @@ struct RawConfig {
     client: RawClient,
     #[serde(default)]
     delivery: RawDelivery,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    requests_per_second: Option<f64>,
+    burst: Option<f64>,
+    in_flight: Option<usize>,
+    concurrent_streams: Option<u32>,
 }
 
 fn dot() -> PathBuf {
@@ -103,6 +114,10 @@ pub struct Config {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// Per-caller request limits.
+    pub limits: crate::limits::LimitConfig,
+    /// HTTP/2 streams at once per connection.
+    pub concurrent_streams: u32,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -151,6 +166,21 @@ impl Config {
             client_key: abs(&raw.client.key),
             retry_base: duration("retry_base", &raw.delivery.retry_base, 200)?,
             retry_max: duration("retry_max", &raw.delivery.retry_max, 30_000)?,
+            limits: {
+                let d = crate::limits::LimitConfig::default();
+                let l = crate::limits::LimitConfig {
+                    requests_per_second: raw.limits.requests_per_second.unwrap_or(d.requests_per_second),
+                    burst: raw.limits.burst.unwrap_or(d.burst),
+                    in_flight: raw.limits.in_flight.unwrap_or(d.in_flight),
+                };
+                if !(l.requests_per_second > 0.0 && l.burst >= 1.0 && l.in_flight >= 1) {
+                    return Err(invalid(
+                        "limits: requests_per_second must be > 0, burst >= 1, in_flight >= 1".into(),
+                    ));
+                }
+                l
+            },
+            concurrent_streams: raw.limits.concurrent_streams.unwrap_or(1024).max(1),
         })
     }
 

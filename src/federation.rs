@@ -42,6 +42,7 @@ impl Federation for FederationService {
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
         let peer = self.peer(&req)?;
         tracing::Span::current().record("peer", peer.as_str());
+        let _admitted = self.node.limits.admit(&peer)?;
         let receipt = self.node.deliver(&peer, req.into_inner()).await?;
         Ok(Response::new(DeliverResponse { receipt: Some(receipt) }))
     }
@@ -64,7 +65,8 @@ impl Federation for FederationService {
         &self,
         req: Request<ConsistencyProofRequest>,
     ) -> Result<Response<ConsistencyProof>, Status> {
-        self.peer(&req)?;
+        let peer = self.peer(&req)?;
+        let _admitted = self.node.limits.admit(&peer)?;
         let ConsistencyProofRequest { old_size, new_size } = req.into_inner();
         let (new_size, proof) = self.node.log.reader().consistency_proof(old_size, new_size)?;
         Ok(Response::new(ConsistencyProof {

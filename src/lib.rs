@@ -49,3 +49,5 @@ pub mod delivery;
 pub mod norms;
 
 pub mod server;
+
+pub mod limits;

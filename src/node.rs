@@ -106,6 +106,8 @@ pub struct Node {
     pub log: Arc<Log>,
     /// Who is calling, from TLS certificates.
     pub identifier: Arc<Identifier>,
+    /// Per-caller request limits.
+    pub limits: crate::limits::Limits,
     events: broadcast::Sender<Event>,
     peers: HashMap<String, FederationClient<Channel>>,
     /// New deliveries for the delivery worker.
@@ -171,6 +173,7 @@ impl Node {
             key,
             log,
             identifier,
+            limits: crate::limits::Limits::new(config.limits),
             events: broadcast::channel(1024).0,
             peers,
             outbox: outbox_tx,

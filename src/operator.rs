@@ -34,6 +34,13 @@ impl OperatorService {
         require_local(&self.node.identifier, req, &[Role::Operator])
     }
 
+    /// An operator call that writes: counted against the operator's limits.
+    fn writer<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
+        let who = self.operator(req)?;
+        let admitted = self.node.limits.admit(&format!("operator {who}"))?;
+        Ok((who, admitted))
+    }
+
     fn reader<T>(&self, req: &Request<T>) -> Result<String, Status> {
         require_local(&self.node.identifier, req, &[Role::Operator, Role::Auditor])
     }
@@ -51,7 +58,7 @@ fn ms_to_proto(ms: i64) -> Option<prost_types::Timestamp> {
 impl Operator for OperatorService {
     #[tracing::instrument(name = "Operator.SendNotice", skip_all, err, fields(operator))]
     async fn send_notice(&self, req: Request<SendNoticeRequest>) -> Result<Response<SendNoticeResponse>, Status> {
-        let who = self.operator(&req)?;
+        let (who, _admitted) = self.writer(&req)?;
         tracing::Span::current().record("operator", who.as_str());
         let notice = req
             .into_inner()
@@ -63,7 +70,7 @@ impl Operator for OperatorService {
 
     #[tracing::instrument(name = "Operator.Respond", skip_all, err, fields(operator))]
     async fn respond(&self, req: Request<RespondRequest>) -> Result<Response<RespondResponse>, Status> {
-        let who = self.operator(&req)?;
+        let (who, _admitted) = self.writer(&req)?;
         let r = req.into_inner();
         let status = ResponseStatus::try_from(r.status)
             .ok()

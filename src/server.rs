@@ -61,6 +61,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Run
     let mut shutdown = stopped.clone();
     let router = transport::server(&cert, &client_cas)
         .map_err(|e| NodeError::Setup(format!("TLS setup: {e}")))?
+        .max_concurrent_streams(Some(config.concurrent_streams))
         .add_service(transport::health().await)
         .add_service(transport::reflection().map_err(|e| NodeError::Setup(e.to_string()))?)
         .add_service(

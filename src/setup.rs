@@ -143,6 +143,14 @@ key = "tls/operator.key"
 [delivery]
 retry_base = "200ms"
 retry_max = "30s"
+
+# Per-caller limits (each peer node, each operator); over them: RESOURCE_EXHAUSTED.
+[limits]
+requests_per_second = 20000
+burst = 5000
+in_flight = 2048
+# HTTP/2 streams at once per connection.
+concurrent_streams = 1024
 "#,
             port = listen.port()
         ),

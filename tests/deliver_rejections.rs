@@ -255,3 +255,34 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_request_rate_gets_resource_exhausted_and_others_are_unaffected() {
+    let c = Cluster::start_with(&["PER", "CHL", "ARG"], FAST_NORMS, |config| {
+        config.limits = hotline::limits::LimitConfig {
+            requests_per_second: 1.0,
+            burst: 3.0,
+            in_flight: 100,
+        };
+    })
+    .await;
+    let chl = key(&c, 1);
+    let mut client = peer_client(&c, 1, 0);
+    let mut exhausted = 0;
+    for _ in 0..10 {
+        match deliver(&mut client, signed(&valid_notice("CHL", &["PER"]), &chl)).await {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+                assert!(e.message().contains("CHL is over the limit"), "{}", e.message());
+                exhausted += 1;
+            }
+        }
+    }
+    assert!(exhausted >= 6, "only {exhausted} of 10 refused");
+    // ARG has its own budget.
+    let arg = key(&c, 2);
+    deliver(&mut peer_client(&c, 2, 0), signed(&valid_notice("ARG", &["PER"]), &arg))
+        .await
+        .unwrap();
+}

@@ -179,6 +179,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts every party of `ids` with `norms`.
     pub async fn start(ids: &[&str], norms: &str) -> Cluster {
+        Self::start_with(ids, norms, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with each configuration adjusted by `tweak` first.
+    pub async fn start_with(ids: &[&str], norms: &str, tweak: impl Fn(&mut hotline::config::Config)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let made = hotline::setup::local_cluster(dir.path(), ids, norms).await.unwrap();
         let mut configs = Vec::new();
@@ -186,6 +191,7 @@ impl Cluster {
         for (mut config, listener) in made {
             config.retry_base = std::time::Duration::from_millis(50);
             config.retry_max = std::time::Duration::from_millis(500);
+            tweak(&mut config);
             nodes.push(Some(hotline::server::start(&config, Some(listener)).await.unwrap()));
             configs.push(config);
         }

@@ -1,0 +1,113 @@
+//! Per-caller limits on what the network may ask of a node: a request rate
+//! (token bucket) and requests in flight. A caller over a limit gets
+//! `RESOURCE_EXHAUSTED` and a log line; nobody else is slowed down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tonic::Status;
+
+/// The configured bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct LimitConfig {
+    /// Sustained requests per second per caller.
+    pub requests_per_second: f64,
+    /// Requests a caller may make at once above the sustained rate.
+    pub burst: f64,
+    /// Requests in flight at once per caller.
+    pub in_flight: usize,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 20_000.0,
+            burst: 5_000.0,
+            in_flight: 2_048,
+        }
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    in_flight: usize,
+}
+
+/// Tracks every caller's rate and requests in flight.
+pub struct Limits {
+    config: LimitConfig,
+    callers: Arc<Mutex<HashMap<String, Bucket>>>,
+}
+
+/// Held while a request runs; frees its in-flight slot when dropped.
+pub struct Admitted {
+    caller: String,
+    callers: Arc<Mutex<HashMap<String, Bucket>>>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(b) = self
+            .callers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.caller)
+        {
+            b.in_flight = b.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl Limits {
+    /// Limits with the given bounds.
+    pub fn new(config: LimitConfig) -> Self {
+        Self {
+            config,
+            callers: Arc::default(),
+        }
+    }
+
+    /// Admits one request from `caller`, or says which limit it hit.
+    pub fn admit(&self, caller: &str) -> Result<Admitted, Status> {
+        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let b = callers.entry(caller.to_owned()).or_insert(Bucket {
+            tokens: self.config.burst,
+            at: now,
+            in_flight: 0,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.config.requests_per_second)
+            .min(self.config.burst);
+        b.at = now;
+        if b.in_flight >= self.config.in_flight {
+            tracing::warn!(
+                caller,
+                limit = self.config.in_flight,
+                "requests in flight limit reached"
+            );
+            return Err(Status::resource_exhausted(format!(
+                "{caller} has {} requests in flight, the limit; retry when some complete",
+                self.config.in_flight
+            )));
+        }
+        if b.tokens < 1.0 {
+            tracing::warn!(
+                caller,
+                rate = self.config.requests_per_second,
+                "request rate limit reached"
+            );
+            return Err(Status::resource_exhausted(format!(
+                "{caller} is over the limit of {} requests per second (burst {}); retry later",
+                self.config.requests_per_second, self.config.burst
+            )));
+        }
+        b.tokens -= 1.0;
+        b.in_flight += 1;
+        Ok(Admitted {
+            caller: caller.to_owned(),
+            callers: self.callers.clone(),
+        })
+    }
+}
