@@ -47,7 +47,8 @@ pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Chan
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(server_ca))
         .identity(Identity::from_pem(&client.cert, &client.key))
-        .domain_name(host);
+        .domain_name(host)
+        .timeout(Duration::from_secs(5));
     Ok(Endpoint::from_shared(endpoint.to_owned())
         .map_err(setup)?
         .tls_config(tls)

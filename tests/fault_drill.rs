@@ -1,0 +1,99 @@
+//! The fault drill: one peer unreachable, answering garbage, presenting a
+//! certificate that is not the agreed one, or silent. Deliveries to the other
+//! peer are not held up, and everything completes once the fault clears.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, FAST_NORMS, notice};
+use hotline::proto::SendNoticeRequest;
+use hotline::state;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+fn receipted(c: &Cluster, id: &str, party: &str) -> bool {
+    c.node(0)
+        .read(|db| state::receipts(db, id))
+        .unwrap()
+        .iter()
+        .any(|(p, _)| p == party)
+}
+
+/// A fault standing in for ARG at its address until dropped.
+async fn fault(kind: &str, addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    match kind {
+        "garbage" => tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"\x16\x03\x01garbage garbage garbage\r\n\r\n").await;
+            }
+        }),
+        "silent" => tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s); // accept and never answer
+            }
+        }),
+        "wrong-cert" => {
+            let ca = hotline::tls::new_ca("ARG").unwrap();
+            let cert =
+                hotline::tls::issue("ARG", &ca, "ARG", &["127.0.0.1".into()], hotline::tls::Usage::Node).unwrap();
+            let server = hotline::transport::server(&cert, &ca.cert)
+                .unwrap()
+                .add_service(hotline::transport::health().await);
+            tokio::spawn(async move {
+                let _ = server
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                    .await;
+            })
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulty_peer_holds_up_nobody_and_catches_up_once_it_is_back() {
+    let mut c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
+    let arg_addr = c.configs[2].listen_addr();
+    c.stop(2).await;
+    let mut ids = Vec::new();
+    for kind in ["unreachable", "garbage", "wrong-cert", "silent"] {
+        let stand_in = if kind == "unreachable" {
+            None
+        } else {
+            Some(fault(kind, arg_addr).await)
+        };
+        let id = c
+            .operator(0)
+            .send_notice(SendNoticeRequest {
+                notice: Some(notice(&["CHL", "ARG"], &format!("while ARG is {kind}"))),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
+        c.eventually(5, &format!("CHL's receipt while ARG is {kind}"), |c| {
+            receipted(c, &id, "CHL")
+        })
+        .await;
+        assert!(!receipted(&c, &id, "ARG"), "ARG cannot have receipted while {kind}");
+        if let Some(task) = stand_in {
+            task.abort();
+            let _ = task.await;
+        }
+        ids.push(id);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.restart(2).await;
+    c.eventually(40, "ARG receipts everything once back", |c| {
+        ids.iter().all(|id| receipted(c, id, "ARG"))
+    })
+    .await;
+    let at_arg = c
+        .log_lines(2)
+        .iter()
+        .filter(|l| l.starts_with("received from PER: notice"))
+        .count();
+    assert_eq!(at_arg, ids.len(), "each notice logged once at ARG");
+}
