@@ -237,9 +237,9 @@ impl IdentityKey {
             path: path.to_owned(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
         #[cfg(unix)]
         {
+            let meta = std::fs::metadata(path).map_err(io)?;
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
@@ -249,7 +249,6 @@ impl IdentityKey {
                 });
             }
         }
-        let _ = meta;
         let text = std::fs::read_to_string(path).map_err(io)?;
         Self::parse_private(text.trim()).map_err(|e| KeyError::File {
             path: path.to_owned(),

@@ -584,7 +584,7 @@ impl Node {
             .pop()
             .map(|(_, d)| d)
             .unwrap_or_default();
-        Ok(self.sign_receipt(existing, caller, &data, head.size, head.note.to_vec(), proof))
+        Ok(self.sign_receipt(existing, caller, &data, head.note.to_vec(), proof))
     }
 
     fn sign_receipt(
@@ -592,7 +592,6 @@ impl Node {
         m: &StoredMessage,
         to: &str,
         entry_bytes: &[u8],
-        _size: u64,
         note: Vec<u8>,
         proof: Vec<tlog_tiles::Hash>,
     ) -> Envelope {
@@ -718,14 +717,7 @@ impl Node {
             log_index: done.first_index,
             ..stored
         };
-        let receipt = self.sign_receipt(
-            &row,
-            from,
-            &entry_bytes,
-            done.tree_size,
-            done.checkpoint.to_vec(),
-            done.proof,
-        );
+        let receipt = self.sign_receipt(&row, from, &entry_bytes, done.checkpoint.to_vec(), done.proof);
         tracing::info!(id = %id, from, index = done.first_index, "received and logged");
         match parsed {
             Ok(n) => {

@@ -189,6 +189,16 @@ max_notice_bytes = 1048576
 clock_skew = "5m"
 "#;
 
+/// Norms whose clocks outlast any load run (benchmarks, drills): no deadline fires.
+pub const LOAD_NORMS: &str = r#"[norms]
+receipt_within = "1h"
+respond_within = { critical = "24h", high = "24h", medium = "24h", low = "24h" }
+comm_check_every = "24h"
+comm_check_answer_within = "1h"
+max_notice_bytes = 1048576
+clock_skew = "5m"
+"#;
+
 /// Agreement text from a norms table and the parties' `[[party]]` entries.
 pub fn agreement_text(version: u64, title: &str, norms: &str, entries: &[String]) -> String {
     let mut text = format!("# hotline agreement\nversion = {version}\ntitle = \"{title}\"\n\n{norms}\n");

@@ -17,15 +17,6 @@ use hotline::proto::operator_client::OperatorClient;
 use hotline::proto::{SendNoticeRequest, StatusRequest};
 use prost::Message;
 
-const NORMS: &str = r#"[norms]
-receipt_within = "1h"
-respond_within = { critical = "24h", high = "24h", medium = "24h", low = "24h" }
-comm_check_every = "24h"
-comm_check_answer_within = "1h"
-max_notice_bytes = 1048576
-clock_skew = "5m"
-"#;
-
 fn serve(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hotline"))
         .args(["serve", "--config", config.to_str().unwrap()])
@@ -75,7 +66,7 @@ fn logged_notices(dir: &Path) -> HashMap<String, (u32, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_and_duplicates_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let made = hotline::setup::local_cluster(root.path(), &["A", "B"], NORMS)
+    let made = hotline::setup::local_cluster(root.path(), &["A", "B"], hotline::setup::LOAD_NORMS)
         .await
         .unwrap();
     let configs: Vec<Config> = made

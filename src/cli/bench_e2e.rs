@@ -25,16 +25,6 @@ use tonic::transport::Channel;
 use super::Out;
 use super::bench::{E2eArgs, LogArgs, log_bench};
 
-/// Norms with clocks long enough that no deadline fires during a run.
-const BENCH_NORMS: &str = r#"[norms]
-receipt_within = "1h"
-respond_within = { critical = "24h", high = "24h", medium = "24h", low = "24h" }
-comm_check_every = "24h"
-comm_check_answer_within = "1h"
-max_notice_bytes = 1048576
-clock_skew = "5m"
-"#;
-
 /// Ed25519 operations on the critical path of one exchange: the sender signs
 /// the notice, the receiver verifies it and the sender's checkpoint, signs
 /// the receipt, and the sender verifies the receipt and its checkpoint.
@@ -134,7 +124,7 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
-        let made = hotline::setup::local_cluster(&root, &["A", "B"], BENCH_NORMS).await?;
+        let made = hotline::setup::local_cluster(&root, &["A", "B"], hotline::setup::LOAD_NORMS).await?;
         let configs: Vec<Config> = made
             .into_iter()
             .map(|(c, listener)| {
@@ -284,7 +274,6 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
     let verify_s = log.as_ref().and_then(|l| l["verify_seconds"].as_f64());
     let proof_us = log.as_ref().and_then(|l| l["inclusion_proof_us"]["p50"].as_f64());
     let share = throughput / crypto_bound;
-    let max_rss = rss.iter().cloned().fold(0.0, f64::max);
     let machine = format!("{} cores, {}", cores, std::env::consts::ARCH);
     let figures = json!({
         "machine": machine,
@@ -348,7 +337,6 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
                 "<= 1 ms",
             );
         }
-        let _ = max_rss;
         t
     });
     Ok(ExitCode::SUCCESS)

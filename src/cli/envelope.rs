@@ -61,7 +61,6 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             let key = IdentityKey::load(&key)?;
             let env = envelope::sign(media_type(&payload_type), read_input(&payload)?, &key);
             super::outln!("{}", envelope::to_json(&env));
-            let _ = out;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify {
