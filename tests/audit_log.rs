@@ -223,3 +223,40 @@ fn entries_prove_and_checkpoint_read_the_log() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("valid indexes are 0 to 19"));
 }
+
+#[tokio::test]
+async fn an_envelope_not_signed_under_the_adopted_agreement_is_named() {
+    use hotline::log::entry::encode;
+    use hotline::proto::log_entry::Body;
+    use hotline::proto::{AgreementAdopted, EnvelopeSent};
+    let (dir, log, key) = common::temp_log();
+    let p = common::parties(&["TST", "CHL"]);
+    let signed = common::signed_agreement(&p, "", &[&p[0], &p[1]]);
+    let sent = |k: &hotline::keys::IdentityKey| {
+        encode(Body::Sent(EnvelopeSent {
+            envelope: Some(hotline::envelope::sign(
+                hotline::envelope::NOTICE_TYPE,
+                b"n".to_vec(),
+                k,
+            )),
+            to: vec!["CHL".into()],
+        }))
+    };
+    log.append(vec![
+        encode(Body::AgreementAdopted(AgreementAdopted {
+            signed_note: signed.to_bytes(),
+            version: 1,
+        })),
+        sent(&p[0].key),
+        sent(&hotline::keys::IdentityKey::generate("hotline.example/TST").unwrap()),
+    ])
+    .await
+    .unwrap();
+    log.close();
+    let err = hotline::log::verify::verify_data_dir(dir.path(), key.verifier(), |_, _| {}).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("entry 2: logged envelope: no signature by a key of the agreement"),
+        "{msg}"
+    );
+}

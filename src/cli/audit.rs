@@ -299,13 +299,14 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 Ok(report) => {
                     let rate = report.entries as f64 / secs.max(1e-9);
                     out.print(
-                        &json!({"valid": true, "source": source, "entries": report.entries, "checkpoints": report.checkpoints,
+                        &json!({"valid": true, "source": source, "entries": report.entries, "checkpoints": report.checkpoints, "signatures": report.signatures,
                                 "root": report.root, "seconds": secs, "entries_per_second": rate}),
                         || {
                             format!(
-                                "VALID: {} entries and {} signed checkpoints in {} verify; root {}\n{:.3} s, {:.0} entries/s\n",
+                                "VALID: {} entries, {} signed checkpoints and {} signatures in entries of {} verify; root {}\n{:.3} s, {:.0} entries/s\n",
                                 report.entries,
                                 report.checkpoints,
+                                report.signatures,
                                 source.display(),
                                 report.root,
                                 secs,

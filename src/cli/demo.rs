@@ -219,10 +219,11 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
         say(
             out,
             &format!(
-                "   {} log: {} entries, {} signed checkpoints, root {}…  VALID",
+                "   {} log: {} entries, {} signed checkpoints, {} signatures in entries, root {}…  VALID",
                 PARTIES[i],
                 report.entries,
                 report.checkpoints,
+                report.signatures,
                 &report.root[..16]
             ),
         );

@@ -8,11 +8,18 @@ use prost::Message;
 use rusqlite::Connection;
 use tlog_tiles::Hash;
 
+use std::collections::HashMap;
+
 use super::checkpoint::{self, VerifiedCheckpoint};
 use super::tree::Frontier;
+use crate::agreement::{Agreement, SignedAgreement};
+use crate::keys::Keyring;
 use crate::keys::VerifierKey;
 use crate::proto::LogEntry;
+use crate::proto::log_entry::Body;
+use crate::proto::{EnvelopeReceived, EnvelopeSent};
 use crate::store::{self, Context, StoreError};
+use crate::{clock, envelope};
 
 /// Why a log failed verification; names the first bad entry or checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +53,8 @@ pub struct Report {
     pub entries: u64,
     /// Signed checkpoints checked.
     pub checkpoints: u64,
+    /// Signatures checked inside entries (agreements, envelopes, witnessed checkpoints).
+    pub signatures: u64,
     /// The root of the whole log, hex.
     pub root: String,
 }
@@ -56,6 +65,11 @@ pub struct Replay<'k> {
     key: &'k VerifierKey,
     frontier: Frontier,
     checkpoints: u64,
+    /// The agreement the log adopted last: whose keys sign what follows.
+    agreement: Option<(Agreement, Keyring)>,
+    /// The largest checkpoint size witnessed so far, per peer.
+    witnessed: HashMap<String, u64>,
+    signatures: u64,
 }
 
 impl<'k> Replay<'k> {
@@ -65,6 +79,9 @@ impl<'k> Replay<'k> {
             key,
             frontier: Frontier::default(),
             checkpoints: 0,
+            agreement: None,
+            witnessed: HashMap::new(),
+            signatures: 0,
         }
     }
 
@@ -78,13 +95,72 @@ impl<'k> Replay<'k> {
                 what: format!("missing (the next entry present is {index})"),
             });
         }
-        if LogEntry::decode(data).is_err() {
+        let Ok(entry) = LogEntry::decode(data) else {
             return Err(VerifyError::Entry {
                 index,
                 what: "is not a hotline.v1.LogEntry".into(),
             });
+        };
+        let hashes = self.frontier.push(data);
+        self.content(&entry)
+            .map_err(|what| VerifyError::Entry { index, what })?;
+        Ok(hashes)
+    }
+
+    /// Checks what an entry says: the agreement it adopts is signed by its
+    /// quorum, envelopes are signed by keys of the agreement in force, and
+    /// each peer's witnessed checkpoints are signed and only grow.
+    fn content(&mut self, entry: &LogEntry) -> Result<(), String> {
+        let at = entry
+            .logged_at
+            .as_ref()
+            .and_then(clock::from_proto)
+            .ok_or("has no valid logged_at time")?;
+        match &entry.body {
+            Some(Body::AgreementAdopted(a)) => {
+                let signed = SignedAgreement::parse(&a.signed_note).map_err(|e| format!("adopted agreement: {e}"))?;
+                signed.verify(at).map_err(|e| format!("adopted agreement: {e}"))?;
+                let keyring = signed.agreement.keyring();
+                self.agreement = Some((signed.agreement, keyring));
+                self.signatures += 1;
+            }
+            Some(Body::Sent(EnvelopeSent {
+                envelope: Some(env), ..
+            }))
+            | Some(Body::Received(EnvelopeReceived {
+                envelope: Some(env), ..
+            })) => {
+                if let Some((_, keyring)) = &self.agreement {
+                    envelope::verify(env, &env.payload_type, keyring, at)
+                        .map_err(|e| format!("logged envelope: {e}"))?;
+                    self.signatures += 1;
+                }
+            }
+            Some(Body::WitnessedCheckpoint(w)) => {
+                if let Some((agreement, _)) = &self.agreement {
+                    let note = w.checkpoint.as_ref().map(|c| c.note.as_slice()).unwrap_or_default();
+                    let party = agreement
+                        .party(&w.party)
+                        .ok_or_else(|| format!("witnessed checkpoint of unknown party {}", w.party))?;
+                    let cp = party
+                        .keys
+                        .iter()
+                        .find_map(|k| checkpoint::verify(note, &k.key).ok())
+                        .ok_or_else(|| format!("witnessed checkpoint of {} is not signed by its key", w.party))?;
+                    let last = self.witnessed.entry(w.party.clone()).or_insert(0);
+                    if cp.size <= *last && *last > 0 {
+                        return Err(format!(
+                            "witnessed checkpoint of {} at size {} after one of size {last}",
+                            w.party, cp.size
+                        ));
+                    }
+                    *last = cp.size;
+                    self.signatures += 1;
+                }
+            }
+            _ => {}
         }
-        Ok(self.frontier.push(data))
+        Ok(())
     }
 
     /// Checks a signed checkpoint against the entries replayed so far, whose
@@ -121,6 +197,7 @@ impl<'k> Replay<'k> {
         Report {
             entries: self.frontier.size(),
             checkpoints: self.checkpoints,
+            signatures: self.signatures,
             root: hex::encode(self.frontier.root().0),
         }
     }
