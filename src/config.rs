@@ -52,6 +52,7 @@ struct RawLimits {
     burst: Option<f64>,
     in_flight: Option<usize>,
     concurrent_streams: Option<u32>,
+    connections_per_address: Option<usize>,
 }
 
 fn dot() -> PathBuf {
@@ -118,6 +119,8 @@ pub struct Config {
     pub limits: crate::limits::LimitConfig,
     /// HTTP/2 streams at once per connection.
     pub concurrent_streams: u32,
+    /// TCP connections at once per remote address.
+    pub connections_per_address: usize,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -181,6 +184,7 @@ impl Config {
                 l
             },
             concurrent_streams: raw.limits.concurrent_streams.unwrap_or(1024).max(1),
+            connections_per_address: raw.limits.connections_per_address.unwrap_or(64).max(1),
         })
     }
 

@@ -76,7 +76,14 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Run
             node.log.clone(),
             node.identifier.clone(),
         )));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let connections = crate::limits::ConnectionLimit::new(config.connections_per_address);
+    let incoming = tokio_stream::StreamExt::filter_map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        move |s| match s {
+            Ok(stream) => connections.admit(stream).map(Ok),
+            Err(e) => Some(Err(e)),
+        },
+    );
     let party = node.party.clone();
     let serve = tokio::spawn(
         async move {

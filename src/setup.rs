@@ -149,8 +149,9 @@ retry_max = "30s"
 requests_per_second = 20000
 burst = 5000
 in_flight = 2048
-# HTTP/2 streams at once per connection.
+# HTTP/2 streams at once per connection, and TCP connections at once per remote address.
 concurrent_streams = 1024
+connections_per_address = 64
 "#,
             port = listen.port()
         ),

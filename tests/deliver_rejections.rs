@@ -286,3 +286,30 @@ async fn a_peer_over_its_request_rate_gets_resource_exhausted_and_others_are_una
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_per_address_cap_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| config.connections_per_address = 3).await;
+    let addr = c.nodes[0].as_ref().unwrap().addr;
+    // CHL's node may hold one connection already; open raw ones up to and past the cap.
+    let mut held = Vec::new();
+    let mut closed = 0;
+    for _ in 0..5 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        match tokio::time::timeout(std::time::Duration::from_millis(300), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1, // closed by the node
+            _ => held.push(s),                     // still open, waiting for a TLS hello
+        }
+    }
+    assert!(closed >= 2, "only {closed} of 5 connections were refused");
+    assert!(held.len() <= 3);
+    drop(held);
+    // Once they close, a peer can connect again.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let chl = key(&c, 1);
+    deliver(&mut peer_client(&c, 1, 0), signed(&valid_notice("CHL", &["PER"]), &chl))
+        .await
+        .unwrap();
+}
