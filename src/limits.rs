@@ -116,13 +116,16 @@ impl Limits {
 /// connection over the cap is closed before the TLS handshake, with a log line.
 pub struct ConnectionLimit {
     per_address: usize,
-    open: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    open: OpenConnections,
 }
+
+/// Open connections per remote address.
+type OpenConnections = Arc<Mutex<HashMap<std::net::IpAddr, usize>>>;
 
 /// An accepted connection that frees its slot when closed.
 pub struct Counted {
     inner: tokio::net::TcpStream,
-    slot: Option<(std::net::IpAddr, Arc<Mutex<HashMap<std::net::IpAddr, usize>>>)>,
+    slot: Option<(std::net::IpAddr, OpenConnections)>,
 }
 
 impl Drop for Counted {
