@@ -25,6 +25,25 @@ fn s(p: &Path) -> String {
 
 struct Serve(Child);
 
+impl Serve {
+    /// SIGTERM, then the exit status: a graceful stop exits 0.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < end, "hotline serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -204,8 +223,10 @@ fn two_parties_set_up_and_operated_from_the_command_line() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--severity"));
 
-    // A graceful stop, then the log verifies offline.
-    drop(_nodes);
+    // A graceful stop on SIGTERM, then the log verifies offline.
+    let (a, b) = _nodes;
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
     let (ok, v) = hotline_json(&["audit", "verify", "--data", &s(&per)]);
     assert!(ok, "{v}");
 }
