@@ -78,6 +78,10 @@ impl From<rusqlite::Error> for NodeError {
     }
 }
 
+/// How many recently verified checkpoint notes are remembered per peer:
+/// receipts from one batch of the peer arrive interleaved with the next.
+const RECENT_NOTES: usize = 16;
+
 fn setup(what: impl std::fmt::Display) -> NodeError {
     NodeError::Setup(what.to_string())
 }
@@ -115,8 +119,8 @@ pub struct Node {
     outbox_queue: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<state::Pending>>>,
     /// First and longest retry delay.
     pub retry: (Duration, Duration),
-    /// The last checkpoint note verified from each peer.
-    last_notes: std::sync::Mutex<HashMap<String, checkpoint::VerifiedCheckpoint>>,
+    /// The checkpoint notes verified last from each peer.
+    last_notes: std::sync::Mutex<HashMap<String, std::collections::VecDeque<checkpoint::VerifiedCheckpoint>>>,
     /// The last checkpoint witnessed from each peer, held while one is checked.
     witnessing: HashMap<String, Mutex<Option<checkpoint::VerifiedCheckpoint>>>,
 }
@@ -238,12 +242,19 @@ impl Node {
         note: &[u8],
         key: &crate::keys::VerifierKey,
     ) -> Result<checkpoint::VerifiedCheckpoint, checkpoint::CheckpointError> {
-        let mut cache = self.last_notes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cp) = cache.get(party).filter(|cp| cp.note == note && cp.origin == key.name()) {
-            return Ok(cp.clone());
+        let recent = |cache: &HashMap<String, std::collections::VecDeque<checkpoint::VerifiedCheckpoint>>| {
+            cache.get(party)?.iter().find(|cp| cp.note == note && cp.origin == key.name()).cloned()
+        };
+        if let Some(cp) = recent(&self.last_notes.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(cp);
         }
         let cp = checkpoint::verify(note, key)?;
-        cache.insert(party.to_owned(), cp.clone());
+        let mut cache = self.last_notes.lock().unwrap_or_else(|e| e.into_inner());
+        let notes = cache.entry(party.to_owned()).or_default();
+        if notes.len() >= RECENT_NOTES {
+            notes.pop_front();
+        }
+        notes.push_back(cp.clone());
         Ok(cp)
     }
 
