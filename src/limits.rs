@@ -161,6 +161,8 @@ impl ConnectionLimit {
             return None;
         }
         *n += 1;
+        // Small gRPC frames must not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
         Some(Counted {
             inner: stream,
             slot: Some((ip, self.open.clone())),
