@@ -359,12 +359,6 @@ impl Node {
                 )));
             }
         }
-        if self.read(|c| state::message(c, &notice.id))?.is_some() {
-            return Err(NodeError::AlreadyExists(format!(
-                "a message with id {} exists already",
-                notice.id
-            )));
-        }
         // A notice continuing one we received is a forward for anyone who was not on it: TLP decides.
         if !notice.in_reply_to.is_empty()
             && let Some(orig) = self.read(|c| state::message(c, &notice.in_reply_to))?
@@ -555,9 +549,6 @@ impl Node {
             )));
         }
         let sha = Sha256::digest(&env.payload).to_vec();
-        if let Some(existing) = self.read(|c| state::message(c, &id))? {
-            return self.resend_receipt(&existing, caller, &sha);
-        }
         let parsed = if kind == "notice" {
             let n = message::decode_notice(&env.payload)?;
             message::validate_notice(&n, &self.agreement.norms)?;
@@ -715,7 +706,8 @@ impl Node {
         });
         let done = match self.log.append_with(entries, change, true).await {
             Ok(done) => done,
-            // Delivered twice at once: the other delivery logged it; answer with its receipt.
+            // The id is known: a resend of the same message gets its original receipt,
+            // another message under the same id is refused.
             Err(LogError::Rejected(_)) => {
                 let existing = self
                     .read(|c| state::message(c, &id))?
