@@ -243,7 +243,11 @@ impl Node {
         key: &crate::keys::VerifierKey,
     ) -> Result<checkpoint::VerifiedCheckpoint, checkpoint::CheckpointError> {
         let recent = |cache: &HashMap<String, std::collections::VecDeque<checkpoint::VerifiedCheckpoint>>| {
-            cache.get(party)?.iter().find(|cp| cp.note == note && cp.origin == key.name()).cloned()
+            cache
+                .get(party)?
+                .iter()
+                .find(|cp| cp.note == note && cp.origin == key.name())
+                .cloned()
         };
         if let Some(cp) = recent(&self.last_notes.lock().unwrap_or_else(|e| e.into_inner())) {
             return Ok(cp);
@@ -305,6 +309,7 @@ impl Node {
             created_ms: now,
         };
         let id = out.id.clone();
+        let queued = Arc::new(stored.clone());
         let (to, deadlines, meets) = (out.to, out.deadlines, out.meets);
         let queued_to = to.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
@@ -336,6 +341,7 @@ impl Node {
                 attempts: 0,
                 next_attempt_ms: now,
                 last_error: None,
+                message: Some(queued.clone()),
             });
         }
         Ok(done.first_index)
@@ -978,10 +984,13 @@ impl Node {
 
     /// Delivers one queued message to one peer and handles the receipt.
     pub async fn deliver_to(self: &Arc<Self>, pending: &state::Pending) -> Result<(), String> {
-        let m = self
-            .read(|c| state::message(c, &pending.message_id))
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("queued message {} is missing", pending.message_id))?;
+        let m = match &pending.message {
+            Some(m) => StoredMessage::clone(m),
+            None => self
+                .read(|c| state::message(c, &pending.message_id))
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("queued message {} is missing", pending.message_id))?,
+        };
         let mut client = self
             .peer(&pending.party)
             .ok_or_else(|| format!("{} is not a peer", pending.party))?;

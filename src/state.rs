@@ -111,6 +111,8 @@ pub struct Pending {
     pub next_attempt_ms: i64,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// The message itself when it was just queued, saving a read.
+    pub message: Option<std::sync::Arc<StoredMessage>>,
 }
 
 /// Every pending delivery, soonest first.
@@ -125,6 +127,7 @@ pub fn outbox(c: &Connection) -> rusqlite::Result<Vec<Pending>> {
             attempts: r.get(2)?,
             next_attempt_ms: r.get(3)?,
             last_error: r.get(4)?,
+            message: None,
         })
     })?
     .collect()
