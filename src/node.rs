@@ -78,6 +78,10 @@ impl From<rusqlite::Error> for NodeError {
     }
 }
 
+/// The most hashes an RFC 6962 proof can need (two per level of a 2^64 tree);
+/// longer proofs from a peer are refused before any hashing.
+const MAX_PROOF_HASHES: usize = 128;
+
 /// How many recently verified checkpoint notes are remembered per peer:
 /// receipts from one batch of the peer arrive interleaved with the next.
 const RECENT_NOTES: usize = 16;
@@ -784,6 +788,12 @@ impl Node {
             .map(|h| h.as_slice().try_into().map(tlog_tiles::Hash))
             .collect::<Result<_, _>>()
             .map_err(|_| "receipt inclusion proof has a hash that is not 32 bytes".to_owned())?;
+        if proof.len() > MAX_PROOF_HASHES {
+            return Err(format!(
+                "receipt inclusion proof has {} hashes; a tree needs at most {MAX_PROOF_HASHES}",
+                proof.len()
+            ));
+        }
         if r.log_index >= cp.size {
             return Err(format!(
                 "receipt log index {} is outside its checkpoint of size {}",
@@ -921,6 +931,12 @@ impl Node {
             }
             _ => return Err(None),
         };
+        if proof.hashes.len() > MAX_PROOF_HASHES {
+            return Err(Some(format!(
+                "consistency proof has {} hashes; a tree needs at most {MAX_PROOF_HASHES}",
+                proof.hashes.len()
+            )));
+        }
         let hashes: Vec<tlog_tiles::Hash> = proof
             .hashes
             .iter()
