@@ -116,7 +116,7 @@ impl Operator for OperatorService {
             let messages = state::thread(c, &id)?;
             let mut receipts: Vec<_> = state::receipts(c, &id)?.into_iter().map(|(_, e)| e).collect();
             let mut responses = Vec::new();
-            for m in messages.iter().filter(|m| m.id != id) {
+            for m in messages.iter().filter(|m| m.kind == "response") {
                 responses.push(m.envelope.clone());
                 receipts.extend(state::receipts(c, &m.id)?.into_iter().map(|(_, e)| e));
             }
