@@ -271,7 +271,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
     if keep {
         let cfg = |i: usize| configs[i].path.display().to_string();
         super::outln!(
-            "\nThe nodes keep running (Ctrl-C stops them). In another terminal:\n  hotline --config {per} status\n  hotline --config {per} inbox --follow\n  hotline --config {chl} notice send --to PER --severity low --title \"test\"\n  hotline --config {per} notice show {id}\n  hotline --config {arg} respond {id} --status investigating --text \"late, sorry\"\n  hotline --config {per} comm-check\n  hotline audit verify --data {root}/PER\n",
+            "\nThe nodes keep running (Ctrl-C stops them). In another terminal:\n  hotline status --config {per}\n  hotline inbox --follow --config {per}\n  hotline notice send --config {chl} --to PER --severity low --title \"test\"\n  hotline notice show {id} --config {per}\n  hotline respond {id} --config {arg} --status investigating --text \"late, sorry\"\n  hotline comm-check --config {per}\n  hotline audit verify --data {root}/PER\n",
             per = cfg(0),
             chl = cfg(1),
             arg = cfg(2),
