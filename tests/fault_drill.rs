@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::{Cluster, FAST_NORMS, notice};
-use hotline::proto::SendNoticeRequest;
 use hotline::state;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -65,14 +64,8 @@ async fn a_faulty_peer_holds_up_nobody_and_catches_up_once_it_is_back() {
             Some(fault(kind, arg_addr).await)
         };
         let id = c
-            .operator(0)
-            .send_notice(SendNoticeRequest {
-                notice: Some(notice(&["CHL", "ARG"], &format!("while ARG is {kind}"))),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .id;
+            .send(0, notice(&["CHL", "ARG"], &format!("while ARG is {kind}")))
+            .await;
         c.eventually(5, &format!("CHL's receipt while ARG is {kind}"), |c| {
             receipted(c, &id, "CHL")
         })

@@ -109,14 +109,7 @@ async fn a_recipient_down_for_a_while_receives_everything_once_back_without_dupl
     let mut ids = Vec::new();
     for i in 0..5 {
         let n = notice(&["CHL"], &format!("notice {i} while CHL is down"));
-        ids.push(
-            c.operator(0)
-                .send_notice(SendNoticeRequest { notice: Some(n) })
-                .await
-                .unwrap()
-                .into_inner()
-                .id,
-        );
+        ids.push(c.send(0, n).await);
     }
     tokio::time::sleep(std::time::Duration::from_millis(800)).await; // several failed attempts
     let outbox = c.node(0).read(state::outbox).unwrap();
@@ -142,15 +135,7 @@ async fn a_recipient_down_for_a_while_receives_everything_once_back_without_dupl
 async fn a_restarted_sender_resumes_its_outbox() {
     let mut c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     c.stop(1).await;
-    let id = c
-        .operator(0)
-        .send_notice(SendNoticeRequest {
-            notice: Some(notice(&["CHL"], "queued before a restart")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let id = c.send(0, notice(&["CHL"], "queued before a restart")).await;
     c.stop(0).await;
     c.restart(1).await;
     c.restart(0).await;
@@ -166,13 +151,7 @@ async fn a_missed_response_deadline_produces_exactly_one_norm_event_on_both_side
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     let mut n = notice(&["CHL"], "Critical: need help");
     n.severity = hotline::proto::Severity::Critical as i32; // respond within 2s
-    let id = c
-        .operator(0)
-        .send_notice(SendNoticeRequest { notice: Some(n) })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let id = c.send(0, n).await;
     let missed = |c: &Cluster, i: usize| {
         c.log_lines(i)
             .iter()
@@ -249,13 +228,7 @@ async fn an_amber_notice_may_not_be_forwarded_to_a_third_party_but_a_green_one_m
     for (tlp, allowed) in [(hotline::proto::Tlp::Amber, false), (hotline::proto::Tlp::Green, true)] {
         let mut n = notice(&["CHL"], "for CHL only");
         n.tlp = tlp as i32;
-        let id = c
-            .operator(0)
-            .send_notice(SendNoticeRequest { notice: Some(n) })
-            .await
-            .unwrap()
-            .into_inner()
-            .id;
+        let id = c.send(0, n).await;
         c.eventually(10, "CHL has it", |c| {
             c.node(1).read(|db| state::message(db, &id)).unwrap().is_some()
         })

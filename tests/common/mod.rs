@@ -226,6 +226,16 @@ impl Cluster {
         hotline::proto::operator_client::OperatorClient::new(channel)
     }
 
+    /// Sends `notice` through node `i`'s operator and returns its id.
+    pub async fn send(&self, i: usize, notice: hotline::proto::Notice) -> String {
+        self.operator(i)
+            .send_notice(hotline::proto::SendNoticeRequest { notice: Some(notice) })
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+    }
+
     /// Waits up to `secs` for `check` to hold.
     pub async fn eventually(&self, secs: u64, what: &str, mut check: impl FnMut(&Cluster) -> bool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
