@@ -515,18 +515,18 @@ impl Node {
                 signer.party
             )));
         }
-        let (id, from, to, created_at, thread) = if kind == "notice" {
-            let n = message::decode_notice(&env.payload)?;
-            let thread = if n.in_reply_to.is_empty() {
-                n.id.clone()
-            } else {
-                n.in_reply_to.clone()
-            };
-            (n.id, n.from, n.to, n.created_at, thread)
+        // Decoded once; the envelope keeps the bytes exactly as signed.
+        let parsed = if kind == "notice" {
+            Ok(message::decode_notice(&env.payload)?)
         } else {
-            let r = message::decode_response(&env.payload)?;
-            (r.id, r.from, r.to, r.created_at, r.notice_id)
+            Err(message::decode_response(&env.payload)?)
         };
+        let (id, from, to, created_at, thread) = match &parsed {
+            Ok(n) if n.in_reply_to.is_empty() => (&n.id, &n.from, &n.to, &n.created_at, &n.id),
+            Ok(n) => (&n.id, &n.from, &n.to, &n.created_at, &n.in_reply_to),
+            Err(r) => (&r.id, &r.from, &r.to, &r.created_at, &r.notice_id),
+        };
+        let (id, thread) = (id.clone(), thread.clone());
         if from != caller {
             return Err(NodeError::PermissionDenied(format!(
                 "field from is {from:?} but the sender is {caller}"
@@ -559,15 +559,10 @@ impl Node {
             )));
         }
         let sha = Sha256::digest(&env.payload).to_vec();
-        let parsed = if kind == "notice" {
-            let n = message::decode_notice(&env.payload)?;
-            message::validate_notice(&n, &self.agreement.norms)?;
-            Ok(n)
-        } else {
-            let r = message::decode_response(&env.payload)?;
-            message::validate_response(&r, &self.agreement.norms)?;
-            Err(r)
-        };
+        match &parsed {
+            Ok(n) => message::validate_notice(n, &self.agreement.norms)?,
+            Err(r) => message::validate_response(r, &self.agreement.norms)?,
+        }
         if let Some(note) = req.sender_checkpoint.as_ref().map(|c| c.note.clone()) {
             let key = &signer.key;
             let cp = self
