@@ -62,8 +62,12 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
 
 /// Tries one delivery until it is receipted or the node stops.
 async fn deliver_until_receipted(node: Arc<Node>, mut p: Pending, slots: Arc<Semaphore>, stop: watch::Receiver<bool>) {
-    let wait = Duration::from_millis((p.next_attempt_ms - clock::now_ms()).max(0) as u64);
-    tokio::time::sleep(wait).await;
+    let wait = p.next_attempt_ms - clock::now_ms();
+    if wait > 0 {
+        // A retry loaded at start waits for its time; a fresh message goes at once
+        // (even a zero sleep would wait for the timer's next tick).
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
     loop {
         if *stop.borrow() {
             return;
