@@ -9,8 +9,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::keys::VerifierKey;
-use crate::log::Log;
 use crate::log::verify::{Replay, Report, VerifyError};
+use crate::log::{Log, LogReader};
 use crate::proto::audit_client::AuditClient;
 use crate::proto::audit_server::Audit;
 use crate::proto::{
@@ -127,13 +127,7 @@ impl Audit for AuditService {
         req: Request<ConsistencyProofRequest>,
     ) -> Result<Response<ConsistencyProof>, Status> {
         self.allow(&req)?;
-        let ConsistencyProofRequest { old_size, new_size } = req.into_inner();
-        let (new_size, proof) = self.log.reader().consistency_proof(old_size, new_size)?;
-        Ok(Response::new(ConsistencyProof {
-            old_size,
-            new_size,
-            hashes: proof.iter().map(|h| h.0.to_vec()).collect(),
-        }))
+        Ok(Response::new(consistency_proof(self.log.reader(), req.into_inner())?))
     }
 
     #[tracing::instrument(name = "Audit.ListWitnessedCheckpoints", skip_all, err)]
@@ -157,6 +151,17 @@ impl Audit for AuditService {
                 .collect(),
         }))
     }
+}
+
+/// Answers a consistency proof request from the log; shared by the Audit and
+/// Federation services.
+pub fn consistency_proof(log: &LogReader, req: ConsistencyProofRequest) -> Result<ConsistencyProof, Status> {
+    let (new_size, proof) = log.consistency_proof(req.old_size, req.new_size)?;
+    Ok(ConsistencyProof {
+        old_size: req.old_size,
+        new_size,
+        hashes: proof.iter().map(|h| h.0.to_vec()).collect(),
+    })
 }
 
 /// Verifies a running node's log through its Audit service: fetches the

@@ -67,12 +67,9 @@ impl Federation for FederationService {
     ) -> Result<Response<ConsistencyProof>, Status> {
         let peer = self.peer(&req)?;
         let _admitted = self.node.limits.admit(&peer)?;
-        let ConsistencyProofRequest { old_size, new_size } = req.into_inner();
-        let (new_size, proof) = self.node.log.reader().consistency_proof(old_size, new_size)?;
-        Ok(Response::new(ConsistencyProof {
-            old_size,
-            new_size,
-            hashes: proof.iter().map(|h| h.0.to_vec()).collect(),
-        }))
+        Ok(Response::new(crate::audit::consistency_proof(
+            self.node.log.reader(),
+            req.into_inner(),
+        )?))
     }
 }

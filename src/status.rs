@@ -25,6 +25,9 @@ impl From<LogError> for Status {
 
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Self {
+        if let NodeError::Log(log) = e {
+            return log.into();
+        }
         let code = match &e {
             NodeError::Unauthenticated(_) => Code::Unauthenticated,
             NodeError::PermissionDenied(_) => Code::PermissionDenied,
@@ -33,11 +36,7 @@ impl From<NodeError> for Status {
             NodeError::AlreadyExists(_) => Code::AlreadyExists,
             NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
             NodeError::ResourceExhausted(_) => Code::ResourceExhausted,
-            NodeError::Setup(_) => Code::Internal,
-            NodeError::Log(_) => match e {
-                NodeError::Log(log) => return log.into(),
-                _ => Code::Internal,
-            },
+            NodeError::Setup(_) | NodeError::Log(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
     }
