@@ -40,6 +40,8 @@ pub mod state;
 
 pub mod node;
 
+pub mod witness;
+
 pub mod federation;
 
 pub mod operator;

@@ -23,9 +23,8 @@ use crate::message::{self, MessageError};
 use crate::proto::federation_client::FederationClient;
 use crate::proto::log_entry::Body;
 use crate::proto::{
-    AgreementAdopted, ConsistencyProofRequest, Deadline, DeliverRequest, Envelope, EnvelopeReceived, EnvelopeSent,
-    Event, LogEntry, NormEvent, NormEventKind, Notice, NoticeKind, Receipt, Response, ResponseStatus, SignedCheckpoint,
-    WitnessedCheckpoint, event,
+    AgreementAdopted, Deadline, DeliverRequest, Envelope, EnvelopeReceived, EnvelopeSent, Event, LogEntry, NormEvent,
+    NormEventKind, Notice, NoticeKind, Receipt, Response, ResponseStatus, SignedCheckpoint, event,
 };
 use crate::state::{self, StoredMessage};
 use crate::tls::{CertKey, Identifier};
@@ -80,11 +79,7 @@ impl From<rusqlite::Error> for NodeError {
 
 /// The most hashes an RFC 6962 proof can need (two per level of a 2^64 tree);
 /// longer proofs from a peer are refused before any hashing.
-const MAX_PROOF_HASHES: usize = 128;
-
-/// How many recently verified checkpoint notes are remembered per peer:
-/// receipts from one batch of the peer arrive interleaved with the next.
-const RECENT_NOTES: usize = 16;
+pub(crate) const MAX_PROOF_HASHES: usize = 128;
 
 fn setup(what: impl std::fmt::Display) -> NodeError {
     NodeError::Setup(what.to_string())
@@ -124,9 +119,10 @@ pub struct Node {
     /// First and longest retry delay.
     pub retry: (Duration, Duration),
     /// The checkpoint notes verified last from each peer.
-    last_notes: std::sync::Mutex<HashMap<String, std::collections::VecDeque<checkpoint::VerifiedCheckpoint>>>,
+    pub(crate) last_notes:
+        std::sync::Mutex<HashMap<String, std::collections::VecDeque<checkpoint::VerifiedCheckpoint>>>,
     /// The last checkpoint witnessed from each peer, held while one is checked.
-    witnessing: HashMap<String, Mutex<Option<checkpoint::VerifiedCheckpoint>>>,
+    pub(crate) witnessing: HashMap<String, Mutex<Option<checkpoint::VerifiedCheckpoint>>>,
 }
 
 impl Node {
@@ -230,40 +226,11 @@ impl Node {
         self.events.subscribe()
     }
 
-    fn emit(&self, body: event::Body) {
+    pub(crate) fn emit(&self, body: event::Body) {
         let _ = self.events.send(Event {
             at: Some(clock::to_proto(clock::now())),
             body: Some(body),
         });
-    }
-
-    /// Verifies a peer's checkpoint note; the same bytes as the last one
-    /// verified from that peer (one batch's checkpoint rides on many messages)
-    /// are not verified again.
-    fn verify_peer_checkpoint(
-        &self,
-        party: &str,
-        note: &[u8],
-        key: &crate::keys::VerifierKey,
-    ) -> Result<checkpoint::VerifiedCheckpoint, checkpoint::CheckpointError> {
-        let recent = |cache: &HashMap<String, std::collections::VecDeque<checkpoint::VerifiedCheckpoint>>| {
-            cache
-                .get(party)?
-                .iter()
-                .find(|cp| cp.note == note && cp.origin == key.name())
-                .cloned()
-        };
-        if let Some(cp) = recent(&self.last_notes.lock().unwrap_or_else(|e| e.into_inner())) {
-            return Ok(cp);
-        }
-        let cp = checkpoint::verify(note, key)?;
-        let mut cache = self.last_notes.lock().unwrap_or_else(|e| e.into_inner());
-        let notes = cache.entry(party.to_owned()).or_default();
-        if notes.len() >= RECENT_NOTES {
-            notes.pop_front();
-        }
-        notes.push_back(cp.clone());
-        Ok(cp)
     }
 
     /// Hands a delivery to the delivery worker.
@@ -824,126 +791,6 @@ impl Node {
         let party = party.to_owned();
         tokio::spawn(async move { node.witness(&party, cp).await });
         Ok(())
-    }
-
-    /// Witnesses a peer's checkpoint: checks it extends the last one we hold
-    /// from that peer (asking the peer for a consistency proof) and logs it;
-    /// a fork is logged as a CHECKPOINT_FORK norm event.
-    pub async fn witness(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
-        let Some(slot) = self.witnessing.get(party) else { return };
-        // One check at a time per peer; while one runs, newer checkpoints arrive with the next delivery.
-        let Ok(mut last) = slot.try_lock() else { return };
-        if last.is_none() {
-            let key = self
-                .agreement
-                .party(party)
-                .and_then(|p| p.keys.iter().find(|k| k.valid_at(clock::now())));
-            let held = self.read(|c| state::last_witnessed(c, party)).ok().flatten();
-            *last = held
-                .zip(key)
-                .and_then(|((_, note), key)| checkpoint::verify(&note, &key.key).ok());
-        }
-        let fork = match last.as_ref() {
-            Some(old) if cp.size < old.size => return,
-            Some(old) if cp.size == old.size => {
-                if old.root == cp.root {
-                    return;
-                }
-                Some(format!("two checkpoints of size {} with different roots", cp.size))
-            }
-            Some(old) => match self.consistency(party, old, &cp).await {
-                Ok(()) => None,
-                Err(Some(reason)) => Some(reason),
-                Err(None) => return, // peer unreachable: try again with a later checkpoint
-            },
-            None => None,
-        };
-        let note = cp.note.clone();
-        if fork.is_none() {
-            *last = Some(cp.clone());
-        }
-        let (entry_body, event) = match &fork {
-            None => (
-                Body::WitnessedCheckpoint(WitnessedCheckpoint {
-                    party: party.to_owned(),
-                    checkpoint: Some(SignedCheckpoint { note: note.clone() }),
-                }),
-                None,
-            ),
-            Some(reason) => {
-                tracing::error!(party, reason, "peer checkpoint forks from the one we witnessed");
-                let ev = NormEvent {
-                    kind: NormEventKind::CheckpointFork as i32,
-                    party: party.to_owned(),
-                    message_id: String::new(),
-                    deadline: Deadline::Unspecified as i32,
-                    due_at: None,
-                    observed_at: Some(clock::to_proto(clock::now())),
-                    detail: format!("checkpoint of size {} forks from the one witnessed: {reason}", cp.size),
-                };
-                (Body::NormEvent(ev.clone()), Some(ev))
-            }
-        };
-        let (p, size, ev) = (party.to_owned(), cp.size, event.clone());
-        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
-            match &ev {
-                None => {
-                    state::insert_witnessed(c, &p, size, &note).map_err(|e| e.to_string())?;
-                }
-                Some(ev) => state::insert_norm_event(c, index, ev).map_err(|e| e.to_string())?,
-            }
-            Ok(())
-        });
-        if let Err(e) = self
-            .log
-            .append_with(vec![entry::encode(entry_body)], change, false)
-            .await
-        {
-            tracing::warn!(party, error = %e, "could not log witnessed checkpoint");
-        }
-        if let Some(ev) = event {
-            self.emit(event::Body::NormEvent(ev));
-        }
-    }
-
-    /// Asks `party` to prove `new` extends `old`: Err(None) if it cannot be asked, Err(Some) on a fork.
-    async fn consistency(
-        &self,
-        party: &str,
-        old: &checkpoint::VerifiedCheckpoint,
-        new: &checkpoint::VerifiedCheckpoint,
-    ) -> Result<(), Option<String>> {
-        let mut client = self.peer(party).ok_or(None)?;
-        let req = ConsistencyProofRequest {
-            old_size: old.size,
-            new_size: new.size,
-        };
-        let proof = match tokio::time::timeout(Duration::from_secs(10), client.prove_consistency(req)).await {
-            Ok(Ok(p)) => p.into_inner(),
-            // A peer that answers but cannot prove a checkpoint it signed has forked.
-            Ok(Err(s)) if matches!(s.code(), tonic::Code::OutOfRange | tonic::Code::InvalidArgument) => {
-                return Err(Some(format!("the peer cannot prove it: {}", s.message())));
-            }
-            _ => return Err(None),
-        };
-        if proof.hashes.len() > MAX_PROOF_HASHES {
-            return Err(Some(format!(
-                "consistency proof has {} hashes; a tree needs at most {MAX_PROOF_HASHES}",
-                proof.hashes.len()
-            )));
-        }
-        let hashes: Vec<tlog_tiles::Hash> = proof
-            .hashes
-            .iter()
-            .map(|h| h.as_slice().try_into().map(tlog_tiles::Hash))
-            .collect::<Result<_, _>>()
-            .map_err(|_| Some("consistency proof has a hash that is not 32 bytes".to_owned()))?;
-        tlog_tiles::check_tree(&hashes, new.size, new.root, old.size, old.root).map_err(|e| {
-            Some(format!(
-                "no valid consistency proof from size {} to {}: {e}",
-                old.size, new.size
-            ))
-        })
     }
 
     /// Logs a missed deadline exactly once and tells operators.
