@@ -54,7 +54,7 @@ enum Command {
     },
     /// Generate an Ed25519 identity key in the C2SP signed-note formats.
     Keygen(keygen::Args),
-    /// Sign, verify or show the signed agreement.
+    /// Assemble, sign, verify or show the signed agreement.
     #[command(subcommand)]
     Agreement(agreement::Command),
     /// Read, prove, verify and export a node's audit log.

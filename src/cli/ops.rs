@@ -67,8 +67,10 @@ pub struct SendArgs {
     /// TLP 2.0: clear, green, amber, amber+strict, red.
     #[arg(long, default_value = "amber")]
     tlp: String,
+    /// A one-line title.
     #[arg(long)]
     title: String,
+    /// What happened, what is affected, what is asked.
     #[arg(long, default_value = "")]
     summary: String,
     /// Affected sector (repeatable).
@@ -409,6 +411,7 @@ pub struct RespondArgs {
     /// acknowledged, investigating, assistance-offered, mitigated, declined, closed.
     #[arg(long)]
     status: String,
+    /// The answer, in words.
     #[arg(long, default_value = "")]
     text: String,
     #[command(flatten)]
