@@ -26,6 +26,7 @@ pub enum Command {
         /// The agreement's version; bump it for every change.
         #[arg(long, default_value_t = 1)]
         version: u64,
+        /// A human title for the agreement.
         #[arg(long, default_value = "hotline agreement")]
         title: String,
     },
