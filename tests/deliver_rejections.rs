@@ -313,3 +313,87 @@ async fn connections_over_the_per_address_cap_are_closed() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_without_signatures_is_unauthenticated() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut env = signed(&valid_notice("CHL", &["PER"]), &key(&c, 1));
+    env.signatures.clear();
+    refused(&c, env, Code::Unauthenticated, "no signatures").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_signed_with_a_retired_key_is_unauthenticated() {
+    // CHL rotated its key: the agreement lists the old one with a validity that has ended.
+    let root = tempfile::tempdir().unwrap();
+    let made = hotline::setup::local_cluster(root.path(), &["PER", "CHL"], FAST_NORMS)
+        .await
+        .unwrap();
+    let old = IdentityKey::generate("hotline.example/CHL").unwrap();
+    let current = hotline::agreement::SignedAgreement::load(&made[0].0.agreement).unwrap();
+    let chl_vkey = key_of(&made[1].0).verifier().to_string();
+    let text = current.text().replace(
+        &format!("vkey = \"{chl_vkey}\"\n"),
+        &format!(
+            "vkey = \"{chl_vkey}\"\n[[party.key]]\nvkey = \"{}\"\nvalid_until = 2020-01-01T00:00:00Z\n",
+            old.verifier()
+        ),
+    );
+    assert_ne!(text, current.text());
+    let mut rotated = hotline::agreement::SignedAgreement::parse(text.as_bytes()).unwrap();
+    for (config, _) in &made {
+        rotated.sign(&key_of(config)).unwrap();
+    }
+    for (config, _) in &made {
+        std::fs::write(&config.agreement, rotated.to_bytes()).unwrap();
+    }
+    let mut nodes = Vec::new();
+    let mut configs = Vec::new();
+    for (config, listener) in made {
+        nodes.push(Some(hotline::server::start(&config, Some(listener)).await.unwrap()));
+        configs.push(config);
+    }
+    let c = Cluster {
+        dir: root,
+        configs,
+        nodes,
+    };
+    refused(
+        &c,
+        signed(&valid_notice("CHL", &["PER"]), &old),
+        Code::Unauthenticated,
+        "is not valid at",
+    )
+    .await;
+    // The current key still works.
+    deliver(
+        &mut peer_client(&c, 1, 0),
+        signed(&valid_notice("CHL", &["PER"]), &key(&c, 1)),
+    )
+    .await
+    .unwrap();
+}
+
+fn key_of(config: &hotline::config::Config) -> IdentityKey {
+    IdentityKey::load(&config.identity_key).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_to_start_on_an_agreement_one_party_did_not_sign() {
+    let root = tempfile::tempdir().unwrap();
+    let mut made = hotline::setup::local_cluster(root.path(), &["PER", "CHL", "ARG"], FAST_NORMS)
+        .await
+        .unwrap();
+    let signed = hotline::agreement::SignedAgreement::load(&made[0].0.agreement).unwrap();
+    let mut partial = hotline::agreement::SignedAgreement::parse(signed.text().as_bytes()).unwrap();
+    partial.sign(&key_of(&made[0].0)).unwrap();
+    partial.sign(&key_of(&made[1].0)).unwrap();
+    std::fs::write(&made[0].0.agreement, partial.to_bytes()).unwrap();
+    let (config, listener) = made.remove(0);
+    let err = hotline::server::start(&config, Some(listener))
+        .await
+        .err()
+        .expect("started on an under-signed agreement");
+    let msg = err.to_string();
+    assert!(msg.contains("agreement.toml") && msg.contains("missing: ARG"), "{msg}");
+}
