@@ -243,11 +243,6 @@ impl Node {
         self.outbox_queue.lock().ok().and_then(|mut q| q.take())
     }
 
-    /// The parties we can reach.
-    pub fn peers(&self) -> impl Iterator<Item = &String> {
-        self.peers.keys()
-    }
-
     /// The Federation client for `party`.
     pub fn peer(&self, party: &str) -> Option<FederationClient<Channel>> {
         self.peers.get(party).cloned()
