@@ -256,9 +256,12 @@ impl Node {
             .read(|c| f(c).map_err(|e| LogError::Rejected(format!("database: {e}"))))?)
     }
 
-    /// Logs a signed message, queues it for its recipients and starts its clocks, in one transaction.
+    /// Logs a signed message, queues it for its recipients and starts its
+    /// clocks, in one transaction: a receipt is due from every recipient, plus
+    /// the message's own `deadlines`.
     async fn send(&self, out: Outgoing) -> Result<u64, NodeError> {
         let now = clock::now_ms();
+        let receipt_due = now + self.agreement.norms.receipt_within.as_millis() as i64;
         let e = entry::encode(Body::Sent(EnvelopeSent {
             envelope: Some(out.envelope.clone()),
             to: out.to.clone(),
@@ -286,6 +289,7 @@ impl Node {
             state::insert_message(c, &row).map_err(|e| format!("message id {} is already taken ({e})", row.id))?;
             for party in &to {
                 state::enqueue(c, &row.id, party, now).map_err(|e| e.to_string())?;
+                state::start_deadline(c, &row.id, party, Deadline::Receipt, receipt_due).map_err(|e| e.to_string())?;
             }
             for (party, kind, due) in &deadlines {
                 state::start_deadline(c, &row.id, party, *kind, *due).map_err(|e| e.to_string())?;
@@ -346,11 +350,6 @@ impl Node {
         let kind = notice.kind();
         let mut deadlines = Vec::new();
         for p in &notice.to {
-            deadlines.push((
-                p.clone(),
-                Deadline::Receipt,
-                now + norms.receipt_within.as_millis() as i64,
-            ));
             match kind {
                 NoticeKind::Notification | NoticeKind::RequestForAssistance => deadlines.push((
                     p.clone(),
@@ -414,7 +413,6 @@ impl Node {
             author: author.to_owned(),
         };
         message::validate_response(&response, &self.agreement.norms)?;
-        let due = clock::now_ms() + self.agreement.norms.receipt_within.as_millis() as i64;
         let id = response.id.clone();
         let envelope = envelope::sign(RESPONSE_TYPE, response.encode_to_vec(), &self.key);
         let index = self
@@ -424,7 +422,7 @@ impl Node {
                 thread: notice_id.to_owned(),
                 envelope,
                 to: response.to,
-                deadlines: vec![(orig.sender.clone(), Deadline::Receipt, due)],
+                deadlines: vec![],
                 meets: vec![(notice_id.to_owned(), self.party.clone(), Deadline::Response)],
             })
             .await?;
