@@ -121,6 +121,8 @@ pub struct Node {
     /// The checkpoint notes verified last from each peer.
     pub(crate) last_notes:
         std::sync::Mutex<HashMap<String, std::collections::VecDeque<checkpoint::VerifiedCheckpoint>>>,
+    /// Checkpoints of each peer set aside while another is being checked.
+    pub(crate) pending: std::sync::Mutex<HashMap<String, checkpoint::VerifiedCheckpoint>>,
     /// The last checkpoint witnessed from each peer, held while one is checked.
     pub(crate) witnessing: HashMap<String, Mutex<Option<checkpoint::VerifiedCheckpoint>>>,
 }
@@ -185,6 +187,7 @@ impl Node {
             retry: (config.retry_base, config.retry_max),
             witnessing,
             last_notes: Default::default(),
+            pending: Default::default(),
         });
         node.adopt(&signed).await?;
         Ok(node)

@@ -52,10 +52,59 @@ impl Node {
     /// Witnesses a peer's checkpoint: checks it extends the last one we hold
     /// from that peer (asking the peer for a consistency proof) and logs it;
     /// a fork is logged as a CHECKPOINT_FORK norm event.
+    ///
+    /// One check runs at a time per peer. A checkpoint arriving meanwhile is
+    /// set aside (the largest one set aside wins), and whoever holds the check
+    /// takes it up next, so the newest checkpoint seen is always checked.
     pub async fn witness(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
         let Some(slot) = self.witnessing.get(party) else { return };
-        // One check at a time per peer; while one runs, newer checkpoints arrive with the next delivery.
-        let Ok(mut last) = slot.try_lock() else { return };
+        self.set_aside(party, Some(cp));
+        loop {
+            let Ok(mut last) = slot.try_lock() else { return }; // the holder will take ours up
+            match self.set_aside(party, None) {
+                Some(next) => self.check(party, &mut last, next).await,
+                None => {
+                    drop(last);
+                    // One may have been set aside between our look and our release.
+                    if self
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(party)
+                        .is_none()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets `cp` aside for `party` if it is the largest so far; with `None`, takes what was set aside.
+    fn set_aside(
+        &self,
+        party: &str,
+        cp: Option<checkpoint::VerifiedCheckpoint>,
+    ) -> Option<checkpoint::VerifiedCheckpoint> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match cp {
+            None => pending.remove(party),
+            Some(cp) => {
+                if pending.get(party).is_none_or(|held| cp.size >= held.size) {
+                    pending.insert(party.to_owned(), cp);
+                }
+                None
+            }
+        }
+    }
+
+    /// Checks one checkpoint of `party` against `last`, the newest one witnessed, and logs the outcome.
+    async fn check(
+        &self,
+        party: &str,
+        last: &mut Option<checkpoint::VerifiedCheckpoint>,
+        cp: checkpoint::VerifiedCheckpoint,
+    ) {
         if last.is_none() {
             let key = self
                 .agreement
