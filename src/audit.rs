@@ -9,6 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::keys::VerifierKey;
+use crate::log::tree::proof_to_wire;
 use crate::log::verify::{Replay, Report, VerifyError};
 use crate::log::{Log, LogReader};
 use crate::proto::audit_client::AuditClient;
@@ -117,7 +118,7 @@ impl Audit for AuditService {
             index,
             tree_size,
             leaf_hash: leaf.0.to_vec(),
-            hashes: proof.iter().map(|h| h.0.to_vec()).collect(),
+            hashes: proof_to_wire(&proof),
         }))
     }
 
@@ -160,7 +161,7 @@ pub fn consistency_proof(log: &LogReader, req: ConsistencyProofRequest) -> Resul
     Ok(ConsistencyProof {
         old_size: req.old_size,
         new_size,
-        hashes: proof.iter().map(|h| h.0.to_vec()).collect(),
+        hashes: proof_to_wire(&proof),
     })
 }
 

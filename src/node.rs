@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::envelope::{self, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
 use crate::keys::{IdentityKey, Keyring};
 use crate::log::entry;
+use crate::log::tree::{proof_from_wire, proof_to_wire};
 use crate::log::{Log, LogError, checkpoint};
 use crate::message::{self, MessageError};
 use crate::proto::federation_client::FederationClient;
@@ -76,10 +77,6 @@ impl From<rusqlite::Error> for NodeError {
         NodeError::Log(LogError::Rejected(format!("database: {e}")))
     }
 }
-
-/// The most hashes an RFC 6962 proof can need (two per level of a 2^64 tree);
-/// longer proofs from a peer are refused before any hashing.
-pub(crate) const MAX_PROOF_HASHES: usize = 128;
 
 fn setup(what: impl std::fmt::Display) -> NodeError {
     NodeError::Setup(what.to_string())
@@ -574,7 +571,7 @@ impl Node {
             received_at,
             log_index: m.log_index,
             checkpoint: Some(SignedCheckpoint { note }),
-            inclusion_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+            inclusion_proof: proof_to_wire(&proof),
             log_entry: entry_bytes.to_vec(),
         };
         envelope::sign(RECEIPT_TYPE, receipt.encode_to_vec(), &self.key)
@@ -740,18 +737,7 @@ impl Node {
         if !holds_ours {
             return Err("receipt log entry does not hold our envelope verbatim".into());
         }
-        let proof: Vec<tlog_tiles::Hash> = r
-            .inclusion_proof
-            .iter()
-            .map(|h| h.as_slice().try_into().map(tlog_tiles::Hash))
-            .collect::<Result<_, _>>()
-            .map_err(|_| "receipt inclusion proof has a hash that is not 32 bytes".to_owned())?;
-        if proof.len() > MAX_PROOF_HASHES {
-            return Err(format!(
-                "receipt inclusion proof has {} hashes; a tree needs at most {MAX_PROOF_HASHES}",
-                proof.len()
-            ));
-        }
+        let proof = proof_from_wire(&r.inclusion_proof).map_err(|e| format!("receipt inclusion proof has {e}"))?;
         if r.log_index >= cp.size {
             return Err(format!(
                 "receipt log index {} is outside its checkpoint of size {}",

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::clock;
+use crate::log::tree::proof_from_wire;
 use crate::log::{checkpoint, entry};
-use crate::node::{MAX_PROOF_HASHES, Node};
+use crate::node::Node;
 use crate::proto::log_entry::Body;
 use crate::proto::{
     ConsistencyProofRequest, Deadline, NormEvent, NormEventKind, SignedCheckpoint, WitnessedCheckpoint, event,
@@ -198,18 +199,7 @@ impl Node {
             }
             _ => return Err(None),
         };
-        if proof.hashes.len() > MAX_PROOF_HASHES {
-            return Err(Some(format!(
-                "consistency proof has {} hashes; a tree needs at most {MAX_PROOF_HASHES}",
-                proof.hashes.len()
-            )));
-        }
-        let hashes: Vec<tlog_tiles::Hash> = proof
-            .hashes
-            .iter()
-            .map(|h| h.as_slice().try_into().map(tlog_tiles::Hash))
-            .collect::<Result<_, _>>()
-            .map_err(|_| Some("consistency proof has a hash that is not 32 bytes".to_owned()))?;
+        let hashes = proof_from_wire(&proof.hashes).map_err(|e| Some(format!("consistency proof has {e}")))?;
         tlog_tiles::check_tree(&hashes, new.size, new.root, old.size, old.root).map_err(|e| {
             Some(format!(
                 "no valid consistency proof from size {} to {}: {e}",

@@ -81,3 +81,28 @@ impl Frontier {
         h
     }
 }
+
+/// The most hashes an RFC 6962 proof can need (two per level of a 2^64 tree);
+/// a longer proof from the network is refused before any hashing.
+pub const MAX_PROOF_HASHES: usize = 128;
+
+/// A proof as it goes on the wire: one 32-byte string per hash.
+pub fn proof_to_wire(proof: &[Hash]) -> Vec<Vec<u8>> {
+    proof.iter().map(|h| h.0.to_vec()).collect()
+}
+
+/// A proof from the wire, refused if it is longer than any tree needs or
+/// holds a hash that is not 32 bytes.
+pub fn proof_from_wire(hashes: &[Vec<u8>]) -> Result<Vec<Hash>, String> {
+    if hashes.len() > MAX_PROOF_HASHES {
+        return Err(format!(
+            "{} hashes; a tree needs at most {MAX_PROOF_HASHES}",
+            hashes.len()
+        ));
+    }
+    hashes
+        .iter()
+        .map(|h| h.as_slice().try_into().map(Hash))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "a hash that is not 32 bytes".to_owned())
+}
