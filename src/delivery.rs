@@ -52,11 +52,10 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         }
         let (node, active, slots, stop) = (node.clone(), active.clone(), slots.clone(), stop.clone());
         let span = tracing::info_span!("deliver", message_id = %p.message_id, peer = %p.party);
-        tokio::spawn(
-            deliver_until_receipted(node, p, slots, stop)
-                .instrument(span)
-                .then_remove(active, key),
-        );
+        tokio::spawn(async move {
+            deliver_until_receipted(node, p, slots, stop).instrument(span).await;
+            active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        });
     }
 }
 
@@ -89,19 +88,3 @@ async fn deliver_until_receipted(node: Arc<Node>, mut p: Pending, slots: Arc<Sem
         tokio::time::sleep(delay).await;
     }
 }
-
-/// Runs a future, then forgets its delivery key.
-trait ThenRemove: std::future::Future<Output = ()> + Sized {
-    fn then_remove(
-        self,
-        active: Arc<Mutex<HashSet<(String, String)>>>,
-        key: (String, String),
-    ) -> impl std::future::Future<Output = ()> {
-        async move {
-            self.await;
-            active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        }
-    }
-}
-
-impl<F: std::future::Future<Output = ()>> ThenRemove for F {}
