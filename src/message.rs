@@ -200,6 +200,15 @@ pub fn tlp_label(tlp: Tlp) -> &'static str {
     }
 }
 
+/// The notice a notice belongs to: the one it continues, or itself.
+pub fn thread_of(n: &Notice) -> &str {
+    if n.in_reply_to.is_empty() {
+        &n.id
+    } else {
+        &n.in_reply_to
+    }
+}
+
 /// Decodes a notice payload; the bytes stay the signed ones.
 pub fn decode_notice(payload: &[u8]) -> Result<Notice, MessageError> {
     Notice::decode(payload).map_err(|e| invalid("payload", format!("not a hotline.v1.Notice: {e}")))

@@ -364,11 +364,7 @@ impl Node {
                 _ => {}
             }
         }
-        let thread = if notice.in_reply_to.is_empty() {
-            notice.id.clone()
-        } else {
-            notice.in_reply_to.clone()
-        };
+        let thread = message::thread_of(&notice).to_owned();
         let id = notice.id.clone();
         let envelope = envelope::sign(NOTICE_TYPE, notice.encode_to_vec(), &self.key);
         let index = self
@@ -482,11 +478,10 @@ impl Node {
             Err(message::decode_response(&env.payload)?)
         };
         let (id, from, to, created_at, thread) = match &parsed {
-            Ok(n) if n.in_reply_to.is_empty() => (&n.id, &n.from, &n.to, &n.created_at, &n.id),
-            Ok(n) => (&n.id, &n.from, &n.to, &n.created_at, &n.in_reply_to),
-            Err(r) => (&r.id, &r.from, &r.to, &r.created_at, &r.notice_id),
+            Ok(n) => (&n.id, &n.from, &n.to, &n.created_at, message::thread_of(n)),
+            Err(r) => (&r.id, &r.from, &r.to, &r.created_at, r.notice_id.as_str()),
         };
-        let (id, thread) = (id.clone(), thread.clone());
+        let (id, thread) = (id.clone(), thread.to_owned());
         if from != caller {
             return Err(NodeError::PermissionDenied(format!(
                 "field from is {from:?} but the sender is {caller}"
