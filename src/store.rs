@@ -123,9 +123,10 @@ pub fn open_writer(dir: &Path) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(&path).at(&path)?;
     // The writer keeps 16 MiB of pages cached, and lets the WAL grow to 4096
     // pages before folding it back, so checkpoints of the WAL are fewer and larger.
+    // The per-job savepoints of a batch journal in memory, not in a temporary file.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4096;",
+         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4096; PRAGMA temp_store = MEMORY;",
     )
     .at(&path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).at(&path)?;
