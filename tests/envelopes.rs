@@ -167,3 +167,68 @@ fn malformed_dsse_json_names_the_field() {
     let err = envelope::from_json("not json").unwrap_err();
     assert!(matches!(err, EnvelopeError::Json(_)));
 }
+
+#[test]
+fn a_batch_of_good_envelopes_verifies_each_with_its_signer() {
+    let (key, ring, _) = setup();
+    let envs: Vec<_> = (0..8u8)
+        .map(|i| envelope::sign(NOTICE_TYPE, vec![i; 40], &key))
+        .collect();
+    let batch: Vec<_> = envs.iter().map(|e| (e, NOTICE_TYPE)).collect();
+    for result in envelope::verify_batch(&batch, &ring, clock::now()) {
+        assert_eq!(result.unwrap().party, "PER");
+    }
+}
+
+#[test]
+fn one_bad_envelope_in_a_batch_fails_alone_with_the_error_of_a_single_check() {
+    let (key, ring, _) = setup();
+    let mut envs: Vec<_> = (0..8u8)
+        .map(|i| envelope::sign(NOTICE_TYPE, vec![i; 40], &key))
+        .collect();
+    flip(&mut envs[3].payload, 5);
+    let batch: Vec<_> = envs.iter().map(|e| (e, NOTICE_TYPE)).collect();
+    let results = envelope::verify_batch(&batch, &ring, clock::now());
+    for (i, result) in results.into_iter().enumerate() {
+        match i {
+            3 => assert!(matches!(result, Err(EnvelopeError::BadSignature(_)))),
+            _ => assert!(result.is_ok(), "envelope {i}: {:?}", result.err()),
+        }
+    }
+}
+
+#[test]
+fn a_batch_refuses_a_small_order_r_that_the_unstrict_equation_accepts() {
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::{Digest, Sha512};
+    let seed = [7u8; 32];
+    let key = IdentityKey::from_seed("hotline.example/PER", seed).unwrap();
+    let a = ed25519_dalek::SigningKey::from_bytes(&seed).to_scalar();
+    let public = key.verifier().public_key();
+    // R = the identity point; s = k·a makes s·B = R + k·A hold exactly.
+    let mut r = [0u8; 32];
+    r[0] = 1;
+    let message = b"forged under a small-order R";
+    let k = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(r)
+            .chain_update(public.as_bytes())
+            .chain_update(message)
+            .finalize()
+            .into(),
+    );
+    let sig = ed25519_dalek::Signature::from_components(r, (k * a).to_bytes());
+    assert!(
+        ed25519_dalek::Verifier::verify(public, message, &sig).is_ok(),
+        "the unstrict check accepts it"
+    );
+    assert!(!key.verifier().verify_strict(message, &sig.to_bytes()));
+    let good = key.sign(b"an honest message").to_bytes();
+    let forged = sig.to_bytes();
+    let batch = [
+        (key.verifier(), &b"an honest message"[..], &good[..]),
+        (key.verifier(), &message[..], &forged[..]),
+    ];
+    assert!(!hotline::keys::verify_strict_batch(&batch));
+    assert!(hotline::keys::verify_strict_batch(&[batch[0], batch[0]]));
+}
