@@ -1,22 +1,37 @@
 //! The outbox worker: delivers every queued message to each recipient's
-//! `Federation.Deliver`, retrying with exponential backoff and jitter until a
-//! valid receipt comes back. The outbox is durable and reloaded at start, so
-//! a restarted node resumes where it stopped; while running, new messages
-//! reach the worker through an in-memory queue, so no table is rescanned.
+//! `Federation.DeliverBatch`, retrying with exponential backoff and jitter
+//! until a valid receipt comes back. The outbox is durable and reloaded at
+//! start, so a restarted node resumes where it stopped; while running, new
+//! messages reach the worker through an in-memory queue, so no table is
+//! rescanned.
+//!
+//! Each message has its own task and retry schedule. Its attempts go through
+//! one courier per peer, which sends whatever is waiting for that peer in
+//! one call (up to [`BATCH`] envelopes, [`CALLS_PER_PEER`] calls at once): a
+//! lone message goes at once, a busy hour costs one call per batch.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::clock;
 use crate::node::Node;
-use crate::state::{self, Pending};
+use crate::state::{self, Pending, StoredMessage};
 
 /// Deliveries in flight at once, across all peers.
 const MAX_IN_FLIGHT: usize = 512;
+/// The most envelopes one `DeliverBatch` call carries.
+pub const BATCH: usize = 64;
+/// `DeliverBatch` calls in flight to one peer at once.
+pub const CALLS_PER_PEER: usize = 4;
+
+/// A message waiting for its peer's courier, and where its outcome goes.
+type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
+/// Each peer's courier.
+type Couriers = Arc<HashMap<String, mpsc::UnboundedSender<Queued>>>;
 
 /// The delay before retry number `attempts` (1 for the first retry): doubling
 /// from `base` up to `max`, then scaled by a random factor in [0.5, 1.0).
@@ -39,6 +54,16 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         }
         Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
     }
+    let couriers: Couriers = Arc::new(
+        node.peer_ids()
+            .map(|party| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let span = tracing::info_span!("courier", peer = %party);
+                tokio::spawn(courier(node.clone(), party.clone(), rx).instrument(span));
+                (party.clone(), tx)
+            })
+            .collect(),
+    );
     let active: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
@@ -50,17 +75,31 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         if !active.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
             continue; // already being delivered
         }
-        let (node, active, slots, stop) = (node.clone(), active.clone(), slots.clone(), stop.clone());
+        let (node, couriers, active, slots, stop) = (
+            node.clone(),
+            couriers.clone(),
+            active.clone(),
+            slots.clone(),
+            stop.clone(),
+        );
         let span = tracing::info_span!("deliver", message_id = %p.message_id, peer = %p.party);
         tokio::spawn(async move {
-            deliver_until_receipted(node, p, slots, stop).instrument(span).await;
+            deliver_until_receipted(node, couriers, p, slots, stop)
+                .instrument(span)
+                .await;
             active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         });
     }
 }
 
 /// Tries one delivery until it is receipted or the node stops.
-async fn deliver_until_receipted(node: Arc<Node>, mut p: Pending, slots: Arc<Semaphore>, stop: watch::Receiver<bool>) {
+async fn deliver_until_receipted(
+    node: Arc<Node>,
+    couriers: Couriers,
+    mut p: Pending,
+    slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) {
     let wait = p.next_attempt_ms - clock::now_ms();
     if wait > 0 {
         // A retry loaded at start waits for its time; a fresh message goes at once
@@ -73,7 +112,7 @@ async fn deliver_until_receipted(node: Arc<Node>, mut p: Pending, slots: Arc<Sem
         }
         let result = {
             let Ok(_slot) = slots.acquire().await else { return };
-            node.deliver_to(&p).await
+            attempt(&node, &couriers, &p).await
         };
         let Err(error) = result else { return };
         p.attempts += 1;
@@ -86,5 +125,56 @@ async fn deliver_until_receipted(node: Arc<Node>, mut p: Pending, slots: Arc<Sem
         });
         let _ = node.log.append_with(vec![], change, false).await;
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// One attempt: hands the message to its peer's courier and waits for the outcome.
+async fn attempt(node: &Node, couriers: &Couriers, p: &Pending) -> Result<(), String> {
+    let m = match &p.message {
+        Some(m) => StoredMessage::clone(m),
+        None => node
+            .read(|c| state::message(c, &p.message_id))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("queued message {} is missing", p.message_id))?,
+    };
+    let courier = couriers
+        .get(&p.party)
+        .ok_or_else(|| format!("{} is not a peer", p.party))?;
+    let (reply, outcome) = oneshot::channel();
+    courier
+        .send((m, reply))
+        .map_err(|_| "the node is stopping".to_owned())?;
+    outcome.await.unwrap_or_else(|_| Err("the node is stopping".into()))
+}
+
+/// Sends what waits for `party` in batches, a few calls at once, until
+/// every sender of the queue is gone.
+async fn courier(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedReceiver<Queued>) {
+    let calls = Arc::new(Semaphore::new(CALLS_PER_PEER));
+    while let Some(first) = queue.recv().await {
+        // Waiting for a free call lets the next batch fill up.
+        let Ok(call) = calls.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match queue.try_recv() {
+                Ok(q) => batch.push(q),
+                Err(_) => break,
+            }
+        }
+        let (node, party) = (node.clone(), party.clone());
+        let span = tracing::debug_span!("deliver_batch", envelopes = batch.len());
+        tokio::spawn(
+            async move {
+                let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let outcomes = node.deliver_batch_to(&party, messages).await;
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                drop(call);
+            }
+            .instrument(span),
+        );
     }
 }

@@ -8,11 +8,14 @@ use tonic::{Request, Response, Status};
 use crate::node::Node;
 use crate::proto::federation_server::Federation;
 use crate::proto::{
-    ConsistencyProof, ConsistencyProofRequest, DeliverRequest, DeliverResponse, GetCheckpointRequest,
-    GetCheckpointResponse, SignedCheckpoint,
+    ConsistencyProof, ConsistencyProofRequest, DeliverBatchRequest, DeliverBatchResponse, DeliverError, DeliverOutcome,
+    DeliverRequest, DeliverResponse, GetCheckpointRequest, GetCheckpointResponse, SignedCheckpoint, deliver_outcome,
 };
 use crate::status::caller;
 use crate::tls::Caller;
+
+/// The most envelopes one `DeliverBatch` call may carry.
+pub const MAX_BATCH: usize = 256;
 
 /// Serves peers.
 pub struct FederationService {
@@ -45,6 +48,42 @@ impl Federation for FederationService {
         let _admitted = self.node.limits.admit(&peer)?;
         let receipt = self.node.deliver(&peer, req.into_inner()).await?;
         Ok(Response::new(DeliverResponse { receipt: Some(receipt) }))
+    }
+
+    #[tracing::instrument(name = "Federation.DeliverBatch", skip_all, err, fields(peer, envelopes))]
+    async fn deliver_batch(&self, req: Request<DeliverBatchRequest>) -> Result<Response<DeliverBatchResponse>, Status> {
+        let peer = self.peer(&req)?;
+        let req = req.into_inner();
+        let n = req.envelopes.len();
+        let span = tracing::Span::current();
+        span.record("peer", peer.as_str());
+        span.record("envelopes", n);
+        if n == 0 || n > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "field envelopes has {n} envelopes; a batch carries 1 to {MAX_BATCH}"
+            )));
+        }
+        // Each envelope counts against the peer's limits as one Deliver would.
+        let _admitted = self.node.limits.admit_n(&peer, n)?;
+        let outcomes = self
+            .node
+            .deliver_batch(&peer, req.envelopes, req.sender_checkpoint)
+            .await
+            .into_iter()
+            .map(|outcome| DeliverOutcome {
+                result: Some(match outcome {
+                    Ok(receipt) => deliver_outcome::Result::Receipt(receipt),
+                    Err(e) => {
+                        let status = Status::from(e);
+                        deliver_outcome::Result::Error(DeliverError {
+                            code: status.code() as i32,
+                            message: status.message().to_owned(),
+                        })
+                    }
+                }),
+            })
+            .collect();
+        Ok(Response::new(DeliverBatchResponse { outcomes }))
     }
 
     #[tracing::instrument(name = "Federation.GetCheckpoint", skip_all, err)]

@@ -43,6 +43,7 @@ pub struct Limits {
 
 /// Held while a request runs; frees its in-flight slot when dropped.
 pub struct Admitted {
+    n: usize,
     caller: String,
     callers: Arc<Mutex<HashMap<String, Bucket>>>,
 }
@@ -55,7 +56,7 @@ impl Drop for Admitted {
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(&self.caller)
         {
-            b.in_flight = b.in_flight.saturating_sub(1);
+            b.in_flight = b.in_flight.saturating_sub(self.n);
         }
     }
 }
@@ -71,6 +72,11 @@ impl Limits {
 
     /// Admits one request from `caller`, or says which limit it hit.
     pub fn admit(&self, caller: &str) -> Result<Admitted, Status> {
+        self.admit_n(caller, 1)
+    }
+
+    /// Admits a call that carries `n` requests' worth of work (a batch).
+    pub fn admit_n(&self, caller: &str, n: usize) -> Result<Admitted, Status> {
         let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let b = callers.entry(caller.to_owned()).or_insert(Bucket {
@@ -81,7 +87,7 @@ impl Limits {
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.config.requests_per_second)
             .min(self.config.burst);
         b.at = now;
-        if b.in_flight >= self.config.in_flight {
+        if b.in_flight + n > self.config.in_flight {
             tracing::warn!(
                 caller,
                 limit = self.config.in_flight,
@@ -92,7 +98,7 @@ impl Limits {
                 self.config.in_flight
             )));
         }
-        if b.tokens < 1.0 {
+        if b.tokens < n as f64 {
             tracing::warn!(
                 caller,
                 rate = self.config.requests_per_second,
@@ -103,9 +109,10 @@ impl Limits {
                 self.config.requests_per_second, self.config.burst
             )));
         }
-        b.tokens -= 1.0;
-        b.in_flight += 1;
+        b.tokens -= n as f64;
+        b.in_flight += n;
         Ok(Admitted {
+            n,
             caller: caller.to_owned(),
             callers: self.callers.clone(),
         })

@@ -16,7 +16,7 @@ use crate::agreement::{Agreement, SignedAgreement, TlsIdentity};
 use crate::clock;
 use crate::config::Config;
 use crate::envelope::{self, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
-use crate::keys::{IdentityKey, Keyring};
+use crate::keys::{IdentityKey, Keyring, TrustedKey};
 use crate::log::entry;
 use crate::log::tree::{proof_from_wire, proof_to_wire};
 use crate::log::{Log, LogError, checkpoint};
@@ -24,11 +24,23 @@ use crate::message::{self, MessageError};
 use crate::proto::federation_client::FederationClient;
 use crate::proto::log_entry::Body;
 use crate::proto::{
-    AgreementAdopted, Deadline, DeliverRequest, Envelope, EnvelopeReceived, EnvelopeSent, Event, LogEntry, NormEvent,
-    NormEventKind, Notice, NoticeKind, Receipt, Response, ResponseStatus, SignedCheckpoint, event,
+    AgreementAdopted, Deadline, DeliverBatchRequest, DeliverRequest, Envelope, EnvelopeReceived, EnvelopeSent, Event,
+    LogEntry, NormEvent, NormEventKind, Notice, NoticeKind, Receipt, Response, ResponseStatus, SignedCheckpoint,
+    deliver_outcome, event,
 };
 use crate::state::{self, StoredMessage};
 use crate::tls::{CertKey, Identifier};
+
+/// A delivered envelope that passed every check, ready to be logged.
+struct Admitted {
+    kind: &'static str,
+    id: String,
+    thread: String,
+    env: Envelope,
+    sha: Vec<u8>,
+    parsed: Result<Notice, Response>,
+    key: crate::keys::VerifierKey,
+}
 
 /// Why a node operation failed; each variant maps to one gRPC status code.
 #[derive(Debug, thiserror::Error)]
@@ -454,6 +466,80 @@ impl Node {
         let env = req
             .envelope
             .ok_or_else(|| NodeError::InvalidArgument("field envelope is required".into()))?;
+        let mut outcomes = self.deliver_batch(caller, vec![env], req.sender_checkpoint).await;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(NodeError::InvalidArgument("nothing was delivered".into())))
+    }
+
+    /// Handles several envelopes from `caller` at once, each exactly as
+    /// [`Node::deliver`] would, with one outcome per envelope in order. The
+    /// signatures are checked as one batch and the messages logged together,
+    /// so a busy peer costs less per message.
+    pub async fn deliver_batch(
+        self: &Arc<Self>,
+        caller: &str,
+        envelopes: Vec<Envelope>,
+        sender_checkpoint: Option<SignedCheckpoint>,
+    ) -> Vec<Result<Envelope, NodeError>> {
+        let typed: Vec<(&Envelope, &str)> = envelopes.iter().map(|e| (e, e.payload_type.as_str())).collect();
+        let signers: Vec<_> = envelope::verify_batch(&typed, &self.keyring, clock::now())
+            .into_iter()
+            .map(|s| s.cloned())
+            .collect();
+        let mut admitted: Vec<Result<Admitted, NodeError>> = envelopes
+            .into_iter()
+            .zip(signers)
+            .map(|(env, signer)| self.admit(caller, env, signer))
+            .collect();
+        if let Some(note) = sender_checkpoint.map(|c| c.note) {
+            let first_key = admitted.iter().find_map(|a| a.as_ref().ok()).map(|a| a.key.clone());
+            if let Some(key) = first_key {
+                match self.verify_peer_checkpoint(caller, &note, &key) {
+                    Ok(cp) => {
+                        let node = self.clone();
+                        let party = caller.to_owned();
+                        tokio::spawn(async move { node.witness(&party, cp).await });
+                    }
+                    Err(e) => {
+                        let why = format!("field sender_checkpoint: {e}");
+                        for a in admitted.iter_mut().filter(|a| a.is_ok()) {
+                            *a = Err(NodeError::InvalidArgument(why.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        // Recorded concurrently, so the log writer takes them in one batch.
+        let recording: Vec<_> = admitted
+            .into_iter()
+            .map(|a| {
+                let (node, caller) = (self.clone(), caller.to_owned());
+                tokio::spawn(async move {
+                    let a = a?;
+                    node.record_received(a.kind, a.id, a.thread, &caller, a.env, a.sha, a.parsed)
+                        .await
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(recording.len());
+        for task in recording {
+            outcomes.push(
+                task.await
+                    .unwrap_or_else(|e| Err(NodeError::Log(LogError::Rejected(format!("delivery task failed: {e}"))))),
+            );
+        }
+        outcomes
+    }
+
+    /// Checks one delivered envelope, in the agreed order, given the outcome
+    /// of its signature check; the sender's checkpoint is checked after.
+    fn admit(
+        &self,
+        caller: &str,
+        env: Envelope,
+        signer: Result<crate::keys::TrustedKey, envelope::EnvelopeError>,
+    ) -> Result<Admitted, NodeError> {
         let kind = match env.payload_type.as_str() {
             NOTICE_TYPE => "notice",
             RESPONSE_TYPE => "response",
@@ -463,8 +549,7 @@ impl Node {
                 )));
             }
         };
-        let signer = envelope::verify(&env, &env.payload_type, &self.keyring, clock::now())
-            .map_err(|e| NodeError::Unauthenticated(format!("envelope from {caller}: {e}")))?;
+        let signer = signer.map_err(|e| NodeError::Unauthenticated(format!("envelope from {caller}: {e}")))?;
         if signer.party != caller {
             return Err(NodeError::PermissionDenied(format!(
                 "envelope is signed by party {} but was delivered by {caller}",
@@ -518,16 +603,15 @@ impl Node {
             Ok(n) => message::validate_notice(n, &self.agreement.norms)?,
             Err(r) => message::validate_response(r, &self.agreement.norms)?,
         }
-        if let Some(note) = req.sender_checkpoint.as_ref().map(|c| c.note.clone()) {
-            let key = &signer.key;
-            let cp = self
-                .verify_peer_checkpoint(caller, &note, key)
-                .map_err(|e| NodeError::InvalidArgument(format!("field sender_checkpoint: {e}")))?;
-            let node = self.clone();
-            let party = caller.to_owned();
-            tokio::spawn(async move { node.witness(&party, cp).await });
-        }
-        self.record_received(kind, id, thread, caller, env, sha, parsed).await
+        Ok(Admitted {
+            kind,
+            id,
+            thread,
+            env,
+            sha,
+            parsed,
+            key: signer.key,
+        })
     }
 
     fn resend_receipt(&self, existing: &StoredMessage, caller: &str, sha: &[u8]) -> Result<Envelope, NodeError> {
@@ -711,10 +795,15 @@ impl Node {
         Ok(receipt)
     }
 
-    /// Checks a receipt for our message `m` delivered to `party`, then logs it.
-    pub async fn accept_receipt(self: &Arc<Self>, m: &StoredMessage, party: &str, env: Envelope) -> Result<(), String> {
-        let signer =
-            envelope::verify(&env, RECEIPT_TYPE, &self.keyring, clock::now()).map_err(|e| format!("receipt: {e}"))?;
+    /// Checks a receipt for our message `m` delivered to `party`, whose
+    /// signature verified as `signer`'s, then logs it.
+    async fn accept_receipt(
+        self: &Arc<Self>,
+        m: &StoredMessage,
+        party: &str,
+        env: Envelope,
+        signer: TrustedKey,
+    ) -> Result<(), String> {
         if signer.party != party {
             return Err(format!("receipt signed by {} instead of {party}", signer.party));
         }
@@ -817,32 +906,74 @@ impl Node {
         }
     }
 
-    /// Delivers one queued message to one peer and handles the receipt.
-    pub async fn deliver_to(self: &Arc<Self>, pending: &state::Pending) -> Result<(), String> {
-        let m = match &pending.message {
-            Some(m) => StoredMessage::clone(m),
-            None => self
-                .read(|c| state::message(c, &pending.message_id))
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("queued message {} is missing", pending.message_id))?,
+    /// Delivers queued messages to one peer in one `DeliverBatch` call and
+    /// handles the receipts; one outcome per message, in order.
+    pub async fn deliver_batch_to(
+        self: &Arc<Self>,
+        party: &str,
+        messages: Vec<StoredMessage>,
+    ) -> Vec<Result<(), String>> {
+        let fail_all = |why: String| messages.iter().map(|_| Err(why.clone())).collect();
+        let Some(mut client) = self.peer(party) else {
+            return fail_all(format!("{party} is not a peer"));
         };
-        let mut client = self
-            .peer(&pending.party)
-            .ok_or_else(|| format!("{} is not a peer", pending.party))?;
-        let req = DeliverRequest {
-            envelope: Some(m.envelope.clone()),
+        let req = DeliverBatchRequest {
+            envelopes: messages.iter().map(|m| m.envelope.clone()).collect(),
             sender_checkpoint: Some(SignedCheckpoint {
                 note: self.log.head().note.to_vec(),
             }),
         };
-        let reply = tokio::time::timeout(Duration::from_secs(15), client.deliver(req))
-            .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
-        let receipt = reply
-            .into_inner()
-            .receipt
-            .ok_or_else(|| "reply has no receipt".to_owned())?;
-        self.accept_receipt(&m, &pending.party, receipt).await
+        let outcomes = match tokio::time::timeout(Duration::from_secs(15), client.deliver_batch(req)).await {
+            Err(_) => return fail_all("timed out".into()),
+            Ok(Err(s)) => return fail_all(format!("{:?}: {}", s.code(), s.message())),
+            Ok(Ok(reply)) => reply.into_inner().outcomes,
+        };
+        if outcomes.len() != messages.len() {
+            return fail_all(format!(
+                "the peer answered {} outcomes for {} envelopes",
+                outcomes.len(),
+                messages.len()
+            ));
+        }
+        let receipts: Vec<Result<Envelope, String>> = outcomes
+            .into_iter()
+            .map(|o| match o.result {
+                Some(deliver_outcome::Result::Receipt(env)) => Ok(env),
+                Some(deliver_outcome::Result::Error(e)) => {
+                    Err(format!("{:?}: {}", tonic::Code::from(e.code), e.message))
+                }
+                None => Err("the peer's outcome is empty".into()),
+            })
+            .collect();
+        let typed: Vec<(&Envelope, &str)> = receipts.iter().flatten().map(|e| (e, RECEIPT_TYPE)).collect();
+        let signers: Vec<_> = envelope::verify_batch(&typed, &self.keyring, clock::now())
+            .into_iter()
+            .map(|s| s.cloned().map_err(|e| format!("receipt: {e}")))
+            .collect();
+        let mut signers = signers.into_iter();
+        // Accepted concurrently, so the log writer takes them in one batch.
+        let accepting: Vec<_> = messages
+            .into_iter()
+            .zip(receipts)
+            .map(|(m, receipt)| {
+                let signer = receipt.is_ok().then(|| signers.next()).flatten();
+                let (node, party) = (self.clone(), party.to_owned());
+                tokio::spawn(async move {
+                    let receipt = receipt?;
+                    let signer = signer.unwrap_or_else(|| Err("receipt was not checked".into()))?;
+                    node.accept_receipt(&m, &party, receipt, signer).await
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(accepting.len());
+        for task in accepting {
+            results.push(task.await.unwrap_or_else(|e| Err(format!("receipt task failed: {e}"))));
+        }
+        results
+    }
+
+    /// The parties this node delivers to.
+    pub fn peer_ids(&self) -> impl Iterator<Item = &String> {
+        self.peers.keys()
     }
 }
