@@ -1,4 +1,4 @@
-//! Every refusal of `Federation.Deliver`, in the agreed order of checks, each
+//! Every refusal of `Federation.Deliver` and `DeliverBatch`, in the agreed order of checks, each
 //! with its own status code and message, and nothing logged for it.
 
 mod common;
@@ -7,7 +7,7 @@ use common::{Cluster, FAST_NORMS};
 use hotline::envelope::{self, NOTICE_TYPE};
 use hotline::keys::IdentityKey;
 use hotline::proto::federation_client::FederationClient;
-use hotline::proto::{DeliverRequest, Envelope, Notice, SignedCheckpoint};
+use hotline::proto::{DeliverBatchRequest, DeliverRequest, Envelope, Notice, SignedCheckpoint, deliver_outcome};
 use hotline::{clock, message};
 use prost::Message;
 use tonic::Code;
@@ -396,4 +396,88 @@ async fn a_node_refuses_to_start_on_an_agreement_one_party_did_not_sign() {
         .expect("started on an under-signed agreement");
     let msg = err.to_string();
     assert!(msg.contains("agreement.toml") && msg.contains("missing: ARG"), "{msg}");
+}
+
+async fn deliver_batch(
+    client: &mut FederationClient<Channel>,
+    envelopes: Vec<Envelope>,
+) -> Result<Vec<Result<Envelope, (Code, String)>>, tonic::Status> {
+    let reply = client
+        .deliver_batch(DeliverBatchRequest {
+            envelopes,
+            sender_checkpoint: None,
+        })
+        .await?;
+    Ok(reply
+        .into_inner()
+        .outcomes
+        .into_iter()
+        .map(|o| match o.result.unwrap() {
+            deliver_outcome::Result::Receipt(r) => Ok(r),
+            deliver_outcome::Result::Error(e) => Err((Code::from(e.code), e.message)),
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_answered_envelope_by_envelope_in_order_and_a_bad_one_is_refused_alone() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let chl = key(&c, 1);
+    let notices: Vec<Notice> = (0..5).map(|_| valid_notice("CHL", &["PER"])).collect();
+    let mut envelopes: Vec<Envelope> = notices.iter().map(|n| signed(n, &chl)).collect();
+    envelopes[2].payload[3] ^= 1;
+    let before = c.node(0).log.head().size;
+    let outcomes = deliver_batch(&mut peer_client(&c, 1, 0), envelopes).await.unwrap();
+    assert_eq!(outcomes.len(), 5);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match (i, outcome) {
+            (2, Err((code, message))) => {
+                assert_eq!(code, Code::Unauthenticated, "{message}");
+                assert!(message.contains("does not verify"), "{message}");
+            }
+            (2, Ok(_)) => panic!("the altered envelope was receipted"),
+            (_, Ok(receipt)) => {
+                let r = hotline::proto::Receipt::decode(&receipt.payload[..]).unwrap();
+                assert_eq!(r.message_id, notices[i].id, "receipts come back in the order sent");
+            }
+            (_, Err(e)) => panic!("envelope {i} refused: {e:?}"),
+        }
+    }
+    assert_eq!(
+        c.node(0).log.head().size,
+        before + 4,
+        "only the four good notices are logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_or_oversized_batch_is_invalid_argument() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let chl = key(&c, 1);
+    let mut client = peer_client(&c, 1, 0);
+    let err = deliver_batch(&mut client, vec![]).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("field envelopes has 0"), "{}", err.message());
+    let env = signed(&valid_notice("CHL", &["PER"]), &chl);
+    let too_many = vec![env; hotline::federation::MAX_BATCH + 1];
+    let err = deliver_batch(&mut client, too_many).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("1 to 256"), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_envelope_of_a_batch_counts_against_the_peers_request_rate() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.limits = hotline::limits::LimitConfig {
+            requests_per_second: 1.0,
+            burst: 3.0,
+            in_flight: 100,
+        };
+    })
+    .await;
+    let chl = key(&c, 1);
+    let four = (0..4).map(|_| signed(&valid_notice("CHL", &["PER"]), &chl)).collect();
+    let err = deliver_batch(&mut peer_client(&c, 1, 0), four).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("CHL is over the limit"), "{}", err.message());
 }

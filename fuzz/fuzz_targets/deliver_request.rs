@@ -1,5 +1,6 @@
-//! Federation `Deliver` request decoding: the request, its envelope's
-//! notice or response payload with every field rule, and its checkpoint.
+//! Federation `Deliver` and `DeliverBatch` request decoding: the request,
+//! its envelopes' signatures (checked as a batch), their notice or response
+//! payloads with every field rule, and the checkpoint.
 #![no_main]
 
 use hotline::keys::IdentityKey;
@@ -7,6 +8,17 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(batch) = hotline::proto::DeliverBatchRequest::decode(data) {
+        let key = IdentityKey::from_seed("hotline.example/PER", [9; 32]).unwrap();
+        let ring = hotline::keys::Keyring::new([hotline::keys::TrustedKey {
+            party: "PER".into(),
+            key: key.verifier().clone(),
+            valid_from: None,
+            valid_until: None,
+        }]);
+        let typed: Vec<_> = batch.envelopes.iter().map(|e| (e, e.payload_type.as_str())).collect();
+        let _ = hotline::envelope::verify_batch(&typed, &ring, hotline::clock::now());
+    }
     let Ok(req) = hotline::proto::DeliverRequest::decode(data) else { return };
     let norms = hotline::agreement::Agreement::parse(&format!(
         "version = 1\n{}\n[[party]]\nid = \"PER\"\nname = \"P\"\nendpoint = \"https://127.0.0.1:1\"\ntls_cert_sha256 = \"{}\"\n[[party.key]]\nvkey = \"{}\"\n",
