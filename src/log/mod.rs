@@ -238,6 +238,55 @@ pub struct Log {
     jobs: mpsc::Sender<Job>,
     head: watch::Receiver<Head>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Checkpointer,
+}
+
+/// How often the checkpointer folds the WAL back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A thread that copies committed WAL pages into the database file in the
+/// background, so the writer rarely stalls on a large checkpoint of its own;
+/// it stops when its sender is dropped.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(dir: &Path) -> Result<Self, LogError> {
+        let conn = store::open_writer(dir)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let db = dir.join(store::DB_FILE);
+        let thread = std::thread::Builder::new()
+            .name("hotline-log-checkpointer".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                    // PASSIVE never blocks the writer or readers; frames it cannot copy yet wait for the next round.
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+                    if let Err(e) = done {
+                        tracing::warn!(db = %db.display(), error = %e, "background WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| corrupt(dir, format!("cannot start the checkpointer: {e}")))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Log {
@@ -267,6 +316,7 @@ impl Log {
             jobs,
             head: head_rx,
             writer: Mutex::new(Some(writer)),
+            checkpointer: Checkpointer::start(dir)?,
         })
     }
 
@@ -324,9 +374,14 @@ impl Log {
     /// and waits for it.
     pub fn close(self) {
         let Self {
-            reader, jobs, writer, ..
+            reader,
+            jobs,
+            writer,
+            mut checkpointer,
+            ..
         } = self;
         // The writer closes last, so SQLite folds the WAL back into the database file.
+        checkpointer.stop();
         drop(reader);
         drop(jobs);
         if let Some(handle) = writer.lock().ok().and_then(|mut w| w.take()) {
@@ -447,11 +502,13 @@ impl Writer {
                 rusqlite::params![size as i64, note],
             )
             .at(&db)?;
+            let hashes = tree::CachedHashes::new(DbHashes(&tx));
             for (job, result, proof) in &mut done {
                 if let (Ok(first), true) = (result.as_ref(), job.want_proof) {
-                    *proof = prove_record(size, *first, &DbHashes(&tx)).map_err(|e| tree_error(&self.dir, e))?;
+                    *proof = prove_record(size, *first, &hashes).map_err(|e| tree_error(&self.dir, e))?;
                 }
             }
+            drop(hashes);
             tx.commit().at(&db)?;
             Ok(Some(Head {
                 size,

@@ -30,6 +30,36 @@ impl HashReader for DbHashes<'_> {
     }
 }
 
+/// Remembers the hashes read through it: the proofs of one batch's entries,
+/// all at the same tree size, share most of their hashes.
+pub struct CachedHashes<R> {
+    inner: R,
+    cache: std::cell::RefCell<std::collections::HashMap<u64, Hash>>,
+}
+
+impl<R: HashReader> CachedHashes<R> {
+    /// Caches what `inner` reads.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            cache: Default::default(),
+        }
+    }
+}
+
+impl<R: HashReader> HashReader for CachedHashes<R> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut cache = self.cache.borrow_mut();
+        let missing: Vec<u64> = indexes.iter().copied().filter(|i| !cache.contains_key(i)).collect();
+        if !missing.is_empty() {
+            for (i, h) in missing.iter().zip(self.inner.read_hashes(&missing)?) {
+                cache.insert(*i, h);
+            }
+        }
+        Ok(indexes.iter().map(|i| cache[i]).collect())
+    }
+}
+
 /// The right edge of a tree being rebuilt entry by entry: the roots of its
 /// perfect subtrees, largest first. Yields the hashes a log must have stored.
 #[derive(Default)]
