@@ -242,7 +242,7 @@ pub struct Log {
 }
 
 /// How often the checkpointer folds the WAL back into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A thread that copies committed WAL pages into the database file in the
 /// background, so the writer rarely stalls on a large checkpoint of its own;
