@@ -837,12 +837,12 @@ impl Node {
         )
         .map_err(|e| format!("receipt inclusion proof: {e}"))?;
         let e = entry::encode(Body::Received(EnvelopeReceived {
-            envelope: Some(env.clone()),
+            envelope: Some(env),
             from: party.to_owned(),
         }));
         let (mid, p, idx) = (m.id.clone(), party.to_owned(), r.log_index);
-        let change = Box::new(move |c: &rusqlite::Connection, _index: u64| {
-            if !state::record_receipt(c, &mid, &p, &env, idx).map_err(|e| e.to_string())? {
+        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+            if !state::record_receipt(c, &mid, &p, idx, index).map_err(|e| e.to_string())? {
                 return Err("receipt already recorded".into());
             }
             state::meet_deadline(c, &mid, &p, Deadline::Receipt).map_err(|e| e.to_string())?;

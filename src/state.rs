@@ -5,7 +5,8 @@
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::proto::{Deadline, Envelope, NormEvent};
+use crate::proto::log_entry::Body;
+use crate::proto::{Deadline, Envelope, LogEntry, NormEvent};
 
 /// A notice or response as stored.
 #[derive(Clone, Debug)]
@@ -22,16 +23,16 @@ pub struct StoredMessage {
     pub thread: String,
     /// SHA-256 of the payload.
     pub payload_sha256: Vec<u8>,
-    /// The envelope, verbatim.
+    /// The envelope, verbatim (stored in the log entry, not in the row).
     pub envelope: Envelope,
-    /// Its index in our log.
+    /// Its index in our log: the entry that records it.
     pub log_index: u64,
     /// When it was created, ms since the epoch.
     pub created_ms: i64,
 }
 
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
-    let env: Vec<u8> = r.get(6)?;
+    let entry: Vec<u8> = r.get(6)?;
     Ok(StoredMessage {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -39,17 +40,30 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         sender: r.get(3)?,
         thread: r.get(4)?,
         payload_sha256: r.get(5)?,
-        envelope: Envelope::decode(&env[..]).unwrap_or_default(),
+        envelope: envelope_in_entry(&entry),
         log_index: r.get::<_, i64>(7)? as u64,
         created_ms: r.get(8)?,
     })
 }
 
-const MESSAGE_COLUMNS: &str = "id, kind, direction, sender, thread, payload_sha256, envelope, log_index, created_ms";
+/// The envelope a log entry records as sent or received (empty if none).
+fn envelope_in_entry(entry: &[u8]) -> Envelope {
+    let body = LogEntry::decode(entry).ok().and_then(|e| e.body);
+    match body {
+        Some(Body::Sent(s)) => s.envelope,
+        Some(Body::Received(r)) => r.envelope,
+        _ => None,
+    }
+    .unwrap_or_default()
+}
+
+/// A message row with the log entry that holds its envelope.
+const MESSAGE_COLUMNS: &str = "m.id, m.kind, m.direction, m.sender, m.thread, m.payload_sha256, e.data, m.log_index, m.created_ms \
+     FROM messages m JOIN entries e ON e.idx = m.log_index";
 
 /// The message with this id, if any.
 pub fn message(c: &Connection, id: &str) -> rusqlite::Result<Option<StoredMessage>> {
-    c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))?
+    c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} WHERE m.id = ?1"))?
         .query_row([id], row_to_message)
         .optional()
 }
@@ -57,7 +71,7 @@ pub fn message(c: &Connection, id: &str) -> rusqlite::Result<Option<StoredMessag
 /// Messages of a thread (a notice and its responses), oldest first.
 pub fn thread(c: &Connection, notice_id: &str) -> rusqlite::Result<Vec<StoredMessage>> {
     c.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread = ?1 ORDER BY created_ms, id"
+        "SELECT {MESSAGE_COLUMNS} WHERE m.thread = ?1 ORDER BY m.created_ms, m.id"
     ))?
     .query_map([notice_id], row_to_message)?
     .collect()
@@ -66,17 +80,18 @@ pub fn thread(c: &Connection, notice_id: &str) -> rusqlite::Result<Vec<StoredMes
 /// The latest notices, newest first.
 pub fn recent_notices(c: &Connection, limit: u32) -> rusqlite::Result<Vec<StoredMessage>> {
     c.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE kind = 'notice' ORDER BY created_ms DESC, id DESC LIMIT ?1"
+        "SELECT {MESSAGE_COLUMNS} WHERE m.kind = 'notice' ORDER BY m.created_ms DESC, m.id DESC LIMIT ?1"
     ))?
     .query_map([limit], row_to_message)?
     .collect()
 }
 
-/// Records a message; fails if the id is taken.
+/// Records a message whose envelope is in log entry `m.log_index`; fails if the id is taken.
 pub fn insert_message(c: &Connection, m: &StoredMessage) -> rusqlite::Result<()> {
-    c.prepare_cached(&format!(
-        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-    ))?
+    c.prepare_cached(
+        "INSERT INTO messages (id, kind, direction, sender, thread, payload_sha256, log_index, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
     .execute(params![
         m.id,
         m.kind,
@@ -84,7 +99,6 @@ pub fn insert_message(c: &Connection, m: &StoredMessage) -> rusqlite::Result<()>
         m.sender,
         m.thread,
         m.payload_sha256,
-        m.envelope.encode_to_vec(),
         m.log_index as i64,
         m.created_ms
     ])?;
@@ -140,32 +154,40 @@ pub fn delivery_failed(c: &Connection, p: &Pending, next_ms: i64, error: &str) -
     Ok(())
 }
 
-/// Records a verified receipt and closes the delivery; false if it was already recorded.
+/// Records a verified receipt, which our log entry `entry_index` holds and
+/// the receiver logged at `log_index`, and closes the delivery; false if it
+/// was already recorded.
 pub fn record_receipt(
     c: &Connection,
     message_id: &str,
     party: &str,
-    envelope: &Envelope,
     log_index: u64,
+    entry_index: u64,
 ) -> rusqlite::Result<bool> {
     c.prepare_cached("DELETE FROM outbox WHERE message_id = ?1 AND party = ?2")?
         .execute(params![message_id, party])?;
     let n = c
         .prepare_cached(
-            "INSERT OR IGNORE INTO receipts (message_id, party, envelope, log_index) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR IGNORE INTO receipts (message_id, party, log_index, entry_index) VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![message_id, party, envelope.encode_to_vec(), log_index as i64])?;
+        .execute(params![message_id, party, log_index as i64, entry_index as i64])?;
     Ok(n == 1)
 }
 
 /// Receipts for a message: (party, envelope).
 pub fn receipts(c: &Connection, message_id: &str) -> rusqlite::Result<Vec<(String, Envelope)>> {
-    c.prepare_cached("SELECT party, envelope FROM receipts WHERE message_id = ?1 ORDER BY log_index")?
-        .query_map([message_id], |r| {
-            let env: Vec<u8> = r.get(1)?;
-            Ok((r.get(0)?, Envelope::decode(&env[..]).unwrap_or_default()))
-        })?
-        .collect()
+    c.prepare_cached(
+        "SELECT r.party, r.envelope, e.data FROM receipts r LEFT JOIN entries e ON e.idx = r.entry_index \
+         WHERE r.message_id = ?1 ORDER BY r.log_index",
+    )?
+    .query_map([message_id], |r| {
+        let envelope = match r.get::<_, Option<Vec<u8>>>(1)? {
+            Some(copy) => Envelope::decode(&copy[..]).unwrap_or_default(),
+            None => envelope_in_entry(&r.get::<_, Vec<u8>>(2)?),
+        };
+        Ok((r.get(0)?, envelope))
+    })?
+    .collect()
 }
 
 /// Starts a clock: `party` owes `kind` for `message_id` by `due_ms`.

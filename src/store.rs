@@ -89,6 +89,27 @@ const MIGRATIONS: &[&str] = &[
         log_index INTEGER NOT NULL
     ) STRICT;
 "#,
+    r#"
+    -- Envelopes are kept once, in the log entry that records them: a message
+    -- row points at its entry (log_index), and so does a receipt from now on.
+    ALTER TABLE messages DROP COLUMN envelope;
+    CREATE TABLE receipts_v3 (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        -- The receiver's log index of our message, from the receipt.
+        log_index INTEGER NOT NULL,
+        -- Our log entry holding the receipt envelope.
+        entry_index INTEGER,
+        -- Receipts recorded before this version keep their own copy instead.
+        envelope BLOB,
+        PRIMARY KEY (message_id, party),
+        CHECK ((entry_index IS NULL) <> (envelope IS NULL))
+    ) STRICT;
+    INSERT INTO receipts_v3 (message_id, party, log_index, envelope)
+        SELECT message_id, party, log_index, envelope FROM receipts;
+    DROP TABLE receipts;
+    ALTER TABLE receipts_v3 RENAME TO receipts;
+"#,
 ];
 
 /// Why the database could not be used.

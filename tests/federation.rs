@@ -35,6 +35,14 @@ async fn a_notice_to_two_parties_is_receipted_by_both_and_lands_in_all_three_log
     })
     .await;
     let id = sent.id.as_str();
+    for (party, env) in c.node(0).read(|db| state::receipts(db, id)).unwrap() {
+        let r = <hotline::proto::Receipt as prost::Message>::decode(&env.payload[..]).unwrap();
+        assert_eq!(
+            (r.message_id.as_str(), r.from.as_str()),
+            (id, party.as_str()),
+            "the receipt as {party} signed it"
+        );
+    }
     assert!(
         c.log_lines(0)
             .iter()
