@@ -21,7 +21,8 @@ use crate::clock;
 use crate::node::Node;
 use crate::state::{self, Pending, StoredMessage};
 
-/// Deliveries in flight at once, across all peers.
+/// Deliveries in flight at once to one peer: a slow or dead peer holds at
+/// most these, never the others' share.
 const MAX_IN_FLIGHT: usize = 512;
 /// The most envelopes one `DeliverBatch` call carries.
 pub const BATCH: usize = 64;
@@ -30,8 +31,14 @@ pub const CALLS_PER_PEER: usize = 4;
 
 /// A message waiting for its peer's courier, and where its outcome goes.
 type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
+/// What delivers to one peer: its courier's queue and its in-flight slots.
+struct Courier {
+    queue: mpsc::UnboundedSender<Queued>,
+    slots: Semaphore,
+}
+
 /// Each peer's courier.
-type Couriers = Arc<HashMap<String, mpsc::UnboundedSender<Queued>>>;
+type Couriers = Arc<HashMap<String, Courier>>;
 
 /// The delay before retry number `attempts` (1 for the first retry): doubling
 /// from `base` up to `max`, then scaled by a random factor in [0.5, 1.0).
@@ -60,12 +67,12 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let span = tracing::info_span!("courier", peer = %party);
                 tokio::spawn(courier(node.clone(), party.clone(), rx).instrument(span));
-                (party.clone(), tx)
+                let slots = Semaphore::new(MAX_IN_FLIGHT);
+                (party.clone(), Courier { queue: tx, slots })
             })
             .collect(),
     );
     let active: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let p = tokio::select! {
             p = queue.recv() => match p { Some(p) => p, None => return },
@@ -75,31 +82,17 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         if !active.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
             continue; // already being delivered
         }
-        let (node, couriers, active, slots, stop) = (
-            node.clone(),
-            couriers.clone(),
-            active.clone(),
-            slots.clone(),
-            stop.clone(),
-        );
+        let (node, couriers, active, stop) = (node.clone(), couriers.clone(), active.clone(), stop.clone());
         let span = tracing::info_span!("deliver", message_id = %p.message_id, peer = %p.party);
         tokio::spawn(async move {
-            deliver_until_receipted(node, couriers, p, slots, stop)
-                .instrument(span)
-                .await;
+            deliver_until_receipted(node, couriers, p, stop).instrument(span).await;
             active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         });
     }
 }
 
 /// Tries one delivery until it is receipted or the node stops.
-async fn deliver_until_receipted(
-    node: Arc<Node>,
-    couriers: Couriers,
-    mut p: Pending,
-    slots: Arc<Semaphore>,
-    stop: watch::Receiver<bool>,
-) {
+async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pending, stop: watch::Receiver<bool>) {
     let wait = p.next_attempt_ms - clock::now_ms();
     if wait > 0 {
         // A retry loaded at start waits for its time; a fresh message goes at once
@@ -110,9 +103,14 @@ async fn deliver_until_receipted(
         if *stop.borrow() {
             return;
         }
-        let result = {
-            let Ok(_slot) = slots.acquire().await else { return };
-            attempt(&node, &couriers, &p).await
+        let result = match couriers.get(&p.party) {
+            None => Err(format!("{} is not a peer", p.party)),
+            Some(courier) => {
+                let Ok(_slot) = courier.slots.acquire().await else {
+                    return;
+                };
+                attempt(&node, courier, &p).await
+            }
         };
         let Err(error) = result else { return };
         p.attempts += 1;
@@ -129,7 +127,7 @@ async fn deliver_until_receipted(
 }
 
 /// One attempt: hands the message to its peer's courier and waits for the outcome.
-async fn attempt(node: &Node, couriers: &Couriers, p: &Pending) -> Result<(), String> {
+async fn attempt(node: &Node, courier: &Courier, p: &Pending) -> Result<(), String> {
     let m = match &p.message {
         Some(m) => StoredMessage::clone(m),
         None => node
@@ -137,11 +135,9 @@ async fn attempt(node: &Node, couriers: &Couriers, p: &Pending) -> Result<(), St
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("queued message {} is missing", p.message_id))?,
     };
-    let courier = couriers
-        .get(&p.party)
-        .ok_or_else(|| format!("{} is not a peer", p.party))?;
     let (reply, outcome) = oneshot::channel();
     courier
+        .queue
         .send((m, reply))
         .map_err(|_| "the node is stopping".to_owned())?;
     outcome.await.unwrap_or_else(|_| Err("the node is stopping".into()))

@@ -90,3 +90,19 @@ async fn a_faulty_peer_holds_up_nobody_and_catches_up_once_it_is_back() {
         .count();
     assert_eq!(at_arg, ids.len(), "each notice logged once at ARG");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_messages_stuck_at_a_silent_peer_hold_up_nobody() {
+    let mut c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
+    let arg_addr = c.configs[2].listen_addr();
+    c.stop(2).await;
+    let stand_in = fault("silent", arg_addr).await;
+    // More than a node keeps in flight to one peer: every slot ARG has is taken.
+    for i in 0..600 {
+        c.send(0, notice(&["ARG"], &format!("stuck {i}"))).await;
+    }
+    let id = c.send(0, notice(&["CHL"], "while ARG is silent")).await;
+    c.eventually(5, "CHL's receipt while 600 wait for ARG", |c| receipted(c, &id, "CHL"))
+        .await;
+    stand_in.abort();
+}
