@@ -538,7 +538,7 @@ impl Node {
         &self,
         caller: &str,
         env: Envelope,
-        signer: Result<crate::keys::TrustedKey, envelope::EnvelopeError>,
+        signer: Result<TrustedKey, envelope::EnvelopeError>,
     ) -> Result<Admitted, NodeError> {
         let kind = match env.payload_type.as_str() {
             NOTICE_TYPE => "notice",
