@@ -131,7 +131,7 @@ pub struct Node {
     pub(crate) last_notes:
         std::sync::Mutex<HashMap<String, std::collections::VecDeque<checkpoint::VerifiedCheckpoint>>>,
     /// Checkpoints of each peer set aside while another is being checked.
-    pub(crate) pending: std::sync::Mutex<HashMap<String, checkpoint::VerifiedCheckpoint>>,
+    pub(crate) pending: std::sync::Mutex<HashMap<String, crate::witness::SetAside>>,
     /// The last checkpoint witnessed from each peer, held while one is checked.
     pub(crate) witnessing: HashMap<String, Mutex<Option<checkpoint::VerifiedCheckpoint>>>,
 }

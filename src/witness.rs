@@ -20,6 +20,14 @@ use crate::state;
 /// receipts from one batch of the peer arrive interleaved with the next.
 const RECENT_NOTES: usize = 16;
 
+/// How many distinct checkpoints of one peer may wait while a check runs;
+/// past that the smallest is dropped unchecked, with a warning.
+const MAX_SET_ASIDE: usize = 1024;
+
+/// A peer's checkpoints waiting to be checked, by size and root: two of one
+/// size with different roots are both kept, since together they are a fork.
+pub type SetAside = std::collections::BTreeMap<(u64, [u8; 32]), checkpoint::VerifiedCheckpoint>;
+
 impl Node {
     /// Verifies a peer's checkpoint note; the same bytes as the last one
     /// verified from that peer (one batch's checkpoint rides on many messages)
@@ -54,16 +62,26 @@ impl Node {
     /// from that peer (asking the peer for a consistency proof) and logs it;
     /// a fork is logged as a CHECKPOINT_FORK norm event.
     ///
-    /// One check runs at a time per peer. A checkpoint arriving meanwhile is
-    /// set aside (the largest one set aside wins), and whoever holds the check
-    /// takes it up next, so the newest checkpoint seen is always checked.
+    /// One check runs at a time per peer. Checkpoints arriving meanwhile are
+    /// set aside, and whoever holds the check takes them all up next: the
+    /// largest is checked against the last one witnessed and logged, and
+    /// every other one is proven a prefix of it, so none the peer showed us
+    /// goes unchecked.
     pub async fn witness(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
         let Some(slot) = self.witnessing.get(party) else { return };
         self.set_aside(party, Some(cp));
         loop {
             let Ok(mut last) = slot.try_lock() else { return }; // the holder will take ours up
-            match self.set_aside(party, None) {
-                Some(next) => self.check(party, &mut last, next).await,
+            let mut waiting: Vec<_> = self.set_aside(party, None).into_values().collect();
+            match waiting.pop() {
+                Some(newest) => {
+                    self.check(party, &mut last, newest).await;
+                    if let Some(held) = last.as_ref() {
+                        for cp in waiting {
+                            self.check_prefix(party, cp, held).await;
+                        }
+                    }
+                }
                 None => {
                     drop(last);
                     // One may have been set aside between our look and our release.
@@ -81,22 +99,50 @@ impl Node {
         }
     }
 
-    /// Sets `cp` aside for `party` if it is the largest so far; with `None`, takes what was set aside.
-    fn set_aside(
-        &self,
-        party: &str,
-        cp: Option<checkpoint::VerifiedCheckpoint>,
-    ) -> Option<checkpoint::VerifiedCheckpoint> {
+    /// Sets `cp` aside for `party`; with `None`, takes all that was set aside.
+    fn set_aside(&self, party: &str, cp: Option<checkpoint::VerifiedCheckpoint>) -> SetAside {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match cp {
-            None => pending.remove(party),
+            None => pending.remove(party).unwrap_or_default(),
             Some(cp) => {
-                if pending.get(party).is_none_or(|held| cp.size >= held.size) {
-                    pending.insert(party.to_owned(), cp);
+                let waiting = pending.entry(party.to_owned()).or_default();
+                waiting.insert((cp.size, cp.root.0), cp);
+                if waiting.len() > MAX_SET_ASIDE {
+                    if let Some(((size, _), _)) = waiting.pop_first() {
+                        tracing::warn!(party, size, "too many checkpoints waiting; the smallest goes unchecked");
+                    }
                 }
-                None
+                SetAside::new()
             }
         }
+    }
+
+    /// Checks that `cp`, a checkpoint of `party` set aside during a check, is
+    /// a prefix of `held`, the newest one witnessed; logs a fork if not.
+    async fn check_prefix(
+        &self,
+        party: &str,
+        cp: checkpoint::VerifiedCheckpoint,
+        held: &checkpoint::VerifiedCheckpoint,
+    ) {
+        let fork = match cp.size.cmp(&held.size) {
+            std::cmp::Ordering::Greater => return, // newer than what we hold: the next check takes it
+            std::cmp::Ordering::Equal if cp.root == held.root => return,
+            std::cmp::Ordering::Equal => format!("two checkpoints of size {} with different roots", cp.size),
+            std::cmp::Ordering::Less => match self.consistency(party, &cp, held).await {
+                Ok(()) => return,
+                Err(Some(reason)) => reason,
+                Err(None) => {
+                    tracing::warn!(
+                        party,
+                        size = cp.size,
+                        "peer unreachable; a superseded checkpoint goes unchecked"
+                    );
+                    return;
+                }
+            },
+        };
+        self.log_fork(party, &cp, &fork).await;
     }
 
     /// Checks one checkpoint of `party` against `last`, the newest one witnessed, and logs the outcome.
@@ -131,52 +177,52 @@ impl Node {
             },
             None => None,
         };
-        let note = cp.note.clone();
-        if fork.is_none() {
-            *last = Some(cp.clone());
+        match fork {
+            None => {
+                *last = Some(cp.clone());
+                self.log_witnessed(party, cp).await;
+            }
+            Some(reason) => self.log_fork(party, &cp, &reason).await,
         }
-        let (entry_body, event) = match &fork {
-            None => (
-                Body::WitnessedCheckpoint(WitnessedCheckpoint {
-                    party: party.to_owned(),
-                    checkpoint: Some(SignedCheckpoint { note: note.clone() }),
-                }),
-                None,
-            ),
-            Some(reason) => {
-                tracing::error!(party, reason, "peer checkpoint forks from the one we witnessed");
-                let ev = NormEvent {
-                    kind: NormEventKind::CheckpointFork as i32,
-                    party: party.to_owned(),
-                    message_id: String::new(),
-                    deadline: Deadline::Unspecified as i32,
-                    due_at: None,
-                    observed_at: Some(clock::to_proto(clock::now())),
-                    detail: format!("checkpoint of size {} forks from the one witnessed: {reason}", cp.size),
-                };
-                (Body::NormEvent(ev.clone()), Some(ev))
-            }
-        };
-        let (p, size, ev) = (party.to_owned(), cp.size, event.clone());
-        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
-            match &ev {
-                None => {
-                    state::insert_witnessed(c, &p, size, &note).map_err(|e| e.to_string())?;
-                }
-                Some(ev) => state::insert_norm_event(c, index, ev).map_err(|e| e.to_string())?,
-            }
+    }
+
+    /// Logs a checkpoint of `party` proven to extend the last one witnessed.
+    async fn log_witnessed(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
+        let body = Body::WitnessedCheckpoint(WitnessedCheckpoint {
+            party: party.to_owned(),
+            checkpoint: Some(SignedCheckpoint { note: cp.note.clone() }),
+        });
+        let (p, size, note) = (party.to_owned(), cp.size, cp.note);
+        let change = Box::new(move |c: &rusqlite::Connection, _| {
+            state::insert_witnessed(c, &p, size, &note).map_err(|e| e.to_string())?;
             Ok(())
         });
-        if let Err(e) = self
-            .log
-            .append_with(vec![entry::encode(entry_body)], change, false)
-            .await
-        {
+        if let Err(e) = self.log.append_with(vec![entry::encode(body)], change, false).await {
             tracing::warn!(party, error = %e, "could not log witnessed checkpoint");
         }
-        if let Some(ev) = event {
-            self.emit(event::Body::NormEvent(ev));
+    }
+
+    /// Logs and announces a checkpoint of `party` that forks from what we witnessed.
+    async fn log_fork(&self, party: &str, cp: &checkpoint::VerifiedCheckpoint, reason: &str) {
+        tracing::error!(party, reason, "peer checkpoint forks from the one we witnessed");
+        let ev = NormEvent {
+            kind: NormEventKind::CheckpointFork as i32,
+            party: party.to_owned(),
+            message_id: String::new(),
+            deadline: Deadline::Unspecified as i32,
+            due_at: None,
+            observed_at: Some(clock::to_proto(clock::now())),
+            detail: format!("checkpoint of size {} forks from the one witnessed: {reason}", cp.size),
+        };
+        let logged = ev.clone();
+        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+            state::insert_norm_event(c, index, &logged).map_err(|e| e.to_string())
+        });
+        let body = Body::NormEvent(ev.clone());
+        if let Err(e) = self.log.append_with(vec![entry::encode(body)], change, false).await {
+            tracing::warn!(party, error = %e, "could not log the fork");
         }
+        self.emit(event::Body::NormEvent(ev));
     }
 
     /// Asks `party` to prove `new` extends `old`: Err(None) if it cannot be asked, Err(Some) on a fork.

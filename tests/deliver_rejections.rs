@@ -481,3 +481,31 @@ async fn each_envelope_of_a_batch_counts_against_the_peers_request_rate() {
     assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
     assert!(err.message().contains("CHL is over the limit"), "{}", err.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_checkpoint_superseded_while_a_check_runs_is_still_detected() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let chl = key(&c, 1);
+    // CHL's log grows by three entries PER never hears of: three real checkpoints.
+    let mut real = Vec::new();
+    for i in 0..3 {
+        let appended = c.node(1).log.append(vec![common::entry(&format!("e{i}"))]).await.unwrap();
+        real.push(hotline::log::checkpoint::verify(&appended.checkpoint, chl.verifier()).unwrap());
+    }
+    // CHL also signed another root for the middle size: a fork.
+    let forged_note = hotline::log::checkpoint::sign(&chl, real[1].size, tlog_tiles::Hash([7; 32]));
+    let forged = hotline::log::checkpoint::verify(&forged_note, chl.verifier()).unwrap();
+    // The first is being checked when the other two arrive; the largest supersedes the fork.
+    let per = c.node(0);
+    tokio::join!(
+        per.witness("CHL", real[0].clone()),
+        per.witness("CHL", forged),
+        per.witness("CHL", real[2].clone()),
+    );
+    c.eventually(10, "PER logged the superseded fork", |c| {
+        c.log_lines(0)
+            .iter()
+            .any(|l| l.starts_with("CHECKPOINT_FORK CHL:") && l.contains(&format!("size {}", real[1].size)))
+    })
+    .await;
+}
