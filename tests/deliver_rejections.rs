@@ -489,7 +489,12 @@ async fn a_forked_checkpoint_superseded_while_a_check_runs_is_still_detected() {
     // CHL's log grows by three entries PER never hears of: three real checkpoints.
     let mut real = Vec::new();
     for i in 0..3 {
-        let appended = c.node(1).log.append(vec![common::entry(&format!("e{i}"))]).await.unwrap();
+        let appended = c
+            .node(1)
+            .log
+            .append(vec![common::entry(&format!("e{i}"))])
+            .await
+            .unwrap();
         real.push(hotline::log::checkpoint::verify(&appended.checkpoint, chl.verifier()).unwrap());
     }
     // CHL also signed another root for the middle size: a fork.
