@@ -125,24 +125,36 @@ impl Node {
         cp: checkpoint::VerifiedCheckpoint,
         held: &checkpoint::VerifiedCheckpoint,
     ) {
-        let fork = match cp.size.cmp(&held.size) {
-            std::cmp::Ordering::Greater => return, // newer than what we hold: the next check takes it
-            std::cmp::Ordering::Equal if cp.root == held.root => return,
-            std::cmp::Ordering::Equal => format!("two checkpoints of size {} with different roots", cp.size),
-            std::cmp::Ordering::Less => match self.consistency(party, &cp, held).await {
-                Ok(()) => return,
-                Err(Some(reason)) => reason,
-                Err(None) => {
-                    tracing::warn!(
-                        party,
-                        size = cp.size,
-                        "peer unreachable; a superseded checkpoint goes unchecked"
-                    );
-                    return;
-                }
-            },
-        };
-        self.log_fork(party, &cp, &fork).await;
+        if cp.size > held.size {
+            return; // newer than what we hold: the next check takes it
+        }
+        match self.agree(party, &cp, held).await {
+            Ok(()) => {}
+            Err(Some(fork)) => self.log_fork(party, &cp, &fork).await,
+            Err(None) => {
+                tracing::warn!(
+                    party,
+                    size = cp.size,
+                    "peer unreachable; a superseded checkpoint goes unchecked"
+                );
+            }
+        }
+    }
+
+    /// Whether two checkpoints of `party` agree, the smaller a prefix of the
+    /// larger: Err(Some) says how they fork, Err(None) that the peer cannot be asked.
+    async fn agree(
+        &self,
+        party: &str,
+        a: &checkpoint::VerifiedCheckpoint,
+        b: &checkpoint::VerifiedCheckpoint,
+    ) -> Result<(), Option<String>> {
+        match a.size.cmp(&b.size) {
+            std::cmp::Ordering::Equal if a.root == b.root => Ok(()),
+            std::cmp::Ordering::Equal => Err(Some(format!("two checkpoints of size {} with different roots", a.size))),
+            std::cmp::Ordering::Less => self.consistency(party, a, b).await,
+            std::cmp::Ordering::Greater => self.consistency(party, b, a).await,
+        }
     }
 
     /// Checks one checkpoint of `party` against `last`, the newest one witnessed, and logs the outcome.
@@ -163,14 +175,9 @@ impl Node {
                 .and_then(|((_, note), key)| checkpoint::verify(&note, &key.key).ok());
         }
         let fork = match last.as_ref() {
-            Some(old) if cp.size < old.size => return,
-            Some(old) if cp.size == old.size => {
-                if old.root == cp.root {
-                    return;
-                }
-                Some(format!("two checkpoints of size {} with different roots", cp.size))
-            }
-            Some(old) => match self.consistency(party, old, &cp).await {
+            // Older than, or the very one, we hold: nothing new to log.
+            Some(old) if cp.size < old.size || (cp.size == old.size && cp.root == old.root) => return,
+            Some(old) => match self.agree(party, old, &cp).await {
                 Ok(()) => None,
                 Err(Some(reason)) => Some(reason),
                 Err(None) => return, // peer unreachable: try again with a later checkpoint
