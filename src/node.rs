@@ -522,14 +522,10 @@ impl Node {
                 })
             })
             .collect();
-        let mut outcomes = Vec::with_capacity(recording.len());
-        for task in recording {
-            outcomes.push(
-                task.await
-                    .unwrap_or_else(|e| Err(NodeError::Log(LogError::Rejected(format!("delivery task failed: {e}"))))),
-            );
-        }
-        outcomes
+        join_in_order(recording, |e| {
+            Err(NodeError::Log(LogError::Rejected(format!("delivery task failed: {e}"))))
+        })
+        .await
     }
 
     /// Checks one delivered envelope, in the agreed order, given the outcome
@@ -965,15 +961,24 @@ impl Node {
                 })
             })
             .collect();
-        let mut results = Vec::with_capacity(accepting.len());
-        for task in accepting {
-            results.push(task.await.unwrap_or_else(|e| Err(format!("receipt task failed: {e}"))));
-        }
-        results
+        join_in_order(accepting, |e| Err(format!("receipt task failed: {e}"))).await
     }
 
     /// The parties this node delivers to.
     pub fn peer_ids(&self) -> impl Iterator<Item = &String> {
         self.peers.keys()
     }
+}
+
+/// Awaits tasks spawned so that their log appends land in one batch, keeping
+/// their order; a task that panicked gives `failed`.
+async fn join_in_order<T>(
+    tasks: Vec<tokio::task::JoinHandle<T>>,
+    failed: impl Fn(tokio::task::JoinError) -> T,
+) -> Vec<T> {
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.unwrap_or_else(&failed));
+    }
+    results
 }
