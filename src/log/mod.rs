@@ -508,7 +508,6 @@ impl Writer {
                     *proof = prove_record(size, *first, &hashes).map_err(|e| tree_error(&self.dir, e))?;
                 }
             }
-            drop(hashes);
             tx.commit().at(&db)?;
             Ok(Some(Head {
                 size,
