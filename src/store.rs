@@ -110,6 +110,65 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE receipts;
     ALTER TABLE receipts_v3 RENAME TO receipts;
 "#,
+    r#"
+    -- The per-exchange tables again, cheaper to write: keyed by their
+    -- primary key alone (WITHOUT ROWID, one b-tree instead of two), and the
+    -- deadline state checked without an IN list, which SQLite evaluates by
+    -- building a temporary table on every insert and update. Only running
+    -- clocks are indexed by due time: those are the ones the node scans.
+    CREATE TABLE messages_v4 (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind = 'notice' OR kind = 'response'),
+        direction TEXT NOT NULL CHECK (direction = 'sent' OR direction = 'received'),
+        sender TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        payload_sha256 BLOB NOT NULL,
+        log_index INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO messages_v4 SELECT id, kind, direction, sender, thread, payload_sha256, log_index, created_ms FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v4 RENAME TO messages;
+    CREATE INDEX messages_thread ON messages (thread);
+
+    CREATE TABLE outbox_v4 (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        PRIMARY KEY (message_id, party)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO outbox_v4 SELECT message_id, party, attempts, next_attempt_ms, last_error FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v4 RENAME TO outbox;
+
+    CREATE TABLE receipts_v4 (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        log_index INTEGER NOT NULL,
+        entry_index INTEGER,
+        envelope BLOB,
+        PRIMARY KEY (message_id, party),
+        CHECK ((entry_index IS NULL) <> (envelope IS NULL))
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO receipts_v4 SELECT message_id, party, log_index, entry_index, envelope FROM receipts;
+    DROP TABLE receipts;
+    ALTER TABLE receipts_v4 RENAME TO receipts;
+
+    CREATE TABLE deadlines_v4 (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state = 'running' OR state = 'met' OR state = 'missed'),
+        PRIMARY KEY (message_id, party, kind)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO deadlines_v4 SELECT message_id, party, kind, due_ms, state FROM deadlines;
+    DROP TABLE deadlines;
+    ALTER TABLE deadlines_v4 RENAME TO deadlines;
+    CREATE INDEX deadlines_running ON deadlines (due_ms) WHERE state = 'running';
+"#,
 ];
 
 /// Why the database could not be used.

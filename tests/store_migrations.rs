@@ -10,7 +10,7 @@ use hotline::{state, store};
 use prost::Message;
 use rusqlite::params;
 
-/// The two state tables that version 3 reshapes, as version 2 created them.
+/// The state tables that versions 3 and 4 reshape, as version 2 created them.
 const V2_TABLES: &str = "
     CREATE TABLE entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL) STRICT;
     CREATE TABLE messages (
@@ -32,6 +32,23 @@ const V2_TABLES: &str = "
         log_index INTEGER NOT NULL,
         PRIMARY KEY (message_id, party)
     ) STRICT;
+    CREATE TABLE outbox (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        PRIMARY KEY (message_id, party)
+    ) STRICT;
+    CREATE TABLE deadlines (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'met', 'missed')),
+        PRIMARY KEY (message_id, party, kind)
+    ) STRICT;
+    CREATE INDEX deadlines_running ON deadlines (state, due_ms);
     PRAGMA user_version = 2;
 ";
 
@@ -79,5 +96,40 @@ fn a_version_2_database_keeps_every_message_and_receipt_envelope() {
     assert!(
         !columns.contains(&"envelope".to_owned()),
         "messages no longer copy envelopes"
+    );
+}
+
+#[test]
+fn a_version_2_database_keeps_its_queued_deliveries_and_running_clocks() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
+        c.execute_batch(V2_TABLES).unwrap();
+        c.execute_batch(
+            "INSERT INTO outbox VALUES ('m1', 'CHL', 3, 5000, 'unreachable');
+             INSERT INTO deadlines VALUES ('m1', 'CHL', 1, 9000, 'running');
+             INSERT INTO deadlines VALUES ('m0', 'CHL', 1, 1000, 'met');
+             INSERT INTO deadlines VALUES ('m2', 'ARG', 2, 7000, 'running');",
+        )
+        .unwrap();
+    }
+    let c = store::open_writer(dir.path()).unwrap();
+    let queued = state::outbox(&c).unwrap();
+    assert_eq!(queued.len(), 1);
+    let p = &queued[0];
+    assert_eq!(
+        (p.message_id.as_str(), p.party.as_str(), p.attempts, p.next_attempt_ms),
+        ("m1", "CHL", 3, 5000)
+    );
+    assert_eq!(p.last_error.as_deref(), Some("unreachable"));
+    let running: Vec<(String, i64)> = state::running_deadlines(&c, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.message_id, d.due_ms))
+        .collect();
+    assert_eq!(
+        running,
+        vec![("m2".to_owned(), 7000), ("m1".to_owned(), 9000)],
+        "running clocks survive, soonest first; the met one stays stopped"
     );
 }
