@@ -294,17 +294,14 @@ impl Node {
         let (to, deadlines, meets) = (out.to, out.deadlines, out.meets);
         let queued_to = to.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
-            let row = StoredMessage {
-                log_index: index,
-                ..stored
-            };
-            state::insert_message(c, &row).map_err(|e| format!("message id {} is already taken ({e})", row.id))?;
+            let id = &stored.id;
+            state::insert_message(c, &stored, index).map_err(|e| format!("message id {id} is already taken ({e})"))?;
             for party in &to {
-                state::enqueue(c, &row.id, party, now).map_err(|e| e.to_string())?;
-                state::start_deadline(c, &row.id, party, Deadline::Receipt, receipt_due).map_err(|e| e.to_string())?;
+                state::enqueue(c, id, party, now).map_err(|e| e.to_string())?;
+                state::start_deadline(c, id, party, Deadline::Receipt, receipt_due).map_err(|e| e.to_string())?;
             }
             for (party, kind, due) in &deadlines {
-                state::start_deadline(c, &row.id, party, *kind, *due).map_err(|e| e.to_string())?;
+                state::start_deadline(c, id, party, *kind, *due).map_err(|e| e.to_string())?;
             }
             for (message_id, party, kind) in &meets {
                 state::meet_deadline(c, message_id, party, *kind).map_err(|e| e.to_string())?;
@@ -726,14 +723,11 @@ impl Node {
         let check_event = comm_check_ok.clone();
         let stored_for_tx = stored.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
-            let row = StoredMessage {
-                log_index: index,
-                ..stored_for_tx
-            };
-            state::insert_message(c, &row)
-                .map_err(|e| format!("message {} was recorded concurrently ({e})", row.id))?;
+            let id = &stored_for_tx.id;
+            state::insert_message(c, &stored_for_tx, index)
+                .map_err(|e| format!("message {id} was recorded concurrently ({e})"))?;
             for (kind, due) in &owed {
-                state::start_deadline(c, &row.id, &me, *kind, *due).map_err(|e| e.to_string())?;
+                state::start_deadline(c, id, &me, *kind, *due).map_err(|e| e.to_string())?;
             }
             for (notice, kind) in &meets {
                 state::meet_deadline(c, notice, &sender, *kind).map_err(|e| e.to_string())?;

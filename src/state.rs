@@ -86,8 +86,9 @@ pub fn recent_notices(c: &Connection, limit: u32) -> rusqlite::Result<Vec<Stored
     .collect()
 }
 
-/// Records a message whose envelope is in log entry `m.log_index`; fails if the id is taken.
-pub fn insert_message(c: &Connection, m: &StoredMessage) -> rusqlite::Result<()> {
+/// Records a message whose envelope is in log entry `log_index` (the row's
+/// own `log_index` is not read); fails if the id is taken.
+pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT INTO messages (id, kind, direction, sender, thread, payload_sha256, log_index, created_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -99,7 +100,7 @@ pub fn insert_message(c: &Connection, m: &StoredMessage) -> rusqlite::Result<()>
         m.sender,
         m.thread,
         m.payload_sha256,
-        m.log_index as i64,
+        log_index as i64,
         m.created_ms
     ])?;
     Ok(())

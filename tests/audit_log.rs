@@ -260,3 +260,81 @@ async fn an_envelope_not_signed_under_the_adopted_agreement_is_named() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_state_change_leaves_the_rest_of_its_batch_intact() {
+    use hotline::log::LogError;
+    let (dir, log, key) = common::temp_log();
+    let log = std::sync::Arc::new(log);
+    // 200 appends at once, so the writer commits them in shared batches.
+    // Every change writes a row; every fifth then refuses, and its row must
+    // go with it while the others' rows stay, each written exactly once.
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let party = format!("P{i}");
+                let change = Box::new(move |c: &Connection, _| {
+                    c.execute("INSERT INTO comm_checks (party, last_ok_ms) VALUES (?1, 0)", [&party])
+                        .map_err(|e| e.to_string())?;
+                    if i % 5 == 0 {
+                        Err(format!("{party} refused"))
+                    } else {
+                        Ok(())
+                    }
+                });
+                log.append_with(vec![common::entry(&format!("entry {i}"))], change, true)
+                    .await
+            })
+        })
+        .collect();
+    let mut indexes = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Err(LogError::Rejected(why)) if i % 5 == 0 => assert_eq!(why, format!("P{i} refused")),
+            Ok(done) if i % 5 != 0 => {
+                let root = hotline::log::checkpoint::verify(&done.checkpoint, key.verifier())
+                    .unwrap()
+                    .root;
+                indexes.push((done.first_index, done.tree_size, root, done.proof));
+            }
+            other => panic!("append {i}: {other:?}"),
+        }
+    }
+    let log = std::sync::Arc::try_unwrap(log).ok().unwrap();
+    log.close();
+    let conn = db(&dir);
+    for (index, size, root, proof) in &indexes {
+        let data: Vec<u8> = conn
+            .query_row("SELECT data FROM entries WHERE idx = ?1", [*index as i64], |r| r.get(0))
+            .unwrap();
+        tlog_tiles::check_record(proof, *size, *root, *index, tlog_tiles::record_hash(&data)).unwrap();
+    }
+    let mut firsts: Vec<u64> = indexes.iter().map(|x| x.0).collect();
+    firsts.sort();
+    assert_eq!(
+        firsts,
+        (0..160).collect::<Vec<u64>>(),
+        "every accepted append has its own index"
+    );
+    let rows: Vec<String> = conn
+        .prepare("SELECT party FROM comm_checks ORDER BY CAST(substr(party, 2) AS INTEGER)")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<String> = (0..200).filter(|i| i % 5 != 0).map(|i| format!("P{i}")).collect();
+    assert_eq!(rows, expected);
+    let batches: i64 = conn
+        .query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        batches < 160,
+        "the appends shared batches ({batches} checkpoints for 160 appends)"
+    );
+    std::fs::write(dir.path().join("identity.pub"), format!("{}\n", key.verifier())).unwrap();
+    let (ok, v) = verify(&dir);
+    assert!(ok, "{v}");
+    assert_eq!(v["entries"], 160);
+}
