@@ -393,13 +393,10 @@ impl Log {
 }
 
 fn latest_checkpoint(c: &Connection, dir: &Path) -> Result<(u64, Option<Vec<u8>>), LogError> {
+    // Every consistency proof a peer asks for starts here: keep it prepared.
     let row: Option<(i64, Vec<u8>)> = c
-        .query_row(
-            "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
+        .prepare_cached("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .at(&dir.join(store::DB_FILE))?;
     Ok(row.map(|(s, n)| (s as u64, Some(n))).unwrap_or((0, None)))
 }
