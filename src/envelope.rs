@@ -75,52 +75,6 @@ pub fn verify<'k>(
     keys: &'k Keyring,
     at: OffsetDateTime,
 ) -> Result<&'k TrustedKey, EnvelopeError> {
-    let message = pae(&envelope.payload_type, &envelope.payload);
-    verify_with(envelope, expected_type, keys, at, |key, sig| {
-        key.verify_strict(&message, sig)
-    })
-}
-
-/// Verifies many envelopes, each against its expected type, with one batch
-/// signature check; each result is exactly what [`verify`] would return.
-/// When the batch fails, the envelopes are checked one by one to tell which.
-pub fn verify_batch<'k>(
-    envelopes: &[(&Envelope, &str)],
-    keys: &'k Keyring,
-    at: OffsetDateTime,
-) -> Vec<Result<&'k TrustedKey, EnvelopeError>> {
-    let messages: Vec<Vec<u8>> = envelopes
-        .iter()
-        .map(|(e, _)| pae(&e.payload_type, &e.payload))
-        .collect();
-    let mut triples = Vec::new();
-    for ((e, expected), message) in envelopes.iter().zip(&messages) {
-        if e.payload_type == *expected {
-            for sig in &e.signatures {
-                if let Some(trusted) = keys.get(&sig.keyid) {
-                    triples.push((&trusted.key, &message[..], &sig.sig[..]));
-                }
-            }
-        }
-    }
-    let all_good = triples.len() > 1 && crate::keys::verify_strict_batch(&triples);
-    envelopes
-        .iter()
-        .map(|(e, expected)| match all_good {
-            true => verify_with(e, expected, keys, at, |_, _| true),
-            false => verify(e, expected, keys, at),
-        })
-        .collect()
-}
-
-/// [`verify`], with the signature check itself supplied by the caller.
-fn verify_with<'k>(
-    envelope: &Envelope,
-    expected_type: &str,
-    keys: &'k Keyring,
-    at: OffsetDateTime,
-    check: impl Fn(&crate::keys::VerifierKey, &[u8]) -> bool,
-) -> Result<&'k TrustedKey, EnvelopeError> {
     if envelope.payload_type != expected_type {
         return Err(EnvelopeError::PayloadType {
             got: envelope.payload_type.clone(),
@@ -130,11 +84,12 @@ fn verify_with<'k>(
     if envelope.signatures.is_empty() {
         return Err(EnvelopeError::Unsigned);
     }
+    let message = pae(&envelope.payload_type, &envelope.payload);
     let mut signer = None;
     let mut expired = None;
     for sig in &envelope.signatures {
         let Some(trusted) = keys.get(&sig.keyid) else { continue };
-        if !check(&trusted.key, &sig.sig) {
+        if !trusted.key.verify_strict(&message, &sig.sig) {
             return Err(EnvelopeError::BadSignature(sig.keyid.clone()));
         }
         if trusted.valid_at(at) {

@@ -90,46 +90,15 @@ impl VerifierKey {
     }
 
     /// Checks an Ed25519 signature strictly (no malleable or small-order forms).
+    /// Signatures are checked one at a time on purpose: a batch equation
+    /// cannot refuse every signature this refuses (an `R` with a small-order
+    /// component passes one about half the time), and a peer could use that
+    /// to get a notice receipted that no strict verifier accepts.
     pub fn verify_strict(&self, msg: &[u8], sig: &[u8]) -> bool {
         Signature::from_slice(sig)
             .map(|s| self.key.verify_strict(msg, &s).is_ok())
             .unwrap_or(false)
     }
-}
-
-/// Checks many `(key, message, signature)` triples at once, about twice as
-/// fast per signature as one by one. True only if every triple would pass
-/// [`VerifierKey::verify_strict`]: the inputs that the strict check refuses
-/// and a batch equation alone could let through (a weak key, a small-order or
-/// non-canonical `R`) are refused before the batch. False says only that
-/// some triple failed; the caller checks them one by one to find which.
-pub fn verify_strict_batch(items: &[(&VerifierKey, &[u8], &[u8])]) -> bool {
-    let mut keys = Vec::with_capacity(items.len());
-    let mut sigs = Vec::with_capacity(items.len());
-    for (key, _, sig) in items {
-        let Ok(sig) = Signature::from_slice(sig) else {
-            return false;
-        };
-        if key.key.is_weak() || !strict_r(sig.r_bytes()) {
-            return false;
-        }
-        keys.push(key.key);
-        sigs.push(sig);
-    }
-    let messages: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
-    ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok()
-}
-
-/// Whether a signature's `R` is a canonical encoding of a point that is not of
-/// small order, as `verify_strict` requires.
-fn strict_r(r: &[u8; 32]) -> bool {
-    // The y coordinate (255 bits, little-endian) must be below p = 2^255 - 19.
-    // The only other non-canonical encodings have x = 0, which are small-order points.
-    let y_at_least_p = r[0] >= 0xed && r[1..31].iter().all(|b| *b == 0xff) && r[31] & 0x7f == 0x7f;
-    !y_at_least_p
-        && curve25519_dalek::edwards::CompressedEdwardsY(*r)
-            .decompress()
-            .is_some_and(|p| !p.is_small_order())
 }
 
 impl fmt::Display for VerifierKey {

@@ -471,18 +471,17 @@ impl Node {
 
     /// Handles several envelopes from `caller` at once, each exactly as
     /// [`Node::deliver`] would, with one outcome per envelope in order. The
-    /// signatures are checked as one batch and the messages logged together,
-    /// so a busy peer costs less per message.
+    /// messages are logged together, so a busy peer costs less per message.
     pub async fn deliver_batch(
         self: &Arc<Self>,
         caller: &str,
         envelopes: Vec<Envelope>,
         sender_checkpoint: Option<SignedCheckpoint>,
     ) -> Vec<Result<Envelope, NodeError>> {
-        let typed: Vec<(&Envelope, &str)> = envelopes.iter().map(|e| (e, e.payload_type.as_str())).collect();
-        let signers: Vec<_> = envelope::verify_batch(&typed, &self.keyring, clock::now())
-            .into_iter()
-            .map(|s| s.cloned())
+        let now = clock::now();
+        let signers: Vec<_> = envelopes
+            .iter()
+            .map(|e| envelope::verify(e, &e.payload_type, &self.keyring, now).cloned())
             .collect();
         let mut admitted: Vec<Result<Admitted, NodeError>> = envelopes
             .into_iter()
@@ -935,10 +934,15 @@ impl Node {
                 None => Err("the peer's outcome is empty".into()),
             })
             .collect();
-        let typed: Vec<(&Envelope, &str)> = receipts.iter().flatten().map(|e| (e, RECEIPT_TYPE)).collect();
-        let signers: Vec<_> = envelope::verify_batch(&typed, &self.keyring, clock::now())
-            .into_iter()
-            .map(|s| s.cloned().map_err(|e| format!("receipt: {e}")))
+        let now = clock::now();
+        let signers: Vec<_> = receipts
+            .iter()
+            .flatten()
+            .map(|e| {
+                envelope::verify(e, RECEIPT_TYPE, &self.keyring, now)
+                    .cloned()
+                    .map_err(|e| format!("receipt: {e}"))
+            })
             .collect();
         let mut signers = signers.into_iter();
         // Accepted concurrently, so the log writer takes them in one batch.

@@ -66,13 +66,8 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Signatures per batch when measuring batch verification: what a busy
-/// node's `DeliverBatch` carries.
-const BATCH: usize = hotline::delivery::BATCH;
-
-/// Ed25519 signatures, strict verifications, and strict verifications in
-/// batches (as the nodes check deliveries and receipts), per second on one core.
-fn crypto_rates() -> (f64, f64, f64) {
+/// Ed25519 signatures and strict verifications per second on one core.
+fn crypto_rates() -> (f64, f64) {
     let key = SigningKey::from_bytes(&[7; 32]);
     let msg = [0x42u8; 600];
     let t = Instant::now();
@@ -91,21 +86,7 @@ fn crypto_rates() -> (f64, f64, f64) {
         m += 1;
     }
     let verify = m as f64 / t.elapsed().as_secs_f64();
-    let key = hotline::keys::IdentityKey::from_seed("bench", [7; 32]).expect("a valid key name");
-    let msgs: Vec<Vec<u8>> = (0..BATCH).map(|i| vec![i as u8; 600]).collect();
-    let sigs: Vec<[u8; 64]> = msgs.iter().map(|m| key.sign(m).to_bytes()).collect();
-    let items: Vec<_> = msgs
-        .iter()
-        .zip(&sigs)
-        .map(|(m, s)| (key.verifier(), &m[..], &s[..]))
-        .collect();
-    let t = Instant::now();
-    let mut b = 0u64;
-    while t.elapsed() < Duration::from_millis(700) {
-        assert!(hotline::keys::verify_strict_batch(&items));
-        b += BATCH as u64;
-    }
-    (sign, verify, b as f64 / t.elapsed().as_secs_f64())
+    (sign, verify)
 }
 
 fn bench_notice(i: u64) -> Notice {
@@ -148,10 +129,8 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     say("measuring Ed25519 sign and verify rates on one core...");
-    let (sign_rate, verify_rate, batch_rate) = crypto_rates();
+    let (sign_rate, verify_rate) = crypto_rates();
     let crypto_bound = cores / (SIGNS_PER_EXCHANGE / sign_rate + VERIFIES_PER_EXCHANGE / verify_rate);
-    // The same bound had every verification been batched: a stricter yardstick.
-    let batch_bound = cores / (SIGNS_PER_EXCHANGE / sign_rate + VERIFIES_PER_EXCHANGE / batch_rate);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -314,11 +293,8 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
     let figures = json!({
         "machine": machine,
         "ed25519_sign_per_second_per_core": sign_rate, "ed25519_verify_per_second_per_core": verify_rate,
-        "ed25519_batch_verify_per_second_per_core": batch_rate, "batch_size": BATCH,
         "crypto_bound_exchanges_per_second": crypto_bound,
-        "batch_crypto_bound_exchanges_per_second": batch_bound,
         "exchanges_per_second": throughput, "share_of_crypto_bound": share,
-        "share_of_batch_crypto_bound": throughput / batch_bound,
         "latency_ms": {"offered_per_second": args.rate, "achieved_per_second": achieved, "samples": latencies.len(),
                        "p50": percentile_ms(&latencies, 0.5), "p99": percentile_ms(&latencies, 0.99), "p999": percentile_ms(&latencies, 0.999)},
         "peak_rss_mib": {"A": rss.first(), "B": rss.get(1)},
@@ -335,11 +311,6 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             "",
         );
         t += &row(
-            &format!("Ed25519 verify_strict in batches of {BATCH}, one core"),
-            format!("{batch_rate:.0} /s"),
-            "",
-        );
-        t += &row(
             "crypto bound (2 signs + 4 verifies per exchange)",
             format!("{crypto_bound:.0} /s"),
             "",
@@ -353,11 +324,6 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             "  as a share of the crypto bound",
             format!("{:.0} %", share * 100.0),
             ">= 50 %",
-        );
-        t += &row(
-            "  as a share of the bound with batched verifies",
-            format!("{:.0} % of {batch_bound:.0} /s", throughput / batch_bound * 100.0),
-            "",
         );
         t += &row(
             &format!("latency at {} /s offered (achieved {achieved:.0} /s)", args.rate),
