@@ -115,6 +115,17 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
+/// Receipts per second while the pipeline is full: between the arrivals of
+/// the first and the last tenth of the run, leaving out the start, when the
+/// first notices are still on their way, and the end, when fewer and fewer
+/// remain in flight. None if there are too few arrivals to tell.
+fn steady_rate(arrived: &mut [Instant]) -> Option<f64> {
+    arrived.sort();
+    let (from, to) = (arrived.len() / 10, arrived.len() * 9 / 10);
+    let span = arrived.get(to)?.duration_since(*arrived.get(from)?).as_secs_f64();
+    (span > 0.0).then(|| (to - from) as f64 / span)
+}
+
 fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN)
@@ -215,7 +226,14 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "throughput run did not finish");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let throughput = args.exchanges as f64 / t.elapsed().as_secs_f64();
+        let overall = args.exchanges as f64 / t.elapsed().as_secs_f64();
+        let mut arrived: Vec<Instant> = arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .collect();
+        let throughput = steady_rate(&mut arrived).unwrap_or(overall);
         settle().await;
 
         say(&format!(
@@ -271,10 +289,10 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             let _ = Command::new("kill").arg("-TERM").arg(n.0.id().to_string()).status();
         }
         drop(nodes);
-        anyhow::Ok((throughput, achieved, latencies, rss))
+        anyhow::Ok((throughput, overall, achieved, latencies, rss))
     });
     let _ = std::fs::remove_dir_all(&root);
-    let (throughput, achieved, latencies, rss) = result?;
+    let (throughput, overall, achieved, latencies, rss) = result?;
 
     let log = if args.log_entries > 0 {
         say(&format!(
@@ -295,6 +313,7 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
         "ed25519_sign_per_second_per_core": sign_rate, "ed25519_verify_per_second_per_core": verify_rate,
         "crypto_bound_exchanges_per_second": crypto_bound,
         "exchanges_per_second": throughput, "share_of_crypto_bound": share,
+        "exchanges_per_second_with_fill_and_drain": overall,
         "latency_ms": {"offered_per_second": args.rate, "achieved_per_second": achieved, "samples": latencies.len(),
                        "p50": percentile_ms(&latencies, 0.5), "p99": percentile_ms(&latencies, 0.99), "p999": percentile_ms(&latencies, 0.999)},
         "peak_rss_mib": {"A": rss.first(), "B": rss.get(1)},
@@ -316,10 +335,11 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             "",
         );
         t += &row(
-            "exchanges end to end, sustained",
+            "exchanges end to end, sustained (middle 80 %)",
             format!("{throughput:.0} /s"),
             ">= 5000 /s",
         );
+        t += &row("  the whole run, with fill and drain", format!("{overall:.0} /s"), "");
         t += &row(
             "  as a share of the crypto bound",
             format!("{:.0} %", share * 100.0),
