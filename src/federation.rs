@@ -8,8 +8,9 @@ use tonic::{Request, Response, Status};
 use crate::node::Node;
 use crate::proto::federation_server::Federation;
 use crate::proto::{
-    ConsistencyProof, ConsistencyProofRequest, DeliverBatchRequest, DeliverBatchResponse, DeliverError, DeliverOutcome,
-    DeliverRequest, DeliverResponse, GetCheckpointRequest, GetCheckpointResponse, SignedCheckpoint, deliver_outcome,
+    ConsistencyProof, ConsistencyProofRequest, DeliverBatchRequest, DeliverBatchResponse, DeliverOutcome,
+    DeliverRequest, DeliverResponse, GetCheckpointRequest, GetCheckpointResponse, Refusal, SignedCheckpoint,
+    deliver_outcome,
 };
 use crate::status::caller;
 use crate::tls::Caller;
@@ -73,13 +74,7 @@ impl Federation for FederationService {
             .map(|outcome| DeliverOutcome {
                 result: Some(match outcome {
                     Ok(receipt) => deliver_outcome::Result::Receipt(receipt),
-                    Err(e) => {
-                        let status = Status::from(e);
-                        deliver_outcome::Result::Error(DeliverError {
-                            code: status.code() as i32,
-                            message: status.message().to_owned(),
-                        })
-                    }
+                    Err(e) => deliver_outcome::Result::Error(Refusal::from(Status::from(e))),
                 }),
             })
             .collect();

@@ -4,8 +4,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::clock;
 use crate::node::Node;
@@ -13,7 +16,8 @@ use crate::proto::operator_server::Operator;
 use crate::proto::{
     CommCheckRequest, CommCheckResponse, Event, GetNoticeRequest, ListNoticesRequest, ListNoticesResponse,
     NoticeSummary, NoticeThread, PeerStatus, RespondRequest, RespondResponse, ResponseStatus, RunningDeadline,
-    SendNoticeRequest, SendNoticeResponse, StatusRequest, StatusResponse, WatchEventsRequest,
+    SendNoticeOutcome, SendNoticeRequest, SendNoticeResponse, StatusRequest, StatusResponse, WatchEventsRequest,
+    send_notice_outcome,
 };
 use crate::state;
 use crate::status::require_local;
@@ -46,7 +50,20 @@ impl OperatorService {
     }
 }
 
+/// Signs, logs and queues one notice for `who`.
+async fn send_one(node: &Node, who: &str, req: SendNoticeRequest) -> Result<SendNoticeResponse, Status> {
+    let notice = req
+        .notice
+        .ok_or_else(|| Status::invalid_argument("field notice is required"))?;
+    let (id, log_index) = node.send_notice(notice, who).await?;
+    Ok(SendNoticeResponse { id, log_index })
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+/// How many notices of one `SendNotices` stream are signed and logged at
+/// once; the stream reads no further until the oldest is answered.
+const STREAM_IN_FLIGHT: usize = 256;
 
 fn ms_to_proto(ms: i64) -> Option<prost_types::Timestamp> {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
@@ -60,12 +77,70 @@ impl Operator for OperatorService {
     async fn send_notice(&self, req: Request<SendNoticeRequest>) -> Result<Response<SendNoticeResponse>, Status> {
         let (who, _admitted) = self.writer(&req)?;
         tracing::Span::current().record("operator", who.as_str());
-        let notice = req
-            .into_inner()
-            .notice
-            .ok_or_else(|| Status::invalid_argument("field notice is required"))?;
-        let (id, log_index) = self.node.send_notice(notice, &who).await?;
-        Ok(Response::new(SendNoticeResponse { id, log_index }))
+        Ok(Response::new(send_one(&self.node, &who, req.into_inner()).await?))
+    }
+
+    type SendNoticesStream = Pin<Box<dyn Stream<Item = Result<SendNoticeOutcome, Status>> + Send>>;
+
+    #[tracing::instrument(name = "Operator.SendNotices", skip_all, err, fields(operator))]
+    async fn send_notices(
+        &self,
+        req: Request<Streaming<SendNoticeRequest>>,
+    ) -> Result<Response<Self::SendNoticesStream>, Status> {
+        let who = self.operator(&req)?;
+        tracing::Span::current().record("operator", who.as_str());
+        let mut incoming = req.into_inner();
+        // Each notice runs as its own task; the handles queue in arrival
+        // order, so outcomes leave in that order whichever finishes first.
+        let (pending_tx, mut pending) = mpsc::channel(STREAM_IN_FLIGHT);
+        let (out_tx, out) = mpsc::channel(STREAM_IN_FLIGHT);
+        let node = self.node.clone();
+        tokio::spawn(
+            async move {
+                loop {
+                    let next = match incoming.message().await {
+                        Ok(Some(r)) => {
+                            let (node, who) = (node.clone(), who.clone());
+                            Ok(tokio::spawn(
+                                async move {
+                                    let _admitted = node.limits.admit(&format!("operator {who}"))?;
+                                    send_one(&node, &who, r).await
+                                }
+                                .in_current_span(),
+                            ))
+                        }
+                        Ok(None) => break,
+                        Err(status) => Err(status),
+                    };
+                    let failed = next.is_err();
+                    if pending_tx.send(next).await.is_err() || failed {
+                        break;
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        tokio::spawn(async move {
+            while let Some(next) = pending.recv().await {
+                let item = match next {
+                    Ok(task) => Ok(SendNoticeOutcome {
+                        result: Some(match task.await {
+                            Ok(Ok(sent)) => send_notice_outcome::Result::Sent(sent),
+                            Ok(Err(status)) => send_notice_outcome::Result::Refused(status.into()),
+                            Err(e) => send_notice_outcome::Result::Refused(
+                                Status::internal(format!("send task failed: {e}")).into(),
+                            ),
+                        }),
+                    }),
+                    Err(status) => Err(status),
+                };
+                // A caller that hung up gets nothing more; what it sent is still sent.
+                if out_tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 
     #[tracing::instrument(name = "Operator.Respond", skip_all, err, fields(operator))]

@@ -42,6 +42,17 @@ impl From<NodeError> for Status {
     }
 }
 
+/// One refused item of a batch or stream, as the single-item call would
+/// have answered it.
+impl From<Status> for crate::proto::Refusal {
+    fn from(s: Status) -> Self {
+        Self {
+            code: s.code() as i32,
+            message: s.message().to_owned(),
+        }
+    }
+}
+
 /// Identifies the caller of `req` from its verified client certificate.
 pub fn caller<T>(identifier: &Identifier, req: &Request<T>) -> Result<Caller, Status> {
     let chain = req

@@ -262,3 +262,99 @@ async fn an_amber_notice_may_not_be_forwarded_to_a_third_party_but_a_green_one_m
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_sent_over_one_stream_are_answered_in_order_each_as_send_notice_would() {
+    use hotline::proto::send_notice_outcome::Result as Outcome;
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut notices: Vec<_> = (0..40)
+        .map(|i| hotline::proto::Notice {
+            id: uuid::Uuid::now_v7().to_string(),
+            ..notice(&["CHL"], &format!("bulk {i}"))
+        })
+        .collect();
+    notices[7].title = String::new();
+    notices[19].to = vec!["XXX".into()];
+    let requests: Vec<_> = notices
+        .iter()
+        .map(|n| SendNoticeRequest {
+            notice: Some(n.clone()),
+        })
+        .collect();
+    let mut outcomes = c
+        .operator(0)
+        .send_notices(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answered = Vec::new();
+    while let Some(o) = outcomes.message().await.unwrap() {
+        answered.push(o.result.expect("every outcome says what happened"));
+    }
+    assert_eq!(answered.len(), notices.len(), "one outcome per notice");
+    for (i, (n, outcome)) in notices.iter().zip(&answered).enumerate() {
+        match (i, outcome) {
+            (7 | 19, Outcome::Refused(r)) => {
+                let single = c
+                    .operator(0)
+                    .send_notice(SendNoticeRequest {
+                        notice: Some(n.clone()),
+                    })
+                    .await
+                    .unwrap_err();
+                assert_eq!(
+                    (r.code, r.message.as_str()),
+                    (single.code() as i32, single.message()),
+                    "notice {i}"
+                );
+            }
+            (_, Outcome::Sent(s)) if i != 7 && i != 19 => assert_eq!(s.id, n.id, "outcome {i} answers notice {i}"),
+            _ => panic!("notice {i}: {outcome:?}"),
+        }
+    }
+    c.eventually(20, "CHL receipts every notice sent", |c| {
+        notices
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 7 && *i != 19)
+            .all(|(_, n)| receipted_by(c, 0, &n.id) == ["CHL"])
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_notices_counts_against_the_operators_request_limits() {
+    use hotline::proto::send_notice_outcome::Result as Outcome;
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.limits = hotline::limits::LimitConfig {
+            requests_per_second: 1.0,
+            burst: 3.0,
+            in_flight: 100,
+        };
+    })
+    .await;
+    let requests: Vec<_> = (0..10)
+        .map(|i| SendNoticeRequest {
+            notice: Some(notice(&["CHL"], &format!("bulk {i}"))),
+        })
+        .collect();
+    let mut outcomes = c
+        .operator(0)
+        .send_notices(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut sent, mut exhausted) = (0, 0);
+    while let Some(o) = outcomes.message().await.unwrap() {
+        match o.result {
+            Some(Outcome::Sent(_)) => sent += 1,
+            Some(Outcome::Refused(r)) => {
+                assert_eq!(r.code, tonic::Code::ResourceExhausted as i32, "{}", r.message);
+                exhausted += 1;
+            }
+            None => panic!("an empty outcome"),
+        }
+    }
+    assert_eq!(sent + exhausted, 10);
+    assert!(sent <= 4 && exhausted >= 6, "{sent} sent, {exhausted} refused");
+}
