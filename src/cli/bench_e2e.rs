@@ -18,6 +18,7 @@ use hotline::config::Config;
 use hotline::proto::operator_client::OperatorClient;
 use hotline::proto::{
     Category, Notice, NoticeKind, SendNoticeRequest, Severity, StatusRequest, Tlp, WatchEventsRequest, event,
+    send_notice_outcome,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -200,29 +201,51 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
         }
 
         say(&format!(
-            "throughput: {} exchanges A -> B, {} in flight...",
+            "throughput: {} exchanges A -> B, {} in flight, notices sent over one SendNotices stream...",
             args.exchanges, args.concurrency
         ));
+        let (notices, queued) = tokio::sync::mpsc::channel(1024);
+        let mut outcomes = a
+            .clone()
+            .send_notices(tokio_stream::wrappers::ReceiverStream::new(queued))
+            .await?
+            .into_inner();
+        // A refused notice never gets a receipt: stop at the first, with its reason.
+        let refused: Arc<Mutex<Option<String>>> = Arc::default();
+        {
+            let refused = refused.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(o)) = outcomes.message().await {
+                    if let Some(send_notice_outcome::Result::Refused(r)) = o.result {
+                        *refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.message);
+                    }
+                }
+            });
+        }
+        let failed = || refused.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let t = Instant::now();
-        let sent = Arc::new(AtomicU64::new(0));
-        let mut i = 0;
-        while i < args.exchanges {
-            if sent.load(Ordering::Relaxed) - receipted.load(Ordering::Relaxed) >= args.concurrency {
+        let mut sent = 0;
+        while sent < args.exchanges {
+            if let Some(why) = failed() {
+                anyhow::bail!("node A refused a notice: {why}");
+            }
+            if sent.saturating_sub(receipted.load(Ordering::Relaxed)) >= args.concurrency {
                 tokio::time::sleep(Duration::from_micros(200)).await;
                 continue;
             }
-            sent.fetch_add(1, Ordering::Relaxed);
-            let mut c = a.clone();
-            tokio::spawn(async move {
-                let _ = c
-                    .send_notice(SendNoticeRequest {
-                        notice: Some(bench_notice(i)),
-                    })
-                    .await;
-            });
-            i += 1;
+            notices
+                .send(SendNoticeRequest {
+                    notice: Some(bench_notice(sent)),
+                })
+                .await
+                .context("node A closed the SendNotices stream")?;
+            sent += 1;
         }
+        drop(notices);
         while receipted.load(Ordering::Relaxed) < args.exchanges {
+            if let Some(why) = failed() {
+                anyhow::bail!("node A refused a notice: {why}");
+            }
             anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "throughput run did not finish");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
