@@ -259,11 +259,7 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_over_its_request_rate_gets_resource_exhausted_and_others_are_unaffected() {
     let c = Cluster::start_with(&["PER", "CHL", "ARG"], FAST_NORMS, |config| {
-        config.limits = hotline::limits::LimitConfig {
-            requests_per_second: 1.0,
-            burst: 3.0,
-            in_flight: 100,
-        };
+        config.limits = common::TIGHT_LIMITS;
     })
     .await;
     let chl = key(&c, 1);
@@ -468,11 +464,7 @@ async fn an_empty_or_oversized_batch_is_invalid_argument() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_envelope_of_a_batch_counts_against_the_peers_request_rate() {
     let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
-        config.limits = hotline::limits::LimitConfig {
-            requests_per_second: 1.0,
-            burst: 3.0,
-            in_flight: 100,
-        };
+        config.limits = common::TIGHT_LIMITS;
     })
     .await;
     let chl = key(&c, 1);

@@ -275,22 +275,7 @@ async fn notices_sent_over_one_stream_are_answered_in_order_each_as_send_notice_
         .collect();
     notices[7].title = String::new();
     notices[19].to = vec!["XXX".into()];
-    let requests: Vec<_> = notices
-        .iter()
-        .map(|n| SendNoticeRequest {
-            notice: Some(n.clone()),
-        })
-        .collect();
-    let mut outcomes = c
-        .operator(0)
-        .send_notices(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut answered = Vec::new();
-    while let Some(o) = outcomes.message().await.unwrap() {
-        answered.push(o.result.expect("every outcome says what happened"));
-    }
+    let answered = c.send_stream(0, notices.clone()).await;
     assert_eq!(answered.len(), notices.len(), "one outcome per notice");
     for (i, (n, outcome)) in notices.iter().zip(&answered).enumerate() {
         match (i, outcome) {
@@ -326,33 +311,18 @@ async fn notices_sent_over_one_stream_are_answered_in_order_each_as_send_notice_
 async fn a_stream_of_notices_counts_against_the_operators_request_limits() {
     use hotline::proto::send_notice_outcome::Result as Outcome;
     let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
-        config.limits = hotline::limits::LimitConfig {
-            requests_per_second: 1.0,
-            burst: 3.0,
-            in_flight: 100,
-        };
+        config.limits = common::TIGHT_LIMITS;
     })
     .await;
-    let requests: Vec<_> = (0..10)
-        .map(|i| SendNoticeRequest {
-            notice: Some(notice(&["CHL"], &format!("bulk {i}"))),
-        })
-        .collect();
-    let mut outcomes = c
-        .operator(0)
-        .send_notices(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
+    let notices = (0..10).map(|i| notice(&["CHL"], &format!("bulk {i}"))).collect();
     let (mut sent, mut exhausted) = (0, 0);
-    while let Some(o) = outcomes.message().await.unwrap() {
-        match o.result {
-            Some(Outcome::Sent(_)) => sent += 1,
-            Some(Outcome::Refused(r)) => {
+    for outcome in c.send_stream(0, notices).await {
+        match outcome {
+            Outcome::Sent(_) => sent += 1,
+            Outcome::Refused(r) => {
                 assert_eq!(r.code, tonic::Code::ResourceExhausted as i32, "{}", r.message);
                 exhausted += 1;
             }
-            None => panic!("an empty outcome"),
         }
     }
     assert_eq!(sent + exhausted, 10);

@@ -169,6 +169,13 @@ pub fn tls_agreement(parties: &[TlsParty]) -> hotline::agreement::Agreement {
 /// Norms compressed to seconds.
 pub const FAST_NORMS: &str = hotline::setup::DEMO_NORMS;
 
+/// Request limits a test can run into: one a second, bursts of three.
+pub const TIGHT_LIMITS: hotline::limits::LimitConfig = hotline::limits::LimitConfig {
+    requests_per_second: 1.0,
+    burst: 3.0,
+    in_flight: 100,
+};
+
 /// Parties on loopback, each a real node over mutual TLS with its own SQLite file.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -234,6 +241,29 @@ impl Cluster {
             .unwrap()
             .into_inner()
             .id
+    }
+
+    /// Sends `notices` through node `i`'s operator over one `SendNotices`
+    /// stream and returns every outcome, in the order they came.
+    pub async fn send_stream(
+        &self,
+        i: usize,
+        notices: Vec<hotline::proto::Notice>,
+    ) -> Vec<hotline::proto::send_notice_outcome::Result> {
+        let requests = notices
+            .into_iter()
+            .map(|n| hotline::proto::SendNoticeRequest { notice: Some(n) });
+        let mut outcomes = self
+            .operator(i)
+            .send_notices(tokio_stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut answered = Vec::new();
+        while let Some(o) = outcomes.message().await.unwrap() {
+            answered.push(o.result.expect("every outcome says what happened"));
+        }
+        answered
     }
 
     /// Waits up to `secs` for `check` to hold.
