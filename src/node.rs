@@ -16,7 +16,7 @@ use crate::agreement::{Agreement, SignedAgreement, TlsIdentity};
 use crate::clock;
 use crate::config::Config;
 use crate::envelope::{self, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
-use crate::keys::{IdentityKey, Keyring, TrustedKey};
+use crate::keys::{IdentityKey, Keyring};
 use crate::log::entry;
 use crate::log::tree::{proof_from_wire, proof_to_wire};
 use crate::log::{Log, LogError, checkpoint};
@@ -478,16 +478,8 @@ impl Node {
         envelopes: Vec<Envelope>,
         sender_checkpoint: Option<SignedCheckpoint>,
     ) -> Vec<Result<Envelope, NodeError>> {
-        let now = clock::now();
-        let signers: Vec<_> = envelopes
-            .iter()
-            .map(|e| envelope::verify(e, &e.payload_type, &self.keyring, now).cloned())
-            .collect();
-        let mut admitted: Vec<Result<Admitted, NodeError>> = envelopes
-            .into_iter()
-            .zip(signers)
-            .map(|(env, signer)| self.admit(caller, env, signer))
-            .collect();
+        let mut admitted: Vec<Result<Admitted, NodeError>> =
+            envelopes.into_iter().map(|env| self.admit(caller, env)).collect();
         if let Some(note) = sender_checkpoint.map(|c| c.note) {
             let first_key = admitted.iter().find_map(|a| a.as_ref().ok()).map(|a| a.key.clone());
             if let Some(key) = first_key {
@@ -524,14 +516,9 @@ impl Node {
         .await
     }
 
-    /// Checks one delivered envelope, in the agreed order, given the outcome
-    /// of its signature check; the sender's checkpoint is checked after.
-    fn admit(
-        &self,
-        caller: &str,
-        env: Envelope,
-        signer: Result<TrustedKey, envelope::EnvelopeError>,
-    ) -> Result<Admitted, NodeError> {
+    /// Checks one delivered envelope, in the agreed order; the sender's
+    /// checkpoint is checked after.
+    fn admit(&self, caller: &str, env: Envelope) -> Result<Admitted, NodeError> {
         let kind = match env.payload_type.as_str() {
             NOTICE_TYPE => "notice",
             RESPONSE_TYPE => "response",
@@ -541,7 +528,8 @@ impl Node {
                 )));
             }
         };
-        let signer = signer.map_err(|e| NodeError::Unauthenticated(format!("envelope from {caller}: {e}")))?;
+        let signer = envelope::verify(&env, &env.payload_type, &self.keyring, clock::now())
+            .map_err(|e| NodeError::Unauthenticated(format!("envelope from {caller}: {e}")))?;
         if signer.party != caller {
             return Err(NodeError::PermissionDenied(format!(
                 "envelope is signed by party {} but was delivered by {caller}",
@@ -602,7 +590,7 @@ impl Node {
             env,
             sha,
             parsed,
-            key: signer.key,
+            key: signer.key.clone(),
         })
     }
 
@@ -784,15 +772,10 @@ impl Node {
         Ok(receipt)
     }
 
-    /// Checks a receipt for our message `m` delivered to `party`, whose
-    /// signature verified as `signer`'s, then logs it.
-    async fn accept_receipt(
-        self: &Arc<Self>,
-        m: &StoredMessage,
-        party: &str,
-        env: Envelope,
-        signer: TrustedKey,
-    ) -> Result<(), String> {
+    /// Checks a receipt for our message `m` delivered to `party`, then logs it.
+    async fn accept_receipt(self: &Arc<Self>, m: &StoredMessage, party: &str, env: Envelope) -> Result<(), String> {
+        let signer =
+            envelope::verify(&env, RECEIPT_TYPE, &self.keyring, clock::now()).map_err(|e| format!("receipt: {e}"))?;
         if signer.party != party {
             return Err(format!("receipt signed by {} instead of {party}", signer.party));
         }
@@ -934,29 +917,13 @@ impl Node {
                 None => Err("the peer's outcome is empty".into()),
             })
             .collect();
-        let now = clock::now();
-        let signers: Vec<_> = receipts
-            .iter()
-            .flatten()
-            .map(|e| {
-                envelope::verify(e, RECEIPT_TYPE, &self.keyring, now)
-                    .cloned()
-                    .map_err(|e| format!("receipt: {e}"))
-            })
-            .collect();
-        let mut signers = signers.into_iter();
         // Accepted concurrently, so the log writer takes them in one batch.
         let accepting: Vec<_> = messages
             .into_iter()
             .zip(receipts)
             .map(|(m, receipt)| {
-                let signer = receipt.is_ok().then(|| signers.next()).flatten();
                 let (node, party) = (self.clone(), party.to_owned());
-                tokio::spawn(async move {
-                    let receipt = receipt?;
-                    let signer = signer.unwrap_or_else(|| Err("receipt was not checked".into()))?;
-                    node.accept_receipt(&m, &party, receipt, signer).await
-                })
+                tokio::spawn(async move { node.accept_receipt(&m, &party, receipt?).await })
             })
             .collect();
         join_in_order(accepting, |e| Err(format!("receipt task failed: {e}"))).await
