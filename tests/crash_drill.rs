@@ -96,7 +96,11 @@ async fn sigkill_under_load_loses_and_duplicates_nothing() {
                     let mut k = 0;
                     while Instant::now() < stop_at {
                         let n = common::notice(&["B"], &format!("round {round} worker {w} notice {k}"));
-                        if let Ok(r) = a.send_notice(SendNoticeRequest { notice: Some(n) }).await {
+                        // A call to a node killed mid-call once never returned (the
+                        // client's connection state hung, with no socket left); one
+                        // that times out counts as not acknowledged, like an error.
+                        let call = a.send_notice(SendNoticeRequest { notice: Some(n) });
+                        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(10), call).await {
                             acked.lock().unwrap().push(r.into_inner().id);
                         }
                         k += 1;
