@@ -41,13 +41,18 @@ impl OperatorService {
     /// An operator call that writes: counted against the operator's limits.
     fn writer<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
         let who = self.operator(req)?;
-        let admitted = self.node.limits.admit(&format!("operator {who}"))?;
+        let admitted = admit(&self.node, &who)?;
         Ok((who, admitted))
     }
 
     fn reader<T>(&self, req: &Request<T>) -> Result<String, Status> {
         require_local(&self.node.identifier, req, &[Role::Operator, Role::Auditor])
     }
+}
+
+/// Counts one write by operator `who` against its limits.
+fn admit(node: &Node, who: &str) -> Result<crate::limits::Admitted, Status> {
+    node.limits.admit(&format!("operator {who}"))
 }
 
 /// Signs, logs and queues one notice for `who`.
@@ -103,7 +108,7 @@ impl Operator for OperatorService {
                             let (node, who) = (node.clone(), who.clone());
                             Ok(tokio::spawn(
                                 async move {
-                                    let _admitted = node.limits.admit(&format!("operator {who}"))?;
+                                    let _admitted = admit(&node, &who)?;
                                     send_one(&node, &who, r).await
                                 }
                                 .in_current_span(),
