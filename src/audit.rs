@@ -9,9 +9,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::keys::VerifierKey;
+use crate::log::Log;
 use crate::log::tree::proof_to_wire;
 use crate::log::verify::{Replay, Report, VerifyError};
-use crate::log::{Log, LogReader};
 use crate::proto::audit_client::AuditClient;
 use crate::proto::audit_server::Audit;
 use crate::proto::{
@@ -128,7 +128,7 @@ impl Audit for AuditService {
         req: Request<ConsistencyProofRequest>,
     ) -> Result<Response<ConsistencyProof>, Status> {
         self.allow(&req)?;
-        Ok(Response::new(consistency_proof(self.log.reader(), req.into_inner())?))
+        Ok(Response::new(self.log.reader().prove_consistency(req.get_ref())?))
     }
 
     #[tracing::instrument(name = "Audit.ListWitnessedCheckpoints", skip_all, err)]
@@ -152,17 +152,6 @@ impl Audit for AuditService {
                 .collect(),
         }))
     }
-}
-
-/// Answers a consistency proof request from the log; shared by the Audit and
-/// Federation services.
-pub fn consistency_proof(log: &LogReader, req: ConsistencyProofRequest) -> Result<ConsistencyProof, Status> {
-    let (new_size, proof) = log.consistency_proof(req.old_size, req.new_size)?;
-    Ok(ConsistencyProof {
-        old_size: req.old_size,
-        new_size,
-        hashes: proof_to_wire(&proof),
-    })
 }
 
 /// Verifies a running node's log through its Audit service: fetches the

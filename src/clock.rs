@@ -72,3 +72,82 @@ pub fn format_duration(d: Duration) -> String {
 pub fn now_ms() -> i64 {
     (now().unix_timestamp_nanos() / 1_000_000) as i64
 }
+
+/// Where a node reads the time and waits for it: the system clock, or a
+/// manual clock that tests advance by hand, so deadlines, retries and
+/// scheduled checks run without waiting on the wall clock.
+#[derive(Clone, Debug, Default)]
+pub struct Clock(Option<std::sync::Arc<Manual>>);
+
+/// A manual clock's time, and a signal to its sleepers when it moves.
+#[derive(Debug)]
+struct Manual {
+    now: std::sync::Mutex<OffsetDateTime>,
+    moved: tokio::sync::watch::Sender<()>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self(None)
+    }
+
+    /// A clock that stands at `start` until [`Clock::advance`] moves it.
+    pub fn manual(start: OffsetDateTime) -> Self {
+        Self(Some(std::sync::Arc::new(Manual {
+            now: std::sync::Mutex::new(start),
+            moved: tokio::sync::watch::channel(()).0,
+        })))
+    }
+
+    /// The current instant.
+    pub fn now(&self) -> OffsetDateTime {
+        match &self.0 {
+            None => now(),
+            Some(m) => *m.now.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch, as deadlines are stored.
+    pub fn now_ms(&self) -> i64 {
+        (self.now().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    /// Waits until `d` has passed on this clock.
+    pub async fn sleep(&self, d: Duration) {
+        let Some(m) = &self.0 else {
+            return tokio::time::sleep(d).await;
+        };
+        let until = self.now() + d;
+        let mut moved = m.moved.subscribe();
+        while self.now() < until {
+            if moved.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the instant `ms` (ms since the epoch) on this clock.
+    pub async fn sleep_until_ms(&self, ms: i64) {
+        let wait = ms - self.now_ms();
+        if wait > 0 {
+            self.sleep(Duration::from_millis(wait as u64)).await;
+        }
+    }
+
+    /// Moves a manual clock forward by `d` and wakes whoever waits on it; the
+    /// system clock cannot be moved, so this does nothing there.
+    pub fn advance(&self, d: Duration) {
+        if let Some(m) = &self.0 {
+            *m.now.lock().unwrap_or_else(|e| e.into_inner()) += d;
+            m.moved.send_replace(());
+        }
+    }
+}
+
+/// Converts ms since the epoch, as deadlines are stored, to a protobuf timestamp.
+pub fn ms_to_proto(ms: i64) -> Option<Timestamp> {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .map(to_proto)
+}

@@ -101,9 +101,6 @@ impl Federation for FederationService {
     ) -> Result<Response<ConsistencyProof>, Status> {
         let peer = self.peer(&req)?;
         let _admitted = self.node.limits.admit(&peer)?;
-        Ok(Response::new(crate::audit::consistency_proof(
-            self.node.log.reader(),
-            req.into_inner(),
-        )?))
+        Ok(Response::new(self.node.log.reader().prove_consistency(req.get_ref())?))
     }
 }

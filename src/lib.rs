@@ -38,6 +38,14 @@ pub mod setup;
 
 pub mod state;
 
+pub mod events;
+
+pub mod peers;
+
+pub mod tasks;
+
+pub mod norm_event;
+
 pub mod node;
 
 pub mod witness;

@@ -218,3 +218,106 @@ pub fn decode_notice(payload: &[u8]) -> Result<Notice, MessageError> {
 pub fn decode_response(payload: &[u8]) -> Result<Response, MessageError> {
     Response::decode(payload).map_err(|e| invalid("payload", format!("not a hotline.v1.Response: {e}")))
 }
+
+/// What a message is: a notice or a response. Stored as `notice` or `response`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A notice (an incident, request, communication check, ...).
+    Notice,
+    /// A response to a notice.
+    Response,
+}
+
+impl Kind {
+    /// The kind of an envelope's payload type, if it is one that can be delivered.
+    pub fn of_payload_type(payload_type: &str) -> Option<Self> {
+        match payload_type {
+            crate::envelope::NOTICE_TYPE => Some(Kind::Notice),
+            crate::envelope::RESPONSE_TYPE => Some(Kind::Response),
+            _ => None,
+        }
+    }
+
+    /// The name stored in the database and shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Notice => "notice",
+            Kind::Response => "response",
+        }
+    }
+}
+
+/// A decoded notice or response, with what every message has in common.
+#[derive(Clone, Debug)]
+pub enum Message {
+    /// A notice.
+    Notice(Notice),
+    /// A response to a notice.
+    Response(Response),
+}
+
+impl Message {
+    /// Decodes a payload of `kind`; the bytes stay the signed ones.
+    pub fn decode(kind: Kind, payload: &[u8]) -> Result<Self, MessageError> {
+        Ok(match kind {
+            Kind::Notice => Message::Notice(decode_notice(payload)?),
+            Kind::Response => Message::Response(decode_response(payload)?),
+        })
+    }
+
+    /// Notice or response.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::Notice(_) => Kind::Notice,
+            Message::Response(_) => Kind::Response,
+        }
+    }
+
+    /// The message id (UUIDv7), its idempotency key.
+    pub fn id(&self) -> &str {
+        match self {
+            Message::Notice(n) => &n.id,
+            Message::Response(r) => &r.id,
+        }
+    }
+
+    /// The sending party.
+    pub fn from(&self) -> &str {
+        match self {
+            Message::Notice(n) => &n.from,
+            Message::Response(r) => &r.from,
+        }
+    }
+
+    /// The recipients.
+    pub fn to(&self) -> &[String] {
+        match self {
+            Message::Notice(n) => &n.to,
+            Message::Response(r) => &r.to,
+        }
+    }
+
+    /// When the sender says it was written.
+    pub fn created_at(&self) -> Option<&prost_types::Timestamp> {
+        match self {
+            Message::Notice(n) => n.created_at.as_ref(),
+            Message::Response(r) => r.created_at.as_ref(),
+        }
+    }
+
+    /// The notice the message belongs to.
+    pub fn thread(&self) -> &str {
+        match self {
+            Message::Notice(n) => thread_of(n),
+            Message::Response(r) => &r.notice_id,
+        }
+    }
+
+    /// Checks every field rule of the message.
+    pub fn validate(&self, norms: &Norms) -> Result<(), MessageError> {
+        match self {
+            Message::Notice(n) => validate_notice(n, norms),
+            Message::Response(r) => validate_response(r, norms),
+        }
+    }
+}

@@ -1,38 +1,41 @@
 //! The norms worker: watches the running clocks and logs each missed
 //! deadline once, and sends communication checks on the agreed interval.
+//! It reads the time from the node's clock, so tests move it by hand.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::clock;
-use crate::node::Node;
+use crate::log::{LogError, StateError};
+use crate::node::{Node, NodeError};
+use crate::norm_event;
+use crate::proto::NormEventKind;
 use crate::state;
 
-/// Runs until `stop` turns true.
-pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let every = node.agreement.norms.comm_check_every;
-    let mut next_check = Instant::now() + every;
-    let tick = (node.agreement.norms.receipt_within / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+/// Runs until the node's tasks are told to stop.
+pub async fn run(node: Arc<Node>) {
+    let norms = &node.agreement.norms;
+    let every_ms = norms.comm_check_every.as_millis() as i64;
+    let mut next_check = node.clock.now_ms() + every_ms;
+    let tick = (norms.receipt_within / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
-        match node.read(|c| state::running_deadlines(c, clock::now_ms())) {
+        match node.read(|c| state::running_deadlines(c, node.clock.now_ms())) {
             Ok(due) => {
                 for d in due {
-                    if let Err(e) = node.miss(&d).await {
+                    if let Err(e) = miss(&node, &d).await {
                         tracing::error!(error = %e, "cannot log a missed deadline");
                     }
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot read deadlines"),
         }
-        if Instant::now() >= next_check {
-            next_check = Instant::now() + every;
-            let node = node.clone();
-            tokio::spawn(
+        if node.clock.now_ms() >= next_check {
+            next_check = node.clock.now_ms() + every_ms;
+            let checker = node.clone();
+            node.tasks.spawn(
                 async move {
-                    if let Err(e) = node.comm_check(None, "hotline").await {
+                    if let Err(e) = checker.comm_check(None, "hotline").await {
                         tracing::warn!(error = %e, "scheduled communication check failed");
                     }
                 }
@@ -40,8 +43,36 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             );
         }
         tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = stop.changed() => return,
+            _ = node.clock.sleep(tick) => {}
+            _ = node.tasks.stopping() => return,
         }
+    }
+}
+
+/// Logs a missed deadline exactly once and tells operators; a clock met or
+/// missed meanwhile is left alone.
+pub async fn miss(node: &Node, d: &state::Running) -> Result<(), NodeError> {
+    let owed = d.kind.as_str_name().trim_start_matches("DEADLINE_").to_lowercase();
+    let event = norm_event::new(
+        NormEventKind::DeadlineMissed,
+        &d.party,
+        &d.message_id,
+        d.kind,
+        Some(d.due_ms),
+        node.clock.now(),
+        format!("{} owed a {owed} for {}", d.party, d.message_id),
+    );
+    let running = d.clone();
+    match norm_event::log(&node.log, node.events(), event, move |c| {
+        state::miss_deadline(c, &running)
+    })
+    .await
+    {
+        Ok(()) => {
+            tracing::warn!(party = %d.party, message_id = %d.message_id, deadline = ?d.kind, "deadline missed");
+            Ok(())
+        }
+        Err(LogError::Refused(StateError::NotRunning(_))) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

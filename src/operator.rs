@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::clock;
+use crate::message::Kind;
 use crate::node::Node;
 use crate::proto::operator_server::Operator;
 use crate::proto::{
@@ -60,8 +61,11 @@ async fn send_one(node: &Node, who: &str, req: SendNoticeRequest) -> Result<Send
     let notice = req
         .notice
         .ok_or_else(|| Status::invalid_argument("field notice is required"))?;
-    let (id, log_index) = node.send_notice(notice, who).await?;
-    Ok(SendNoticeResponse { id, log_index })
+    let sent = node.send_notice(notice, who).await?;
+    Ok(SendNoticeResponse {
+        id: sent.id,
+        log_index: sent.log_index,
+    })
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
@@ -69,12 +73,6 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
 /// How many notices of one `SendNotices` stream are signed and logged at
 /// once; the stream reads no further until the oldest is answered.
 const STREAM_IN_FLIGHT: usize = 256;
-
-fn ms_to_proto(ms: i64) -> Option<prost_types::Timestamp> {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .map(clock::to_proto)
-}
 
 #[tonic::async_trait]
 impl Operator for OperatorService {
@@ -100,7 +98,7 @@ impl Operator for OperatorService {
         let (pending_tx, mut pending) = mpsc::channel(STREAM_IN_FLIGHT);
         let (out_tx, out) = mpsc::channel(STREAM_IN_FLIGHT);
         let node = self.node.clone();
-        tokio::spawn(
+        self.node.tasks.spawn(
             async move {
                 loop {
                     let next = match incoming.message().await {
@@ -125,7 +123,7 @@ impl Operator for OperatorService {
             }
             .in_current_span(),
         );
-        tokio::spawn(async move {
+        self.node.tasks.spawn(async move {
             while let Some(next) = pending.recv().await {
                 let item = match next {
                     Ok(task) => Ok(SendNoticeOutcome {
@@ -156,8 +154,11 @@ impl Operator for OperatorService {
             .ok()
             .filter(|s| *s != ResponseStatus::Unspecified)
             .ok_or_else(|| Status::invalid_argument(format!("field status: {} is not a response status", r.status)))?;
-        let (id, log_index) = self.node.respond(&r.notice_id, status, &r.text, &who).await?;
-        Ok(Response::new(RespondResponse { id, log_index }))
+        let sent = self.node.respond(&r.notice_id, status, &r.text, &who).await?;
+        Ok(Response::new(RespondResponse {
+            id: sent.id,
+            log_index: sent.log_index,
+        }))
     }
 
     #[tracing::instrument(name = "Operator.ListNotices", skip_all, err)]
@@ -172,10 +173,13 @@ impl Operator for OperatorService {
                 .into_iter()
                 .map(|m| {
                     let receipted_by = state::receipts(c, &m.id)?.into_iter().map(|(p, _)| p).collect();
-                    let responses = state::thread(c, &m.id)?.iter().filter(|t| t.kind == "response").count() as u32;
+                    let responses = state::thread(c, &m.id)?
+                        .iter()
+                        .filter(|t| t.kind == Kind::Response)
+                        .count() as u32;
                     Ok(NoticeSummary {
                         notice: crate::message::decode_notice(&m.envelope.payload).ok(),
-                        direction: m.direction,
+                        direction: m.direction.as_str().to_owned(),
                         receipted_by,
                         responses,
                     })
@@ -190,13 +194,13 @@ impl Operator for OperatorService {
         self.reader(&req)?;
         let id = req.into_inner().id;
         let thread = self.node.read(|c| {
-            let Some(notice) = state::message(c, &id)?.filter(|m| m.kind == "notice") else {
+            let Some(notice) = state::message(c, &id)?.filter(|m| m.kind == Kind::Notice) else {
                 return Ok(None);
             };
             let messages = state::thread(c, &id)?;
             let mut receipts: Vec<_> = state::receipts(c, &id)?.into_iter().map(|(_, e)| e).collect();
             let mut responses = Vec::new();
-            for m in messages.iter().filter(|m| m.kind == "response") {
+            for m in messages.iter().filter(|m| m.kind == Kind::Response) {
                 responses.push(m.envelope.clone());
                 receipts.extend(state::receipts(c, &m.id)?.into_iter().map(|(_, e)| e));
             }
@@ -249,7 +253,7 @@ impl Operator for OperatorService {
                 last_comm_check_ok: checks
                     .iter()
                     .find(|(party, _)| *party == p.id)
-                    .and_then(|(_, ms)| ms_to_proto(*ms)),
+                    .and_then(|(_, ms)| clock::ms_to_proto(*ms)),
                 witnessed_size: witnessed,
             });
         }
@@ -263,7 +267,7 @@ impl Operator for OperatorService {
                     party: d.party,
                     message_id: d.message_id,
                     deadline: d.kind as i32,
-                    due_at: ms_to_proto(d.due_ms),
+                    due_at: clock::ms_to_proto(d.due_ms),
                 })
                 .collect(),
             recent_norm_events: events,

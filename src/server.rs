@@ -1,16 +1,17 @@
 //! Starting and stopping a node: the gRPC server with its three services,
-//! health checking and reflection, and the background workers. Shutdown
-//! stops accepting calls, lets in-flight ones and the log's batches finish.
+//! health checking and reflection, and the background workers, all owned by
+//! the node's task set. Shutdown stops accepting calls, lets in-flight ones
+//! and the log's batches finish, and reports a panic of any task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::audit::AuditService;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::federation::FederationService;
 use crate::node::{Node, NodeError};
@@ -18,10 +19,15 @@ use crate::operator::OperatorService;
 use crate::proto::audit_server::AuditServer;
 use crate::proto::federation_server::FederationServer;
 use crate::proto::operator_server::OperatorServer;
+use crate::tasks::TaskPanicked;
 use crate::{delivery, norms, transport};
 
 /// The largest gRPC message a node accepts (the agreement's notice limit plus envelope overhead).
 const MAX_MESSAGE_BYTES: usize = crate::agreement::MAX_NOTICE_BYTES_LIMIT as usize + 64 * 1024;
+
+/// How long calls in flight and background tasks have to finish at shutdown
+/// before the rest are aborted (deliveries stay in the outbox).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A node that is serving.
 pub struct Running {
@@ -29,13 +35,12 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Its shared state.
     pub node: Arc<Node>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts the node of `config`, on `listener` if given (tests bind port 0 first).
-pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Running, NodeError> {
-    let node = Node::open(config).await?;
+/// Starts the node of `config`, on `listener` if given (tests bind port 0
+/// first), reading the time from `clock`.
+pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock) -> Result<Running, NodeError> {
+    let node = Node::open(config, clock).await?;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.listen)
@@ -57,8 +62,6 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Run
         .collect::<Vec<_>>()
         .join("\n");
     let cert = config.node_cert().map_err(|e| NodeError::Setup(e.to_string()))?;
-    let (stop, stopped) = watch::channel(false);
-    let mut shutdown = stopped.clone();
     let router = transport::server(&cert, &client_cas)
         .map_err(|e| NodeError::Setup(format!("TLS setup: {e}")))?
         .max_concurrent_streams(Some(config.concurrent_streams))
@@ -85,54 +88,36 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Run
         },
     );
     let party = node.party.clone();
-    let serve = tokio::spawn(
+    let server = node.clone();
+    node.tasks.spawn(
         async move {
-            let signal = async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            };
+            let signal = server.tasks.stopping();
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
                 tracing::error!(error = %e, "server stopped");
             }
         }
         .instrument(tracing::info_span!("server", party = %party)),
     );
-    let deliveries = tokio::spawn(
-        delivery::run(node.clone(), stopped.clone()).instrument(tracing::info_span!("delivery", party = %node.party)),
-    );
-    let clocks =
-        tokio::spawn(norms::run(node.clone(), stopped).instrument(tracing::info_span!("norms", party = %node.party)));
+    node.tasks
+        .spawn(delivery::run(node.clone()).instrument(tracing::info_span!("delivery", party = %node.party)));
+    node.tasks
+        .spawn(norms::run(node.clone()).instrument(tracing::info_span!("norms", party = %node.party)));
     tracing::info!(party = %node.party, %addr, "node serving");
-    Ok(Running {
-        addr,
-        node,
-        stop,
-        tasks: vec![serve, deliveries, clocks],
-    })
+    Ok(Running { addr, node })
 }
 
 impl Running {
-    /// Stops serving, finishes in-flight calls and log batches, and closes the log.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
+    /// Stops serving, finishes in-flight calls and log batches, awaits every
+    /// background task and closes the log; a panic in any task is the error.
+    pub async fn stop(self) -> Result<(), TaskPanicked> {
         let party = self.node.party.clone();
-        // Spawned tasks (witnessing, auto-answers) may still hold the node briefly.
-        let mut node = self.node;
-        for _ in 0..100 {
-            match Arc::try_unwrap(node) {
-                Ok(n) => {
-                    n.close();
-                    tracing::info!(%party, "node stopped");
-                    return;
-                }
-                Err(shared) => {
-                    node = shared;
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
+        let stopped = self.node.tasks.stop(STOP_GRACE).await;
+        match Arc::try_unwrap(self.node) {
+            Ok(node) => node.close(),
+            // A call's own task (a stream being answered) still holds it; the log closes with it.
+            Err(_) => tracing::warn!(%party, "node still shared at shutdown; its log closes when the last call ends"),
         }
-        tracing::warn!(%party, "node still shared at shutdown; its log closes when the last task ends");
+        tracing::info!(%party, "node stopped");
+        stopped
     }
 }

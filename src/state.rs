@@ -5,18 +5,39 @@
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::log::StateError;
+use crate::message::Kind;
 use crate::proto::log_entry::Body;
 use crate::proto::{Deadline, Envelope, LogEntry, NormEvent};
+
+/// Whether we sent a message or received it. Stored as `sent` or `received`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// We signed and sent it.
+    Sent,
+    /// A peer delivered it to us.
+    Received,
+}
+
+impl Direction {
+    /// The name stored in the database and shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Sent => "sent",
+            Direction::Received => "received",
+        }
+    }
+}
 
 /// A notice or response as stored.
 #[derive(Clone, Debug)]
 pub struct StoredMessage {
     /// UUIDv7.
     pub id: String,
-    /// `notice` or `response`.
-    pub kind: String,
-    /// `sent` or `received`.
-    pub direction: String,
+    /// Notice or response.
+    pub kind: Kind,
+    /// Sent or received.
+    pub direction: Direction,
     /// The sending party.
     pub sender: String,
     /// The notice id the message belongs to.
@@ -33,10 +54,20 @@ pub struct StoredMessage {
 
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     let entry: Vec<u8> = r.get(6)?;
+    let kind: String = r.get(1)?;
+    let direction: String = r.get(2)?;
     Ok(StoredMessage {
         id: r.get(0)?,
-        kind: r.get(1)?,
-        direction: r.get(2)?,
+        kind: if kind == "response" {
+            Kind::Response
+        } else {
+            Kind::Notice
+        },
+        direction: if direction == "sent" {
+            Direction::Sent
+        } else {
+            Direction::Received
+        },
         sender: r.get(3)?,
         thread: r.get(4)?,
         payload_sha256: r.get(5)?,
@@ -87,27 +118,33 @@ pub fn recent_notices(c: &Connection, limit: u32) -> rusqlite::Result<Vec<Stored
 }
 
 /// Records a message whose envelope is in log entry `log_index` (the row's
-/// own `log_index` is not read); fails if the id is taken.
-pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT INTO messages (id, kind, direction, sender, thread, payload_sha256, log_index, created_ms) \
+/// own `log_index` is not read); a duplicate if the id is taken.
+pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> Result<(), StateError> {
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO messages (id, kind, direction, sender, thread, payload_sha256, log_index, created_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        m.id,
-        m.kind,
-        m.direction,
-        m.sender,
-        m.thread,
-        m.payload_sha256,
-        log_index as i64,
-        m.created_ms
-    ])?;
-    Ok(())
+        )?
+        .execute(params![
+            m.id,
+            m.kind.as_str(),
+            m.direction.as_str(),
+            m.sender,
+            m.thread,
+            m.payload_sha256,
+            log_index as i64,
+            m.created_ms
+        ]);
+    match inserted {
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(StateError::Duplicate(format!("message {}", m.id)))
+        }
+        other => other.map(|_| ()).map_err(StateError::from),
+    }
 }
 
 /// Queues delivery of a message to a party.
-pub fn enqueue(c: &Connection, message_id: &str, party: &str, now_ms: i64) -> rusqlite::Result<()> {
+pub fn enqueue(c: &Connection, message_id: &str, party: &str, now_ms: i64) -> Result<(), StateError> {
     c.prepare_cached("INSERT OR IGNORE INTO outbox (message_id, party, next_attempt_ms) VALUES (?1, ?2, ?3)")?
         .execute(params![message_id, party, now_ms])?;
     Ok(())
@@ -149,22 +186,22 @@ pub fn outbox(c: &Connection) -> rusqlite::Result<Vec<Pending>> {
 }
 
 /// Records a failed attempt and when to retry.
-pub fn delivery_failed(c: &Connection, p: &Pending, next_ms: i64, error: &str) -> rusqlite::Result<()> {
+pub fn delivery_failed(c: &Connection, p: &Pending, next_ms: i64, error: &str) -> Result<(), StateError> {
     c.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?3, last_error = ?4 WHERE message_id = ?1 AND party = ?2")?
         .execute(params![p.message_id, p.party, next_ms, error])?;
     Ok(())
 }
 
 /// Records a verified receipt, which our log entry `entry_index` holds and
-/// the receiver logged at `log_index`, and closes the delivery; false if it
-/// was already recorded.
+/// the receiver logged at `log_index`, and closes the delivery; a duplicate
+/// if it was already recorded.
 pub fn record_receipt(
     c: &Connection,
     message_id: &str,
     party: &str,
     log_index: u64,
     entry_index: u64,
-) -> rusqlite::Result<bool> {
+) -> Result<(), StateError> {
     c.prepare_cached("DELETE FROM outbox WHERE message_id = ?1 AND party = ?2")?
         .execute(params![message_id, party])?;
     let n = c
@@ -172,7 +209,10 @@ pub fn record_receipt(
             "INSERT OR IGNORE INTO receipts (message_id, party, log_index, entry_index) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![message_id, party, log_index as i64, entry_index as i64])?;
-    Ok(n == 1)
+    match n {
+        1 => Ok(()),
+        _ => Err(StateError::Duplicate(format!("receipt of {message_id} from {party}"))),
+    }
 }
 
 /// Receipts for a message: (party, envelope).
@@ -198,7 +238,7 @@ pub fn start_deadline(
     party: &str,
     kind: Deadline,
     due_ms: i64,
-) -> rusqlite::Result<()> {
+) -> Result<(), StateError> {
     c.prepare_cached(
         "INSERT OR IGNORE INTO deadlines (message_id, party, kind, due_ms, state) VALUES (?1, ?2, ?3, ?4, 'running')",
     )?
@@ -207,19 +247,26 @@ pub fn start_deadline(
 }
 
 /// Stops a running clock because the message arrived; true if it was running.
-pub fn meet_deadline(c: &Connection, message_id: &str, party: &str, kind: Deadline) -> rusqlite::Result<bool> {
+pub fn meet_deadline(c: &Connection, message_id: &str, party: &str, kind: Deadline) -> Result<bool, StateError> {
     let n = c
         .prepare_cached("UPDATE deadlines SET state = 'met' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'")?
         .execute(params![message_id, party, kind as i32])?;
     Ok(n == 1)
 }
 
-/// Marks a running clock missed; true if this call did it (so the event is logged once).
-pub fn miss_deadline(c: &Connection, message_id: &str, party: &str, kind: Deadline) -> rusqlite::Result<bool> {
+/// Marks a running clock missed; refused as no longer running unless this
+/// call did it, so the event is logged once.
+pub fn miss_deadline(c: &Connection, d: &Running) -> Result<(), StateError> {
     let n = c
         .prepare_cached("UPDATE deadlines SET state = 'missed' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'")?
-        .execute(params![message_id, party, kind as i32])?;
-    Ok(n == 1)
+        .execute(params![d.message_id, d.party, d.kind as i32])?;
+    match n {
+        1 => Ok(()),
+        _ => Err(StateError::NotRunning(format!(
+            "the {:?} clock of {} for {}",
+            d.kind, d.party, d.message_id
+        ))),
+    }
 }
 
 /// A running clock.
@@ -250,7 +297,7 @@ pub fn running_deadlines(c: &Connection, until_ms: i64) -> rusqlite::Result<Vec<
 }
 
 /// Keeps a norm event for status and threads.
-pub fn insert_norm_event(c: &Connection, log_index: u64, e: &NormEvent) -> rusqlite::Result<()> {
+pub fn insert_norm_event(c: &Connection, log_index: u64, e: &NormEvent) -> Result<(), StateError> {
     c.prepare_cached("INSERT INTO norm_events (log_index, message_id, event) VALUES (?1, ?2, ?3)")?
         .execute(params![log_index as i64, e.message_id, e.encode_to_vec()])?;
     Ok(())
@@ -269,7 +316,7 @@ pub fn norm_events(c: &Connection, message_id: Option<&str>, limit: u32) -> rusq
 }
 
 /// Records a successful communication check with `party`.
-pub fn comm_check_ok(c: &Connection, party: &str, at_ms: i64) -> rusqlite::Result<()> {
+pub fn comm_check_ok(c: &Connection, party: &str, at_ms: i64) -> Result<(), StateError> {
     c.prepare_cached(
         "INSERT INTO comm_checks (party, last_ok_ms) VALUES (?1, ?2) ON CONFLICT (party) DO UPDATE SET last_ok_ms = ?2",
     )?
@@ -291,12 +338,11 @@ pub fn last_witnessed(c: &Connection, party: &str) -> rusqlite::Result<Option<(u
         .optional()
 }
 
-/// Keeps a witnessed checkpoint; false if one of that size was already kept.
-pub fn insert_witnessed(c: &Connection, party: &str, size: u64, note: &[u8]) -> rusqlite::Result<bool> {
-    let n = c
-        .prepare_cached("INSERT OR IGNORE INTO witnessed (party, size, note) VALUES (?1, ?2, ?3)")?
+/// Keeps a witnessed checkpoint; one of that size kept already stays.
+pub fn insert_witnessed(c: &Connection, party: &str, size: u64, note: &[u8]) -> Result<(), StateError> {
+    c.prepare_cached("INSERT OR IGNORE INTO witnessed (party, size, note) VALUES (?1, ?2, ?3)")?
         .execute(params![party, size as i64, note])?;
-    Ok(n == 1)
+    Ok(())
 }
 
 /// The agreement version adopted last, with its hash.
@@ -310,7 +356,7 @@ pub fn adopted(c: &Connection) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
 }
 
 /// Records an agreement adoption.
-pub fn adopt(c: &Connection, version: u64, sha256: &[u8], log_index: u64) -> rusqlite::Result<()> {
+pub fn adopt(c: &Connection, version: u64, sha256: &[u8], log_index: u64) -> Result<(), StateError> {
     c.execute(
         "INSERT OR REPLACE INTO adopted (version, sha256, log_index) VALUES (?1, ?2, ?3)",
         params![version as i64, sha256, log_index as i64],

@@ -3,43 +3,60 @@
 
 use tonic::{Code, Request, Status};
 
-use crate::log::LogError;
+use crate::log::{LogError, StateError};
+use crate::message::MessageError;
 use crate::node::NodeError;
 use crate::tls::{Caller, Identifier, Role};
 
 impl From<LogError> for Status {
     fn from(e: LogError) -> Self {
-        let code = match &e {
-            LogError::OutOfRange { .. } => Code::OutOfRange,
-            LogError::Invalid { .. } => Code::InvalidArgument,
-            LogError::Rejected(_) => Code::FailedPrecondition,
-            LogError::Closed => Code::Unavailable,
-            LogError::Store(_) | LogError::Corrupt { .. } => Code::Internal,
-        };
-        if code == Code::Internal {
-            tracing::error!(error = %e, "log failure");
+        match &e {
+            LogError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
+            LogError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+            LogError::Refused(StateError::Duplicate(_)) => Status::already_exists(e.to_string()),
+            LogError::Refused(StateError::NotRunning(_)) => Status::failed_precondition(e.to_string()),
+            LogError::Closed => Status::unavailable("the node is stopping; try again once it is back"),
+            LogError::Refused(StateError::Storage(_)) | LogError::Store(_) | LogError::Corrupt { .. } => internal(&e),
         }
-        Status::new(code, e.to_string())
     }
 }
 
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Self {
-        if let NodeError::Log(log) = e {
+        use NodeError::*;
+        if let Log(log) = e {
             return log.into();
         }
         let code = match &e {
-            NodeError::Unauthenticated(_) => Code::Unauthenticated,
-            NodeError::PermissionDenied(_) => Code::PermissionDenied,
-            NodeError::InvalidArgument(_) => Code::InvalidArgument,
-            NodeError::NotFound(_) => Code::NotFound,
-            NodeError::AlreadyExists(_) => Code::AlreadyExists,
-            NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
-            NodeError::ResourceExhausted(_) => Code::ResourceExhausted,
-            NodeError::Setup(_) | NodeError::Log(_) => Code::Internal,
+            Log(_) | Internal(_) | Setup(_) => return internal(&e),
+            Message(MessageError::TooLarge { .. }) | PayloadTooLarge { .. } => Code::ResourceExhausted,
+            Message(MessageError::TlpForbidsForward { .. }) | OwnNotice(_) => Code::FailedPrecondition,
+            Message(_)
+            | MissingField(_)
+            | NotDeliverable(_)
+            | NotForUs { .. }
+            | NoCreatedAt
+            | FromTheFuture { .. }
+            | SenderCheckpoint(_)
+            | NotAPeer(_) => Code::InvalidArgument,
+            BadSignature { .. } => Code::Unauthenticated,
+            SignerIsNotCaller { .. } | FromIsNotCaller { .. } => Code::PermissionDenied,
+            IdReused(_) | IdTaken(_) => Code::AlreadyExists,
+            NoSuchPeer(_) | NoSuchNotice(_) | UnknownNotice { .. } => Code::NotFound,
         };
         Status::new(code, e.to_string())
     }
+}
+
+/// An internal failure: logged in full under a short reference, answered
+/// with fixed text naming only that reference, so no SQL, path or internal
+/// message reaches a peer or operator.
+fn internal(e: &dyn std::fmt::Display) -> Status {
+    let reference = format!("{:08x}", rand_core::RngCore::next_u32(&mut rand_core::OsRng));
+    tracing::error!(reference, error = %e, "internal error");
+    Status::internal(format!(
+        "internal error {reference}: the node could not complete this call; its operators can find the cause under this reference in its log"
+    ))
 }
 
 /// One refused item of a batch or stream, as the single-item call would

@@ -3,17 +3,19 @@
 //! extends the last one it holds from that peer, and logs it; a checkpoint the
 //! peer cannot prove consistent is a fork, logged as a norm event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::clock;
+use crate::clock::Clock;
+use crate::events::Events;
+use crate::keys::{Keyring, VerifierKey};
 use crate::log::tree::proof_from_wire;
-use crate::log::{checkpoint, entry};
-use crate::node::Node;
+use crate::log::{Log, checkpoint, entry};
+use crate::norm_event;
+use crate::peers::Peers;
 use crate::proto::log_entry::Body;
-use crate::proto::{
-    ConsistencyProofRequest, Deadline, NormEvent, NormEventKind, SignedCheckpoint, WitnessedCheckpoint, event,
-};
+use crate::proto::{ConsistencyProofRequest, Deadline, NormEventKind, SignedCheckpoint, WitnessedCheckpoint};
 use crate::state;
 
 /// How many recently verified checkpoint notes are remembered per peer:
@@ -24,32 +26,71 @@ const RECENT_NOTES: usize = 16;
 /// past that the smallest is dropped unchecked, with a warning.
 const MAX_SET_ASIDE: usize = 1024;
 
+/// How long a peer has to answer a consistency proof request.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A peer's checkpoints waiting to be checked, by size and root: two of one
 /// size with different roots are both kept, since together they are a fork.
-pub type SetAside = std::collections::BTreeMap<(u64, [u8; 32]), checkpoint::VerifiedCheckpoint>;
+type SetAside = std::collections::BTreeMap<(u64, [u8; 32]), checkpoint::VerifiedCheckpoint>;
 
-impl Node {
+/// The witness of every peer's log: what it verified and witnessed of each,
+/// and what waits to be checked. It is handed only what it needs: our log,
+/// the peers to ask for proofs, the agreement's keys, the event stream and
+/// the clock.
+pub struct Witness {
+    log: Arc<Log>,
+    peers: Peers,
+    keyring: Keyring,
+    events: Events,
+    clock: Clock,
+    /// The checkpoint notes verified last from each peer.
+    recent: Mutex<HashMap<String, VecDeque<checkpoint::VerifiedCheckpoint>>>,
+    /// Checkpoints of each peer set aside while another is being checked.
+    pending: Mutex<HashMap<String, SetAside>>,
+    /// The last checkpoint witnessed from each peer, held while one is checked.
+    witnessing: HashMap<String, tokio::sync::Mutex<Option<checkpoint::VerifiedCheckpoint>>>,
+}
+
+impl Witness {
+    /// A witness of every peer in `peers`, logging to `log`.
+    pub fn new(log: Arc<Log>, peers: Peers, keyring: Keyring, events: Events, clock: Clock) -> Self {
+        let witnessing = peers
+            .ids()
+            .map(|p| (p.clone(), tokio::sync::Mutex::new(None)))
+            .collect();
+        Self {
+            log,
+            peers,
+            keyring,
+            events,
+            clock,
+            recent: Default::default(),
+            pending: Default::default(),
+            witnessing,
+        }
+    }
+
     /// Verifies a peer's checkpoint note; the same bytes as the last one
     /// verified from that peer (one batch's checkpoint rides on many messages)
     /// are not verified again.
-    pub(crate) fn verify_peer_checkpoint(
+    pub fn verify(
         &self,
         party: &str,
         note: &[u8],
-        key: &crate::keys::VerifierKey,
+        key: &VerifierKey,
     ) -> Result<checkpoint::VerifiedCheckpoint, checkpoint::CheckpointError> {
-        let recent = |cache: &HashMap<String, std::collections::VecDeque<checkpoint::VerifiedCheckpoint>>| {
+        let recent = |cache: &HashMap<String, VecDeque<checkpoint::VerifiedCheckpoint>>| {
             cache
                 .get(party)?
                 .iter()
                 .find(|cp| cp.note == note && cp.origin == key.name())
                 .cloned()
         };
-        if let Some(cp) = recent(&self.last_notes.lock().unwrap_or_else(|e| e.into_inner())) {
+        if let Some(cp) = recent(&self.recent.lock().unwrap_or_else(|e| e.into_inner())) {
             return Ok(cp);
         }
         let cp = checkpoint::verify(note, key)?;
-        let mut cache = self.last_notes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let notes = cache.entry(party.to_owned()).or_default();
         if notes.len() >= RECENT_NOTES {
             notes.pop_front();
@@ -165,11 +206,14 @@ impl Node {
         cp: checkpoint::VerifiedCheckpoint,
     ) {
         if last.is_none() {
-            let key = self
-                .agreement
-                .party(party)
-                .and_then(|p| p.keys.iter().find(|k| k.valid_at(clock::now())));
-            let held = self.read(|c| state::last_witnessed(c, party)).ok().flatten();
+            let now = self.clock.now();
+            let key = self.keyring.keys().find(|k| k.party == party && k.valid_at(now));
+            let held = self
+                .log
+                .reader()
+                .read(|c| Ok(state::last_witnessed(c, party).ok().flatten()))
+                .ok()
+                .flatten();
             *last = held
                 .zip(key)
                 .and_then(|((_, note), key)| checkpoint::verify(&note, &key.key).ok());
@@ -200,36 +244,28 @@ impl Node {
             checkpoint: Some(SignedCheckpoint { note: cp.note.clone() }),
         });
         let (p, size, note) = (party.to_owned(), cp.size, cp.note);
-        let change = Box::new(move |c: &rusqlite::Connection, _| {
-            state::insert_witnessed(c, &p, size, &note).map_err(|e| e.to_string())?;
-            Ok(())
-        });
-        if let Err(e) = self.log.append_with(vec![entry::encode(body)], change, false).await {
+        let change = Box::new(move |c: &rusqlite::Connection, _| state::insert_witnessed(c, &p, size, &note));
+        let e = entry::encode(self.clock.now(), body);
+        if let Err(e) = self.log.append_with(vec![e], change, false).await {
             tracing::warn!(party, error = %e, "could not log witnessed checkpoint");
         }
     }
 
     /// Logs and announces a checkpoint of `party` that forks from what we witnessed.
     async fn log_fork(&self, party: &str, cp: &checkpoint::VerifiedCheckpoint, reason: &str) {
-        tracing::error!(party, reason, "peer checkpoint forks from the one we witnessed");
-        let ev = NormEvent {
-            kind: NormEventKind::CheckpointFork as i32,
-            party: party.to_owned(),
-            message_id: String::new(),
-            deadline: Deadline::Unspecified as i32,
-            due_at: None,
-            observed_at: Some(clock::to_proto(clock::now())),
-            detail: format!("checkpoint of size {} forks from the one witnessed: {reason}", cp.size),
-        };
-        let logged = ev.clone();
-        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
-            state::insert_norm_event(c, index, &logged).map_err(|e| e.to_string())
-        });
-        let body = Body::NormEvent(ev.clone());
-        if let Err(e) = self.log.append_with(vec![entry::encode(body)], change, false).await {
+        tracing::error!(party, reason, "peer checkpoint forks from the one witnessed");
+        let event = norm_event::new(
+            NormEventKind::CheckpointFork,
+            party,
+            "",
+            Deadline::Unspecified,
+            None,
+            self.clock.now(),
+            format!("checkpoint of size {} forks from the one witnessed: {reason}", cp.size),
+        );
+        if let Err(e) = norm_event::log(&self.log, &self.events, event, |_| Ok(())).await {
             tracing::warn!(party, error = %e, "could not log the fork");
         }
-        self.emit(event::Body::NormEvent(ev));
     }
 
     /// Asks `party` to prove `new` extends `old`: Err(None) if it cannot be asked, Err(Some) on a fork.
@@ -239,12 +275,12 @@ impl Node {
         old: &checkpoint::VerifiedCheckpoint,
         new: &checkpoint::VerifiedCheckpoint,
     ) -> Result<(), Option<String>> {
-        let mut client = self.peer(party).ok_or(None)?;
+        let mut client = self.peers.get(party).ok_or(None)?;
         let req = ConsistencyProofRequest {
             old_size: old.size,
             new_size: new.size,
         };
-        let proof = match tokio::time::timeout(Duration::from_secs(10), client.prove_consistency(req)).await {
+        let proof = match tokio::time::timeout(PROOF_TIMEOUT, client.prove_consistency(req)).await {
             Ok(Ok(p)) => p.into_inner(),
             // A peer that answers but cannot prove a checkpoint it signed has forked.
             Ok(Err(s)) if matches!(s.code(), tonic::Code::OutOfRange | tonic::Code::InvalidArgument) => {

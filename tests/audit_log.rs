@@ -233,20 +233,26 @@ async fn an_envelope_not_signed_under_the_adopted_agreement_is_named() {
     let p = common::parties(&["TST", "CHL"]);
     let signed = common::signed_agreement(&p, "", &[&p[0], &p[1]]);
     let sent = |k: &hotline::keys::IdentityKey| {
-        encode(Body::Sent(EnvelopeSent {
-            envelope: Some(hotline::envelope::sign(
-                hotline::envelope::NOTICE_TYPE,
-                b"n".to_vec(),
-                k,
-            )),
-            to: vec!["CHL".into()],
-        }))
+        encode(
+            hotline::clock::now(),
+            Body::Sent(EnvelopeSent {
+                envelope: Some(hotline::envelope::sign(
+                    hotline::envelope::NOTICE_TYPE,
+                    b"n".to_vec(),
+                    k,
+                )),
+                to: vec!["CHL".into()],
+            }),
+        )
     };
     log.append(vec![
-        encode(Body::AgreementAdopted(AgreementAdopted {
-            signed_note: signed.to_bytes(),
-            version: 1,
-        })),
+        encode(
+            hotline::clock::now(),
+            Body::AgreementAdopted(AgreementAdopted {
+                signed_note: signed.to_bytes(),
+                version: 1,
+            }),
+        ),
         sent(&p[0].key),
         sent(&hotline::keys::IdentityKey::generate("hotline.example/TST").unwrap()),
     ])
@@ -263,7 +269,7 @@ async fn an_envelope_not_signed_under_the_adopted_agreement_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_state_change_leaves_the_rest_of_its_batch_intact() {
-    use hotline::log::LogError;
+    use hotline::log::{LogError, StateError};
     let (dir, log, key) = common::temp_log();
     let log = std::sync::Arc::new(log);
     // 200 appends at once, so the writer commits them in shared batches.
@@ -275,10 +281,9 @@ async fn a_refused_state_change_leaves_the_rest_of_its_batch_intact() {
             tokio::spawn(async move {
                 let party = format!("P{i}");
                 let change = Box::new(move |c: &Connection, _| {
-                    c.execute("INSERT INTO comm_checks (party, last_ok_ms) VALUES (?1, 0)", [&party])
-                        .map_err(|e| e.to_string())?;
+                    c.execute("INSERT INTO comm_checks (party, last_ok_ms) VALUES (?1, 0)", [&party])?;
                     if i % 5 == 0 {
-                        Err(format!("{party} refused"))
+                        Err(StateError::NotRunning(party.clone()))
                     } else {
                         Ok(())
                     }
@@ -291,7 +296,7 @@ async fn a_refused_state_change_leaves_the_rest_of_its_batch_intact() {
     let mut indexes = Vec::new();
     for (i, task) in tasks.into_iter().enumerate() {
         match task.await.unwrap() {
-            Err(LogError::Rejected(why)) if i % 5 == 0 => assert_eq!(why, format!("P{i} refused")),
+            Err(LogError::Refused(StateError::NotRunning(why))) if i % 5 == 0 => assert_eq!(why, format!("P{i}")),
             Ok(done) if i % 5 != 0 => {
                 let root = hotline::log::checkpoint::verify(&done.checkpoint, key.verifier())
                     .unwrap()

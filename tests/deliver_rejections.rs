@@ -303,11 +303,12 @@ async fn connections_over_the_per_address_cap_are_closed() {
     assert!(held.len() <= 3);
     drop(held);
     // Once they close, a peer can connect again.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let chl = key(&c, 1);
-    deliver(&mut peer_client(&c, 1, 0), signed(&valid_notice("CHL", &["PER"]), &chl))
-        .await
-        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(e) = deliver(&mut peer_client(&c, 1, 0), signed(&valid_notice("CHL", &["PER"]), &chl)).await {
+        assert!(std::time::Instant::now() < end, "a peer still cannot connect: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,17 +344,7 @@ async fn an_envelope_signed_with_a_retired_key_is_unauthenticated() {
     for (config, _) in &made {
         std::fs::write(&config.agreement, rotated.to_bytes()).unwrap();
     }
-    let mut nodes = Vec::new();
-    let mut configs = Vec::new();
-    for (config, listener) in made {
-        nodes.push(Some(hotline::server::start(&config, Some(listener)).await.unwrap()));
-        configs.push(config);
-    }
-    let c = Cluster {
-        dir: root,
-        configs,
-        nodes,
-    };
+    let c = Cluster::start_made(root, made, |_| {}).await;
     refused(
         &c,
         signed(&valid_notice("CHL", &["PER"]), &old),
@@ -386,7 +377,7 @@ async fn a_node_refuses_to_start_on_an_agreement_one_party_did_not_sign() {
     partial.sign(&key_of(&made[1].0)).unwrap();
     std::fs::write(&made[0].0.agreement, partial.to_bytes()).unwrap();
     let (config, listener) = made.remove(0);
-    let err = hotline::server::start(&config, Some(listener))
+    let err = hotline::server::start(&config, Some(listener), hotline::clock::Clock::system())
         .await
         .err()
         .expect("started on an under-signed agreement");
@@ -495,9 +486,9 @@ async fn a_forked_checkpoint_superseded_while_a_check_runs_is_still_detected() {
     // The first is being checked when the other two arrive; the largest supersedes the fork.
     let per = c.node(0);
     tokio::join!(
-        per.witness("CHL", real[0].clone()),
-        per.witness("CHL", forged),
-        per.witness("CHL", real[2].clone()),
+        per.witness.witness("CHL", real[0].clone()),
+        per.witness.witness("CHL", forged),
+        per.witness.witness("CHL", real[2].clone()),
     );
     c.eventually(10, "PER logged the superseded fork", |c| {
         c.log_lines(0)

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Cluster, FAST_NORMS, notice};
+use common::{Cluster, FAST_NORMS, RETRY_MAX, notice};
 use hotline::state;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -77,9 +75,8 @@ async fn a_faulty_peer_holds_up_nobody_and_catches_up_once_it_is_back() {
         }
         ids.push(id);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     c.restart(2).await;
-    c.eventually(40, "ARG receipts everything once back", |c| {
+    c.eventually_advancing(40, RETRY_MAX, "ARG receipts everything once back", |c| {
         ids.iter().all(|id| receipted(c, id, "ARG"))
     })
     .await;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, FAST_NORMS, notice};
+use common::{Cluster, FAST_NORMS, RETRY_MAX, notice};
 use hotline::proto::{RespondRequest, ResponseStatus, SendNoticeRequest, StatusRequest};
 use hotline::state;
 
@@ -119,15 +119,13 @@ async fn a_recipient_down_for_a_while_receives_everything_once_back_without_dupl
         let n = notice(&["CHL"], &format!("notice {i} while CHL is down"));
         ids.push(c.send(0, n).await);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await; // several failed attempts
-    let outbox = c.node(0).read(state::outbox).unwrap();
-    assert_eq!(outbox.len(), 5);
-    assert!(
-        outbox.iter().all(|p| p.attempts >= 1 && p.last_error.is_some()),
-        "{outbox:?}"
-    );
+    c.eventually(10, "a failed attempt recorded for each", |c| {
+        let outbox = c.node(0).read(state::outbox).unwrap();
+        outbox.len() == 5 && outbox.iter().all(|p| p.attempts >= 1 && p.last_error.is_some())
+    })
+    .await;
     c.restart(1).await;
-    c.eventually(15, "all five receipted", |c| {
+    c.eventually_advancing(15, RETRY_MAX, "all five receipted", |c| {
         ids.iter().all(|id| receipted_by(c, 0, id) == ["CHL"])
     })
     .await;
@@ -147,7 +145,7 @@ async fn a_restarted_sender_resumes_its_outbox() {
     c.stop(0).await;
     c.restart(1).await;
     c.restart(0).await;
-    c.eventually(15, "receipt after the sender restarted", |c| {
+    c.eventually_advancing(15, RETRY_MAX, "receipt after the sender restarted", |c| {
         receipted_by(c, 0, &id) == ["CHL"]
     })
     .await;
@@ -160,19 +158,34 @@ async fn a_missed_response_deadline_produces_exactly_one_norm_event_on_both_side
     let mut n = notice(&["CHL"], "Critical: need help");
     n.severity = hotline::proto::Severity::Critical as i32; // respond within 2s
     let id = c.send(0, n).await;
-    let missed = |c: &Cluster, i: usize| {
+    let missed = |id: &str, c: &Cluster, i: usize| {
         c.log_lines(i)
             .iter()
-            .filter(|l| l.starts_with("DEADLINE_MISSED") && l.contains(&id))
+            .filter(|l| l.starts_with("DEADLINE_MISSED") && l.contains(id) && l.contains("response"))
             .count()
     };
-    c.eventually(10, "PER logs CHL's missed response", |c| missed(c, 0) == 1)
+    c.eventually(10, "CHL has the notice", |c| {
+        c.node(1).read(|db| state::message(db, &id)).unwrap().is_some()
+    })
+    .await;
+    c.clock.advance(std::time::Duration::from_secs(2)); // the agreed 2 s pass
+    c.eventually(10, "PER logs CHL's missed response", |c| missed(&id, c, 0) == 1)
         .await;
-    c.eventually(10, "CHL logs its own missed response", |c| missed(c, 1) == 1)
+    c.eventually(10, "CHL logs its own missed response", |c| missed(&id, c, 1) == 1)
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert_eq!(missed(&c, 0), 1, "logged once");
-    assert_eq!(missed(&c, 1), 1, "logged once");
+    // A later notice's deadline passing shows both norms workers looked again since.
+    let mut later = notice(&["CHL"], "Critical: a second one");
+    later.severity = hotline::proto::Severity::Critical as i32;
+    let later = c.send(0, later).await;
+    c.eventually_advancing(
+        10,
+        std::time::Duration::from_secs(1),
+        "the later deadline missed on both sides",
+        |c| missed(&later, c, 0) == 1 && missed(&later, c, 1) == 1,
+    )
+    .await;
+    assert_eq!(missed(&id, &c, 0), 1, "logged once");
+    assert_eq!(missed(&id, &c, 1), 1, "logged once");
     let status = c.operator(0).status(StatusRequest {}).await.unwrap().into_inner();
     assert!(
         status

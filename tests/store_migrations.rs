@@ -61,10 +61,13 @@ fn a_version_2_database_keeps_every_message_and_receipt_envelope() {
     {
         let c = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
         c.execute_batch(V2_TABLES).unwrap();
-        let sent = entry::encode(Body::Sent(EnvelopeSent {
-            envelope: Some(notice.clone()),
-            to: vec!["CHL".into()],
-        }));
+        let sent = entry::encode(
+            hotline::clock::now(),
+            Body::Sent(EnvelopeSent {
+                envelope: Some(notice.clone()),
+                to: vec!["CHL".into()],
+            }),
+        );
         c.execute("INSERT INTO entries (idx, data) VALUES (0, ?1)", [sent])
             .unwrap();
         c.execute(

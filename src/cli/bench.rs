@@ -80,11 +80,14 @@ impl LogArgs {
 }
 
 fn sample_entry(i: u64, bytes: usize) -> Vec<u8> {
-    entry::encode(Body::OperatorAction(OperatorAction {
-        operator: "bench".into(),
-        action: "append".into(),
-        detail: format!("{i:>12}{}", "x".repeat(bytes.saturating_sub(12))),
-    }))
+    entry::encode(
+        hotline::clock::now(),
+        Body::OperatorAction(OperatorAction {
+            operator: "bench".into(),
+            action: "append".into(),
+            detail: format!("{i:>12}{}", "x".repeat(bytes.saturating_sub(12))),
+        }),
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

@@ -87,7 +87,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
     let configs: Vec<Config> = made.iter().map(|(c, _)| c.clone()).collect();
     let mut nodes: Vec<Running> = Vec::new();
     for (config, listener) in made {
-        nodes.push(hotline::server::start(&config, Some(listener)).await?);
+        nodes.push(hotline::server::start(&config, Some(listener), hotline::clock::Clock::system()).await?);
     }
     for n in &nodes {
         say(
@@ -281,7 +281,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
         super::node::shutdown_signal().await;
     }
     for n in nodes {
-        n.stop().await;
+        n.stop().await?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -74,11 +74,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let running = hotline::server::start(&config, None).await?;
+        let running = hotline::server::start(&config, None, hotline::clock::Clock::system()).await?;
         tracing::info!(addr = %running.addr, party = %config.party, "press Ctrl-C to stop");
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight calls and log batches");
-        running.stop().await;
+        running.stop().await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

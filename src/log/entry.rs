@@ -8,10 +8,10 @@ use crate::envelope::{NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
 use crate::proto::log_entry::Body;
 use crate::proto::{Envelope, LogEntry, NormEventKind, Notice, Receipt, Response};
 
-/// Wraps `body` in a log entry stamped now, encoded as it will be hashed.
-pub fn encode(body: Body) -> Vec<u8> {
+/// Wraps `body` in a log entry stamped `at`, encoded as it will be hashed.
+pub fn encode(at: time::OffsetDateTime, body: Body) -> Vec<u8> {
     LogEntry {
-        logged_at: Some(clock::to_proto(clock::now())),
+        logged_at: Some(clock::to_proto(at)),
         body: Some(body),
     }
     .encode_to_vec()

@@ -52,16 +52,31 @@ pub enum LogError {
     /// The writer has stopped (the node is shutting down).
     #[error("the log writer has stopped")]
     Closed,
-    /// A state change that had to commit with the entries was refused.
-    #[error("{0}")]
-    Rejected(String),
+    /// A state change that had to commit with the entries refused; nothing was appended.
+    #[error(transparent)]
+    Refused(#[from] StateError),
+}
+
+/// Why a state change refused to commit with its log entries. Callers match
+/// on it: a duplicate is a replay or a race, not a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The row exists already (a replayed message, a receipt recorded twice).
+    #[error("{0} is already recorded")]
+    Duplicate(String),
+    /// What was to change has moved on (a deadline met or missed meanwhile).
+    #[error("{0} is no longer running")]
+    NotRunning(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Storage(#[from] rusqlite::Error),
 }
 
 /// A state change that commits in the same transaction as its log entries.
 /// It receives the index its first entry will get, and may refuse the append.
 /// The writer may run it a second time, from scratch, if another job in the
 /// same batch fails (see `Writer::commit_batch`).
-pub type StateChange = Box<dyn Fn(&Connection, u64) -> Result<(), String> + Send>;
+pub type StateChange = Box<dyn Fn(&Connection, u64) -> Result<(), StateError> + Send>;
 
 /// What an append returns once durable.
 #[derive(Clone, Debug)]
@@ -188,6 +203,20 @@ impl LogReader {
                 new,
                 prove_tree(new, old, &DbHashes(c)).map_err(|e| tree_error(&self.dir, e))?,
             ))
+        })
+    }
+
+    /// A consistency proof as `Federation.ProveConsistency` and
+    /// `Audit.GetConsistencyProof` answer it.
+    pub fn prove_consistency(
+        &self,
+        req: &crate::proto::ConsistencyProofRequest,
+    ) -> Result<crate::proto::ConsistencyProof, LogError> {
+        let (new_size, proof) = self.consistency_proof(req.old_size, req.new_size)?;
+        Ok(crate::proto::ConsistencyProof {
+            old_size: req.old_size,
+            new_size,
+            hashes: tree::proof_to_wire(&proof),
         })
     }
 
@@ -585,7 +614,7 @@ enum Batch {
 /// Applies one job: its state change, then its entries and their tree hashes.
 fn append_job(c: &Connection, db: &Path, size: u64, job: &Job) -> Result<u64, LogError> {
     if let Some(change) = &job.change {
-        change(c, size).map_err(LogError::Rejected)?;
+        change(c, size)?;
     }
     let mut insert_entry = c
         .prepare_cached("INSERT INTO entries (idx, data) VALUES (?1, ?2)")

@@ -176,11 +176,33 @@ pub const TIGHT_LIMITS: hotline::limits::LimitConfig = hotline::limits::LimitCon
     in_flight: 100,
 };
 
-/// Parties on loopback, each a real node over mutual TLS with its own SQLite file.
+/// The longest retry delay of a cluster's nodes: advancing the clock by it
+/// makes every failed delivery due again.
+pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Parties on loopback, each a real node over mutual TLS with its own SQLite
+/// file, all reading one manual clock: time stands still until a test
+/// advances it, so deadlines, retries and scheduled checks fire only then.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub configs: Vec<hotline::config::Config>,
     pub nodes: Vec<Option<hotline::server::Running>>,
+    pub clock: hotline::clock::Clock,
+}
+
+/// A test whose nodes' background tasks panicked fails, even if its own
+/// assertions passed.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for n in self.nodes.iter().flatten() {
+            if let Some(panic) = n.node.tasks.panicked() {
+                panic!("a background task of {} panicked: {panic}", n.node.party);
+            }
+        }
+    }
 }
 
 impl Cluster {
@@ -193,16 +215,35 @@ impl Cluster {
     pub async fn start_with(ids: &[&str], norms: &str, tweak: impl Fn(&mut hotline::config::Config)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let made = hotline::setup::local_cluster(dir.path(), ids, norms).await.unwrap();
+        Self::start_made(dir, made, tweak).await
+    }
+
+    /// Starts the parties `local_cluster` made in `dir`, each configuration adjusted by `tweak`.
+    pub async fn start_made(
+        dir: tempfile::TempDir,
+        made: Vec<(hotline::config::Config, tokio::net::TcpListener)>,
+        tweak: impl Fn(&mut hotline::config::Config),
+    ) -> Cluster {
+        let clock = hotline::clock::Clock::manual(hotline::clock::now());
         let mut configs = Vec::new();
         let mut nodes = Vec::new();
         for (mut config, listener) in made {
             config.retry_base = std::time::Duration::from_millis(50);
-            config.retry_max = std::time::Duration::from_millis(500);
+            config.retry_max = RETRY_MAX;
             tweak(&mut config);
-            nodes.push(Some(hotline::server::start(&config, Some(listener)).await.unwrap()));
+            nodes.push(Some(
+                hotline::server::start(&config, Some(listener), clock.clone())
+                    .await
+                    .unwrap(),
+            ));
             configs.push(config);
         }
-        Cluster { dir, configs, nodes }
+        Cluster {
+            dir,
+            configs,
+            nodes,
+            clock,
+        }
     }
 
     /// The running node `i`.
@@ -213,7 +254,7 @@ impl Cluster {
     /// Stops node `i` gracefully.
     pub async fn stop(&mut self, i: usize) {
         if let Some(n) = self.nodes[i].take() {
-            n.stop().await;
+            n.stop().await.expect("no background task panicked");
         }
     }
 
@@ -222,7 +263,11 @@ impl Cluster {
         let listener = tokio::net::TcpListener::bind(self.configs[i].listen_addr())
             .await
             .unwrap();
-        self.nodes[i] = Some(hotline::server::start(&self.configs[i], Some(listener)).await.unwrap());
+        self.nodes[i] = Some(
+            hotline::server::start(&self.configs[i], Some(listener), self.clock.clone())
+                .await
+                .unwrap(),
+        );
     }
 
     /// An Operator client for node `i` with its operator certificate.
@@ -266,10 +311,27 @@ impl Cluster {
         answered
     }
 
-    /// Waits up to `secs` for `check` to hold.
-    pub async fn eventually(&self, secs: u64, what: &str, mut check: impl FnMut(&Cluster) -> bool) {
+    /// Waits up to `secs` of real time for `check` to hold; the nodes' clock stands still.
+    pub async fn eventually(&self, secs: u64, what: &str, check: impl FnMut(&Cluster) -> bool) {
+        self.eventually_advancing(secs, std::time::Duration::ZERO, what, check)
+            .await
+    }
+
+    /// Like [`Cluster::eventually`], moving the nodes' clock by `step` before
+    /// each look: retries and backoff run as fast as the nodes can go.
+    pub async fn eventually_advancing(
+        &self,
+        secs: u64,
+        step: std::time::Duration,
+        what: &str,
+        mut check: impl FnMut(&Cluster) -> bool,
+    ) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        while !check(self) {
+        loop {
+            self.clock.advance(step);
+            if check(self) {
+                return;
+            }
             assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }

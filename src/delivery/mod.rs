@@ -8,29 +8,29 @@
 //! Each message has its own task and retry schedule. Its attempts go through
 //! one courier per peer, which sends whatever is waiting for that peer in
 //! one call (up to [`BATCH`] envelopes, [`CALLS_PER_PEER`] calls at once): a
-//! lone message goes at once, a busy hour costs one call per batch.
+//! lone message goes at once, a busy hour costs one call per batch. The
+//! courier, and the checks a receipt must pass before it is logged, are in
+//! [`courier`].
+
+mod courier;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::clock;
 use crate::node::Node;
 use crate::state::{self, Pending, StoredMessage};
+
+use courier::Queued;
+pub use courier::{BATCH, CALLS_PER_PEER};
 
 /// Deliveries in flight at once to one peer: a slow or dead peer holds at
 /// most these, never the others' share.
 const MAX_IN_FLIGHT: usize = 512;
-/// The most envelopes one `DeliverBatch` call carries.
-pub const BATCH: usize = 64;
-/// `DeliverBatch` calls in flight to one peer at once.
-pub const CALLS_PER_PEER: usize = 4;
 
-/// A message waiting for its peer's courier, and where its outcome goes.
-type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
 /// What delivers to one peer: its courier's queue and its in-flight slots.
 struct Courier {
     queue: mpsc::UnboundedSender<Queued>,
@@ -48,8 +48,8 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration) -> Duration {
     exp.mul_f64(jitter)
 }
 
-/// Runs until `stop` turns true.
-pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+/// Runs until the node's tasks are told to stop.
+pub async fn run(node: Arc<Node>) {
     let Some(mut queue) = node.take_outbox_queue() else {
         return;
     };
@@ -62,11 +62,13 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
     }
     let couriers: Couriers = Arc::new(
-        node.peer_ids()
+        node.peers()
+            .ids()
             .map(|party| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let span = tracing::info_span!("courier", peer = %party);
-                tokio::spawn(courier(node.clone(), party.clone(), rx).instrument(span));
+                node.tasks
+                    .spawn(courier::run(node.clone(), party.clone(), rx).instrument(span));
                 let slots = Semaphore::new(MAX_IN_FLIGHT);
                 (party.clone(), Courier { queue: tx, slots })
             })
@@ -76,31 +78,33 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     loop {
         let p = tokio::select! {
             p = queue.recv() => match p { Some(p) => p, None => return },
-            _ = stop.changed() => return,
+            _ = node.tasks.stopping() => return,
         };
         let key = (p.message_id.clone(), p.party.clone());
         if !active.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
             continue; // already being delivered
         }
-        let (node, couriers, active, stop) = (node.clone(), couriers.clone(), active.clone(), stop.clone());
+        let (worker, couriers, active) = (node.clone(), couriers.clone(), active.clone());
         let span = tracing::info_span!("deliver", message_id = %p.message_id, peer = %p.party);
-        tokio::spawn(async move {
-            deliver_until_receipted(node, couriers, p, stop).instrument(span).await;
+        node.tasks.spawn(async move {
+            deliver_until_receipted(worker, couriers, p).instrument(span).await;
             active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         });
     }
 }
 
 /// Tries one delivery until it is receipted or the node stops.
-async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pending, stop: watch::Receiver<bool>) {
-    let wait = p.next_attempt_ms - clock::now_ms();
-    if wait > 0 {
-        // A retry loaded at start waits for its time; a fresh message goes at once
-        // (even a zero sleep would wait for the timer's next tick).
-        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pending) {
+    // A retry loaded at start waits for its time; a fresh message goes at once
+    // (even a zero sleep would wait for the timer's next tick).
+    if p.next_attempt_ms > node.clock.now_ms() {
+        tokio::select! {
+            _ = node.clock.sleep_until_ms(p.next_attempt_ms) => {}
+            _ = node.tasks.stopping() => return,
+        }
     }
     loop {
-        if *stop.borrow() {
+        if node.tasks.is_stopping() {
             return;
         }
         let result = match couriers.get(&p.party) {
@@ -117,12 +121,15 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
         let delay = backoff(p.attempts, node.retry.0, node.retry.1);
         tracing::warn!(%error, attempt = p.attempts, retry_in = ?delay, "delivery failed");
         let failed = p.clone();
-        let next = clock::now_ms() + delay.as_millis() as i64;
-        let change = Box::new(move |c: &rusqlite::Connection, _| {
-            state::delivery_failed(c, &failed, next, &error).map_err(|e| e.to_string())
-        });
-        let _ = node.log.append_with(vec![], change, false).await;
-        tokio::time::sleep(delay).await;
+        let next = node.clock.now_ms() + delay.as_millis() as i64;
+        let change = Box::new(move |c: &rusqlite::Connection, _| state::delivery_failed(c, &failed, next, &error));
+        if let Err(e) = node.log.append_with(vec![], change, false).await {
+            tracing::warn!(error = %e, "could not record the failed attempt");
+        }
+        tokio::select! {
+            _ = node.clock.sleep(delay) => {}
+            _ = node.tasks.stopping() => return,
+        }
     }
 }
 
@@ -141,36 +148,4 @@ async fn attempt(node: &Node, courier: &Courier, p: &Pending) -> Result<(), Stri
         .send((m, reply))
         .map_err(|_| "the node is stopping".to_owned())?;
     outcome.await.unwrap_or_else(|_| Err("the node is stopping".into()))
-}
-
-/// Sends what waits for `party` in batches, a few calls at once, until
-/// every sender of the queue is gone.
-async fn courier(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedReceiver<Queued>) {
-    let calls = Arc::new(Semaphore::new(CALLS_PER_PEER));
-    while let Some(first) = queue.recv().await {
-        // Waiting for a free call lets the next batch fill up.
-        let Ok(call) = calls.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(q) => batch.push(q),
-                Err(_) => break,
-            }
-        }
-        let (node, party) = (node.clone(), party.clone());
-        let span = tracing::debug_span!("deliver_batch", envelopes = batch.len());
-        tokio::spawn(
-            async move {
-                let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                let outcomes = node.deliver_batch_to(&party, messages).await;
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-                drop(call);
-            }
-            .instrument(span),
-        );
-    }
 }

@@ -1,0 +1,118 @@
+//! Why a node operation failed, in the node's own terms. `status.rs` maps
+//! each variant to a gRPC status; internal failures never reach a caller
+//! with their text.
+
+use crate::envelope::{EnvelopeError, NOTICE_TYPE, RESPONSE_TYPE};
+use crate::log::LogError;
+use crate::message::MessageError;
+
+/// Why a node operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A message breaks one of its own rules (a field, its size, TLP).
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// A required request field is absent.
+    #[error("field {0} is required")]
+    MissingField(&'static str),
+    /// The envelope's payload type is neither a notice nor a response.
+    #[error("payload type {0:?} cannot be delivered; expected {NOTICE_TYPE} or {RESPONSE_TYPE}")]
+    NotDeliverable(String),
+    /// The envelope is not signed by a key of the agreement valid now.
+    #[error("envelope from {caller}: {source}")]
+    BadSignature {
+        /// The delivering party.
+        caller: String,
+        /// What is wrong with the signatures.
+        source: EnvelopeError,
+    },
+    /// The envelope is signed by a party other than the one delivering it.
+    #[error("envelope is signed by party {signer} but was delivered by {caller}")]
+    SignerIsNotCaller {
+        /// Whose key signed.
+        signer: String,
+        /// Who delivered.
+        caller: String,
+    },
+    /// The message says it is from a party other than the one delivering it.
+    #[error("field from is {from:?} but the sender is {caller}")]
+    FromIsNotCaller {
+        /// What the message says.
+        from: String,
+        /// Who delivered.
+        caller: String,
+    },
+    /// The message is not addressed to us.
+    #[error("message {id} is addressed to {} and not to {us}", to.join(", "))]
+    NotForUs {
+        /// The message id.
+        id: String,
+        /// Its recipients.
+        to: Vec<String>,
+        /// Our party id.
+        us: String,
+    },
+    /// The message carries no usable `created_at`.
+    #[error("field created_at is missing or out of range")]
+    NoCreatedAt,
+    /// The message was written further in the future than the agreed clock skew.
+    #[error("field created_at {at} is ahead of our clock by more than the agreed clock_skew of {skew}")]
+    FromTheFuture {
+        /// The claimed instant, RFC 3339.
+        at: String,
+        /// The agreed skew, as the agreement writes it.
+        skew: String,
+    },
+    /// The payload is over the agreed size.
+    #[error("payload is {size} bytes, over the agreed max_notice_bytes of {max}")]
+    PayloadTooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The agreed `max_notice_bytes`.
+        max: u64,
+    },
+    /// A delivered message reuses the id of a different message.
+    #[error("message id {0} was already used for a different message")]
+    IdReused(String),
+    /// A message we send reuses an id we hold already.
+    #[error("message id {0} is already taken")]
+    IdTaken(String),
+    /// The sender's checkpoint does not verify; the text says why.
+    #[error("field sender_checkpoint: {0}")]
+    SenderCheckpoint(String),
+    /// A recipient is not a peer of the agreement.
+    #[error("field to: {0} is not a peer party of the agreement")]
+    NotAPeer(String),
+    /// A communication check names a party that is not a peer.
+    #[error("{0} is not a peer party of the agreement")]
+    NoSuchPeer(String),
+    /// No notice has this id.
+    #[error("no notice with id {0}")]
+    NoSuchNotice(String),
+    /// Operators respond to notices they received, not to their own.
+    #[error("notice {0} was sent by us; respond to notices you received")]
+    OwnNotice(String),
+    /// A delivered response answers a notice we never saw.
+    #[error("response {response} answers unknown notice {notice}")]
+    UnknownNotice {
+        /// The response id.
+        response: String,
+        /// The notice it names.
+        notice: String,
+    },
+    /// The log or the database failed, or the node is stopping.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Something inside the node failed (a task panicked); logged, never shown to callers.
+    #[error("{0}")]
+    Internal(String),
+    /// Startup failed: configuration, agreement, keys or certificates.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl From<rusqlite::Error> for NodeError {
+    fn from(e: rusqlite::Error) -> Self {
+        NodeError::Log(LogError::Refused(e.into()))
+    }
+}

@@ -1,0 +1,299 @@
+//! The inbound path: a peer delivers envelopes; each is checked in the
+//! agreed order, logged durably with the state it changes in one
+//! transaction, and answered with our signed receipt.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+
+use super::{Node, NodeError, join_in_order};
+use crate::clock;
+use crate::envelope::{self, RECEIPT_TYPE};
+use crate::keys::VerifierKey;
+use crate::log::tree::proof_to_wire;
+use crate::log::{LogError, StateError, entry};
+use crate::message::{self, Kind, Message};
+use crate::norm_event;
+use crate::proto::log_entry::Body;
+use crate::proto::{
+    Deadline, DeliverRequest, Envelope, EnvelopeReceived, LogEntry, NormEventKind, NoticeKind, Receipt, ResponseStatus,
+    SignedCheckpoint, event,
+};
+use crate::state::{self, Direction, StoredMessage};
+
+/// A delivered envelope that passed every check, ready to be logged.
+struct Admitted {
+    message: Message,
+    env: Envelope,
+    sha: Vec<u8>,
+    key: VerifierKey,
+}
+
+impl Node {
+    /// Handles a delivery from `caller` (its TLS identity): checks in the
+    /// agreed order, logs the message durably and returns our signed receipt.
+    pub async fn deliver(self: &Arc<Self>, caller: &str, req: DeliverRequest) -> Result<Envelope, NodeError> {
+        let env = req.envelope.ok_or(NodeError::MissingField("envelope"))?;
+        let mut outcomes = self.deliver_batch(caller, vec![env], req.sender_checkpoint).await;
+        outcomes.pop().unwrap_or(Err(NodeError::MissingField("envelope")))
+    }
+
+    /// Handles several envelopes from `caller` at once, each exactly as
+    /// [`Node::deliver`] would, with one outcome per envelope in order. The
+    /// messages are logged together, so a busy peer costs less per message.
+    pub async fn deliver_batch(
+        self: &Arc<Self>,
+        caller: &str,
+        envelopes: Vec<Envelope>,
+        sender_checkpoint: Option<SignedCheckpoint>,
+    ) -> Vec<Result<Envelope, NodeError>> {
+        let mut admitted: Vec<Result<Admitted, NodeError>> =
+            envelopes.into_iter().map(|env| self.admit(caller, env)).collect();
+        if let Some(note) = sender_checkpoint.map(|c| c.note) {
+            let first_key = admitted.iter().find_map(|a| a.as_ref().ok()).map(|a| a.key.clone());
+            if let Some(key) = first_key {
+                match self.witness.verify(caller, &note, &key) {
+                    Ok(cp) => {
+                        let (witness, party) = (self.witness.clone(), caller.to_owned());
+                        self.tasks.spawn(async move { witness.witness(&party, cp).await });
+                    }
+                    Err(e) => {
+                        for a in admitted.iter_mut().filter(|a| a.is_ok()) {
+                            *a = Err(NodeError::SenderCheckpoint(e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        // Recorded concurrently, so the log writer takes them in one batch.
+        let recording: Vec<_> = admitted
+            .into_iter()
+            .map(|a| {
+                let (node, caller) = (self.clone(), caller.to_owned());
+                async move { node.record_received(&caller, a?).await }
+            })
+            .collect();
+        join_in_order(recording, |e| {
+            Err(NodeError::Internal(format!("delivery task failed: {e}")))
+        })
+        .await
+    }
+
+    /// Checks one delivered envelope, in the agreed order; the sender's
+    /// checkpoint is checked after.
+    fn admit(&self, caller: &str, env: Envelope) -> Result<Admitted, NodeError> {
+        let kind = Kind::of_payload_type(&env.payload_type)
+            .ok_or_else(|| NodeError::NotDeliverable(env.payload_type.clone()))?;
+        let now = self.clock.now();
+        let signer = envelope::verify(&env, &env.payload_type, &self.keyring, now).map_err(|source| {
+            NodeError::BadSignature {
+                caller: caller.to_owned(),
+                source,
+            }
+        })?;
+        if signer.party != caller {
+            return Err(NodeError::SignerIsNotCaller {
+                signer: signer.party.clone(),
+                caller: caller.to_owned(),
+            });
+        }
+        // Decoded once; the envelope keeps the bytes exactly as signed.
+        let message = Message::decode(kind, &env.payload)?;
+        if message.from() != caller {
+            return Err(NodeError::FromIsNotCaller {
+                from: message.from().to_owned(),
+                caller: caller.to_owned(),
+            });
+        }
+        if !message.to().contains(&self.party) {
+            return Err(NodeError::NotForUs {
+                id: message.id().to_owned(),
+                to: message.to().to_vec(),
+                us: self.party.clone(),
+            });
+        }
+        let created = message
+            .created_at()
+            .and_then(clock::from_proto)
+            .ok_or(NodeError::NoCreatedAt)?;
+        let skew = self.agreement.norms.clock_skew;
+        if created > now + skew {
+            return Err(NodeError::FromTheFuture {
+                at: clock::rfc3339(created),
+                skew: clock::format_duration(skew),
+            });
+        }
+        let max = self.agreement.norms.max_notice_bytes;
+        if env.payload.len() as u64 > max {
+            return Err(NodeError::PayloadTooLarge {
+                size: env.payload.len(),
+                max,
+            });
+        }
+        let sha = Sha256::digest(&env.payload).to_vec();
+        message.validate(&self.agreement.norms)?;
+        Ok(Admitted {
+            message,
+            env,
+            sha,
+            key: signer.key.clone(),
+        })
+    }
+
+    /// The receipt we gave for a message delivered before: the same message
+    /// again gets it, another message under the same id is refused.
+    fn resend_receipt(&self, existing: &StoredMessage, caller: &str, sha: &[u8]) -> Result<Envelope, NodeError> {
+        if existing.payload_sha256 != sha || existing.sender != caller {
+            return Err(NodeError::IdReused(existing.id.clone()));
+        }
+        let head = self.log.head();
+        let (_, _, proof) = self.log.reader().inclusion_proof(existing.log_index, head.size)?;
+        let data = self
+            .log
+            .reader()
+            .entries(existing.log_index, existing.log_index + 1, 1)?
+            .pop()
+            .map(|(_, d)| d)
+            .unwrap_or_default();
+        Ok(self.sign_receipt(existing, caller, &data, head.note.to_vec(), proof))
+    }
+
+    fn sign_receipt(
+        &self,
+        m: &StoredMessage,
+        to: &str,
+        entry_bytes: &[u8],
+        note: Vec<u8>,
+        proof: Vec<tlog_tiles::Hash>,
+    ) -> Envelope {
+        let received_at = LogEntry::decode(entry_bytes).ok().and_then(|e| e.logged_at);
+        let receipt = Receipt {
+            message_id: m.id.clone(),
+            payload_sha256: m.payload_sha256.clone(),
+            from: self.party.clone(),
+            to: to.to_owned(),
+            received_at,
+            log_index: m.log_index,
+            checkpoint: Some(SignedCheckpoint { note }),
+            inclusion_proof: proof_to_wire(&proof),
+            log_entry: entry_bytes.to_vec(),
+        };
+        envelope::sign(RECEIPT_TYPE, receipt.encode_to_vec(), &self.key)
+    }
+
+    /// Logs an admitted message from `from` with the clocks it starts and
+    /// stops, and signs our receipt; a communication check is answered.
+    async fn record_received(self: &Arc<Self>, from: &str, a: Admitted) -> Result<Envelope, NodeError> {
+        let now = self.clock.now_ms();
+        let norms = &self.agreement.norms;
+        let entry_bytes = entry::encode(
+            self.clock.now(),
+            Body::Received(EnvelopeReceived {
+                envelope: Some(a.env.clone()),
+                from: from.to_owned(),
+            }),
+        );
+        let mut entries = vec![entry_bytes.clone()];
+        let mut owed = None;
+        let mut meets = Vec::new();
+        let mut comm_check_ok = None;
+        match &a.message {
+            Message::Notice(n) => {
+                if matches!(n.kind(), NoticeKind::Notification | NoticeKind::RequestForAssistance) {
+                    owed = Some(now + norms.respond_within(n.severity()).as_millis() as i64);
+                }
+            }
+            Message::Response(r) => {
+                meets.push(Deadline::Response);
+                let Some(ours) = self.read(|c| state::message(c, &r.notice_id))? else {
+                    return Err(NodeError::UnknownNotice {
+                        response: r.id.clone(),
+                        notice: r.notice_id.clone(),
+                    });
+                };
+                let is_check = ours.direction == Direction::Sent
+                    && message::decode_notice(&ours.envelope.payload).is_ok_and(|n| n.kind() == NoticeKind::CommCheck);
+                if is_check {
+                    meets.push(Deadline::CommCheckAnswer);
+                    let event = norm_event::new(
+                        NormEventKind::CommCheckOk,
+                        from,
+                        &r.notice_id,
+                        Deadline::CommCheckAnswer,
+                        None,
+                        self.clock.now(),
+                        format!("{from} answered the communication check"),
+                    );
+                    entries.push(norm_event::entry(&event));
+                    comm_check_ok = Some(event);
+                }
+            }
+        }
+        let stored = StoredMessage {
+            id: a.message.id().to_owned(),
+            kind: a.message.kind(),
+            direction: Direction::Received,
+            sender: from.to_owned(),
+            thread: a.message.thread().to_owned(),
+            payload_sha256: a.sha,
+            envelope: a.env,
+            log_index: 0,
+            created_ms: now,
+        };
+        let (me, sender, thread) = (self.party.clone(), from.to_owned(), stored.thread.clone());
+        let check_event = comm_check_ok.clone();
+        let row = stored.clone();
+        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+            state::insert_message(c, &row, index)?;
+            if let Some(due) = owed {
+                state::start_deadline(c, &row.id, &me, Deadline::Response, due)?;
+            }
+            for kind in &meets {
+                state::meet_deadline(c, &thread, &sender, *kind)?;
+            }
+            if let Some(ev) = &check_event {
+                state::insert_norm_event(c, index + 1, ev)?;
+                state::comm_check_ok(c, &sender, now)?;
+            }
+            Ok(())
+        });
+        let done = match self.log.append_with(entries, change, true).await {
+            Ok(done) => done,
+            // The id is known: a resend of the same message gets its original receipt,
+            // another message under the same id is refused.
+            Err(LogError::Refused(StateError::Duplicate(_))) => {
+                let existing = self
+                    .read(|c| state::message(c, &stored.id))?
+                    .ok_or_else(|| NodeError::IdReused(stored.id.clone()))?;
+                return self.resend_receipt(&existing, from, &stored.payload_sha256);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let row = StoredMessage {
+            log_index: done.first_index,
+            ..stored
+        };
+        let receipt = self.sign_receipt(&row, from, &entry_bytes, done.checkpoint.to_vec(), done.proof);
+        tracing::info!(id = %row.id, from, index = done.first_index, "received and logged");
+        match a.message {
+            Message::Notice(n) => {
+                if n.kind() == NoticeKind::CommCheck {
+                    let (node, id) = (self.clone(), n.id.clone());
+                    self.tasks.spawn(async move {
+                        let answer = "communication check answered";
+                        if let Err(e) = node.respond(&id, ResponseStatus::Acknowledged, answer, "hotline").await {
+                            tracing::warn!(notice = %id, error = %e, "could not answer communication check");
+                        }
+                    });
+                }
+                self.events.emit(event::Body::NoticeReceived(n));
+            }
+            Message::Response(r) => self.events.emit(event::Body::ResponseReceived(r)),
+        }
+        if let Some(ev) = comm_check_ok {
+            self.events.emit(event::Body::NormEvent(ev));
+        }
+        Ok(receipt)
+    }
+}

@@ -1,0 +1,225 @@
+//! A running node: its keys, agreement, log, peers and tasks, shared by the
+//! Federation and Operator services and the background workers. The data
+//! path of a message is split by direction: [`outbound`] signs, logs and
+//! queues what we send; [`inbound`] checks, logs and receipts what peers
+//! deliver. The sender's half of a delivery lives with the delivery worker
+//! (`delivery`), missed deadlines with the norms worker (`norms`).
+
+mod error;
+mod inbound;
+mod outbound;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc};
+
+pub use error::NodeError;
+
+use crate::agreement::{Agreement, SignedAgreement};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::events::Events;
+use crate::keys::{IdentityKey, Keyring};
+use crate::log::{Log, LogError, entry};
+use crate::peers::Peers;
+use crate::proto::log_entry::Body;
+use crate::proto::{AgreementAdopted, Event};
+use crate::state;
+use crate::tasks::Tasks;
+use crate::tls::Identifier;
+use crate::witness::Witness;
+
+/// A node's shared state.
+pub struct Node {
+    /// Our party id.
+    pub party: String,
+    /// Our identity key.
+    pub key: IdentityKey,
+    /// The agreement in force.
+    pub agreement: Agreement,
+    /// The agreement's keys, by key id.
+    pub keyring: Keyring,
+    /// The audit log.
+    pub log: Arc<Log>,
+    /// Who is calling, from TLS certificates.
+    pub identifier: Arc<Identifier>,
+    /// Per-caller request limits.
+    pub limits: crate::limits::Limits,
+    /// Where the node reads the time.
+    pub clock: Clock,
+    /// The background tasks; `server` stops and awaits them.
+    pub tasks: Tasks,
+    /// The peers' checkpoints, verified and witnessed.
+    pub witness: Arc<Witness>,
+    /// First and longest retry delay.
+    pub retry: (Duration, Duration),
+    events: Events,
+    peers: Peers,
+    /// New deliveries for the delivery worker.
+    outbox: mpsc::UnboundedSender<state::Pending>,
+    outbox_queue: std::sync::Mutex<Option<mpsc::UnboundedReceiver<state::Pending>>>,
+}
+
+fn setup(what: impl std::fmt::Display) -> NodeError {
+    NodeError::Setup(what.to_string())
+}
+
+impl Node {
+    /// Loads everything a node needs from its configuration, refusing an
+    /// agreement not signed by its quorum, and opens the log; `clock` is
+    /// where the node reads the time.
+    pub async fn open(config: &Config, clock: Clock) -> Result<Arc<Self>, NodeError> {
+        let key = IdentityKey::load(&config.identity_key).map_err(setup)?;
+        let signed = SignedAgreement::load(&config.agreement).map_err(setup)?;
+        signed
+            .verify(clock.now())
+            .map_err(|e| setup(format!("{}: {e}", config.agreement.display())))?;
+        let agreement = signed.agreement.clone();
+        let me = agreement.party(&config.party).ok_or_else(|| {
+            setup(format!(
+                "{}: party {} is not in the agreement",
+                config.agreement.display(),
+                config.party
+            ))
+        })?;
+        if me.origin() != key.name() || !me.keys.iter().any(|k| &k.key == key.verifier()) {
+            return Err(setup(format!(
+                "{}: key {} is not party {}'s key in the agreement",
+                config.identity_key.display(),
+                key.verifier().key_id(),
+                config.party
+            )));
+        }
+        let identifier =
+            Arc::new(Identifier::new(&agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
+        let peers = Peers::dial(&agreement, &config.party, &config.node_cert().map_err(setup)?).map_err(setup)?;
+        let log = Arc::new(Log::open(&config.data, key.clone())?);
+        let keyring = agreement.keyring();
+        let events = Events::new(clock.clone());
+        let witness = Arc::new(Witness::new(
+            log.clone(),
+            peers.clone(),
+            keyring.clone(),
+            events.clone(),
+            clock.clone(),
+        ));
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let node = Arc::new(Self {
+            party: config.party.clone(),
+            keyring,
+            agreement,
+            key,
+            log,
+            identifier,
+            limits: crate::limits::Limits::new(config.limits),
+            clock,
+            tasks: Tasks::default(),
+            witness,
+            retry: (config.retry_base, config.retry_max),
+            events,
+            peers,
+            outbox,
+            outbox_queue: std::sync::Mutex::new(Some(outbox_rx)),
+        });
+        node.adopt(&signed).await?;
+        Ok(node)
+    }
+
+    /// Logs the agreement the first time this node runs on it.
+    async fn adopt(&self, signed: &SignedAgreement) -> Result<(), NodeError> {
+        let bytes = signed.to_bytes();
+        let sha = Sha256::digest(&bytes).to_vec();
+        let version = signed.agreement.version;
+        let current = self.read(state::adopted)?;
+        if current.as_ref().is_some_and(|(v, s)| *v == version && *s == sha) {
+            return Ok(());
+        }
+        if let Some((v, _)) = current
+            && v > version
+        {
+            return Err(setup(format!(
+                "agreement version {version} is older than the adopted version {v}"
+            )));
+        }
+        let e = entry::encode(
+            self.clock.now(),
+            Body::AgreementAdopted(AgreementAdopted {
+                signed_note: bytes,
+                version,
+            }),
+        );
+        self.log
+            .append_with(vec![e], Box::new(move |c, i| state::adopt(c, version, &sha, i)), false)
+            .await?;
+        tracing::info!(version, "adopted agreement");
+        Ok(())
+    }
+
+    /// A receiver of every operator-visible event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Where operator-visible events go.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Hands a delivery to the delivery worker.
+    pub fn queue_delivery(&self, p: state::Pending) {
+        let _ = self.outbox.send(p);
+    }
+
+    /// The delivery worker's end of the queue; taken once.
+    pub fn take_outbox_queue(&self) -> Option<mpsc::UnboundedReceiver<state::Pending>> {
+        self.outbox_queue.lock().ok().and_then(|mut q| q.take())
+    }
+
+    /// The peers this node delivers to.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Runs `f` on a read connection; a database error is an internal one.
+    pub fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, NodeError> {
+        Ok(self
+            .log
+            .reader()
+            .read(|c| f(c).map_err(|e| LogError::Refused(e.into())))?)
+    }
+
+    /// Closes the log after the writer finishes its batches.
+    pub fn close(self) {
+        let Self { log, witness, .. } = self;
+        drop(witness); // it shares the log
+        if let Ok(log) = Arc::try_unwrap(log) {
+            log.close();
+        }
+    }
+}
+
+/// Runs `tasks` concurrently, so that their log appends land in one batch,
+/// and returns their results in the order given; a task that panicked gives
+/// `failed`. Dropping the future aborts the tasks.
+pub(crate) async fn join_in_order<T: Send + 'static>(
+    tasks: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+    failed: impl Fn(tokio::task::JoinError) -> T,
+) -> Vec<T> {
+    let mut set = tokio::task::JoinSet::new();
+    let mut slot = std::collections::HashMap::with_capacity(tasks.len());
+    let mut results: Vec<Option<T>> = Vec::with_capacity(tasks.len());
+    for (i, task) in tasks.into_iter().enumerate() {
+        slot.insert(set.spawn(task).id(), i);
+        results.push(None);
+    }
+    while let Some(done) = set.join_next_with_id().await {
+        let (id, result) = match done {
+            Ok((id, r)) => (id, r),
+            Err(e) => (e.id(), failed(e)),
+        };
+        results[slot[&id]] = Some(result);
+    }
+    results.into_iter().flatten().collect()
+}

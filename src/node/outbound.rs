@@ -1,0 +1,241 @@
+//! The outbound path: a notice, response or communication check is signed,
+//! then one log transaction records it, queues it for every recipient and
+//! starts its clocks; the delivery worker takes it from there.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+
+use super::{Node, NodeError};
+use crate::clock;
+use crate::envelope::{self, NOTICE_TYPE, RESPONSE_TYPE};
+use crate::log::{StateError, entry};
+use crate::message::{self, Kind};
+use crate::proto::log_entry::Body;
+use crate::proto::{Deadline, EnvelopeSent, Notice, NoticeKind, Response, ResponseStatus};
+use crate::state::{self, Direction, StoredMessage};
+
+/// A clock a message starts: `party` owes `kind` by `due_ms`.
+pub(super) struct Owed {
+    pub party: String,
+    pub kind: Deadline,
+    pub due_ms: i64,
+}
+
+/// A clock a message stops: `party` owed `kind` for `message_id`.
+pub(super) struct Met {
+    pub message_id: String,
+    pub party: String,
+    pub kind: Deadline,
+}
+
+/// A message this node signed and is about to log and queue.
+struct Outgoing {
+    kind: Kind,
+    id: String,
+    thread: String,
+    envelope: crate::proto::Envelope,
+    to: Vec<String>,
+    owed: Vec<Owed>,
+    meets: Vec<Met>,
+}
+
+/// What was sent: the message id and its index in our log.
+pub struct Sent {
+    /// The message id.
+    pub id: String,
+    /// The log entry that records it.
+    pub log_index: u64,
+}
+
+impl Node {
+    /// Logs a signed message, queues it for its recipients and starts its
+    /// clocks, in one transaction: a receipt is due from every recipient, plus
+    /// the message's own clocks.
+    async fn send(&self, out: Outgoing) -> Result<Sent, NodeError> {
+        let now = self.clock.now_ms();
+        let receipt_due = now + self.agreement.norms.receipt_within.as_millis() as i64;
+        let e = entry::encode(
+            self.clock.now(),
+            Body::Sent(EnvelopeSent {
+                envelope: Some(out.envelope.clone()),
+                to: out.to.clone(),
+            }),
+        );
+        let stored = Arc::new(StoredMessage {
+            id: out.id.clone(),
+            kind: out.kind,
+            direction: Direction::Sent,
+            sender: self.party.clone(),
+            thread: out.thread,
+            payload_sha256: Sha256::digest(&out.envelope.payload).to_vec(),
+            envelope: out.envelope,
+            log_index: 0,
+            created_ms: now,
+        });
+        let (to, owed, meets) = (out.to, out.owed, out.meets);
+        let row = stored.clone();
+        let recipients = to.clone();
+        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+            state::insert_message(c, &row, index)?;
+            for party in &recipients {
+                state::enqueue(c, &row.id, party, now)?;
+                state::start_deadline(c, &row.id, party, Deadline::Receipt, receipt_due)?;
+            }
+            for o in &owed {
+                state::start_deadline(c, &row.id, &o.party, o.kind, o.due_ms)?;
+            }
+            for m in &meets {
+                state::meet_deadline(c, &m.message_id, &m.party, m.kind)?;
+            }
+            Ok(())
+        });
+        let done = match self.log.append_with(vec![e], change, false).await {
+            Err(crate::log::LogError::Refused(StateError::Duplicate(_))) => return Err(NodeError::IdTaken(out.id)),
+            other => other?,
+        };
+        tracing::info!(id = %out.id, index = done.first_index, "signed, logged and queued");
+        for party in to {
+            self.queue_delivery(state::Pending {
+                message_id: out.id.clone(),
+                party,
+                attempts: 0,
+                next_attempt_ms: now,
+                last_error: None,
+                message: Some(stored.clone()),
+            });
+        }
+        Ok(Sent {
+            id: out.id,
+            log_index: done.first_index,
+        })
+    }
+
+    /// Signs, logs and queues a notice written by `author`; fills id, from and created_at.
+    pub async fn send_notice(&self, mut notice: Notice, author: &str) -> Result<Sent, NodeError> {
+        if notice.id.is_empty() {
+            notice.id = message::new_id();
+        }
+        notice.from = self.party.clone();
+        notice.created_at = Some(clock::to_proto(self.clock.now()));
+        if notice.author.is_empty() {
+            notice.author = author.to_owned();
+        }
+        message::validate_notice(&notice, &self.agreement.norms)?;
+        if let Some(p) = notice.to.iter().find(|p| !self.peers.contains(p)) {
+            return Err(NodeError::NotAPeer(p.clone()));
+        }
+        // A notice continuing one we received is a forward for anyone who was not on it: TLP decides.
+        if !notice.in_reply_to.is_empty()
+            && let Some(orig) = self.read(|c| state::message(c, &notice.in_reply_to))?
+            && orig.direction == Direction::Received
+            && let Ok(original) = message::decode_notice(&orig.envelope.payload)
+        {
+            for p in &notice.to {
+                message::check_forward(&original, p)?;
+            }
+        }
+        let norms = &self.agreement.norms;
+        let now = self.clock.now_ms();
+        let within = match notice.kind() {
+            NoticeKind::Notification | NoticeKind::RequestForAssistance => {
+                Some((Deadline::Response, norms.respond_within(notice.severity())))
+            }
+            NoticeKind::CommCheck => Some((Deadline::CommCheckAnswer, norms.comm_check_answer_within)),
+            _ => None,
+        };
+        let owed = within
+            .map(|(kind, within)| {
+                notice
+                    .to
+                    .iter()
+                    .map(|p| Owed {
+                        party: p.clone(),
+                        kind,
+                        due_ms: now + within.as_millis() as i64,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let thread = message::thread_of(&notice).to_owned();
+        let id = notice.id.clone();
+        let envelope = envelope::sign(NOTICE_TYPE, notice.encode_to_vec(), &self.key);
+        self.send(Outgoing {
+            kind: Kind::Notice,
+            id,
+            thread,
+            envelope,
+            to: notice.to,
+            owed,
+            meets: vec![],
+        })
+        .await
+    }
+
+    /// Signs, logs and queues a response to a notice we received.
+    pub async fn respond(
+        &self,
+        notice_id: &str,
+        status: ResponseStatus,
+        text: &str,
+        author: &str,
+    ) -> Result<Sent, NodeError> {
+        let orig = self
+            .read(|c| state::message(c, notice_id))?
+            .filter(|m| m.kind == Kind::Notice)
+            .ok_or_else(|| NodeError::NoSuchNotice(notice_id.to_owned()))?;
+        if orig.direction != Direction::Received {
+            return Err(NodeError::OwnNotice(notice_id.to_owned()));
+        }
+        let response = Response {
+            id: message::new_id(),
+            notice_id: notice_id.to_owned(),
+            from: self.party.clone(),
+            to: vec![orig.sender.clone()],
+            created_at: Some(clock::to_proto(self.clock.now())),
+            status: status as i32,
+            text: text.to_owned(),
+            author: author.to_owned(),
+        };
+        message::validate_response(&response, &self.agreement.norms)?;
+        let envelope = envelope::sign(RESPONSE_TYPE, response.encode_to_vec(), &self.key);
+        self.send(Outgoing {
+            kind: Kind::Response,
+            id: response.id,
+            thread: notice_id.to_owned(),
+            envelope,
+            to: response.to,
+            owed: vec![],
+            meets: vec![Met {
+                message_id: notice_id.to_owned(),
+                party: self.party.clone(),
+                kind: Deadline::Response,
+            }],
+        })
+        .await
+    }
+
+    /// Sends a communication check to one peer, or to every peer.
+    pub async fn comm_check(&self, party: Option<&str>, author: &str) -> Result<Vec<String>, NodeError> {
+        let targets: Vec<String> = match party {
+            Some(p) if self.peers.contains(p) => vec![p.to_owned()],
+            Some(p) => return Err(NodeError::NoSuchPeer(p.to_owned())),
+            None => self.peers.ids().cloned().collect(),
+        };
+        let mut ids = Vec::new();
+        for p in targets {
+            let notice = Notice {
+                to: vec![p.clone()],
+                kind: NoticeKind::CommCheck as i32,
+                severity: crate::proto::Severity::Low as i32,
+                category: crate::proto::Category::Test as i32,
+                tlp: crate::proto::Tlp::Clear as i32,
+                title: format!("communication check {} -> {p}", self.party),
+                ..Default::default()
+            };
+            ids.push(self.send_notice(notice, author).await?.id);
+        }
+        Ok(ids)
+    }
+}

@@ -1,0 +1,55 @@
+//! The other parties' nodes as this node dials them: one `Federation` client
+//! per peer, over mutual TLS with our node certificate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tonic::transport::Channel;
+
+use crate::agreement::{Agreement, TlsIdentity};
+use crate::proto::federation_client::FederationClient;
+use crate::tls::CertKey;
+
+/// The largest reply a node reads from a peer.
+const MAX_REPLY_BYTES: usize = 64 << 20;
+
+/// Every peer of the agreement, by party id.
+#[derive(Clone, Debug, Default)]
+pub struct Peers(Arc<HashMap<String, FederationClient<Channel>>>);
+
+impl Peers {
+    /// Channels to every party of `agreement` but `me`, dialled lazily with
+    /// `cert`. A peer that publishes no `tls_ca` cannot be dialled.
+    pub fn dial(agreement: &Agreement, me: &str, cert: &CertKey) -> Result<Self, String> {
+        let mut peers = HashMap::new();
+        for p in agreement.parties.iter().filter(|p| p.id != me) {
+            let TlsIdentity::Ca(ca) = &p.tls else {
+                return Err(format!(
+                    "party {}: hotline dials peers through their tls_ca; a pinned tls_cert_sha256 can only identify inbound calls",
+                    p.id
+                ));
+            };
+            let channel = crate::transport::channel(&p.endpoint, ca, cert).map_err(|e| e.to_string())?;
+            peers.insert(
+                p.id.clone(),
+                FederationClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES),
+            );
+        }
+        Ok(Self(Arc::new(peers)))
+    }
+
+    /// The client for `party`, if it is a peer.
+    pub fn get(&self, party: &str) -> Option<FederationClient<Channel>> {
+        self.0.get(party).cloned()
+    }
+
+    /// Whether `party` is a peer.
+    pub fn contains(&self, party: &str) -> bool {
+        self.0.contains_key(party)
+    }
+
+    /// The peers' party ids.
+    pub fn ids(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
