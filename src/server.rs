@@ -40,7 +40,8 @@ pub struct Running {
 /// Starts the node of `config`, on `listener` if given (tests bind port 0
 /// first), reading the time from `clock`.
 pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock) -> Result<Running, NodeError> {
-    let node = Node::open(config, clock).await?;
+    let cert = config.node_cert().map_err(|e| NodeError::Setup(e.to_string()))?;
+    let node = Node::open(config, &cert, clock).await?;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.listen)
@@ -61,7 +62,6 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         ))
         .collect::<Vec<_>>()
         .join("\n");
-    let cert = config.node_cert().map_err(|e| NodeError::Setup(e.to_string()))?;
     let router = transport::server(&cert, &client_cas)
         .map_err(|e| NodeError::Setup(format!("TLS setup: {e}")))?
         .max_concurrent_streams(Some(config.concurrent_streams))

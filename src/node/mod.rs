@@ -28,7 +28,7 @@ use crate::proto::log_entry::Body;
 use crate::proto::{AgreementAdopted, Event};
 use crate::state;
 use crate::tasks::Tasks;
-use crate::tls::Identifier;
+use crate::tls::{CertKey, Identifier};
 use crate::witness::Witness;
 
 /// A node's shared state.
@@ -68,9 +68,9 @@ fn setup(what: impl std::fmt::Display) -> NodeError {
 
 impl Node {
     /// Loads everything a node needs from its configuration, refusing an
-    /// agreement not signed by its quorum, and opens the log; `clock` is
-    /// where the node reads the time.
-    pub async fn open(config: &Config, clock: Clock) -> Result<Arc<Self>, NodeError> {
+    /// agreement not signed by its quorum, and opens the log; `cert` is the
+    /// node certificate it dials peers with, `clock` where it reads the time.
+    pub async fn open(config: &Config, cert: &CertKey, clock: Clock) -> Result<Arc<Self>, NodeError> {
         let key = IdentityKey::load(&config.identity_key).map_err(setup)?;
         let signed = SignedAgreement::load(&config.agreement).map_err(setup)?;
         signed
@@ -94,7 +94,7 @@ impl Node {
         }
         let identifier =
             Arc::new(Identifier::new(&agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
-        let peers = Peers::dial(&agreement, &config.party, &config.node_cert().map_err(setup)?).map_err(setup)?;
+        let peers = Peers::dial(&agreement, &config.party, cert).map_err(setup)?;
         let log = Arc::new(Log::open(&config.data, key.clone())?);
         let keyring = agreement.keyring();
         let events = Events::new(clock.clone());

@@ -1,0 +1,78 @@
+//! Why a log operation failed, and why a state change refused to commit
+//! with its entries.
+
+use std::path::{Path, PathBuf};
+
+use crate::store::StoreError;
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A requested index or size is outside the tree.
+    #[error("{what} {value} is out of range: {valid}")]
+    OutOfRange {
+        /// The request field.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// The valid range, for the message.
+        valid: String,
+    },
+    /// A request is malformed whatever the tree's size.
+    #[error("{what} {value} is invalid: {valid}")]
+    Invalid {
+        /// The request field.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// What it must be, for the message.
+        valid: String,
+    },
+    /// The stored log does not match its own signed checkpoint.
+    #[error("log at {}: {what}", path.display())]
+    Corrupt {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// The writer has stopped (the node is shutting down).
+    #[error("the log writer has stopped")]
+    Closed,
+    /// A state change that had to commit with the entries refused; nothing was appended.
+    #[error(transparent)]
+    Refused(#[from] StateError),
+}
+
+/// Why a state change refused to commit with its log entries. Callers match
+/// on it: a duplicate is a replay or a race, not a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The row exists already (a replayed message, a receipt recorded twice).
+    #[error("{0} is already recorded")]
+    Duplicate(String),
+    /// What was to change has moved on (a deadline met or missed meanwhile).
+    #[error("{0} is no longer running")]
+    NotRunning(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Storage(#[from] rusqlite::Error),
+}
+
+pub(crate) fn corrupt(dir: &Path, what: impl Into<String>) -> LogError {
+    LogError::Corrupt {
+        path: dir.to_owned(),
+        what: what.into(),
+    }
+}
+
+pub(crate) fn out_of_range(what: &'static str, value: u64, valid: String) -> LogError {
+    LogError::OutOfRange { what, value, valid }
+}
+
+pub(crate) fn tree_error(dir: &Path, e: tlog_tiles::Error) -> LogError {
+    corrupt(dir, format!("stored tree: {e}"))
+}

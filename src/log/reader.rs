@@ -1,0 +1,174 @@
+//! Read access to a log: proofs, roots, entries and witnessed checkpoints,
+//! through a small pool of read-only connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension};
+use tlog_tiles::{Hash, HashReader, prove_record, prove_tree, tree_hash};
+
+use super::error::{LogError, out_of_range, tree_error};
+use super::tree::{self, DbHashes};
+use crate::store::{self, Context};
+
+/// Read access to a log: proofs, roots, entries and witnessed checkpoints,
+/// through a small pool of read-only connections. Auditors use it on a data
+/// directory directly; a running node shares it with its writer.
+pub struct LogReader {
+    dir: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+}
+
+impl LogReader {
+    /// Opens the log in `dir` for reading; the database must exist.
+    pub fn open(dir: &Path) -> Result<Self, LogError> {
+        let conn = store::open_reader(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            pool: Mutex::new(vec![conn]),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` with a pooled read-only connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, LogError>) -> Result<T, LogError> {
+        let pooled = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
+        let conn = match pooled {
+            Some(c) => c,
+            None => store::open_reader(&self.dir)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// The latest signed checkpoint: tree size and note; size 0 and no note when empty.
+    pub fn latest_checkpoint(&self) -> Result<(u64, Option<Vec<u8>>), LogError> {
+        self.read(|c| latest_checkpoint(c, &self.dir))
+    }
+
+    fn current_size(&self, c: &Connection) -> Result<u64, LogError> {
+        Ok(latest_checkpoint(c, &self.dir)?.0)
+    }
+
+    /// RFC 6962 inclusion proof of entry `index` in the tree of `size`
+    /// (the current size when 0): the size used, the leaf hash and the proof.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(u64, Hash, Vec<Hash>), LogError> {
+        self.read(|c| {
+            let current = self.current_size(c)?;
+            let size = if size == 0 { current } else { size };
+            if size > current {
+                return Err(out_of_range(
+                    "tree_size",
+                    size,
+                    format!("the tree has {current} entries"),
+                ));
+            }
+            if index >= size {
+                let valid = match size {
+                    0 => "the tree is empty".to_owned(),
+                    n => format!("valid indexes are 0 to {} for tree size {n}", n - 1),
+                };
+                return Err(out_of_range("index", index, valid));
+            }
+            let reader = DbHashes(c);
+            let leaf = reader
+                .read_hashes(&[tlog_tiles::stored_hash_index(0, index)])
+                .map_err(|e| tree_error(&self.dir, e))?[0];
+            let proof = prove_record(size, index, &reader).map_err(|e| tree_error(&self.dir, e))?;
+            Ok((size, leaf, proof))
+        })
+    }
+
+    /// RFC 6962 consistency proof from tree size `old` to `new` (current when 0).
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<(u64, Vec<Hash>), LogError> {
+        self.read(|c| {
+            let current = self.current_size(c)?;
+            let new = if new == 0 { current } else { new };
+            if new > current {
+                return Err(out_of_range("new_size", new, format!("the tree has {current} entries")));
+            }
+            if old == 0 || old > new {
+                return Err(LogError::Invalid {
+                    what: "old_size",
+                    value: old,
+                    valid: format!("it must be between 1 and new_size ({new})"),
+                });
+            }
+            Ok((
+                new,
+                prove_tree(new, old, &DbHashes(c)).map_err(|e| tree_error(&self.dir, e))?,
+            ))
+        })
+    }
+
+    /// A consistency proof as `Federation.ProveConsistency` and
+    /// `Audit.GetConsistencyProof` answer it.
+    pub fn prove_consistency(
+        &self,
+        req: &crate::proto::ConsistencyProofRequest,
+    ) -> Result<crate::proto::ConsistencyProof, LogError> {
+        let (new_size, proof) = self.consistency_proof(req.old_size, req.new_size)?;
+        Ok(crate::proto::ConsistencyProof {
+            old_size: req.old_size,
+            new_size,
+            hashes: tree::proof_to_wire(&proof),
+        })
+    }
+
+    /// The root hash of the tree of `size` entries (any past size).
+    pub fn root_at(&self, size: u64) -> Result<Hash, LogError> {
+        self.read(|c| {
+            let current = self.current_size(c)?;
+            if size > current {
+                return Err(out_of_range("size", size, format!("the tree has {current} entries")));
+            }
+            tree_hash(size, &DbHashes(c)).map_err(|e| tree_error(&self.dir, e))
+        })
+    }
+
+    /// Entries `[start, end)`, at most `limit` of them.
+    pub fn entries(&self, start: u64, end: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx LIMIT ?3")
+                .at(&self.dir)?;
+            let rows = stmt
+                .query_map([start as i64, end as i64, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                })
+                .at(&self.dir)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
+        })
+    }
+
+    /// The peers' checkpoints this node witnessed, oldest first; one party's or all.
+    pub fn witnessed(&self, party: Option<&str>) -> Result<Vec<(String, u64, Vec<u8>)>, LogError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT party, size, note FROM witnessed WHERE ?1 IS NULL OR party = ?1 ORDER BY party, size",
+                )
+                .at(&self.dir)?;
+            let rows = stmt
+                .query_map([party], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))
+                .at(&self.dir)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
+        })
+    }
+}
+
+pub(crate) fn latest_checkpoint(c: &Connection, dir: &Path) -> Result<(u64, Option<Vec<u8>>), LogError> {
+    // Every consistency proof a peer asks for starts here: keep it prepared.
+    let row: Option<(i64, Vec<u8>)> = c
+        .prepare_cached("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .at(&dir.join(store::DB_FILE))?;
+    Ok(row.map(|(s, n)| (s as u64, Some(n))).unwrap_or((0, None)))
+}
