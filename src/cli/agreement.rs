@@ -8,7 +8,8 @@ use hotline::clock;
 use hotline::keys::IdentityKey;
 use serde_json::json;
 
-use super::{Out, read_input, write_atomic};
+use super::files::{read_input, write_atomic};
+use super::view::Out;
 
 #[derive(clap::Subcommand)]
 pub enum Command {

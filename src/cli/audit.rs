@@ -15,7 +15,7 @@ use hotline::proto::LogEntry;
 use prost::Message;
 use serde_json::json;
 
-use super::Out;
+use super::view::Out;
 
 /// Which key the log's checkpoints must be signed by.
 #[derive(clap::Args)]

@@ -23,14 +23,34 @@ use hotline::proto::{
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::Out;
-use super::bench::{E2eArgs, LogArgs, log_bench};
+use super::bench_log::{LogArgs, log_bench};
+use super::view::Out;
 
 /// Ed25519 operations on the critical path of one exchange: the sender signs
 /// the notice, the receiver verifies it and the sender's checkpoint, signs
 /// the receipt, and the sender verifies the receipt and its checkpoint.
 const SIGNS_PER_EXCHANGE: f64 = 2.0;
 const VERIFIES_PER_EXCHANGE: f64 = 4.0;
+
+/// What the end-to-end run measures, and how hard it pushes.
+#[derive(clap::Args)]
+pub struct E2eArgs {
+    /// Exchanges in the throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    pub exchanges: u64,
+    /// Exchanges in flight at once in the throughput run.
+    #[arg(long, default_value_t = 512)]
+    pub concurrency: u64,
+    /// Offered load of the latency run, exchanges per second.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u64,
+    /// Length of the latency run, seconds.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Entries of the log whose `audit verify` rate is measured (0 to skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub log_entries: u64,
+}
 
 struct Node(Child);
 

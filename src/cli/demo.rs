@@ -22,7 +22,7 @@ use prost::Message;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::Out;
+use super::view::Out;
 
 const PARTIES: [&str; 3] = ["PER", "CHL", "ARG"];
 
@@ -53,7 +53,7 @@ async fn wait(what: &str, secs: u64, mut done: impl FnMut() -> anyhow::Result<bo
 }
 
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
-    super::init_tracing("error", false);
+    super::files::init_tracing("error", false);
     let root = match &args.keep {
         Some(dir) => {
             if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
@@ -73,7 +73,7 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
 
 fn say(out: Out, line: &str) {
     if !out.json {
-        super::outln!("{line}");
+        super::view::outln!("{line}");
     }
 }
 
@@ -256,9 +256,9 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
 
     let timeline = timeline(&configs)?;
     if !out.json {
-        super::outln!("\nTimeline (all three logs, merged)");
+        super::view::outln!("\nTimeline (all three logs, merged)");
         for (at, party, line) in &timeline {
-            super::outln!("  {at}  {party:<4} {line}");
+            super::view::outln!("  {at}  {party:<4} {line}");
         }
     }
     out.print(
@@ -270,7 +270,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
 
     if keep {
         let cfg = |i: usize| configs[i].path.display().to_string();
-        super::outln!(
+        super::view::outln!(
             "\nThe nodes keep running (Ctrl-C stops them). In another terminal:\n  hotline status --config {per}\n  hotline inbox --follow --config {per}\n  hotline notice send --config {chl} --to PER --severity low --title \"test\"\n  hotline notice show {id} --config {per}\n  hotline respond {id} --config {arg} --status investigating --text \"late, sorry\"\n  hotline comm-check --config {per}\n  hotline audit verify --data {root}/PER\n",
             per = cfg(0),
             chl = cfg(1),

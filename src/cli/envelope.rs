@@ -11,7 +11,8 @@ use hotline::keys::{IdentityKey, Keyring, TrustedKey, VerifierKey};
 use hotline::{clock, message};
 use serde_json::json;
 
-use super::{Out, read_input};
+use super::files::read_input;
+use super::view::Out;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -60,7 +61,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
         } => {
             let key = IdentityKey::load(&key)?;
             let env = envelope::sign(media_type(&payload_type), read_input(&payload)?, &key);
-            super::outln!("{}", envelope::to_json(&env));
+            super::view::outln!("{}", envelope::to_json(&env));
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify {

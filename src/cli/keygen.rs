@@ -7,7 +7,7 @@ use anyhow::Context;
 use hotline::keys::IdentityKey;
 use serde_json::json;
 
-use super::Out;
+use super::view::Out;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -5,17 +5,19 @@ mod agreement;
 mod audit;
 mod bench;
 mod bench_e2e;
+mod bench_log;
 mod demo;
 mod envelope;
+mod files;
 mod keygen;
 mod node;
 mod ops;
+mod view;
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
+use view::Out;
 
 /// hotline: a signed hotline between nations' cyber points of contact.
 #[derive(Parser)]
@@ -67,34 +69,6 @@ enum Command {
     Envelope(envelope::Command),
 }
 
-/// Prints a line to stdout, ignoring a closed pipe (`hotline ... | head`).
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-pub(crate) use outln;
-
-/// How a command prints what it found.
-#[derive(Clone, Copy)]
-pub struct Out {
-    json: bool,
-}
-
-impl Out {
-    /// Prints `value` as JSON, or `human` as text.
-    fn print(self, value: &serde_json::Value, human: impl FnOnce() -> String) {
-        use std::io::Write as _;
-        let text = if self.json {
-            serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
-        } else {
-            human()
-        };
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    }
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = Out { json: cli.json };
@@ -113,40 +87,4 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => audit::run(cmd, out),
         Command::Bench(cmd) => bench::run(cmd, out),
     }
-}
-
-/// Sends `tracing` output to stderr, filtered by RUST_LOG (default `level`).
-pub fn init_tracing(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
-/// Reads a file, or standard input for `-`, naming the file on failure.
-fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
-    if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading standard input")?;
-        return Ok(buf);
-    }
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// Replaces a file atomically: a synced temporary file renamed over it.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().with_context(|| format!("writing {}", path.display()))
 }

@@ -8,7 +8,7 @@ use hotline::config::Config;
 use hotline::setup;
 use serde_json::json;
 
-use super::Out;
+use super::view::Out;
 
 #[derive(clap::Args)]
 pub struct InitArgs {
@@ -70,7 +70,7 @@ pub struct ServeArgs {
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    super::init_tracing("info", args.log_json);
+    super::files::init_tracing("info", args.log_json);
     let config = Config::load(&args.config)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {

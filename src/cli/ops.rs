@@ -5,21 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hotline::clock;
 use hotline::config::Config;
-use hotline::envelope::{self, RECEIPT_TYPE};
-use hotline::message::tlp_label;
 use hotline::proto::operator_client::OperatorClient;
 use hotline::proto::{
-    Attachment, Category, CommCheckRequest, Envelope, Event, GetNoticeRequest, Indicator, ListNoticesRequest,
-    NormEvent, Notice, NoticeKind, Receipt, RespondRequest, Response, ResponseStatus, SendNoticeRequest, Severity,
-    StatusRequest, Tlp, WatchEventsRequest, event,
+    Attachment, Category, CommCheckRequest, GetNoticeRequest, Indicator, ListNoticesRequest, Notice, NoticeKind,
+    RespondRequest, ResponseStatus, SendNoticeRequest, Severity, StatusRequest, Tlp, WatchEventsRequest,
 };
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::json;
 use tonic::transport::Channel;
 
-use super::Out;
+use super::view::{self, Out, outln};
 
 /// Which node to talk to.
 #[derive(clap::Args)]
@@ -136,97 +132,6 @@ fn rpc(what: &str, s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{what}: {} ({:?})", s.message(), s.code())
 }
 
-fn ts(t: &Option<prost_types::Timestamp>) -> String {
-    t.as_ref()
-        .and_then(clock::from_proto)
-        .map(clock::rfc3339)
-        .unwrap_or_else(|| "-".into())
-}
-
-fn short(name: &str, prefix: &str) -> String {
-    name.trim_start_matches(prefix).to_lowercase()
-}
-
-/// A notice as JSON for `--json` output.
-pub fn notice_json(n: &Notice) -> Value {
-    json!({"id": n.id, "from": n.from, "to": n.to, "created_at": ts(&n.created_at),
-           "kind": short(n.kind().as_str_name(), "NOTICE_KIND_"), "severity": short(n.severity().as_str_name(), "SEVERITY_"),
-           "category": short(n.category().as_str_name(), "CATEGORY_"), "tlp": tlp_label(n.tlp()),
-           "title": n.title, "summary": n.summary, "affected_sectors": n.affected_sectors,
-           "indicators": n.indicators.iter().map(|i| json!({"type": i.r#type, "value": i.value})).collect::<Vec<_>>(),
-           "attachments": n.attachments.iter().map(|a| json!({"media_type": a.media_type, "name": a.name, "bytes": a.data.len()})).collect::<Vec<_>>(),
-           "in_reply_to": n.in_reply_to, "author": n.author})
-}
-
-fn norm_json(e: &NormEvent) -> Value {
-    json!({"kind": short(e.kind().as_str_name(), "NORM_EVENT_KIND_"), "party": e.party, "message_id": e.message_id,
-           "deadline": short(e.deadline().as_str_name(), "DEADLINE_"), "due_at": ts(&e.due_at),
-           "observed_at": ts(&e.observed_at), "detail": e.detail})
-}
-
-fn response_json(r: &Response) -> Value {
-    json!({"id": r.id, "notice_id": r.notice_id, "from": r.from, "to": r.to, "created_at": ts(&r.created_at),
-           "status": short(r.status().as_str_name(), "RESPONSE_STATUS_"), "text": r.text, "author": r.author})
-}
-
-fn receipt_json(r: &Receipt) -> Value {
-    json!({"message_id": r.message_id, "from": r.from, "received_at": ts(&r.received_at), "log_index": r.log_index,
-           "payload_sha256": hex::encode(&r.payload_sha256)})
-}
-
-fn event_json(e: &Event) -> Value {
-    let (kind, body) = match &e.body {
-        Some(event::Body::NoticeReceived(n)) => ("notice", notice_json(n)),
-        Some(event::Body::ResponseReceived(r)) => ("response", response_json(r)),
-        Some(event::Body::ReceiptReceived(r)) => ("receipt", receipt_json(r)),
-        Some(event::Body::NormEvent(n)) => ("norm_event", norm_json(n)),
-        None => ("empty", Value::Null),
-    };
-    json!({"at": ts(&e.at), "type": kind, "event": body})
-}
-
-fn event_line(e: &Event) -> String {
-    let at = ts(&e.at);
-    match &e.body {
-        Some(event::Body::NoticeReceived(n)) => format!(
-            "{at}  NOTICE    {} from {} [{} {} TLP:{}] {}",
-            n.id,
-            n.from,
-            short(n.kind().as_str_name(), "NOTICE_KIND_"),
-            short(n.severity().as_str_name(), "SEVERITY_"),
-            tlp_label(n.tlp()),
-            n.title
-        ),
-        Some(event::Body::ResponseReceived(r)) => format!(
-            "{at}  RESPONSE  {} from {} to notice {}: {} {}",
-            r.id,
-            r.from,
-            r.notice_id,
-            short(r.status().as_str_name(), "RESPONSE_STATUS_"),
-            r.text
-        ),
-        Some(event::Body::ReceiptReceived(r)) => {
-            format!(
-                "{at}  RECEIPT   {} signed by {} (their log index {})",
-                r.message_id, r.from, r.log_index
-            )
-        }
-        Some(event::Body::NormEvent(n)) => format!(
-            "{at}  NORM      {} party {} {}",
-            short(n.kind().as_str_name(), "NORM_EVENT_KIND_"),
-            n.party,
-            n.detail
-        ),
-        None => format!("{at}  (empty event)"),
-    }
-}
-
-fn decode_receipt(e: &Envelope) -> Option<Receipt> {
-    (e.payload_type == RECEIPT_TYPE)
-        .then(|| Receipt::decode(&e.payload[..]).ok())
-        .flatten()
-}
-
 /// Runs a `notice` subcommand.
 pub fn notice(cmd: NoticeCommand, out: Out) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
@@ -243,7 +148,12 @@ pub fn notice(cmd: NoticeCommand, out: Out) -> anyhow::Result<ExitCode> {
                     .map_err(|s| rpc("SendNotice", s))?
                     .into_inner();
                 out.print(&json!({"id": sent.id, "log_index": sent.log_index}), || {
-                    format!("sent notice {} (log index {}); delivering to {}\n", sent.id, sent.log_index, args.to.join(", "))
+                    format!(
+                        "sent notice {} (log index {}); delivering to {}\n",
+                        sent.id,
+                        sent.log_index,
+                        args.to.join(", ")
+                    )
                 });
             }
             NoticeCommand::Show { id, conn } => {
@@ -259,47 +169,8 @@ pub fn notice(cmd: NoticeCommand, out: Out) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .and_then(|e| Notice::decode(&e.payload[..]).ok())
                     .context("the node returned no notice")?;
-                let receipts: Vec<Receipt> = t.receipts.iter().filter_map(decode_receipt).collect();
-                let responses: Vec<Response> = t.responses.iter().filter_map(|e| Response::decode(&e.payload[..]).ok()).collect();
-                let dsse = t.notice.as_ref().map(envelope::to_json).unwrap_or_default();
-                out.print(
-                    &json!({"notice": notice_json(&notice), "receipts": receipts.iter().map(receipt_json).collect::<Vec<_>>(),
-                            "responses": responses.iter().map(response_json).collect::<Vec<_>>(),
-                            "norm_events": t.norm_events.iter().map(norm_json).collect::<Vec<_>>(),
-                            "envelope": serde_json::from_str::<Value>(&dsse).unwrap_or(Value::Null)}),
-                    || {
-                        let mut s = format!(
-                            "notice   {}\nfrom     {} -> {}\ncreated  {}\nkind     {}  severity {}  category {}  TLP:{}\ntitle    {}\nsummary  {}\nauthor   {}\n",
-                            notice.id,
-                            notice.from,
-                            notice.to.join(", "),
-                            ts(&notice.created_at),
-                            short(notice.kind().as_str_name(), "NOTICE_KIND_"),
-                            short(notice.severity().as_str_name(), "SEVERITY_"),
-                            short(notice.category().as_str_name(), "CATEGORY_"),
-                            tlp_label(notice.tlp()),
-                            notice.title,
-                            notice.summary,
-                            notice.author
-                        );
-                        for i in &notice.indicators {
-                            s += &format!("indicator {} = {}\n", i.r#type, i.value);
-                        }
-                        s += "\nreceipts\n";
-                        for r in &receipts {
-                            s += &format!("  {} for {} at {} (their log index {})\n", r.from, r.message_id, ts(&r.received_at), r.log_index);
-                        }
-                        s += "responses\n";
-                        for r in &responses {
-                            s += &format!("  {} {} {}: {}\n", ts(&r.created_at), r.from, short(r.status().as_str_name(), "RESPONSE_STATUS_"), r.text);
-                        }
-                        s += "norm events\n";
-                        for e in &t.norm_events {
-                            s += &format!("  {} {} {}\n", ts(&e.observed_at), short(e.kind().as_str_name(), "NORM_EVENT_KIND_"), e.detail);
-                        }
-                        s
-                    },
-                );
+                let (value, human) = view::thread(&t, &notice);
+                out.print(&value, || human);
             }
         }
         anyhow::Ok(ExitCode::SUCCESS)
@@ -341,58 +212,17 @@ pub fn inbox(args: InboxArgs, out: Out) -> anyhow::Result<ExitCode> {
             .map_err(|s| rpc("ListNotices", s))?
             .into_inner()
             .notices;
-        let rows: Vec<Value> = list
-            .iter()
-            .map(|s| {
-                let mut v = s.notice.as_ref().map(notice_json).unwrap_or(Value::Null);
-                v["direction"] = json!(s.direction);
-                v["receipted_by"] = json!(s.receipted_by);
-                v["responses"] = json!(s.responses);
-                v
-            })
-            .collect();
-        out.print(&json!(rows), || {
-            let mut s = format!(
-                "{:<36}  {:<8} {:<5} {:<12} {:<8} {:<12} {:<10} {:>3}  {}\n",
-                "ID", "DIR", "FROM", "TO", "SEVERITY", "TLP", "RECEIPTS", "RSP", "TITLE"
-            );
-            for r in &rows {
-                let to: Vec<&str> = r["to"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                let rec: Vec<&str> = r["receipted_by"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                s += &format!(
-                    "{:<36}  {:<8} {:<5} {:<12} {:<8} {:<12} {:<10} {:>3}  {}\n",
-                    r["id"].as_str().unwrap_or(""),
-                    r["direction"].as_str().unwrap_or(""),
-                    r["from"].as_str().unwrap_or(""),
-                    to.join(","),
-                    r["severity"].as_str().unwrap_or(""),
-                    r["tlp"].as_str().unwrap_or(""),
-                    rec.join(","),
-                    r["responses"],
-                    r["title"].as_str().unwrap_or("")
-                );
-            }
-            s
-        });
+        let (value, human) = view::inbox(&list);
+        out.print(&value, || human);
         if let Some(stream) = events.as_mut() {
             if !out.json {
-                super::outln!("-- following; Ctrl-C to stop --");
+                outln!("-- following; Ctrl-C to stop --");
             }
             loop {
                 tokio::select! {
                     msg = stream.message() => match msg.map_err(|s| rpc("WatchEvents", s))? {
                         Some(e) => {
-                            if out.json { super::outln!("{}", event_json(&e)) } else { super::outln!("{}", event_line(&e)) }
+                            if out.json { outln!("{}", view::event_json(&e)) } else { outln!("{}", view::event_line(&e)) }
                         }
                         None => break,
                     },
@@ -464,63 +294,8 @@ pub fn status(conn: Conn, out: Out) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|s| rpc("Status", s))?
             .into_inner();
-        let peers: Vec<Value> = s
-            .peers
-            .iter()
-            .map(|p| {
-                json!({"party": p.party, "endpoint": p.endpoint, "outbox": p.outbox,
-                            "last_comm_check_ok": ts(&p.last_comm_check_ok), "witnessed_size": p.witnessed_size})
-            })
-            .collect();
-        let deadlines: Vec<Value> = s
-            .deadlines
-            .iter()
-            .map(|d| {
-                json!({"party": d.party, "message_id": d.message_id,
-                            "deadline": short(d.deadline().as_str_name(), "DEADLINE_"), "due_at": ts(&d.due_at)})
-            })
-            .collect();
-        out.print(
-            &json!({"party": s.party, "log_size": s.log_size, "peers": peers, "deadlines": deadlines,
-                    "recent_norm_events": s.recent_norm_events.iter().map(norm_json).collect::<Vec<_>>()}),
-            || {
-                let mut t = format!("party {}   log size {}\n\npeers\n", s.party, s.log_size);
-                t += &format!(
-                    "  {:<8} {:<28} {:>7} {:<30} {:>9}\n",
-                    "PARTY", "ENDPOINT", "OUTBOX", "LAST COMM CHECK OK", "WITNESSED"
-                );
-                for p in &s.peers {
-                    t += &format!(
-                        "  {:<8} {:<28} {:>7} {:<30} {:>9}\n",
-                        p.party,
-                        p.endpoint,
-                        p.outbox,
-                        ts(&p.last_comm_check_ok),
-                        p.witnessed_size
-                    );
-                }
-                t += "\nrunning deadlines\n";
-                for d in &s.deadlines {
-                    t += &format!(
-                        "  {:<8} owes {:<18} for {} by {}\n",
-                        d.party,
-                        short(d.deadline().as_str_name(), "DEADLINE_"),
-                        d.message_id,
-                        ts(&d.due_at)
-                    );
-                }
-                t += "\nrecent norm events\n";
-                for e in &s.recent_norm_events {
-                    t += &format!(
-                        "  {} {} {}\n",
-                        ts(&e.observed_at),
-                        short(e.kind().as_str_name(), "NORM_EVENT_KIND_"),
-                        e.detail
-                    );
-                }
-                t
-            },
-        );
+        let (value, human) = view::status(&s);
+        out.print(&value, || human);
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
