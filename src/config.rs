@@ -18,10 +18,21 @@ use crate::tls::{self, CertKey, Role};
 pub enum ConfigError {
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    /// The configuration is not valid; the message names the field.
-    #[error("{}: {what}", path.display())]
-    Invalid { path: PathBuf, what: String },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The configuration is not valid; each problem names its field, and
+    /// every problem found is listed at once.
+    #[error("{}: {}", path.display(), problems.join("; "))]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong, one entry per field.
+        problems: Vec<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -131,25 +142,38 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 impl Config {
-    /// Loads and checks a configuration file.
+    /// Loads and checks a configuration file, reporting every problem found
+    /// at once: each field rule, and each named file that cannot be read.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let invalid = |what: String| ConfigError::Invalid {
+        let raw: RawConfig = toml::from_str(&read(path)?).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
-            what,
-        };
-        let raw: RawConfig = toml::from_str(&read(path)?).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
+            problems: vec![e.to_string().trim_end().to_owned()],
+        })?;
+        let mut problems = Vec::new();
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let abs = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
         if !crate::agreement::is_valid_party_id(&raw.party) {
-            return Err(invalid(format!("party {:?} is not a party id", raw.party)));
+            problems.push(format!("party {:?} is not a party id", raw.party));
         }
-        let duration = |field: &str, v: &Option<String>, default: u64| match v {
-            None => Ok(Duration::from_millis(default)),
-            Some(s) => clock::parse_duration(s)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| invalid(format!("delivery.{field}: {s:?} is not a duration such as \"200ms\""))),
+        let mut duration = |field: &str, v: &Option<String>, default: u64| match v {
+            None => Duration::from_millis(default),
+            Some(s) => clock::parse_duration(s).filter(|d| !d.is_zero()).unwrap_or_else(|| {
+                problems.push(format!("delivery.{field}: {s:?} is not a duration such as \"200ms\""));
+                Duration::from_millis(default)
+            }),
         };
-        Ok(Self {
+        let retry_base = duration("retry_base", &raw.delivery.retry_base, 200);
+        let retry_max = duration("retry_max", &raw.delivery.retry_max, 30_000);
+        let d = crate::limits::LimitConfig::default();
+        let limits = crate::limits::LimitConfig {
+            requests_per_second: raw.limits.requests_per_second.unwrap_or(d.requests_per_second),
+            burst: raw.limits.burst.unwrap_or(d.burst),
+            in_flight: raw.limits.in_flight.unwrap_or(d.in_flight),
+        };
+        if !(limits.requests_per_second > 0.0 && limits.burst >= 1.0 && limits.in_flight >= 1) {
+            problems.push("limits: requests_per_second must be > 0, burst >= 1, in_flight >= 1".into());
+        }
+        let config = Self {
             path: path.to_owned(),
             party: raw.party,
             listen: raw.listen,
@@ -167,25 +191,34 @@ impl Config {
             client_node: raw.client.node,
             client_cert: abs(&raw.client.cert),
             client_key: abs(&raw.client.key),
-            retry_base: duration("retry_base", &raw.delivery.retry_base, 200)?,
-            retry_max: duration("retry_max", &raw.delivery.retry_max, 30_000)?,
-            limits: {
-                let d = crate::limits::LimitConfig::default();
-                let l = crate::limits::LimitConfig {
-                    requests_per_second: raw.limits.requests_per_second.unwrap_or(d.requests_per_second),
-                    burst: raw.limits.burst.unwrap_or(d.burst),
-                    in_flight: raw.limits.in_flight.unwrap_or(d.in_flight),
-                };
-                if !(l.requests_per_second > 0.0 && l.burst >= 1.0 && l.in_flight >= 1) {
-                    return Err(invalid(
-                        "limits: requests_per_second must be > 0, burst >= 1, in_flight >= 1".into(),
-                    ));
-                }
-                l
-            },
+            retry_base,
+            retry_max,
+            limits,
             concurrent_streams: raw.limits.concurrent_streams.unwrap_or(1024).max(1),
             connections_per_address: raw.limits.connections_per_address.unwrap_or(64).max(1),
-        })
+        };
+        let files = [
+            ("agreement", &config.agreement),
+            ("identity_key", &config.identity_key),
+            ("tls_ca", &config.tls_ca),
+            ("tls_cert", &config.tls_cert),
+            ("tls_key", &config.tls_key),
+            ("client.cert", &config.client_cert),
+            ("client.key", &config.client_key),
+        ];
+        let locals = config.locals.iter().map(|(name, _, cert)| (name.as_str(), cert));
+        for (field, file) in files.into_iter().chain(locals) {
+            if let Err(e) = std::fs::metadata(file) {
+                problems.push(format!("{field}: {}: {e}", file.display()));
+            }
+        }
+        match problems.is_empty() {
+            true => Ok(config),
+            false => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            }),
+        }
     }
 
     /// The address to listen on.
@@ -221,7 +254,7 @@ impl Config {
             let pem = read(file)?;
             let certs = tls::certs_from_pem(&file.display().to_string(), &pem).map_err(|e| ConfigError::Invalid {
                 path: file.clone(),
-                what: e.to_string(),
+                problems: vec![e.to_string()],
             })?;
             map.insert(tls::fingerprint(&certs[0]), (name.clone(), *role));
         }
