@@ -25,7 +25,12 @@ pub const RESPONSE_TYPE: &str = "application/vnd.hotline.response+proto";
 pub enum EnvelopeError {
     /// The payload type is none of hotline's, or not the one expected here.
     #[error("payload type {got:?} is not accepted here (expected {expected})")]
-    PayloadType { got: String, expected: String },
+    PayloadType {
+        /// What was found.
+        got: String,
+        /// What was expected.
+        expected: String,
+    },
     /// The envelope carries no signature at all.
     #[error("envelope has no signatures")]
     Unsigned,
@@ -37,7 +42,14 @@ pub enum EnvelopeError {
     BadSignature(String),
     /// The only known keys that signed are outside their validity window.
     #[error("key {keyid} of party {party} is not valid at {at}")]
-    KeyNotValid { keyid: String, party: String, at: String },
+    KeyNotValid {
+        /// The DSSE key id.
+        keyid: String,
+        /// The party.
+        party: String,
+        /// The instant checked, RFC 3339.
+        at: String,
+    },
     /// The DSSE JSON form could not be read.
     #[error("malformed DSSE JSON envelope: {0}")]
     Json(String),

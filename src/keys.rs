@@ -24,7 +24,12 @@ const ALG_ED25519: u8 = 0x01;
 pub enum KeyError {
     /// A verifier key string is not `name+hexkeyhash+base64(0x01||pubkey)`.
     #[error("malformed verifier key {key:?}: {reason}")]
-    MalformedVerifierKey { key: String, reason: &'static str },
+    MalformedVerifierKey {
+        /// The key, as written.
+        key: String,
+        /// Why it is wrong.
+        reason: &'static str,
+    },
     /// A private key string is not `PRIVATE+KEY+name+hexkeyhash+base64(0x01||seed)`.
     #[error("malformed private key: {0}")]
     MalformedPrivateKey(&'static str),
@@ -33,13 +38,28 @@ pub enum KeyError {
     InvalidName(String),
     /// A key file could not be read or written.
     #[error("key file {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// A private key file that others may read is refused.
     #[error("key file {} is readable by group or others (mode {mode:o}); run: chmod 600 {}", path.display(), path.display())]
-    Permissions { path: PathBuf, mode: u32 },
+    Permissions {
+        /// The file at fault.
+        path: PathBuf,
+        /// The file's mode bits.
+        mode: u32,
+    },
     /// A key file's content is not a key.
     #[error("key file {}: {source}", path.display())]
-    File { path: PathBuf, source: Box<KeyError> },
+    File {
+        /// The file at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: Box<KeyError>,
+    },
 }
 
 /// Reports whether `name` may be a key name (C2SP signed-note rules).

@@ -1,10 +1,35 @@
 //! hotline: a signed hotline between nations' cyber points of contact.
 //!
-//! Modules in reading order: the wire types ([`proto`]), time ([`clock`]),
-//! keys and the two signature formats ([`keys`], [`note`], [`envelope`]), the
-//! agreement parties sign ([`agreement`]) and the rules messages must meet
-//! ([`message`]), then storage ([`store`]) and the audit log ([`log`]).
-#![forbid(unsafe_code)]
+//! Every module, in reading order.
+//!
+//! **Formats**, the evidence others verify: the wire types ([`proto`]), time
+//! and the node's clock ([`clock`]), keys and the two signature formats
+//! ([`keys`], [`note`], [`envelope`]), the agreement parties sign
+//! ([`agreement`]) and the rules a message must meet ([`message`]).
+//!
+//! **Storage**: SQLite and its migrations ([`store`]); the append-only audit
+//! log ([`log`]: its writer, reader, RFC 6962 tree, checkpoints, entries,
+//! offline verification and tlog-tiles export); the node's state tables,
+//! written inside log transactions ([`state`]).
+//!
+//! **A node**, following a message:
+//! - a peer's call arrives over mutual TLS ([`transport`], [`tls`]), is
+//!   admitted by the per-caller limits ([`limits`]) and handled by a thin
+//!   service ([`federation`], [`operator`], [`audit`]); domain errors become
+//!   gRPC statuses in one place ([`status`]);
+//! - the node ([`node`]) checks and logs what peers deliver and receipts it
+//!   (`node/inbound.rs`), and signs, logs and queues what operators send
+//!   (`node/outbound.rs`);
+//! - the delivery worker ([`delivery`]) hands queued messages to one courier
+//!   per peer ([`peers`]), which sends them in batches and checks and logs the
+//!   receipts that come back;
+//! - every checkpoint a peer shows is verified and proven consistent by the
+//!   witness ([`witness`]); missed deadlines and scheduled communication
+//!   checks are the norms worker's ([`norms`]); both log norm events one way
+//!   ([`norm_event`]) and announce them on the event stream ([`events`]);
+//! - background work is owned by the node's task set ([`tasks`]) and started
+//!   and stopped with the server ([`server`]), which reads its configuration
+//!   ([`config`]); [`setup`] creates a party's files and demo clusters.
 
 pub mod proto;
 
@@ -24,40 +49,40 @@ pub mod store;
 
 pub mod log;
 
-pub mod tls;
+pub mod state;
 
-pub mod status;
+pub mod tls;
 
 pub mod transport;
 
-pub mod audit;
+pub mod limits;
 
-pub mod config;
-
-pub mod setup;
-
-pub mod state;
-
-pub mod events;
-
-pub mod peers;
-
-pub mod tasks;
-
-pub mod norm_event;
-
-pub mod node;
-
-pub mod witness;
+pub mod status;
 
 pub mod federation;
 
 pub mod operator;
 
+pub mod audit;
+
+pub mod node;
+
 pub mod delivery;
+
+pub mod peers;
+
+pub mod witness;
 
 pub mod norms;
 
+pub mod norm_event;
+
+pub mod events;
+
+pub mod tasks;
+
 pub mod server;
 
-pub mod limits;
+pub mod config;
+
+pub mod setup;

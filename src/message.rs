@@ -17,15 +17,32 @@ pub enum MessageError {
     Missing(&'static str),
     /// A field holds a value outside its rules.
     #[error("field {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The field at fault.
+        field: &'static str,
+        /// Why it is wrong.
+        reason: String,
+    },
     /// The encoded message is larger than the agreement allows.
     #[error("message is {size} bytes, over the agreed max_notice_bytes of {max}")]
-    TooLarge { size: usize, max: u64 },
+    TooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The agreed `max_notice_bytes`.
+        max: u64,
+    },
     /// TLP forbids sharing this notice with the named party.
     #[error(
         "TLP:{tlp} notice {id} may not be forwarded to {party}: only TLP:CLEAR and TLP:GREEN may go beyond their recipients"
     )]
-    TlpForbidsForward { id: String, tlp: String, party: String },
+    TlpForbidsForward {
+        /// The notice id.
+        id: String,
+        /// Its TLP label.
+        tlp: String,
+        /// The party.
+        party: String,
+    },
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> MessageError {

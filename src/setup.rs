@@ -19,10 +19,18 @@ pub enum SetupError {
     Tls(#[from] TlsError),
     /// A file could not be written.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// The folder already holds a party.
     #[error("{} already exists; refusing to overwrite an existing party's keys", path.display())]
-    Exists { path: PathBuf },
+    Exists {
+        /// The file at fault.
+        path: PathBuf,
+    },
 }
 
 /// What `create` made.

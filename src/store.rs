@@ -176,10 +176,22 @@ const MIGRATIONS: &[&str] = &[
 pub enum StoreError {
     /// SQLite failed on this file.
     #[error("database {}: {source}", path.display())]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        /// The file at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: rusqlite::Error,
+    },
     /// The file's schema is newer than this build understands.
     #[error("database {} has schema version {found}, newer than this hotline ({known}); upgrade hotline", path.display())]
-    NewerSchema { path: PathBuf, found: i64, known: usize },
+    NewerSchema {
+        /// The file at fault.
+        path: PathBuf,
+        /// The schema version found.
+        found: i64,
+        /// The newest schema version this build knows.
+        known: usize,
+    },
 }
 
 /// Names the database file in a SQLite error.

@@ -28,7 +28,12 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     /// A PEM input holds no usable certificate.
     #[error("{what}: {reason}")]
-    Pem { what: String, reason: String },
+    Pem {
+        /// What is wrong.
+        what: String,
+        /// Why it is wrong.
+        reason: String,
+    },
 }
 
 /// A certificate and its private key, both PEM.

@@ -14,7 +14,9 @@ pub enum TransportError {
     /// The endpoint URL or TLS material was refused.
     #[error("{endpoint}: {source}")]
     Setup {
+        /// The endpoint URL.
         endpoint: String,
+        /// The underlying error.
         source: tonic::transport::Error,
     },
 }

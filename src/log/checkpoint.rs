@@ -17,7 +17,12 @@ pub enum CheckpointError {
     Signature(#[from] NoteError),
     /// The origin line is not the expected log's.
     #[error("checkpoint origin {got:?} is not the expected {expected:?}")]
-    Origin { got: String, expected: String },
+    Origin {
+        /// What was found.
+        got: String,
+        /// What was expected.
+        expected: String,
+    },
 }
 
 /// A checkpoint whose signature was checked.

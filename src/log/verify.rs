@@ -26,24 +26,49 @@ use crate::{clock, envelope};
 pub enum VerifyError {
     /// An entry is missing, altered or not a log entry.
     #[error("entry {index}: {what}")]
-    Entry { index: u64, what: String },
+    Entry {
+        /// The entry index.
+        index: u64,
+        /// What is wrong.
+        what: String,
+    },
     /// A checkpoint's signature or root does not match the entries before it.
     #[error("checkpoint at tree size {size}: {what}")]
-    Checkpoint { size: u64, what: String },
+    Checkpoint {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// What is wrong.
+        what: String,
+    },
     /// The log was cut short of what it signed.
     #[error(
         "log ends after {entries} entries but a signed checkpoint covers {signed}: entries {entries}..{signed} were removed"
     )]
-    Truncated { entries: u64, signed: u64 },
+    Truncated {
+        /// How many entries the log holds.
+        entries: u64,
+        /// How many entries the latest signed checkpoint covers.
+        signed: u64,
+    },
     /// The database could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A node's Audit service failed to answer.
     #[error("node {node}: {what}")]
-    Remote { node: String, what: String },
+    Remote {
+        /// The node's address.
+        node: String,
+        /// What is wrong.
+        what: String,
+    },
     /// An export file could not be read.
     #[error("{path}: {what}")]
-    File { path: String, what: String },
+    File {
+        /// The file at fault.
+        path: String,
+        /// What is wrong.
+        what: String,
+    },
 }
 
 /// What a successful verification covered.
