@@ -497,3 +497,30 @@ async fn a_forked_checkpoint_superseded_while_a_check_runs_is_still_detected() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_may_read_the_operator_service_but_not_act_on_it() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let config = &c.configs[0];
+    let tls = config.path.parent().unwrap().join("tls");
+    let auditor = hotline::tls::CertKey {
+        cert: std::fs::read_to_string(tls.join("auditor.pem")).unwrap(),
+        key: std::fs::read_to_string(tls.join("auditor.key")).unwrap(),
+    };
+    let channel = hotline::transport::channel(&config.client_node, &config.ca_pem().unwrap(), &auditor).unwrap();
+    let mut client = hotline::proto::operator_client::OperatorClient::new(channel);
+    let status = client
+        .status(hotline::proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.party, "PER");
+    let refused = client
+        .send_notice(hotline::proto::SendNoticeRequest {
+            notice: Some(common::notice(&["CHL"], "from an auditor")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("role Auditor"), "{}", refused.message());
+}
