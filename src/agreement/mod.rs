@@ -1,0 +1,18 @@
+//! The agreement: the parties, their keys and TLS identities, and the norms
+//! they accepted, as a TOML document stored as a signed note.
+//!
+//! A node runs only on an agreement signed by every party it lists (or by the
+//! quorum it names). Validation names the exact field or party at fault.
+//!
+//! The schema is in `schema.rs`, the norms in `norms.rs`, the signed form and
+//! its quorum in `signed.rs`, and refusals in `error.rs`.
+
+mod error;
+mod norms;
+mod schema;
+mod signed;
+
+pub use error::AgreementError;
+pub use norms::{MAX_NOTICE_BYTES_LIMIT, Norms};
+pub use schema::{Agreement, Party, TlsIdentity, is_valid_party_id};
+pub use signed::SignedAgreement;

@@ -1,0 +1,97 @@
+//! The norms every party agreed to keep: deadlines by kind and severity,
+//! communication checks, size and clock limits.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::{AgreementError, field};
+use crate::clock;
+use crate::proto::Severity;
+
+/// The largest `max_notice_bytes` an agreement may set (gRPC frames stay bounded).
+pub const MAX_NOTICE_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNorms {
+    receipt_within: String,
+    respond_within: RawRespondWithin,
+    comm_check_every: String,
+    comm_check_answer_within: String,
+    max_notice_bytes: u64,
+    clock_skew: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRespondWithin {
+    critical: String,
+    high: String,
+    medium: String,
+    low: String,
+}
+
+/// The deadlines and limits every party agreed to keep (brief section 5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Norms {
+    /// A machine receipt is expected within this time of sending.
+    pub receipt_within: Duration,
+    /// A human response is expected within this time, by severity.
+    pub respond_within_critical: Duration,
+    /// See [`Norms::respond_within_critical`].
+    pub respond_within_high: Duration,
+    /// See [`Norms::respond_within_critical`].
+    pub respond_within_medium: Duration,
+    /// See [`Norms::respond_within_critical`].
+    pub respond_within_low: Duration,
+    /// Each node checks each peer this often.
+    pub comm_check_every: Duration,
+    /// A communication check must be answered within this time.
+    pub comm_check_answer_within: Duration,
+    /// The largest notice payload accepted.
+    pub max_notice_bytes: u64,
+    /// How far a message's `created_at` may be from the receiver's clock.
+    pub clock_skew: Duration,
+}
+
+impl Norms {
+    /// The response deadline for a notice of `severity`.
+    pub fn respond_within(&self, severity: Severity) -> Duration {
+        match severity {
+            Severity::Critical => self.respond_within_critical,
+            Severity::High => self.respond_within_high,
+            Severity::Medium => self.respond_within_medium,
+            Severity::Low | Severity::Unspecified => self.respond_within_low,
+        }
+    }
+}
+
+pub(crate) fn parse_norms(raw: &RawNorms) -> Result<Norms, AgreementError> {
+    let d = |name: &str, s: &str| {
+        clock::parse_duration(s).filter(|d| !d.is_zero()).ok_or_else(|| {
+            field(
+                format!("norms.{name}"),
+                format!("{s:?} is not a positive duration such as \"90s\", \"5m\", \"24h\""),
+            )
+        })
+    };
+    let norms = Norms {
+        receipt_within: d("receipt_within", &raw.receipt_within)?,
+        respond_within_critical: d("respond_within.critical", &raw.respond_within.critical)?,
+        respond_within_high: d("respond_within.high", &raw.respond_within.high)?,
+        respond_within_medium: d("respond_within.medium", &raw.respond_within.medium)?,
+        respond_within_low: d("respond_within.low", &raw.respond_within.low)?,
+        comm_check_every: d("comm_check_every", &raw.comm_check_every)?,
+        comm_check_answer_within: d("comm_check_answer_within", &raw.comm_check_answer_within)?,
+        max_notice_bytes: raw.max_notice_bytes,
+        clock_skew: d("clock_skew", &raw.clock_skew)?,
+    };
+    if !(1024..=MAX_NOTICE_BYTES_LIMIT).contains(&norms.max_notice_bytes) {
+        return Err(field(
+            "norms.max_notice_bytes",
+            format!("must be between 1024 and {MAX_NOTICE_BYTES_LIMIT}"),
+        ));
+    }
+    Ok(norms)
+}

@@ -1,0 +1,225 @@
+//! The agreement document: its TOML schema, parties, keys and TLS
+//! identities, validated field by field.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+
+use super::error::{AgreementError, field};
+use super::norms::{Norms, RawNorms, parse_norms};
+use crate::clock;
+use crate::keys::{Keyring, TrustedKey, VerifierKey};
+
+/// Reports whether `id` is a valid party id: 1 to 32 letters, digits and `-`.
+pub fn is_valid_party_id(id: &str) -> bool {
+    (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgreement {
+    version: u64,
+    #[serde(default)]
+    title: String,
+    quorum: Option<usize>,
+    norms: RawNorms,
+    party: Vec<RawParty>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParty {
+    id: String,
+    name: String,
+    endpoint: String,
+    tls_ca: Option<String>,
+    tls_cert_sha256: Option<String>,
+    key: Vec<RawKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    vkey: String,
+    valid_from: Option<toml::value::Datetime>,
+    valid_until: Option<toml::value::Datetime>,
+}
+
+/// How a party's TLS certificates are recognised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsIdentity {
+    /// Certificates issued by this CA (PEM) belong to the party.
+    Ca(String),
+    /// Exactly the certificate with this SHA-256 fingerprint (of its DER) belongs to the party.
+    CertSha256([u8; 32]),
+}
+
+/// One party of the agreement.
+#[derive(Clone, Debug)]
+pub struct Party {
+    /// Short id, such as `PER`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Federation endpoint, `https://host:port`.
+    pub endpoint: String,
+    /// How its TLS client and server certificates are recognised.
+    pub tls: TlsIdentity,
+    /// Its signing keys with their validity windows (more than one during rotation).
+    pub keys: Vec<TrustedKey>,
+}
+
+impl Party {
+    /// The party's log origin: the name of its keys.
+    pub fn origin(&self) -> &str {
+        self.keys[0].key.name()
+    }
+}
+
+/// A validated agreement.
+#[derive(Clone, Debug)]
+pub struct Agreement {
+    /// Bumped on every change; every party signs each version.
+    pub version: u64,
+    /// A human title.
+    pub title: String,
+    /// How many parties must sign; all of them unless the text says otherwise.
+    pub quorum: usize,
+    /// The agreed norms.
+    pub norms: Norms,
+    /// The parties, in the order listed.
+    pub parties: Vec<Party>,
+}
+
+impl Agreement {
+    /// Parses and validates agreement TOML text.
+    pub fn parse(text: &str) -> Result<Self, AgreementError> {
+        let raw: RawAgreement =
+            toml::from_str(text).map_err(|e| AgreementError::Toml(e.to_string().trim_end().to_owned()))?;
+        if raw.version == 0 {
+            return Err(field("version", "must be 1 or more"));
+        }
+        let norms = parse_norms(&raw.norms)?;
+        if raw.party.is_empty() {
+            return Err(field("party", "at least one party is required"));
+        }
+        let mut ids = HashSet::new();
+        let mut origins = HashSet::new();
+        let mut parties = Vec::with_capacity(raw.party.len());
+        for (i, p) in raw.party.iter().enumerate() {
+            let at = |name: &str| format!("party[{i}].{name}");
+            if !is_valid_party_id(&p.id) {
+                return Err(field(
+                    at("id"),
+                    format!("{:?} is not a party id (1 to 32 letters, digits and '-')", p.id),
+                ));
+            }
+            if !ids.insert(p.id.clone()) {
+                return Err(field(at("id"), format!("party {} is listed twice", p.id)));
+            }
+            let at = |name: &str| format!("party {} ({name})", p.id);
+            if p.name.trim().is_empty() {
+                return Err(field(at("name"), "must not be empty"));
+            }
+            if !p.endpoint.starts_with("https://") || p.endpoint.len() <= "https://".len() {
+                return Err(field(
+                    at("endpoint"),
+                    format!("{:?} must be an https:// URL", p.endpoint),
+                ));
+            }
+            let tls = match (&p.tls_ca, &p.tls_cert_sha256) {
+                (Some(pem), None) if pem.contains("-----BEGIN CERTIFICATE-----") => TlsIdentity::Ca(pem.clone()),
+                (Some(_), None) => return Err(field(at("tls_ca"), "must be a PEM certificate")),
+                (None, Some(hex_fp)) => {
+                    let fp = hex::decode(hex_fp)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .ok_or_else(|| field(at("tls_cert_sha256"), "must be 64 hex digits"))?;
+                    TlsIdentity::CertSha256(fp)
+                }
+                _ => return Err(field(at("tls_ca"), "give exactly one of tls_ca and tls_cert_sha256")),
+            };
+            if p.key.is_empty() {
+                return Err(field(at("key"), "at least one key is required"));
+            }
+            let mut keys = Vec::with_capacity(p.key.len());
+            for (k, raw_key) in p.key.iter().enumerate() {
+                let at = |name: &str| format!("party {} key[{k}].{name}", p.id);
+                let key: VerifierKey = raw_key.vkey.parse().map_err(|e| field(at("vkey"), format!("{e}")))?;
+                let instant = |name: &str, dt: &Option<toml::value::Datetime>| {
+                    dt.as_ref()
+                        .map(|dt| {
+                            clock::parse_rfc3339(&dt.to_string()).ok_or_else(|| {
+                                field(
+                                    at(name),
+                                    "must be a date-time with an offset, such as 2027-01-01T00:00:00Z",
+                                )
+                            })
+                        })
+                        .transpose()
+                };
+                let valid_from = instant("valid_from", &raw_key.valid_from)?;
+                let valid_until = instant("valid_until", &raw_key.valid_until)?;
+                if let (Some(from), Some(until)) = (valid_from, valid_until)
+                    && from >= until
+                {
+                    return Err(field(at("valid_until"), "must be after valid_from"));
+                }
+                if k > 0 && key.name() != keys.first().map(|t: &TrustedKey| t.key.name()).unwrap_or_default() {
+                    return Err(field(
+                        at("vkey"),
+                        "all keys of a party must share one name (its log origin)",
+                    ));
+                }
+                keys.push(TrustedKey {
+                    party: p.id.clone(),
+                    key,
+                    valid_from,
+                    valid_until,
+                });
+            }
+            if !origins.insert(keys[0].key.name().to_owned()) {
+                return Err(field(
+                    at("key[0].vkey"),
+                    format!("key name {} is used by another party", keys[0].key.name()),
+                ));
+            }
+            parties.push(Party {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                endpoint: p.endpoint.clone(),
+                tls,
+                keys,
+            });
+        }
+        let quorum = raw.quorum.unwrap_or(parties.len());
+        if quorum == 0 || quorum > parties.len() {
+            return Err(field(
+                "quorum",
+                format!("must be between 1 and the number of parties ({})", parties.len()),
+            ));
+        }
+        Ok(Self {
+            version: raw.version,
+            title: raw.title,
+            quorum,
+            norms,
+            parties,
+        })
+    }
+
+    /// The party with this id.
+    pub fn party(&self, id: &str) -> Option<&Party> {
+        self.parties.iter().find(|p| p.id == id)
+    }
+
+    /// The party whose keys are named `origin`.
+    pub fn party_by_origin(&self, origin: &str) -> Option<&Party> {
+        self.parties.iter().find(|p| p.origin() == origin)
+    }
+
+    /// Every party's keys, for verifying envelopes.
+    pub fn keyring(&self) -> Keyring {
+        Keyring::new(self.parties.iter().flat_map(|p| p.keys.iter().cloned()))
+    }
+}
