@@ -207,19 +207,13 @@ pub(crate) async fn join_in_order<T: Send + 'static>(
     tasks: Vec<impl std::future::Future<Output = T> + Send + 'static>,
     failed: impl Fn(tokio::task::JoinError) -> T,
 ) -> Vec<T> {
-    let mut set = tokio::task::JoinSet::new();
-    let mut slot = std::collections::HashMap::with_capacity(tasks.len());
-    let mut results: Vec<Option<T>> = Vec::with_capacity(tasks.len());
-    for (i, task) in tasks.into_iter().enumerate() {
-        slot.insert(set.spawn(task).id(), i);
-        results.push(None);
+    let handles: Vec<_> = tasks
+        .into_iter()
+        .map(|t| tokio_util::task::AbortOnDropHandle::new(tokio::spawn(t)))
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(handle.await.unwrap_or_else(&failed));
     }
-    while let Some(done) = set.join_next_with_id().await {
-        let (id, result) = match done {
-            Ok((id, r)) => (id, r),
-            Err(e) => (e.id(), failed(e)),
-        };
-        results[slot[&id]] = Some(result);
-    }
-    results.into_iter().flatten().collect()
+    results
 }
