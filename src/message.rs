@@ -31,6 +31,20 @@ pub enum MessageError {
         /// The agreed `max_notice_bytes`.
         max: u64,
     },
+    /// A reply would be less restricted than the notice it continues.
+    #[error(
+        "notice {id} is TLP:{tlp} but continues TLP:{original_tlp} notice {original}: a reply is at least as restricted as what it answers"
+    )]
+    TlpWeakened {
+        /// The reply's id.
+        id: String,
+        /// Its TLP label.
+        tlp: String,
+        /// The notice it continues.
+        original: String,
+        /// That notice's TLP label.
+        original_tlp: String,
+    },
     /// TLP forbids sharing this notice with the named party.
     #[error(
         "TLP:{tlp} notice {id} may not be forwarded to {party}: only TLP:CLEAR and TLP:GREEN may go beyond their recipients"
@@ -203,6 +217,34 @@ pub fn check_forward(n: &Notice, party: &str) -> Result<(), MessageError> {
             party: party.to_owned(),
         }),
     }
+}
+
+/// How far a TLP label lets information go: CLEAR the furthest, RED the least.
+fn restriction(tlp: Tlp) -> u8 {
+    match tlp {
+        Tlp::Clear => 0,
+        Tlp::Green => 1,
+        Tlp::Amber => 2,
+        Tlp::AmberStrict => 3,
+        Tlp::Red | Tlp::Unspecified => 4,
+    }
+}
+
+/// Checks the TLP rule along a thread: `reply` continues `original` (its
+/// `in_reply_to`), so it is at least as restricted, and goes to nobody the
+/// original may not reach. Checked hop by hop, by the sender and by every
+/// receiver that holds the original, this holds along the whole thread.
+pub fn check_reply(reply: &Notice, original: &Notice) -> Result<(), MessageError> {
+    let (tlp, original_tlp) = (reply.tlp(), original.tlp());
+    if restriction(tlp) < restriction(original_tlp) {
+        return Err(MessageError::TlpWeakened {
+            id: reply.id.clone(),
+            tlp: tlp_label(tlp).to_owned(),
+            original: original.id.clone(),
+            original_tlp: tlp_label(original_tlp).to_owned(),
+        });
+    }
+    reply.to.iter().try_for_each(|p| check_forward(original, p))
 }
 
 /// The TLP 2.0 label, as people write it.

@@ -30,7 +30,9 @@ impl From<NodeError> for Status {
         let code = match &e {
             Log(_) | Internal(_) | Setup(_) => return internal(&e),
             Message(MessageError::TooLarge { .. }) | PayloadTooLarge { .. } => Code::ResourceExhausted,
-            Message(MessageError::TlpForbidsForward { .. }) | OwnNotice(_) => Code::FailedPrecondition,
+            Message(MessageError::TlpForbidsForward { .. } | MessageError::TlpWeakened { .. }) | OwnNotice(_) => {
+                Code::FailedPrecondition
+            }
             Message(_)
             | MissingField(_)
             | NotDeliverable(_)
@@ -38,9 +40,10 @@ impl From<NodeError> for Status {
             | NoCreatedAt
             | FromTheFuture { .. }
             | SenderCheckpoint(_)
-            | NotAPeer(_) => Code::InvalidArgument,
+            | NotAPeer(_)
+            | UnknownRecipient(_) => Code::InvalidArgument,
             BadSignature { .. } => Code::Unauthenticated,
-            SignerIsNotCaller { .. } | FromIsNotCaller { .. } => Code::PermissionDenied,
+            SignerIsNotCaller { .. } | FromIsNotCaller { .. } | NotARecipient { .. } => Code::PermissionDenied,
             IdReused(_) | IdTaken(_) => Code::AlreadyExists,
             NoSuchPeer(_) | NoSuchNotice(_) | UnknownNotice { .. } => Code::NotFound,
         };

@@ -524,3 +524,128 @@ async fn an_auditor_may_read_the_operator_service_but_not_act_on_it() {
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert!(refused.message().contains("role Auditor"), "{}", refused.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_notice_naming_a_recipient_outside_the_agreement_is_refused() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    refused(
+        &c,
+        signed(&valid_notice("CHL", &["PER", "XYZ"]), &key(&c, 1)),
+        Code::InvalidArgument,
+        "field to: XYZ is not a party of the agreement",
+    )
+    .await;
+}
+
+/// A response by party `from` (index) to notice `notice_id`, addressed to PER, signed by its key.
+fn response_by(c: &Cluster, from: usize, notice_id: &str) -> Envelope {
+    let party = c.configs[from].party.clone();
+    let r = hotline::proto::Response {
+        id: message::new_id(),
+        notice_id: notice_id.into(),
+        from: party,
+        to: vec!["PER".into()],
+        created_at: Some(clock::to_proto(clock::now())),
+        status: hotline::proto::ResponseStatus::Acknowledged as i32,
+        text: "seen".into(),
+        author: "duty".into(),
+    };
+    envelope::sign(hotline::envelope::RESPONSE_TYPE, r.encode_to_vec(), &key(c, from))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_from_a_party_the_notice_was_not_sent_to_is_refused() {
+    let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
+    let id = c.send(0, common::notice(&["CHL"], "for CHL only")).await;
+    let err = deliver(&mut peer_client(&c, 2, 0), response_by(&c, 2, &id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    assert!(
+        err.message().contains("ARG was not a recipient of notice"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        !c.log_lines(0).iter().any(|l| l.starts_with("received from ARG")),
+        "nothing from ARG logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_party_checked_can_answer_a_communication_check() {
+    let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
+    let check = c.node(0).comm_check(Some("CHL"), "duty").await.unwrap().remove(0);
+    let err = deliver(&mut peer_client(&c, 2, 0), response_by(&c, 2, &check))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    c.eventually(10, "CHL's own answer logged", |c| {
+        c.log_lines(0).iter().any(|l| l.starts_with("COMM_CHECK_OK CHL"))
+    })
+    .await;
+    assert!(
+        !c.log_lines(0).iter().any(|l| l.starts_with("COMM_CHECK_OK ARG")),
+        "ARG answered a check it was not sent"
+    );
+}
+
+/// PER sends a TLP:RED notice to CHL and returns its id once CHL holds it.
+async fn red_notice_to_chl(c: &Cluster) -> String {
+    let mut red = common::notice(&["CHL"], "for CHL's eyes only");
+    red.tlp = hotline::proto::Tlp::Red as i32;
+    let id = c.send(0, red).await;
+    c.eventually(10, "CHL has it", |c| {
+        c.node(1).read(|db| hotline::state::message(db, &id)).unwrap().is_some()
+    })
+    .await;
+    id
+}
+
+/// A notice from CHL's operator continuing `in_reply_to`.
+fn reply(to: &[&str], in_reply_to: &str, tlp: hotline::proto::Tlp) -> Notice {
+    let mut n = common::notice(to, "more on this");
+    n.kind = hotline::proto::NoticeKind::Update as i32;
+    n.in_reply_to = in_reply_to.into();
+    n.tlp = tlp as i32;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlp_holds_along_a_thread_a_reply_to_a_red_notice_reaches_no_one_new() {
+    use hotline::proto::{SendNoticeRequest, Tlp};
+    let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
+    let red = red_notice_to_chl(&c).await;
+    let send = |n: Notice| {
+        let mut op = c.operator(1);
+        async move { op.send_notice(SendNoticeRequest { notice: Some(n) }).await }
+    };
+    // A reply may not be less restricted than what it answers.
+    let weaker = send(reply(&["PER"], &red, Tlp::Green)).await.unwrap_err();
+    assert_eq!(weaker.code(), Code::FailedPrecondition);
+    assert!(
+        weaker.message().contains("at least as restricted"),
+        "{}",
+        weaker.message()
+    );
+    // A RED reply to the sender is fine; continuing that reply to ARG is a forward of RED.
+    let first = send(reply(&["PER"], &red, Tlp::Red)).await.unwrap().into_inner().id;
+    let onward = send(reply(&["ARG"], &first, Tlp::Red)).await.unwrap_err();
+    assert_eq!(onward.code(), Code::FailedPrecondition);
+    assert!(
+        onward.message().contains("TLP:RED") && onward.message().contains("ARG"),
+        "{}",
+        onward.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_refuses_a_reply_that_breaks_the_tlp_of_a_notice_it_holds() {
+    let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
+    let red = red_notice_to_chl(&c).await;
+    // CHL's node is bypassed: CHL's key signs a reply that also goes to ARG.
+    let mut forged = valid_notice("CHL", &["PER", "ARG"]);
+    forged.in_reply_to = red;
+    forged.tlp = hotline::proto::Tlp::Red as i32;
+    refused(&c, signed(&forged, &key(&c, 1)), Code::FailedPrecondition, "TLP:RED").await;
+}

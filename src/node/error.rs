@@ -83,6 +83,17 @@ pub enum NodeError {
     /// A recipient is not a peer of the agreement.
     #[error("field to: {0} is not a peer party of the agreement")]
     NotAPeer(String),
+    /// A delivered message names a recipient outside the agreement.
+    #[error("field to: {0} is not a party of the agreement")]
+    UnknownRecipient(String),
+    /// A response comes from a party the notice it answers was not sent to.
+    #[error("{party} was not a recipient of notice {notice}; only its recipients may answer it")]
+    NotARecipient {
+        /// The responding party.
+        party: String,
+        /// The notice it answers.
+        notice: String,
+    },
     /// A communication check names a party that is not a peer.
     #[error("{0} is not a peer party of the agreement")]
     NoSuchPeer(String),
@@ -92,8 +103,8 @@ pub enum NodeError {
     /// Operators respond to notices they received, not to their own.
     #[error("notice {0} was sent by us; respond to notices you received")]
     OwnNotice(String),
-    /// A delivered response answers a notice we never saw.
-    #[error("response {response} answers unknown notice {notice}")]
+    /// A delivered response answers a notice this node did not send.
+    #[error("response {response} answers unknown notice {notice}: this node sent no such notice")]
     UnknownNotice {
         /// The response id.
         response: String,

@@ -106,6 +106,9 @@ impl Node {
                 caller: caller.to_owned(),
             });
         }
+        if let Some(p) = message.to().iter().find(|p| self.agreement.party(p).is_none()) {
+            return Err(NodeError::UnknownRecipient(p.clone()));
+        }
         if !message.to().contains(&self.party) {
             return Err(NodeError::NotForUs {
                 id: message.id().to_owned(),
@@ -200,21 +203,32 @@ impl Node {
         let mut comm_check_ok = None;
         match &a.message {
             Message::Notice(n) => {
+                // The receiver checks TLP along the thread too, where it holds the notice continued.
+                if let Some(original) = self.held_notice(&n.in_reply_to)? {
+                    message::check_reply(n, &original)?;
+                }
                 if matches!(n.kind(), NoticeKind::Notification | NoticeKind::RequestForAssistance) {
                     owed = Some(now + norms.respond_within(n.severity()).as_millis() as i64);
                 }
             }
             Message::Response(r) => {
                 meets.push(Deadline::Response);
-                let Some(ours) = self.read(|c| state::message(c, &r.notice_id))? else {
-                    return Err(NodeError::UnknownNotice {
+                let ours = self
+                    .read(|c| state::message(c, &r.notice_id))?
+                    .filter(|m| m.direction == Direction::Sent && m.kind == Kind::Notice)
+                    .and_then(|m| message::decode_notice(&m.envelope.payload).ok())
+                    .ok_or_else(|| NodeError::UnknownNotice {
                         response: r.id.clone(),
                         notice: r.notice_id.clone(),
+                    })?;
+                // Only a party the notice went to may answer it (a communication check: only the party checked).
+                if !ours.to.iter().any(|p| p == from) {
+                    return Err(NodeError::NotARecipient {
+                        party: from.to_owned(),
+                        notice: r.notice_id.clone(),
                     });
-                };
-                let is_check = ours.direction == Direction::Sent
-                    && message::decode_notice(&ours.envelope.payload).is_ok_and(|n| n.kind() == NoticeKind::CommCheck);
-                if is_check {
+                }
+                if ours.kind() == NoticeKind::CommCheck {
                     meets.push(Deadline::CommCheckAnswer);
                     let event = norm_event::new(
                         NormEventKind::CommCheckOk,

@@ -190,6 +190,17 @@ impl Node {
             .read(|c| f(c).map_err(|e| LogError::Refused(e.into())))?)
     }
 
+    /// The notice with this id, sent or received, if we hold it.
+    pub(crate) fn held_notice(&self, id: &str) -> Result<Option<crate::proto::Notice>, NodeError> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let held = self.read(|c| state::message(c, id))?;
+        Ok(held
+            .filter(|m| m.kind == crate::message::Kind::Notice)
+            .and_then(|m| crate::message::decode_notice(&m.envelope.payload).ok()))
+    }
+
     /// Closes the log after the writer finishes its batches.
     pub fn close(self) {
         let Self { log, witness, .. } = self;

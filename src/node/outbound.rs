@@ -126,15 +126,9 @@ impl Node {
         if let Some(p) = notice.to.iter().find(|p| !self.peers.contains(p)) {
             return Err(NodeError::NotAPeer(p.clone()));
         }
-        // A notice continuing one we received is a forward for anyone who was not on it: TLP decides.
-        if !notice.in_reply_to.is_empty()
-            && let Some(orig) = self.read(|c| state::message(c, &notice.in_reply_to))?
-            && orig.direction == Direction::Received
-            && let Ok(original) = message::decode_notice(&orig.envelope.payload)
-        {
-            for p in &notice.to {
-                message::check_forward(&original, p)?;
-            }
+        // A notice continuing one we hold keeps its TLP: no weaker, and to nobody it may not reach.
+        if let Some(original) = self.held_notice(&notice.in_reply_to)? {
+            message::check_reply(&notice, &original)?;
         }
         let norms = &self.agreement.norms;
         let now = self.clock.now_ms();
