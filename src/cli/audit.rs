@@ -215,7 +215,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                         r["index"],
                         r["logged_at"].as_str().unwrap_or("-"),
                         r["kind"].as_str().unwrap_or(""),
-                        r["summary"].as_str().unwrap_or("")
+                        super::view::term(r["summary"].as_str().unwrap_or(""))
                     );
                 }
                 s

@@ -258,7 +258,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
     if !out.json {
         super::view::outln!("\nTimeline (all three logs, merged)");
         for (at, party, line) in &timeline {
-            super::view::outln!("  {at}  {party:<4} {line}");
+            super::view::outln!("  {at}  {party:<4} {}", super::view::term(line));
         }
     }
     out.print(

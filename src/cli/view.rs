@@ -10,6 +10,31 @@ use hotline::proto::{
 use prost::Message;
 use serde_json::{Value, json};
 
+/// Text from a peer (or anyone but this program), made safe for a terminal:
+/// control characters (newlines and escape sequences included) and Unicode
+/// bidirectional controls are shown as `\u{..}` escapes, so a title can
+/// neither move the cursor, recolour or retitle the terminal, nor forge a
+/// line or reorder what follows it. `--json` output keeps the exact text.
+pub fn term(text: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(unsafe_char) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Prints a line to stdout, ignoring a closed pipe (`hotline ... | head`).
 macro_rules! outln {
     ($($arg:tt)*) => {{
@@ -93,32 +118,34 @@ pub fn event_line(e: &Event) -> String {
     match &e.body {
         Some(event::Body::NoticeReceived(n)) => format!(
             "{at}  NOTICE    {} from {} [{} {} TLP:{}] {}",
-            n.id,
-            n.from,
+            term(&n.id),
+            term(&n.from),
             short(n.kind().as_str_name(), "NOTICE_KIND_"),
             short(n.severity().as_str_name(), "SEVERITY_"),
             tlp_label(n.tlp()),
-            n.title
+            term(&n.title)
         ),
         Some(event::Body::ResponseReceived(r)) => format!(
             "{at}  RESPONSE  {} from {} to notice {}: {} {}",
-            r.id,
-            r.from,
-            r.notice_id,
+            term(&r.id),
+            term(&r.from),
+            term(&r.notice_id),
             short(r.status().as_str_name(), "RESPONSE_STATUS_"),
-            r.text
+            term(&r.text)
         ),
         Some(event::Body::ReceiptReceived(r)) => {
             format!(
                 "{at}  RECEIPT   {} signed by {} (their log index {})",
-                r.message_id, r.from, r.log_index
+                term(&r.message_id),
+                term(&r.from),
+                r.log_index
             )
         }
         Some(event::Body::NormEvent(n)) => format!(
             "{at}  NORM      {} party {} {}",
             short(n.kind().as_str_name(), "NORM_EVENT_KIND_"),
-            n.party,
-            n.detail
+            term(&n.party),
+            term(&n.detail)
         ),
         None => format!("{at}  (empty event)"),
     }
@@ -146,27 +173,27 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
     let human = {
         let mut s = format!(
             "notice   {}\nfrom     {} -> {}\ncreated  {}\nkind     {}  severity {}  category {}  TLP:{}\ntitle    {}\nsummary  {}\nauthor   {}\n",
-            notice.id,
-            notice.from,
-            notice.to.join(", "),
+            term(&notice.id),
+            term(&notice.from),
+            term(&notice.to.join(", ")),
             ts(&notice.created_at),
             short(notice.kind().as_str_name(), "NOTICE_KIND_"),
             short(notice.severity().as_str_name(), "SEVERITY_"),
             short(notice.category().as_str_name(), "CATEGORY_"),
             tlp_label(notice.tlp()),
-            notice.title,
-            notice.summary,
-            notice.author
+            term(&notice.title),
+            term(&notice.summary),
+            term(&notice.author)
         );
         for i in &notice.indicators {
-            s += &format!("indicator {} = {}\n", i.r#type, i.value);
+            s += &format!("indicator {} = {}\n", term(&i.r#type), term(&i.value));
         }
         s += "\nreceipts\n";
         for r in &receipts {
             s += &format!(
                 "  {} for {} at {} (their log index {})\n",
-                r.from,
-                r.message_id,
+                term(&r.from),
+                term(&r.message_id),
                 ts(&r.received_at),
                 r.log_index
             );
@@ -176,9 +203,9 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
             s += &format!(
                 "  {} {} {}: {}\n",
                 ts(&r.created_at),
-                r.from,
+                term(&r.from),
                 short(r.status().as_str_name(), "RESPONSE_STATUS_"),
-                r.text
+                term(&r.text)
             );
         }
         s += "norm events\n";
@@ -187,7 +214,7 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
                 "  {} {} {}\n",
                 ts(&e.observed_at),
                 short(e.kind().as_str_name(), "NORM_EVENT_KIND_"),
-                e.detail
+                term(&e.detail)
             );
         }
         s
@@ -227,15 +254,15 @@ pub fn inbox(list: &[NoticeSummary]) -> (Value, String) {
                 .collect();
             s += &format!(
                 "{:<36}  {:<8} {:<5} {:<12} {:<8} {:<12} {:<10} {:>3}  {}\n",
-                r["id"].as_str().unwrap_or(""),
-                r["direction"].as_str().unwrap_or(""),
-                r["from"].as_str().unwrap_or(""),
-                to.join(","),
-                r["severity"].as_str().unwrap_or(""),
-                r["tlp"].as_str().unwrap_or(""),
-                rec.join(","),
+                term(r["id"].as_str().unwrap_or("")),
+                term(r["direction"].as_str().unwrap_or("")),
+                term(r["from"].as_str().unwrap_or("")),
+                term(&to.join(",")),
+                term(r["severity"].as_str().unwrap_or("")),
+                term(r["tlp"].as_str().unwrap_or("")),
+                term(&rec.join(",")),
                 r["responses"],
-                r["title"].as_str().unwrap_or("")
+                term(r["title"].as_str().unwrap_or(""))
             );
         }
         s
@@ -272,8 +299,8 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
         for p in &s.peers {
             t += &format!(
                 "  {:<8} {:<28} {:>7} {:<30} {:>9}\n",
-                p.party,
-                p.endpoint,
+                term(&p.party),
+                term(&p.endpoint),
                 p.outbox,
                 ts(&p.last_comm_check_ok),
                 p.witnessed_size
@@ -283,9 +310,9 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
         for d in &s.deadlines {
             t += &format!(
                 "  {:<8} owes {:<18} for {} by {}\n",
-                d.party,
+                term(&d.party),
                 short(d.deadline().as_str_name(), "DEADLINE_"),
-                d.message_id,
+                term(&d.message_id),
                 ts(&d.due_at)
             );
         }
@@ -295,7 +322,7 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
                 "  {} {} {}\n",
                 ts(&e.observed_at),
                 short(e.kind().as_str_name(), "NORM_EVENT_KIND_"),
-                e.detail
+                term(&e.detail)
             );
         }
         t
