@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::log::{LogError, StateError};
-use crate::node::{Node, NodeError};
+use crate::node::{Actor, Node, NodeError};
 use crate::norm_event;
 use crate::proto::NormEventKind;
 use crate::state;
@@ -35,7 +35,7 @@ pub async fn run(node: Arc<Node>) {
             let checker = node.clone();
             node.tasks.spawn(
                 async move {
-                    if let Err(e) = checker.comm_check(None, "hotline").await {
+                    if let Err(e) = checker.comm_check(None, Actor::Node).await {
                         tracing::warn!(error = %e, "scheduled communication check failed");
                     }
                 }

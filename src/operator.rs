@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::clock;
 use crate::message::Kind;
-use crate::node::Node;
+use crate::node::{Actor, Node};
 use crate::proto::operator_server::Operator;
 use crate::proto::{
     CommCheckRequest, CommCheckResponse, Event, GetNoticeRequest, ListNoticesRequest, ListNoticesResponse,
@@ -61,7 +61,7 @@ async fn send_one(node: &Node, who: &str, req: SendNoticeRequest) -> Result<Send
     let notice = req
         .notice
         .ok_or_else(|| Status::invalid_argument("field notice is required"))?;
-    let sent = node.send_notice(notice, who).await?;
+    let sent = node.send_notice(notice, Actor::Operator(who)).await?;
     Ok(SendNoticeResponse {
         id: sent.id,
         log_index: sent.log_index,
@@ -154,7 +154,10 @@ impl Operator for OperatorService {
             .ok()
             .filter(|s| *s != ResponseStatus::Unspecified)
             .ok_or_else(|| Status::invalid_argument(format!("field status: {} is not a response status", r.status)))?;
-        let sent = self.node.respond(&r.notice_id, status, &r.text, &who).await?;
+        let sent = self
+            .node
+            .respond(&r.notice_id, status, &r.text, Actor::Operator(&who))
+            .await?;
         Ok(Response::new(RespondResponse {
             id: sent.id,
             log_index: sent.log_index,
@@ -280,7 +283,7 @@ impl Operator for OperatorService {
         let party = req.into_inner().party;
         let notice_ids = self
             .node
-            .comm_check((!party.is_empty()).then_some(party.as_str()), &who)
+            .comm_check((!party.is_empty()).then_some(party.as_str()), Actor::Operator(&who))
             .await?;
         Ok(Response::new(CommCheckResponse { notice_ids }))
     }

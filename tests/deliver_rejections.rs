@@ -575,7 +575,12 @@ async fn a_response_from_a_party_the_notice_was_not_sent_to_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_party_checked_can_answer_a_communication_check() {
     let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
-    let check = c.node(0).comm_check(Some("CHL"), "duty").await.unwrap().remove(0);
+    let check = c
+        .node(0)
+        .comm_check(Some("CHL"), hotline::node::Actor::Operator("duty"))
+        .await
+        .unwrap()
+        .remove(0);
     let err = deliver(&mut peer_client(&c, 2, 0), response_by(&c, 2, &check))
         .await
         .unwrap_err();

@@ -74,8 +74,8 @@ pub enum NodeError {
     /// A delivered message reuses the id of a different message.
     #[error("message id {0} was already used for a different message")]
     IdReused(String),
-    /// A message we send reuses an id we hold already.
-    #[error("message id {0} is already taken")]
+    /// A notice an operator sends reuses the id of a different message.
+    #[error("message id {0} is already used for a different message; send with a new id, or none")]
     IdTaken(String),
     /// The sender's checkpoint does not verify; the text says why.
     #[error("field sender_checkpoint: {0}")]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
-use super::{Node, NodeError, join_in_order};
+use super::{Actor, Node, NodeError, join_in_order};
 use crate::clock;
 use crate::envelope::{self, RECEIPT_TYPE};
 use crate::keys::VerifierKey;
@@ -296,7 +296,10 @@ impl Node {
                     let (node, id) = (self.clone(), n.id.clone());
                     self.tasks.spawn(async move {
                         let answer = "communication check answered";
-                        if let Err(e) = node.respond(&id, ResponseStatus::Acknowledged, answer, "hotline").await {
+                        if let Err(e) = node
+                            .respond(&id, ResponseStatus::Acknowledged, answer, Actor::Node)
+                            .await
+                        {
                             tracing::warn!(notice = %id, error = %e, "could not answer communication check");
                         }
                     });

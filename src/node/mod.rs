@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
 pub use error::NodeError;
+pub use outbound::{Actor, Sent};
 
 use crate::agreement::{Agreement, SignedAgreement};
 use crate::clock::Clock;

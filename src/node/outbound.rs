@@ -13,7 +13,7 @@ use crate::envelope::{self, NOTICE_TYPE, RESPONSE_TYPE};
 use crate::log::{StateError, entry};
 use crate::message::{self, Kind};
 use crate::proto::log_entry::Body;
-use crate::proto::{Deadline, EnvelopeSent, Notice, NoticeKind, Response, ResponseStatus};
+use crate::proto::{Deadline, EnvelopeSent, Notice, NoticeKind, OperatorAction, Response, ResponseStatus};
 use crate::state::{self, Direction, StoredMessage};
 
 /// A clock a message starts: `party` owes `kind` by `due_ms`.
@@ -41,6 +41,26 @@ struct Outgoing {
     meets: Vec<Met>,
 }
 
+/// Who acts: a local operator, known by its certificate, or the node itself
+/// (scheduled communication checks and their automatic answers).
+#[derive(Clone, Copy, Debug)]
+pub enum Actor<'a> {
+    /// The operator a configured certificate names.
+    Operator(&'a str),
+    /// The node on its own.
+    Node,
+}
+
+impl Actor<'_> {
+    /// The author written into what the actor sends.
+    pub fn name(&self) -> &str {
+        match self {
+            Actor::Operator(name) => name,
+            Actor::Node => "hotline",
+        }
+    }
+}
+
 /// What was sent: the message id and its index in our log.
 pub struct Sent {
     /// The message id.
@@ -53,16 +73,27 @@ impl Node {
     /// Logs a signed message, queues it for its recipients and starts its
     /// clocks, in one transaction: a receipt is due from every recipient, plus
     /// the message's own clocks.
-    async fn send(&self, out: Outgoing) -> Result<Sent, NodeError> {
+    async fn send(&self, out: Outgoing, actor: Actor<'_>) -> Result<Sent, NodeError> {
         let now = self.clock.now_ms();
         let receipt_due = now + self.agreement.norms.receipt_within.as_millis() as i64;
-        let e = entry::encode(
+        let mut entries = vec![entry::encode(
             self.clock.now(),
             Body::Sent(EnvelopeSent {
                 envelope: Some(out.envelope.clone()),
                 to: out.to.clone(),
             }),
-        );
+        )];
+        // What an operator does is logged under the name its certificate maps to.
+        if let Actor::Operator(operator) = actor {
+            entries.push(entry::encode(
+                self.clock.now(),
+                Body::OperatorAction(OperatorAction {
+                    operator: operator.to_owned(),
+                    action: format!("send {}", out.kind.as_str()),
+                    detail: format!("{} {} to {}", out.kind.as_str(), out.id, out.to.join(", ")),
+                }),
+            ));
+        }
         let stored = Arc::new(StoredMessage {
             id: out.id.clone(),
             kind: out.kind,
@@ -91,7 +122,7 @@ impl Node {
             }
             Ok(())
         });
-        let done = match self.log.append_with(vec![e], change, false).await {
+        let done = match self.log.append_with(entries, change, false).await {
             Err(crate::log::LogError::Refused(StateError::Duplicate(_))) => return Err(NodeError::IdTaken(out.id)),
             other => other?,
         };
@@ -112,16 +143,18 @@ impl Node {
         })
     }
 
-    /// Signs, logs and queues a notice written by `author`; fills id, from and created_at.
-    pub async fn send_notice(&self, mut notice: Notice, author: &str) -> Result<Sent, NodeError> {
+    /// Signs, logs and queues a notice by `actor`, its author; fills id,
+    /// from and created_at. A notice sent again under its id with the same
+    /// content gets the first outcome.
+    pub async fn send_notice(&self, mut notice: Notice, actor: Actor<'_>) -> Result<Sent, NodeError> {
+        notice.from = self.party.clone();
+        notice.author = actor.name().to_owned();
         if notice.id.is_empty() {
             notice.id = message::new_id();
+        } else if let Some(first) = self.read(|c| state::message(c, &notice.id))? {
+            return self.resent(notice, first);
         }
-        notice.from = self.party.clone();
         notice.created_at = Some(clock::to_proto(self.clock.now()));
-        if notice.author.is_empty() {
-            notice.author = author.to_owned();
-        }
         message::validate_notice(&notice, &self.agreement.norms)?;
         if let Some(p) = notice.to.iter().find(|p| !self.peers.contains(p)) {
             return Err(NodeError::NotAPeer(p.clone()));
@@ -155,16 +188,41 @@ impl Node {
         let thread = message::thread_of(&notice).to_owned();
         let id = notice.id.clone();
         let envelope = envelope::sign(NOTICE_TYPE, notice.encode_to_vec(), &self.key);
-        self.send(Outgoing {
-            kind: Kind::Notice,
-            id,
-            thread,
-            envelope,
-            to: notice.to,
-            owed,
-            meets: vec![],
-        })
+        self.send(
+            Outgoing {
+                kind: Kind::Notice,
+                id,
+                thread,
+                envelope,
+                to: notice.to,
+                owed,
+                meets: vec![],
+            },
+            actor,
+        )
         .await
+    }
+
+    /// The outcome of a notice sent again under an id we hold: the first
+    /// outcome if it is the same notice, ALREADY_EXISTS if it is another.
+    fn resent(&self, notice: Notice, first: StoredMessage) -> Result<Sent, NodeError> {
+        let held = (first.direction == Direction::Sent && first.kind == Kind::Notice)
+            .then(|| message::decode_notice(&first.envelope.payload).ok())
+            .flatten();
+        match held {
+            Some(held)
+                if Notice {
+                    created_at: held.created_at,
+                    ..notice
+                } == held =>
+            {
+                Ok(Sent {
+                    id: first.id,
+                    log_index: first.log_index,
+                })
+            }
+            _ => Err(NodeError::IdTaken(first.id)),
+        }
     }
 
     /// Signs, logs and queues a response to a notice we received.
@@ -173,7 +231,7 @@ impl Node {
         notice_id: &str,
         status: ResponseStatus,
         text: &str,
-        author: &str,
+        actor: Actor<'_>,
     ) -> Result<Sent, NodeError> {
         let orig = self
             .read(|c| state::message(c, notice_id))?
@@ -190,28 +248,31 @@ impl Node {
             created_at: Some(clock::to_proto(self.clock.now())),
             status: status as i32,
             text: text.to_owned(),
-            author: author.to_owned(),
+            author: actor.name().to_owned(),
         };
         message::validate_response(&response, &self.agreement.norms)?;
         let envelope = envelope::sign(RESPONSE_TYPE, response.encode_to_vec(), &self.key);
-        self.send(Outgoing {
-            kind: Kind::Response,
-            id: response.id,
-            thread: notice_id.to_owned(),
-            envelope,
-            to: response.to,
-            owed: vec![],
-            meets: vec![Met {
-                message_id: notice_id.to_owned(),
-                party: self.party.clone(),
-                kind: Deadline::Response,
-            }],
-        })
+        self.send(
+            Outgoing {
+                kind: Kind::Response,
+                id: response.id,
+                thread: notice_id.to_owned(),
+                envelope,
+                to: response.to,
+                owed: vec![],
+                meets: vec![Met {
+                    message_id: notice_id.to_owned(),
+                    party: self.party.clone(),
+                    kind: Deadline::Response,
+                }],
+            },
+            actor,
+        )
         .await
     }
 
     /// Sends a communication check to one peer, or to every peer.
-    pub async fn comm_check(&self, party: Option<&str>, author: &str) -> Result<Vec<String>, NodeError> {
+    pub async fn comm_check(&self, party: Option<&str>, actor: Actor<'_>) -> Result<Vec<String>, NodeError> {
         let targets: Vec<String> = match party {
             Some(p) if self.peers.contains(p) => vec![p.to_owned()],
             Some(p) => return Err(NodeError::NoSuchPeer(p.to_owned())),
@@ -228,7 +289,7 @@ impl Node {
                 title: format!("communication check {} -> {p}", self.party),
                 ..Default::default()
             };
-            ids.push(self.send_notice(notice, author).await?.id);
+            ids.push(self.send_notice(notice, actor).await?.id);
         }
         Ok(ids)
     }

@@ -1,0 +1,80 @@
+//! What operators do is theirs: a notice's author is the operator its
+//! certificate names, each state-changing call is logged as an operator
+//! action naming it, and a notice sent again under its own id is idempotent.
+
+mod common;
+
+use common::{Cluster, FAST_NORMS, notice};
+use hotline::proto::log_entry::Body;
+use hotline::proto::{SendNoticeRequest, SendNoticeResponse};
+use tonic::Code;
+
+async fn send(c: &Cluster, n: hotline::proto::Notice) -> Result<SendNoticeResponse, tonic::Status> {
+    c.operator(0)
+        .send_notice(SendNoticeRequest { notice: Some(n) })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_is_authored_by_the_operator_its_certificate_names_and_the_action_is_logged() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut n = notice(&["CHL"], "who sent this");
+    n.author = "The Minister Himself".into();
+    let sent = send(&c, n).await.unwrap();
+    let entries = c.log_entries(0);
+    let Some(Body::Sent(logged)) = &entries[sent.log_index as usize].body else {
+        panic!("entry {} is not the sent notice", sent.log_index)
+    };
+    let logged = hotline::message::decode_notice(&logged.envelope.as_ref().unwrap().payload).unwrap();
+    assert_eq!(
+        logged.author, "operator",
+        "the certificate's name, not the client's claim"
+    );
+    let action = entries.iter().find_map(|e| match &e.body {
+        Some(Body::OperatorAction(a)) if a.detail.contains(&sent.id) => Some(a.clone()),
+        _ => None,
+    });
+    let action = action.expect("an operator-action entry for the notice");
+    assert_eq!(action.operator, "operator");
+    assert_eq!(action.action, "send notice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_sent_again_under_its_own_id_gets_the_first_outcome() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut n = notice(&["CHL"], "sent twice by a nervous operator");
+    n.id = hotline::message::new_id();
+    let first = send(&c, n.clone()).await.unwrap();
+    let again = send(&c, n).await.unwrap();
+    assert_eq!((again.id, again.log_index), (first.id.clone(), first.log_index));
+    let logged = c
+        .log_lines(0)
+        .iter()
+        .filter(|l| l.starts_with("sent") && l.contains(&first.id))
+        .count();
+    assert_eq!(logged, 1, "logged once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_notice_under_a_used_id_is_already_exists_in_plain_words() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut n = notice(&["CHL"], "the first one");
+    n.id = hotline::message::new_id();
+    send(&c, n.clone()).await.unwrap();
+    n.title = "a different one".into();
+    let err = send(&c, n).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(
+        err.message().contains("already used for a different message"),
+        "{}",
+        err.message()
+    );
+    for internal in ["UNIQUE", "constraint", "messages.id"] {
+        assert!(
+            !err.message().contains(internal),
+            "{internal} leaked: {}",
+            err.message()
+        );
+    }
+}
