@@ -132,6 +132,9 @@ pub struct Config {
     pub concurrent_streams: u32,
     /// TCP connections at once per remote address.
     pub connections_per_address: usize,
+    /// Which log entries to re-hash at start: not in the file, set by
+    /// `hotline serve --recheck-all-entries`.
+    pub recheck_log: crate::log::Recheck,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -196,6 +199,7 @@ impl Config {
             limits,
             concurrent_streams: raw.limits.concurrent_streams.unwrap_or(1024).max(1),
             connections_per_address: raw.limits.connections_per_address.unwrap_or(64).max(1),
+            recheck_log: crate::log::Recheck::default(),
         };
         let files = [
             ("agreement", &config.agreement),

@@ -169,6 +169,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deadlines_v4 RENAME TO deadlines;
     CREATE INDEX deadlines_running ON deadlines (due_ms) WHERE state = 'running';
 "#,
+    r#"
+    -- How far a node re-hashed its log's entries when it last started (schema version 5).
+    CREATE TABLE startup_checked (through INTEGER NOT NULL) STRICT;
+    INSERT INTO startup_checked (through) VALUES (0);
+"#,
 ];
 
 /// Why the database could not be used.

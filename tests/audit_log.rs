@@ -125,6 +125,44 @@ fn a_node_refuses_to_open_a_log_cut_short_of_its_checkpoint() {
     );
 }
 
+/// Flips the last byte of entry `index`, as someone with the file could while the node is stopped.
+fn alter_entry(dir: &tempfile::TempDir, index: u64) {
+    let conn = db(dir);
+    let mut data: Vec<u8> = conn
+        .query_row("SELECT data FROM entries WHERE idx = ?1", [index], |r| r.get(0))
+        .unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 0x01;
+    conn.execute(
+        "UPDATE entries SET data = ?1 WHERE idx = ?2",
+        rusqlite::params![data, index],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_node_refuses_to_open_a_log_whose_entry_was_altered_since_its_last_start_naming_it() {
+    let (dir, key) = filled_log(100, 10);
+    alter_entry(&dir, 57);
+    let err = hotline::log::Log::open(dir.path(), key)
+        .err()
+        .expect("opened a log with an altered entry");
+    assert!(err.to_string().contains("entry 57: content does not match"), "{err}");
+}
+
+#[test]
+fn an_entry_checked_at_an_earlier_start_is_rechecked_on_request() {
+    use hotline::log::{Log, Recheck};
+    let (dir, key) = filled_log(100, 10);
+    Log::open(dir.path(), key.clone()).unwrap().close(); // checks all 100, once
+    alter_entry(&dir, 12);
+    Log::open(dir.path(), key.clone()).unwrap().close(); // only new entries: none
+    let err = Log::open_with(dir.path(), key, Recheck::All)
+        .err()
+        .expect("a full recheck opened an altered log");
+    assert!(err.to_string().contains("entry 12: content does not match"), "{err}");
+}
+
 #[test]
 fn a_corrupted_database_file_is_a_clean_error() {
     let (dir, _) = filled_log(2000, 500);

@@ -67,11 +67,17 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Re-hash every log entry at start, not only those appended since the last start.
+    #[arg(long)]
+    recheck_all_entries: bool,
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     super::files::init_tracing("info", args.log_json);
-    let config = Config::load(&args.config)?;
+    let mut config = Config::load(&args.config)?;
+    if args.recheck_all_entries {
+        config.recheck_log = hotline::log::Recheck::All;
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let running = hotline::server::start(&config, None, hotline::clock::Clock::system()).await?;

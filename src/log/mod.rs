@@ -12,6 +12,7 @@ pub mod entry;
 mod error;
 pub mod export;
 mod reader;
+mod startup;
 pub mod tree;
 pub mod verify;
 mod writer;
@@ -23,12 +24,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use error::{LogError, StateError};
 pub use reader::LogReader;
+pub use startup::Recheck;
 pub use writer::{Appended, Head, StateChange};
 
 use crate::keys::IdentityKey;
 use crate::store;
 use error::corrupt;
-use writer::{Checkpointer, Job, MAX_BATCH, Writer, load_head};
+use startup::{load_head, recheck_entries};
+use writer::{Checkpointer, Job, MAX_BATCH, Writer};
 
 /// A node's audit log: appends go through the single writer thread, reads
 /// through [`LogReader`].
@@ -42,11 +45,18 @@ pub struct Log {
 
 impl Log {
     /// Opens the log in `dir` (creating it), checks that the stored tree
-    /// matches its latest signed checkpoint, and starts the writer.
+    /// matches its latest signed checkpoint and that the entries appended
+    /// since the last start still hash to it, and starts the writer.
     pub fn open(dir: &Path, key: IdentityKey) -> Result<Self, LogError> {
+        Self::open_with(dir, key, Recheck::NewEntries)
+    }
+
+    /// Like [`Log::open`], re-hashing the entries `recheck` says.
+    pub fn open_with(dir: &Path, key: IdentityKey, recheck: Recheck) -> Result<Self, LogError> {
         std::fs::create_dir_all(dir).map_err(|e| corrupt(dir, format!("cannot create data directory: {e}")))?;
         let conn = store::open_writer(dir)?;
         let head = load_head(&conn, dir, &key)?;
+        recheck_entries(&conn, dir, head.size, recheck)?;
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let (head_tx, head_rx) = watch::channel(head);
         let writer_dir = dir.to_owned();

@@ -12,7 +12,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint;
 use super::error::{LogError, StateError, corrupt, tree_error};
-use super::reader::latest_checkpoint;
 use super::tree::{self, DbHashes};
 use crate::keys::IdentityKey;
 use crate::store::{self, Context};
@@ -104,41 +103,6 @@ impl Drop for Checkpointer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-pub(crate) fn load_head(conn: &Connection, dir: &Path, key: &IdentityKey) -> Result<Head, LogError> {
-    let db = dir.join(store::DB_FILE);
-    let entries: i64 = conn
-        .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
-        .at(&db)?;
-    let corrupt = |what: String| corrupt(dir, what);
-    let (size, Some(note)) = latest_checkpoint(conn, dir)? else {
-        if entries != 0 {
-            return Err(corrupt(format!("{entries} entries but no signed checkpoint")));
-        }
-        return Ok(Head {
-            size: 0,
-            root: tlog_tiles::EMPTY_HASH,
-            note: Arc::new(checkpoint::sign(key, 0, tlog_tiles::EMPTY_HASH)),
-        });
-    };
-    if entries as u64 != size {
-        return Err(corrupt(format!(
-            "{entries} entries but the latest signed checkpoint covers {size}; run hotline audit verify"
-        )));
-    }
-    let verified = checkpoint::verify(&note, key.verifier()).map_err(|e| corrupt(format!("latest checkpoint: {e}")))?;
-    let root = tree_hash(size, &DbHashes(conn)).map_err(|e| tree_error(dir, e))?;
-    if root != verified.root {
-        return Err(corrupt(format!(
-            "stored tree root at size {size} does not match the signed checkpoint; run hotline audit verify"
-        )));
-    }
-    Ok(Head {
-        size,
-        root,
-        note: Arc::new(note),
-    })
 }
 
 /// The single writer: owns the read-write connection and the signing key.

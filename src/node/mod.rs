@@ -96,7 +96,7 @@ impl Node {
         let identifier =
             Arc::new(Identifier::new(&agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
         let peers = Peers::dial(&agreement, &config.party, cert).map_err(setup)?;
-        let log = Arc::new(Log::open(&config.data, key.clone())?);
+        let log = Arc::new(Log::open_with(&config.data, key.clone(), config.recheck_log)?);
         let keyring = agreement.keyring();
         let events = Events::new(clock.clone());
         let witness = Arc::new(Witness::new(

@@ -1,0 +1,112 @@
+//! What a log is checked for when a node opens it: the stored tree matches
+//! the latest signed checkpoint, and every entry appended since the last
+//! start (or every entry, on request) still hashes to what is stored, so a
+//! log altered while the node was stopped is refused, naming the entry.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension};
+use tlog_tiles::{HashReader, record_hash, stored_hash_index, stored_hashes_for_record_hash, tree_hash};
+
+use super::checkpoint;
+use super::error::{LogError, corrupt, tree_error};
+use super::reader::latest_checkpoint;
+use super::tree::DbHashes;
+use super::writer::Head;
+use crate::keys::IdentityKey;
+use crate::store::{self, Context};
+
+/// Which entries a node re-hashes when it opens its log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recheck {
+    /// Those appended since the last start's check (the default).
+    #[default]
+    NewEntries,
+    /// Every entry (`hotline serve --recheck-log all`).
+    All,
+}
+
+pub(crate) fn load_head(conn: &Connection, dir: &Path, key: &IdentityKey) -> Result<Head, LogError> {
+    let db = dir.join(store::DB_FILE);
+    let entries: i64 = conn
+        .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
+        .at(&db)?;
+    let corrupt = |what: String| corrupt(dir, what);
+    let (size, Some(note)) = latest_checkpoint(conn, dir)? else {
+        if entries != 0 {
+            return Err(corrupt(format!("{entries} entries but no signed checkpoint")));
+        }
+        return Ok(Head {
+            size: 0,
+            root: tlog_tiles::EMPTY_HASH,
+            note: Arc::new(checkpoint::sign(key, 0, tlog_tiles::EMPTY_HASH)),
+        });
+    };
+    if entries as u64 != size {
+        return Err(corrupt(format!(
+            "{entries} entries but the latest signed checkpoint covers {size}; run hotline audit verify"
+        )));
+    }
+    let verified = checkpoint::verify(&note, key.verifier()).map_err(|e| corrupt(format!("latest checkpoint: {e}")))?;
+    let root = tree_hash(size, &DbHashes(conn)).map_err(|e| tree_error(dir, e))?;
+    if root != verified.root {
+        return Err(corrupt(format!(
+            "stored tree root at size {size} does not match the signed checkpoint; run hotline audit verify"
+        )));
+    }
+    Ok(Head {
+        size,
+        root,
+        note: Arc::new(note),
+    })
+}
+
+/// Re-hashes the entries appended since the last check (all of them with
+/// [`Recheck::All`]) and compares every stored hash they determine; then
+/// records how far the log is checked. The first entry at fault is named.
+pub(crate) fn recheck_entries(conn: &Connection, dir: &Path, size: u64, recheck: Recheck) -> Result<(), LogError> {
+    let db = dir.join(store::DB_FILE);
+    let checked: u64 = conn
+        .query_row("SELECT through FROM startup_checked", [], |r| r.get::<_, i64>(0))
+        .optional()
+        .at(&db)?
+        .unwrap_or(0) as u64;
+    let from = if recheck == Recheck::All { 0 } else { checked.min(size) };
+    let mut stmt = conn
+        .prepare("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+        .at(&db)?;
+    let mut rows = stmt.query([from as i64, size as i64]).at(&db)?;
+    let mut next = from;
+    let reader = DbHashes(conn);
+    while let Some(row) = rows.next().at(&db)? {
+        let index = row.get::<_, i64>(0).at(&db)? as u64;
+        let data: Vec<u8> = row.get(1).at(&db)?;
+        if index != next {
+            return Err(corrupt(dir, format!("entry {next}: missing; run hotline audit verify")));
+        }
+        let expected =
+            stored_hashes_for_record_hash(index, record_hash(&data), &reader).map_err(|e| tree_error(dir, e))?;
+        let base = stored_hash_index(0, index);
+        let wanted: Vec<u64> = (base..base + expected.len() as u64).collect();
+        let stored = reader.read_hashes(&wanted).map_err(|e| tree_error(dir, e))?;
+        if stored != expected {
+            return Err(corrupt(
+                dir,
+                format!(
+                    "entry {index}: content does not match its stored hashes: the entry was altered or moved; run hotline audit verify"
+                ),
+            ));
+        }
+        next += 1;
+    }
+    if next != size {
+        return Err(corrupt(dir, format!("entry {next}: missing; run hotline audit verify")));
+    }
+    conn.execute("UPDATE startup_checked SET through = ?1", [size as i64])
+        .at(&db)?;
+    if from < size {
+        tracing::info!(from, to = size, "log entries re-hashed and checked");
+    }
+    Ok(())
+}
