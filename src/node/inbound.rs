@@ -7,7 +7,8 @@ use std::sync::Arc;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
-use super::{Actor, Node, NodeError, join_in_order};
+use super::actor::Actor;
+use super::{Node, NodeError, join_in_order};
 use crate::clock;
 use crate::envelope::{self, RECEIPT_TYPE};
 use crate::keys::VerifierKey;

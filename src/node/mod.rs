@@ -5,6 +5,7 @@
 //! deliver. The sender's half of a delivery lives with the delivery worker
 //! (`delivery`), missed deadlines with the norms worker (`norms`).
 
+mod actor;
 mod error;
 mod inbound;
 mod outbound;
@@ -15,8 +16,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
+pub use actor::{Actor, Sent};
 pub use error::NodeError;
-pub use outbound::{Actor, Sent};
 
 use crate::agreement::{Agreement, SignedAgreement};
 use crate::clock::Clock;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
+use super::actor::{Actor, Sent};
 use super::{Node, NodeError};
 use crate::clock;
 use crate::envelope::{self, NOTICE_TYPE, RESPONSE_TYPE};
@@ -39,34 +40,6 @@ struct Outgoing {
     to: Vec<String>,
     owed: Vec<Owed>,
     meets: Vec<Met>,
-}
-
-/// Who acts: a local operator, known by its certificate, or the node itself
-/// (scheduled communication checks and their automatic answers).
-#[derive(Clone, Copy, Debug)]
-pub enum Actor<'a> {
-    /// The operator a configured certificate names.
-    Operator(&'a str),
-    /// The node on its own.
-    Node,
-}
-
-impl Actor<'_> {
-    /// The author written into what the actor sends.
-    pub fn name(&self) -> &str {
-        match self {
-            Actor::Operator(name) => name,
-            Actor::Node => "hotline",
-        }
-    }
-}
-
-/// What was sent: the message id and its index in our log.
-pub struct Sent {
-    /// The message id.
-    pub id: String,
-    /// The log entry that records it.
-    pub log_index: u64,
 }
 
 impl Node {
