@@ -22,8 +22,8 @@ use crate::proto::operator_server::OperatorServer;
 use crate::tasks::TaskPanicked;
 use crate::{delivery, norms, transport};
 
-/// The largest gRPC message a node accepts (the agreement's notice limit plus envelope overhead).
-const MAX_MESSAGE_BYTES: usize = crate::agreement::MAX_NOTICE_BYTES_LIMIT as usize + 64 * 1024;
+/// Room in a request besides its envelopes: the sender's checkpoint note and framing.
+const REQUEST_FRAMING_BYTES: usize = 16 * 1024;
 
 /// How long calls in flight and background tasks have to finish at shutdown
 /// before the rest are aborted (deliveries stay in the outbox).
@@ -42,6 +42,12 @@ pub struct Running {
 pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock) -> Result<Running, NodeError> {
     let cert = config.node_cert().map_err(|e| NodeError::Setup(e.to_string()))?;
     let node = Node::open(config, &cert, clock).await?;
+    // The largest request each service reads follows from the agreement: a
+    // peer's batch of envelopes, an operator's notice. Larger ones are refused
+    // before they are decoded.
+    let keys = node.agreement.max_keys_per_party();
+    let federation_bytes = node.agreement.norms.max_batch_bytes(keys) + REQUEST_FRAMING_BYTES;
+    let operator_bytes = node.agreement.norms.max_envelope_bytes(keys) + REQUEST_FRAMING_BYTES;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.listen)
@@ -69,12 +75,11 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .add_service(transport::reflection().map_err(|e| NodeError::Setup(e.to_string()))?)
         .add_service(
             FederationServer::new(FederationService::new(node.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(federation_bytes)
+                // Receipts carry the logged envelope with a proof and a checkpoint.
+                .max_encoding_message_size(2 * federation_bytes),
         )
-        .add_service(
-            OperatorServer::new(OperatorService::new(node.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        .add_service(OperatorServer::new(OperatorService::new(node.clone())).max_decoding_message_size(operator_bytes))
         .add_service(AuditServer::new(AuditService::new(
             node.log.clone(),
             node.identifier.clone(),

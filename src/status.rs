@@ -41,7 +41,8 @@ impl From<NodeError> for Status {
             | FromTheFuture { .. }
             | SenderCheckpoint(_)
             | NotAPeer(_)
-            | UnknownRecipient(_) => Code::InvalidArgument,
+            | UnknownRecipient(_)
+            | Signatures(_) => Code::InvalidArgument,
             BadSignature { .. } => Code::Unauthenticated,
             SignerIsNotCaller { .. } | FromIsNotCaller { .. } | NotARecipient { .. } => Code::PermissionDenied,
             IdReused(_) | IdTaken(_) => Code::AlreadyExists,

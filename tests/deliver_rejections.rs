@@ -654,3 +654,41 @@ async fn the_receiver_refuses_a_reply_that_breaks_the_tlp_of_a_notice_it_holds()
     forged.tlp = hotline::proto::Tlp::Red as i32;
     refused(&c, signed(&forged, &key(&c, 1)), Code::FailedPrecondition, "TLP:RED").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_signature_of_several_mib_under_an_unknown_key_is_refused_and_nothing_logged() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut env = signed(&valid_notice("CHL", &["PER"]), &key(&c, 1));
+    env.signatures.push(hotline::proto::Signature {
+        keyid: "hotline.example/XYZ+deadbeef".into(),
+        sig: vec![7; 3 << 20],
+    });
+    refused(
+        &c,
+        env,
+        Code::InvalidArgument,
+        "field signatures: 2 signatures, but CHL has 1 key",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_valid_signature_repeated_thousands_of_times_is_refused_before_any_is_verified() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut env = signed(&valid_notice("CHL", &["PER"]), &key(&c, 1));
+    let one = env.signatures[0].clone();
+    env.signatures = vec![one; 20_000];
+    refused(&c, env, Code::InvalidArgument, "20000 signatures").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_larger_than_the_agreement_allows_is_refused_before_it_is_decoded() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut n = valid_notice("CHL", &["PER"]);
+    n.summary = "x".repeat(6 << 20); // the agreement allows 1 MiB; a batch 4 MiB
+    let err = deliver(&mut peer_client(&c, 1, 0), signed(&n, &key(&c, 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains("limit"), "{}", err.message());
+}

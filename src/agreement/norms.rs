@@ -55,7 +55,26 @@ pub struct Norms {
     pub clock_skew: Duration,
 }
 
+/// Room in an envelope besides its payload: the payload type and framing.
+const ENVELOPE_FRAMING_BYTES: usize = 512;
+/// Room per signature: a key id (`name+hash`, bounded by the agreement's key names) and 64 bytes.
+const SIGNATURE_BYTES: usize = 512;
+/// The least a `DeliverBatch` may carry in bytes, so that batches of small notices stay batches.
+const MIN_BATCH_BYTES: usize = 4 << 20;
+
 impl Norms {
+    /// The largest envelope a party with `keys` keys can deliver: the
+    /// agreed payload limit, the framing, and one signature per key.
+    pub fn max_envelope_bytes(&self, keys: usize) -> usize {
+        self.max_notice_bytes as usize + ENVELOPE_FRAMING_BYTES + keys.max(1) * SIGNATURE_BYTES
+    }
+
+    /// The most envelope bytes one `DeliverBatch` carries: two of the
+    /// largest envelopes, and never less than 4 MiB.
+    pub fn max_batch_bytes(&self, keys: usize) -> usize {
+        (2 * self.max_envelope_bytes(keys)).max(MIN_BATCH_BYTES)
+    }
+
     /// The response deadline for a notice of `severity`.
     pub fn respond_within(&self, severity: Severity) -> Duration {
         match severity {

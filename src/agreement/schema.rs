@@ -218,7 +218,12 @@ impl Agreement {
         self.parties.iter().find(|p| p.origin() == origin)
     }
 
-    /// Every party's keys, for verifying envelopes.
+    /// The most keys any one party has: how many signatures an envelope may carry.
+    pub fn max_keys_per_party(&self) -> usize {
+        self.parties.iter().map(|p| p.keys.len()).max().unwrap_or(1)
+    }
+
+    /// Every party's keys, looked up by key id.
     pub fn keyring(&self) -> Keyring {
         Keyring::new(self.parties.iter().flat_map(|p| p.keys.iter().cloned()))
     }

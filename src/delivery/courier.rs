@@ -35,17 +35,34 @@ pub type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
 /// every sender of the queue is gone.
 pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let calls = Arc::new(Semaphore::new(CALLS_PER_PEER));
-    while let Some(first) = queue.recv().await {
+    // The receiver reads no batch larger than the agreement allows.
+    let budget = node
+        .agreement
+        .norms
+        .max_batch_bytes(node.agreement.max_keys_per_party());
+    let mut carried: Option<Queued> = None;
+    loop {
+        let first = match carried.take() {
+            Some(q) => q,
+            None => match queue.recv().await {
+                Some(q) => q,
+                None => return,
+            },
+        };
         // Waiting for a free call lets the next batch fill up.
         let Ok(call) = calls.clone().acquire_owned().await else {
             return;
         };
+        let mut bytes = first.0.envelope.encoded_len();
         let mut batch = vec![first];
         while batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(q) => batch.push(q),
-                Err(_) => break,
+            let Ok(q) = queue.try_recv() else { break };
+            bytes += q.0.envelope.encoded_len();
+            if bytes > budget {
+                carried = Some(q); // it opens the next batch
+                break;
             }
+            batch.push(q);
         }
         let (sender, party) = (node.clone(), party.clone());
         let span = tracing::debug_span!("deliver_batch", envelopes = batch.len());

@@ -26,6 +26,9 @@ pub enum NodeError {
         /// What is wrong with the signatures.
         source: EnvelopeError,
     },
+    /// The envelope's signatures are more, larger or other than the agreement allows.
+    #[error("field signatures: {0}")]
+    Signatures(String),
     /// The envelope is signed by a party other than the one delivering it.
     #[error("envelope is signed by party {signer} but was delivered by {caller}")]
     SignerIsNotCaller {

@@ -86,6 +86,7 @@ impl Node {
     fn admit(&self, caller: &str, env: Envelope) -> Result<Admitted, NodeError> {
         let kind = Kind::of_payload_type(&env.payload_type)
             .ok_or_else(|| NodeError::NotDeliverable(env.payload_type.clone()))?;
+        self.check_signatures(caller, &env)?;
         let now = self.clock.now();
         let signer = envelope::verify(&env, &env.payload_type, &self.keyring, now).map_err(|source| {
             NodeError::BadSignature {
@@ -143,6 +144,50 @@ impl Node {
             sha,
             key: signer.key.clone(),
         })
+    }
+
+    /// Bounds what a delivered envelope's signatures may cost before any is
+    /// verified: at most one per key the caller has in the agreement, each by
+    /// one of those keys and 64 bytes long. A lone signature by an unknown
+    /// key is left to the verification, which names it.
+    fn check_signatures(&self, caller: &str, env: &Envelope) -> Result<(), NodeError> {
+        let own = self.keyring.keys().filter(|k| k.party == caller).count().max(1);
+        let sigs = &env.signatures;
+        if sigs.len() > own {
+            return Err(NodeError::Signatures(format!(
+                "{} signatures, but {caller} has {own} key(s) in the agreement and each signs at most once",
+                sigs.len()
+            )));
+        }
+        for (i, s) in sigs.iter().enumerate() {
+            if sigs[..i].iter().any(|other| other.keyid == s.keyid) {
+                return Err(NodeError::Signatures(format!("key {} signs twice", s.keyid)));
+            }
+            if s.sig.len() != 64 {
+                return Err(NodeError::Signatures(format!(
+                    "the signature by key {} is {} bytes, not 64",
+                    s.keyid,
+                    s.sig.len()
+                )));
+            }
+            match self.keyring.get(&s.keyid) {
+                Some(k) if k.party == caller => {}
+                Some(k) => {
+                    return Err(NodeError::SignerIsNotCaller {
+                        signer: k.party.clone(),
+                        caller: caller.to_owned(),
+                    });
+                }
+                None if sigs.len() > 1 => {
+                    return Err(NodeError::Signatures(format!(
+                        "key {} is not a key of the agreement; signatures by other keys are refused, not logged",
+                        s.keyid
+                    )));
+                }
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     /// The receipt we gave for a message delivered before: the same message
