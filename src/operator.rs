@@ -46,12 +46,15 @@ impl OperatorService {
         Ok((who, admitted))
     }
 
-    fn reader<T>(&self, req: &Request<T>) -> Result<String, Status> {
-        require_local(&self.node.identifier, req, &[Role::Operator, Role::Auditor])
+    /// A read-only call: operators and auditors, counted against the same limits as writes.
+    fn reader<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
+        let who = require_local(&self.node.identifier, req, &[Role::Operator, Role::Auditor])?;
+        let admitted = admit(&self.node, &who)?;
+        Ok((who, admitted))
     }
 }
 
-/// Counts one write by operator `who` against its limits.
+/// Counts one call by local caller `who` against its limits.
 fn admit(node: &Node, who: &str) -> Result<crate::limits::Admitted, Status> {
     node.limits.admit(&format!("operator {who}"))
 }
@@ -166,7 +169,7 @@ impl Operator for OperatorService {
 
     #[tracing::instrument(name = "Operator.ListNotices", skip_all, err)]
     async fn list_notices(&self, req: Request<ListNoticesRequest>) -> Result<Response<ListNoticesResponse>, Status> {
-        self.reader(&req)?;
+        let _admitted = self.reader(&req)?;
         let limit = match req.into_inner().limit {
             0 => 100,
             n => n.min(10_000),
@@ -194,7 +197,7 @@ impl Operator for OperatorService {
 
     #[tracing::instrument(name = "Operator.GetNotice", skip_all, err)]
     async fn get_notice(&self, req: Request<GetNoticeRequest>) -> Result<Response<NoticeThread>, Status> {
-        self.reader(&req)?;
+        let _admitted = self.reader(&req)?;
         let id = req.into_inner().id;
         let thread = self.node.read(|c| {
             let Some(notice) = state::message(c, &id)?.filter(|m| m.kind == Kind::Notice) else {
@@ -223,7 +226,7 @@ impl Operator for OperatorService {
 
     #[tracing::instrument(name = "Operator.WatchEvents", skip_all, err)]
     async fn watch_events(&self, req: Request<WatchEventsRequest>) -> Result<Response<EventStream>, Status> {
-        self.reader(&req)?;
+        let _admitted = self.reader(&req)?;
         let stream = BroadcastStream::new(self.node.subscribe()).filter_map(|item| match item {
             Ok(event) => Some(Ok(event)),
             Err(_lagged) => None,
@@ -233,7 +236,7 @@ impl Operator for OperatorService {
 
     #[tracing::instrument(name = "Operator.Status", skip_all, err)]
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        self.reader(&req)?;
+        let _admitted = self.reader(&req)?;
         let node = &self.node;
         let (outbox, checks, deadlines, events) = node.read(|c| {
             Ok((
@@ -279,7 +282,7 @@ impl Operator for OperatorService {
 
     #[tracing::instrument(name = "Operator.CommCheck", skip_all, err)]
     async fn comm_check(&self, req: Request<CommCheckRequest>) -> Result<Response<CommCheckResponse>, Status> {
-        let who = self.operator(&req)?;
+        let (who, _admitted) = self.writer(&req)?;
         let party = req.into_inner().party;
         let notice_ids = self
             .node

@@ -78,3 +78,21 @@ async fn another_notice_under_a_used_id_is_already_exists_in_plain_words() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_operator_calls_count_against_the_operators_rate_limit() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.limits = common::TIGHT_LIMITS
+    })
+    .await;
+    let mut op = c.operator(0);
+    let mut refused = None;
+    for _ in 0..6 {
+        if let Err(e) = op.status(hotline::proto::StatusRequest {}).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("six Status calls at once passed a burst of three");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+}
