@@ -230,8 +230,12 @@ impl Config {
         self.listen
     }
 
-    /// The node's certificate and key.
+    /// The node's certificate and key; a key others may read is refused.
     pub fn node_cert(&self) -> Result<CertKey, ConfigError> {
+        crate::keys::check_private(&self.tls_key).map_err(|e| ConfigError::Invalid {
+            path: self.tls_key.clone(),
+            problems: vec![e.to_string()],
+        })?;
         Ok(CertKey {
             cert: read(&self.tls_cert)?,
             key: read(&self.tls_key)?,

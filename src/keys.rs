@@ -261,18 +261,7 @@ impl IdentityKey {
             path: path.to_owned(),
             source,
         };
-        #[cfg(unix)]
-        {
-            let meta = std::fs::metadata(path).map_err(io)?;
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions {
-                    path: path.to_owned(),
-                    mode,
-                });
-            }
-        }
+        check_private(path)?;
         let text = std::fs::read_to_string(path).map_err(io)?;
         Self::parse_private(text.trim()).map_err(|e| KeyError::File {
             path: path.to_owned(),
@@ -357,4 +346,25 @@ impl Keyring {
     pub fn keys(&self) -> impl Iterator<Item = &TrustedKey> {
         self.by_id.values()
     }
+}
+
+/// Refuses a private key file (an identity key, a TLS key) that group or
+/// others may read.
+pub fn check_private(path: &Path) -> Result<(), KeyError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    Ok(())
 }

@@ -217,6 +217,7 @@ impl<T> Context<T> for Result<T, rusqlite::Error> {
 /// Opens (creating if needed) the node database for writing and migrates it.
 pub fn open_writer(dir: &Path) -> Result<Connection, StoreError> {
     let path = dir.join(DB_FILE);
+    create_private(&path);
     let mut conn = Connection::open(&path).at(&path)?;
     // The writer keeps 16 MiB of pages cached. A background thread folds the
     // WAL back into the database file (`log::Checkpointer`); the writer does
@@ -230,6 +231,17 @@ pub fn open_writer(dir: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(10)).at(&path)?;
     migrate(&mut conn, &path)?;
     Ok(conn)
+}
+
+/// Creates the database file readable by its owner only, if it does not
+/// exist yet; SQLite gives its WAL and shared-memory files the same mode.
+fn create_private(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    // An existing file is left as it is; SQLite reports any real problem when it opens it.
+    let _ = options.open(path);
 }
 
 /// Opens the node database for reading only; it must exist and be current.

@@ -1,4 +1,6 @@
-//! Identity key files: written private, refused when exposed or malformed.
+//! Key files and the log database: written private, refused when exposed or malformed.
+
+mod common;
 
 use hotline::keys::{IdentityKey, KeyError, VerifierKey};
 
@@ -76,4 +78,36 @@ fn verifier_keys_with_a_wrong_hash_or_algorithm_are_refused() {
     ] {
         assert!(bad.parse::<VerifierKey>().is_err(), "accepted {bad}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_a_tls_key_others_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let mut made = hotline::setup::local_cluster(root.path(), &["PER", "CHL"], common::NORMS)
+        .await
+        .unwrap();
+    let (config, listener) = made.remove(0);
+    std::fs::set_permissions(&config.tls_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = hotline::server::start(&config, Some(listener), hotline::clock::Clock::system())
+        .await
+        .err()
+        .expect("started with a TLS key others may read");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn the_log_database_and_its_wal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, log, _) = common::temp_log();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(log.append(vec![common::entry("one")])).unwrap();
+    for file in ["hotline.db", "hotline.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
+    }
+    log.close();
 }
