@@ -64,6 +64,8 @@ struct RawLimits {
     in_flight: Option<usize>,
     concurrent_streams: Option<u32>,
     connections_per_address: Option<usize>,
+    connections: Option<usize>,
+    handshake_timeout: Option<String>,
 }
 
 fn dot() -> PathBuf {
@@ -132,6 +134,10 @@ pub struct Config {
     pub concurrent_streams: u32,
     /// TCP connections at once per remote address.
     pub connections_per_address: usize,
+    /// TCP connections at once in all.
+    pub connections: usize,
+    /// How long a connection has to complete its TLS handshake.
+    pub handshake_timeout: Duration,
     /// Which log entries to re-hash at start: not in the file, set by
     /// `hotline serve --recheck-all-entries`.
     pub recheck_log: crate::log::Recheck,
@@ -167,6 +173,15 @@ impl Config {
         };
         let retry_base = duration("retry_base", &raw.delivery.retry_base, 200);
         let retry_max = duration("retry_max", &raw.delivery.retry_max, 30_000);
+        let handshake_timeout = match &raw.limits.handshake_timeout {
+            None => Duration::from_secs(10),
+            Some(s) => clock::parse_duration(s).filter(|d| !d.is_zero()).unwrap_or_else(|| {
+                problems.push(format!(
+                    "limits.handshake_timeout: {s:?} is not a duration such as \"10s\""
+                ));
+                Duration::from_secs(10)
+            }),
+        };
         let d = crate::limits::LimitConfig::default();
         let limits = crate::limits::LimitConfig {
             requests_per_second: raw.limits.requests_per_second.unwrap_or(d.requests_per_second),
@@ -199,6 +214,8 @@ impl Config {
             limits,
             concurrent_streams: raw.limits.concurrent_streams.unwrap_or(1024).max(1),
             connections_per_address: raw.limits.connections_per_address.unwrap_or(64).max(1),
+            connections: raw.limits.connections.unwrap_or(4096).max(1),
+            handshake_timeout,
             recheck_log: crate::log::Recheck::default(),
         };
         let files = [

@@ -119,10 +119,12 @@ impl Limits {
     }
 }
 
-/// Caps the TCP connections each remote address may hold open at once; a
-/// connection over the cap is closed before the TLS handshake, with a log line.
+/// Caps the TCP connections each remote address, and all addresses
+/// together, may hold open at once; a connection over a cap is closed before
+/// the TLS handshake, with a log line.
 pub struct ConnectionLimit {
     per_address: usize,
+    total: usize,
     open: OpenConnections,
 }
 
@@ -150,10 +152,11 @@ impl Drop for Counted {
 }
 
 impl ConnectionLimit {
-    /// At most `per_address` connections from one IP address.
-    pub fn new(per_address: usize) -> Self {
+    /// At most `per_address` connections from one IP address, `total` in all.
+    pub fn new(per_address: usize, total: usize) -> Self {
         Self {
             per_address,
+            total,
             open: Arc::default(),
         }
     }
@@ -162,6 +165,11 @@ impl ConnectionLimit {
     pub fn admit(&self, stream: tokio::net::TcpStream) -> Option<Counted> {
         let ip = stream.peer_addr().ok()?.ip();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let all: usize = open.values().sum();
+        if all >= self.total {
+            tracing::warn!(%ip, limit = self.total, "connection limit of the node reached; closing");
+            return None;
+        }
         let n = open.entry(ip).or_insert(0);
         if *n >= self.per_address {
             tracing::warn!(%ip, limit = self.per_address, "connection limit per address reached; closing");

@@ -68,7 +68,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         ))
         .collect::<Vec<_>>()
         .join("\n");
-    let router = transport::server(&cert, &client_cas)
+    let router = transport::server(&cert, &client_cas, config.handshake_timeout)
         .map_err(|e| NodeError::Setup(format!("TLS setup: {e}")))?
         .max_concurrent_streams(Some(config.concurrent_streams))
         .add_service(transport::health().await)
@@ -84,7 +84,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
             node.log.clone(),
             node.identifier.clone(),
         )));
-    let connections = crate::limits::ConnectionLimit::new(config.connections_per_address);
+    let connections = crate::limits::ConnectionLimit::new(config.connections_per_address, config.connections);
     let incoming = tokio_stream::StreamExt::filter_map(
         tokio_stream::wrappers::TcpListenerStream::new(listener),
         move |s| match s {

@@ -157,9 +157,12 @@ retry_max = "30s"
 requests_per_second = 20000
 burst = 5000
 in_flight = 2048
-# HTTP/2 streams at once per connection, and TCP connections at once per remote address.
+# HTTP/2 streams at once per connection; TCP connections at once per remote address and in all;
+# how long a connection has to complete its TLS handshake.
 concurrent_streams = 1024
 connections_per_address = 64
+connections = 4096
+handshake_timeout = "10s"
 "#,
             port = listen.port()
         ),

@@ -21,12 +21,19 @@ pub enum TransportError {
     },
 }
 
-/// A server builder that requires client certificates issued by one of `client_cas` (PEM).
-pub fn server(node: &CertKey, client_cas: &str) -> Result<Server, tonic::transport::Error> {
+/// A server builder that requires client certificates issued by one of
+/// `client_cas` (PEM), and closes a connection that has not completed its
+/// TLS handshake within `handshake_timeout`.
+pub fn server(
+    node: &CertKey,
+    client_cas: &str,
+    handshake_timeout: Duration,
+) -> Result<Server, tonic::transport::Error> {
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(&node.cert, &node.key))
         .client_ca_root(Certificate::from_pem(client_cas))
-        .client_auth_optional(false);
+        .client_auth_optional(false)
+        .timeout(handshake_timeout);
     Server::builder().tls_config(tls).map(|s| {
         s.http2_keepalive_interval(Some(Duration::from_secs(30)))
             .tcp_nodelay(true)

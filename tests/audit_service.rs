@@ -45,7 +45,7 @@ async fn start() -> Fixture {
     let client_cas: String = parties.iter().map(|p| p.ca.cert.clone()).collect();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = transport::server(&me.node, &client_cas)
+    let server = transport::server(&me.node, &client_cas, std::time::Duration::from_secs(10))
         .unwrap()
         .add_service(transport::health().await)
         .add_service(transport::reflection().unwrap())

@@ -692,3 +692,45 @@ async fn a_request_larger_than_the_agreement_allows_is_refused_before_it_is_deco
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     assert!(err.message().contains("limit"), "{}", err.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_starts_tls_is_closed_after_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.handshake_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(c.nodes[0].as_ref().unwrap().addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    // The node closes it; a node without a handshake timeout holds it until the test gives up.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), silent.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "still open: {closed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_nodes_total_cap_are_closed_whatever_their_address() {
+    use tokio::io::AsyncReadExt;
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.connections_per_address = 2;
+        config.connections = 3;
+    })
+    .await;
+    let addr = c.nodes[0].as_ref().unwrap().addr;
+    let mut held = Vec::new();
+    let mut closed = 0;
+    // Eight loopback addresses, one connection each: only the total cap can stop them.
+    for i in 2..10u8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, i], 0))).unwrap();
+        let mut s = socket.connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        match tokio::time::timeout(std::time::Duration::from_millis(300), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            _ => held.push(s),
+        }
+    }
+    assert!(held.len() <= 3, "{} connections held open", held.len());
+    assert!(closed >= 5, "only {closed} of 8 refused");
+}

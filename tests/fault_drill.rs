@@ -36,7 +36,7 @@ async fn fault(kind: &str, addr: std::net::SocketAddr) -> tokio::task::JoinHandl
             let ca = hotline::tls::new_ca("ARG").unwrap();
             let cert =
                 hotline::tls::issue("ARG", &ca, "ARG", &["127.0.0.1".into()], hotline::tls::Usage::Node).unwrap();
-            let server = hotline::transport::server(&cert, &ca.cert)
+            let server = hotline::transport::server(&cert, &ca.cert, std::time::Duration::from_secs(10))
                 .unwrap()
                 .add_service(hotline::transport::health().await);
             tokio::spawn(async move {
