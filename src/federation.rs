@@ -33,6 +33,9 @@ impl FederationService {
         match caller(&self.node.identifier, req)? {
             Caller::Party(p) if p != self.node.party => Ok(p),
             Caller::Party(_) => Err(Status::permission_denied("a node does not deliver to itself")),
+            Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(
+                "this certificate of party {p} is not its node's: Federation takes node certificates, valid for server authentication at {p}'s endpoint"
+            ))),
             Caller::Local { name, .. } => Err(Status::permission_denied(format!(
                 "{name} is a local certificate; Federation is for the parties' nodes"
             ))),

@@ -93,7 +93,7 @@ pub fn require_local<T>(identifier: &Identifier, req: &Request<T>, roles: &[Role
         Caller::Local { name, role } => Err(Status::permission_denied(format!(
             "{name} has role {role:?}; this call needs one of {roles:?}"
         ))),
-        Caller::Party(p) => Err(Status::permission_denied(format!(
+        Caller::Party(p) | Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(
             "party {p} is a peer; this call is for local {roles:?} certificates"
         ))),
     }

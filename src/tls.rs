@@ -13,7 +13,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use sha2::{Digest, Sha256};
@@ -145,6 +147,9 @@ pub enum Role {
 pub enum Caller {
     /// A party of the agreement (a peer node).
     Party(String),
+    /// A certificate of a party's CA that is not its node's (an operator's
+    /// or auditor's, say): it may not act as the party's node.
+    PartyNonNode(String),
     /// A local operator or auditor, by name.
     Local {
         /// The name the config gives the certificate.
@@ -155,7 +160,13 @@ pub enum Caller {
 }
 
 enum PartyCheck {
-    Ca(Arc<dyn ClientCertVerifier>),
+    /// Issued by the party's CA, and a node certificate: valid for server
+    /// authentication at the host of the party's endpoint.
+    Ca {
+        client: Arc<dyn ClientCertVerifier>,
+        node: Arc<dyn ServerCertVerifier>,
+        host: ServerName<'static>,
+    },
     Pinned([u8; 32]),
 }
 
@@ -165,7 +176,7 @@ pub struct Identifier {
     locals: HashMap<[u8; 32], (String, Role)>,
     parties: Vec<(String, PartyCheck)>,
     /// Peers already identified, by certificate fingerprint: chain checks cost an ECDSA verification.
-    known: std::sync::Mutex<HashMap<[u8; 32], String>>,
+    known: std::sync::Mutex<HashMap<[u8; 32], Caller>>,
 }
 
 impl Identifier {
@@ -184,13 +195,22 @@ impl Identifier {
                             reason: e.to_string(),
                         })?;
                     }
-                    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    let bad = |reason: String| TlsError::Pem {
+                        what: format!("party {} tls_ca", p.id),
+                        reason,
+                    };
+                    let roots = Arc::new(roots);
+                    let client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                         .build()
-                        .map_err(|e| TlsError::Pem {
-                            what: format!("party {} tls_ca", p.id),
-                            reason: e.to_string(),
-                        })?;
-                    PartyCheck::Ca(verifier)
+                        .map_err(|e| bad(e.to_string()))?;
+                    let node = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                        .build()
+                        .map_err(|e| bad(e.to_string()))?;
+                    let host = endpoint_host(&p.endpoint).ok_or_else(|| TlsError::Pem {
+                        what: format!("party {} endpoint", p.id),
+                        reason: format!("{:?} names no host a certificate can be checked for", p.endpoint),
+                    })?;
+                    PartyCheck::Ca { client, node, host }
                 }
             };
             parties.push((p.id.clone(), check));
@@ -212,20 +232,35 @@ impl Identifier {
                 role: *role,
             });
         }
-        if let Some(party) = self.known.lock().ok().and_then(|k| k.get(&fp).cloned()) {
-            return Some(Caller::Party(party));
+        if let Some(caller) = self.known.lock().ok().and_then(|k| k.get(&fp).cloned()) {
+            return Some(caller);
         }
         let now = UnixTime::now();
-        let party = self.parties.iter().find_map(|(party, check)| {
-            let ok = match check {
-                PartyCheck::Pinned(pin) => *pin == fp,
-                PartyCheck::Ca(v) => v.verify_client_cert(leaf, intermediates, now).is_ok(),
-            };
-            ok.then(|| party.clone())
+        let caller = self.parties.iter().find_map(|(party, check)| match check {
+            PartyCheck::Pinned(pin) => (*pin == fp).then(|| Caller::Party(party.clone())),
+            PartyCheck::Ca { client, node, host } => {
+                client.verify_client_cert(leaf, intermediates, now).ok()?;
+                let is_node = node.verify_server_cert(leaf, intermediates, host, &[], now).is_ok();
+                Some(match is_node {
+                    true => Caller::Party(party.clone()),
+                    false => Caller::PartyNonNode(party.clone()),
+                })
+            }
         })?;
         if let Ok(mut known) = self.known.lock() {
-            known.insert(fp, party.clone());
+            known.insert(fp, caller.clone());
         }
-        Some(Caller::Party(party))
+        Some(caller)
     }
+}
+
+/// The host of an `https://host:port` endpoint, as a certificate names it.
+fn endpoint_host(endpoint: &str) -> Option<ServerName<'static>> {
+    let rest = endpoint.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    ServerName::try_from(host.to_owned()).ok()
 }

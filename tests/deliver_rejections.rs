@@ -734,3 +734,31 @@ async fn connections_over_the_nodes_total_cap_are_closed_whatever_their_address(
     assert!(held.len() <= 3, "{} connections held open", held.len());
     assert!(closed >= 5, "only {closed} of 8 refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partys_operator_certificate_cannot_act_as_its_node() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    // CHL's operator certificate is issued by CHL's CA, but it is not CHL's node.
+    let endpoint = format!("https://{}", c.nodes[0].as_ref().unwrap().addr);
+    let channel = hotline::transport::channel(
+        &endpoint,
+        &c.configs[0].ca_pem().unwrap(),
+        &c.configs[1].client_cert().unwrap(),
+    )
+    .unwrap();
+    let err = deliver(
+        &mut FederationClient::new(channel),
+        signed(&valid_notice("CHL", &["PER"]), &key(&c, 1)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("not its node's"), "{}", err.message());
+    // CHL's node certificate still is.
+    deliver(
+        &mut peer_client(&c, 1, 0),
+        signed(&valid_notice("CHL", &["PER"]), &key(&c, 1)),
+    )
+    .await
+    .unwrap();
+}
