@@ -87,23 +87,14 @@ impl Limits {
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.config.requests_per_second)
             .min(self.config.burst);
         b.at = now;
+        // The refusal is logged once, by the call's span, at WARN.
         if b.in_flight + n > self.config.in_flight {
-            tracing::warn!(
-                caller,
-                limit = self.config.in_flight,
-                "requests in flight limit reached"
-            );
             return Err(Status::resource_exhausted(format!(
                 "{caller} has {} requests in flight, the limit; retry when some complete",
                 self.config.in_flight
             )));
         }
         if b.tokens < n as f64 {
-            tracing::warn!(
-                caller,
-                rate = self.config.requests_per_second,
-                "request rate limit reached"
-            );
             return Err(Status::resource_exhausted(format!(
                 "{caller} is over the limit of {} requests per second (burst {}); retry later",
                 self.config.requests_per_second, self.config.burst
