@@ -66,6 +66,8 @@ struct RawLimits {
     connections_per_address: Option<usize>,
     connections: Option<usize>,
     handshake_timeout: Option<String>,
+    peer_calls_in_flight: Option<usize>,
+    local_calls_in_flight: Option<usize>,
 }
 
 fn dot() -> PathBuf {
@@ -138,6 +140,10 @@ pub struct Config {
     pub connections: usize,
     /// How long a connection has to complete its TLS handshake.
     pub handshake_timeout: Duration,
+    /// Calls in flight at once from each peer node, counted before their bodies are read.
+    pub peer_calls_in_flight: usize,
+    /// Calls in flight at once from each local operator or auditor.
+    pub local_calls_in_flight: usize,
     /// Which log entries to re-hash at start: not in the file, set by
     /// `hotline serve --recheck-all-entries`.
     pub recheck_log: crate::log::Recheck,
@@ -215,6 +221,8 @@ impl Config {
             concurrent_streams: raw.limits.concurrent_streams.unwrap_or(1024).max(1),
             connections_per_address: raw.limits.connections_per_address.unwrap_or(64).max(1),
             connections: raw.limits.connections.unwrap_or(4096).max(1),
+            peer_calls_in_flight: raw.limits.peer_calls_in_flight.unwrap_or(16).max(1),
+            local_calls_in_flight: raw.limits.local_calls_in_flight.unwrap_or(256).max(1),
             handshake_timeout,
             recheck_log: crate::log::Recheck::default(),
         };

@@ -225,3 +225,127 @@ impl tonic::transport::server::Connected for Counted {
         self.inner.connect_info()
     }
 }
+
+/// Caps the calls each caller has in flight, counted when a call's headers
+/// arrive and before its body is read or decoded: a peer that opens dozens of
+/// large calls at once gets `RESOURCE_EXHAUSTED` for those over its share
+/// while the bytes of the refused ones stay on the wire, held back by HTTP/2
+/// flow control. A tower layer on the whole server.
+#[derive(Clone)]
+pub struct CallLimitLayer {
+    identifier: Arc<crate::tls::Identifier>,
+    per_peer: usize,
+    per_local: usize,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl CallLimitLayer {
+    /// At most `per_peer` calls in flight from each peer node, `per_local`
+    /// from each local operator or auditor.
+    pub fn new(identifier: Arc<crate::tls::Identifier>, per_peer: usize, per_local: usize) -> Self {
+        Self {
+            identifier,
+            per_peer,
+            per_local,
+            open: Arc::default(),
+        }
+    }
+
+    /// Takes a slot for the caller of `extensions`, or says why not. A
+    /// caller with no certificate we know is left to the services to refuse.
+    fn enter(&self, extensions: &http::Extensions) -> Result<Option<CallSlot>, Status> {
+        use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+        let Some(certs) = extensions
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(|info| info.peer_certs())
+        else {
+            return Ok(None);
+        };
+        let (caller, cap) = match self.identifier.identify(&certs) {
+            Some(crate::tls::Caller::Party(p)) => (format!("party {p}"), self.per_peer),
+            Some(crate::tls::Caller::Local { name, .. }) => (format!("local {name}"), self.per_local),
+            _ => return Ok(None),
+        };
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(caller.clone()).or_insert(0);
+        if *n >= cap {
+            return Err(Status::resource_exhausted(format!(
+                "{caller} has {cap} calls in flight, the limit; retry when some complete"
+            )));
+        }
+        *n += 1;
+        Ok(Some(CallSlot {
+            caller,
+            open: self.open.clone(),
+        }))
+    }
+}
+
+/// A call in flight; its slot is freed when the call's response is ready.
+struct CallSlot {
+    caller: String,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.caller) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.caller);
+            }
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for CallLimitLayer {
+    type Service = CallLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CallLimit {
+            inner,
+            limits: self.clone(),
+        }
+    }
+}
+
+/// The service [`CallLimitLayer`] wraps around the server's routes.
+#[derive(Clone)]
+pub struct CallLimit<S> {
+    inner: S,
+    limits: CallLimitLayer,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for CallLimit<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        match self.limits.enter(req.extensions()) {
+            Err(status) => {
+                tracing::warn!(reason = %status.message(), "call refused before its body was read");
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+            Ok(slot) => {
+                let call = self.inner.call(req);
+                Box::pin(async move {
+                    let response = call.await;
+                    drop(slot);
+                    response
+                })
+            }
+        }
+    }
+}

@@ -71,6 +71,11 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
     let router = transport::server(&cert, &client_cas, config.handshake_timeout)
         .map_err(|e| NodeError::Setup(format!("TLS setup: {e}")))?
         .max_concurrent_streams(Some(config.concurrent_streams))
+        .layer(crate::limits::CallLimitLayer::new(
+            node.identifier.clone(),
+            config.peer_calls_in_flight,
+            config.local_calls_in_flight,
+        ))
         .add_service(transport::health().await)
         .add_service(transport::reflection().map_err(|e| NodeError::Setup(e.to_string()))?)
         .add_service(

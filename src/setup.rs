@@ -163,6 +163,9 @@ concurrent_streams = 1024
 connections_per_address = 64
 connections = 4096
 handshake_timeout = "10s"
+# Calls in flight at once from each peer node and each local certificate, before bodies are read.
+peer_calls_in_flight = 16
+local_calls_in_flight = 256
 "#,
             port = listen.port()
         ),

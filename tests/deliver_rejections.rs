@@ -762,3 +762,32 @@ async fn a_partys_operator_certificate_cannot_act_as_its_node() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_calls_over_its_share_are_refused_before_their_bodies_are_read() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| config.peer_calls_in_flight = 1).await;
+    let chl = key(&c, 1);
+    // Thirty calls of about 1 MiB each, all at once, on one connection.
+    let client = peer_client(&c, 1, 0);
+    let calls: Vec<_> = (0..30)
+        .map(|_| {
+            let mut n = valid_notice("CHL", &["PER"]);
+            n.summary = "x".repeat(1_000_000);
+            let (mut client, env) = (client.clone(), signed(&n, &chl));
+            tokio::spawn(async move { deliver(&mut client, env).await })
+        })
+        .collect();
+    let mut refused = 0;
+    for call in calls {
+        if let Err(e) = call.await.unwrap() {
+            assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+            assert!(e.message().contains("calls in flight"), "{}", e.message());
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "no call was refused at a share of one");
+    // The slots are freed: a lone call goes through.
+    deliver(&mut peer_client(&c, 1, 0), signed(&valid_notice("CHL", &["PER"]), &chl))
+        .await
+        .unwrap();
+}
