@@ -341,11 +341,30 @@ where
             Ok(slot) => {
                 let call = self.inner.call(req);
                 Box::pin(async move {
-                    let response = call.await;
+                    let mut response = call.await;
                     drop(slot);
+                    if let Ok(r) = response.as_mut() {
+                        undecodable_is_invalid_argument(r.headers_mut());
+                    }
                     response
                 })
             }
         }
+    }
+}
+
+/// A request body that is not the protobuf message a call takes is the
+/// caller's mistake: tonic answers it `INTERNAL`, which says the node failed;
+/// this answers `INVALID_ARGUMENT` with tonic's text, which names what did
+/// not decode. Only the status of an answer that failed before any message
+/// was sent (trailers-only) is in its headers, and only that is rewritten.
+fn undecodable_is_invalid_argument(headers: &mut http::HeaderMap) {
+    let internal = headers.get("grpc-status").is_some_and(|v| v == "13");
+    let undecodable = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .is_some_and(|m| m.starts_with("failed%20to%20decode") || m.starts_with("failed to decode"));
+    if internal && undecodable {
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
     }
 }

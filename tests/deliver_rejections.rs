@@ -791,3 +791,58 @@ async fn a_peers_calls_over_its_share_are_refused_before_their_bodies_are_read()
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_is_not_protobuf_is_invalid_argument_not_internal() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    // A DeliverBatch body whose field 1 claims more bytes than follow.
+    let mut client = tonic::client::Grpc::new(
+        hotline::transport::channel(
+            &format!("https://{}", c.nodes[0].as_ref().unwrap().addr),
+            &c.configs[0].ca_pem().unwrap(),
+            &c.configs[1].node_cert().unwrap(),
+        )
+        .unwrap(),
+    );
+    client.ready().await.unwrap();
+    let err = client
+        .unary::<_, hotline::proto::DeliverBatchResponse, _>(
+            tonic::Request::new(RawBytes(vec![0x0a, 0xff, 0x01, 0x00])),
+            http::uri::PathAndQuery::from_static("/hotline.v1.Federation/DeliverBatch"),
+            RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("decode"), "{}", err.message());
+}
+
+/// Bytes sent as they are, as a broken or hostile client might.
+struct RawBytes(Vec<u8>);
+
+/// Encodes [`RawBytes`] verbatim and decodes the answer as protobuf.
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = RawBytes;
+    type Decode = hotline::proto::DeliverBatchResponse;
+    type Encoder = RawEncoder;
+    type Decoder = tonic_prost::ProstDecoder<hotline::proto::DeliverBatchResponse>;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = RawBytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: RawBytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item.0);
+        Ok(())
+    }
+}

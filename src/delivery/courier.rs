@@ -130,6 +130,9 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
 
 /// Checks a receipt for our message `m` delivered to `party`, then logs it.
 async fn accept_receipt(node: &Arc<Node>, m: &StoredMessage, party: &str, env: Envelope) -> Result<(), String> {
+    // A receipt's signatures are bounded like a delivered envelope's before any is verified.
+    node.check_signatures(party, &env)
+        .map_err(|e| format!("receipt: {e}"))?;
     let signer =
         envelope::verify(&env, RECEIPT_TYPE, &node.keyring, node.clock.now()).map_err(|e| format!("receipt: {e}"))?;
     if signer.party != party {

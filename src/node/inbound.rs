@@ -150,7 +150,7 @@ impl Node {
     /// verified: at most one per key the caller has in the agreement, each by
     /// one of those keys and 64 bytes long. A lone signature by an unknown
     /// key is left to the verification, which names it.
-    fn check_signatures(&self, caller: &str, env: &Envelope) -> Result<(), NodeError> {
+    pub(crate) fn check_signatures(&self, caller: &str, env: &Envelope) -> Result<(), NodeError> {
         let own = self.keyring.keys().filter(|k| k.party == caller).count().max(1);
         let sigs = &env.signatures;
         if sigs.len() > own {
