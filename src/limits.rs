@@ -368,3 +368,49 @@ fn undecodable_is_invalid_argument(headers: &mut http::HeaderMap) {
         headers.insert("grpc-status", http::HeaderValue::from_static("3"));
     }
 }
+
+/// Where CPU-heavy work (checking a batch's signatures) runs: on the
+/// blocking pool, never on the async workers that answer every caller, with
+/// at most one job per core at once and at most `per_caller` of them for one
+/// caller, so one peer's flood can neither stall the workers nor take every core.
+pub struct CpuShare {
+    all: Arc<tokio::sync::Semaphore>,
+    per_caller: usize,
+    callers: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl CpuShare {
+    /// `cores` jobs at once, `per_caller` of them for any one caller.
+    pub fn new(cores: usize, per_caller: usize) -> Self {
+        Self {
+            all: Arc::new(tokio::sync::Semaphore::new(cores.max(1))),
+            per_caller: per_caller.clamp(1, cores.max(1)),
+            callers: Mutex::default(),
+        }
+    }
+
+    /// Sized to this machine: one job per core, half of them for one caller.
+    pub fn for_this_machine() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::new(cores, cores.div_ceil(2))
+    }
+
+    /// Runs `work` for `caller` once its share and a core are free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        caller: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let mine = {
+            let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+            callers
+                .entry(caller.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_caller)))
+                .clone()
+        };
+        // The semaphores are never closed, so these always hold a permit.
+        let _mine = mine.acquire_owned().await.ok();
+        let _core = self.all.clone().acquire_owned().await.ok();
+        tokio::task::spawn_blocking(work).await
+    }
+}

@@ -49,8 +49,20 @@ impl Node {
         envelopes: Vec<Envelope>,
         sender_checkpoint: Option<SignedCheckpoint>,
     ) -> Vec<Result<Envelope, NodeError>> {
-        let mut admitted: Vec<Result<Admitted, NodeError>> =
-            envelopes.into_iter().map(|env| self.admit(caller, env)).collect();
+        // The checks, signatures above all, run off the async workers within the caller's share.
+        let n = envelopes.len();
+        let (node, from) = (self.clone(), caller.to_owned());
+        let checked = self
+            .cpu
+            .run(caller, move || -> Vec<Result<Admitted, NodeError>> {
+                envelopes.into_iter().map(|env| node.admit(&from, env)).collect()
+            })
+            .await;
+        let mut admitted = checked.unwrap_or_else(|e| {
+            (0..n)
+                .map(|_| Err(NodeError::Internal(format!("checking a delivery failed: {e}"))))
+                .collect()
+        });
         if let Some(note) = sender_checkpoint.map(|c| c.note) {
             let first_key = admitted.iter().find_map(|a| a.as_ref().ok()).map(|a| a.key.clone());
             if let Some(key) = first_key {

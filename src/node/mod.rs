@@ -49,6 +49,8 @@ pub struct Node {
     pub identifier: Arc<Identifier>,
     /// Per-caller request limits.
     pub limits: crate::limits::Limits,
+    /// Where signature checks run: off the async workers, a share per peer.
+    pub cpu: crate::limits::CpuShare,
     /// Where the node reads the time.
     pub clock: Clock,
     /// The background tasks; `server` stops and awaits them.
@@ -116,6 +118,7 @@ impl Node {
             log,
             identifier,
             limits: crate::limits::Limits::new(config.limits),
+            cpu: crate::limits::CpuShare::for_this_machine(),
             clock,
             tasks: Tasks::default(),
             witness,

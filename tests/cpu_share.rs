@@ -1,0 +1,43 @@
+//! Signature checks run off the async workers, within a share per caller:
+//! one peer's flood waits for its own share and leaves the other cores free.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hotline::limits::CpuShare;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_second_job_waits_for_its_share_while_another_caller_runs() {
+    let cpu = Arc::new(CpuShare::new(2, 1));
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let first = {
+        let cpu = cpu.clone();
+        tokio::spawn(async move {
+            cpu.run("CHL", move || {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+            .await
+            .unwrap()
+        })
+    };
+    tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+        .await
+        .unwrap();
+    let second_ran = Arc::new(AtomicBool::new(false));
+    let second = {
+        let (cpu, ran) = (cpu.clone(), second_ran.clone());
+        tokio::spawn(async move { cpu.run("CHL", move || ran.store(true, Ordering::SeqCst)).await.unwrap() })
+    };
+    // Another caller gets the free core at once.
+    assert_eq!(cpu.run("ARG", || "ARG's check").await.unwrap(), "ARG's check");
+    assert!(
+        !second_ran.load(Ordering::SeqCst),
+        "CHL ran a second job beyond its share"
+    );
+    release_tx.send(()).unwrap();
+    first.await.unwrap();
+    second.await.unwrap();
+    assert!(second_ran.load(Ordering::SeqCst));
+}
