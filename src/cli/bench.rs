@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use super::bench_e2e::{self, E2eArgs};
+use super::bench_flood::{self, FloodArgs};
 use super::bench_log::{self, LogArgs};
 use super::view::Out;
 
@@ -21,6 +22,8 @@ pub struct Args {
 pub enum Command {
     /// Audit log only: appends/s, verify entries/s, proof latency.
     Log(LogArgs),
+    /// The flood drill: one peer floods with the costliest deliveries the limits allow; another peer's and an operator's latency, and the node's memory.
+    Flood(FloodArgs),
 }
 
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
@@ -30,6 +33,7 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
             out.print(&figures, || human);
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Flood(flood)) => bench_flood::run(flood, out),
         None => bench_e2e::run(args.e2e, out),
     }
 }

@@ -52,7 +52,7 @@ pub struct E2eArgs {
     pub log_entries: u64,
 }
 
-struct Node(Child);
+pub(super) struct Node(pub(super) Child);
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -61,7 +61,7 @@ impl Drop for Node {
     }
 }
 
-fn spawn_node(config: &Path) -> anyhow::Result<Node> {
+pub(super) fn spawn_node(config: &Path) -> anyhow::Result<Node> {
     let child = Command::new(std::env::current_exe()?)
         .args(["serve", "--config"])
         .arg(config)
@@ -74,7 +74,7 @@ fn spawn_node(config: &Path) -> anyhow::Result<Node> {
 }
 
 /// Peak resident memory of a process, from /proc (Linux), in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
+pub(super) fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
@@ -147,7 +147,7 @@ fn steady_rate(arrived: &mut [Instant]) -> Option<f64> {
     (span > 0.0).then(|| (to - from) as f64 / span)
 }
 
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+pub(super) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN)
 }

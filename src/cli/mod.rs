@@ -5,6 +5,7 @@ mod agreement;
 mod audit;
 mod bench;
 mod bench_e2e;
+mod bench_flood;
 mod bench_log;
 mod demo;
 mod envelope;
