@@ -103,3 +103,85 @@ async fn hundreds_of_messages_stuck_at_a_silent_peer_hold_up_nobody() {
         .await;
     stand_in.abort();
 }
+
+/// A peer that answers every delivery with a receipt carrying one valid
+/// signature twenty thousand times.
+struct HostileReceipts {
+    key: hotline::keys::IdentityKey,
+}
+
+#[tonic::async_trait]
+impl hotline::proto::federation_server::Federation for HostileReceipts {
+    async fn deliver(
+        &self,
+        _: tonic::Request<hotline::proto::DeliverRequest>,
+    ) -> Result<tonic::Response<hotline::proto::DeliverResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("hostile"))
+    }
+
+    async fn deliver_batch(
+        &self,
+        req: tonic::Request<hotline::proto::DeliverBatchRequest>,
+    ) -> Result<tonic::Response<hotline::proto::DeliverBatchResponse>, tonic::Status> {
+        use hotline::proto::{DeliverOutcome, deliver_outcome};
+        let mut receipt = hotline::envelope::sign(hotline::envelope::RECEIPT_TYPE, b"receipt".to_vec(), &self.key);
+        receipt.signatures = vec![receipt.signatures[0].clone(); 20_000];
+        let outcomes = req
+            .into_inner()
+            .envelopes
+            .iter()
+            .map(|_| DeliverOutcome {
+                result: Some(deliver_outcome::Result::Receipt(receipt.clone())),
+            })
+            .collect();
+        Ok(tonic::Response::new(hotline::proto::DeliverBatchResponse { outcomes }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        _: tonic::Request<hotline::proto::GetCheckpointRequest>,
+    ) -> Result<tonic::Response<hotline::proto::GetCheckpointResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("hostile"))
+    }
+
+    async fn prove_consistency(
+        &self,
+        _: tonic::Request<hotline::proto::ConsistencyProofRequest>,
+    ) -> Result<tonic::Response<hotline::proto::ConsistencyProof>, tonic::Status> {
+        Err(tonic::Status::unimplemented("hostile"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_with_thousands_of_signatures_is_refused_before_any_is_verified() {
+    let mut c = Cluster::start(&["PER", "ARG"], FAST_NORMS).await;
+    let arg = c.configs[1].clone();
+    c.stop(1).await;
+    let listener = TcpListener::bind(arg.listen_addr()).await.unwrap();
+    let hostile = HostileReceipts {
+        key: hotline::keys::IdentityKey::load(&arg.identity_key).unwrap(),
+    };
+    let server = hotline::transport::server(
+        &arg.node_cert().unwrap(),
+        &c.configs[0].ca_pem().unwrap(),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap()
+    .add_service(hotline::proto::federation_server::FederationServer::new(hostile));
+    let stand_in = tokio::spawn(async move {
+        let _ = server
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    let id = c.send(0, notice(&["ARG"], "to a hostile peer")).await;
+    c.eventually(10, "the hostile receipt refused and the attempt recorded", |c| {
+        c.node(0)
+            .read(state::outbox)
+            .unwrap()
+            .iter()
+            .any(|p| p.message_id == id && p.last_error.as_deref().is_some_and(|e| e.contains("20000 signatures")))
+    })
+    .await;
+    assert!(!receipted(&c, &id, "ARG"));
+    stand_in.abort();
+}
