@@ -67,7 +67,9 @@ fn write_pair(dir: &Path, name: &str, ck: &CertKey) -> Result<(), SetupError> {
 }
 
 /// Creates party `party`'s files in `dir`: the node listens on `listen` and
-/// is reached by peers at `endpoint` (`https://host:port`).
+/// is reached by peers at `endpoint` (`https://host:port`). With `own_tls`,
+/// the party brings its own PKI: that folder's `ca.pem` and its node,
+/// operator and auditor certificates and keys are used instead of minting.
 pub fn create(
     dir: &Path,
     party: &str,
@@ -75,6 +77,7 @@ pub fn create(
     name: &str,
     listen: SocketAddr,
     endpoint: &str,
+    own_tls: Option<&Path>,
 ) -> Result<Created, SetupError> {
     let key_path = dir.join("identity.key");
     if key_path.exists() {
@@ -84,11 +87,6 @@ pub fn create(
         path: dir.to_owned(),
         source,
     })?;
-    let key = IdentityKey::generate(origin)?;
-    key.save(&key_path)?;
-    let vkey = key.verifier().to_string();
-    write(&dir.join("identity.pub"), &format!("{vkey}\n"), false)?;
-
     let host = endpoint
         .trim_start_matches("https://")
         .rsplit_once(':')
@@ -96,19 +94,49 @@ pub fn create(
         .unwrap_or_else(|| "localhost".into());
     let mut hosts = vec![host, "localhost".to_owned(), "127.0.0.1".to_owned()];
     hosts.dedup();
-    let ca = tls::new_ca(party)?;
-    write_pair(dir, "ca", &ca)?;
-    write_pair(dir, "node", &tls::issue(party, &ca, party, &hosts, Usage::Node)?)?;
-    write_pair(
-        dir,
-        "operator",
-        &tls::issue(party, &ca, &format!("{party} operator"), &[], Usage::Client)?,
-    )?;
-    write_pair(
-        dir,
-        "auditor",
-        &tls::issue(party, &ca, &format!("{party} auditor"), &[], Usage::Client)?,
-    )?;
+    let ca_pem = match own_tls {
+        Some(src) => {
+            let read = |name: &str| {
+                let path = src.join(name);
+                std::fs::read_to_string(&path).map_err(|source| SetupError::Io { path, source })
+            };
+
+            let ca = read("ca.pem")?;
+            let pair = |name: &str| -> Result<CertKey, SetupError> {
+                Ok(CertKey {
+                    cert: read(&format!("{name}.pem"))?,
+                    key: read(&format!("{name}.key"))?,
+                })
+            };
+            let node = pair("node")?;
+            tls::check_node_certificate(&ca, &node.cert, endpoint)?;
+            write(&dir.join("tls/ca.pem"), &ca, false)?;
+            write_pair(dir, "node", &node)?;
+            write_pair(dir, "operator", &pair("operator")?)?;
+            write_pair(dir, "auditor", &pair("auditor")?)?;
+            ca
+        }
+        None => {
+            let ca = tls::new_ca(party)?;
+            write_pair(dir, "ca", &ca)?;
+            write_pair(dir, "node", &tls::issue(party, &ca, party, &hosts, Usage::Node)?)?;
+            write_pair(
+                dir,
+                "operator",
+                &tls::issue(party, &ca, &format!("{party} operator"), &[], Usage::Client)?,
+            )?;
+            write_pair(
+                dir,
+                "auditor",
+                &tls::issue(party, &ca, &format!("{party} auditor"), &[], Usage::Client)?,
+            )?;
+            ca.cert
+        }
+    };
+    let key = IdentityKey::generate(origin)?;
+    key.save(&key_path)?;
+    let vkey = key.verifier().to_string();
+    write(&dir.join("identity.pub"), &format!("{vkey}\n"), false)?;
 
     let config = dir.join("hotline.toml");
     write(
@@ -173,7 +201,7 @@ local_calls_in_flight = 256
     )?;
     let party_entry = format!(
         "[[party]]\nid = \"{party}\"\nname = \"{name}\"\nendpoint = \"{endpoint}\"\ntls_ca = \"\"\"\n{ca}\"\"\"\n[[party.key]]\nvkey = \"{vkey}\"\n",
-        ca = ca.cert
+        ca = ca_pem
     );
     write(&dir.join("party.toml"), &party_entry, false)?;
     Ok(Created {
@@ -249,6 +277,7 @@ pub async fn local_cluster(
             &format!("{id} national CSIRT"),
             addr,
             &format!("https://{addr}"),
+            None,
         )?;
         made.push((dir, created, listener));
     }

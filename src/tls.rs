@@ -109,6 +109,31 @@ pub fn issue(
     })
 }
 
+/// Checks that `node_pem` (leaf first) is a node certificate of the CA
+/// `ca_pem` for `endpoint`: it chains to the CA and is valid for server
+/// authentication at the endpoint's host, as peers will check it.
+pub fn check_node_certificate(ca_pem: &str, node_pem: &str, endpoint: &str) -> Result<(), TlsError> {
+    let bad = |reason: String| TlsError::Pem {
+        what: "node certificate".into(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs_from_pem("CA certificate", ca_pem)? {
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let host = endpoint_host(endpoint).ok_or_else(|| bad(format!("{endpoint:?} names no host")))?;
+    let chain = certs_from_pem("node certificate", node_pem)?;
+    let (leaf, intermediates) = chain.split_first().ok_or_else(|| bad("no certificate".into()))?;
+    verifier
+        .verify_server_cert(leaf, intermediates, &host, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| bad(format!("not a node certificate of this CA for {host:?}: {e}")))
+}
+
 /// Decodes every certificate in a PEM text.
 pub fn certs_from_pem(what: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     use rustls::pki_types::pem::PemObject;

@@ -124,3 +124,59 @@ fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() {
     assert!(log.contains("node serving"), "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
 }
+
+#[test]
+fn init_takes_a_partys_own_pki_and_refuses_a_node_certificate_not_valid_for_its_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    // The party's PKI, made elsewhere (here by an earlier init) for 127.0.0.1.
+    ok(&[
+        "init",
+        "--party",
+        "PER",
+        "--dir",
+        &s(&dir.path().join("pki")),
+        "--listen",
+        "127.0.0.1:7443",
+    ]);
+    let own = dir.path().join("pki/tls");
+    ok(&[
+        "init",
+        "--party",
+        "PER",
+        "--dir",
+        &s(&dir.path().join("per")),
+        "--listen",
+        "127.0.0.1:7443",
+        "--tls-from",
+        &s(&own),
+    ]);
+    let party = std::fs::read_to_string(dir.path().join("per/party.toml")).unwrap();
+    let ca = std::fs::read_to_string(own.join("ca.pem")).unwrap();
+    assert!(
+        party.contains(ca.trim()),
+        "the agreement entry publishes the party's own CA"
+    );
+    assert!(!dir.path().join("per/tls/ca.key").exists(), "no CA was minted");
+    let refused = hotline(&[
+        "init",
+        "--party",
+        "PER",
+        "--dir",
+        &s(&dir.path().join("elsewhere")),
+        "--endpoint",
+        "https://per.example:7443",
+        "--tls-from",
+        &s(&own),
+    ]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("not a node certificate of this CA") && err.contains("per.example"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("elsewhere/identity.key").exists(),
+        "a refused init leaves no key behind"
+    );
+}

@@ -30,6 +30,11 @@ pub struct InitArgs {
     /// Display name in the agreement.
     #[arg(long)]
     name: Option<String>,
+    /// Bring the party's own PKI: a folder with ca.pem and node, operator and auditor .pem/.key
+    /// files (the layout init writes to DIR/tls); the node certificate must be valid for the
+    /// endpoint's host. Without it, init makes a CA and issues them.
+    #[arg(long)]
+    tls_from: Option<PathBuf>,
 }
 
 pub fn init(args: InitArgs, out: Out) -> anyhow::Result<ExitCode> {
@@ -42,7 +47,15 @@ pub fn init(args: InitArgs, out: Out) -> anyhow::Result<ExitCode> {
     let endpoint = args.endpoint.unwrap_or_else(|| format!("https://{}", args.listen));
     let origin = args.origin.unwrap_or_else(|| format!("hotline.example/{}", args.party));
     let name = args.name.unwrap_or_else(|| format!("{} national CSIRT", args.party));
-    let made = setup::create(&args.dir, &args.party, &origin, &name, args.listen, &endpoint)?;
+    let made = setup::create(
+        &args.dir,
+        &args.party,
+        &origin,
+        &name,
+        args.listen,
+        &endpoint,
+        args.tls_from.as_deref(),
+    )?;
     out.print(
         &json!({"party": args.party, "dir": args.dir, "config": made.config, "vkey": made.vkey,
                 "party_entry_file": args.dir.join("party.toml")}),
