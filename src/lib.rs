@@ -27,6 +27,7 @@
 //!   witness ([`witness`]); missed deadlines and scheduled communication
 //!   checks are the norms worker's ([`norms`]); both log norm events one way
 //!   ([`norm_event`]) and announce them on the event stream ([`events`]);
+//! - repeated identical failures are logged once, then summarised ([`repeats`]);
 //! - background work is owned by the node's task set ([`tasks`]) and started
 //!   and stopped with the server ([`server`]), which reads its configuration
 //!   ([`config`]); [`setup`] creates a party's files and demo clusters.
@@ -80,6 +81,8 @@ pub mod norm_event;
 pub mod events;
 
 pub mod tasks;
+
+pub mod repeats;
 
 pub mod server;
 

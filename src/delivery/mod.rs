@@ -119,7 +119,13 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
         let Err(error) = result else { return };
         p.attempts += 1;
         let delay = backoff(p.attempts, node.retry.0, node.retry.1);
-        tracing::warn!(%error, attempt = p.attempts, retry_in = ?delay, "delivery failed");
+        // One line per peer and kind of failure a minute, with how many were held back.
+        if let Some(held_back) = node
+            .repeats
+            .check(&format!("{}: {error}", p.party), std::time::Instant::now())
+        {
+            tracing::warn!(%error, attempt = p.attempts, retry_in = ?delay, held_back, "delivery failed");
+        }
         let failed = p.clone();
         let next = node.clock.now_ms() + delay.as_millis() as i64;
         let change = Box::new(move |c: &rusqlite::Connection, _| state::delivery_failed(c, &failed, next, &error));

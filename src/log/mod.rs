@@ -68,6 +68,7 @@ impl Log {
                     key,
                     dir: writer_dir,
                     head: head_tx,
+                    repeats: crate::repeats::Repeats::new(std::time::Duration::from_secs(60)),
                 }
                 .run(rx)
             })

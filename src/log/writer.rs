@@ -111,6 +111,8 @@ pub(crate) struct Writer {
     pub(crate) key: IdentityKey,
     pub(crate) dir: PathBuf,
     pub(crate) head: watch::Sender<Head>,
+    /// Failing batches (a full disk, say) are logged once a minute with a count.
+    pub(crate) repeats: crate::repeats::Repeats,
 }
 
 impl Writer {
@@ -158,7 +160,9 @@ impl Writer {
                     Err(e) => e.to_string(),
                     _ => "a job failed outside its savepoint".into(),
                 };
-                tracing::error!(error = %message, "log batch failed; nothing in it was committed");
+                if let Some(held_back) = self.repeats.check(&message, std::time::Instant::now()) {
+                    tracing::error!(error = %message, held_back, "log batch failed; nothing in it was committed");
+                }
                 for job in jobs {
                     let _ = job
                         .reply

@@ -49,6 +49,8 @@ pub struct Node {
     pub identifier: Arc<Identifier>,
     /// Per-caller request limits.
     pub limits: crate::limits::Limits,
+    /// Repeated identical failures, logged once per minute with a count.
+    pub repeats: crate::repeats::Repeats,
     /// Where signature checks run: off the async workers, a share per peer.
     pub cpu: crate::limits::CpuShare,
     /// Where the node reads the time.
@@ -119,6 +121,7 @@ impl Node {
             identifier,
             limits: crate::limits::Limits::new(config.limits),
             cpu: crate::limits::CpuShare::for_this_machine(),
+            repeats: crate::repeats::Repeats::new(Duration::from_secs(60)),
             clock,
             tasks: Tasks::default(),
             witness,
