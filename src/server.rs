@@ -68,8 +68,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         ))
         .collect::<Vec<_>>()
         .join("\n");
-    let router = transport::server(&cert, &client_cas, config.handshake_timeout)
-        .map_err(|e| NodeError::Setup(format!("TLS setup: {e}")))?
+    let router = transport::plain_server()
         .max_concurrent_streams(Some(config.concurrent_streams))
         .layer(crate::limits::CallLimitLayer::new(
             node.identifier.clone(),
@@ -90,13 +89,11 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
             node.identifier.clone(),
         )));
     let connections = crate::limits::ConnectionLimit::new(config.connections_per_address, config.connections);
-    let incoming = tokio_stream::StreamExt::filter_map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        move |s| match s {
-            Ok(stream) => connections.admit(stream).map(Ok),
-            Err(e) => Some(Err(e)),
-        },
-    );
+    let (accept_loop, incoming) =
+        transport::tls_incoming(listener, connections, &cert, &client_cas, config.handshake_timeout)
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
+    node.tasks
+        .spawn(accept_loop.instrument(tracing::info_span!("accept", party = %node.party)));
     let party = node.party.clone();
     let server = node.clone();
     node.tasks.spawn(

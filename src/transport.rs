@@ -11,6 +11,9 @@ use crate::tls::CertKey;
 /// Why a connection could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The node's TLS certificate, key or client CAs were refused.
+    #[error("TLS setup: {0}")]
+    Tls(String),
     /// The endpoint URL or TLS material was refused.
     #[error("{endpoint}: {source}")]
     Setup {
@@ -38,6 +41,94 @@ pub fn server(
         s.http2_keepalive_interval(Some(Duration::from_secs(30)))
             .tcp_nodelay(true)
     })
+}
+
+/// The node's server, without TLS of its own: [`tls_incoming`] hands it
+/// connections whose handshake is done.
+pub fn plain_server() -> Server {
+    Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .tcp_nodelay(true)
+}
+
+/// A node's TLS: its certificate, client certificates required and issued by
+/// one of `client_cas` (PEM), HTTP/2 only.
+fn server_config(node: &CertKey, client_cas: &str) -> Result<rustls::ServerConfig, TransportError> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: &dyn std::fmt::Display| TransportError::Tls(e.to_string());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in crate::tls::certs_from_pem("client CAs", client_cas).map_err(|e| bad(&e))? {
+        roots.add(ca).map_err(|e| bad(&e))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+        .build()
+        .map_err(|e| bad(&e))?;
+    let certs = crate::tls::certs_from_pem("node certificate", &node.cert).map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(node.key.as_bytes()).map_err(|e| bad(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// A connection whose TLS handshake is done.
+pub type TlsConnection = tokio_rustls::server::TlsStream<crate::limits::Counted>;
+
+/// A node's incoming connections: each admitted by `limit` (per address and
+/// in all), then its TLS handshake run on its own within `timeout`. A
+/// handshake that fails or times out closes the connection and is logged at
+/// INFO with the peer's address and the reason. Returns the accept loop, to
+/// run until the server stops taking the connections, and the stream of
+/// connections ready for gRPC.
+pub fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    limit: crate::limits::ConnectionLimit,
+    node: &CertKey,
+    client_cas: &str,
+    timeout: Duration,
+) -> Result<
+    (
+        impl std::future::Future<Output = ()> + Send + 'static,
+        tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConnection>>,
+    ),
+    TransportError,
+> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config(node, client_cas)?));
+    let (ready, incoming) = tokio::sync::mpsc::channel(64);
+    let accept_loop = async move {
+        loop {
+            let (stream, addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = ready.closed() => return,
+            };
+            let Some(counted) = limit.admit(stream) else { continue };
+            let (acceptor, ready) = (acceptor.clone(), ready.clone());
+            // Each handshake on its own, bounded in time: one slow client holds up no one.
+            tokio::spawn(async move {
+                match tokio::time::timeout(timeout, acceptor.accept(counted)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = ready.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(peer = %addr, reason = %e, "TLS handshake refused"),
+                    Err(_) => tracing::info!(peer = %addr, ?timeout, "TLS handshake not completed in time; closed"),
+                }
+            });
+        }
+    };
+    Ok((accept_loop, tokio_stream::wrappers::ReceiverStream::new(incoming)))
 }
 
 /// A lazily connecting channel to `endpoint` (`https://host:port`), trusting
