@@ -652,7 +652,16 @@ async fn the_receiver_refuses_a_reply_that_breaks_the_tlp_of_a_notice_it_holds()
     let mut forged = valid_notice("CHL", &["PER", "ARG"]);
     forged.in_reply_to = red;
     forged.tlp = hotline::proto::Tlp::Red as i32;
-    refused(&c, signed(&forged, &key(&c, 1)), Code::FailedPrecondition, "TLP:RED").await;
+    // PER's log still grows with CHL's receipt of the RED notice, so look for the reply itself.
+    let err = deliver(&mut peer_client(&c, 1, 0), signed(&forged, &key(&c, 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert!(err.message().contains("TLP:RED"), "{}", err.message());
+    assert!(
+        !c.log_lines(0).iter().any(|l| l.contains(&forged.id)),
+        "the refused reply was logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
