@@ -36,6 +36,7 @@ struct Bucket {
 }
 
 /// Tracks every caller's rate and requests in flight.
+#[derive(Clone)]
 pub struct Limits {
     config: LimitConfig,
     callers: Arc<Mutex<HashMap<String, Bucket>>>,
@@ -62,6 +63,29 @@ impl Drop for Admitted {
 }
 
 impl Limits {
+    fn refill(&self, b: &mut Bucket, now: Instant) {
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.config.requests_per_second)
+            .min(self.config.burst);
+        b.at = now;
+    }
+
+    fn over_rate(&self, caller: &str) -> Status {
+        Status::resource_exhausted(format!(
+            "{caller} is over the limit of {} requests per second (burst {}); retry later",
+            self.config.requests_per_second, self.config.burst
+        ))
+    }
+
+    /// The refusal for a call from `caller` whose rate is spent already, so
+    /// that it can be refused before its body is read; none while it has a
+    /// request left (the call is then counted in full once decoded).
+    pub fn spent(&self, caller: &str) -> Option<Status> {
+        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        let b = callers.get_mut(caller)?;
+        self.refill(b, Instant::now());
+        (b.tokens < 1.0).then(|| self.over_rate(caller))
+    }
+
     /// Limits with the given bounds.
     pub fn new(config: LimitConfig) -> Self {
         Self {
@@ -84,9 +108,7 @@ impl Limits {
             at: now,
             in_flight: 0,
         });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.config.requests_per_second)
-            .min(self.config.burst);
-        b.at = now;
+        self.refill(b, now);
         // The refusal is logged once, by the call's span, at WARN.
         if b.in_flight + n > self.config.in_flight {
             return Err(Status::resource_exhausted(format!(
@@ -95,10 +117,7 @@ impl Limits {
             )));
         }
         if b.tokens < n as f64 {
-            return Err(Status::resource_exhausted(format!(
-                "{caller} is over the limit of {} requests per second (burst {}); retry later",
-                self.config.requests_per_second, self.config.burst
-            )));
+            return Err(self.over_rate(caller));
         }
         b.tokens -= n as f64;
         b.in_flight += n;
@@ -234,6 +253,7 @@ impl tonic::transport::server::Connected for Counted {
 #[derive(Clone)]
 pub struct CallLimitLayer {
     identifier: Arc<crate::tls::Identifier>,
+    limits: Limits,
     per_peer: usize,
     per_local: usize,
     open: Arc<Mutex<HashMap<String, usize>>>,
@@ -241,10 +261,12 @@ pub struct CallLimitLayer {
 
 impl CallLimitLayer {
     /// At most `per_peer` calls in flight from each peer node, `per_local`
-    /// from each local operator or auditor.
-    pub fn new(identifier: Arc<crate::tls::Identifier>, per_peer: usize, per_local: usize) -> Self {
+    /// from each local operator or auditor; a caller whose rate in `limits`
+    /// is spent is refused at once.
+    pub fn new(identifier: Arc<crate::tls::Identifier>, limits: Limits, per_peer: usize, per_local: usize) -> Self {
         Self {
             identifier,
+            limits,
             per_peer,
             per_local,
             open: Arc::default(),
@@ -261,11 +283,17 @@ impl CallLimitLayer {
         else {
             return Ok(None);
         };
-        let (caller, cap) = match self.identifier.identify(&certs) {
-            Some(crate::tls::Caller::Party(p)) => (format!("party {p}"), self.per_peer),
-            Some(crate::tls::Caller::Local { name, .. }) => (format!("local {name}"), self.per_local),
+        // The same names the services count the rate under.
+        let (caller, rate_key, cap) = match self.identifier.identify(&certs) {
+            Some(crate::tls::Caller::Party(p)) => (format!("party {p}"), p, self.per_peer),
+            Some(crate::tls::Caller::Local { name, .. }) => {
+                (format!("local {name}"), format!("operator {name}"), self.per_local)
+            }
             _ => return Ok(None),
         };
+        if let Some(refusal) = self.limits.spent(&rate_key) {
+            return Err(refusal);
+        }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(caller.clone()).or_insert(0);
         if *n >= cap {

@@ -72,6 +72,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .max_concurrent_streams(Some(config.concurrent_streams))
         .layer(crate::limits::CallLimitLayer::new(
             node.identifier.clone(),
+            node.limits.clone(),
             config.peer_calls_in_flight,
             config.local_calls_in_flight,
         ))

@@ -855,3 +855,37 @@ impl tonic::codec::Encoder for RawEncoder {
         Ok(())
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_rate_is_spent_is_refused_before_its_request_is_decoded() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.limits = common::TIGHT_LIMITS
+    })
+    .await;
+    let chl = key(&c, 1);
+    for _ in 0..3 {
+        deliver(&mut peer_client(&c, 1, 0), signed(&valid_notice("CHL", &["PER"]), &chl))
+            .await
+            .unwrap();
+    }
+    // Its burst is spent: the next call is refused whatever its body, which is not even protobuf.
+    let mut client = tonic::client::Grpc::new(
+        hotline::transport::channel(
+            &format!("https://{}", c.nodes[0].as_ref().unwrap().addr),
+            &c.configs[0].ca_pem().unwrap(),
+            &c.configs[1].node_cert().unwrap(),
+        )
+        .unwrap(),
+    );
+    client.ready().await.unwrap();
+    let err = client
+        .unary::<_, hotline::proto::DeliverBatchResponse, _>(
+            tonic::Request::new(RawBytes(vec![0x0a, 0xff, 0x01, 0x00])),
+            http::uri::PathAndQuery::from_static("/hotline.v1.Federation/DeliverBatch"),
+            RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("requests per second"), "{}", err.message());
+}
