@@ -184,7 +184,7 @@ impl Operator for OperatorService {
                         .filter(|t| t.kind == Kind::Response)
                         .count() as u32;
                     Ok(NoticeSummary {
-                        notice: crate::message::decode_notice(&m.envelope.payload).ok(),
+                        notice: m.notice(),
                         direction: m.direction.as_str().to_owned(),
                         receipted_by,
                         responses,

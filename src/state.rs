@@ -52,6 +52,15 @@ pub struct StoredMessage {
     pub created_ms: i64,
 }
 
+impl StoredMessage {
+    /// The notice this message is, decoded from its envelope; none for a response.
+    pub fn notice(&self) -> Option<crate::proto::Notice> {
+        (self.kind == Kind::Notice)
+            .then(|| crate::message::decode_notice(&self.envelope.payload).ok())
+            .flatten()
+    }
+}
+
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     let entry: Vec<u8> = r.get(6)?;
     let kind: String = r.get(1)?;

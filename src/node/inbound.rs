@@ -273,8 +273,8 @@ impl Node {
                 meets.push(Deadline::Response);
                 let ours = self
                     .read(|c| state::message(c, &r.notice_id))?
-                    .filter(|m| m.direction == Direction::Sent && m.kind == Kind::Notice)
-                    .and_then(|m| message::decode_notice(&m.envelope.payload).ok())
+                    .filter(|m| m.direction == Direction::Sent)
+                    .and_then(|m| m.notice())
                     .ok_or_else(|| NodeError::UnknownNotice {
                         response: r.id.clone(),
                         notice: r.notice_id.clone(),

@@ -203,10 +203,7 @@ impl Node {
         if id.is_empty() {
             return Ok(None);
         }
-        let held = self.read(|c| state::message(c, id))?;
-        Ok(held
-            .filter(|m| m.kind == crate::message::Kind::Notice)
-            .and_then(|m| crate::message::decode_notice(&m.envelope.payload).ok()))
+        Ok(self.read(|c| state::message(c, id))?.and_then(|m| m.notice()))
     }
 
     /// Closes the log after the writer finishes its batches.

@@ -179,9 +179,7 @@ impl Node {
     /// The outcome of a notice sent again under an id we hold: the first
     /// outcome if it is the same notice, ALREADY_EXISTS if it is another.
     fn resent(&self, notice: Notice, first: StoredMessage) -> Result<Sent, NodeError> {
-        let held = (first.direction == Direction::Sent && first.kind == Kind::Notice)
-            .then(|| message::decode_notice(&first.envelope.payload).ok())
-            .flatten();
+        let held = (first.direction == Direction::Sent).then(|| first.notice()).flatten();
         match held {
             Some(held)
                 if Notice {
