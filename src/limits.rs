@@ -273,9 +273,11 @@ impl CallLimitLayer {
         }
     }
 
-    /// Takes a slot for the caller of `extensions`, or says why not. A
-    /// caller with no certificate we know is left to the services to refuse.
-    fn enter(&self, extensions: &http::Extensions) -> Result<Option<CallSlot>, Status> {
+    /// Takes a slot for the caller of `extensions`, or says why not. The
+    /// caller, once identified, is kept in the extensions, so the service
+    /// does not identify it again (`status::caller`). A caller with no
+    /// certificate we know is left to the services to refuse.
+    fn enter(&self, extensions: &mut http::Extensions) -> Result<Option<CallSlot>, Status> {
         use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
         let Some(certs) = extensions
             .get::<TlsConnectInfo<TcpConnectInfo>>()
@@ -283,13 +285,17 @@ impl CallLimitLayer {
         else {
             return Ok(None);
         };
+        let Some(identified) = self.identifier.identify(&certs) else {
+            return Ok(None);
+        };
+        extensions.insert(identified.clone());
         // The same names the services count the rate under.
-        let (caller, rate_key, cap) = match self.identifier.identify(&certs) {
-            Some(crate::tls::Caller::Party(p)) => (format!("party {p}"), p, self.per_peer),
-            Some(crate::tls::Caller::Local { name, .. }) => {
+        let (caller, rate_key, cap) = match identified {
+            crate::tls::Caller::Party(p) => (format!("party {p}"), p, self.per_peer),
+            crate::tls::Caller::Local { name, .. } => {
                 (format!("local {name}"), format!("operator {name}"), self.per_local)
             }
-            _ => return Ok(None),
+            crate::tls::Caller::PartyNonNode(_) => return Ok(None),
         };
         if let Some(refusal) = self.limits.spent(&rate_key) {
             return Err(refusal);
@@ -360,8 +366,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        match self.limits.enter(req.extensions()) {
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+        match self.limits.enter(req.extensions_mut()) {
             Err(status) => {
                 tracing::warn!(reason = %status.message(), "call refused before its body was read");
                 Box::pin(std::future::ready(Ok(status.into_http())))

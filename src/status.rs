@@ -74,8 +74,12 @@ impl From<Status> for crate::proto::Refusal {
     }
 }
 
-/// Identifies the caller of `req` from its verified client certificate.
+/// Identifies the caller of `req` from its verified client certificate, or
+/// takes the identity the call-limit layer found for it already.
 pub fn caller<T>(identifier: &Identifier, req: &Request<T>) -> Result<Caller, Status> {
+    if let Some(known) = req.extensions().get::<Caller>() {
+        return Ok(known.clone());
+    }
     let chain = req
         .peer_certs()
         .ok_or_else(|| Status::unauthenticated("no TLS client certificate was presented"))?;
