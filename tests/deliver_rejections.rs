@@ -804,7 +804,14 @@ async fn a_peers_calls_over_its_share_are_refused_before_their_bodies_are_read()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_is_not_protobuf_is_invalid_argument_not_internal() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
-    // A DeliverBatch body whose field 1 claims more bytes than follow.
+    let err = undecodable_deliver_batch(&c).await;
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("decode"), "{}", err.message());
+}
+
+/// CHL's node calls PER's `DeliverBatch` with a body that is not protobuf
+/// (field 1 claims more bytes than follow) and gets the refusal.
+async fn undecodable_deliver_batch(c: &Cluster) -> tonic::Status {
     let mut client = tonic::client::Grpc::new(
         hotline::transport::channel(
             &format!("https://{}", c.nodes[0].as_ref().unwrap().addr),
@@ -814,16 +821,14 @@ async fn a_request_that_is_not_protobuf_is_invalid_argument_not_internal() {
         .unwrap(),
     );
     client.ready().await.unwrap();
-    let err = client
+    client
         .unary::<_, hotline::proto::DeliverBatchResponse, _>(
             tonic::Request::new(RawBytes(vec![0x0a, 0xff, 0x01, 0x00])),
             http::uri::PathAndQuery::from_static("/hotline.v1.Federation/DeliverBatch"),
             RawCodec,
         )
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert!(err.message().contains("decode"), "{}", err.message());
+        .unwrap_err()
 }
 
 /// Bytes sent as they are, as a broken or hostile client might.
@@ -869,23 +874,7 @@ async fn a_peer_whose_rate_is_spent_is_refused_before_its_request_is_decoded() {
             .unwrap();
     }
     // Its burst is spent: the next call is refused whatever its body, which is not even protobuf.
-    let mut client = tonic::client::Grpc::new(
-        hotline::transport::channel(
-            &format!("https://{}", c.nodes[0].as_ref().unwrap().addr),
-            &c.configs[0].ca_pem().unwrap(),
-            &c.configs[1].node_cert().unwrap(),
-        )
-        .unwrap(),
-    );
-    client.ready().await.unwrap();
-    let err = client
-        .unary::<_, hotline::proto::DeliverBatchResponse, _>(
-            tonic::Request::new(RawBytes(vec![0x0a, 0xff, 0x01, 0x00])),
-            http::uri::PathAndQuery::from_static("/hotline.v1.Federation/DeliverBatch"),
-            RawCodec,
-        )
-        .await
-        .unwrap_err();
+    let err = undecodable_deliver_batch(&c).await;
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("requests per second"), "{}", err.message());
 }
