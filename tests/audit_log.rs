@@ -33,14 +33,7 @@ fn an_intact_log_verifies_with_every_checkpoint() {
 #[test]
 fn one_changed_byte_in_an_entry_is_named() {
     let (dir, _) = filled_log(300, 50);
-    let conn = db(&dir);
-    let mut data: Vec<u8> = conn
-        .query_row("SELECT data FROM entries WHERE idx = 123", [], |r| r.get(0))
-        .unwrap();
-    let last = data.len() - 1;
-    data[last] ^= 0x01;
-    conn.execute("UPDATE entries SET data = ?1 WHERE idx = 123", [data])
-        .unwrap();
+    alter_entry(&dir, 123);
     assert_bad_entry(&dir, 123);
 }
 
