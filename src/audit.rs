@@ -95,9 +95,14 @@ impl Audit for AuditService {
                         return;
                     }
                 };
-                for (index, data) in chunk {
+                for (index, entry) in chunk {
                     next = index + 1;
-                    if tx.send(Ok(AuditEntry { index, data })).await.is_err() {
+                    let item = AuditEntry {
+                        index,
+                        data: entry.data,
+                        envelope: entry.envelope.unwrap_or_default(),
+                    };
+                    if tx.send(Ok(item)).await.is_err() {
                         return; // the client went away
                     }
                 }
@@ -189,7 +194,8 @@ pub async fn verify_node(
             .await
             .map_err(|s| remote(format!("GetEntries: {}", s.message())))?
         {
-            replay.entry(item.index, &item.data)?;
+            let outside = (!item.envelope.is_empty()).then_some(&item.envelope[..]);
+            replay.entry(item.index, &item.data, outside)?;
             if item.index % 4096 == 0 {
                 progress(item.index, size);
             }

@@ -35,7 +35,7 @@ pub fn new(
 }
 
 /// The log entry that records `event`, stamped when it was observed.
-pub fn entry(event: &NormEvent) -> Vec<u8> {
+pub fn entry(event: &NormEvent) -> entry::Entry {
     let at = event
         .observed_at
         .as_ref()

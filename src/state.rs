@@ -7,7 +7,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::log::StateError;
 use crate::message::Kind;
-use crate::proto::log_entry::Body;
 use crate::proto::{Deadline, Envelope, LogEntry, NormEvent};
 
 /// Whether we sent a message or received it. Stored as `sent` or `received`.
@@ -80,26 +79,24 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         sender: r.get(3)?,
         thread: r.get(4)?,
         payload_sha256: r.get(5)?,
-        envelope: envelope_in_entry(&entry),
+        envelope: envelope_in_entry(&entry, r.get(9)?),
         log_index: r.get::<_, i64>(7)? as u64,
         created_ms: r.get(8)?,
     })
 }
 
-/// The envelope a log entry records as sent or received (empty if none).
-fn envelope_in_entry(entry: &[u8]) -> Envelope {
-    let body = LogEntry::decode(entry).ok().and_then(|e| e.body);
-    match body {
-        Some(Body::Sent(s)) => s.envelope,
-        Some(Body::Received(r)) => r.envelope,
-        _ => None,
-    }
-    .unwrap_or_default()
+/// The envelope a log entry records as sent or received, inline or kept
+/// beside it as `outside` (empty if none).
+fn envelope_in_entry(entry: &[u8], outside: Option<Vec<u8>>) -> Envelope {
+    LogEntry::decode(entry)
+        .ok()
+        .and_then(|e| crate::log::entry::envelope(&e, outside.as_deref()).ok().flatten())
+        .unwrap_or_default()
 }
 
 /// A message row with the log entry that holds its envelope.
-const MESSAGE_COLUMNS: &str = "m.id, m.kind, m.direction, m.sender, m.thread, m.payload_sha256, e.data, m.log_index, m.created_ms \
-     FROM messages m JOIN entries e ON e.idx = m.log_index";
+const MESSAGE_COLUMNS: &str = "m.id, m.kind, m.direction, m.sender, m.thread, m.payload_sha256, e.data, m.log_index, m.created_ms, \
+     o.data FROM messages m JOIN entries e ON e.idx = m.log_index LEFT JOIN envelopes o ON o.idx = e.idx";
 
 /// The message with this id, if any.
 pub fn message(c: &Connection, id: &str) -> rusqlite::Result<Option<StoredMessage>> {
@@ -227,13 +224,13 @@ pub fn record_receipt(
 /// Receipts for a message: (party, envelope).
 pub fn receipts(c: &Connection, message_id: &str) -> rusqlite::Result<Vec<(String, Envelope)>> {
     c.prepare_cached(
-        "SELECT r.party, r.envelope, e.data FROM receipts r LEFT JOIN entries e ON e.idx = r.entry_index \
-         WHERE r.message_id = ?1 ORDER BY r.log_index",
+        "SELECT r.party, r.envelope, e.data, o.data FROM receipts r LEFT JOIN entries e ON e.idx = r.entry_index \
+         LEFT JOIN envelopes o ON o.idx = e.idx WHERE r.message_id = ?1 ORDER BY r.log_index",
     )?
     .query_map([message_id], |r| {
         let envelope = match r.get::<_, Option<Vec<u8>>>(1)? {
             Some(copy) => Envelope::decode(&copy[..]).unwrap_or_default(),
-            None => envelope_in_entry(&r.get::<_, Vec<u8>>(2)?),
+            None => envelope_in_entry(&r.get::<_, Vec<u8>>(2)?, r.get(3)?),
         };
         Ok((r.get(0)?, envelope))
     })?

@@ -16,7 +16,10 @@ impl From<LogError> for Status {
             LogError::Refused(StateError::Duplicate(_)) => Status::already_exists(e.to_string()),
             LogError::Refused(StateError::NotRunning(_)) => Status::failed_precondition(e.to_string()),
             LogError::Closed => Status::unavailable("the node is stopping; try again once it is back"),
-            LogError::Refused(StateError::Storage(_)) | LogError::Store(_) | LogError::Corrupt { .. } => internal(&e),
+            LogError::Refused(StateError::Storage(_))
+            | LogError::Store(_)
+            | LogError::Corrupt { .. }
+            | LogError::TooLarge { .. } => internal(&e),
         }
     }
 }

@@ -174,6 +174,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE startup_checked (through INTEGER NOT NULL) STRICT;
     INSERT INTO startup_checked (through) VALUES (0);
 "#,
+    r#"
+    -- Envelopes too large for their entry, which names them by SHA-256 (schema version 6).
+    CREATE TABLE envelopes (idx INTEGER PRIMARY KEY, data BLOB NOT NULL) STRICT;
+"#,
 ];
 
 /// Why the database could not be used.

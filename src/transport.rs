@@ -131,6 +131,10 @@ pub fn tls_incoming(
     Ok((accept_loop, tokio_stream::wrappers::ReceiverStream::new(incoming)))
 }
 
+/// The largest reply the CLI accepts from its own node (a thread of notices
+/// or a log entry's envelope, each up to the largest size an agreement may set).
+pub const LOCAL_REPLY_BYTES: usize = 64 << 20;
+
 /// A lazily connecting channel to `endpoint` (`https://host:port`), trusting
 /// only `server_ca` (PEM) and presenting `client` as our certificate.
 pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Channel, TransportError> {

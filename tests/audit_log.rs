@@ -72,8 +72,11 @@ fn a_truncated_log_is_caught_against_its_signed_checkpoint() {
 fn a_rewritten_entry_with_recomputed_hashes_fails_the_signed_checkpoint() {
     let (dir, _) = filled_log(100, 10);
     let conn = db(&dir);
-    conn.execute("UPDATE entries SET data = ?1 WHERE idx = 55", [common::entry("forged")])
-        .unwrap();
+    conn.execute(
+        "UPDATE entries SET data = ?1 WHERE idx = 55",
+        [common::entry("forged").data],
+    )
+    .unwrap();
     // Recompute every stored hash as a careful forger would.
     let entries: Vec<Vec<u8>> = conn
         .prepare("SELECT data FROM entries ORDER BY idx")
@@ -258,23 +261,14 @@ fn entries_prove_and_checkpoint_read_the_log() {
 #[tokio::test]
 async fn an_envelope_not_signed_under_the_adopted_agreement_is_named() {
     use hotline::log::entry::encode;
+    use hotline::proto::AgreementAdopted;
     use hotline::proto::log_entry::Body;
-    use hotline::proto::{AgreementAdopted, EnvelopeSent};
     let (dir, log, key) = common::temp_log();
     let p = common::parties(&["TST", "CHL"]);
     let signed = common::signed_agreement(&p, "", &[&p[0], &p[1]]);
     let sent = |k: &hotline::keys::IdentityKey| {
-        encode(
-            hotline::clock::now(),
-            Body::Sent(EnvelopeSent {
-                envelope: Some(hotline::envelope::sign(
-                    hotline::envelope::NOTICE_TYPE,
-                    b"n".to_vec(),
-                    k,
-                )),
-                to: vec!["CHL".into()],
-            }),
-        )
+        let envelope = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, b"n".to_vec(), k);
+        hotline::log::entry::sent(hotline::clock::now(), envelope, vec!["CHL".into()])
     };
     log.append(vec![
         encode(
@@ -373,4 +367,98 @@ async fn a_refused_state_change_leaves_the_rest_of_its_batch_intact() {
     let (ok, v) = verify(&dir);
     assert!(ok, "{v}");
     assert_eq!(v["entries"], 160);
+}
+
+/// A log whose entry 1 records a signed envelope of about `bytes` bytes,
+/// under an adopted agreement so that its signature is checked.
+fn log_with_envelope_of(bytes: usize) -> (tempfile::TempDir, hotline::keys::IdentityKey) {
+    use hotline::proto::AgreementAdopted;
+    use hotline::proto::log_entry::Body;
+    let (dir, log, key) = common::temp_log();
+    let p = common::parties(&["TST", "CHL"]);
+    let signed = common::signed_agreement(&p, "", &[&p[0], &p[1]]);
+    let envelope = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, vec![7; bytes], &p[0].key);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(log.append(vec![
+        hotline::log::entry::encode(
+            hotline::clock::now(),
+            Body::AgreementAdopted(AgreementAdopted {
+                signed_note: signed.to_bytes(),
+                version: 1,
+            }),
+        ),
+        hotline::log::entry::sent(hotline::clock::now(), envelope, vec!["CHL".into()]),
+    ]))
+    .unwrap();
+    log.close();
+    std::fs::write(dir.path().join("identity.pub"), format!("{}\n", key.verifier())).unwrap();
+    (dir, key)
+}
+
+#[test]
+fn an_envelope_larger_than_an_entry_bundle_is_kept_beside_its_entry_and_the_log_exports_and_verifies() {
+    let (dir, _) = log_with_envelope_of(200 * 1024);
+    let entry_bytes: usize = db(&dir)
+        .query_row("SELECT length(data) FROM entries WHERE idx = 1", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        entry_bytes < 1024,
+        "the entry names the envelope by hash: {entry_bytes} bytes"
+    );
+    let (ok, v) = verify(&dir);
+    assert!(ok, "{v}");
+    assert_eq!(
+        v["signatures"], 2,
+        "the envelope kept beside the log had its signature checked: {v}"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let (ok, v) = hotline_json(&["audit", "export", "--data", dir.path().to_str().unwrap(), "--out", o]);
+    assert!(ok, "{v}");
+    let envelopes: Vec<_> = std::fs::read_dir(out.path().join("envelope")).unwrap().collect();
+    assert_eq!(envelopes.len(), 1);
+    let vkey = std::fs::read_to_string(dir.path().join("identity.pub")).unwrap();
+    let (ok, v) = hotline_json(&["audit", "verify", "--export", o, "--vkey", vkey.trim()]);
+    assert!(ok, "{v}");
+    assert_eq!(v["entries"], 2);
+
+    // The exported envelope is bound to its entry: another one is named.
+    let file = envelopes[0].as_ref().unwrap().path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1000] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let (ok, v) = hotline_json(&["audit", "verify", "--export", o, "--vkey", vkey.trim()]);
+    assert!(!ok, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("entry 1: the envelope kept beside the log does not match"),
+        "{v}"
+    );
+}
+
+#[test]
+fn an_altered_envelope_kept_beside_the_log_is_named_by_verify_and_refused_at_startup() {
+    let (dir, key) = log_with_envelope_of(100 * 1024);
+    let conn = db(&dir);
+    let mut data: Vec<u8> = conn
+        .query_row("SELECT data FROM envelopes WHERE idx = 1", [], |r| r.get(0))
+        .unwrap();
+    data[5000] ^= 0x01;
+    conn.execute("UPDATE envelopes SET data = ?1 WHERE idx = 1", [data])
+        .unwrap();
+    assert_bad_entry(&dir, 1);
+    let err = hotline::log::Log::open(dir.path(), key)
+        .err()
+        .expect("opened a log with an altered envelope");
+    assert!(
+        err.to_string()
+            .contains("entry 1: the envelope kept beside the log does not match"),
+        "{err}"
+    );
 }

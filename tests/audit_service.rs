@@ -24,6 +24,7 @@ use tonic::transport::Channel;
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    log: Arc<Log>,
     parties: Vec<TlsParty>,
     auditor: CertKey,
     port: u16,
@@ -49,10 +50,11 @@ async fn start() -> Fixture {
         .unwrap()
         .add_service(transport::health().await)
         .add_service(transport::reflection().unwrap())
-        .add_service(AuditServer::new(AuditService::new(log, identifier)));
+        .add_service(AuditServer::new(AuditService::new(log.clone(), identifier)));
     tokio::spawn(server.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
     Fixture {
         _dir: dir,
+        log,
         parties,
         auditor,
         port,
@@ -236,8 +238,13 @@ async fn stock_health_checking_reports_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hotline_audit_verify_checks_a_running_node() {
+async fn hotline_audit_verify_checks_a_running_node_with_an_envelope_kept_beside_its_entry() {
     let f = start().await;
+    // An envelope larger than both an entry bundle and gRPC's default 4 MiB reply.
+    let big = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, vec![1; 5 << 20], &f.parties[0].key);
+    let entry = hotline::log::entry::sent(hotline::clock::now(), big, vec!["CHL".into()]);
+    assert!(entry.envelope.is_some());
+    f.log.append(vec![entry]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -270,6 +277,6 @@ async fn hotline_audit_verify_checks_a_running_node() {
     .await
     .unwrap();
     assert!(ok, "{v}");
-    assert_eq!(v["entries"], 20);
+    assert_eq!(v["entries"], 21);
     assert_eq!(v["valid"], true);
 }

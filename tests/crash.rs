@@ -94,7 +94,7 @@ fn a_log_killed_mid_batch_keeps_every_acknowledged_entry() {
     for (index, detail) in &acked {
         let entries = reader.entries(*index, index + 1, 1).unwrap();
         assert_eq!(entries.len(), 1, "acknowledged entry {index} is gone");
-        let entry = LogEntry::decode(&entries[0].1[..]).unwrap();
+        let entry = LogEntry::decode(&entries[0].1.data[..]).unwrap();
         assert!(
             hotline::log::entry::describe(&entry).contains(detail.as_str()),
             "entry {index} is not {detail}"

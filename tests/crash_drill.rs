@@ -46,7 +46,7 @@ fn logged_notices(dir: &Path) -> HashMap<String, (u32, u32)> {
     let reader = hotline::log::LogReader::open(dir).unwrap();
     let mut seen: HashMap<String, (u32, u32)> = HashMap::new();
     for (_, data) in reader.entries(0, i64::MAX as u64, usize::MAX >> 1).unwrap() {
-        let entry = hotline::proto::LogEntry::decode(&data[..]).unwrap();
+        let entry = hotline::proto::LogEntry::decode(&data.data[..]).unwrap();
         let (env, sent) = match entry.body {
             Some(Body::Sent(s)) => (s.envelope, true),
             Some(Body::Received(r)) => (r.envelope, false),

@@ -111,6 +111,51 @@ async fn a_response_round_trips_with_its_own_receipt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_larger_than_an_entry_bundle_is_receipted_shown_whole_and_both_logs_export() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut n = notice(&["CHL"], "Sample of the wiper");
+    n.attachments.push(hotline::proto::Attachment {
+        media_type: "application/octet-stream".into(),
+        data: vec![0x5a; 300 * 1024],
+        name: "wiper.bin".into(),
+    });
+    let sent = c
+        .operator(0)
+        .send_notice(SendNoticeRequest { notice: Some(n) })
+        .await
+        .unwrap()
+        .into_inner();
+    // PER accepts CHL's receipt: CHL's entry names PER's envelope by its hash.
+    c.eventually(10, "CHL's receipt", |c| receipted_by(c, 0, &sent.id) == ["CHL"])
+        .await;
+    let thread = c
+        .operator(1)
+        .get_notice(hotline::proto::GetNoticeRequest { id: sent.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let shown = hotline::message::decode_notice(&thread.notice.unwrap().payload).unwrap();
+    assert_eq!(
+        shown.attachments[0].data.len(),
+        300 * 1024,
+        "CHL shows the notice whole"
+    );
+    for i in [0, 1] {
+        let data = &c.configs[i].data;
+        let key = c.node(i).key.verifier();
+        hotline::log::verify::verify_data_dir(data, key, |_, _| {}).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        hotline::log::export::export(data, out.path(), |_, _| {}).unwrap();
+        hotline::log::export::verify_export(out.path(), key, |_, _| {}).unwrap();
+        assert_eq!(
+            std::fs::read_dir(out.path().join("envelope")).unwrap().count(),
+            1,
+            "node {i}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recipient_down_for_a_while_receives_everything_once_back_without_duplicates() {
     let mut c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     c.stop(1).await;

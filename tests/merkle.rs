@@ -44,7 +44,7 @@ async fn roots_and_proofs_match_the_rfc6962_vectors() {
     let v: Vectors = serde_json::from_str(include_str!("vectors/rfc6962.json")).unwrap();
     let (_dir, log, _) = common::temp_log();
     for leaf in &v.leaves_hex {
-        log.append(vec![hex::decode(leaf).unwrap()]).await.unwrap();
+        log.append(vec![hex::decode(leaf).unwrap().into()]).await.unwrap();
     }
     for (size, root) in &v.roots {
         assert_eq!(
@@ -145,7 +145,7 @@ proptest! {
             let mut start = 0;
             while start < size {
                 let end = (start + 1 + (seed as usize + start) % 97).min(size);
-                log.append(data[start..end].to_vec()).await.unwrap();
+                log.append(data[start..end].iter().cloned().map(Into::into).collect()).await.unwrap();
                 start = end;
             }
         });

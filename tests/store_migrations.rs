@@ -4,8 +4,6 @@
 use hotline::envelope::{self, NOTICE_TYPE, RECEIPT_TYPE};
 use hotline::keys::IdentityKey;
 use hotline::log::entry;
-use hotline::proto::EnvelopeSent;
-use hotline::proto::log_entry::Body;
 use hotline::{state, store};
 use prost::Message;
 use rusqlite::params;
@@ -61,14 +59,8 @@ fn a_version_2_database_keeps_every_message_and_receipt_envelope() {
     {
         let c = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
         c.execute_batch(V2_TABLES).unwrap();
-        let sent = entry::encode(
-            hotline::clock::now(),
-            Body::Sent(EnvelopeSent {
-                envelope: Some(notice.clone()),
-                to: vec!["CHL".into()],
-            }),
-        );
-        c.execute("INSERT INTO entries (idx, data) VALUES (0, ?1)", [sent])
+        let sent = entry::sent(hotline::clock::now(), notice.clone(), vec!["CHL".into()]);
+        c.execute("INSERT INTO entries (idx, data) VALUES (0, ?1)", [sent.data])
             .unwrap();
         c.execute(
             "INSERT INTO messages VALUES ('m1', 'notice', 'sent', 'PER', 'm1', x'00', ?1, 0, 1)",

@@ -60,7 +60,8 @@ impl NodeArgs {
             key: read("cert-key", &self.cert_key)?,
         };
         let channel = hotline::transport::channel(node, &read("ca", &self.ca)?, &client)?;
-        Ok(hotline::proto::audit_client::AuditClient::new(channel))
+        Ok(hotline::proto::audit_client::AuditClient::new(channel)
+            .max_decoding_message_size(hotline::transport::LOCAL_REPLY_BYTES))
     }
 }
 
@@ -191,8 +192,8 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 let Some(last) = batch.last().map(|(i, _)| *i) else {
                     break;
                 };
-                for (index, data) in batch {
-                    let decoded = LogEntry::decode(&data[..]).ok();
+                for (index, stored) in batch {
+                    let decoded = LogEntry::decode(&stored.data[..]).ok();
                     let at = decoded
                         .as_ref()
                         .and_then(|e| e.logged_at.as_ref())
@@ -202,8 +203,12 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                         Some(e) => (entry::kind(e), entry::describe(e)),
                         None => ("undecodable", String::new()),
                     };
-                    rows.push(json!({"index": index, "logged_at": at, "kind": kind, "summary": text,
-                                     "data": if out.json { B64.encode(&data) } else { String::new() }}));
+                    let mut row = json!({"index": index, "logged_at": at, "kind": kind, "summary": text,
+                                         "data": if out.json { B64.encode(&stored.data) } else { String::new() }});
+                    if let (Some(envelope), true) = (&stored.envelope, out.json) {
+                        row["envelope"] = json!(B64.encode(envelope));
+                    }
+                    rows.push(row);
                 }
                 next = last + 1;
             }

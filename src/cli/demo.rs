@@ -291,8 +291,8 @@ fn timeline(configs: &[Config]) -> anyhow::Result<Vec<(String, String, String)>>
     let mut all = Vec::new();
     for c in configs {
         let reader = LogReader::open(&c.data)?;
-        for (_, data) in reader.entries(0, i64::MAX as u64, usize::MAX >> 1)? {
-            let e = LogEntry::decode(&data[..])?;
+        for (_, stored) in reader.entries(0, i64::MAX as u64, usize::MAX >> 1)? {
+            let e = LogEntry::decode(&stored.data[..])?;
             let at = e
                 .logged_at
                 .as_ref()

@@ -29,7 +29,7 @@ impl Conn {
     async fn client(&self) -> anyhow::Result<OperatorClient<Channel>> {
         let c = Config::load(&self.config)?;
         let channel = hotline::transport::channel(&c.client_node, &c.ca_pem()?, &c.client_cert()?)?;
-        Ok(OperatorClient::new(channel).max_decoding_message_size(64 << 20))
+        Ok(OperatorClient::new(channel).max_decoding_message_size(hotline::transport::LOCAL_REPLY_BYTES))
     }
 }
 

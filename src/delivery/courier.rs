@@ -14,10 +14,8 @@ use crate::envelope::{self, RECEIPT_TYPE};
 use crate::log::tree::proof_from_wire;
 use crate::log::{LogError, StateError, entry};
 use crate::node::{Node, join_in_order};
-use crate::proto::log_entry::Body;
 use crate::proto::{
-    Deadline, DeliverBatchRequest, Envelope, EnvelopeReceived, LogEntry, Receipt, SignedCheckpoint, deliver_outcome,
-    event,
+    Deadline, DeliverBatchRequest, Envelope, LogEntry, Receipt, SignedCheckpoint, deliver_outcome, event,
 };
 use crate::state::{self, StoredMessage};
 
@@ -148,8 +146,7 @@ async fn accept_receipt(node: &Arc<Node>, m: &StoredMessage, party: &str, env: E
         .verify(party, &note, &signer.key)
         .map_err(|e| format!("receipt checkpoint: {e}"))?;
     let logged = LogEntry::decode(&r.log_entry[..]).map_err(|e| format!("receipt log entry: {e}"))?;
-    let holds_ours = matches!(&logged.body, Some(Body::Received(rcv)) if rcv.envelope.as_ref() == Some(&m.envelope));
-    if !holds_ours {
+    if !entry::holds_envelope(&logged, &m.envelope) {
         return Err("receipt log entry does not hold our envelope verbatim".into());
     }
     let proof = proof_from_wire(&r.inclusion_proof).map_err(|e| format!("receipt inclusion proof has {e}"))?;
@@ -167,13 +164,7 @@ async fn accept_receipt(node: &Arc<Node>, m: &StoredMessage, party: &str, env: E
         tlog_tiles::record_hash(&r.log_entry),
     )
     .map_err(|e| format!("receipt inclusion proof: {e}"))?;
-    let e = entry::encode(
-        node.clock.now(),
-        Body::Received(EnvelopeReceived {
-            envelope: Some(env),
-            from: party.to_owned(),
-        }),
-    );
+    let e = entry::received(node.clock.now(), env, party);
     let (mid, p, idx) = (m.id.clone(), party.to_owned(), r.log_index);
     let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
         state::record_receipt(c, &mid, &p, idx, index)?;

@@ -1,20 +1,137 @@
-//! Log entries: how the node records each kind of event, and how an entry
-//! reads to a person.
+//! Log entries: how the node records each kind of event, how an envelope
+//! too large for a tlog-tiles entry bundle is kept beside its entry, and how
+//! an entry reads to a person.
 
 use prost::Message;
+use sha2::{Digest, Sha256};
 
 use crate::clock;
 use crate::envelope::{NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
 use crate::proto::log_entry::Body;
-use crate::proto::{Envelope, LogEntry, NormEventKind, Notice, Receipt, Response};
+use crate::proto::{Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, NormEventKind, Notice, Receipt, Response};
+
+/// The largest entry a tlog-tiles entry bundle can hold (a 16-bit length
+/// prefix); the log refuses anything larger so that it stays exportable.
+pub const MAX_ENTRY_BYTES: usize = 65_535;
+
+/// A log entry ready to append: the bytes hashed into the tree and, when the
+/// entry names its envelope by hash, that envelope's encoding, kept beside it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// The encoded `LogEntry`, exactly as hashed.
+    pub data: Vec<u8>,
+    /// The encoded `Envelope` the entry names by `envelope_sha256`, if any.
+    pub envelope: Option<Vec<u8>>,
+}
+
+impl From<Vec<u8>> for Entry {
+    fn from(data: Vec<u8>) -> Self {
+        Self { data, envelope: None }
+    }
+}
 
 /// Wraps `body` in a log entry stamped `at`, encoded as it will be hashed.
-pub fn encode(at: time::OffsetDateTime, body: Body) -> Vec<u8> {
-    LogEntry {
+/// An envelope that would make the entry larger than an entry bundle allows
+/// is named by its SHA-256 instead, and carried beside the entry.
+pub fn encode(at: time::OffsetDateTime, body: Body) -> Entry {
+    let mut entry = LogEntry {
         logged_at: Some(clock::to_proto(at)),
         body: Some(body),
+    };
+    let mut outside = None;
+    if entry.encoded_len() > MAX_ENTRY_BYTES {
+        if let Some(
+            Body::Sent(EnvelopeSent {
+                envelope,
+                envelope_sha256,
+                ..
+            })
+            | Body::Received(EnvelopeReceived {
+                envelope,
+                envelope_sha256,
+                ..
+            }),
+        ) = &mut entry.body
+        {
+            outside = envelope.take().map(|env| {
+                let bytes = env.encode_to_vec();
+                *envelope_sha256 = Sha256::digest(&bytes).to_vec();
+                bytes
+            });
+        }
     }
-    .encode_to_vec()
+    Entry {
+        data: entry.encode_to_vec(),
+        envelope: outside,
+    }
+}
+
+/// The entry recording an envelope this node signed for `to`.
+pub fn sent(at: time::OffsetDateTime, envelope: Envelope, to: Vec<String>) -> Entry {
+    encode(
+        at,
+        Body::Sent(EnvelopeSent {
+            envelope: Some(envelope),
+            to,
+            envelope_sha256: Vec::new(),
+        }),
+    )
+}
+
+/// The entry recording an envelope accepted from the party `from`.
+pub fn received(at: time::OffsetDateTime, envelope: Envelope, from: &str) -> Entry {
+    encode(
+        at,
+        Body::Received(EnvelopeReceived {
+            envelope: Some(envelope),
+            from: from.to_owned(),
+            envelope_sha256: Vec::new(),
+        }),
+    )
+}
+
+/// The SHA-256 an entry names its envelope by, when it is kept outside.
+pub fn outside_sha256(entry: &LogEntry) -> Option<&[u8]> {
+    match &entry.body {
+        Some(Body::Sent(EnvelopeSent {
+            envelope: None,
+            envelope_sha256,
+            ..
+        }))
+        | Some(Body::Received(EnvelopeReceived {
+            envelope: None,
+            envelope_sha256,
+            ..
+        })) if !envelope_sha256.is_empty() => Some(envelope_sha256),
+        _ => None,
+    }
+}
+
+/// The envelope an entry records as sent or received (none for other
+/// kinds): held inline, or `outside` checked against the hash the entry names.
+pub fn envelope(entry: &LogEntry, outside: Option<&[u8]>) -> Result<Option<Envelope>, String> {
+    if let Some(sha) = outside_sha256(entry) {
+        let bytes = outside.ok_or("names an envelope kept beside the log, which is missing")?;
+        if Sha256::digest(bytes).as_slice() != sha {
+            return Err("the envelope kept beside the log does not match the SHA-256 the entry names".into());
+        }
+        let env = Envelope::decode(bytes).map_err(|e| format!("the envelope kept beside the log: {e}"))?;
+        return Ok(Some(env));
+    }
+    Ok(match &entry.body {
+        Some(Body::Sent(s)) => s.envelope.clone(),
+        Some(Body::Received(r)) => r.envelope.clone(),
+        _ => None,
+    })
+}
+
+/// Whether a peer's logged entry holds `ours` verbatim, inline or by hash.
+pub fn holds_envelope(entry: &LogEntry, ours: &Envelope) -> bool {
+    match (&entry.body, outside_sha256(entry)) {
+        (Some(Body::Received(_)), Some(sha)) => Sha256::digest(ours.encode_to_vec()).as_slice() == sha,
+        (Some(Body::Received(r)), None) => r.envelope.as_ref() == Some(ours),
+        _ => false,
+    }
 }
 
 /// A short name of the entry's kind, for tables and JSON.
@@ -58,17 +175,21 @@ fn describe_envelope(env: &Envelope) -> String {
     }
 }
 
+fn describe_held(env: Option<&Envelope>, sha256: &[u8]) -> String {
+    match env {
+        Some(env) => describe_envelope(env),
+        None => format!("envelope {} kept beside the log", hex::encode(sha256)),
+    }
+}
+
 /// One line describing the entry for a person.
 pub fn describe(entry: &LogEntry) -> String {
     match &entry.body {
-        Some(Body::Sent(s)) => format!(
-            "sent {}",
-            s.envelope.as_ref().map(describe_envelope).unwrap_or_default()
-        ),
+        Some(Body::Sent(s)) => format!("sent {}", describe_held(s.envelope.as_ref(), &s.envelope_sha256)),
         Some(Body::Received(r)) => format!(
             "received from {}: {}",
             r.from,
-            r.envelope.as_ref().map(describe_envelope).unwrap_or_default()
+            describe_held(r.envelope.as_ref(), &r.envelope_sha256)
         ),
         Some(Body::NormEvent(e)) => format!(
             "{} {}: {}",

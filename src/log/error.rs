@@ -42,6 +42,13 @@ pub enum LogError {
     /// The writer has stopped (the node is shutting down).
     #[error("the log writer has stopped")]
     Closed,
+    /// An entry is larger than a tlog-tiles entry bundle holds even with its
+    /// envelope kept beside it; nothing was appended, so the log stays exportable.
+    #[error("an entry of {bytes} bytes is larger than the 65,535 bytes a tlog-tiles entry bundle holds")]
+    TooLarge {
+        /// The entry's size.
+        bytes: usize,
+    },
     /// A state change that had to commit with the entries refused; nothing was appended.
     #[error(transparent)]
     Refused(#[from] StateError),

@@ -1,16 +1,22 @@
 //! Static export in the C2SP tlog-tiles layout, so existing tlog clients and
 //! witnesses can read a hotline log served as plain files:
 //! `checkpoint`, hash tiles `tile/<L>/<N>[.p/<W>]` and entry bundles
-//! `tile/entries/<N>[.p/<W>]` (each entry prefixed by its big-endian u16 length).
+//! `tile/entries/<N>[.p/<W>]` (each entry prefixed by its big-endian u16 length),
+//! and beside them `envelope/<sha256 hex>` for each envelope too large for
+//! its entry, which names it by that hash.
 
 use std::path::Path;
 
+use prost::Message;
+use sha2::{Digest, Sha256};
 use tlog_tiles::{Hash, HashReader, Tile};
 
 use super::checkpoint;
+use super::entry;
 use super::tree::DbHashes;
 use super::verify::{Replay, Report, VerifyError};
 use crate::keys::VerifierKey;
+use crate::proto::LogEntry;
 use crate::store::{self, Context};
 
 /// Tile height fixed by C2SP tlog-tiles.
@@ -39,6 +45,12 @@ fn bundle_path(n: u64, width: u64) -> String {
     Tile::new(HEIGHT, 0, n, width as u32, true)
         .path()
         .replacen(&format!("tile/{HEIGHT}/data/"), "tile/entries/", 1)
+}
+
+/// Where an export keeps an envelope too large for its entry: named by the
+/// SHA-256 of its encoding, as the entry names it.
+fn envelope_path(sha256: &[u8]) -> String {
+    format!("envelope/{}", hex::encode(sha256))
 }
 
 fn file_error(path: &Path, what: impl ToString) -> VerifyError {
@@ -78,7 +90,10 @@ pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Res
         write(out, &hash_tile_path(tile), &data)?;
     }
     let mut stmt = tx
-        .prepare("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+        .prepare(
+            "SELECT e.idx, e.data, o.data FROM entries e LEFT JOIN envelopes o ON o.idx = e.idx \
+             WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx",
+        )
         .at(&db)?;
     let bundles = size.div_ceil(WIDTH);
     for n in 0..bundles {
@@ -99,6 +114,9 @@ pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Res
             })?;
             bundle.extend_from_slice(&len.to_be_bytes());
             bundle.extend_from_slice(&data);
+            if let Some(envelope) = row.get::<_, Option<Vec<u8>>>(2).at(&db)? {
+                write(out, &envelope_path(&Sha256::digest(&envelope)), &envelope)?;
+            }
             count += 1;
         }
         if count != width {
@@ -158,7 +176,14 @@ pub fn verify_export(out: &Path, key: &VerifierKey, mut progress: impl FnMut(u64
                     what: format!("bundle {} ends early", path.display()),
                 })?;
             rest = &rest[2 + entry.len()..];
-            stored.extend(replay.entry(index, entry)?);
+            let outside = match LogEntry::decode(entry).ok().as_ref().and_then(entry::outside_sha256) {
+                Some(sha) => {
+                    let path = out.join(envelope_path(sha));
+                    Some(std::fs::read(&path).map_err(|e| file_error(&path, e))?)
+                }
+                None => None,
+            };
+            stored.extend(replay.entry(index, entry, outside.as_deref())?);
         }
         if !rest.is_empty() {
             return Err(file_error(&path, format!("{} bytes after the last entry", rest.len())));

@@ -29,6 +29,7 @@ pub use writer::{Appended, Head, StateChange};
 
 use crate::keys::IdentityKey;
 use crate::store;
+use entry::Entry;
 use error::corrupt;
 use startup::{load_head, recheck_entries};
 use writer::{Checkpointer, Job, MAX_BATCH, Writer};
@@ -88,7 +89,7 @@ impl Log {
     }
 
     /// Appends entries; returns once they and their checkpoint are on disk.
-    pub async fn append(&self, entries: Vec<Vec<u8>>) -> Result<Appended, LogError> {
+    pub async fn append(&self, entries: Vec<Entry>) -> Result<Appended, LogError> {
         self.submit(entries, None, false).await
     }
 
@@ -96,7 +97,7 @@ impl Log {
     /// `want_proof`, also returns the first entry's inclusion proof.
     pub async fn append_with(
         &self,
-        entries: Vec<Vec<u8>>,
+        entries: Vec<Entry>,
         change: StateChange,
         want_proof: bool,
     ) -> Result<Appended, LogError> {
@@ -105,7 +106,7 @@ impl Log {
 
     async fn submit(
         &self,
-        entries: Vec<Vec<u8>>,
+        entries: Vec<Entry>,
         change: Option<StateChange>,
         want_proof: bool,
     ) -> Result<Appended, LogError> {

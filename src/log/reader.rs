@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension};
 use tlog_tiles::{Hash, HashReader, prove_record, prove_tree, tree_hash};
 
+use super::entry::Entry;
 use super::error::{LogError, out_of_range, tree_error};
 use super::tree::{self, DbHashes};
 use crate::store::{self, Context};
@@ -133,15 +134,23 @@ impl LogReader {
         })
     }
 
-    /// Entries `[start, end)`, at most `limit` of them.
-    pub fn entries(&self, start: u64, end: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+    /// Entries `[start, end)`, at most `limit` of them, each with the
+    /// envelope it keeps beside the log, if any.
+    pub fn entries(&self, start: u64, end: u64, limit: usize) -> Result<Vec<(u64, Entry)>, LogError> {
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx LIMIT ?3")
+                .prepare_cached(
+                    "SELECT e.idx, e.data, o.data FROM entries e LEFT JOIN envelopes o ON o.idx = e.idx \
+                     WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx LIMIT ?3",
+                )
                 .at(&self.dir)?;
             let rows = stmt
                 .query_map([start as i64, end as i64, limit as i64], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                    let entry = Entry {
+                        data: r.get(1)?,
+                        envelope: r.get(2)?,
+                    };
+                    Ok((r.get::<_, i64>(0)? as u64, entry))
                 })
                 .at(&self.dir)?;
             Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)

@@ -6,15 +6,18 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use prost::Message;
 use rusqlite::{Connection, OptionalExtension};
 use tlog_tiles::{HashReader, record_hash, stored_hash_index, stored_hashes_for_record_hash, tree_hash};
 
 use super::checkpoint;
+use super::entry;
 use super::error::{LogError, corrupt, tree_error};
 use super::reader::latest_checkpoint;
 use super::tree::DbHashes;
 use super::writer::Head;
 use crate::keys::IdentityKey;
+use crate::proto::LogEntry;
 use crate::store::{self, Context};
 
 /// Which entries a node re-hashes when it opens its log.
@@ -74,7 +77,10 @@ pub(crate) fn recheck_entries(conn: &Connection, dir: &Path, size: u64, recheck:
         .unwrap_or(0) as u64;
     let from = if recheck == Recheck::All { 0 } else { checked.min(size) };
     let mut stmt = conn
-        .prepare("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+        .prepare(
+            "SELECT e.idx, e.data, o.data FROM entries e LEFT JOIN envelopes o ON o.idx = e.idx \
+             WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx",
+        )
         .at(&db)?;
     let mut rows = stmt.query([from as i64, size as i64]).at(&db)?;
     let mut next = from;
@@ -97,6 +103,15 @@ pub(crate) fn recheck_entries(conn: &Connection, dir: &Path, size: u64, recheck:
                     "entry {index}: content does not match its stored hashes: the entry was altered or moved; run hotline audit verify"
                 ),
             ));
+        }
+        // An envelope kept beside its entry must still be the one the entry names.
+        let outside: Option<Vec<u8>> = row.get(2).at(&db)?;
+        if let Some(decoded) = LogEntry::decode(&data[..])
+            .ok()
+            .filter(|e| entry::outside_sha256(e).is_some())
+        {
+            entry::envelope(&decoded, outside.as_deref())
+                .map_err(|what| corrupt(dir, format!("entry {index}: {what}; run hotline audit verify")))?;
         }
         next += 1;
     }

@@ -11,13 +11,13 @@ use tlog_tiles::Hash;
 use std::collections::HashMap;
 
 use super::checkpoint::{self, VerifiedCheckpoint};
+use super::entry;
 use super::tree::Frontier;
 use crate::agreement::{Agreement, SignedAgreement};
 use crate::keys::Keyring;
 use crate::keys::VerifierKey;
 use crate::proto::LogEntry;
 use crate::proto::log_entry::Body;
-use crate::proto::{EnvelopeReceived, EnvelopeSent};
 use crate::store::{self, Context, StoreError};
 use crate::{clock, envelope};
 
@@ -112,7 +112,8 @@ impl<'k> Replay<'k> {
 
     /// Adds entry `index`, which must be the next one; returns the hashes it
     /// completes in stored order.
-    pub fn entry(&mut self, index: u64, data: &[u8]) -> Result<Vec<Hash>, VerifyError> {
+    /// An entry that names its envelope by hash comes with that envelope as `outside`.
+    pub fn entry(&mut self, index: u64, data: &[u8], outside: Option<&[u8]>) -> Result<Vec<Hash>, VerifyError> {
         let expected = self.frontier.size();
         if index != expected {
             return Err(VerifyError::Entry {
@@ -127,7 +128,7 @@ impl<'k> Replay<'k> {
             });
         };
         let hashes = self.frontier.push(data);
-        self.content(&entry)
+        self.content(&entry, outside)
             .map_err(|what| VerifyError::Entry { index, what })?;
         Ok(hashes)
     }
@@ -135,7 +136,7 @@ impl<'k> Replay<'k> {
     /// Checks what an entry says: the agreement it adopts is signed by its
     /// quorum, envelopes are signed by keys of the agreement in force, and
     /// each peer's witnessed checkpoints are signed and only grow.
-    fn content(&mut self, entry: &LogEntry) -> Result<(), String> {
+    fn content(&mut self, entry: &LogEntry, outside: Option<&[u8]>) -> Result<(), String> {
         let at = entry
             .logged_at
             .as_ref()
@@ -149,14 +150,10 @@ impl<'k> Replay<'k> {
                 self.agreement = Some((signed.agreement, keyring));
                 self.signatures += 1;
             }
-            Some(Body::Sent(EnvelopeSent {
-                envelope: Some(env), ..
-            }))
-            | Some(Body::Received(EnvelopeReceived {
-                envelope: Some(env), ..
-            })) => {
-                if let Some((_, keyring)) = &self.agreement {
-                    envelope::verify(env, &env.payload_type, keyring, at)
+            Some(Body::Sent(_)) | Some(Body::Received(_)) => {
+                let env = entry::envelope(entry, outside)?;
+                if let (Some(env), Some((_, keyring))) = (env, &self.agreement) {
+                    envelope::verify(&env, &env.payload_type, keyring, at)
                         .map_err(|e| format!("logged envelope: {e}"))?;
                     self.signatures += 1;
                 }
@@ -244,7 +241,9 @@ pub fn verify_data_dir(
 
     let mut hashes_stmt = conn.prepare("SELECT idx, hash FROM hashes ORDER BY idx").at(&db)?;
     let mut hashes = hashes_stmt.query([]).at(&db)?;
-    let mut entries_stmt = conn.prepare("SELECT idx, data FROM entries ORDER BY idx").at(&db)?;
+    let mut entries_stmt = conn
+        .prepare("SELECT e.idx, e.data, o.data FROM entries e LEFT JOIN envelopes o ON o.idx = e.idx ORDER BY e.idx")
+        .at(&db)?;
     let mut rows = entries_stmt.query([]).at(&db)?;
     let mut stored_index = 0u64;
     while let Some(row) = rows.next().at(&db)? {
@@ -253,7 +252,8 @@ pub fn verify_data_dir(
             index,
             what: "data is not a blob".into(),
         })?;
-        for (k, computed) in replay.entry(index, data)?.into_iter().enumerate() {
+        let outside = row.get_ref(2).at(&db)?.as_blob_or_null().unwrap_or_default();
+        for (k, computed) in replay.entry(index, data, outside)?.into_iter().enumerate() {
             let stored = hashes.next().at(&db)?;
             let matches = match stored {
                 Some(h) => {

@@ -11,6 +11,7 @@ use tlog_tiles::{Hash, prove_record, stored_hashes_for_record_hash, tree_hash};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint;
+use super::entry::{Entry, MAX_ENTRY_BYTES};
 use super::error::{LogError, StateError, corrupt, tree_error};
 use super::tree::{self, DbHashes};
 use crate::keys::IdentityKey;
@@ -40,7 +41,7 @@ pub struct Appended {
 
 /// One append waiting for the writer.
 pub(crate) struct Job {
-    pub(crate) entries: Vec<Vec<u8>>,
+    pub(crate) entries: Vec<Entry>,
     pub(crate) change: Option<StateChange>,
     pub(crate) want_proof: bool,
     pub(crate) reply: oneshot::Sender<Result<Appended, LogError>>,
@@ -252,9 +253,19 @@ fn append_job(c: &Connection, db: &Path, size: u64, job: &Job) -> Result<u64, Lo
         .prepare_cached("INSERT INTO hashes (idx, hash) VALUES (?1, ?2)")
         .at(db)?;
     for (n, entry) in (size..).zip(&job.entries) {
-        let hashes = stored_hashes_for_record_hash(n, tlog_tiles::record_hash(entry), &DbHashes(c))
+        if entry.data.len() > MAX_ENTRY_BYTES {
+            return Err(LogError::TooLarge {
+                bytes: entry.data.len(),
+            });
+        }
+        let hashes = stored_hashes_for_record_hash(n, tlog_tiles::record_hash(&entry.data), &DbHashes(c))
             .map_err(|e| corrupt(db, format!("stored tree: {e}")))?;
-        insert_entry.execute(rusqlite::params![n as i64, entry]).at(db)?;
+        insert_entry.execute(rusqlite::params![n as i64, entry.data]).at(db)?;
+        if let Some(envelope) = &entry.envelope {
+            c.prepare_cached("INSERT INTO envelopes (idx, data) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(rusqlite::params![n as i64, envelope]))
+                .at(db)?;
+        }
         let base = tlog_tiles::stored_hash_index(0, n);
         for (i, h) in hashes.iter().enumerate() {
             insert_hash

@@ -16,10 +16,9 @@ use crate::log::tree::proof_to_wire;
 use crate::log::{LogError, StateError, entry};
 use crate::message::{self, Kind, Message};
 use crate::norm_event;
-use crate::proto::log_entry::Body;
 use crate::proto::{
-    Deadline, DeliverRequest, Envelope, EnvelopeReceived, LogEntry, NormEventKind, NoticeKind, Receipt, ResponseStatus,
-    SignedCheckpoint, event,
+    Deadline, DeliverRequest, Envelope, LogEntry, NormEventKind, NoticeKind, Receipt, ResponseStatus, SignedCheckpoint,
+    event,
 };
 use crate::state::{self, Direction, StoredMessage};
 
@@ -215,7 +214,7 @@ impl Node {
             .reader()
             .entries(existing.log_index, existing.log_index + 1, 1)?
             .pop()
-            .map(|(_, d)| d)
+            .map(|(_, e)| e.data)
             .unwrap_or_default();
         Ok(self.sign_receipt(existing, caller, &data, head.note.to_vec(), proof))
     }
@@ -248,13 +247,7 @@ impl Node {
     async fn record_received(self: &Arc<Self>, from: &str, a: Admitted) -> Result<Envelope, NodeError> {
         let now = self.clock.now_ms();
         let norms = &self.agreement.norms;
-        let entry_bytes = entry::encode(
-            self.clock.now(),
-            Body::Received(EnvelopeReceived {
-                envelope: Some(a.env.clone()),
-                from: from.to_owned(),
-            }),
-        );
+        let entry_bytes = entry::received(self.clock.now(), a.env.clone(), from);
         let mut entries = vec![entry_bytes.clone()];
         let mut owed = None;
         let mut meets = Vec::new();
@@ -346,7 +339,7 @@ impl Node {
             log_index: done.first_index,
             ..stored
         };
-        let receipt = self.sign_receipt(&row, from, &entry_bytes, done.checkpoint.to_vec(), done.proof);
+        let receipt = self.sign_receipt(&row, from, &entry_bytes.data, done.checkpoint.to_vec(), done.proof);
         tracing::info!(id = %row.id, from, index = done.first_index, "received and logged");
         match a.message {
             Message::Notice(n) => {

@@ -14,7 +14,7 @@ use crate::envelope::{self, NOTICE_TYPE, RESPONSE_TYPE};
 use crate::log::{StateError, entry};
 use crate::message::{self, Kind};
 use crate::proto::log_entry::Body;
-use crate::proto::{Deadline, EnvelopeSent, Notice, NoticeKind, OperatorAction, Response, ResponseStatus};
+use crate::proto::{Deadline, Notice, NoticeKind, OperatorAction, Response, ResponseStatus};
 use crate::state::{self, Direction, StoredMessage};
 
 /// A clock a message starts: `party` owes `kind` by `due_ms`.
@@ -49,13 +49,7 @@ impl Node {
     async fn send(&self, out: Outgoing, actor: Actor<'_>) -> Result<Sent, NodeError> {
         let now = self.clock.now_ms();
         let receipt_due = now + self.agreement.norms.receipt_within.as_millis() as i64;
-        let mut entries = vec![entry::encode(
-            self.clock.now(),
-            Body::Sent(EnvelopeSent {
-                envelope: Some(out.envelope.clone()),
-                to: out.to.clone(),
-            }),
-        )];
+        let mut entries = vec![entry::sent(self.clock.now(), out.envelope.clone(), out.to.clone())];
         // What an operator does is logged under the name its certificate maps to.
         if let Actor::Operator(operator) = actor {
             entries.push(entry::encode(

@@ -52,19 +52,15 @@ pub fn signed_agreement(parties: &[TestParty], header: &str, signers: &[&TestPar
 }
 
 /// A log entry as the node writes one: an operator action with `detail`.
-pub fn entry(detail: &str) -> Vec<u8> {
-    use prost::Message;
-    hotline::proto::LogEntry {
-        logged_at: Some(hotline::clock::to_proto(hotline::clock::now())),
-        body: Some(hotline::proto::log_entry::Body::OperatorAction(
-            hotline::proto::OperatorAction {
-                operator: "test".into(),
-                action: "note".into(),
-                detail: detail.into(),
-            },
-        )),
-    }
-    .encode_to_vec()
+pub fn entry(detail: &str) -> hotline::log::entry::Entry {
+    hotline::log::entry::encode(
+        hotline::clock::now(),
+        hotline::proto::log_entry::Body::OperatorAction(hotline::proto::OperatorAction {
+            operator: "test".into(),
+            action: "note".into(),
+            detail: detail.into(),
+        }),
+    )
 }
 
 /// A fresh log in a temporary directory, with its signing key.
@@ -345,7 +341,7 @@ impl Cluster {
             .entries(0, u64::MAX >> 1, 1_000_000)
             .unwrap()
             .into_iter()
-            .map(|(_, d)| hotline::proto::LogEntry::decode(&d[..]).unwrap())
+            .map(|(_, e)| hotline::proto::LogEntry::decode(&e.data[..]).unwrap())
             .collect()
     }
 
