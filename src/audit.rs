@@ -46,7 +46,7 @@ type EntryStream = Pin<Box<dyn Stream<Item = Result<AuditEntry, Status>> + Send>
 
 #[tonic::async_trait]
 impl Audit for AuditService {
-    #[tracing::instrument(name = "Audit.GetCheckpoint", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Audit.GetCheckpoint", skip_all)]
     async fn get_checkpoint(
         &self,
         req: Request<GetCheckpointRequest>,
@@ -61,7 +61,7 @@ impl Audit for AuditService {
 
     type GetEntriesStream = EntryStream;
 
-    #[tracing::instrument(name = "Audit.GetEntries", skip_all, err(level = "warn"), fields(start = req.get_ref().start, end = req.get_ref().end))]
+    #[tracing::instrument(name = "Audit.GetEntries", skip_all, fields(start = req.get_ref().start, end = req.get_ref().end))]
     async fn get_entries(&self, req: Request<GetEntriesRequest>) -> Result<Response<EntryStream>, Status> {
         self.allow(&req)?;
         let size = self.log.head().size;
@@ -111,7 +111,7 @@ impl Audit for AuditService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    #[tracing::instrument(name = "Audit.GetInclusionProof", skip_all, err(level = "warn"), fields(index = req.get_ref().index))]
+    #[tracing::instrument(name = "Audit.GetInclusionProof", skip_all, fields(index = req.get_ref().index))]
     async fn get_inclusion_proof(
         &self,
         req: Request<InclusionProofRequest>,
@@ -127,7 +127,7 @@ impl Audit for AuditService {
         }))
     }
 
-    #[tracing::instrument(name = "Audit.GetConsistencyProof", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Audit.GetConsistencyProof", skip_all)]
     async fn get_consistency_proof(
         &self,
         req: Request<ConsistencyProofRequest>,
@@ -136,7 +136,7 @@ impl Audit for AuditService {
         Ok(Response::new(self.log.reader().prove_consistency(req.get_ref())?))
     }
 
-    #[tracing::instrument(name = "Audit.ListWitnessedCheckpoints", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Audit.ListWitnessedCheckpoints", skip_all)]
     async fn list_witnessed_checkpoints(
         &self,
         req: Request<ListWitnessedCheckpointsRequest>,

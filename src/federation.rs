@@ -45,7 +45,7 @@ impl FederationService {
 
 #[tonic::async_trait]
 impl Federation for FederationService {
-    #[tracing::instrument(name = "Federation.Deliver", skip_all, err(level = "warn"), fields(peer))]
+    #[tracing::instrument(name = "Federation.Deliver", skip_all, fields(peer))]
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
         let peer = self.peer(&req)?;
         tracing::Span::current().record("peer", peer.as_str());
@@ -54,12 +54,7 @@ impl Federation for FederationService {
         Ok(Response::new(DeliverResponse { receipt: Some(receipt) }))
     }
 
-    #[tracing::instrument(
-        name = "Federation.DeliverBatch",
-        skip_all,
-        err(level = "warn"),
-        fields(peer, envelopes)
-    )]
+    #[tracing::instrument(name = "Federation.DeliverBatch", skip_all, fields(peer, envelopes))]
     async fn deliver_batch(&self, req: Request<DeliverBatchRequest>) -> Result<Response<DeliverBatchResponse>, Status> {
         let peer = self.peer(&req)?;
         let req = req.into_inner();
@@ -89,7 +84,7 @@ impl Federation for FederationService {
         Ok(Response::new(DeliverBatchResponse { outcomes }))
     }
 
-    #[tracing::instrument(name = "Federation.GetCheckpoint", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Federation.GetCheckpoint", skip_all)]
     async fn get_checkpoint(
         &self,
         req: Request<GetCheckpointRequest>,
@@ -102,7 +97,7 @@ impl Federation for FederationService {
         }))
     }
 
-    #[tracing::instrument(name = "Federation.ProveConsistency", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Federation.ProveConsistency", skip_all)]
     async fn prove_consistency(
         &self,
         req: Request<ConsistencyProofRequest>,

@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tonic::Status;
+
+use crate::repeats::Repeats;
 
 /// The configured bounds.
 #[derive(Clone, Copy, Debug)]
@@ -131,11 +133,13 @@ impl Limits {
 
 /// Caps the TCP connections each remote address, and all addresses
 /// together, may hold open at once; a connection over a cap is closed before
-/// the TLS handshake, with a log line.
+/// the TLS handshake, with a log line (one a minute per cap and address,
+/// with a count, however many are closed).
 pub struct ConnectionLimit {
     per_address: usize,
     total: usize,
     open: OpenConnections,
+    closed: Repeats,
 }
 
 /// Open connections per remote address.
@@ -168,6 +172,7 @@ impl ConnectionLimit {
             per_address,
             total,
             open: Arc::default(),
+            closed: Repeats::new(Duration::from_secs(60)),
         }
     }
 
@@ -177,12 +182,16 @@ impl ConnectionLimit {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let all: usize = open.values().sum();
         if all >= self.total {
-            tracing::warn!(%ip, limit = self.total, "connection limit of the node reached; closing");
+            if let Some(held_back) = self.closed.check("total", Instant::now()) {
+                tracing::warn!(%ip, limit = self.total, held_back, "connection limit of the node reached; closing");
+            }
             return None;
         }
         let n = open.entry(ip).or_insert(0);
         if *n >= self.per_address {
-            tracing::warn!(%ip, limit = self.per_address, "connection limit per address reached; closing");
+            if let Some(held_back) = self.closed.check(&ip.to_string(), Instant::now()) {
+                tracing::warn!(%ip, limit = self.per_address, held_back, "connection limit per address reached; closing");
+            }
             return None;
         }
         *n += 1;
@@ -257,6 +266,7 @@ pub struct CallLimitLayer {
     per_peer: usize,
     per_local: usize,
     open: Arc<Mutex<HashMap<String, usize>>>,
+    refusals: Arc<Repeats>,
 }
 
 impl CallLimitLayer {
@@ -270,6 +280,7 @@ impl CallLimitLayer {
             per_peer,
             per_local,
             open: Arc::default(),
+            refusals: Arc::new(Repeats::new(Duration::from_secs(60))),
         }
     }
 
@@ -367,9 +378,15 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
-        match self.limits.enter(req.extensions_mut()) {
+        let entered = self.limits.enter(req.extensions_mut());
+        let refused = Refused {
+            caller: req.extensions().get::<crate::tls::Caller>().cloned(),
+            method: req.uri().path().to_owned(),
+            repeats: self.limits.refusals.clone(),
+        };
+        match entered {
             Err(status) => {
-                tracing::warn!(reason = %status.message(), "call refused before its body was read");
+                refused.log(&status);
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }
             Ok(slot) => {
@@ -379,10 +396,50 @@ where
                     drop(slot);
                     if let Ok(r) = response.as_mut() {
                         undecodable_is_invalid_argument(r.headers_mut());
+                        let failed = r.headers().get("grpc-status").is_some_and(|v| v != "0");
+                        if let Some(status) = failed.then(|| Status::from_header_map(r.headers())).flatten() {
+                            refused.log(&status);
+                        }
                     }
                     response
                 })
             }
+        }
+    }
+}
+
+/// Who made a call and which, for the one line a refused call logs.
+struct Refused {
+    caller: Option<crate::tls::Caller>,
+    method: String,
+    repeats: Arc<Repeats>,
+}
+
+impl Refused {
+    /// Logs a refused call once: a caller's mistake or a limit at WARN, a
+    /// failure of ours at ERROR (those `status::internal` answered are logged
+    /// there, with their cause). The same refusal of the same caller repeated
+    /// gives one line a minute, with how many were held back.
+    fn log(&self, status: &Status) {
+        let ours = status.code() == tonic::Code::Internal;
+        if ours && status.message().starts_with("internal error ") {
+            return;
+        }
+        let caller = match &self.caller {
+            Some(crate::tls::Caller::Party(p)) => format!("party {p}"),
+            Some(crate::tls::Caller::PartyNonNode(p)) => format!("a certificate of {p} that is not its node's"),
+            Some(crate::tls::Caller::Local { name, .. }) => format!("local {name}"),
+            None => "an unidentified caller".into(),
+        };
+        let key = format!("{caller} {} {:?} {}", self.method, status.code(), status.message());
+        let Some(held_back) = self.repeats.check(&key, Instant::now()) else {
+            return;
+        };
+        let (method, code, message) = (&self.method, status.code(), status.message());
+        if ours {
+            tracing::error!(caller, method, ?code, ?message, held_back, "call failed");
+        } else {
+            tracing::warn!(caller, method, ?code, ?message, held_back, "call refused");
         }
     }
 }

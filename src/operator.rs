@@ -79,7 +79,7 @@ const STREAM_IN_FLIGHT: usize = 256;
 
 #[tonic::async_trait]
 impl Operator for OperatorService {
-    #[tracing::instrument(name = "Operator.SendNotice", skip_all, err(level = "warn"), fields(operator))]
+    #[tracing::instrument(name = "Operator.SendNotice", skip_all, fields(operator))]
     async fn send_notice(&self, req: Request<SendNoticeRequest>) -> Result<Response<SendNoticeResponse>, Status> {
         let (who, _admitted) = self.writer(&req)?;
         tracing::Span::current().record("operator", who.as_str());
@@ -88,7 +88,7 @@ impl Operator for OperatorService {
 
     type SendNoticesStream = Pin<Box<dyn Stream<Item = Result<SendNoticeOutcome, Status>> + Send>>;
 
-    #[tracing::instrument(name = "Operator.SendNotices", skip_all, err(level = "warn"), fields(operator))]
+    #[tracing::instrument(name = "Operator.SendNotices", skip_all, fields(operator))]
     async fn send_notices(
         &self,
         req: Request<Streaming<SendNoticeRequest>>,
@@ -149,7 +149,7 @@ impl Operator for OperatorService {
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 
-    #[tracing::instrument(name = "Operator.Respond", skip_all, err(level = "warn"), fields(operator))]
+    #[tracing::instrument(name = "Operator.Respond", skip_all, fields(operator))]
     async fn respond(&self, req: Request<RespondRequest>) -> Result<Response<RespondResponse>, Status> {
         let (who, _admitted) = self.writer(&req)?;
         let r = req.into_inner();
@@ -167,7 +167,7 @@ impl Operator for OperatorService {
         }))
     }
 
-    #[tracing::instrument(name = "Operator.ListNotices", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Operator.ListNotices", skip_all)]
     async fn list_notices(&self, req: Request<ListNoticesRequest>) -> Result<Response<ListNoticesResponse>, Status> {
         let _admitted = self.reader(&req)?;
         let limit = match req.into_inner().limit {
@@ -195,7 +195,7 @@ impl Operator for OperatorService {
         Ok(Response::new(ListNoticesResponse { notices }))
     }
 
-    #[tracing::instrument(name = "Operator.GetNotice", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Operator.GetNotice", skip_all)]
     async fn get_notice(&self, req: Request<GetNoticeRequest>) -> Result<Response<NoticeThread>, Status> {
         let _admitted = self.reader(&req)?;
         let id = req.into_inner().id;
@@ -224,7 +224,7 @@ impl Operator for OperatorService {
 
     type WatchEventsStream = EventStream;
 
-    #[tracing::instrument(name = "Operator.WatchEvents", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Operator.WatchEvents", skip_all)]
     async fn watch_events(&self, req: Request<WatchEventsRequest>) -> Result<Response<EventStream>, Status> {
         let _admitted = self.reader(&req)?;
         let stream = BroadcastStream::new(self.node.subscribe()).filter_map(|item| match item {
@@ -234,7 +234,7 @@ impl Operator for OperatorService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    #[tracing::instrument(name = "Operator.Status", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Operator.Status", skip_all)]
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let _admitted = self.reader(&req)?;
         let node = &self.node;
@@ -280,7 +280,7 @@ impl Operator for OperatorService {
         }))
     }
 
-    #[tracing::instrument(name = "Operator.CommCheck", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = "Operator.CommCheck", skip_all)]
     async fn comm_check(&self, req: Request<CommCheckRequest>) -> Result<Response<CommCheckResponse>, Status> {
         let (who, _admitted) = self.writer(&req)?;
         let party = req.into_inner().party;

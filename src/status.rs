@@ -3,9 +3,14 @@
 
 use tonic::{Code, Request, Status};
 
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
 use crate::log::{LogError, StateError};
 use crate::message::MessageError;
 use crate::node::NodeError;
+use crate::repeats::Repeats;
 use crate::tls::{Caller, Identifier, Role};
 
 impl From<LogError> for Status {
@@ -58,9 +63,19 @@ impl From<NodeError> for Status {
 /// An internal failure: logged in full under a short reference, answered
 /// with fixed text naming only that reference, so no SQL, path or internal
 /// message reaches a peer or operator.
+/// Internal failures already logged, so that a repeated one (a full disk
+/// refusing every call) gives one line a minute with a count, not one per call.
+static INTERNAL: std::sync::LazyLock<Repeats> = std::sync::LazyLock::new(|| Repeats::new(Duration::from_secs(60)));
+
+/// An internal failure: logged in full under a reference, answered with the
+/// reference only. The reference is drawn from the failure's text, so every
+/// call that failed the same way points at the same logged line.
 fn internal(e: &dyn std::fmt::Display) -> Status {
-    let reference = format!("{:08x}", rand_core::RngCore::next_u32(&mut rand_core::OsRng));
-    tracing::error!(reference, error = %e, "internal error");
+    let error = e.to_string();
+    let reference = hex::encode(&Sha256::digest(error.as_bytes())[..4]);
+    if let Some(held_back) = INTERNAL.check(&error, std::time::Instant::now()) {
+        tracing::error!(reference, error, held_back, "internal error");
+    }
     Status::internal(format!(
         "internal error {reference}: the node could not complete this call; its operators can find the cause under this reference in its log"
     ))

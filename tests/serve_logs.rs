@@ -1,5 +1,6 @@
 //! What `hotline serve` tells the people who run it: a refused TLS
-//! handshake is one INFO line naming the peer's address and the reason.
+//! handshake is one INFO line naming the peer's address and the reason; a
+//! refused call is one WARN line; the same failure repeated is summarised.
 
 mod common;
 
@@ -49,4 +50,108 @@ async fn a_refused_tls_handshake_is_logged_at_info_with_the_peers_address_and_re
     assert!(line.contains("INFO"), "{line}");
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
     assert!(line.contains("reason="), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_refused_call_repeated_is_one_warn_line_naming_caller_method_and_code() {
+    let root = tempfile::tempdir().unwrap();
+    let made = hotline::setup::local_cluster(root.path(), &["PER", "CHL"], common::NORMS)
+        .await
+        .unwrap();
+    let per = made[0].0.clone();
+    drop(made);
+    let log_path = root.path().join("serve.log");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["serve", "--config", per.path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !log().contains("node serving") {
+        assert!(Instant::now() < end, "the node did not start: {}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let channel =
+        hotline::transport::channel(&per.client_node, &per.ca_pem().unwrap(), &per.client_cert().unwrap()).unwrap();
+    let mut operator = hotline::proto::operator_client::OperatorClient::new(channel);
+    for _ in 0..20 {
+        let refused = operator
+            .get_notice(hotline::proto::GetNoticeRequest {
+                id: "no-such-notice".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::NotFound);
+    }
+    // A call that succeeds after them: every refusal before it has been logged, if it was going to be.
+    operator.status(hotline::proto::StatusRequest {}).await.unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let refusals: Vec<String> = log()
+        .lines()
+        .filter(|l| l.contains("call refused"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+    let line = &refusals[0];
+    for part in [
+        "WARN",
+        "caller=\"local ",
+        "method=\"/hotline.v1.Operator/GetNotice\"",
+        "code=NotFound",
+        "no-such-notice",
+    ] {
+        assert!(line.contains(part), "{part} missing from {line}");
+    }
+    assert!(!log().contains("ERROR"), "{}", log());
+}
+
+#[test]
+fn an_internal_failure_repeated_is_logged_once_and_every_caller_gets_its_reference() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let statuses: Vec<tonic::Status> = tracing::subscriber::with_default(subscriber, || {
+        (0..100)
+            .map(|_| {
+                tonic::Status::from(hotline::log::LogError::Corrupt {
+                    path: "/srv/hotline/data".into(),
+                    what: "batch not committed: database or disk is full (test 8d1f)".into(),
+                })
+            })
+            .collect()
+    });
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("ERROR") && text.contains("disk is full"), "{text}");
+    let first = statuses[0].message().to_owned();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.code() == tonic::Code::Internal && s.message() == first)
+    );
+    let reference = first.split_whitespace().nth(2).unwrap().trim_end_matches(':');
+    assert!(
+        text.contains(reference),
+        "the logged line carries the reference {reference}: {text}"
+    );
+    assert!(!first.contains("/srv/hotline"), "no path reaches the caller: {first}");
 }
