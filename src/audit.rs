@@ -9,6 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::keys::VerifierKey;
+use crate::limits::{Admitted, Limits};
 use crate::log::Log;
 use crate::log::tree::proof_to_wire;
 use crate::log::verify::{Replay, Report, VerifyError};
@@ -29,16 +30,24 @@ const ENTRY_CHUNK: usize = 256;
 pub struct AuditService {
     log: Arc<Log>,
     identifier: Arc<Identifier>,
+    limits: Limits,
 }
 
 impl AuditService {
-    /// Serves `log` to the callers `identifier` maps to a local role.
-    pub fn new(log: Arc<Log>, identifier: Arc<Identifier>) -> Self {
-        Self { log, identifier }
+    /// Serves `log` to the callers `identifier` maps to a local role, each
+    /// call counted against the caller's `limits` (those of the Operator service).
+    pub fn new(log: Arc<Log>, identifier: Arc<Identifier>, limits: Limits) -> Self {
+        Self {
+            log,
+            identifier,
+            limits,
+        }
     }
 
-    fn allow<T>(&self, req: &Request<T>) -> Result<String, Status> {
-        require_local(&self.identifier, req, &[Role::Auditor, Role::Operator])
+    /// A local auditor or operator, within its rate and in-flight limits.
+    fn allow<T>(&self, req: &Request<T>) -> Result<Admitted, Status> {
+        let who = require_local(&self.identifier, req, &[Role::Auditor, Role::Operator])?;
+        self.limits.admit(&format!("operator {who}"))
     }
 }
 
@@ -51,7 +60,7 @@ impl Audit for AuditService {
         &self,
         req: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
-        self.allow(&req)?;
+        let _admitted = self.allow(&req)?;
         Ok(Response::new(GetCheckpointResponse {
             checkpoint: Some(SignedCheckpoint {
                 note: self.log.head().note.to_vec(),
@@ -63,7 +72,7 @@ impl Audit for AuditService {
 
     #[tracing::instrument(name = "Audit.GetEntries", skip_all, fields(start = req.get_ref().start, end = req.get_ref().end))]
     async fn get_entries(&self, req: Request<GetEntriesRequest>) -> Result<Response<EntryStream>, Status> {
-        self.allow(&req)?;
+        let _admitted = self.allow(&req)?;
         let size = self.log.head().size;
         let GetEntriesRequest { start, end } = req.into_inner();
         let end = if end == 0 { size } else { end };
@@ -116,7 +125,7 @@ impl Audit for AuditService {
         &self,
         req: Request<InclusionProofRequest>,
     ) -> Result<Response<InclusionProof>, Status> {
-        self.allow(&req)?;
+        let _admitted = self.allow(&req)?;
         let InclusionProofRequest { index, tree_size } = req.into_inner();
         let (tree_size, leaf, proof) = self.log.reader().inclusion_proof(index, tree_size)?;
         Ok(Response::new(InclusionProof {
@@ -132,7 +141,7 @@ impl Audit for AuditService {
         &self,
         req: Request<ConsistencyProofRequest>,
     ) -> Result<Response<ConsistencyProof>, Status> {
-        self.allow(&req)?;
+        let _admitted = self.allow(&req)?;
         Ok(Response::new(self.log.reader().prove_consistency(req.get_ref())?))
     }
 
@@ -141,7 +150,7 @@ impl Audit for AuditService {
         &self,
         req: Request<ListWitnessedCheckpointsRequest>,
     ) -> Result<Response<ListWitnessedCheckpointsResponse>, Status> {
-        self.allow(&req)?;
+        let _admitted = self.allow(&req)?;
         let party = req.into_inner().party;
         let rows = self
             .log

@@ -111,7 +111,7 @@ impl Limits {
             in_flight: 0,
         });
         self.refill(b, now);
-        // The refusal is logged once, by the call's span, at WARN.
+        // The refusal is logged once, by the server's call layer, at WARN.
         if b.in_flight + n > self.config.in_flight {
             return Err(Status::resource_exhausted(format!(
                 "{caller} has {} requests in flight, the limit; retry when some complete",

@@ -88,6 +88,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .add_service(AuditServer::new(AuditService::new(
             node.log.clone(),
             node.identifier.clone(),
+            node.limits.clone(),
         )));
     let connections = crate::limits::ConnectionLimit::new(config.connections_per_address, config.connections);
     let (accept_loop, incoming) =

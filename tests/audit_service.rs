@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use common::{TlsParty, tls_agreement, tls_parties};
 use hotline::audit::AuditService;
+use hotline::limits::{LimitConfig, Limits};
 use hotline::log::{Log, checkpoint};
 use hotline::proto::audit_client::AuditClient;
 use hotline::proto::audit_server::AuditServer;
@@ -31,6 +32,10 @@ struct Fixture {
 }
 
 async fn start() -> Fixture {
+    start_with(LimitConfig::default()).await
+}
+
+async fn start_with(limits: LimitConfig) -> Fixture {
     let parties = tls_parties(&["PER", "CHL"]);
     let me = &parties[0];
     let dir = tempfile::tempdir().unwrap();
@@ -50,7 +55,11 @@ async fn start() -> Fixture {
         .unwrap()
         .add_service(transport::health().await)
         .add_service(transport::reflection().unwrap())
-        .add_service(AuditServer::new(AuditService::new(log.clone(), identifier)));
+        .add_service(AuditServer::new(AuditService::new(
+            log.clone(),
+            identifier,
+            Limits::new(limits),
+        )));
     tokio::spawn(server.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
     Fixture {
         _dir: dir,
@@ -279,4 +288,16 @@ async fn hotline_audit_verify_checks_a_running_node_with_an_envelope_kept_beside
     assert!(ok, "{v}");
     assert_eq!(v["entries"], 21);
     assert_eq!(v["valid"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_over_its_rate_is_refused_resource_exhausted() {
+    let f = start_with(common::TIGHT_LIMITS).await;
+    let mut c = client(&f, &f.auditor);
+    for _ in 0..3 {
+        c.get_checkpoint(GetCheckpointRequest {}).await.unwrap();
+    }
+    let refused = c.get_checkpoint(GetCheckpointRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("auditor-1"), "{refused:?}");
 }
