@@ -221,7 +221,7 @@ impl Config {
             concurrent_streams: raw.limits.concurrent_streams.unwrap_or(1024).max(1),
             connections_per_address: raw.limits.connections_per_address.unwrap_or(64).max(1),
             connections: raw.limits.connections.unwrap_or(4096).max(1),
-            peer_calls_in_flight: raw.limits.peer_calls_in_flight.unwrap_or(16).max(1),
+            peer_calls_in_flight: raw.limits.peer_calls_in_flight.unwrap_or(8).max(1),
             local_calls_in_flight: raw.limits.local_calls_in_flight.unwrap_or(256).max(1),
             handshake_timeout,
             recheck_log: crate::log::Recheck::default(),

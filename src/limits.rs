@@ -387,26 +387,40 @@ where
         match entered {
             Err(status) => {
                 refused.log(&status);
-                Box::pin(std::future::ready(Ok(status.into_http())))
+                Box::pin(async move {
+                    tokio::time::sleep(OVER_LIMIT_DELAY).await;
+                    Ok(status.into_http())
+                })
             }
             Ok(slot) => {
                 let call = self.inner.call(req);
                 Box::pin(async move {
                     let mut response = call.await;
-                    drop(slot);
                     if let Ok(r) = response.as_mut() {
                         undecodable_is_invalid_argument(r.headers_mut());
                         let failed = r.headers().get("grpc-status").is_some_and(|v| v != "0");
                         if let Some(status) = failed.then(|| Status::from_header_map(r.headers())).flatten() {
                             refused.log(&status);
+                            if status.code() == tonic::Code::ResourceExhausted {
+                                // Still holding its slot, so that the caller's next calls wait too.
+                                tokio::time::sleep(OVER_LIMIT_DELAY).await;
+                            }
                         }
                     }
+                    drop(slot);
                     response
                 })
             }
         }
     }
 }
+
+/// How long a call refused for a limit waits before its refusal is sent. A
+/// caller over its limits that retries at once would otherwise turn each
+/// refusal into another request sent, read and discarded, thousands a
+/// second; held back, its refusals come no faster than its calls in flight
+/// allow. A caller within its limits never waits.
+pub const OVER_LIMIT_DELAY: Duration = Duration::from_millis(100);
 
 /// Who made a call and which, for the one line a refused call logs.
 struct Refused {

@@ -257,7 +257,7 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_over_its_request_rate_gets_resource_exhausted_and_others_are_unaffected() {
+async fn a_peer_over_its_request_rate_gets_resource_exhausted_after_a_delay_and_others_are_unaffected() {
     let c = Cluster::start_with(&["PER", "CHL", "ARG"], FAST_NORMS, |config| {
         config.limits = common::TIGHT_LIMITS;
     })
@@ -266,11 +266,14 @@ async fn a_peer_over_its_request_rate_gets_resource_exhausted_and_others_are_una
     let mut client = peer_client(&c, 1, 0);
     let mut exhausted = 0;
     for _ in 0..10 {
+        let asked = std::time::Instant::now();
         match deliver(&mut client, signed(&valid_notice("CHL", &["PER"]), &chl)).await {
             Ok(_) => {}
             Err(e) => {
                 assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
                 assert!(e.message().contains("CHL is over the limit"), "{}", e.message());
+                // Held back, so that a caller retrying at once cannot turn refusals into a flood.
+                assert!(asked.elapsed() >= hotline::limits::OVER_LIMIT_DELAY, "{:?}", asked.elapsed());
                 exhausted += 1;
             }
         }
