@@ -13,6 +13,9 @@ use crate::norm_event;
 use crate::proto::NormEventKind;
 use crate::state;
 
+/// The most missed deadlines logged in one tick of the norms worker.
+const MISSES_PER_TICK: u32 = 1_000;
+
 /// Runs until the node's tasks are told to stop.
 pub async fn run(node: Arc<Node>) {
     let norms = &node.agreement.norms;
@@ -20,7 +23,8 @@ pub async fn run(node: Arc<Node>) {
     let mut next_check = node.clock.now_ms() + every_ms;
     let tick = (norms.receipt_within / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
-        match node.read(|c| state::running_deadlines(c, node.clock.now_ms())) {
+        // At most this many a tick, so one tick's work stays bounded; the rest follow.
+        match node.read(|c| state::running_deadlines(c, node.clock.now_ms(), MISSES_PER_TICK)) {
             Ok(due) => {
                 for d in due {
                     if let Err(e) = miss(&node, &d).await {

@@ -24,6 +24,9 @@ use crate::state;
 use crate::status::require_local;
 use crate::tls::Role;
 
+/// The most running deadlines `Status` lists (the soonest due); it counts them all.
+const STATUS_DEADLINES: u32 = 100;
+
 /// Serves local operators.
 pub struct OperatorService {
     node: Arc<Node>,
@@ -238,34 +241,40 @@ impl Operator for OperatorService {
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let _admitted = self.reader(&req)?;
         let node = &self.node;
-        let (outbox, checks, deadlines, events) = node.read(|c| {
+        // Bounded whatever the peers send: counts, and the soonest deadlines only.
+        let others: Vec<_> = node.agreement.parties.iter().filter(|p| p.id != node.party).collect();
+        let (outbox, checks, deadlines, running, events, witnessed) = node.read(|c| {
+            let witnessed = others
+                .iter()
+                .map(|p| Ok(state::last_witnessed(c, &p.id)?.map_or(0, |(size, _)| size)))
+                .collect::<rusqlite::Result<Vec<u64>>>()?;
             Ok((
-                state::outbox(c)?,
+                state::outbox_counts(c)?,
                 state::comm_checks(c)?,
-                state::running_deadlines(c, i64::MAX)?,
+                state::running_deadlines(c, i64::MAX, STATUS_DEADLINES)?,
+                state::running_deadline_count(c)?,
                 state::norm_events(c, None, 20)?,
+                witnessed,
             ))
         })?;
-        let mut peers = Vec::new();
-        for p in node.agreement.parties.iter().filter(|p| p.id != node.party) {
-            let witnessed = node
-                .read(|c| state::last_witnessed(c, &p.id))?
-                .map(|(s, _)| s)
-                .unwrap_or(0);
-            peers.push(PeerStatus {
+        let peers = others
+            .iter()
+            .zip(witnessed)
+            .map(|(p, witnessed_size)| PeerStatus {
                 party: p.id.clone(),
                 endpoint: p.endpoint.clone(),
-                outbox: outbox.iter().filter(|o| o.party == p.id).count() as u64,
+                outbox: outbox.iter().find(|(party, _)| *party == p.id).map_or(0, |(_, n)| *n),
                 last_comm_check_ok: checks
                     .iter()
                     .find(|(party, _)| *party == p.id)
                     .and_then(|(_, ms)| clock::ms_to_proto(*ms)),
-                witnessed_size: witnessed,
-            });
-        }
+                witnessed_size,
+            })
+            .collect();
         Ok(Response::new(StatusResponse {
             party: node.party.clone(),
             log_size: node.log.head().size,
+            deadlines_running: running,
             peers,
             deadlines: deadlines
                 .into_iter()

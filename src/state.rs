@@ -288,17 +288,33 @@ pub struct Running {
     pub due_ms: i64,
 }
 
-/// Running clocks due by `until_ms` (all of them with `i64::MAX`), soonest first.
-pub fn running_deadlines(c: &Connection, until_ms: i64) -> rusqlite::Result<Vec<Running>> {
-    c.prepare_cached("SELECT message_id, party, kind, due_ms FROM deadlines WHERE state = 'running' AND due_ms <= ?1 ORDER BY due_ms")?
-        .query_map([until_ms], |r| {
-            Ok(Running {
-                message_id: r.get(0)?,
-                party: r.get(1)?,
-                kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
-                due_ms: r.get(3)?,
-            })
-        })?
+/// Running clocks due by `until_ms` (any time with `i64::MAX`), soonest first, at most `limit`.
+pub fn running_deadlines(c: &Connection, until_ms: i64, limit: u32) -> rusqlite::Result<Vec<Running>> {
+    c.prepare_cached(
+        "SELECT message_id, party, kind, due_ms FROM deadlines WHERE state = 'running' AND due_ms <= ?1 \
+         ORDER BY due_ms LIMIT ?2",
+    )?
+    .query_map(params![until_ms, limit], |r| {
+        Ok(Running {
+            message_id: r.get(0)?,
+            party: r.get(1)?,
+            kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
+            due_ms: r.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+/// How many deadlines are running.
+pub fn running_deadline_count(c: &Connection) -> rusqlite::Result<u64> {
+    c.prepare_cached("SELECT COUNT(*) FROM deadlines WHERE state = 'running'")?
+        .query_row([], |r| r.get::<_, i64>(0).map(|n| n as u64))
+}
+
+/// How many deliveries wait in the outbox, per peer.
+pub fn outbox_counts(c: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    c.prepare_cached("SELECT party, COUNT(*) FROM outbox GROUP BY party")?
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
         .collect()
 }
 

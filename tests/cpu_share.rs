@@ -1,5 +1,6 @@
 //! Signature checks run off the async workers, within a share per caller:
-//! one peer's flood waits for its own share and leaves the other cores free.
+//! one peer's flood waits for its own share and leaves the other cores free, and
+//! a heavy caller's checks run in the idle scheduling class.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,4 +41,32 @@ async fn a_callers_second_job_waits_for_its_share_while_another_caller_runs() {
     first.await.unwrap();
     second.await.unwrap();
     assert!(second_ran.load(Ordering::SeqCst));
+}
+
+/// The scheduling class of the thread a check ran on.
+#[cfg(target_os = "linux")]
+fn class() -> thread_priority::ThreadSchedulePolicy {
+    thread_priority::thread_schedule_policy().unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_callers_checks_run_in_the_idle_class_and_a_light_callers_do_not() {
+    use thread_priority::{NormalThreadSchedulePolicy::*, ThreadSchedulePolicy::Normal};
+    let cpu = CpuShare::new(2, 1);
+    // CHL's first check is light when it starts and takes a fifth of a second of CPU.
+    let first = cpu
+        .run("CHL", || {
+            let started = std::time::Instant::now();
+            let mut x = 0u64;
+            while started.elapsed() < std::time::Duration::from_millis(200) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            class()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first, Normal(Other));
+    assert_eq!(cpu.run("CHL", class).await.unwrap(), Normal(Idle), "CHL is heavy now");
+    assert_eq!(cpu.run("ARG", class).await.unwrap(), Normal(Other), "ARG is not");
 }

@@ -273,7 +273,11 @@ async fn a_peer_over_its_request_rate_gets_resource_exhausted_after_a_delay_and_
                 assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
                 assert!(e.message().contains("CHL is over the limit"), "{}", e.message());
                 // Held back, so that a caller retrying at once cannot turn refusals into a flood.
-                assert!(asked.elapsed() >= hotline::limits::OVER_LIMIT_DELAY, "{:?}", asked.elapsed());
+                assert!(
+                    asked.elapsed() >= hotline::limits::OVER_LIMIT_DELAY,
+                    "{:?}",
+                    asked.elapsed()
+                );
                 exhausted += 1;
             }
         }

@@ -1,12 +1,13 @@
 //! What operators do is theirs: a notice's author is the operator its
 //! certificate names, each state-changing call is logged as an operator
-//! action naming it, and a notice sent again under its own id is idempotent.
+//! action naming it, a notice sent again under its own id is idempotent, and
+//! what `Status` returns stays bounded however much is running.
 
 mod common;
 
 use common::{Cluster, FAST_NORMS, notice};
 use hotline::proto::log_entry::Body;
-use hotline::proto::{SendNoticeRequest, SendNoticeResponse};
+use hotline::proto::{SendNoticeRequest, SendNoticeResponse, StatusRequest};
 use tonic::Code;
 
 async fn send(c: &Cluster, n: hotline::proto::Notice) -> Result<SendNoticeResponse, tonic::Status> {
@@ -95,4 +96,17 @@ async fn read_only_operator_calls_count_against_the_operators_rate_limit() {
     }
     let refused = refused.expect("six Status calls at once passed a burst of three");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_the_hundred_deadlines_due_soonest_and_counts_them_all() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let notices = (0..101).map(|i| notice(&["CHL"], &format!("Notice {i}"))).collect();
+    let sent = c.send_stream(0, notices).await;
+    assert_eq!(sent.len(), 101);
+    let status = c.operator(0).status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.deadlines.len(), 100);
+    assert!(status.deadlines_running >= 101, "{}", status.deadlines_running);
+    let due: Vec<_> = status.deadlines.iter().map(|d| d.due_at.clone().unwrap().seconds).collect();
+    assert!(due.windows(2).all(|w| w[0] <= w[1]), "soonest first: {due:?}");
 }

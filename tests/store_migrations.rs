@@ -117,7 +117,7 @@ fn a_version_2_database_keeps_its_queued_deliveries_and_running_clocks() {
         ("m1", "CHL", 3, 5000)
     );
     assert_eq!(p.last_error.as_deref(), Some("unreachable"));
-    let running: Vec<(String, i64)> = state::running_deadlines(&c, i64::MAX)
+    let running: Vec<(String, i64)> = state::running_deadlines(&c, i64::MAX, 100)
         .unwrap()
         .into_iter()
         .map(|d| (d.message_id, d.due_ms))

@@ -289,6 +289,7 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
         })
         .collect();
     let value = json!({"party": s.party, "log_size": s.log_size, "peers": peers, "deadlines": deadlines,
+                "deadlines_running": s.deadlines_running,
                 "recent_norm_events": s.recent_norm_events.iter().map(norm_json).collect::<Vec<_>>()});
     let human = {
         let mut t = format!("party {}   log size {}\n\npeers\n", s.party, s.log_size);
@@ -306,7 +307,11 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
                 p.witnessed_size
             );
         }
-        t += "\nrunning deadlines\n";
+        t += &format!("\nrunning deadlines: {}", s.deadlines_running);
+        if (s.deadlines.len() as u64) < s.deadlines_running {
+            t += &format!(", the {} due soonest", s.deadlines.len());
+        }
+        t += "\n";
         for d in &s.deadlines {
             t += &format!(
                 "  {:<8} owes {:<18} for {} by {}\n",

@@ -78,18 +78,32 @@ impl Node {
                 }
             }
         }
-        // Recorded concurrently, so the log writer takes them in one batch.
-        let recording: Vec<_> = admitted
-            .into_iter()
-            .map(|a| {
-                let (node, caller) = (self.clone(), caller.to_owned());
-                async move { node.record_received(&caller, a?).await }
-            })
-            .collect();
-        join_in_order(recording, |e| {
+        // The admitted are recorded concurrently, so the log writer takes them in
+        // one batch; a refusal is answered as it stands, without a task of its own.
+        let mut outcomes: Vec<Option<Result<Envelope, NodeError>>> = Vec::with_capacity(n);
+        let mut recording = Vec::new();
+        for a in admitted {
+            match a {
+                Ok(a) => {
+                    let (node, caller) = (self.clone(), caller.to_owned());
+                    recording.push(async move { node.record_received(&caller, a).await });
+                    outcomes.push(None);
+                }
+                Err(e) => outcomes.push(Some(Err(e))),
+            }
+        }
+        let mut recorded = join_in_order(recording, |e| {
             Err(NodeError::Internal(format!("delivery task failed: {e}")))
         })
         .await
+        .into_iter();
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.or_else(|| recorded.next())
+                    .unwrap_or_else(|| Err(NodeError::Internal("a delivery went unrecorded".into())))
+            })
+            .collect()
     }
 
     /// Checks one delivered envelope, in the agreed order; the sender's
