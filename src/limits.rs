@@ -477,18 +477,29 @@ fn undecodable_is_invalid_argument(headers: &mut http::HeaderMap) {
 /// Where CPU-heavy work (checking a batch's signatures) runs: never on the
 /// async workers that answer every caller, at most one job per core at once
 /// and at most `per_caller` of them for one caller, so one peer's flood can
-/// neither stall the workers nor take every core. A heavy caller (one whose
-/// checks took more than a tenth of a core in the last second, or that has
-/// more jobs waiting than its share: a peer sending as fast as it can) has
-/// its jobs run on background threads at the lowest scheduling priority
-/// (Linux `SCHED_IDLE`): they get every cycle no one else wants, and give way
-/// at once to a light caller's check, an operator's `Status` or the node's
-/// own I/O.
+/// neither stall the workers nor take every core. While callers compete, a
+/// heavy one (whose checks took more than a tenth of a core in the last
+/// second, or that has more jobs waiting than its share: a peer sending as
+/// fast as it can) has its jobs run on background threads at the lowest
+/// scheduling priority (Linux `SCHED_IDLE`): they get every cycle no one else
+/// wants, and give way at once to a light caller's check, an operator's
+/// `Status` or the node's own I/O.
 pub struct CpuShare {
     all: Arc<tokio::sync::Semaphore>,
     per_caller: usize,
     callers: Mutex<HashMap<String, Arc<Share>>>,
     background: std::sync::mpsc::Sender<Job>,
+    mixed: Mutex<Mixed>,
+}
+
+/// Whether callers compete: the caller of the last job and when it started,
+/// and until when the share counts as contended (a second after two callers'
+/// jobs came within a second of each other). A lone busy peer has nobody to
+/// yield to and runs at normal priority.
+struct Mixed {
+    caller: String,
+    at: Instant,
+    until: Instant,
 }
 
 /// One caller's share: its permits, how many of its jobs are waiting or
@@ -580,7 +591,25 @@ impl CpuShare {
             per_caller: per_caller.clamp(1, cores),
             callers: Mutex::default(),
             background,
+            mixed: Mutex::new(Mixed {
+                caller: String::new(),
+                at: Instant::now(),
+                until: Instant::now(),
+            }),
         }
+    }
+
+    /// Records a job of `caller` starting `now`; whether another caller's came within the last second.
+    fn contended(&self, caller: &str, now: Instant) -> bool {
+        let mut m = self.mixed.lock().unwrap_or_else(|e| e.into_inner());
+        if m.caller != caller {
+            if !m.caller.is_empty() && now.saturating_duration_since(m.at) < Duration::from_secs(1) {
+                m.until = now + Duration::from_secs(1);
+            }
+            caller.clone_into(&mut m.caller);
+        }
+        m.at = now;
+        now < m.until
     }
 
     /// Sized to this machine: one job per core, half of them for one caller.
@@ -627,7 +656,11 @@ impl CpuShare {
                 value
             }
         };
-        if !excess && !share.heavy(Instant::now()) {
+        let now = Instant::now();
+        // Every job counts towards contention, a light caller's above all.
+        let contended = self.contended(caller, now);
+        let yields = contended && (excess || share.heavy(now));
+        if !yields {
             return tokio::task::spawn_blocking(timed).await.map_err(|_| JobFailed);
         }
         let (done, result) = tokio::sync::oneshot::channel();

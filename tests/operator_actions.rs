@@ -107,6 +107,6 @@ async fn status_lists_the_hundred_deadlines_due_soonest_and_counts_them_all() {
     let status = c.operator(0).status(StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.deadlines.len(), 100);
     assert!(status.deadlines_running >= 101, "{}", status.deadlines_running);
-    let due: Vec<_> = status.deadlines.iter().map(|d| d.due_at.clone().unwrap().seconds).collect();
+    let due: Vec<_> = status.deadlines.iter().map(|d| d.due_at.unwrap().seconds).collect();
     assert!(due.windows(2).all(|w| w[0] <= w[1]), "soonest first: {due:?}");
 }
