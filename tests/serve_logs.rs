@@ -6,31 +6,64 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_tls_handshake_is_logged_at_info_with_the_peers_address_and_reason() {
-    let root = tempfile::tempdir().unwrap();
-    let made = hotline::setup::local_cluster(root.path(), &["PER", "CHL"], common::NORMS)
-        .await
-        .unwrap();
-    let per = made[0].0.clone();
-    drop(made); // the ports are free for the real process
-    let log_path = root.path().join("serve.log");
-    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(["serve", "--config", per.path.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let wait_for = |what: &str, done: &dyn Fn(&str) -> bool| {
+/// PER's node as a real `hotline serve` process logging at INFO to a file.
+struct Serve {
+    _root: tempfile::TempDir,
+    per: hotline::config::Config,
+    process: std::process::Child,
+    log_path: std::path::PathBuf,
+}
+
+impl Serve {
+    async fn start() -> Serve {
+        let root = tempfile::tempdir().unwrap();
+        let made = hotline::setup::local_cluster(root.path(), &["PER", "CHL"], common::NORMS)
+            .await
+            .unwrap();
+        let per = made[0].0.clone();
+        drop(made); // the ports are free for the real process
+        let log_path = root.path().join("serve.log");
+        let process = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+            .args(["serve", "--config", per.path.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let serve = Serve {
+            _root: root,
+            per,
+            process,
+            log_path,
+        };
+        serve.wait_for("the node to serve", &|l| l.contains("node serving"));
+        serve
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: &str, done: &dyn Fn(&str) -> bool) {
         let end = Instant::now() + Duration::from_secs(20);
-        while !done(&log()) {
-            assert!(Instant::now() < end, "timed out waiting for {what}: {}", log());
+        while !done(&self.log()) {
+            assert!(Instant::now() < end, "timed out waiting for {what}: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-    };
-    wait_for("the node to serve", &|l| l.contains("node serving"));
+    }
+
+    /// Stops the process; its whole log.
+    fn stop(mut self) -> String {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        self.log()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_tls_handshake_is_logged_at_info_with_the_peers_address_and_reason() {
+    let serve = Serve::start().await;
+    let per = &serve.per;
     // A client whose certificate comes from a CA outside the agreement.
     let stranger_ca = hotline::tls::new_ca("XYZ").unwrap();
     let stranger = hotline::tls::issue("XYZ", &stranger_ca, "XYZ", &[], hotline::tls::Usage::Client).unwrap();
@@ -39,10 +72,9 @@ async fn a_refused_tls_handshake_is_logged_at_info_with_the_peers_address_and_re
         .status(hotline::proto::StatusRequest {})
         .await;
     assert!(refused.is_err());
-    wait_for("the refusal to be logged", &|l| l.contains("TLS handshake refused"));
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let line = log()
+    serve.wait_for("the refusal to be logged", &|l| l.contains("TLS handshake refused"));
+    let line = serve
+        .stop()
         .lines()
         .find(|l| l.contains("TLS handshake refused"))
         .unwrap()
@@ -54,26 +86,8 @@ async fn a_refused_tls_handshake_is_logged_at_info_with_the_peers_address_and_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_refused_call_repeated_is_one_warn_line_naming_caller_method_and_code() {
-    let root = tempfile::tempdir().unwrap();
-    let made = hotline::setup::local_cluster(root.path(), &["PER", "CHL"], common::NORMS)
-        .await
-        .unwrap();
-    let per = made[0].0.clone();
-    drop(made);
-    let log_path = root.path().join("serve.log");
-    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(["serve", "--config", per.path.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let end = Instant::now() + Duration::from_secs(20);
-    while !log().contains("node serving") {
-        assert!(Instant::now() < end, "the node did not start: {}", log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let serve = Serve::start().await;
+    let per = &serve.per;
     let channel =
         hotline::transport::channel(&per.client_node, &per.ca_pem().unwrap(), &per.client_cert().unwrap()).unwrap();
     let mut operator = hotline::proto::operator_client::OperatorClient::new(channel);
@@ -88,9 +102,8 @@ async fn the_same_refused_call_repeated_is_one_warn_line_naming_caller_method_an
     }
     // A call that succeeds after them: every refusal before it has been logged, if it was going to be.
     operator.status(hotline::proto::StatusRequest {}).await.unwrap();
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let refusals: Vec<String> = log()
+    let log = serve.stop();
+    let refusals: Vec<String> = log
         .lines()
         .filter(|l| l.contains("call refused"))
         .map(str::to_owned)
@@ -106,7 +119,7 @@ async fn the_same_refused_call_repeated_is_one_warn_line_naming_caller_method_an
     ] {
         assert!(line.contains(part), "{part} missing from {line}");
     }
-    assert!(!log().contains("ERROR"), "{}", log());
+    assert!(!log.contains("ERROR"), "{log}");
 }
 
 #[test]
