@@ -66,6 +66,7 @@ struct RawLimits {
     connections_per_address: Option<usize>,
     connections: Option<usize>,
     handshake_timeout: Option<String>,
+    call_timeout: Option<String>,
     peer_calls_in_flight: Option<usize>,
     local_calls_in_flight: Option<usize>,
 }
@@ -140,6 +141,9 @@ pub struct Config {
     pub connections: usize,
     /// How long a connection has to complete its TLS handshake.
     pub handshake_timeout: Duration,
+    /// How long a call may take before its answer starts (a request body
+    /// that trickles in, a stuck handler); it is then cancelled and its slot freed.
+    pub call_timeout: Duration,
     /// Calls in flight at once from each peer node, counted before their bodies are read.
     pub peer_calls_in_flight: usize,
     /// Calls in flight at once from each local operator or auditor.
@@ -173,21 +177,14 @@ impl Config {
         let mut duration = |field: &str, v: &Option<String>, default: u64| match v {
             None => Duration::from_millis(default),
             Some(s) => clock::parse_duration(s).filter(|d| !d.is_zero()).unwrap_or_else(|| {
-                problems.push(format!("delivery.{field}: {s:?} is not a duration such as \"200ms\""));
+                problems.push(format!("{field}: {s:?} is not a duration such as \"200ms\""));
                 Duration::from_millis(default)
             }),
         };
-        let retry_base = duration("retry_base", &raw.delivery.retry_base, 200);
-        let retry_max = duration("retry_max", &raw.delivery.retry_max, 30_000);
-        let handshake_timeout = match &raw.limits.handshake_timeout {
-            None => Duration::from_secs(10),
-            Some(s) => clock::parse_duration(s).filter(|d| !d.is_zero()).unwrap_or_else(|| {
-                problems.push(format!(
-                    "limits.handshake_timeout: {s:?} is not a duration such as \"10s\""
-                ));
-                Duration::from_secs(10)
-            }),
-        };
+        let retry_base = duration("delivery.retry_base", &raw.delivery.retry_base, 200);
+        let retry_max = duration("delivery.retry_max", &raw.delivery.retry_max, 30_000);
+        let handshake_timeout = duration("limits.handshake_timeout", &raw.limits.handshake_timeout, 10_000);
+        let call_timeout = duration("limits.call_timeout", &raw.limits.call_timeout, 60_000);
         let d = crate::limits::LimitConfig::default();
         let limits = crate::limits::LimitConfig {
             requests_per_second: raw.limits.requests_per_second.unwrap_or(d.requests_per_second),
@@ -224,6 +221,7 @@ impl Config {
             peer_calls_in_flight: raw.limits.peer_calls_in_flight.unwrap_or(8).max(1),
             local_calls_in_flight: raw.limits.local_calls_in_flight.unwrap_or(256).max(1),
             handshake_timeout,
+            call_timeout,
             recheck_log: crate::log::Recheck::default(),
         };
         let files = [

@@ -69,6 +69,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .collect::<Vec<_>>()
         .join("\n");
     let router = transport::plain_server()
+        .timeout(config.call_timeout)
         .max_concurrent_streams(Some(config.concurrent_streams))
         .layer(crate::limits::CallLimitLayer::new(
             node.identifier.clone(),

@@ -110,3 +110,19 @@ async fn status_lists_the_hundred_deadlines_due_soonest_and_counts_them_all() {
     let due: Vec<_> = status.deadlines.iter().map(|d| d.due_at.unwrap().seconds).collect();
     assert!(due.windows(2).all(|w| w[0] <= w[1]), "soonest first: {due:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_answer_does_not_start_within_the_call_timeout_is_cancelled() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.call_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    // Another process holds the database's write lock, so the node's log cannot commit.
+    let blocker = rusqlite::Connection::open(c.configs[0].data.join("hotline.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let stuck = send(&c, notice(&["CHL"], "Stuck behind a lock")).await.unwrap_err();
+    assert_eq!(stuck.code(), Code::Cancelled, "{stuck:?}");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    // The node answers again once the lock is gone.
+    c.operator(0).status(StatusRequest {}).await.unwrap();
+}
