@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::agreement::SignedAgreement;
 use crate::keys::{IdentityKey, KeyError};
 use crate::tls::{self, CertKey, TlsError, Usage};
 
@@ -246,9 +247,18 @@ max_notice_bytes = 1048576
 clock_skew = "5m"
 "#;
 
-/// Agreement text from a norms table and the parties' `[[party]]` entries.
-pub fn agreement_text(version: u64, title: &str, norms: &str, entries: &[String]) -> String {
-    let mut text = format!("# hotline agreement\nversion = {version}\ntitle = \"{title}\"\n\n{norms}\n");
+/// Agreement text from a norms table and the parties' `[[party]]` entries:
+/// version 1, or the version after `follows`, naming it by its text's hash.
+pub fn agreement_text(follows: Option<&SignedAgreement>, title: &str, norms: &str, entries: &[String]) -> String {
+    let head = match follows {
+        None => "version = 1".to_owned(),
+        Some(prev) => format!(
+            "version = {}\nprevious = \"{}\"",
+            prev.agreement.version + 1,
+            hex::encode(prev.text_sha256())
+        ),
+    };
+    let mut text = format!("# hotline agreement\n{head}\ntitle = \"{title}\"\n\n{norms}\n");
     for e in entries {
         text += e;
         text += "\n";
@@ -286,7 +296,7 @@ pub async fn local_cluster(
         made.push((dir, created, listener));
     }
     let entries: Vec<String> = made.iter().map(|(_, c, _)| c.party_entry.clone()).collect();
-    let text = agreement_text(1, "hotline on loopback", norms, &entries);
+    let text = agreement_text(None, "hotline on loopback", norms, &entries);
     let mut signed = crate::agreement::SignedAgreement::parse(text.as_bytes()).map_err(|e| SetupError::Io {
         path: root.to_owned(),
         source: std::io::Error::other(e.to_string()),

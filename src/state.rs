@@ -368,13 +368,35 @@ pub fn insert_witnessed(c: &Connection, party: &str, size: u64, note: &[u8]) -> 
 }
 
 /// The agreement version adopted last, with its hash.
-pub fn adopted(c: &Connection) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
+pub fn adopted(c: &Connection) -> rusqlite::Result<Option<Adopted>> {
     c.query_row(
-        "SELECT version, sha256 FROM adopted ORDER BY version DESC LIMIT 1",
+        "SELECT a.version, a.sha256, e.data FROM adopted a JOIN entries e ON e.idx = a.log_index \
+         ORDER BY a.version DESC LIMIT 1",
         [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+        |r| {
+            let entry: Vec<u8> = r.get(2)?;
+            let signed_note = match LogEntry::decode(&entry[..]).ok().and_then(|e| e.body) {
+                Some(crate::proto::log_entry::Body::AgreementAdopted(a)) => a.signed_note,
+                _ => Vec::new(),
+            };
+            Ok(Adopted {
+                version: r.get::<_, i64>(0)? as u64,
+                sha256: r.get(1)?,
+                signed_note,
+            })
+        },
     )
     .optional()
+}
+
+/// The agreement a node adopted last, as its log records it.
+pub struct Adopted {
+    /// Its version.
+    pub version: u64,
+    /// The SHA-256 of the signed note as adopted (text and signatures).
+    pub sha256: Vec<u8>,
+    /// The signed note itself.
+    pub signed_note: Vec<u8>,
 }
 
 /// Records an agreement adoption.

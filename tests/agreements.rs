@@ -147,3 +147,144 @@ fn a_malformed_signature_block_is_refused() {
     // Without a valid signature block the file reads as TOML, which it no longer is.
     assert!(SignedAgreement::parse(broken.as_bytes()).is_err());
 }
+
+/// Version `prev + 1` for `parties`, naming `prev` (or `names`, when given) and signed by `signers`.
+fn next_version(
+    prev: &SignedAgreement,
+    parties: &[common::TestParty],
+    names: Option<[u8; 32]>,
+    signers: &[&common::TestParty],
+) -> SignedAgreement {
+    let head = format!(
+        "version = {}\nprevious = \"{}\"\n",
+        prev.agreement.version + 1,
+        hex::encode(names.unwrap_or(prev.text_sha256()))
+    );
+    let text = agreement_text(parties, "").replacen("version = 1\n", &head, 1);
+    let mut a = SignedAgreement::parse(text.as_bytes()).unwrap();
+    for s in signers {
+        a.sign(&s.key).unwrap();
+    }
+    a
+}
+
+#[test]
+fn a_version_naming_its_predecessor_signed_by_its_quorum_and_every_added_party_chains() {
+    let p = parties(&["PER", "CHL", "ARG"]);
+    let v1 = signed_agreement(&p[..2], "", &[&p[0], &p[1]]);
+    let v2 = next_version(&v1, &p, None, &[&p[0], &p[1], &p[2]]);
+    v2.verify_successor(&v1, clock::now()).unwrap();
+    hotline::agreement::verify_chain(&[v1, v2], clock::now()).unwrap();
+}
+
+#[test]
+fn a_version_that_does_not_name_its_predecessors_hash_is_refused() {
+    let p = parties(&["PER", "CHL"]);
+    let v1 = signed_agreement(&p, "", &[&p[0], &p[1]]);
+    let v2 = next_version(&v1, &p, Some([7; 32]), &[&p[0], &p[1]]);
+    let err = v2.verify_successor(&v1, clock::now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AgreementError::DoesNotChain {
+                version: 2,
+                previous: 1
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_amendment_signed_below_the_previous_versions_quorum_is_refused() {
+    let p = parties(&["PER", "CHL", "ARG"]);
+    let v1 = signed_agreement(&p, "", &[&p[0], &p[1], &p[2]]);
+    // PER and CHL drop ARG and sign alone: version 1 needs all three.
+    let v2 = next_version(&v1, &p[..2], None, &[&p[0], &p[1]]);
+    let err = v2.verify_successor(&v1, clock::now()).unwrap_err();
+    assert!(
+        matches!(&err, AgreementError::NotSigned { signed: 2, required: 3, missing } if missing == &["ARG"]),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_new_party_that_did_not_sign_is_not_added() {
+    let p = parties(&["PER", "CHL", "ARG"]);
+    let v1 = signed_agreement(&p[..2], "", &[&p[0], &p[1]]);
+    let v2 = next_version(&v1, &p, None, &[&p[0], &p[1]]);
+    let err = v2.verify_successor(&v1, clock::now()).unwrap_err();
+    assert!(
+        matches!(&err, AgreementError::AddedWithoutConsent(added) if added == &["ARG"]),
+        "{err}"
+    );
+}
+
+#[test]
+fn agreement_verify_chain_accepts_a_chain_and_names_the_version_that_breaks_it() {
+    let p = parties(&["PER", "CHL"]);
+    let v1 = signed_agreement(&p, "", &[&p[0], &p[1]]);
+    let v2 = next_version(&v1, &p, None, &[&p[0], &p[1]]);
+    let v3 = next_version(&v2, &p, None, &[&p[0]]);
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<String> = [&v1, &v2, &v3]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let f = dir.path().join(format!("v{}.toml", i + 1));
+            std::fs::write(&f, v.to_bytes()).unwrap();
+            f.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let (ok, v) = common::hotline_json(&["agreement", "verify", "--chain", &files[0], &files[1]]);
+    assert!(ok, "{v}");
+    assert_eq!(v["versions"], serde_json::json!([1, 2]));
+    let (ok, v) = common::hotline_json(&["agreement", "verify", "--chain", &files[0], &files[1], &files[2]]);
+    assert!(!ok, "version 3 lacks CHL's signature: {v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("version 3: ") && error.contains("missing: CHL"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_adopts_a_chained_next_version_on_restart_and_refuses_one_that_does_not_chain() {
+    let mut c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    c.stop(0).await;
+    let path = c.configs[0].agreement.clone();
+    let v1 = SignedAgreement::load(&path).unwrap();
+    let keys: Vec<_> = c
+        .configs
+        .iter()
+        .map(|cfg| hotline::keys::IdentityKey::load(&cfg.identity_key).unwrap())
+        .collect();
+    let version_2 = |names: [u8; 32]| {
+        let head = format!("version = 2\nprevious = \"{}\"\n", hex::encode(names));
+        let mut v2 = SignedAgreement::parse(v1.text().replacen("version = 1\n", &head, 1).as_bytes()).unwrap();
+        for k in &keys {
+            v2.sign(k).unwrap();
+        }
+        v2.to_bytes()
+    };
+    let start = |c: &common::Cluster| {
+        let (config, clock) = (c.configs[0].clone(), c.clock.clone());
+        async move {
+            let listener = tokio::net::TcpListener::bind(config.listen_addr()).await.unwrap();
+            hotline::server::start(&config, Some(listener), clock).await
+        }
+    };
+    std::fs::write(&path, version_2([9; 32])).unwrap();
+    let refused = start(&c).await.err().expect("started on a version that does not chain");
+    assert!(
+        refused.to_string().contains("does not chain from version 1"),
+        "{refused}"
+    );
+    std::fs::write(&path, version_2(v1.text_sha256())).unwrap();
+    c.nodes[0] = Some(start(&c).await.unwrap());
+    assert!(
+        c.log_lines(0).iter().any(|l| l == "adopted agreement version 2"),
+        "{:?}",
+        c.log_lines(0)
+    );
+}

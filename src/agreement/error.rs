@@ -49,6 +49,35 @@ pub enum AgreementError {
         /// The parties whose signatures are missing.
         missing: Vec<String>,
     },
+    /// A version that is not the one after the version it must follow.
+    #[error("agreement version {version} cannot follow here: version {expected} is next")]
+    NotNext {
+        /// The version found.
+        version: u64,
+        /// The version that must come next.
+        expected: u64,
+    },
+    /// A version whose `previous` is not the hash of the version before it.
+    #[error(
+        "agreement version {version} does not chain from version {previous}: its previous is not the SHA-256 of that version's text"
+    )]
+    DoesNotChain {
+        /// The version found.
+        version: u64,
+        /// The version it had to name.
+        previous: u64,
+    },
+    /// One version of a chain is at fault.
+    #[error("version {version}: {source}")]
+    InChain {
+        /// The version at fault.
+        version: u64,
+        /// What is wrong with it.
+        source: Box<AgreementError>,
+    },
+    /// A version adds parties that did not sign it.
+    #[error("the agreement adds parties that did not sign it: {}", .0.join(", "))]
+    AddedWithoutConsent(Vec<String>),
     /// The local key is not one the agreement lists.
     #[error("key {0} is not listed for any party of the agreement")]
     NotAParty(String),

@@ -5,7 +5,9 @@
 //! quorum it names). Validation names the exact field or party at fault.
 //!
 //! The schema is in `schema.rs`, the norms in `norms.rs`, the signed form and
-//! its quorum in `signed.rs`, and refusals in `error.rs`.
+//! its quorum and the chain rule (version n+1 names the hash of version n and
+//! is signed by the quorum of version n and by every party it adds) in
+//! `signed.rs`, and refusals in `error.rs`.
 
 mod error;
 mod norms;
@@ -15,4 +17,4 @@ mod signed;
 pub use error::AgreementError;
 pub use norms::{MAX_NOTICE_BYTES_LIMIT, Norms};
 pub use schema::{Agreement, Party, TlsIdentity, is_valid_party_id};
-pub use signed::SignedAgreement;
+pub use signed::{SignedAgreement, verify_chain};

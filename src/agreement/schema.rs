@@ -19,6 +19,7 @@ pub fn is_valid_party_id(id: &str) -> bool {
 #[serde(deny_unknown_fields)]
 struct RawAgreement {
     version: u64,
+    previous: Option<String>,
     #[serde(default)]
     title: String,
     quorum: Option<usize>,
@@ -81,6 +82,9 @@ impl Party {
 pub struct Agreement {
     /// Bumped on every change; every party signs each version.
     pub version: u64,
+    /// The SHA-256 of the previous version's text: what chains version n+1
+    /// to version n (none for version 1).
+    pub previous: Option<[u8; 32]>,
     /// A human title.
     pub title: String,
     /// How many parties must sign; all of them unless the text says otherwise.
@@ -99,6 +103,22 @@ impl Agreement {
         if raw.version == 0 {
             return Err(field("version", "must be 1 or more"));
         }
+        let previous = match (raw.version, &raw.previous) {
+            (1, None) => None,
+            (1, Some(_)) => return Err(field("previous", "version 1 has no previous version")),
+            (_, None) => {
+                return Err(field(
+                    "previous",
+                    "required from version 2 on: the SHA-256 (hex) of the previous version's text",
+                ));
+            }
+            (_, Some(hex_sha)) => Some(
+                hex::decode(hex_sha)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| field("previous", "must be 64 hex digits (a SHA-256)"))?,
+            ),
+        };
         let norms = parse_norms(&raw.norms)?;
         if raw.party.is_empty() {
             return Err(field("party", "at least one party is required"));
@@ -201,6 +221,7 @@ impl Agreement {
         }
         Ok(Self {
             version: raw.version,
+            previous,
             title: raw.title,
             quorum,
             norms,

@@ -6,9 +6,10 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 use super::error::AgreementError;
-use super::schema::Agreement;
+use super::schema::{Agreement, Party};
 use crate::keys::{IdentityKey, TrustedKey, VerifierKey};
 use crate::note::{NoteError, SignedNote};
+use sha2::{Digest, Sha256};
 
 /// An agreement with its signed-note signatures, as stored on disk.
 #[derive(Debug)]
@@ -61,11 +62,20 @@ impl SignedAgreement {
         Ok(self.note.sign(key)?)
     }
 
+    /// The SHA-256 of the text the parties sign: what the next version names
+    /// as its `previous`.
+    pub fn text_sha256(&self) -> [u8; 32] {
+        Sha256::digest(self.text().as_bytes()).into()
+    }
+
     /// The parties whose signature, by a key valid at `at`, verifies over the exact text.
     pub fn signers(&self, at: OffsetDateTime) -> Result<Vec<String>, AgreementError> {
-        let valid: Vec<&TrustedKey> = self
-            .agreement
-            .parties
+        self.signers_among(&self.agreement.parties, at)
+    }
+
+    /// Which of `parties` signed this text with one of their keys valid at `at`.
+    fn signers_among(&self, parties: &[Party], at: OffsetDateTime) -> Result<Vec<String>, AgreementError> {
+        let valid: Vec<&TrustedKey> = parties
             .iter()
             .flat_map(|p| &p.keys)
             .filter(|k| k.valid_at(at))
@@ -90,9 +100,7 @@ impl SignedAgreement {
             Err(e) => return Err(e.into()),
         };
         let signed: Vec<String> = verified.iter().map(|k| party_of(&k.key_id())).collect();
-        Ok(self
-            .agreement
-            .parties
+        Ok(parties
             .iter()
             .filter(|p| signed.contains(&p.id))
             .map(|p| p.id.clone())
@@ -118,4 +126,71 @@ impl SignedAgreement {
         }
         Ok(signed)
     }
+
+    /// Checks that this version may follow `prev`: it is the next version,
+    /// names `prev`'s text by its hash, is signed by the quorum of `prev`'s
+    /// parties with their keys (a group cannot escape the quorum by rewriting
+    /// the party list), and by every party it adds.
+    pub fn verify_successor(&self, prev: &SignedAgreement, at: OffsetDateTime) -> Result<(), AgreementError> {
+        let (version, expected) = (self.agreement.version, prev.agreement.version + 1);
+        if version != expected {
+            return Err(AgreementError::NotNext { version, expected });
+        }
+        if self.agreement.previous != Some(prev.text_sha256()) {
+            return Err(AgreementError::DoesNotChain {
+                version,
+                previous: prev.agreement.version,
+            });
+        }
+        let old = &prev.agreement.parties;
+        let by_old = self.signers_among(old, at)?;
+        if by_old.len() < prev.agreement.quorum {
+            return Err(AgreementError::NotSigned {
+                signed: by_old.len(),
+                required: prev.agreement.quorum,
+                missing: old
+                    .iter()
+                    .filter(|p| !by_old.contains(&p.id))
+                    .map(|p| p.id.clone())
+                    .collect(),
+            });
+        }
+        let by_own = self.signers(at)?;
+        let added: Vec<String> = self
+            .agreement
+            .parties
+            .iter()
+            .filter(|p| prev.agreement.party(&p.id).is_none() && !by_own.contains(&p.id))
+            .map(|p| p.id.clone())
+            .collect();
+        if !added.is_empty() {
+            return Err(AgreementError::AddedWithoutConsent(added));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a whole chain offline: version 1 signed by its own quorum, and
+/// each later version a valid successor of the one before.
+pub fn verify_chain(chain: &[SignedAgreement], at: OffsetDateTime) -> Result<(), AgreementError> {
+    let Some(first) = chain.first() else {
+        return Err(AgreementError::Toml("an empty chain".into()));
+    };
+    if first.agreement.version != 1 {
+        return Err(AgreementError::NotNext {
+            version: first.agreement.version,
+            expected: 1,
+        });
+    }
+    let in_chain = |version, e| AgreementError::InChain {
+        version,
+        source: Box::new(e),
+    };
+    first.verify(at).map_err(|e| in_chain(1, e))?;
+    for pair in chain.windows(2) {
+        pair[1]
+            .verify_successor(&pair[0], at)
+            .map_err(|e| in_chain(pair[1].agreement.version, e))?;
+    }
+    Ok(())
 }

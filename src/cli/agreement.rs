@@ -24,9 +24,10 @@ pub enum Command {
         /// A file holding the [norms] table (default: the brief's norms).
         #[arg(long)]
         norms: Option<PathBuf>,
-        /// The agreement's version; bump it for every change.
-        #[arg(long, default_value_t = 1)]
-        version: u64,
+        /// The version this one follows (its file): the new one is the next
+        /// version and names it by the SHA-256 of its text. Without it, version 1.
+        #[arg(long)]
+        follows: Option<PathBuf>,
         /// A human title for the agreement.
         #[arg(long, default_value = "hotline agreement")]
         title: String,
@@ -40,9 +41,16 @@ pub enum Command {
         key: PathBuf,
     },
     /// Check every signature; exit 1 unless the quorum of parties signed.
+    /// With --chain, check a chain of versions from version 1: each names the
+    /// SHA-256 of the one before and is signed by its quorum and by every
+    /// party it adds.
     Verify {
-        /// The signed agreement.
-        file: PathBuf,
+        /// The signed agreement; with --chain, every version in order from 1.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Check the files as one chain of versions.
+        #[arg(long)]
+        chain: bool,
     },
     /// Show the parties and norms of an agreement.
     Show {
@@ -57,9 +65,12 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             parties,
             out: file,
             norms,
-            version,
+            follows,
             title,
         } => {
+            let follows = follows
+                .map(|f| SignedAgreement::parse(&read_input(&f)?).map_err(|e| anyhow::anyhow!("{}: {e}", f.display())))
+                .transpose()?;
             let norms = match norms {
                 Some(p) => String::from_utf8(read_input(&p)?)?,
                 None => hotline::setup::DEFAULT_NORMS.to_owned(),
@@ -68,7 +79,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|p| Ok(String::from_utf8(read_input(p)?)?))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let text = hotline::setup::agreement_text(version, &title, &norms, &entries);
+            let text = hotline::setup::agreement_text(follows.as_ref(), &title, &norms, &entries);
             let signed =
                 SignedAgreement::parse(text.as_bytes()).map_err(|e| anyhow::anyhow!("assembled agreement: {e}"))?;
             if file.exists() {
@@ -76,6 +87,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             }
             write_atomic(&file, text.as_bytes())?;
             let ids: Vec<&str> = signed.agreement.parties.iter().map(|p| p.id.as_str()).collect();
+            let version = signed.agreement.version;
             out.print(&json!({"file": file, "version": version, "parties": ids}), || {
                 format!(
                     "wrote {} (version {version}) with parties {}; now each party runs hotline agreement sign\n",
@@ -105,7 +117,36 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { file } => {
+        Command::Verify { files, chain: true } => {
+            let chain = files
+                .iter()
+                .map(|f| SignedAgreement::parse(&read_input(f)?).map_err(|e| anyhow::anyhow!("{}: {e}", f.display())))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if let Err(e) = hotline::agreement::verify_chain(&chain, clock::now()) {
+                out.print(&json!({"valid": false, "error": e.to_string()}), || {
+                    format!("NOT VALID: {e}\n")
+                });
+                return Ok(ExitCode::FAILURE);
+            }
+            let versions: Vec<u64> = chain.iter().map(|s| s.agreement.version).collect();
+            let last = chain.last().map(|s| hex::encode(s.text_sha256())).unwrap_or_default();
+            out.print(
+                &json!({"valid": true, "versions": versions, "latest_sha256": last}),
+                || {
+                    format!(
+                        "VALID: a chain of {} versions, 1 to {}; the latest's text has SHA-256 {last}\n",
+                        versions.len(),
+                        versions.last().unwrap_or(&0)
+                    )
+                },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { files, chain: false } => {
+            let [file] = &files[..] else {
+                anyhow::bail!("give one agreement file, or --chain and every version in order");
+            };
+            let file = file.clone();
             let signed =
                 SignedAgreement::parse(&read_input(&file)?).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let a = &signed.agreement;

@@ -140,16 +140,13 @@ impl Node {
         let bytes = signed.to_bytes();
         let sha = Sha256::digest(&bytes).to_vec();
         let version = signed.agreement.version;
-        let current = self.read(state::adopted)?;
-        if current.as_ref().is_some_and(|(v, s)| *v == version && *s == sha) {
-            return Ok(());
-        }
-        if let Some((v, _)) = current
-            && v > version
-        {
-            return Err(setup(format!(
-                "agreement version {version} is older than the adopted version {v}"
-            )));
+        if let Some(current) = self.read(state::adopted)? {
+            if current.sha256 == sha {
+                return Ok(());
+            }
+            let held = SignedAgreement::parse(&current.signed_note)
+                .map_err(|e| setup(format!("the adopted agreement in the log: {e}")))?;
+            check_follows(signed, &held, self.clock.now()).map_err(setup)?;
         }
         let e = entry::encode(
             self.clock.now(),
@@ -214,6 +211,34 @@ impl Node {
             log.close();
         }
     }
+}
+
+/// Whether a node holding `held` may adopt `signed`: the same version with
+/// more signatures, or the next version chained to it. An older version, a
+/// gap, and another text under the held version number (a fork) are refused.
+fn check_follows(signed: &SignedAgreement, held: &SignedAgreement, at: time::OffsetDateTime) -> Result<(), String> {
+    let (version, v) = (signed.agreement.version, held.agreement.version);
+    if version < v {
+        return Err(format!(
+            "agreement version {version} is older than the adopted version {v}"
+        ));
+    }
+    if version == v {
+        return match signed.text() == held.text() {
+            true => Ok(()),
+            false => Err(format!(
+                "agreement version {version} differs from the adopted version {v} with the same number: a fork"
+            )),
+        };
+    }
+    if version > v + 1 {
+        return Err(format!(
+            "agreement version {version} cannot be adopted over version {v}: adopt versions {} to {} first, in order",
+            v + 1,
+            version - 1
+        ));
+    }
+    signed.verify_successor(held, at).map_err(|e| e.to_string())
 }
 
 /// Runs `tasks` concurrently, so that their log appends land in one batch,
