@@ -50,8 +50,13 @@ impl Federation for FederationService {
         let peer = self.peer(&req)?;
         tracing::Span::current().record("peer", peer.as_str());
         let _admitted = self.node.limits.admit(&peer)?;
-        let receipt = self.node.deliver(&peer, req.into_inner()).await?;
-        Ok(Response::new(DeliverResponse { receipt: Some(receipt) }))
+        let req = req.into_inner();
+        self.node.compare_agreement(&peer, req.agreement.as_ref()).await;
+        let receipt = self.node.deliver(&peer, req).await?;
+        Ok(Response::new(DeliverResponse {
+            receipt: Some(receipt),
+            agreement: Some(self.node.agreements.ours()),
+        }))
     }
 
     #[tracing::instrument(name = "Federation.DeliverBatch", skip_all, fields(peer, envelopes))]
@@ -69,6 +74,7 @@ impl Federation for FederationService {
         }
         // Each envelope counts against the peer's limits as one Deliver would.
         let _admitted = self.node.limits.admit_n(&peer, n)?;
+        self.node.compare_agreement(&peer, req.agreement.as_ref()).await;
         let outcomes = self
             .node
             .deliver_batch(&peer, req.envelopes, req.sender_checkpoint)
@@ -81,7 +87,10 @@ impl Federation for FederationService {
                 }),
             })
             .collect();
-        Ok(Response::new(DeliverBatchResponse { outcomes }))
+        Ok(Response::new(DeliverBatchResponse {
+            outcomes,
+            agreement: Some(self.node.agreements.ours()),
+        }))
     }
 
     #[tracing::instrument(name = "Federation.GetCheckpoint", skip_all)]

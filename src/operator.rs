@@ -269,6 +269,7 @@ impl Operator for OperatorService {
                     .find(|(party, _)| *party == p.id)
                     .and_then(|(_, ms)| clock::ms_to_proto(*ms)),
                 witnessed_size,
+                agreement_version: node.agreements.version_of(&p.id),
             })
             .collect();
         Ok(Response::new(StatusResponse {

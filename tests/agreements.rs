@@ -288,3 +288,52 @@ async fn a_node_adopts_a_chained_next_version_on_restart_and_refuses_one_that_do
         c.log_lines(0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_texts_under_one_version_number_give_a_fork_norm_event_on_both_nodes() {
+    let mut c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    c.stop(0).await;
+    c.stop(1).await;
+    let v1 = SignedAgreement::load(&c.configs[0].agreement).unwrap();
+    let keys: Vec<_> = c
+        .configs
+        .iter()
+        .map(|cfg| hotline::keys::IdentityKey::load(&cfg.identity_key).unwrap())
+        .collect();
+    // Two versions 2, both chained from version 1 and signed by both parties, that differ in their title.
+    let dir = tempfile::tempdir().unwrap();
+    for (i, title) in ["Hotline A", "Hotline B"].into_iter().enumerate() {
+        let head = format!("version = 2\nprevious = \"{}\"\n", hex::encode(v1.text_sha256()));
+        let text = v1.text().replacen("version = 1\n", &head, 1).replacen(
+            &format!("title = \"{}\"", v1.agreement.title),
+            &format!("title = \"{title}\""),
+            1,
+        );
+        let mut v2 = SignedAgreement::parse(text.as_bytes()).unwrap();
+        for k in &keys {
+            v2.sign(k).unwrap();
+        }
+        let path = dir.path().join(format!("agreement-{i}.toml"));
+        std::fs::write(&path, v2.to_bytes()).unwrap();
+        c.configs[i].agreement = path;
+        c.restart(i).await;
+    }
+    c.send(0, common::notice(&["CHL"], "Which agreement?")).await;
+    c.eventually(10, "a fork logged on both sides", |c| {
+        (0..2).all(|i| c.log_lines(i).iter().any(|l| l.starts_with("AGREEMENT_FORK")))
+    })
+    .await;
+    let status = c
+        .operator(0)
+        .status(hotline::proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.peers[0].agreement_version, 2);
+    assert!(
+        status
+            .recent_norm_events
+            .iter()
+            .any(|e| e.kind() == hotline::proto::NormEventKind::AgreementFork)
+    );
+}

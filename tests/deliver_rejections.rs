@@ -45,6 +45,7 @@ fn signed(n: &Notice, k: &IdentityKey) -> Envelope {
 async fn deliver(client: &mut FederationClient<Channel>, env: Envelope) -> Result<Envelope, tonic::Status> {
     client
         .deliver(DeliverRequest {
+            agreement: None,
             envelope: Some(env),
             sender_checkpoint: None,
         })
@@ -152,6 +153,7 @@ async fn each_bad_delivery_gets_its_own_status_and_logs_nothing() {
     let mut client = peer_client(&c, 1, 0);
     let err = client
         .deliver(DeliverRequest {
+            agreement: None,
             envelope: Some(signed(&valid_notice("CHL", &["PER"]), &chl)),
             sender_checkpoint: Some(SignedCheckpoint {
                 note: b"hotline.example/CHL\n1\nAAAA\n\n- x y\n".to_vec(),
@@ -227,6 +229,7 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
     let note = c.node(1).log.head().note.to_vec();
     client
         .deliver(DeliverRequest {
+            agreement: None,
             envelope: Some(signed(&valid_notice("CHL", &["PER"]), &chl)),
             sender_checkpoint: Some(SignedCheckpoint { note }),
         })
@@ -245,6 +248,7 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
     let forged = hotline::log::checkpoint::sign(&chl, size, tlog_tiles::Hash([7; 32]));
     client
         .deliver(DeliverRequest {
+            agreement: None,
             envelope: Some(signed(&valid_notice("CHL", &["PER"]), &chl)),
             sender_checkpoint: Some(SignedCheckpoint { note: forged }),
         })
@@ -398,6 +402,7 @@ async fn deliver_batch(
 ) -> Result<Vec<Result<Envelope, (Code, String)>>, tonic::Status> {
     let reply = client
         .deliver_batch(DeliverBatchRequest {
+            agreement: None,
             envelopes,
             sender_checkpoint: None,
         })

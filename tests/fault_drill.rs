@@ -134,7 +134,10 @@ impl hotline::proto::federation_server::Federation for HostileReceipts {
                 result: Some(deliver_outcome::Result::Receipt(receipt.clone())),
             })
             .collect();
-        Ok(tonic::Response::new(hotline::proto::DeliverBatchResponse { outcomes }))
+        Ok(tonic::Response::new(hotline::proto::DeliverBatchResponse {
+            agreement: None,
+            outcomes,
+        }))
     }
 
     async fn get_checkpoint(

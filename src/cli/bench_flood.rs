@@ -174,6 +174,7 @@ async fn drill(root: &std::path::Path, args: &FloodArgs) -> anyhow::Result<serde
                     continue;
                 }
                 let req = DeliverBatchRequest {
+                    agreement: None,
                     envelopes: batch.clone(),
                     sender_checkpoint: None,
                 };
@@ -210,6 +211,7 @@ async fn drill(root: &std::path::Path, args: &FloodArgs) -> anyhow::Result<serde
         let t = Instant::now();
         let ok = peer
             .deliver(DeliverRequest {
+                agreement: None,
                 envelope: Some(env),
                 sender_checkpoint: None,
             })

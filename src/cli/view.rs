@@ -277,7 +277,8 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
         .iter()
         .map(|p| {
             json!({"party": p.party, "endpoint": p.endpoint, "outbox": p.outbox,
-                        "last_comm_check_ok": ts(&p.last_comm_check_ok), "witnessed_size": p.witnessed_size})
+                        "last_comm_check_ok": ts(&p.last_comm_check_ok), "witnessed_size": p.witnessed_size,
+                        "agreement_version": p.agreement_version})
         })
         .collect();
     let deadlines: Vec<Value> = s
@@ -294,17 +295,22 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
     let human = {
         let mut t = format!("party {}   log size {}\n\npeers\n", s.party, s.log_size);
         t += &format!(
-            "  {:<8} {:<28} {:>7} {:<30} {:>9}\n",
-            "PARTY", "ENDPOINT", "OUTBOX", "LAST COMM CHECK OK", "WITNESSED"
+            "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9}\n",
+            "PARTY", "ENDPOINT", "OUTBOX", "LAST COMM CHECK OK", "WITNESSED", "AGREEMENT"
         );
         for p in &s.peers {
+            let agreement = match p.agreement_version {
+                0 => "-".to_owned(),
+                v => format!("v{v}"),
+            };
             t += &format!(
-                "  {:<8} {:<28} {:>7} {:<30} {:>9}\n",
+                "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9}\n",
                 term(&p.party),
                 term(&p.endpoint),
                 p.outbox,
                 ts(&p.last_comm_check_ok),
-                p.witnessed_size
+                p.witnessed_size,
+                agreement
             );
         }
         t += &format!("\nrunning deadlines: {}", s.deadlines_running);

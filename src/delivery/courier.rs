@@ -93,11 +93,16 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         sender_checkpoint: Some(SignedCheckpoint {
             note: node.log.head().note.to_vec(),
         }),
+        agreement: Some(node.agreements.ours()),
     };
     let outcomes = match tokio::time::timeout(CALL_TIMEOUT, client.deliver_batch(req)).await {
         Err(_) => return fail_all("timed out".into()),
         Ok(Err(s)) => return fail_all(format!("{:?}: {}", s.code(), s.message())),
-        Ok(Ok(reply)) => reply.into_inner().outcomes,
+        Ok(Ok(reply)) => {
+            let reply = reply.into_inner();
+            node.compare_agreement(party, reply.agreement.as_ref()).await;
+            reply.outcomes
+        }
     };
     if outcomes.len() != messages.len() {
         return fail_all(format!(

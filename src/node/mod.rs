@@ -9,6 +9,7 @@ mod actor;
 mod error;
 mod inbound;
 mod outbound;
+mod peer_agreements;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 
 pub use actor::{Actor, Sent};
 pub use error::NodeError;
+pub use peer_agreements::PeerAgreements;
 
 use crate::agreement::{Agreement, SignedAgreement};
 use crate::clock::Clock;
@@ -61,6 +63,8 @@ pub struct Node {
     pub witness: Arc<Witness>,
     /// First and longest retry delay.
     pub retry: (Duration, Duration),
+    /// Which agreement each peer says it holds, against ours.
+    pub agreements: PeerAgreements,
     events: Events,
     peers: Peers,
     /// New deliveries for the delivery worker.
@@ -126,6 +130,7 @@ impl Node {
             tasks: Tasks::default(),
             witness,
             retry: (config.retry_base, config.retry_max),
+            agreements: PeerAgreements::new(signed.agreement.version, signed.text_sha256()),
             events,
             peers,
             outbox,
@@ -160,6 +165,27 @@ impl Node {
             .await?;
         tracing::info!(version, "adopted agreement");
         Ok(())
+    }
+
+    /// Records the agreement `party` says it holds; another text under our
+    /// version number is logged as an AGREEMENT_FORK norm event, once.
+    pub async fn compare_agreement(&self, party: &str, theirs: Option<&crate::proto::AgreementRef>) {
+        let Some(detail) = self.agreements.note(party, theirs) else {
+            return;
+        };
+        tracing::error!(party, %detail, "agreement fork");
+        let event = crate::norm_event::new(
+            crate::proto::NormEventKind::AgreementFork,
+            party,
+            "",
+            crate::proto::Deadline::Unspecified,
+            None,
+            self.clock.now(),
+            detail,
+        );
+        if let Err(e) = crate::norm_event::log(&self.log, &self.events, event, |_| Ok(())).await {
+            tracing::warn!(party, error = %e, "could not log the agreement fork");
+        }
     }
 
     /// A receiver of every operator-visible event from now on.

@@ -1,0 +1,61 @@
+//! Which agreement each peer says it holds. Every delivery and its answer
+//! carry the sender's agreement version and text hash; another text under
+//! the version number we hold is a fork, reported once per peer and text.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use crate::proto::AgreementRef;
+
+/// Our agreement, and what each peer said of its own.
+pub struct PeerAgreements {
+    ours: AgreementRef,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    versions: HashMap<String, u64>,
+    forks: HashSet<(String, Vec<u8>)>,
+}
+
+impl PeerAgreements {
+    /// Starts from the agreement we hold.
+    pub fn new(version: u64, text_sha256: [u8; 32]) -> Self {
+        Self {
+            ours: AgreementRef {
+                version,
+                text_sha256: text_sha256.to_vec(),
+            },
+            seen: Mutex::default(),
+        }
+    }
+
+    /// The agreement we hold, as we announce it.
+    pub fn ours(&self) -> AgreementRef {
+        self.ours.clone()
+    }
+
+    /// Records what `party` said it holds; the first time it names another
+    /// text under our version number, says so in words.
+    pub fn note(&self, party: &str, theirs: Option<&AgreementRef>) -> Option<String> {
+        let theirs = theirs?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.versions.insert(party.to_owned(), theirs.version);
+        let fork = theirs.version == self.ours.version && theirs.text_sha256 != self.ours.text_sha256;
+        (fork && seen.forks.insert((party.to_owned(), theirs.text_sha256.clone()))).then(|| {
+            format!(
+                "{party} holds agreement version {} with text SHA-256 {}; ours is {}",
+                theirs.version,
+                hex::encode(&theirs.text_sha256),
+                hex::encode(&self.ours.text_sha256)
+            )
+        })
+    }
+
+    /// The version `party` last said it holds; 0 before it said any.
+    pub fn version_of(&self, party: &str) -> u64 {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.versions.get(party).copied().unwrap_or(0)
+    }
+}
