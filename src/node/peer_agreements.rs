@@ -41,7 +41,12 @@ impl PeerAgreements {
     pub fn note(&self, party: &str, theirs: Option<&AgreementRef>) -> Option<String> {
         let theirs = theirs?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.versions.insert(party.to_owned(), theirs.version);
+        match seen.versions.get_mut(party) {
+            Some(version) => *version = theirs.version,
+            None => {
+                seen.versions.insert(party.to_owned(), theirs.version);
+            }
+        }
         let fork = theirs.version == self.ours.version && theirs.text_sha256 != self.ours.text_sha256;
         (fork && seen.forks.insert((party.to_owned(), theirs.text_sha256.clone()))).then(|| {
             format!(
