@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::node::Node;
+use crate::node::{Node, NodeError};
 use crate::proto::federation_server::Federation;
 use crate::proto::{
     ConsistencyProof, ConsistencyProofRequest, DeliverBatchRequest, DeliverBatchResponse, DeliverOutcome,
-    DeliverRequest, DeliverResponse, GetCheckpointRequest, GetCheckpointResponse, Refusal, SignedCheckpoint,
-    deliver_outcome,
+    DeliverRequest, DeliverResponse, GetAgreementRequest, GetAgreementResponse, GetCheckpointRequest,
+    GetCheckpointResponse, Refusal, SignedCheckpoint, deliver_outcome,
 };
+use crate::state;
 use crate::status::caller;
 use crate::tls::Caller;
 
@@ -114,5 +115,20 @@ impl Federation for FederationService {
         let peer = self.peer(&req)?;
         let _admitted = self.node.limits.admit(&peer)?;
         Ok(Response::new(self.node.log.reader().prove_consistency(req.get_ref())?))
+    }
+
+    #[tracing::instrument(name = "Federation.GetAgreement", skip_all, fields(version = req.get_ref().version))]
+    async fn get_agreement(&self, req: Request<GetAgreementRequest>) -> Result<Response<GetAgreementResponse>, Status> {
+        let peer = self.peer(&req)?;
+        let _admitted = self.node.limits.admit(&peer)?;
+        let asked = req.get_ref().version;
+        let adopted = self.node.read(|c| state::adopted_version(c, asked))?;
+        let Some(adopted) = adopted else {
+            let held = self.node.agreements.ours().version;
+            return Err(NodeError::NoSuchAgreement { asked, held }.into());
+        };
+        Ok(Response::new(GetAgreementResponse {
+            signed_note: adopted.signed_note,
+        }))
     }
 }

@@ -369,23 +369,30 @@ pub fn insert_witnessed(c: &Connection, party: &str, size: u64, note: &[u8]) -> 
 
 /// The agreement version adopted last, with its hash.
 pub fn adopted(c: &Connection) -> rusqlite::Result<Option<Adopted>> {
-    c.query_row(
-        "SELECT a.version, a.sha256, e.data FROM adopted a JOIN entries e ON e.idx = a.log_index \
-         ORDER BY a.version DESC LIMIT 1",
-        [],
-        |r| {
-            let entry: Vec<u8> = r.get(2)?;
-            let signed_note = match LogEntry::decode(&entry[..]).ok().and_then(|e| e.body) {
-                Some(crate::proto::log_entry::Body::AgreementAdopted(a)) => a.signed_note,
-                _ => Vec::new(),
-            };
-            Ok(Adopted {
-                version: r.get::<_, i64>(0)? as u64,
-                sha256: r.get(1)?,
-                signed_note,
-            })
-        },
-    )
+    adopted_where(c, "ORDER BY a.version DESC LIMIT 1", [])
+}
+
+/// The agreement version `version` as adopted, if it was.
+pub fn adopted_version(c: &Connection, version: u64) -> rusqlite::Result<Option<Adopted>> {
+    adopted_where(c, "WHERE a.version = ?1", [version as i64])
+}
+
+fn adopted_where(c: &Connection, filter: &str, args: impl rusqlite::Params) -> rusqlite::Result<Option<Adopted>> {
+    c.prepare_cached(&format!(
+        "SELECT a.version, a.sha256, e.data FROM adopted a JOIN entries e ON e.idx = a.log_index {filter}"
+    ))?
+    .query_row(args, |r| {
+        let entry: Vec<u8> = r.get(2)?;
+        let signed_note = match LogEntry::decode(&entry[..]).ok().and_then(|e| e.body) {
+            Some(crate::proto::log_entry::Body::AgreementAdopted(a)) => a.signed_note,
+            _ => Vec::new(),
+        };
+        Ok(Adopted {
+            version: r.get::<_, i64>(0)? as u64,
+            sha256: r.get(1)?,
+            signed_note,
+        })
+    })
     .optional()
 }
 

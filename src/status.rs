@@ -54,7 +54,7 @@ impl From<NodeError> for Status {
             BadSignature { .. } => Code::Unauthenticated,
             SignerIsNotCaller { .. } | FromIsNotCaller { .. } | NotARecipient { .. } => Code::PermissionDenied,
             IdReused(_) | IdTaken(_) => Code::AlreadyExists,
-            NoSuchPeer(_) | NoSuchNotice(_) | UnknownNotice { .. } => Code::NotFound,
+            NoSuchPeer(_) | NoSuchNotice(_) | UnknownNotice { .. } | NoSuchAgreement { .. } => Code::NotFound,
         };
         Status::new(code, e.to_string())
     }

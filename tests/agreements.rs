@@ -337,3 +337,27 @@ async fn two_texts_under_one_version_number_give_a_fork_norm_event_on_both_nodes
             .any(|e| e.kind() == hotline::proto::NormEventKind::AgreementFork)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_fetches_an_adopted_version_and_gets_not_found_for_one_never_adopted() {
+    let c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    let mut chl = c.peer_client(1, 0);
+    let got = chl
+        .get_agreement(hotline::proto::GetAgreementRequest { version: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let fetched = SignedAgreement::parse(&got.signed_note).unwrap();
+    let held = SignedAgreement::load(&c.configs[0].agreement).unwrap();
+    assert_eq!(fetched.text_sha256(), held.text_sha256());
+    fetched.verify(clock::now()).unwrap();
+    let missing = chl
+        .get_agreement(hotline::proto::GetAgreementRequest { version: 2 })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    assert!(
+        missing.message().contains("version 2; the latest it holds is 1"),
+        "{missing:?}"
+    );
+}

@@ -14,17 +14,6 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 /// Party `from` (index) calling node `to` directly with its own node certificate.
-fn peer_client(c: &Cluster, from: usize, to: usize) -> FederationClient<Channel> {
-    let endpoint = format!("https://{}", c.nodes[to].as_ref().unwrap().addr);
-    let channel = hotline::transport::channel(
-        &endpoint,
-        &c.configs[to].ca_pem().unwrap(),
-        &c.configs[from].node_cert().unwrap(),
-    )
-    .unwrap();
-    FederationClient::new(channel)
-}
-
 fn key(c: &Cluster, i: usize) -> IdentityKey {
     IdentityKey::load(&c.configs[i].identity_key).unwrap()
 }
@@ -55,7 +44,7 @@ async fn deliver(client: &mut FederationClient<Channel>, env: Envelope) -> Resul
 
 async fn refused(c: &Cluster, env: Envelope, code: Code, says: &str) {
     let before = c.node(0).log.head().size;
-    let err = deliver(&mut peer_client(c, 1, 0), env).await.unwrap_err();
+    let err = deliver(&mut c.peer_client(1, 0), env).await.unwrap_err();
     assert_eq!(err.code(), code, "{}", err.message());
     assert!(err.message().contains(says), "expected {says:?} in {:?}", err.message());
     assert_eq!(c.node(0).log.head().size, before, "a refused delivery logged something");
@@ -143,14 +132,15 @@ async fn each_bad_delivery_gets_its_own_status_and_logs_nothing() {
     refused(&c, signed(&untitled, &chl), Code::InvalidArgument, "field title").await;
 
     // No envelope at all.
-    let err = peer_client(&c, 1, 0)
+    let err = c
+        .peer_client(1, 0)
         .deliver(DeliverRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     // A forged sender checkpoint.
-    let mut client = peer_client(&c, 1, 0);
+    let mut client = c.peer_client(1, 0);
     let err = client
         .deliver(DeliverRequest {
             agreement: None,
@@ -171,7 +161,7 @@ async fn a_replay_returns_the_original_receipt_and_a_reused_id_is_refused() {
     let chl = key(&c, 1);
     let n = valid_notice("CHL", &["PER"]);
     let env = signed(&n, &chl);
-    let mut client = peer_client(&c, 1, 0);
+    let mut client = c.peer_client(1, 0);
     let first = deliver(&mut client, env.clone()).await.unwrap();
     let size = c.node(0).log.head().size;
     let again = deliver(&mut client, env).await.unwrap();
@@ -224,7 +214,7 @@ async fn callers_that_are_not_peers_are_refused() {
 async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     let chl = key(&c, 1);
-    let mut client = peer_client(&c, 1, 0);
+    let mut client = c.peer_client(1, 0);
     // An honest first delivery: PER witnesses CHL's real checkpoint.
     let note = c.node(1).log.head().note.to_vec();
     client
@@ -267,7 +257,7 @@ async fn a_peer_over_its_request_rate_gets_resource_exhausted_after_a_delay_and_
     })
     .await;
     let chl = key(&c, 1);
-    let mut client = peer_client(&c, 1, 0);
+    let mut client = c.peer_client(1, 0);
     let mut exhausted = 0;
     for _ in 0..10 {
         let asked = std::time::Instant::now();
@@ -289,7 +279,7 @@ async fn a_peer_over_its_request_rate_gets_resource_exhausted_after_a_delay_and_
     assert!(exhausted >= 6, "only {exhausted} of 10 refused");
     // ARG has its own budget.
     let arg = key(&c, 2);
-    deliver(&mut peer_client(&c, 2, 0), signed(&valid_notice("ARG", &["PER"]), &arg))
+    deliver(&mut c.peer_client(2, 0), signed(&valid_notice("ARG", &["PER"]), &arg))
         .await
         .unwrap();
 }
@@ -316,7 +306,7 @@ async fn connections_over_the_per_address_cap_are_closed() {
     // Once they close, a peer can connect again.
     let chl = key(&c, 1);
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while let Err(e) = deliver(&mut peer_client(&c, 1, 0), signed(&valid_notice("CHL", &["PER"]), &chl)).await {
+    while let Err(e) = deliver(&mut c.peer_client(1, 0), signed(&valid_notice("CHL", &["PER"]), &chl)).await {
         assert!(std::time::Instant::now() < end, "a peer still cannot connect: {e}");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
@@ -365,7 +355,7 @@ async fn an_envelope_signed_with_a_retired_key_is_unauthenticated() {
     .await;
     // The current key still works.
     deliver(
-        &mut peer_client(&c, 1, 0),
+        &mut c.peer_client(1, 0),
         signed(&valid_notice("CHL", &["PER"]), &key(&c, 1)),
     )
     .await
@@ -426,7 +416,7 @@ async fn a_batch_is_answered_envelope_by_envelope_in_order_and_a_bad_one_is_refu
     let mut envelopes: Vec<Envelope> = notices.iter().map(|n| signed(n, &chl)).collect();
     envelopes[2].payload[3] ^= 1;
     let before = c.node(0).log.head().size;
-    let outcomes = deliver_batch(&mut peer_client(&c, 1, 0), envelopes).await.unwrap();
+    let outcomes = deliver_batch(&mut c.peer_client(1, 0), envelopes).await.unwrap();
     assert_eq!(outcomes.len(), 5);
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match (i, outcome) {
@@ -453,7 +443,7 @@ async fn a_batch_is_answered_envelope_by_envelope_in_order_and_a_bad_one_is_refu
 async fn an_empty_or_oversized_batch_is_invalid_argument() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     let chl = key(&c, 1);
-    let mut client = peer_client(&c, 1, 0);
+    let mut client = c.peer_client(1, 0);
     let err = deliver_batch(&mut client, vec![]).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("field envelopes has 0"), "{}", err.message());
@@ -472,7 +462,7 @@ async fn each_envelope_of_a_batch_counts_against_the_peers_request_rate() {
     .await;
     let chl = key(&c, 1);
     let four = (0..4).map(|_| signed(&valid_notice("CHL", &["PER"]), &chl)).collect();
-    let err = deliver_batch(&mut peer_client(&c, 1, 0), four).await.unwrap_err();
+    let err = deliver_batch(&mut c.peer_client(1, 0), four).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
     assert!(err.message().contains("CHL is over the limit"), "{}", err.message());
 }
@@ -569,7 +559,7 @@ fn response_by(c: &Cluster, from: usize, notice_id: &str) -> Envelope {
 async fn a_response_from_a_party_the_notice_was_not_sent_to_is_refused() {
     let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
     let id = c.send(0, common::notice(&["CHL"], "for CHL only")).await;
-    let err = deliver(&mut peer_client(&c, 2, 0), response_by(&c, 2, &id))
+    let err = deliver(&mut c.peer_client(2, 0), response_by(&c, 2, &id))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
@@ -593,7 +583,7 @@ async fn only_the_party_checked_can_answer_a_communication_check() {
         .await
         .unwrap()
         .remove(0);
-    let err = deliver(&mut peer_client(&c, 2, 0), response_by(&c, 2, &check))
+    let err = deliver(&mut c.peer_client(2, 0), response_by(&c, 2, &check))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
@@ -665,7 +655,7 @@ async fn the_receiver_refuses_a_reply_that_breaks_the_tlp_of_a_notice_it_holds()
     forged.in_reply_to = red;
     forged.tlp = hotline::proto::Tlp::Red as i32;
     // PER's log still grows with CHL's receipt of the RED notice, so look for the reply itself.
-    let err = deliver(&mut peer_client(&c, 1, 0), signed(&forged, &key(&c, 1)))
+    let err = deliver(&mut c.peer_client(1, 0), signed(&forged, &key(&c, 1)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
@@ -707,7 +697,7 @@ async fn a_request_larger_than_the_agreement_allows_is_refused_before_it_is_deco
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     let mut n = valid_notice("CHL", &["PER"]);
     n.summary = "x".repeat(6 << 20); // the agreement allows 1 MiB; a batch 4 MiB
-    let err = deliver(&mut peer_client(&c, 1, 0), signed(&n, &key(&c, 1)))
+    let err = deliver(&mut c.peer_client(1, 0), signed(&n, &key(&c, 1)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
@@ -777,7 +767,7 @@ async fn a_partys_operator_certificate_cannot_act_as_its_node() {
     assert!(err.message().contains("not its node's"), "{}", err.message());
     // CHL's node certificate still is.
     deliver(
-        &mut peer_client(&c, 1, 0),
+        &mut c.peer_client(1, 0),
         signed(&valid_notice("CHL", &["PER"]), &key(&c, 1)),
     )
     .await
@@ -789,7 +779,7 @@ async fn a_peers_calls_over_its_share_are_refused_before_their_bodies_are_read()
     let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| config.peer_calls_in_flight = 1).await;
     let chl = key(&c, 1);
     // Thirty calls of about 1 MiB each, all at once, on one connection.
-    let client = peer_client(&c, 1, 0);
+    let client = c.peer_client(1, 0);
     let calls: Vec<_> = (0..30)
         .map(|_| {
             let mut n = valid_notice("CHL", &["PER"]);
@@ -808,7 +798,7 @@ async fn a_peers_calls_over_its_share_are_refused_before_their_bodies_are_read()
     }
     assert!(refused > 0, "no call was refused at a share of one");
     // The slots are freed: a lone call goes through.
-    deliver(&mut peer_client(&c, 1, 0), signed(&valid_notice("CHL", &["PER"]), &chl))
+    deliver(&mut c.peer_client(1, 0), signed(&valid_notice("CHL", &["PER"]), &chl))
         .await
         .unwrap();
 }
@@ -881,7 +871,7 @@ async fn a_peer_whose_rate_is_spent_is_refused_before_its_request_is_decoded() {
     .await;
     let chl = key(&c, 1);
     for _ in 0..3 {
-        deliver(&mut peer_client(&c, 1, 0), signed(&valid_notice("CHL", &["PER"]), &chl))
+        deliver(&mut c.peer_client(1, 0), signed(&valid_notice("CHL", &["PER"]), &chl))
             .await
             .unwrap();
     }

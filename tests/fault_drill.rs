@@ -153,6 +153,12 @@ impl hotline::proto::federation_server::Federation for HostileReceipts {
     ) -> Result<tonic::Response<hotline::proto::ConsistencyProof>, tonic::Status> {
         Err(tonic::Status::unimplemented("hostile"))
     }
+    async fn get_agreement(
+        &self,
+        _: tonic::Request<hotline::proto::GetAgreementRequest>,
+    ) -> Result<tonic::Response<hotline::proto::GetAgreementResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("hostile"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

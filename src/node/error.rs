@@ -100,6 +100,14 @@ pub enum NodeError {
     /// A communication check names a party that is not a peer.
     #[error("{0} is not a peer party of the agreement")]
     NoSuchPeer(String),
+    /// This node never adopted that agreement version.
+    #[error("this node has not adopted agreement version {asked}; the latest it holds is {held}")]
+    NoSuchAgreement {
+        /// The version asked for.
+        asked: u64,
+        /// The latest version adopted.
+        held: u64,
+    },
     /// No notice has this id.
     #[error("no notice with id {0}")]
     NoSuchNotice(String),

@@ -266,6 +266,22 @@ impl Cluster {
         );
     }
 
+    /// A Federation client for node `to`, presenting node `from`'s node certificate.
+    pub fn peer_client(
+        &self,
+        from: usize,
+        to: usize,
+    ) -> hotline::proto::federation_client::FederationClient<tonic::transport::Channel> {
+        let endpoint = format!("https://{}", self.nodes[to].as_ref().unwrap().addr);
+        let channel = hotline::transport::channel(
+            &endpoint,
+            &self.configs[to].ca_pem().unwrap(),
+            &self.configs[from].node_cert().unwrap(),
+        )
+        .unwrap();
+        hotline::proto::federation_client::FederationClient::new(channel)
+    }
+
     /// An Operator client for node `i` with its operator certificate.
     pub fn operator(&self, i: usize) -> hotline::proto::operator_client::OperatorClient<tonic::transport::Channel> {
         let c = &self.configs[i];
