@@ -90,7 +90,7 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
 fn envelope_in_entry(entry: &[u8], outside: Option<Vec<u8>>) -> Envelope {
     LogEntry::decode(entry)
         .ok()
-        .and_then(|e| crate::log::entry::envelope(&e, outside.as_deref()).ok().flatten())
+        .and_then(|e| crate::log::entry::envelope(e, outside.as_deref()).ok().flatten())
         .unwrap_or_default()
 }
 

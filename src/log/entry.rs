@@ -14,6 +14,10 @@ use crate::proto::{Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, NormEvent
 /// prefix); the log refuses anything larger so that it stays exportable.
 pub const MAX_ENTRY_BYTES: usize = 65_535;
 
+/// How every reader of stored entries selects them: index, entry, and the
+/// envelope kept beside it (NULL if none); callers add the range and order.
+pub(crate) const STORED: &str = "SELECT e.idx, e.data, o.data FROM entries e LEFT JOIN envelopes o ON o.idx = e.idx";
+
 /// A log entry ready to append: the bytes hashed into the tree and, when the
 /// entry names its envelope by hash, that envelope's encoding, kept beside it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,9 +112,10 @@ pub fn outside_sha256(entry: &LogEntry) -> Option<&[u8]> {
 }
 
 /// The envelope an entry records as sent or received (none for other
-/// kinds): held inline, or `outside` checked against the hash the entry names.
-pub fn envelope(entry: &LogEntry, outside: Option<&[u8]>) -> Result<Option<Envelope>, String> {
-    if let Some(sha) = outside_sha256(entry) {
+/// kinds): moved out of the entry, or `outside` checked against the hash
+/// the entry names.
+pub fn envelope(entry: LogEntry, outside: Option<&[u8]>) -> Result<Option<Envelope>, String> {
+    if let Some(sha) = outside_sha256(&entry) {
         let bytes = outside.ok_or("names an envelope kept beside the log, which is missing")?;
         if Sha256::digest(bytes).as_slice() != sha {
             return Err("the envelope kept beside the log does not match the SHA-256 the entry names".into());
@@ -118,9 +123,9 @@ pub fn envelope(entry: &LogEntry, outside: Option<&[u8]>) -> Result<Option<Envel
         let env = Envelope::decode(bytes).map_err(|e| format!("the envelope kept beside the log: {e}"))?;
         return Ok(Some(env));
     }
-    Ok(match &entry.body {
-        Some(Body::Sent(s)) => s.envelope.clone(),
-        Some(Body::Received(r)) => r.envelope.clone(),
+    Ok(match entry.body {
+        Some(Body::Sent(s)) => s.envelope,
+        Some(Body::Received(r)) => r.envelope,
         _ => None,
     })
 }

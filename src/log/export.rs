@@ -90,10 +90,10 @@ pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Res
         write(out, &hash_tile_path(tile), &data)?;
     }
     let mut stmt = tx
-        .prepare(
-            "SELECT e.idx, e.data, o.data FROM entries e LEFT JOIN envelopes o ON o.idx = e.idx \
-             WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx",
-        )
+        .prepare(&format!(
+            "{} WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx",
+            entry::STORED
+        ))
         .at(&db)?;
     let bundles = size.div_ceil(WIDTH);
     for n in 0..bundles {

@@ -139,10 +139,10 @@ impl LogReader {
     pub fn entries(&self, start: u64, end: u64, limit: usize) -> Result<Vec<(u64, Entry)>, LogError> {
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT e.idx, e.data, o.data FROM entries e LEFT JOIN envelopes o ON o.idx = e.idx \
-                     WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx LIMIT ?3",
-                )
+                .prepare_cached(&format!(
+                    "{} WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx LIMIT ?3",
+                    super::entry::STORED
+                ))
                 .at(&self.dir)?;
             let rows = stmt
                 .query_map([start as i64, end as i64, limit as i64], |r| {

@@ -77,10 +77,10 @@ pub(crate) fn recheck_entries(conn: &Connection, dir: &Path, size: u64, recheck:
         .unwrap_or(0) as u64;
     let from = if recheck == Recheck::All { 0 } else { checked.min(size) };
     let mut stmt = conn
-        .prepare(
-            "SELECT e.idx, e.data, o.data FROM entries e LEFT JOIN envelopes o ON o.idx = e.idx \
-             WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx",
-        )
+        .prepare(&format!(
+            "{} WHERE e.idx >= ?1 AND e.idx < ?2 ORDER BY e.idx",
+            entry::STORED
+        ))
         .at(&db)?;
     let mut rows = stmt.query([from as i64, size as i64]).at(&db)?;
     let mut next = from;
@@ -110,7 +110,7 @@ pub(crate) fn recheck_entries(conn: &Connection, dir: &Path, size: u64, recheck:
             .ok()
             .filter(|e| entry::outside_sha256(e).is_some())
         {
-            entry::envelope(&decoded, outside.as_deref())
+            entry::envelope(decoded, outside.as_deref())
                 .map_err(|what| corrupt(dir, format!("entry {index}: {what}; run hotline audit verify")))?;
         }
         next += 1;

@@ -128,7 +128,7 @@ impl<'k> Replay<'k> {
             });
         };
         let hashes = self.frontier.push(data);
-        self.content(&entry, outside)
+        self.content(entry, outside)
             .map_err(|what| VerifyError::Entry { index, what })?;
         Ok(hashes)
     }
@@ -136,12 +136,20 @@ impl<'k> Replay<'k> {
     /// Checks what an entry says: the agreement it adopts is signed by its
     /// quorum, envelopes are signed by keys of the agreement in force, and
     /// each peer's witnessed checkpoints are signed and only grow.
-    fn content(&mut self, entry: &LogEntry, outside: Option<&[u8]>) -> Result<(), String> {
+    fn content(&mut self, entry: LogEntry, outside: Option<&[u8]>) -> Result<(), String> {
         let at = entry
             .logged_at
             .as_ref()
             .and_then(clock::from_proto)
             .ok_or("has no valid logged_at time")?;
+        if matches!(entry.body, Some(Body::Sent(_) | Body::Received(_))) {
+            let env = entry::envelope(entry, outside)?;
+            if let (Some(env), Some((_, keyring))) = (env, &self.agreement) {
+                envelope::verify(&env, &env.payload_type, keyring, at).map_err(|e| format!("logged envelope: {e}"))?;
+                self.signatures += 1;
+            }
+            return Ok(());
+        }
         match &entry.body {
             Some(Body::AgreementAdopted(a)) => {
                 let signed = SignedAgreement::parse(&a.signed_note).map_err(|e| format!("adopted agreement: {e}"))?;
@@ -149,14 +157,6 @@ impl<'k> Replay<'k> {
                 let keyring = signed.agreement.keyring();
                 self.agreement = Some((signed.agreement, keyring));
                 self.signatures += 1;
-            }
-            Some(Body::Sent(_)) | Some(Body::Received(_)) => {
-                let env = entry::envelope(entry, outside)?;
-                if let (Some(env), Some((_, keyring))) = (env, &self.agreement) {
-                    envelope::verify(&env, &env.payload_type, keyring, at)
-                        .map_err(|e| format!("logged envelope: {e}"))?;
-                    self.signatures += 1;
-                }
             }
             Some(Body::WitnessedCheckpoint(w)) => {
                 if let Some((agreement, _)) = &self.agreement {
@@ -241,9 +241,7 @@ pub fn verify_data_dir(
 
     let mut hashes_stmt = conn.prepare("SELECT idx, hash FROM hashes ORDER BY idx").at(&db)?;
     let mut hashes = hashes_stmt.query([]).at(&db)?;
-    let mut entries_stmt = conn
-        .prepare("SELECT e.idx, e.data, o.data FROM entries e LEFT JOIN envelopes o ON o.idx = e.idx ORDER BY e.idx")
-        .at(&db)?;
+    let mut entries_stmt = conn.prepare(&format!("{} ORDER BY e.idx", entry::STORED)).at(&db)?;
     let mut rows = entries_stmt.query([]).at(&db)?;
     let mut stored_index = 0u64;
     while let Some(row) = rows.next().at(&db)? {
