@@ -36,7 +36,9 @@ impl Serve {
             process,
             log_path,
         };
-        serve.wait_for("the node to serve", &|l| l.contains("node serving"));
+        serve
+            .wait_for("the node to serve", &|l| l.contains("node serving"))
+            .await;
         serve
     }
 
@@ -44,11 +46,13 @@ impl Serve {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    fn wait_for(&self, what: &str, done: &dyn Fn(&str) -> bool) {
+    /// Waits until the log shows what `done` looks for: the process writes
+    /// its log to a file, so it is read again until it does (20 s at most).
+    async fn wait_for(&self, what: &str, done: &dyn Fn(&str) -> bool) {
         let end = Instant::now() + Duration::from_secs(20);
         while !done(&self.log()) {
             assert!(Instant::now() < end, "timed out waiting for {what}: {}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -72,7 +76,9 @@ async fn a_refused_tls_handshake_is_logged_at_info_with_the_peers_address_and_re
         .status(hotline::proto::StatusRequest {})
         .await;
     assert!(refused.is_err());
-    serve.wait_for("the refusal to be logged", &|l| l.contains("TLS handshake refused"));
+    serve
+        .wait_for("the refusal to be logged", &|l| l.contains("TLS handshake refused"))
+        .await;
     let line = serve
         .stop()
         .lines()
