@@ -19,6 +19,8 @@ pub const NOTICE_TYPE: &str = "application/vnd.hotline.notice+proto";
 pub const RECEIPT_TYPE: &str = "application/vnd.hotline.receipt+proto";
 /// Payload type of a signed [`crate::proto::Response`].
 pub const RESPONSE_TYPE: &str = "application/vnd.hotline.response+proto";
+/// Payload type of a signed [`crate::proto::Amendment`].
+pub const AMENDMENT_TYPE: &str = "application/vnd.hotline.amendment+proto";
 
 /// Why an envelope was refused.
 #[derive(Debug, thiserror::Error)]

@@ -56,7 +56,7 @@ impl Federation for FederationService {
         let receipt = self.node.deliver(&peer, req).await?;
         Ok(Response::new(DeliverResponse {
             receipt: Some(receipt),
-            agreement: Some(self.node.agreements.ours()),
+            agreement: Some(self.node.in_force().reference()),
         }))
     }
 
@@ -90,7 +90,7 @@ impl Federation for FederationService {
             .collect();
         Ok(Response::new(DeliverBatchResponse {
             outcomes,
-            agreement: Some(self.node.agreements.ours()),
+            agreement: Some(self.node.in_force().reference()),
         }))
     }
 
@@ -124,7 +124,7 @@ impl Federation for FederationService {
         let asked = req.get_ref().version;
         let adopted = self.node.read(|c| state::adopted_version(c, asked))?;
         let Some(adopted) = adopted else {
-            let held = self.node.agreements.ours().version;
+            let held = self.node.in_force().version();
             return Err(NodeError::NoSuchAgreement { asked, held }.into());
         };
         Ok(Response::new(GetAgreementResponse {

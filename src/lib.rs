@@ -21,7 +21,7 @@
 //!   (`node/inbound.rs`), and signs, logs and queues what operators send
 //!   (`node/outbound.rs`);
 //! - the delivery worker ([`delivery`]) hands queued messages to one courier
-//!   per peer ([`peers`]), which sends them in batches and checks and logs the
+//!   per peer ([`peers`], of the agreement in force: [`in_force`]), which sends them in batches and checks and logs the
 //!   receipts that come back;
 //! - every checkpoint a peer shows is verified and proven consistent by the
 //!   witness ([`witness`]); missed deadlines and scheduled communication
@@ -71,6 +71,8 @@ pub mod node;
 pub mod delivery;
 
 pub mod peers;
+
+pub mod in_force;
 
 pub mod witness;
 

@@ -1,10 +1,10 @@
-//! The rules a notice or response must meet before it is signed or accepted:
-//! ids, parties, enum values, sizes and the TLP sharing rule.
+//! The rules a notice, response or amendment must meet before it is signed
+//! or accepted: ids, parties, enum values, sizes and the TLP sharing rule.
 
 use prost::Message as _;
 
 use crate::agreement::{Norms, is_valid_party_id};
-use crate::proto::{Category, Notice, NoticeKind, Response, ResponseStatus, Severity, Tlp};
+use crate::proto::{Amendment, AmendmentAction, Category, Notice, NoticeKind, Response, ResponseStatus, Severity, Tlp};
 
 /// The longest title accepted, in bytes.
 pub const MAX_TITLE_BYTES: usize = 512;
@@ -203,6 +203,38 @@ pub fn validate_response(r: &Response, norms: &Norms) -> Result<(), MessageError
     check_size(r, norms)
 }
 
+/// Checks every field rule of an amendment and its encoded size against the
+/// norms; whether its signed note holds the version it names is the node's
+/// check, which parses it.
+pub fn validate_amendment(a: &Amendment, norms: &Norms) -> Result<(), MessageError> {
+    check_uuid_v7("id", &a.id)?;
+    check_party("from", &a.from)?;
+    check_recipients(&a.from, &a.to)?;
+    if a.created_at.is_none() {
+        return Err(MessageError::Missing("created_at"));
+    }
+    check_enum::<AmendmentAction>("action", a.action)?;
+    if a.version < 2 {
+        return Err(invalid("version", "an amendment proposes version 2 or later"));
+    }
+    if a.text_sha256.len() != 32 {
+        return Err(invalid("text_sha256", "must be 32 bytes (a SHA-256)"));
+    }
+    match a.action() {
+        AmendmentAction::Reject if !a.signed_note.is_empty() => {
+            return Err(invalid("signed_note", "a rejection signs nothing"));
+        }
+        AmendmentAction::Propose | AmendmentAction::Approve if a.signed_note.is_empty() => {
+            return Err(MessageError::Missing("signed_note"));
+        }
+        _ => {}
+    }
+    if a.author.trim().is_empty() {
+        return Err(MessageError::Missing("author"));
+    }
+    check_size(a, norms)
+}
+
 /// Checks the TLP rule before a received notice goes to `party`: a party that
 /// was not among its recipients may get it only if it is TLP:CLEAR or TLP:GREEN.
 pub fn check_forward(n: &Notice, party: &str) -> Result<(), MessageError> {
@@ -278,13 +310,15 @@ pub fn decode_response(payload: &[u8]) -> Result<Response, MessageError> {
     Response::decode(payload).map_err(|e| invalid("payload", format!("not a hotline.v1.Response: {e}")))
 }
 
-/// What a message is: a notice or a response. Stored as `notice` or `response`.
+/// What a message is: a notice, a response or an amendment, stored under its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A notice (an incident, request, communication check, ...).
     Notice,
     /// A response to a notice.
     Response,
+    /// A step in amending the agreement.
+    Amendment,
 }
 
 impl Kind {
@@ -293,6 +327,7 @@ impl Kind {
         match payload_type {
             crate::envelope::NOTICE_TYPE => Some(Kind::Notice),
             crate::envelope::RESPONSE_TYPE => Some(Kind::Response),
+            crate::envelope::AMENDMENT_TYPE => Some(Kind::Amendment),
             _ => None,
         }
     }
@@ -302,17 +337,29 @@ impl Kind {
         match self {
             Kind::Notice => "notice",
             Kind::Response => "response",
+            Kind::Amendment => "amendment",
+        }
+    }
+
+    /// The kind stored under `name`; an unknown name reads as a notice.
+    pub fn from_str_name(name: &str) -> Self {
+        match name {
+            "response" => Kind::Response,
+            "amendment" => Kind::Amendment,
+            _ => Kind::Notice,
         }
     }
 }
 
-/// A decoded notice or response, with what every message has in common.
+/// A decoded notice, response or amendment, with what every message has in common.
 #[derive(Clone, Debug)]
 pub enum Message {
     /// A notice.
     Notice(Notice),
     /// A response to a notice.
     Response(Response),
+    /// A step in amending the agreement.
+    Amendment(Amendment),
 }
 
 impl Message {
@@ -321,6 +368,10 @@ impl Message {
         Ok(match kind {
             Kind::Notice => Message::Notice(decode_notice(payload)?),
             Kind::Response => Message::Response(decode_response(payload)?),
+            Kind::Amendment => Message::Amendment(
+                Amendment::decode(payload)
+                    .map_err(|e| invalid("payload", format!("not a hotline.v1.Amendment: {e}")))?,
+            ),
         })
     }
 
@@ -329,6 +380,7 @@ impl Message {
         match self {
             Message::Notice(_) => Kind::Notice,
             Message::Response(_) => Kind::Response,
+            Message::Amendment(_) => Kind::Amendment,
         }
     }
 
@@ -337,6 +389,7 @@ impl Message {
         match self {
             Message::Notice(n) => &n.id,
             Message::Response(r) => &r.id,
+            Message::Amendment(a) => &a.id,
         }
     }
 
@@ -345,6 +398,7 @@ impl Message {
         match self {
             Message::Notice(n) => &n.from,
             Message::Response(r) => &r.from,
+            Message::Amendment(a) => &a.from,
         }
     }
 
@@ -353,6 +407,7 @@ impl Message {
         match self {
             Message::Notice(n) => &n.to,
             Message::Response(r) => &r.to,
+            Message::Amendment(a) => &a.to,
         }
     }
 
@@ -361,14 +416,17 @@ impl Message {
         match self {
             Message::Notice(n) => n.created_at.as_ref(),
             Message::Response(r) => r.created_at.as_ref(),
+            Message::Amendment(a) => a.created_at.as_ref(),
         }
     }
 
-    /// The notice the message belongs to.
-    pub fn thread(&self) -> &str {
+    /// The notice the message belongs to; for an amendment, the hex
+    /// SHA-256 of the version it is about.
+    pub fn thread(&self) -> String {
         match self {
-            Message::Notice(n) => thread_of(n),
-            Message::Response(r) => &r.notice_id,
+            Message::Notice(n) => thread_of(n).to_owned(),
+            Message::Response(r) => r.notice_id.clone(),
+            Message::Amendment(a) => hex::encode(&a.text_sha256),
         }
     }
 
@@ -377,6 +435,7 @@ impl Message {
         match self {
             Message::Notice(n) => validate_notice(n, norms),
             Message::Response(r) => validate_response(r, norms),
+            Message::Amendment(a) => validate_amendment(a, norms),
         }
     }
 }

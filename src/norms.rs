@@ -18,11 +18,13 @@ const MISSES_PER_TICK: u32 = 1_000;
 
 /// Runs until the node's tasks are told to stop.
 pub async fn run(node: Arc<Node>) {
-    let norms = &node.agreement.norms;
-    let every_ms = norms.comm_check_every.as_millis() as i64;
-    let mut next_check = node.clock.now_ms() + every_ms;
-    let tick = (norms.receipt_within / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut next_check = node.clock.now_ms() + node.in_force().agreement().norms.comm_check_every.as_millis() as i64;
     loop {
+        // The norms in force now: an adopted amendment may have changed them.
+        let in_force = node.in_force();
+        let norms = &in_force.agreement().norms;
+        let every_ms = norms.comm_check_every.as_millis() as i64;
+        let tick = (norms.receipt_within / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
         // At most this many a tick, so one tick's work stays bounded; the rest follow.
         match node.read(|c| state::running_deadlines(c, node.clock.now_ms(), MISSES_PER_TICK)) {
             Ok(due) => {

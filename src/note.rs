@@ -65,6 +65,60 @@ impl SignedNote {
         self.0.to_bytes()
     }
 
+    /// The signature lines, each with the key (`name+hexkeyhash`) it names.
+    fn signature_lines(&self) -> Vec<(String, String)> {
+        let bytes = self.to_bytes();
+        let sigs = String::from_utf8_lossy(&bytes[(self.text().len() + 1).min(bytes.len())..]).into_owned();
+        sigs.lines()
+            .filter_map(|line| {
+                let (name, b64) = line.strip_prefix("\u{2014} ")?.split_once(' ')?;
+                let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).ok()?;
+                let id = u32::from_be_bytes(raw.get(..4)?.try_into().ok()?);
+                Some((format!("{name}+{id:08x}"), format!("{line}\n")))
+            })
+            .collect()
+    }
+
+    /// This note with the signatures of `other` (the same text) added,
+    /// keeping only those by `keys` that verify; a signature by one of
+    /// `keys` that does not verify refuses `other`, and a signature by any
+    /// other key is left out, so a note gathered from several senders
+    /// holds nothing that was not checked.
+    pub fn merge(&self, other: &SignedNote, keys: &[VerifierKey]) -> Result<SignedNote, NoteError> {
+        if self.text() != other.text() {
+            return Err(NoteError::Malformed("the notes to merge sign different texts"));
+        }
+        let verified: Vec<String> = match other.verify(keys) {
+            Ok(v) => v.iter().map(|k| k.key_id()).collect(),
+            Err(NoteError::NotSigned(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        self.union(other, |key| verified.iter().any(|k| k == key))
+    }
+
+    /// This note with the signatures of `other` (the same text) that `keep`
+    /// accepts by key, checked by whoever calls; a key that signed both
+    /// keeps this note's line.
+    pub fn union(&self, other: &SignedNote, keep: impl Fn(&str) -> bool) -> Result<SignedNote, NoteError> {
+        if self.text() != other.text() {
+            return Err(NoteError::Malformed("the notes to merge sign different texts"));
+        }
+        let mut lines = self.signature_lines();
+        for (key, line) in other.signature_lines() {
+            if keep(&key) && !lines.iter().any(|(k, _)| *k == key) {
+                lines.push((key, line));
+            }
+        }
+        if lines.is_empty() {
+            return SignedNote::new(self.text());
+        }
+        let mut bytes = format!("{}\n", self.text()).into_bytes();
+        for (_, line) in lines {
+            bytes.extend_from_slice(line.as_bytes());
+        }
+        SignedNote::parse(&bytes)
+    }
+
     /// Verifies the note against `keys` and returns the keys whose signatures
     /// verified. Signatures by other keys are ignored; a bad signature by one
     /// of `keys` fails the whole note.

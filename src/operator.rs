@@ -242,7 +242,13 @@ impl Operator for OperatorService {
         let _admitted = self.reader(&req)?;
         let node = &self.node;
         // Bounded whatever the peers send: counts, and the soonest deadlines only.
-        let others: Vec<_> = node.agreement.parties.iter().filter(|p| p.id != node.party).collect();
+        let in_force = node.in_force();
+        let others: Vec<_> = in_force
+            .agreement()
+            .parties
+            .iter()
+            .filter(|p| p.id != node.party)
+            .collect();
         let (outbox, checks, deadlines, running, events, witnessed) = node.read(|c| {
             let witnessed = others
                 .iter()

@@ -13,14 +13,29 @@ use crate::tls::CertKey;
 /// The largest reply a node reads from a peer.
 const MAX_REPLY_BYTES: usize = 64 << 20;
 
+/// A peer's client, with the endpoint and CA it was dialled with.
+#[derive(Clone, Debug)]
+struct Dialled {
+    endpoint: String,
+    ca: String,
+    client: FederationClient<Channel>,
+}
+
 /// Every peer of the agreement, by party id.
 #[derive(Clone, Debug, Default)]
-pub struct Peers(Arc<HashMap<String, FederationClient<Channel>>>);
+pub struct Peers(Arc<HashMap<String, Dialled>>);
 
 impl Peers {
     /// Channels to every party of `agreement` but `me`, dialled lazily with
     /// `cert`. A peer that publishes no `tls_ca` cannot be dialled.
     pub fn dial(agreement: &Agreement, me: &str, cert: &CertKey) -> Result<Self, String> {
+        Self::default().redial(agreement, me, cert)
+    }
+
+    /// The peers of a new agreement: a peer whose endpoint and CA did not
+    /// change keeps its channel (and its connection), the others are dialled
+    /// afresh, and a party no longer listed is gone.
+    pub fn redial(&self, agreement: &Agreement, me: &str, cert: &CertKey) -> Result<Self, String> {
         let mut peers = HashMap::new();
         for p in agreement.parties.iter().filter(|p| p.id != me) {
             let TlsIdentity::Ca(ca) = &p.tls else {
@@ -29,18 +44,25 @@ impl Peers {
                     p.id
                 ));
             };
-            let channel = crate::transport::channel(&p.endpoint, ca, cert).map_err(|e| e.to_string())?;
-            peers.insert(
-                p.id.clone(),
-                FederationClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES),
-            );
+            let dialled = match self.0.get(&p.id) {
+                Some(d) if d.endpoint == p.endpoint && &d.ca == ca => d.clone(),
+                _ => {
+                    let channel = crate::transport::channel(&p.endpoint, ca, cert).map_err(|e| e.to_string())?;
+                    Dialled {
+                        endpoint: p.endpoint.clone(),
+                        ca: ca.clone(),
+                        client: FederationClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES),
+                    }
+                }
+            };
+            peers.insert(p.id.clone(), dialled);
         }
         Ok(Self(Arc::new(peers)))
     }
 
     /// The client for `party`, if it is a peer.
     pub fn get(&self, party: &str) -> Option<FederationClient<Channel>> {
-        self.0.get(party).cloned()
+        self.0.get(party).map(|d| d.client.clone())
     }
 
     /// Whether `party` is a peer.

@@ -45,9 +45,16 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
     // The largest request each service reads follows from the agreement: a
     // peer's batch of envelopes, an operator's notice. Larger ones are refused
     // before they are decoded.
-    let keys = node.agreement.max_keys_per_party();
-    let federation_bytes = node.agreement.norms.max_batch_bytes(keys) + REQUEST_FRAMING_BYTES;
-    let operator_bytes = node.agreement.norms.max_envelope_bytes(keys) + REQUEST_FRAMING_BYTES;
+    // (The agreement at start sets them; an amendment that raises them takes effect at the next start.)
+    let (federation_bytes, operator_bytes) = {
+        let in_force = node.in_force();
+        let agreement = in_force.agreement();
+        let keys = agreement.max_keys_per_party();
+        (
+            agreement.norms.max_batch_bytes(keys) + REQUEST_FRAMING_BYTES,
+            agreement.norms.max_envelope_bytes(keys) + REQUEST_FRAMING_BYTES,
+        )
+    };
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.listen)
@@ -55,19 +62,6 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
             .map_err(|e| NodeError::Setup(format!("listen on {}: {e}", config.listen)))?,
     };
     let addr = listener.local_addr().map_err(|e| NodeError::Setup(e.to_string()))?;
-    let client_cas: String = node
-        .agreement
-        .parties
-        .iter()
-        .filter_map(|p| match &p.tls {
-            crate::agreement::TlsIdentity::Ca(pem) => Some(pem.as_str()),
-            _ => None,
-        })
-        .chain(std::iter::once(
-            config.ca_pem().map_err(|e| NodeError::Setup(e.to_string()))?.as_str(),
-        ))
-        .collect::<Vec<_>>()
-        .join("\n");
     let router = transport::plain_server()
         .timeout(config.call_timeout)
         .max_concurrent_streams(Some(config.concurrent_streams))
@@ -93,7 +87,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         )));
     let connections = crate::limits::ConnectionLimit::new(config.connections_per_address, config.connections);
     let (accept_loop, incoming) =
-        transport::tls_incoming(listener, connections, &cert, &client_cas, config.handshake_timeout)
+        transport::tls_incoming(listener, connections, node.tls.clone(), config.handshake_timeout)
             .map_err(|e| NodeError::Setup(e.to_string()))?;
     node.tasks
         .spawn(accept_loop.instrument(tracing::info_span!("accept", party = %node.party)));

@@ -21,7 +21,7 @@ impl From<LogError> for Status {
             LogError::Refused(StateError::Duplicate(_)) => Status::already_exists(e.to_string()),
             LogError::Refused(StateError::NotRunning(_)) => Status::failed_precondition(e.to_string()),
             LogError::Closed => Status::unavailable("the node is stopping; try again once it is back"),
-            LogError::Refused(StateError::Storage(_))
+            LogError::Refused(StateError::Storage(_) | StateError::Invalid(_))
             | LogError::Store(_)
             | LogError::Corrupt { .. }
             | LogError::TooLarge { .. } => internal(&e),
@@ -50,11 +50,14 @@ impl From<NodeError> for Status {
             | SenderCheckpoint(_)
             | NotAPeer(_)
             | UnknownRecipient(_)
+            | BadAmendment(_)
             | Signatures(_) => Code::InvalidArgument,
             BadSignature { .. } => Code::Unauthenticated,
             SignerIsNotCaller { .. } | FromIsNotCaller { .. } | NotARecipient { .. } => Code::PermissionDenied,
             IdReused(_) | IdTaken(_) => Code::AlreadyExists,
-            NoSuchPeer(_) | NoSuchNotice(_) | UnknownNotice { .. } | NoSuchAgreement { .. } => Code::NotFound,
+            NoSuchPeer(_) | NoSuchNotice(_) | UnknownNotice { .. } | NoSuchAgreement { .. } | NoSuchProposal(_) => {
+                Code::NotFound
+            }
         };
         Status::new(code, e.to_string())
     }

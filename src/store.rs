@@ -178,6 +178,54 @@ const MIGRATIONS: &[&str] = &[
     -- Envelopes too large for their entry, which names them by SHA-256 (schema version 6).
     CREATE TABLE envelopes (idx INTEGER PRIMARY KEY, data BLOB NOT NULL) STRICT;
 "#,
+    r#"
+    -- Schema version 7: amendments of the agreement travel as messages, and a
+    -- clock closes (neither met nor missed) when its party leaves.
+    CREATE TABLE messages_v7 (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind = 'notice' OR kind = 'response' OR kind = 'amendment'),
+        direction TEXT NOT NULL CHECK (direction = 'sent' OR direction = 'received'),
+        sender TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        payload_sha256 BLOB NOT NULL,
+        log_index INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO messages_v7 SELECT * FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v7 RENAME TO messages;
+    CREATE INDEX messages_thread ON messages (thread);
+
+    CREATE TABLE deadlines_v7 (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state = 'running' OR state = 'met' OR state = 'missed' OR state = 'closed'),
+        PRIMARY KEY (message_id, party, kind)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO deadlines_v7 SELECT * FROM deadlines;
+    DROP TABLE deadlines;
+    ALTER TABLE deadlines_v7 RENAME TO deadlines;
+    CREATE INDEX deadlines_running ON deadlines (due_ms) WHERE state = 'running';
+
+    -- Versions of the agreement proposed over the hotline, each with every
+    -- signature gathered so far, until one is adopted.
+    CREATE TABLE proposals (
+        sha256 BLOB PRIMARY KEY,
+        version INTEGER NOT NULL,
+        note BLOB NOT NULL,
+        proposed_by TEXT NOT NULL,
+        proposed_ms INTEGER NOT NULL
+    ) STRICT;
+    -- Parties that rejected a proposed version, and why.
+    CREATE TABLE rejections (
+        sha256 BLOB NOT NULL,
+        party TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (sha256, party)
+    ) STRICT;
+"#,
 ];
 
 /// Why the database could not be used.

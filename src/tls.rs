@@ -199,7 +199,8 @@ enum PartyCheck {
 /// fingerprint, peers by the CA (or pinned certificate) the agreement lists.
 pub struct Identifier {
     locals: HashMap<[u8; 32], (String, Role)>,
-    parties: Vec<(String, PartyCheck)>,
+    /// How each party of the agreement in force is recognised; replaced on adoption.
+    parties: std::sync::RwLock<Arc<Vec<(String, PartyCheck)>>>,
     /// Peers already identified, by certificate fingerprint: chain checks cost an ECDSA verification.
     known: std::sync::Mutex<HashMap<[u8; 32], Caller>>,
 }
@@ -207,44 +208,21 @@ pub struct Identifier {
 impl Identifier {
     /// Builds the mapping from the agreement and the local certificates.
     pub fn new(agreement: &Agreement, locals: HashMap<[u8; 32], (String, Role)>) -> Result<Self, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut parties = Vec::new();
-        for p in &agreement.parties {
-            let check = match &p.tls {
-                TlsIdentity::CertSha256(fp) => PartyCheck::Pinned(*fp),
-                TlsIdentity::Ca(pem) => {
-                    let mut roots = rustls::RootCertStore::empty();
-                    for cert in certs_from_pem(&format!("party {} tls_ca", p.id), pem)? {
-                        roots.add(cert).map_err(|e| TlsError::Pem {
-                            what: format!("party {} tls_ca", p.id),
-                            reason: e.to_string(),
-                        })?;
-                    }
-                    let bad = |reason: String| TlsError::Pem {
-                        what: format!("party {} tls_ca", p.id),
-                        reason,
-                    };
-                    let roots = Arc::new(roots);
-                    let client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-                        .build()
-                        .map_err(|e| bad(e.to_string()))?;
-                    let node = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                        .build()
-                        .map_err(|e| bad(e.to_string()))?;
-                    let host = endpoint_host(&p.endpoint).ok_or_else(|| TlsError::Pem {
-                        what: format!("party {} endpoint", p.id),
-                        reason: format!("{:?} names no host a certificate can be checked for", p.endpoint),
-                    })?;
-                    PartyCheck::Ca { client, node, host }
-                }
-            };
-            parties.push((p.id.clone(), check));
-        }
         Ok(Self {
             locals,
-            parties,
+            parties: std::sync::RwLock::new(Arc::new(party_checks(agreement)?)),
             known: Default::default(),
         })
+    }
+
+    /// Recognises the parties of a newly adopted agreement from now on: a
+    /// party no longer listed is no one, and nobody is remembered from before.
+    pub fn set_agreement(&self, agreement: &Agreement) -> Result<(), TlsError> {
+        let checks = Arc::new(party_checks(agreement)?);
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        *self.parties.write().unwrap_or_else(|e| e.into_inner()) = checks;
+        known.clear();
+        Ok(())
     }
 
     /// Identifies the holder of `chain` (leaf first), or `None` if it is no one we know.
@@ -261,7 +239,8 @@ impl Identifier {
             return Some(caller);
         }
         let now = UnixTime::now();
-        let caller = self.parties.iter().find_map(|(party, check)| match check {
+        let parties = self.parties.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let caller = parties.iter().find_map(|(party, check)| match check {
             PartyCheck::Pinned(pin) => (*pin == fp).then(|| Caller::Party(party.clone())),
             PartyCheck::Ca { client, node, host } => {
                 client.verify_client_cert(leaf, intermediates, now).ok()?;
@@ -272,11 +251,49 @@ impl Identifier {
                 })
             }
         })?;
-        if let Ok(mut known) = self.known.lock() {
+        // Remembered only if no new agreement came in meanwhile (set_agreement holds this lock).
+        if let Ok(mut known) = self.known.lock()
+            && Arc::ptr_eq(&parties, &self.parties.read().unwrap_or_else(|e| e.into_inner()))
+        {
             known.insert(fp, caller.clone());
         }
         Some(caller)
     }
+}
+
+/// How each party's certificates are recognised, from its `tls_ca` or pin.
+fn party_checks(agreement: &Agreement) -> Result<Vec<(String, PartyCheck)>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut parties = Vec::new();
+    for p in &agreement.parties {
+        let check = match &p.tls {
+            TlsIdentity::CertSha256(fp) => PartyCheck::Pinned(*fp),
+            TlsIdentity::Ca(pem) => {
+                let bad = |reason: String| TlsError::Pem {
+                    what: format!("party {} tls_ca", p.id),
+                    reason,
+                };
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in certs_from_pem(&format!("party {} tls_ca", p.id), pem)? {
+                    roots.add(cert).map_err(|e| bad(e.to_string()))?;
+                }
+                let roots = Arc::new(roots);
+                let client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                let node = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                let host = endpoint_host(&p.endpoint).ok_or_else(|| TlsError::Pem {
+                    what: format!("party {} endpoint", p.id),
+                    reason: format!("{:?} names no host a certificate can be checked for", p.endpoint),
+                })?;
+                PartyCheck::Ca { client, node, host }
+            }
+        };
+        parties.push((p.id.clone(), check));
+    }
+    Ok(parties)
 }
 
 /// The host of an `https://host:port` endpoint, as a certificate names it.

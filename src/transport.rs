@@ -77,6 +77,50 @@ fn server_config(node: &CertKey, client_cas: &str) -> Result<rustls::ServerConfi
     Ok(config)
 }
 
+/// A node's TLS as a server: its certificate, and the client CAs it
+/// accepts (every party's `tls_ca` and its own CA, for its operators),
+/// rebuilt when an adopted agreement changes them; a connection uses the
+/// settings in force when it arrives.
+pub struct ServerTls {
+    node: CertKey,
+    own_ca: String,
+    config: std::sync::RwLock<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+impl ServerTls {
+    /// The settings for `agreement`, with `node` as our certificate and `own_ca` (PEM) our CA.
+    pub fn new(node: &CertKey, own_ca: &str, agreement: &crate::agreement::Agreement) -> Result<Self, TransportError> {
+        let tls = Self {
+            node: node.clone(),
+            own_ca: own_ca.to_owned(),
+            config: std::sync::RwLock::new(std::sync::Arc::new(server_config(node, own_ca)?)),
+        };
+        tls.set_agreement(agreement)?;
+        Ok(tls)
+    }
+
+    /// Accepts the client CAs of `agreement` from the next connection on.
+    pub fn set_agreement(&self, agreement: &crate::agreement::Agreement) -> Result<(), TransportError> {
+        let client_cas: String = agreement
+            .parties
+            .iter()
+            .filter_map(|p| match &p.tls {
+                crate::agreement::TlsIdentity::Ca(pem) => Some(pem.as_str()),
+                _ => None,
+            })
+            .chain(std::iter::once(self.own_ca.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = std::sync::Arc::new(server_config(&self.node, &client_cas)?);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        Ok(())
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
 /// A connection whose TLS handshake is done.
 pub type TlsConnection = tokio_rustls::server::TlsStream<crate::limits::Counted>;
 
@@ -89,8 +133,7 @@ pub type TlsConnection = tokio_rustls::server::TlsStream<crate::limits::Counted>
 pub fn tls_incoming(
     listener: tokio::net::TcpListener,
     limit: crate::limits::ConnectionLimit,
-    node: &CertKey,
-    client_cas: &str,
+    tls: std::sync::Arc<ServerTls>,
     timeout: Duration,
 ) -> Result<
     (
@@ -99,7 +142,6 @@ pub fn tls_incoming(
     ),
     TransportError,
 > {
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config(node, client_cas)?));
     let (ready, incoming) = tokio::sync::mpsc::channel(64);
     let accept_loop = async move {
         loop {
@@ -115,7 +157,7 @@ pub fn tls_incoming(
                 _ = ready.closed() => return,
             };
             let Some(counted) = limit.admit(stream) else { continue };
-            let (acceptor, ready) = (acceptor.clone(), ready.clone());
+            let (acceptor, ready) = (tls.acceptor(), ready.clone());
             // Each handshake on its own, bounded in time: one slow client holds up no one.
             tokio::spawn(async move {
                 match tokio::time::timeout(timeout, acceptor.accept(counted)).await {

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::events::Events;
-use crate::keys::{Keyring, VerifierKey};
+use crate::in_force::Live;
+use crate::keys::VerifierKey;
 use crate::log::tree::proof_from_wire;
 use crate::log::{Log, checkpoint, entry};
 use crate::norm_event;
-use crate::peers::Peers;
 use crate::proto::log_entry::Body;
 use crate::proto::{ConsistencyProofRequest, Deadline, NormEventKind, SignedCheckpoint, WitnessedCheckpoint};
 use crate::state;
@@ -35,12 +35,11 @@ type SetAside = std::collections::BTreeMap<(u64, [u8; 32]), checkpoint::Verified
 
 /// The witness of every peer's log: what it verified and witnessed of each,
 /// and what waits to be checked. It is handed only what it needs: our log,
-/// the peers to ask for proofs, the agreement's keys, the event stream and
-/// the clock.
+/// the agreement in force (the peers to ask for proofs, their keys), the
+/// event stream and the clock.
 pub struct Witness {
     log: Arc<Log>,
-    peers: Peers,
-    keyring: Keyring,
+    live: Arc<Live>,
     events: Events,
     clock: Clock,
     /// The checkpoint notes verified last from each peer.
@@ -48,26 +47,33 @@ pub struct Witness {
     /// Checkpoints of each peer set aside while another is being checked.
     pending: Mutex<HashMap<String, SetAside>>,
     /// The last checkpoint witnessed from each peer, held while one is checked.
-    witnessing: HashMap<String, tokio::sync::Mutex<Option<checkpoint::VerifiedCheckpoint>>>,
+    witnessing: Mutex<HashMap<String, Slot>>,
 }
 
+/// The last checkpoint witnessed from one peer, locked while one is checked.
+type Slot = Arc<tokio::sync::Mutex<Option<checkpoint::VerifiedCheckpoint>>>;
+
 impl Witness {
-    /// A witness of every peer in `peers`, logging to `log`.
-    pub fn new(log: Arc<Log>, peers: Peers, keyring: Keyring, events: Events, clock: Clock) -> Self {
-        let witnessing = peers
-            .ids()
-            .map(|p| (p.clone(), tokio::sync::Mutex::new(None)))
-            .collect();
+    /// A witness of every peer of the agreement in force, logging to `log`.
+    pub fn new(log: Arc<Log>, live: Arc<Live>, events: Events, clock: Clock) -> Self {
         Self {
             log,
-            peers,
-            keyring,
+            live,
             events,
             clock,
             recent: Default::default(),
             pending: Default::default(),
-            witnessing,
+            witnessing: Mutex::default(),
         }
+    }
+
+    /// The slot of `party` if it is a peer of the agreement in force.
+    fn slot(&self, party: &str) -> Option<Slot> {
+        if !self.live.get().peers.contains(party) {
+            return None;
+        }
+        let mut slots = self.witnessing.lock().unwrap_or_else(|e| e.into_inner());
+        Some(slots.entry(party.to_owned()).or_default().clone())
     }
 
     /// Verifies a peer's checkpoint note; the same bytes as the last one
@@ -109,7 +115,7 @@ impl Witness {
     /// every other one is proven a prefix of it, so none the peer showed us
     /// goes unchecked.
     pub async fn witness(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
-        let Some(slot) = self.witnessing.get(party) else { return };
+        let Some(slot) = self.slot(party) else { return };
         self.set_aside(party, Some(cp));
         loop {
             let Ok(mut last) = slot.try_lock() else { return }; // the holder will take ours up
@@ -207,7 +213,8 @@ impl Witness {
     ) {
         if last.is_none() {
             let now = self.clock.now();
-            let key = self.keyring.keys().find(|k| k.party == party && k.valid_at(now));
+            let live = self.live.get();
+            let key = live.keyring.keys().find(|k| k.party == party && k.valid_at(now));
             let held = self
                 .log
                 .reader()
@@ -275,7 +282,7 @@ impl Witness {
         old: &checkpoint::VerifiedCheckpoint,
         new: &checkpoint::VerifiedCheckpoint,
     ) -> Result<(), Option<String>> {
-        let mut client = self.peers.get(party).ok_or(None)?;
+        let mut client = self.live.get().peers.get(party).ok_or(None)?;
         let req = ConsistencyProofRequest {
             old_size: old.size,
             new_size: new.size,

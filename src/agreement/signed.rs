@@ -11,6 +11,17 @@ use crate::keys::{IdentityKey, TrustedKey, VerifierKey};
 use crate::note::{NoteError, SignedNote};
 use sha2::{Digest, Sha256};
 
+/// The keys of the parties of `agreements` valid at `at`.
+fn signing_keys(agreements: &[&Agreement], at: OffsetDateTime) -> Vec<VerifierKey> {
+    let mut keys: Vec<VerifierKey> = Vec::new();
+    for k in agreements.iter().flat_map(|a| &a.parties).flat_map(|p| &p.keys) {
+        if k.valid_at(at) && !keys.contains(&k.key) {
+            keys.push(k.key.clone());
+        }
+    }
+    keys
+}
+
 /// An agreement with its signed-note signatures, as stored on disk.
 #[derive(Debug)]
 pub struct SignedAgreement {
@@ -60,6 +71,53 @@ impl SignedAgreement {
             return Err(AgreementError::NotAParty(key.verifier().key_id()));
         }
         Ok(self.note.sign(key)?)
+    }
+
+    /// Adds the signature of `key`, a key of this version or of `prev`, the
+    /// version it would follow: a party that a version removes may still
+    /// sign it (as the quorum of `prev` may require).
+    pub fn sign_following(&mut self, key: &IdentityKey, prev: &Agreement) -> Result<(), AgreementError> {
+        let id = key.verifier().key_id();
+        if self.agreement.keyring().get(&id).is_none() && prev.keyring().get(&id).is_none() {
+            return Err(AgreementError::NotAParty(id));
+        }
+        Ok(self.note.sign(key)?)
+    }
+
+    /// Adds the signatures of `other`, the same text, made by a key valid at
+    /// `at` of a party of this version or of `prev` (the version it would
+    /// follow); a signature by one of those keys that does not verify
+    /// refuses `other`, and any other signature is left out.
+    pub fn merge(
+        &mut self,
+        other: &SignedAgreement,
+        prev: &Agreement,
+        at: OffsetDateTime,
+    ) -> Result<(), AgreementError> {
+        let keys = signing_keys(&[&self.agreement, prev], at);
+        self.note = self.note.merge(&other.note, &keys)?;
+        Ok(())
+    }
+
+    /// Adds every signature of `other`, the same text, whose signatures were
+    /// checked already (both were merged from checked notes).
+    pub fn union(&mut self, other: &SignedAgreement) -> Result<(), AgreementError> {
+        self.note = self.note.union(&other.note, |_| true)?;
+        Ok(())
+    }
+
+    /// The parties of this version or of `prev` whose signature verifies,
+    /// by a key valid at `at`: who has approved it so far.
+    pub fn approved_by(&self, prev: &Agreement, at: OffsetDateTime) -> Result<Vec<String>, AgreementError> {
+        let mut parties: Vec<Party> = prev.parties.clone();
+        parties.extend(
+            self.agreement
+                .parties
+                .iter()
+                .filter(|p| prev.party(&p.id).is_none())
+                .cloned(),
+        );
+        self.signers_among(&parties, at)
     }
 
     /// The SHA-256 of the text the parties sign: what the next version names

@@ -33,11 +33,6 @@ pub type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
 /// every sender of the queue is gone.
 pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let calls = Arc::new(Semaphore::new(CALLS_PER_PEER));
-    // The receiver reads no batch larger than the agreement allows.
-    let budget = node
-        .agreement
-        .norms
-        .max_batch_bytes(node.agreement.max_keys_per_party());
     let mut carried: Option<Queued> = None;
     loop {
         let first = match carried.take() {
@@ -50,6 +45,12 @@ pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedRecei
         // Waiting for a free call lets the next batch fill up.
         let Ok(call) = calls.clone().acquire_owned().await else {
             return;
+        };
+        // The receiver reads no batch larger than the agreement in force allows.
+        let budget = {
+            let in_force = node.in_force();
+            let agreement = in_force.agreement();
+            agreement.norms.max_batch_bytes(agreement.max_keys_per_party())
         };
         let mut bytes = first.0.envelope.encoded_len();
         let mut batch = vec![first];
@@ -85,7 +86,7 @@ pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedRecei
 /// handles the receipts; one outcome per message, in order.
 async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessage>) -> Vec<Result<(), String>> {
     let fail_all = |why: String| messages.iter().map(|_| Err(why.clone())).collect();
-    let Some(mut client) = node.peers().get(party) else {
+    let Some(mut client) = node.in_force().peers.get(party) else {
         return fail_all(format!("{party} is not a peer"));
     };
     let req = DeliverBatchRequest {
@@ -93,7 +94,7 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         sender_checkpoint: Some(SignedCheckpoint {
             note: node.log.head().note.to_vec(),
         }),
-        agreement: Some(node.agreements.ours()),
+        agreement: Some(node.in_force().reference()),
     };
     let outcomes = match tokio::time::timeout(CALL_TIMEOUT, client.deliver_batch(req)).await {
         Err(_) => return fail_all("timed out".into()),
@@ -134,10 +135,11 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
 /// Checks a receipt for our message `m` delivered to `party`, then logs it.
 async fn accept_receipt(node: &Arc<Node>, m: &StoredMessage, party: &str, env: Envelope) -> Result<(), String> {
     // A receipt's signatures are bounded like a delivered envelope's before any is verified.
-    node.check_signatures(party, &env)
+    let keyring = &node.in_force().keyring;
+    node.check_signatures(party, &env, keyring)
         .map_err(|e| format!("receipt: {e}"))?;
     let signer =
-        envelope::verify(&env, RECEIPT_TYPE, &node.keyring, node.clock.now()).map_err(|e| format!("receipt: {e}"))?;
+        envelope::verify(&env, RECEIPT_TYPE, keyring, node.clock.now()).map_err(|e| format!("receipt: {e}"))?;
     if signer.party != party {
         return Err(format!("receipt signed by {} instead of {party}", signer.party));
     }

@@ -37,8 +37,38 @@ struct Courier {
     slots: Semaphore,
 }
 
-/// Each peer's courier.
-type Couriers = Arc<HashMap<String, Courier>>;
+/// Each peer's courier, started the first time something goes to it. A
+/// party that an adopted amendment removes loses its courier, which
+/// finishes the calls it has in flight and stops.
+#[derive(Clone)]
+struct Couriers {
+    node: Arc<Node>,
+    by_peer: Arc<Mutex<HashMap<String, Arc<Courier>>>>,
+}
+
+impl Couriers {
+    /// The courier of `party` if it is a peer of the agreement in force.
+    fn get(&self, party: &str) -> Option<Arc<Courier>> {
+        let is_peer = self.node.in_force().peers.contains(party);
+        let mut by_peer = self.by_peer.lock().unwrap_or_else(|e| e.into_inner());
+        if !is_peer {
+            by_peer.remove(party);
+            return None;
+        }
+        let courier = by_peer.entry(party.to_owned()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let span = tracing::info_span!("courier", peer = %party);
+            self.node
+                .tasks
+                .spawn(courier::run(self.node.clone(), party.to_owned(), rx).instrument(span));
+            Arc::new(Courier {
+                queue: tx,
+                slots: Semaphore::new(MAX_IN_FLIGHT),
+            })
+        });
+        Some(courier.clone())
+    }
+}
 
 /// The delay before retry number `attempts` (1 for the first retry): doubling
 /// from `base` up to `max`, then scaled by a random factor in [0.5, 1.0).
@@ -61,19 +91,10 @@ pub async fn run(node: Arc<Node>) {
         }
         Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
     }
-    let couriers: Couriers = Arc::new(
-        node.peers()
-            .ids()
-            .map(|party| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let span = tracing::info_span!("courier", peer = %party);
-                node.tasks
-                    .spawn(courier::run(node.clone(), party.clone(), rx).instrument(span));
-                let slots = Semaphore::new(MAX_IN_FLIGHT);
-                (party.clone(), Courier { queue: tx, slots })
-            })
-            .collect(),
-    );
+    let couriers = Couriers {
+        node: node.clone(),
+        by_peer: Arc::default(),
+    };
     let active: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     loop {
         let p = tokio::select! {
@@ -108,12 +129,19 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
             return;
         }
         let result = match couriers.get(&p.party) {
-            None => Err(format!("{} is not a peer", p.party)),
+            // Not a peer (yet: a party a pending amendment adds; or any more:
+            // its delivery was cancelled when it left, and then this ends).
+            None if !still_queued(&node, &p) => return,
+            None => Err(format!(
+                "{} is not a peer of agreement version {}",
+                p.party,
+                node.in_force().version()
+            )),
             Some(courier) => {
                 let Ok(_slot) = courier.slots.acquire().await else {
                     return;
                 };
-                attempt(&node, courier, &p).await
+                attempt(&node, &courier, &p).await
             }
         };
         let Err(error) = result else { return };
@@ -137,6 +165,12 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
             _ = node.tasks.stopping() => return,
         }
     }
+}
+
+/// Whether the delivery is still in the outbox (a party that left has its deliveries cancelled).
+fn still_queued(node: &Node, p: &Pending) -> bool {
+    node.read(|c| state::is_queued(c, &p.message_id, &p.party))
+        .unwrap_or(true)
 }
 
 /// One attempt: hands the message to its peer's courier and waits for the outcome.

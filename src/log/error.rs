@@ -64,6 +64,9 @@ pub enum StateError {
     /// What was to change has moved on (a deadline met or missed meanwhile).
     #[error("{0} is no longer running")]
     NotRunning(String),
+    /// What is stored cannot be used as it is (a kept proposal that no longer parses).
+    #[error("{0}")]
+    Invalid(String),
     /// The database failed.
     #[error("database: {0}")]
     Storage(#[from] rusqlite::Error),

@@ -28,3 +28,16 @@ pub struct Sent {
     /// The log entry that records it.
     pub log_index: u64,
 }
+
+/// A proposal as operators see it: who signed, what it still needs.
+#[derive(Clone, Debug)]
+pub struct PendingAmendment {
+    /// The proposal as kept, with every signature gathered.
+    pub proposal: crate::state::Proposal,
+    /// The parties (of the version in force or the one proposed) that signed it.
+    pub approved_by: Vec<String>,
+    /// Who must still sign before it can be adopted, in words.
+    pub needs: String,
+    /// Who rejected it, and why.
+    pub rejections: Vec<(String, String)>,
+}

@@ -2,7 +2,7 @@
 //! each variant to a gRPC status; internal failures never reach a caller
 //! with their text.
 
-use crate::envelope::{EnvelopeError, NOTICE_TYPE, RESPONSE_TYPE};
+use crate::envelope::{AMENDMENT_TYPE, EnvelopeError, NOTICE_TYPE, RESPONSE_TYPE};
 use crate::log::LogError;
 use crate::message::MessageError;
 
@@ -15,8 +15,8 @@ pub enum NodeError {
     /// A required request field is absent.
     #[error("field {0} is required")]
     MissingField(&'static str),
-    /// The envelope's payload type is neither a notice nor a response.
-    #[error("payload type {0:?} cannot be delivered; expected {NOTICE_TYPE} or {RESPONSE_TYPE}")]
+    /// The envelope's payload type is not one that is delivered.
+    #[error("payload type {0:?} cannot be delivered; expected {NOTICE_TYPE}, {RESPONSE_TYPE} or {AMENDMENT_TYPE}")]
     NotDeliverable(String),
     /// The envelope is not signed by a key of the agreement valid now.
     #[error("envelope from {caller}: {source}")]
@@ -108,6 +108,12 @@ pub enum NodeError {
         /// The latest version adopted.
         held: u64,
     },
+    /// An amendment, or the version it proposes, breaks the agreement's rules.
+    #[error("amendment: {0}")]
+    BadAmendment(String),
+    /// No pending proposal has this version or hash.
+    #[error("no pending proposal {0}; hotline agreement pending lists them")]
+    NoSuchProposal(String),
     /// No notice has this id.
     #[error("no notice with id {0}")]
     NoSuchNotice(String),

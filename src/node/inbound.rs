@@ -11,7 +11,7 @@ use super::actor::Actor;
 use super::{Node, NodeError, join_in_order};
 use crate::clock;
 use crate::envelope::{self, RECEIPT_TYPE};
-use crate::keys::VerifierKey;
+use crate::keys::{Keyring, VerifierKey};
 use crate::log::tree::proof_to_wire;
 use crate::log::{LogError, StateError, entry};
 use crate::message::{self, Kind, Message};
@@ -28,6 +28,8 @@ struct Admitted {
     env: Envelope,
     sha: Vec<u8>,
     key: VerifierKey,
+    /// What an amendment adds to the proposal it concerns.
+    step: Option<state::AmendmentStep>,
 }
 
 impl Node {
@@ -111,14 +113,15 @@ impl Node {
     fn admit(&self, caller: &str, env: Envelope) -> Result<Admitted, NodeError> {
         let kind = Kind::of_payload_type(&env.payload_type)
             .ok_or_else(|| NodeError::NotDeliverable(env.payload_type.clone()))?;
-        self.check_signatures(caller, &env)?;
+        let in_force = self.in_force();
+        let (agreement, keyring) = (in_force.agreement(), &in_force.keyring);
+        self.check_signatures(caller, &env, keyring)?;
         let now = self.clock.now();
-        let signer = envelope::verify(&env, &env.payload_type, &self.keyring, now).map_err(|source| {
-            NodeError::BadSignature {
+        let signer =
+            envelope::verify(&env, &env.payload_type, keyring, now).map_err(|source| NodeError::BadSignature {
                 caller: caller.to_owned(),
                 source,
-            }
-        })?;
+            })?;
         if signer.party != caller {
             return Err(NodeError::SignerIsNotCaller {
                 signer: signer.party.clone(),
@@ -133,7 +136,16 @@ impl Node {
                 caller: caller.to_owned(),
             });
         }
-        if let Some(p) = message.to().iter().find(|p| self.agreement.party(p).is_none()) {
+        // An amendment may also go to the parties of the version it proposes; that is checked with it.
+        let step = match &message {
+            Message::Amendment(a) => Some(self.check_amendment(a, caller)?),
+            _ => None,
+        };
+        if let Some(p) = message
+            .to()
+            .iter()
+            .find(|p| step.is_none() && agreement.party(p).is_none())
+        {
             return Err(NodeError::UnknownRecipient(p.clone()));
         }
         if !message.to().contains(&self.party) {
@@ -147,14 +159,14 @@ impl Node {
             .created_at()
             .and_then(clock::from_proto)
             .ok_or(NodeError::NoCreatedAt)?;
-        let skew = self.agreement.norms.clock_skew;
+        let skew = agreement.norms.clock_skew;
         if created > now + skew {
             return Err(NodeError::FromTheFuture {
                 at: clock::rfc3339(created),
                 skew: clock::format_duration(skew),
             });
         }
-        let max = self.agreement.norms.max_notice_bytes;
+        let max = agreement.norms.max_notice_bytes;
         if env.payload.len() as u64 > max {
             return Err(NodeError::PayloadTooLarge {
                 size: env.payload.len(),
@@ -162,12 +174,13 @@ impl Node {
             });
         }
         let sha = Sha256::digest(&env.payload).to_vec();
-        message.validate(&self.agreement.norms)?;
+        message.validate(&agreement.norms)?;
         Ok(Admitted {
             message,
             env,
             sha,
             key: signer.key.clone(),
+            step,
         })
     }
 
@@ -175,8 +188,8 @@ impl Node {
     /// verified: at most one per key the caller has in the agreement, each by
     /// one of those keys and 64 bytes long. A lone signature by an unknown
     /// key is left to the verification, which names it.
-    pub(crate) fn check_signatures(&self, caller: &str, env: &Envelope) -> Result<(), NodeError> {
-        let own = self.keyring.keys().filter(|k| k.party == caller).count().max(1);
+    pub(crate) fn check_signatures(&self, caller: &str, env: &Envelope, keyring: &Keyring) -> Result<(), NodeError> {
+        let own = keyring.keys().filter(|k| k.party == caller).count().max(1);
         let sigs = &env.signatures;
         if sigs.len() > own {
             return Err(NodeError::Signatures(format!(
@@ -195,7 +208,7 @@ impl Node {
                     s.sig.len()
                 )));
             }
-            match self.keyring.get(&s.keyid) {
+            match keyring.get(&s.keyid) {
                 Some(k) if k.party == caller => {}
                 Some(k) => {
                     return Err(NodeError::SignerIsNotCaller {
@@ -260,7 +273,8 @@ impl Node {
     /// stops, and signs our receipt; a communication check is answered.
     async fn record_received(self: &Arc<Self>, from: &str, a: Admitted) -> Result<Envelope, NodeError> {
         let now = self.clock.now_ms();
-        let norms = &self.agreement.norms;
+        let in_force = self.in_force();
+        let norms = &in_force.agreement().norms;
         let entry_bytes = entry::received(self.clock.now(), a.env.clone(), from);
         let mut entries = vec![entry_bytes.clone()];
         let mut owed = None;
@@ -308,13 +322,14 @@ impl Node {
                     comm_check_ok = Some(event);
                 }
             }
+            Message::Amendment(_) => {}
         }
         let stored = StoredMessage {
             id: a.message.id().to_owned(),
             kind: a.message.kind(),
             direction: Direction::Received,
             sender: from.to_owned(),
-            thread: a.message.thread().to_owned(),
+            thread: a.message.thread(),
             payload_sha256: a.sha,
             envelope: a.env,
             log_index: 0,
@@ -322,6 +337,7 @@ impl Node {
         };
         let (me, sender, thread) = (self.party.clone(), from.to_owned(), stored.thread.clone());
         let check_event = comm_check_ok.clone();
+        let step = a.step;
         let row = stored.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
             state::insert_message(c, &row, index)?;
@@ -334,6 +350,9 @@ impl Node {
             if let Some(ev) = &check_event {
                 state::insert_norm_event(c, index + 1, ev)?;
                 state::comm_check_ok(c, &sender, now)?;
+            }
+            if let Some(step) = &step {
+                state::record_amendment(c, step)?;
             }
             Ok(())
         });
@@ -372,6 +391,11 @@ impl Node {
                 self.events.emit(event::Body::NoticeReceived(n));
             }
             Message::Response(r) => self.events.emit(event::Body::ResponseReceived(r)),
+            Message::Amendment(_) => {
+                // Adopting logs more; the receipt does not wait for it.
+                let node = self.clone();
+                self.tasks.spawn(async move { node.adopt_ready().await });
+            }
         }
         if let Some(ev) = comm_check_ok {
             self.events.emit(event::Body::NormEvent(ev));

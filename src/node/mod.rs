@@ -6,6 +6,8 @@
 //! (`delivery`), missed deadlines with the norms worker (`norms`).
 
 mod actor;
+mod adoption;
+mod amendments;
 mod error;
 mod inbound;
 mod outbound;
@@ -14,25 +16,25 @@ mod peer_agreements;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
-pub use actor::{Actor, Sent};
+pub use actor::{Actor, PendingAmendment, Sent};
 pub use error::NodeError;
 pub use peer_agreements::PeerAgreements;
 
-use crate::agreement::{Agreement, SignedAgreement};
+use crate::agreement::SignedAgreement;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::Events;
-use crate::keys::{IdentityKey, Keyring};
-use crate::log::{Log, LogError, entry};
+use crate::in_force::{InForce, Live};
+use crate::keys::IdentityKey;
+use crate::log::{Log, LogError};
 use crate::peers::Peers;
-use crate::proto::log_entry::Body;
-use crate::proto::{AgreementAdopted, Event};
+use crate::proto::Event;
 use crate::state;
 use crate::tasks::Tasks;
 use crate::tls::{CertKey, Identifier};
+use crate::transport::ServerTls;
 use crate::witness::Witness;
 
 /// A node's shared state.
@@ -41,10 +43,10 @@ pub struct Node {
     pub party: String,
     /// Our identity key.
     pub key: IdentityKey,
-    /// The agreement in force.
-    pub agreement: Agreement,
-    /// The agreement's keys, by key id.
-    pub keyring: Keyring,
+    /// The agreement in force, its keys and peers; replaced on adoption.
+    pub live: Arc<Live>,
+    /// Our TLS as a server, whose client CAs follow the agreement.
+    pub tls: Arc<ServerTls>,
     /// The audit log.
     pub log: Arc<Log>,
     /// Who is calling, from TLS certificates.
@@ -66,7 +68,12 @@ pub struct Node {
     /// Which agreement each peer says it holds, against ours.
     pub agreements: PeerAgreements,
     events: Events,
-    peers: Peers,
+    /// Our node certificate, which new peers are dialled with.
+    cert: CertKey,
+    /// Held while a version is adopted: one at a time.
+    adopting: tokio::sync::Mutex<()>,
+    /// Set while later versions are fetched from a peer: one catch-up at a time.
+    catching_up: std::sync::atomic::AtomicBool,
     /// New deliveries for the delivery worker.
     outbox: mpsc::UnboundedSender<state::Pending>,
     outbox_queue: std::sync::Mutex<Option<mpsc::UnboundedReceiver<state::Pending>>>,
@@ -80,46 +87,54 @@ impl Node {
     /// Loads everything a node needs from its configuration, refusing an
     /// agreement not signed by its quorum, and opens the log; `cert` is the
     /// node certificate it dials peers with, `clock` where it reads the time.
+    /// A node runs on the newest agreement it adopted: the configured file,
+    /// or a later version its log holds (adopted while it ran).
     pub async fn open(config: &Config, cert: &CertKey, clock: Clock) -> Result<Arc<Self>, NodeError> {
         let key = IdentityKey::load(&config.identity_key).map_err(setup)?;
-        let signed = SignedAgreement::load(&config.agreement).map_err(setup)?;
-        signed
+        let configured = SignedAgreement::load(&config.agreement).map_err(setup)?;
+        configured
             .verify(clock.now())
             .map_err(|e| setup(format!("{}: {e}", config.agreement.display())))?;
-        let agreement = signed.agreement.clone();
+        let log = Arc::new(Log::open_with(&config.data, key.clone(), config.recheck_log)?);
+        let signed =
+            crate::in_force::starting_agreement(&log, configured, &config.agreement, clock.now()).map_err(setup)?;
+        let agreement = &signed.agreement;
         let me = agreement.party(&config.party).ok_or_else(|| {
             setup(format!(
-                "{}: party {} is not in the agreement",
-                config.agreement.display(),
-                config.party
+                "agreement version {}: party {} is not in the agreement",
+                agreement.version, config.party
             ))
         })?;
         if me.origin() != key.name() || !me.keys.iter().any(|k| &k.key == key.verifier()) {
             return Err(setup(format!(
-                "{}: key {} is not party {}'s key in the agreement",
+                "{}: key {} is not party {}'s key in agreement version {}",
                 config.identity_key.display(),
                 key.verifier().key_id(),
-                config.party
+                config.party,
+                agreement.version
             )));
         }
         let identifier =
-            Arc::new(Identifier::new(&agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
-        let peers = Peers::dial(&agreement, &config.party, cert).map_err(setup)?;
-        let log = Arc::new(Log::open_with(&config.data, key.clone(), config.recheck_log)?);
-        let keyring = agreement.keyring();
+            Arc::new(Identifier::new(agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
+        let own_ca = config.ca_pem().map_err(setup)?;
+        let tls = Arc::new(ServerTls::new(cert, &own_ca, agreement).map_err(setup)?);
+        let peers = Peers::dial(agreement, &config.party, cert).map_err(setup)?;
+        let live = Arc::new(Live::new(InForce {
+            text_sha256: signed.text_sha256(),
+            keyring: agreement.keyring(),
+            peers,
+            signed,
+        }));
         let events = Events::new(clock.clone());
-        let witness = Arc::new(Witness::new(
-            log.clone(),
-            peers.clone(),
-            keyring.clone(),
-            events.clone(),
-            clock.clone(),
-        ));
+        let witness = Arc::new(Witness::new(log.clone(), live.clone(), events.clone(), clock.clone()));
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let node = Arc::new(Self {
             party: config.party.clone(),
-            keyring,
-            agreement,
+            live,
+            tls,
+            cert: cert.clone(),
+            adopting: tokio::sync::Mutex::new(()),
+            catching_up: Default::default(),
             key,
             log,
             identifier,
@@ -130,47 +145,23 @@ impl Node {
             tasks: Tasks::default(),
             witness,
             retry: (config.retry_base, config.retry_max),
-            agreements: PeerAgreements::new(signed.agreement.version, signed.text_sha256()),
+            agreements: PeerAgreements::default(),
             events,
-            peers,
             outbox,
             outbox_queue: std::sync::Mutex::new(Some(outbox_rx)),
         });
-        node.adopt(&signed).await?;
+        node.adopt_at_start().await?;
         Ok(node)
     }
 
-    /// Logs the agreement the first time this node runs on it.
-    async fn adopt(&self, signed: &SignedAgreement) -> Result<(), NodeError> {
-        let bytes = signed.to_bytes();
-        let sha = Sha256::digest(&bytes).to_vec();
-        let version = signed.agreement.version;
-        if let Some(current) = self.read(state::adopted)? {
-            if current.sha256 == sha {
-                return Ok(());
-            }
-            let held = SignedAgreement::parse(&current.signed_note)
-                .map_err(|e| setup(format!("the adopted agreement in the log: {e}")))?;
-            check_follows(signed, &held, self.clock.now()).map_err(setup)?;
+    /// Records the agreement `party` says it holds: a later version is
+    /// fetched from it and adopted if it chains from ours; another text under
+    /// our version number is logged as an AGREEMENT_FORK norm event, once.
+    pub async fn compare_agreement(self: &Arc<Self>, party: &str, theirs: Option<&crate::proto::AgreementRef>) {
+        if let Some(theirs) = theirs {
+            self.catch_up(party, theirs.version);
         }
-        let e = entry::encode(
-            self.clock.now(),
-            Body::AgreementAdopted(AgreementAdopted {
-                signed_note: bytes,
-                version,
-            }),
-        );
-        self.log
-            .append_with(vec![e], Box::new(move |c, i| state::adopt(c, version, &sha, i)), false)
-            .await?;
-        tracing::info!(version, "adopted agreement");
-        Ok(())
-    }
-
-    /// Records the agreement `party` says it holds; another text under our
-    /// version number is logged as an AGREEMENT_FORK norm event, once.
-    pub async fn compare_agreement(&self, party: &str, theirs: Option<&crate::proto::AgreementRef>) {
-        let Some(detail) = self.agreements.note(party, theirs) else {
+        let Some(detail) = self.agreements.note(party, theirs, &self.in_force().reference()) else {
             return;
         };
         tracing::error!(party, %detail, "agreement fork");
@@ -208,9 +199,9 @@ impl Node {
         self.outbox_queue.lock().ok().and_then(|mut q| q.take())
     }
 
-    /// The peers this node delivers to.
-    pub fn peers(&self) -> &Peers {
-        &self.peers
+    /// A snapshot of the agreement in force, its keys and peers.
+    pub fn in_force(&self) -> Arc<InForce> {
+        self.live.get()
     }
 
     /// Runs `f` on a read connection; a database error is an internal one.
@@ -237,28 +228,6 @@ impl Node {
             log.close();
         }
     }
-}
-
-/// Whether a node holding `held` may adopt `signed`: the same version with
-/// more signatures, or the next version chained to it. An older version, a
-/// gap, and another text under the held version number (a fork) are refused.
-fn check_follows(signed: &SignedAgreement, held: &SignedAgreement, at: time::OffsetDateTime) -> Result<(), String> {
-    let (version, v) = (signed.agreement.version, held.agreement.version);
-    if version < v {
-        return Err(format!(
-            "agreement version {version} is older than the adopted version {v}"
-        ));
-    }
-    if version == v {
-        return match signed.text() == held.text() {
-            true => Ok(()),
-            false => Err(format!(
-                "agreement version {version} differs from the adopted version {v} with the same number: a fork"
-            )),
-        };
-    }
-    // A gap (version v+2 before v+1) is refused there too: only v+1 follows v.
-    signed.verify_successor(held, at).map_err(|e| e.to_string())
 }
 
 /// Runs `tasks` concurrently, so that their log appends land in one batch,

@@ -32,23 +32,33 @@ pub(super) struct Met {
 }
 
 /// A message this node signed and is about to log and queue.
-struct Outgoing {
-    kind: Kind,
-    id: String,
-    thread: String,
-    envelope: crate::proto::Envelope,
-    to: Vec<String>,
-    owed: Vec<Owed>,
-    meets: Vec<Met>,
+pub(super) struct Outgoing {
+    pub kind: Kind,
+    pub id: String,
+    pub thread: String,
+    pub envelope: crate::proto::Envelope,
+    pub to: Vec<String>,
+    pub owed: Vec<Owed>,
+    pub meets: Vec<Met>,
+    /// What an amendment adds to the proposal it concerns.
+    pub step: Option<state::AmendmentStep>,
 }
 
 impl Node {
     /// Logs a signed message, queues it for its recipients and starts its
-    /// clocks, in one transaction: a receipt is due from every recipient, plus
-    /// the message's own clocks.
-    async fn send(&self, out: Outgoing, actor: Actor<'_>) -> Result<Sent, NodeError> {
+    /// clocks, in one transaction: a receipt is due from every recipient that
+    /// is a party of the agreement in force (a party an amendment would add
+    /// gets its copy once it runs), plus the message's own clocks.
+    pub(super) async fn send(&self, out: Outgoing, actor: Actor<'_>) -> Result<Sent, NodeError> {
         let now = self.clock.now_ms();
-        let receipt_due = now + self.agreement.norms.receipt_within.as_millis() as i64;
+        let in_force = self.in_force();
+        let receipt_due = now + in_force.agreement().norms.receipt_within.as_millis() as i64;
+        let owe_receipts: Vec<String> = out
+            .to
+            .iter()
+            .filter(|p| in_force.agreement().party(p).is_some())
+            .cloned()
+            .collect();
         let mut entries = vec![entry::sent(self.clock.now(), out.envelope.clone(), out.to.clone())];
         // What an operator does is logged under the name its certificate maps to.
         if let Actor::Operator(operator) = actor {
@@ -72,14 +82,19 @@ impl Node {
             log_index: 0,
             created_ms: now,
         });
-        let (to, owed, meets) = (out.to, out.owed, out.meets);
+        let (to, owed, meets, step) = (out.to, out.owed, out.meets, out.step);
         let row = stored.clone();
         let recipients = to.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
             state::insert_message(c, &row, index)?;
             for party in &recipients {
                 state::enqueue(c, &row.id, party, now)?;
+            }
+            for party in &owe_receipts {
                 state::start_deadline(c, &row.id, party, Deadline::Receipt, receipt_due)?;
+            }
+            if let Some(step) = &step {
+                state::record_amendment(c, step)?;
             }
             for o in &owed {
                 state::start_deadline(c, &row.id, &o.party, o.kind, o.due_ms)?;
@@ -122,15 +137,16 @@ impl Node {
             return self.resent(notice, first);
         }
         notice.created_at = Some(clock::to_proto(self.clock.now()));
-        message::validate_notice(&notice, &self.agreement.norms)?;
-        if let Some(p) = notice.to.iter().find(|p| !self.peers.contains(p)) {
+        let in_force = self.in_force();
+        let norms = &in_force.agreement().norms;
+        message::validate_notice(&notice, norms)?;
+        if let Some(p) = notice.to.iter().find(|p| !in_force.peers.contains(p)) {
             return Err(NodeError::NotAPeer(p.clone()));
         }
         // A notice continuing one we hold keeps its TLP: no weaker, and to nobody it may not reach.
         if let Some(original) = self.held_notice(&notice.in_reply_to)? {
             message::check_reply(&notice, &original)?;
         }
-        let norms = &self.agreement.norms;
         let now = self.clock.now_ms();
         let within = match notice.kind() {
             NoticeKind::Notification | NoticeKind::RequestForAssistance => {
@@ -164,6 +180,7 @@ impl Node {
                 to: notice.to,
                 owed,
                 meets: vec![],
+                step: None,
             },
             actor,
         )
@@ -215,7 +232,7 @@ impl Node {
             text: text.to_owned(),
             author: actor.name().to_owned(),
         };
-        message::validate_response(&response, &self.agreement.norms)?;
+        message::validate_response(&response, &self.in_force().agreement().norms)?;
         let envelope = envelope::sign(RESPONSE_TYPE, response.encode_to_vec(), &self.key);
         self.send(
             Outgoing {
@@ -230,6 +247,7 @@ impl Node {
                     party: self.party.clone(),
                     kind: Deadline::Response,
                 }],
+                step: None,
             },
             actor,
         )
@@ -238,10 +256,11 @@ impl Node {
 
     /// Sends a communication check to one peer, or to every peer.
     pub async fn comm_check(&self, party: Option<&str>, actor: Actor<'_>) -> Result<Vec<String>, NodeError> {
+        let peers = self.in_force().peers.clone();
         let targets: Vec<String> = match party {
-            Some(p) if self.peers.contains(p) => vec![p.to_owned()],
+            Some(p) if peers.contains(p) => vec![p.to_owned()],
             Some(p) => return Err(NodeError::NoSuchPeer(p.to_owned())),
-            None => self.peers.ids().cloned().collect(),
+            None => peers.ids().cloned().collect(),
         };
         let mut ids = Vec::new();
         for p in targets {

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 
 use crate::proto::AgreementRef;
 
-/// Our agreement, and what each peer said of its own.
+/// What each peer said of its agreement.
+#[derive(Default)]
 pub struct PeerAgreements {
-    ours: AgreementRef,
     seen: Mutex<Seen>,
 }
 
@@ -20,25 +20,9 @@ struct Seen {
 }
 
 impl PeerAgreements {
-    /// Starts from the agreement we hold.
-    pub fn new(version: u64, text_sha256: [u8; 32]) -> Self {
-        Self {
-            ours: AgreementRef {
-                version,
-                text_sha256: text_sha256.to_vec(),
-            },
-            seen: Mutex::default(),
-        }
-    }
-
-    /// The agreement we hold, as we announce it.
-    pub fn ours(&self) -> AgreementRef {
-        self.ours.clone()
-    }
-
     /// Records what `party` said it holds; the first time it names another
-    /// text under our version number, says so in words.
-    pub fn note(&self, party: &str, theirs: Option<&AgreementRef>) -> Option<String> {
+    /// text under the version number of `ours`, says so in words.
+    pub fn note(&self, party: &str, theirs: Option<&AgreementRef>, ours: &AgreementRef) -> Option<String> {
         let theirs = theirs?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         match seen.versions.get_mut(party) {
@@ -47,13 +31,13 @@ impl PeerAgreements {
                 seen.versions.insert(party.to_owned(), theirs.version);
             }
         }
-        let fork = theirs.version == self.ours.version && theirs.text_sha256 != self.ours.text_sha256;
+        let fork = theirs.version == ours.version && theirs.text_sha256 != ours.text_sha256;
         (fork && seen.forks.insert((party.to_owned(), theirs.text_sha256.clone()))).then(|| {
             format!(
                 "{party} holds agreement version {} with text SHA-256 {}; ours is {}",
                 theirs.version,
                 hex::encode(&theirs.text_sha256),
-                hex::encode(&self.ours.text_sha256)
+                hex::encode(&ours.text_sha256)
             )
         })
     }
