@@ -15,10 +15,11 @@ use crate::message::Kind;
 use crate::node::{Actor, Node};
 use crate::proto::operator_server::Operator;
 use crate::proto::{
-    CommCheckRequest, CommCheckResponse, Event, GetNoticeRequest, ListNoticesRequest, ListNoticesResponse,
-    NoticeSummary, NoticeThread, PeerStatus, RespondRequest, RespondResponse, ResponseStatus, RunningDeadline,
-    SendNoticeOutcome, SendNoticeRequest, SendNoticeResponse, StatusRequest, StatusResponse, WatchEventsRequest,
-    send_notice_outcome,
+    AmendmentStepResponse, ApproveAmendmentRequest, CommCheckRequest, CommCheckResponse, Event, GetNoticeRequest,
+    ListAmendmentsRequest, ListAmendmentsResponse, ListNoticesRequest, ListNoticesResponse, NoticeSummary,
+    NoticeThread, PeerStatus, PendingAmendment, ProposeAmendmentRequest, RejectAmendmentRequest, Rejection,
+    RespondRequest, RespondResponse, ResponseStatus, RunningDeadline, SendNoticeOutcome, SendNoticeRequest,
+    SendNoticeResponse, StatusRequest, StatusResponse, WatchEventsRequest, send_notice_outcome,
 };
 use crate::state;
 use crate::status::require_local;
@@ -305,5 +306,96 @@ impl Operator for OperatorService {
             .comm_check((!party.is_empty()).then_some(party.as_str()), Actor::Operator(&who))
             .await?;
         Ok(Response::new(CommCheckResponse { notice_ids }))
+    }
+
+    #[tracing::instrument(name = "Operator.ProposeAmendment", skip_all, fields(operator))]
+    async fn propose_amendment(
+        &self,
+        req: Request<ProposeAmendmentRequest>,
+    ) -> Result<Response<AmendmentStepResponse>, Status> {
+        let (who, _admitted) = self.writer(&req)?;
+        tracing::Span::current().record("operator", who.as_str());
+        let r = req.into_inner();
+        let sent = self
+            .node
+            .propose(&r.signed_note, &r.reason, Actor::Operator(&who))
+            .await?;
+        Ok(Response::new(self.step(sent)))
+    }
+
+    #[tracing::instrument(name = "Operator.ApproveAmendment", skip_all, fields(operator))]
+    async fn approve_amendment(
+        &self,
+        req: Request<ApproveAmendmentRequest>,
+    ) -> Result<Response<AmendmentStepResponse>, Status> {
+        let (who, _admitted) = self.writer(&req)?;
+        tracing::Span::current().record("operator", who.as_str());
+        let r = req.into_inner();
+        let extra = (!r.signatures.is_empty()).then_some(r.signatures.as_slice());
+        let sent = self
+            .node
+            .approve(r.version, &r.text_sha256, extra, Actor::Operator(&who))
+            .await?;
+        Ok(Response::new(self.step(sent)))
+    }
+
+    #[tracing::instrument(name = "Operator.RejectAmendment", skip_all, fields(operator))]
+    async fn reject_amendment(
+        &self,
+        req: Request<RejectAmendmentRequest>,
+    ) -> Result<Response<AmendmentStepResponse>, Status> {
+        let (who, _admitted) = self.writer(&req)?;
+        tracing::Span::current().record("operator", who.as_str());
+        let r = req.into_inner();
+        let sent = self
+            .node
+            .reject(r.version, &r.text_sha256, &r.reason, Actor::Operator(&who))
+            .await?;
+        Ok(Response::new(self.step(sent)))
+    }
+
+    #[tracing::instrument(name = "Operator.ListAmendments", skip_all)]
+    async fn list_amendments(
+        &self,
+        req: Request<ListAmendmentsRequest>,
+    ) -> Result<Response<ListAmendmentsResponse>, Status> {
+        let _admitted = self.reader(&req)?;
+        let in_force = self.node.in_force();
+        let pending = self
+            .node
+            .pending()?
+            .into_iter()
+            .map(|p| PendingAmendment {
+                version: p.proposal.version,
+                text_sha256: p.proposal.sha256,
+                signed_note: p.proposal.note,
+                proposed_by: p.proposal.proposed_by,
+                proposed_at: clock::ms_to_proto(p.proposal.proposed_ms),
+                approved_by: p.approved_by,
+                needs: p.needs,
+                rejections: p
+                    .rejections
+                    .into_iter()
+                    .map(|(party, reason)| Rejection { party, reason })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(ListAmendmentsResponse {
+            version: in_force.version(),
+            text_sha256: in_force.text_sha256.to_vec(),
+            signed_note: in_force.signed.to_bytes(),
+            pending,
+        }))
+    }
+}
+
+impl OperatorService {
+    /// The answer to an amendment step: the message, and the version in force after it.
+    fn step(&self, sent: crate::node::Sent) -> AmendmentStepResponse {
+        AmendmentStepResponse {
+            id: sent.id,
+            log_index: sent.log_index,
+            version_in_force: self.node.in_force().version(),
+        }
     }
 }

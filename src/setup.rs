@@ -266,6 +266,51 @@ pub fn agreement_text(follows: Option<&SignedAgreement>, title: &str, norms: &st
     text
 }
 
+/// The text of the version after `prev`: numbered and chained to it, with
+/// the `[[party]]` tables of `remove` left out, the tables `add` appended
+/// (as `hotline init` writes them in `party.toml`), and the quorum set to
+/// `quorum` if given. Everything else is `prev`'s text unchanged, so the
+/// parties review exactly what changed.
+pub fn amended_text(prev: &SignedAgreement, add: &[String], remove: &[String], quorum: Option<usize>) -> String {
+    let text = prev.text();
+    let (head, parties) = text.split_once("\n[[party]]\n").unwrap_or((text, ""));
+    let mut out = String::new();
+    for line in head.lines() {
+        if line.starts_with("previous =") || (quorum.is_some() && line.starts_with("quorum =")) {
+            continue;
+        }
+        if line.starts_with("version =") {
+            out += &format!(
+                "version = {}\nprevious = \"{}\"\n",
+                prev.agreement.version + 1,
+                hex::encode(prev.text_sha256())
+            );
+            if let Some(q) = quorum {
+                out += &format!("quorum = {q}\n");
+            }
+            continue;
+        }
+        out += line;
+        out += "\n";
+    }
+    let blocks = format!("[[party]]\n{parties}");
+    for block in blocks.split("[[party]]\n").filter(|b| !b.trim().is_empty()) {
+        let id = block.lines().find_map(|l| l.strip_prefix("id = ")).unwrap_or("");
+        if remove.iter().any(|r| id.trim_matches('"') == r) {
+            continue;
+        }
+        out += "\n[[party]]\n";
+        out += block.trim_end_matches('\n');
+        out += "\n";
+    }
+    for entry in add {
+        out += "\n";
+        out += entry.trim_end_matches('\n');
+        out += "\n";
+    }
+    out
+}
+
 /// Sets up parties `ids` on loopback under `root`, each in `root/<id>`: binds
 /// a listener per party on 127.0.0.1 port 0, creates its files, writes an
 /// agreement with `norms` signed by every party into each folder, and returns

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use super::checkpoint::{self, VerifiedCheckpoint};
 use super::entry;
 use super::tree::Frontier;
-use crate::agreement::{Agreement, SignedAgreement};
+use crate::agreement::{Party, SignedAgreement};
 use crate::keys::Keyring;
 use crate::keys::VerifierKey;
 use crate::proto::LogEntry;
@@ -91,7 +91,10 @@ pub struct Replay<'k> {
     frontier: Frontier,
     checkpoints: u64,
     /// The agreement the log adopted last: whose keys sign what follows.
-    agreement: Option<(Agreement, Keyring)>,
+    agreement: Option<(SignedAgreement, Keyring)>,
+    /// Every party of any version adopted so far: a checkpoint witnessed
+    /// just before a party left may be logged just after.
+    parties: HashMap<String, Party>,
     /// The largest checkpoint size witnessed so far, per peer.
     witnessed: HashMap<String, u64>,
     signatures: u64,
@@ -105,6 +108,7 @@ impl<'k> Replay<'k> {
             frontier: Frontier::default(),
             checkpoints: 0,
             agreement: None,
+            parties: HashMap::new(),
             witnessed: HashMap::new(),
             signatures: 0,
         }
@@ -154,31 +158,41 @@ impl<'k> Replay<'k> {
             Some(Body::AgreementAdopted(a)) => {
                 let signed = SignedAgreement::parse(&a.signed_note).map_err(|e| format!("adopted agreement: {e}"))?;
                 signed.verify(at).map_err(|e| format!("adopted agreement: {e}"))?;
+                // Each version adopted after the first follows the one before by the chain rule.
+                if let Some((held, _)) = &self.agreement
+                    && held.text() != signed.text()
+                {
+                    signed
+                        .verify_successor(held, at)
+                        .map_err(|e| format!("adopted agreement version {}: {e}", signed.agreement.version))?;
+                }
                 let keyring = signed.agreement.keyring();
-                self.agreement = Some((signed.agreement, keyring));
+                for p in &signed.agreement.parties {
+                    self.parties.insert(p.id.clone(), p.clone());
+                }
+                self.agreement = Some((signed, keyring));
                 self.signatures += 1;
             }
-            Some(Body::WitnessedCheckpoint(w)) => {
-                if let Some((agreement, _)) = &self.agreement {
-                    let note = w.checkpoint.as_ref().map(|c| c.note.as_slice()).unwrap_or_default();
-                    let party = agreement
-                        .party(&w.party)
-                        .ok_or_else(|| format!("witnessed checkpoint of unknown party {}", w.party))?;
-                    let cp = party
-                        .keys
-                        .iter()
-                        .find_map(|k| checkpoint::verify(note, &k.key).ok())
-                        .ok_or_else(|| format!("witnessed checkpoint of {} is not signed by its key", w.party))?;
-                    let last = self.witnessed.entry(w.party.clone()).or_insert(0);
-                    if cp.size <= *last && *last > 0 {
-                        return Err(format!(
-                            "witnessed checkpoint of {} at size {} after one of size {last}",
-                            w.party, cp.size
-                        ));
-                    }
-                    *last = cp.size;
-                    self.signatures += 1;
+            Some(Body::WitnessedCheckpoint(w)) if self.agreement.is_some() => {
+                let note = w.checkpoint.as_ref().map(|c| c.note.as_slice()).unwrap_or_default();
+                let party = self
+                    .parties
+                    .get(&w.party)
+                    .ok_or_else(|| format!("witnessed checkpoint of unknown party {}", w.party))?;
+                let cp = party
+                    .keys
+                    .iter()
+                    .find_map(|k| checkpoint::verify(note, &k.key).ok())
+                    .ok_or_else(|| format!("witnessed checkpoint of {} is not signed by its key", w.party))?;
+                let last = self.witnessed.entry(w.party.clone()).or_insert(0);
+                if cp.size <= *last && *last > 0 {
+                    return Err(format!(
+                        "witnessed checkpoint of {} at size {} after one of size {last}",
+                        w.party, cp.size
+                    ));
                 }
+                *last = cp.size;
+                self.signatures += 1;
             }
             _ => {}
         }

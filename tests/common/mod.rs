@@ -361,6 +361,55 @@ impl Cluster {
             .collect()
     }
 
+    /// Creates party `id`'s files under the cluster's folder, with a bound
+    /// listener, as `hotline init` would: a party about to join.
+    pub async fn new_party(&self, id: &str) -> (hotline::setup::Created, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let created = hotline::setup::create(
+            &self.dir.path().join(id),
+            id,
+            &format!("hotline.example/{id}"),
+            &format!("{id} national CSIRT"),
+            addr,
+            &format!("https://{addr}"),
+            None,
+        )
+        .unwrap();
+        (created, listener)
+    }
+
+    /// Starts a party made by [`Cluster::new_party`] on `agreement` (a
+    /// signed note) and returns its index.
+    pub async fn join(
+        &mut self,
+        created: &hotline::setup::Created,
+        listener: tokio::net::TcpListener,
+        agreement: &[u8],
+    ) -> usize {
+        std::fs::write(created.config.with_file_name("agreement.toml"), agreement).unwrap();
+        let mut config = hotline::config::Config::load(&created.config).unwrap();
+        config.retry_base = std::time::Duration::from_millis(50);
+        config.retry_max = RETRY_MAX;
+        self.nodes.push(Some(
+            hotline::server::start(&config, Some(listener), self.clock.clone())
+                .await
+                .unwrap(),
+        ));
+        self.configs.push(config);
+        self.nodes.len() - 1
+    }
+
+    /// Node `i`'s identity key.
+    pub fn key(&self, i: usize) -> hotline::keys::IdentityKey {
+        hotline::keys::IdentityKey::load(&self.configs[i].identity_key).unwrap()
+    }
+
+    /// The agreement version in force at node `i`.
+    pub fn version(&self, i: usize) -> u64 {
+        self.node(i).in_force().version()
+    }
+
     /// Every entry of node `i`, described.
     pub fn log_lines(&self, i: usize) -> Vec<String> {
         self.log_entries(i).iter().map(hotline::log::entry::describe).collect()

@@ -1,0 +1,249 @@
+//! Amending the agreement over the hotline while every node runs: proposals,
+//! approvals, the chain rule, parties joining and leaving, and nodes that
+//! hold different versions converging.
+
+mod common;
+
+use hotline::agreement::SignedAgreement;
+use hotline::proto::{
+    ApproveAmendmentRequest, ListAmendmentsRequest, ListAmendmentsResponse, NormEventKind, ProposeAmendmentRequest,
+    RejectAmendmentRequest,
+};
+use hotline::state;
+
+/// Node `i`'s view of the amendments.
+async fn amendments(c: &common::Cluster, i: usize) -> ListAmendmentsResponse {
+    c.operator(i)
+        .list_amendments(ListAmendmentsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The agreement in force at node `i`, as adopted.
+fn in_force(c: &common::Cluster, i: usize) -> SignedAgreement {
+    SignedAgreement::parse(&c.node(i).in_force().signed.to_bytes()).unwrap()
+}
+
+async fn propose(c: &common::Cluster, i: usize, note: Vec<u8>) -> Result<u64, tonic::Status> {
+    c.operator(i)
+        .propose_amendment(ProposeAmendmentRequest {
+            signed_note: note,
+            reason: "test".into(),
+        })
+        .await
+        .map(|r| r.into_inner().version_in_force)
+}
+
+async fn approve(c: &common::Cluster, i: usize, version: u64) {
+    c.operator(i)
+        .approve_amendment(ApproveAmendmentRequest {
+            version,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// Waits until node `i` knows of a pending proposal of `version`.
+async fn wait_pending(c: &common::Cluster, i: usize, version: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !amendments(c, i).await.pending.iter().any(|p| p.version == version) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {i} never saw version {version} proposed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Sends a notice from node `from` to `to` and remembers it.
+async fn send(c: &common::Cluster, sent: &mut Vec<(String, Vec<String>)>, from: usize, to: &[&str]) {
+    let id = c
+        .send(from, common::notice(to, &format!("notice {}", sent.len())))
+        .await;
+    sent.push((id, to.iter().map(|s| s.to_string()).collect()));
+}
+
+/// Whether node `i` holds message `id` exactly once (the id is the key).
+fn holds(c: &common::Cluster, i: usize, id: &str) -> bool {
+    c.node(i).read(|db| state::message(db, id)).unwrap().is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_joins_another_leaves_while_notices_flow_and_no_node_restarts() {
+    let ids = ["PER", "CHL", "ARG", "BRA"];
+    let mut c = common::Cluster::start(&ids, common::FAST_NORMS).await;
+    let mut sent = Vec::new();
+    send(&c, &mut sent, 0, &["CHL", "ARG", "BRA"]).await;
+
+    // A fifth party joins: it hands its party.toml to PER and signs version 2 offline.
+    let (est, listener) = c.new_party("EST").await;
+    let v1 = in_force(&c, 0);
+    let v2_text = hotline::setup::amended_text(&v1, std::slice::from_ref(&est.party_entry), &[], Some(4));
+    let mut v2 = SignedAgreement::parse(v2_text.as_bytes()).unwrap();
+    let est_key = hotline::keys::IdentityKey::load(&c.dir.path().join("EST/identity.key")).unwrap();
+    v2.sign(&est_key).unwrap();
+    assert_eq!(propose(&c, 0, v2.to_bytes()).await.unwrap(), 1);
+    send(&c, &mut sent, 1, &["PER", "BRA"]).await;
+    for i in 1..3 {
+        wait_pending(&c, i, 2).await;
+        approve(&c, i, 2).await;
+    }
+    // Version 1's quorum is all four: three signatures and the newcomer's are not enough.
+    let pending = amendments(&c, 0).await;
+    assert_eq!(pending.version, 1);
+    assert!(pending.pending[0].needs.contains("BRA"), "{:?}", pending.pending[0]);
+    send(&c, &mut sent, 2, &["PER", "CHL"]).await;
+    wait_pending(&c, 3, 2).await;
+    approve(&c, 3, 2).await;
+    c.eventually(10, "every node adopted version 2", |c| {
+        (0..4).all(|i| c.version(i) == 2)
+    })
+    .await;
+    // The newcomer starts from the adopted version and is a peer like any other.
+    let adopted = amendments(&c, 0).await.signed_note;
+    let est_i = c.join(&est, listener, &adopted).await;
+    send(&c, &mut sent, 0, &["CHL", "EST"]).await;
+    send(&c, &mut sent, est_i, &["PER", "ARG", "BRA"]).await;
+
+    // BRA leaves: its node is gone, a notice to it waits in the outbox and it owes a response.
+    c.stop(3).await;
+    send(&c, &mut sent, 0, &["BRA", "CHL"]).await;
+    let to_bra = sent.last().unwrap().0.clone();
+    let v3_text = hotline::setup::amended_text(&in_force(&c, 0), &[], &["BRA".into()], Some(3));
+    propose(&c, 0, v3_text.into_bytes()).await.unwrap();
+    for i in [1, 2, est_i] {
+        wait_pending(&c, i, 3).await;
+        approve(&c, i, 3).await;
+    }
+    c.eventually(10, "every remaining node adopted version 3", |c| {
+        [0, 1, 2, est_i].iter().all(|&i| c.version(i) == 3)
+    })
+    .await;
+    send(&c, &mut sent, 1, &["PER", "EST"]).await;
+
+    // Nothing lost or duplicated: every notice is held once by each recipient still in the agreement.
+    let index = |party: &str| c.configs.iter().position(|cfg| cfg.party == party).unwrap();
+    c.eventually(10, "every notice delivered", |c| {
+        sent.iter().all(|(id, to)| {
+            to.iter()
+                .filter(|p| *p != "BRA" || *id != to_bra)
+                .map(|p| index(p))
+                .filter(|&i| c.nodes[i].is_some())
+                .all(|i| holds(c, i, id))
+        })
+    })
+    .await;
+    // The delivery to BRA was cancelled and its clocks closed, each with a norm event.
+    let per = c.log_lines(0);
+    assert!(
+        per.iter()
+            .any(|l| l.starts_with("DELIVERY_CANCELLED") && l.contains(&to_bra)),
+        "{per:?}"
+    );
+    assert!(
+        per.iter()
+            .any(|l| l.starts_with("DEADLINE_CLOSED") && l.contains(&to_bra)),
+        "{per:?}"
+    );
+    assert!(c.node(0).read(|db| state::queued_for(db, "BRA")).unwrap().is_empty());
+    let status = c
+        .operator(0)
+        .status(hotline::proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status.deadlines.iter().all(|d| d.party != "BRA"),
+        "{:?}",
+        status.deadlines
+    );
+    // BRA's certificates are no longer accepted: its CA is not trusted any more.
+    let refused = c
+        .peer_client(3, 0)
+        .get_agreement(hotline::proto::GetAgreementRequest { version: 1 })
+        .await
+        .unwrap_err();
+    assert!(format!("{refused:?}").contains("UnknownCA"), "{refused:?}");
+
+    // The chain verifies offline, and so does every log.
+    let chain: Vec<SignedAgreement> = (1..=3)
+        .map(|v| {
+            let adopted = c.node(0).read(|db| state::adopted_version(db, v)).unwrap().unwrap();
+            SignedAgreement::parse(&adopted.signed_note).unwrap()
+        })
+        .collect();
+    hotline::agreement::verify_chain(&chain, hotline::clock::now()).unwrap();
+    for i in [0, 1, 2, est_i] {
+        let key = c.key(i);
+        hotline::log::verify::verify_data_dir(&c.configs[i].data, key.verifier(), |_, _| {}).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_proposal_stays_pending_with_the_reason_and_a_proposal_that_does_not_chain_is_refused() {
+    let c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    let v1 = in_force(&c, 0);
+    let wrong = v1
+        .text()
+        .replacen("version = 1\n", "version = 2\nprevious = \"00\"\n", 1);
+    let refused = propose(&c, 0, wrong.into_bytes()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("previous"), "{refused:?}");
+    let skipped = hotline::setup::amended_text(&v1, &[], &[], None).replacen("version = 2", "version = 3", 1);
+    let refused = propose(&c, 0, skipped.into_bytes()).await.unwrap_err();
+    assert!(refused.message().contains("is 3; the next version"), "{refused:?}");
+
+    propose(&c, 0, hotline::setup::amended_text(&v1, &[], &[], None).into_bytes())
+        .await
+        .unwrap();
+    wait_pending(&c, 1, 2).await;
+    c.operator(1)
+        .reject_amendment(RejectAmendmentRequest {
+            version: 2,
+            text_sha256: vec![],
+            reason: "not before the summit".into(),
+        })
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen = amendments(&c, 0).await;
+        if let Some(p) = seen.pending.first()
+            && !p.rejections.is_empty()
+        {
+            assert_eq!(p.rejections[0].party, "CHL");
+            assert_eq!(p.rejections[0].reason, "not before the summit");
+            assert_eq!(p.approved_by, vec!["PER".to_owned()]);
+            assert!(p.needs.contains("missing: CHL"), "{}", p.needs);
+            assert_eq!(seen.version, 1);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rejection seen: {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_fetches_the_later_version_from_the_peer_after_one_delivery() {
+    let mut c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    // PER adopts version 2 (signed by both, offline) at a restart; CHL still holds version 1.
+    c.stop(0).await;
+    let v1 = SignedAgreement::load(&c.configs[0].agreement).unwrap();
+    let mut v2 = SignedAgreement::parse(hotline::setup::amended_text(&v1, &[], &[], None).as_bytes()).unwrap();
+    v2.sign(&c.key(0)).unwrap();
+    v2.sign(&c.key(1)).unwrap();
+    std::fs::write(&c.configs[0].agreement, v2.to_bytes()).unwrap();
+    c.restart(0).await;
+    assert_eq!((c.version(0), c.version(1)), (2, 1));
+    c.send(0, common::notice(&["CHL"], "Which version?")).await;
+    c.eventually(10, "CHL adopted version 2", |c| c.version(1) == 2).await;
+    assert!(c.log_lines(1).iter().any(|l| l == "adopted agreement version 2"));
+    assert!(
+        !c.log_lines(1)
+            .iter()
+            .any(|l| l.starts_with(&format!("{:?}", NormEventKind::AgreementFork))),
+        "converging is not a fork"
+    );
+}
