@@ -44,6 +44,8 @@ struct RawConfig {
     data: PathBuf,
     agreement: PathBuf,
     identity_key: PathBuf,
+    #[serde(default = "next_key")]
+    next_identity_key: PathBuf,
     tls_ca: PathBuf,
     tls_cert: PathBuf,
     tls_key: PathBuf,
@@ -73,6 +75,10 @@ struct RawLimits {
 
 fn dot() -> PathBuf {
     PathBuf::from(".")
+}
+
+fn next_key() -> PathBuf {
+    PathBuf::from("identity.next.key")
 }
 
 #[derive(Deserialize)]
@@ -113,6 +119,9 @@ pub struct Config {
     pub agreement: PathBuf,
     /// Our identity key file.
     pub identity_key: PathBuf,
+    /// Where a rotation's new identity key is put (need not exist): read
+    /// when an adopted agreement lists a key of ours the node does not hold.
+    pub next_identity_key: PathBuf,
     /// Our CA certificate (PEM).
     pub tls_ca: PathBuf,
     /// The node's certificate and key (PEM).
@@ -201,6 +210,7 @@ impl Config {
             data: abs(&raw.data),
             agreement: abs(&raw.agreement),
             identity_key: abs(&raw.identity_key),
+            next_identity_key: abs(&raw.next_identity_key),
             tls_ca: abs(&raw.tls_ca),
             tls_cert: abs(&raw.tls_cert),
             tls_key: abs(&raw.tls_key),

@@ -314,12 +314,17 @@ pub struct TrustedKey {
     pub valid_from: Option<OffsetDateTime>,
     /// Signatures are accepted until this instant, if set (key rotation).
     pub valid_until: Option<OffsetDateTime>,
+    /// The key was compromised: no signature by it is accepted from this
+    /// instant on, and those accepted before are flagged by audit verify.
+    pub revoked: Option<OffsetDateTime>,
 }
 
 impl TrustedKey {
     /// Reports whether the key may be used at `at`.
     pub fn valid_at(&self, at: OffsetDateTime) -> bool {
-        self.valid_from.is_none_or(|from| at >= from) && self.valid_until.is_none_or(|until| at < until)
+        self.valid_from.is_none_or(|from| at >= from)
+            && self.valid_until.is_none_or(|until| at < until)
+            && self.revoked.is_none_or(|revoked| at < revoked)
     }
 }
 
@@ -345,6 +350,74 @@ impl Keyring {
     /// Every key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &TrustedKey> {
         self.by_id.values()
+    }
+}
+
+/// A node's own identity keys, each with the window the agreement in force
+/// gives it. During a key rotation two are valid at once: checkpoints are
+/// signed by both (a signed note may carry several signatures), so a
+/// verifier that knows either key follows along, and envelopes by the newer.
+#[derive(Clone, Debug)]
+pub struct OwnKeys(std::sync::Arc<std::sync::RwLock<Vec<TrustedKeyPair>>>);
+
+/// A private key with the window in which the agreement trusts it.
+#[derive(Clone, Debug)]
+pub struct TrustedKeyPair {
+    /// The private key.
+    pub key: IdentityKey,
+    /// Valid from this instant, if set.
+    pub valid_from: Option<OffsetDateTime>,
+    /// Valid until this instant, if set.
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+impl OwnKeys {
+    /// One key, valid at all times.
+    pub fn single(key: IdentityKey) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(vec![TrustedKeyPair {
+            key,
+            valid_from: None,
+            valid_until: None,
+        }])))
+    }
+
+    /// Replaces the keys; an empty set is ignored (a node always has a key).
+    pub fn set(&self, keys: Vec<TrustedKeyPair>) {
+        if !keys.is_empty() {
+            *self.0.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        }
+    }
+
+    /// Every key held, valid or not.
+    pub fn all(&self) -> Vec<TrustedKeyPair> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The keys valid at `at`: those that sign checkpoints. If none is (a
+    /// window misconfigured), the newest key held, so the log still signs.
+    pub fn valid_at(&self, at: OffsetDateTime) -> Vec<IdentityKey> {
+        let keys = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let valid: Vec<IdentityKey> = keys
+            .iter()
+            .filter(|k| k.valid_from.is_none_or(|f| at >= f) && k.valid_until.is_none_or(|u| at < u))
+            .map(|k| k.key.clone())
+            .collect();
+        match valid.is_empty() {
+            true => keys.last().map(|k| vec![k.key.clone()]).unwrap_or_default(),
+            false => valid,
+        }
+    }
+
+    /// The key that signs envelopes at `at`: of those valid, the one valid
+    /// from the latest instant (the new key of a rotation).
+    pub fn signing(&self, at: OffsetDateTime) -> IdentityKey {
+        let keys = self.0.read().unwrap_or_else(|e| e.into_inner());
+        keys.iter()
+            .filter(|k| k.valid_from.is_none_or(|f| at >= f) && k.valid_until.is_none_or(|u| at < u))
+            .max_by_key(|k| k.valid_from)
+            .or(keys.last())
+            .map(|k| k.key.clone())
+            .expect("OwnKeys always holds a key")
     }
 }
 

@@ -266,17 +266,31 @@ pub fn agreement_text(follows: Option<&SignedAgreement>, title: &str, norms: &st
     text
 }
 
-/// The text of the version after `prev`: numbered and chained to it, with
-/// the `[[party]]` tables of `remove` left out, the tables `add` appended
-/// (as `hotline init` writes them in `party.toml`), and the quorum set to
-/// `quorum` if given. Everything else is `prev`'s text unchanged, so the
+/// What an amendment changes, for [`amended_text`].
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    /// `[[party]]` tables to add, as `hotline init` writes them in `party.toml`.
+    pub add: Vec<String>,
+    /// Parties to remove, by id.
+    pub remove: Vec<String>,
+    /// A new quorum.
+    pub quorum: Option<usize>,
+    /// Key rotations: the party, its new verifier key, when the new key is
+    /// valid from and when the keys it replaces end (the overlap between).
+    pub rotate: Vec<(String, String, time::OffsetDateTime, time::OffsetDateTime)>,
+    /// Keys revoked (by key id, `name+hexkeyhash`) from an instant on.
+    pub revoke: Vec<(String, time::OffsetDateTime)>,
+}
+
+/// The text of the version after `prev` with `changes` made: numbered and
+/// chained to it; everything else is `prev`'s text unchanged, so the
 /// parties review exactly what changed.
-pub fn amended_text(prev: &SignedAgreement, add: &[String], remove: &[String], quorum: Option<usize>) -> String {
+pub fn amended_text(prev: &SignedAgreement, changes: &Changes) -> String {
     let text = prev.text();
     let (head, parties) = text.split_once("\n[[party]]\n").unwrap_or((text, ""));
     let mut out = String::new();
     for line in head.lines() {
-        if line.starts_with("previous =") || (quorum.is_some() && line.starts_with("quorum =")) {
+        if line.starts_with("previous =") || (changes.quorum.is_some() && line.starts_with("quorum =")) {
             continue;
         }
         if line.starts_with("version =") {
@@ -285,7 +299,7 @@ pub fn amended_text(prev: &SignedAgreement, add: &[String], remove: &[String], q
                 prev.agreement.version + 1,
                 hex::encode(prev.text_sha256())
             );
-            if let Some(q) = quorum {
+            if let Some(q) = changes.quorum {
                 out += &format!("quorum = {q}\n");
             }
             continue;
@@ -295,20 +309,65 @@ pub fn amended_text(prev: &SignedAgreement, add: &[String], remove: &[String], q
     }
     let blocks = format!("[[party]]\n{parties}");
     for block in blocks.split("[[party]]\n").filter(|b| !b.trim().is_empty()) {
-        let id = block.lines().find_map(|l| l.strip_prefix("id = ")).unwrap_or("");
-        if remove.iter().any(|r| id.trim_matches('"') == r) {
+        let id = block
+            .lines()
+            .find_map(|l| l.strip_prefix("id = "))
+            .unwrap_or("")
+            .trim_matches('"')
+            .to_owned();
+        if changes.remove.contains(&id) {
             continue;
         }
         out += "\n[[party]]\n";
-        out += block.trim_end_matches('\n');
+        out += &amend_keys(block.trim_end_matches('\n'), &id, changes);
         out += "\n";
     }
-    for entry in add {
+    for entry in &changes.add {
         out += "\n";
         out += entry.trim_end_matches('\n');
         out += "\n";
     }
     out
+}
+
+/// A party's table with the key rotations and revocations of `changes` made.
+fn amend_keys(block: &str, party: &str, changes: &Changes) -> String {
+    let rfc = crate::clock::rfc3339;
+    let rotation = changes.rotate.iter().find(|r| r.0 == party);
+    let mut parts: Vec<String> = block.split("[[party.key]]\n").map(str::to_owned).collect();
+    for key in parts.iter_mut().skip(1) {
+        let vkey = key
+            .lines()
+            .find_map(|l| l.strip_prefix("vkey = "))
+            .unwrap_or("")
+            .trim_matches('"')
+            .to_owned();
+        let mut extra = String::new();
+        if let Some((_, _, _, until)) = rotation
+            && !key.contains("valid_until =")
+        {
+            extra += &format!("valid_until = {}\n", rfc(*until));
+        }
+        if let Some((_, at)) = changes
+            .revoke
+            .iter()
+            .find(|(id, _)| vkey.starts_with(&format!("{id}+")))
+        {
+            extra += &format!("revoked = {}\n", rfc(*at));
+        }
+        if !key.ends_with('\n') {
+            key.push('\n');
+        }
+        key.push_str(&extra);
+    }
+    let mut out = parts.join("[[party.key]]\n");
+    if let Some((_, vkey, from, _)) = rotation {
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out += &format!("[[party.key]]\nvkey = \"{vkey}\"\nvalid_from = {}\n", rfc(*from));
+    }
+    out.trim_end_matches('\n').to_owned()
 }
 
 /// Sets up parties `ids` on loopback under `root`, each in `root/<id>`: binds

@@ -9,6 +9,7 @@ use hotline::proto::{
     ApproveAmendmentRequest, ListAmendmentsRequest, ListAmendmentsResponse, NormEventKind, ProposeAmendmentRequest,
     RejectAmendmentRequest,
 };
+use hotline::setup::Changes;
 use hotline::state;
 
 /// Node `i`'s view of the amendments.
@@ -71,7 +72,7 @@ fn holds(c: &common::Cluster, i: usize, id: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_party_joins_another_leaves_while_notices_flow_and_no_node_restarts() {
+async fn a_party_joins_one_rotates_its_key_and_another_leaves_while_notices_flow_and_no_node_restarts() {
     let ids = ["PER", "CHL", "ARG", "BRA"];
     let mut c = common::Cluster::start(&ids, common::FAST_NORMS).await;
     let mut sent = Vec::new();
@@ -80,7 +81,14 @@ async fn a_party_joins_another_leaves_while_notices_flow_and_no_node_restarts() 
     // A fifth party joins: it hands its party.toml to PER and signs version 2 offline.
     let (est, listener) = c.new_party("EST").await;
     let v1 = in_force(&c, 0);
-    let v2_text = hotline::setup::amended_text(&v1, std::slice::from_ref(&est.party_entry), &[], Some(4));
+    let v2_text = hotline::setup::amended_text(
+        &v1,
+        &Changes {
+            add: vec![est.party_entry.clone()],
+            quorum: Some(4),
+            ..Default::default()
+        },
+    );
     let mut v2 = SignedAgreement::parse(v2_text.as_bytes()).unwrap();
     let est_key = hotline::keys::IdentityKey::load(&c.dir.path().join("EST/identity.key")).unwrap();
     v2.sign(&est_key).unwrap();
@@ -107,18 +115,67 @@ async fn a_party_joins_another_leaves_while_notices_flow_and_no_node_restarts() 
     send(&c, &mut sent, 0, &["CHL", "EST"]).await;
     send(&c, &mut sent, est_i, &["PER", "ARG", "BRA"]).await;
 
+    // CHL rotates its key: the new one is valid from now, the old one for an hour more.
+    let old_chl = c.key(1);
+    let new_chl = hotline::keys::IdentityKey::generate(old_chl.name()).unwrap();
+    new_chl.save(&c.configs[1].next_identity_key).unwrap();
+    let now = c.clock.now();
+    let v3_text = hotline::setup::amended_text(
+        &in_force(&c, 0),
+        &Changes {
+            rotate: vec![(
+                "CHL".into(),
+                new_chl.verifier().to_string(),
+                now,
+                now + time::Duration::hours(1),
+            )],
+            ..Default::default()
+        },
+    );
+    propose(&c, 1, v3_text.into_bytes()).await.unwrap();
+    send(&c, &mut sent, 3, &["CHL", "EST"]).await;
+    for i in [0, 2, 3] {
+        wait_pending(&c, i, 3).await;
+        approve(&c, i, 3).await;
+    }
+    c.eventually(10, "every node adopted version 3", |c| {
+        [0, 1, 2, 3, est_i].iter().all(|&i| c.version(i) == 3)
+    })
+    .await;
+    // CHL now signs envelopes with the new key, and checkpoints with both.
+    send(&c, &mut sent, 1, &["PER", "ARG", "EST"]).await;
+    let last = sent.last().unwrap().0.clone();
+    let env = c
+        .node(1)
+        .read(|db| state::message(db, &last))
+        .unwrap()
+        .unwrap()
+        .envelope;
+    assert_eq!(env.signatures[0].keyid, new_chl.verifier().key_id());
+    let head = c.node(1).log.head().note.to_vec();
+    for k in [&old_chl, &new_chl] {
+        hotline::log::checkpoint::verify(&head, k.verifier()).unwrap();
+    }
+
     // BRA leaves: its node is gone, a notice to it waits in the outbox and it owes a response.
     c.stop(3).await;
     send(&c, &mut sent, 0, &["BRA", "CHL"]).await;
     let to_bra = sent.last().unwrap().0.clone();
-    let v3_text = hotline::setup::amended_text(&in_force(&c, 0), &[], &["BRA".into()], Some(3));
-    propose(&c, 0, v3_text.into_bytes()).await.unwrap();
+    let v4_text = hotline::setup::amended_text(
+        &in_force(&c, 0),
+        &Changes {
+            remove: vec!["BRA".into()],
+            quorum: Some(3),
+            ..Default::default()
+        },
+    );
+    propose(&c, 0, v4_text.into_bytes()).await.unwrap();
     for i in [1, 2, est_i] {
-        wait_pending(&c, i, 3).await;
-        approve(&c, i, 3).await;
+        wait_pending(&c, i, 4).await;
+        approve(&c, i, 4).await;
     }
-    c.eventually(10, "every remaining node adopted version 3", |c| {
-        [0, 1, 2, est_i].iter().all(|&i| c.version(i) == 3)
+    c.eventually(10, "every remaining node adopted version 4", |c| {
+        [0, 1, 2, est_i].iter().all(|&i| c.version(i) == 4)
     })
     .await;
     send(&c, &mut sent, 1, &["PER", "EST"]).await;
@@ -168,7 +225,7 @@ async fn a_party_joins_another_leaves_while_notices_flow_and_no_node_restarts() 
     assert!(format!("{refused:?}").contains("UnknownCA"), "{refused:?}");
 
     // The chain verifies offline, and so does every log.
-    let chain: Vec<SignedAgreement> = (1..=3)
+    let chain: Vec<SignedAgreement> = (1..=4)
         .map(|v| {
             let adopted = c.node(0).read(|db| state::adopted_version(db, v)).unwrap().unwrap();
             SignedAgreement::parse(&adopted.signed_note).unwrap()
@@ -179,6 +236,8 @@ async fn a_party_joins_another_leaves_while_notices_flow_and_no_node_restarts() 
         let key = c.key(i);
         hotline::log::verify::verify_data_dir(&c.configs[i].data, key.verifier(), |_, _| {}).unwrap();
     }
+    // A verifier that knows either of CHL's keys follows its log across the rotation.
+    hotline::log::verify::verify_data_dir(&c.configs[1].data, new_chl.verifier(), |_, _| {}).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,13 +250,17 @@ async fn a_rejected_proposal_stays_pending_with_the_reason_and_a_proposal_that_d
     let refused = propose(&c, 0, wrong.into_bytes()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().contains("previous"), "{refused:?}");
-    let skipped = hotline::setup::amended_text(&v1, &[], &[], None).replacen("version = 2", "version = 3", 1);
+    let skipped = hotline::setup::amended_text(&v1, &Changes::default()).replacen("version = 2", "version = 3", 1);
     let refused = propose(&c, 0, skipped.into_bytes()).await.unwrap_err();
     assert!(refused.message().contains("is 3; the next version"), "{refused:?}");
 
-    propose(&c, 0, hotline::setup::amended_text(&v1, &[], &[], None).into_bytes())
-        .await
-        .unwrap();
+    propose(
+        &c,
+        0,
+        hotline::setup::amended_text(&v1, &Changes::default()).into_bytes(),
+    )
+    .await
+    .unwrap();
     wait_pending(&c, 1, 2).await;
     c.operator(1)
         .reject_amendment(RejectAmendmentRequest {
@@ -231,7 +294,7 @@ async fn a_node_behind_fetches_the_later_version_from_the_peer_after_one_deliver
     // PER adopts version 2 (signed by both, offline) at a restart; CHL still holds version 1.
     c.stop(0).await;
     let v1 = SignedAgreement::load(&c.configs[0].agreement).unwrap();
-    let mut v2 = SignedAgreement::parse(hotline::setup::amended_text(&v1, &[], &[], None).as_bytes()).unwrap();
+    let mut v2 = SignedAgreement::parse(hotline::setup::amended_text(&v1, &Changes::default()).as_bytes()).unwrap();
     v2.sign(&c.key(0)).unwrap();
     v2.sign(&c.key(1)).unwrap();
     std::fs::write(&c.configs[0].agreement, v2.to_bytes()).unwrap();
@@ -245,5 +308,83 @@ async fn a_node_behind_fetches_the_later_version_from_the_peer_after_one_deliver
             .iter()
             .any(|l| l.starts_with(&format!("{:?}", NormEventKind::AgreementFork))),
         "converging is not a fork"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_by_a_revoked_key_after_its_revocation_is_refused_and_audit_verify_flags_what_it_signed() {
+    use hotline::envelope::{self, NOTICE_TYPE};
+    use prost::Message as _;
+    let c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    // CHL's key is compromised: messages it signed from a minute ago are suspect.
+    let revoked_from = c.clock.now() - time::Duration::minutes(1);
+    let suspect = c.send(1, common::notice(&["PER"], "Signed by the stolen key?")).await;
+    c.eventually(10, "PER holds CHL's notice", |c| holds(c, 0, &suspect))
+        .await;
+    let old = c.key(1);
+    let new = hotline::keys::IdentityKey::generate(old.name()).unwrap();
+    new.save(&c.configs[1].next_identity_key).unwrap();
+    let v2 = hotline::setup::amended_text(
+        &in_force(&c, 0),
+        &Changes {
+            rotate: vec![(
+                "CHL".into(),
+                new.verifier().to_string(),
+                revoked_from,
+                revoked_from + time::Duration::hours(1),
+            )],
+            revoke: vec![(old.verifier().key_id(), revoked_from)],
+            ..Default::default()
+        },
+    );
+    propose(&c, 0, v2.into_bytes()).await.unwrap();
+    wait_pending(&c, 1, 2).await;
+    approve(&c, 1, 2).await;
+    c.eventually(10, "both adopted version 2", |c| c.version(0) == 2 && c.version(1) == 2)
+        .await;
+
+    // A notice signed by the revoked key is refused; one by the new key is taken.
+    let mut n = common::notice(&["PER"], "After the revocation");
+    n.id = hotline::message::new_id();
+    n.from = "CHL".into();
+    n.created_at = Some(hotline::clock::to_proto(c.clock.now()));
+    n.author = "intruder".into();
+    let forged = envelope::sign(NOTICE_TYPE, n.encode_to_vec(), &old);
+    let refused = c
+        .peer_client(1, 0)
+        .deliver(hotline::proto::DeliverRequest {
+            envelope: Some(forged),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let after = c.send(1, common::notice(&["PER"], "From the new key")).await;
+    c.eventually(10, "PER holds CHL's notice by the new key", |c| holds(c, 0, &after))
+        .await;
+
+    // The log verifies, and flags the envelope the revoked key signed after the instant it is revoked from.
+    let report = hotline::log::verify::verify_data_dir(&c.configs[0].data, c.key(0).verifier(), |_, _| {}).unwrap();
+    let index = c
+        .node(0)
+        .read(|db| state::message(db, &suspect))
+        .unwrap()
+        .unwrap()
+        .log_index;
+    assert_eq!(report.revoked_signers.len(), 1, "{:?}", report.revoked_signers);
+    let flagged = &report.revoked_signers[0];
+    assert_eq!(
+        (flagged.party.as_str(), flagged.key.as_str()),
+        ("CHL", old.verifier().key_id().as_str())
+    );
+    // (With it: CHL's receipt and approval of the amendment, signed by the only key CHL then had.)
+    assert!(flagged.after_revocation.contains(&index), "{flagged:?}");
+    let adopted = c.node(0).read(|db| state::adopted_version(db, 2)).unwrap().unwrap();
+    let adopted_at = c.log_entries(0).iter().position(|e| {
+        matches!(&e.body, Some(hotline::proto::log_entry::Body::AgreementAdopted(a)) if a.signed_note == adopted.signed_note)
+    });
+    assert!(
+        flagged.after_revocation.iter().all(|&i| Some(i as usize) < adopted_at),
+        "{flagged:?}"
     );
 }

@@ -235,7 +235,7 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
     // Then a checkpoint CHL signed over a rewritten history: a larger tree
     // whose root its real log cannot prove consistent.
     let size = c.node(1).log.head().size + 1;
-    let forged = hotline::log::checkpoint::sign(&chl, size, tlog_tiles::Hash([7; 32]));
+    let forged = hotline::log::checkpoint::sign(std::slice::from_ref(&chl), size, tlog_tiles::Hash([7; 32]));
     client
         .deliver(DeliverRequest {
             agreement: None,
@@ -483,7 +483,8 @@ async fn a_forked_checkpoint_superseded_while_a_check_runs_is_still_detected() {
         real.push(hotline::log::checkpoint::verify(&appended.checkpoint, chl.verifier()).unwrap());
     }
     // CHL also signed another root for the middle size: a fork.
-    let forged_note = hotline::log::checkpoint::sign(&chl, real[1].size, tlog_tiles::Hash([7; 32]));
+    let forged_note =
+        hotline::log::checkpoint::sign(std::slice::from_ref(&chl), real[1].size, tlog_tiles::Hash([7; 32]));
     let forged = hotline::log::checkpoint::verify(&forged_note, chl.verifier()).unwrap();
     // The first is being checked when the other two arrive; the largest supersedes the fork.
     let per = c.node(0);

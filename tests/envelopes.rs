@@ -13,6 +13,7 @@ fn keyring(keys: &[(&str, &IdentityKey)]) -> Keyring {
         key: k.verifier().clone(),
         valid_from: None,
         valid_until: None,
+        revoked: None,
     }))
 }
 
@@ -125,6 +126,7 @@ fn a_key_is_refused_outside_its_validity_window() {
         key: key.verifier().clone(),
         valid_from: Some(now - Duration::days(30)),
         valid_until: Some(now - Duration::days(1)),
+        revoked: None,
     }]);
     let env = envelope::sign(NOTICE_TYPE, b"x".to_vec(), &key);
     let err = envelope::verify(&env, NOTICE_TYPE, &ring, now).unwrap_err();

@@ -24,6 +24,7 @@ fn keyring(k: &IdentityKey) -> Keyring {
         key: k.verifier().clone(),
         valid_from: None,
         valid_until: None,
+        revoked: None,
     }])
 }
 
@@ -72,7 +73,7 @@ proptest! {
     #[test]
     fn a_mutated_checkpoint_is_refused_or_unchanged(at in any::<usize>(), with in any::<u8>(), cut in 0usize..3) {
         let k = key();
-        let note = checkpoint::sign(&k, 42, tlog_tiles::Hash([3; 32]));
+        let note = checkpoint::sign(std::slice::from_ref(&k), 42, tlog_tiles::Hash([3; 32]));
         let bytes = mutate(note.clone(), at, with, cut);
         if let Ok(cp) = checkpoint::verify(&bytes, k.verifier()) {
             prop_assert_eq!(cp.size, 42);

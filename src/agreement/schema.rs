@@ -44,6 +44,7 @@ struct RawKey {
     vkey: String,
     valid_from: Option<toml::value::Datetime>,
     valid_until: Option<toml::value::Datetime>,
+    revoked: Option<toml::value::Datetime>,
 }
 
 /// How a party's TLS certificates are recognised.
@@ -180,6 +181,7 @@ impl Agreement {
                 };
                 let valid_from = instant("valid_from", &raw_key.valid_from)?;
                 let valid_until = instant("valid_until", &raw_key.valid_until)?;
+                let revoked = instant("revoked", &raw_key.revoked)?;
                 if let (Some(from), Some(until)) = (valid_from, valid_until)
                     && from >= until
                 {
@@ -196,6 +198,7 @@ impl Agreement {
                     key,
                     valid_from,
                     valid_until,
+                    revoked,
                 });
             }
             if !origins.insert(keys[0].key.name().to_owned()) {

@@ -305,9 +305,9 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                     let rate = report.entries as f64 / secs.max(1e-9);
                     out.print(
                         &json!({"valid": true, "source": source, "entries": report.entries, "checkpoints": report.checkpoints, "signatures": report.signatures,
-                                "root": report.root, "seconds": secs, "entries_per_second": rate}),
+                                "root": report.root, "seconds": secs, "entries_per_second": rate, "revoked_signers": report.revoked_signers}),
                         || {
-                            format!(
+                            let mut text = format!(
                                 "VALID: {} entries, {} signed checkpoints and {} signatures in entries of {} verify; root {}\n{:.3} s, {:.0} entries/s\n",
                                 report.entries,
                                 report.checkpoints,
@@ -316,7 +316,22 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                                 report.root,
                                 secs,
                                 rate
-                            )
+                            );
+                            for r in &report.revoked_signers {
+                                text += &format!(
+                                    "FLAGGED: key {} of {} is revoked from {}; it signed {} logged envelope(s), {} at or after that instant{}\n",
+                                    r.key,
+                                    r.party,
+                                    r.revoked,
+                                    r.signed,
+                                    r.after_revocation.len(),
+                                    match r.after_revocation.is_empty() {
+                                        true => String::new(),
+                                        false => format!(" (entries {:?})", r.after_revocation),
+                                    }
+                                );
+                            }
+                            text
                         },
                     );
                 }

@@ -89,6 +89,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                     key,
                     valid_from: None,
                     valid_until: None,
+                    revoked: None,
                 });
             }
             let keyring = Keyring::new(keys);

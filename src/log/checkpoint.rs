@@ -38,14 +38,18 @@ pub struct VerifiedCheckpoint {
     pub note: Vec<u8>,
 }
 
-/// Signs the checkpoint of a tree of `size` entries with root `root`.
-pub fn sign(key: &IdentityKey, size: u64, root: Hash) -> Vec<u8> {
-    let body = Checkpoint::new(key.name(), size, root, "")
+/// Signs the checkpoint of a tree of `size` entries with root `root` by
+/// every key of `keys` (two during a key rotation), all named by the origin.
+pub fn sign(keys: &[IdentityKey], size: u64, root: Hash) -> Vec<u8> {
+    let origin = keys.first().map(|k| k.name()).unwrap_or_default();
+    let body = Checkpoint::new(origin, size, root, "")
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let text = String::from_utf8(body).unwrap_or_default();
     let mut note = SignedNote::new(&text).expect("a checkpoint body is a valid note text");
-    note.sign(key).expect("an identity key has a valid name");
+    for key in keys {
+        note.sign(key).expect("an identity key has a valid name");
+    }
     note.to_bytes()
 }
 

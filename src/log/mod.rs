@@ -27,7 +27,7 @@ pub use reader::LogReader;
 pub use startup::Recheck;
 pub use writer::{Appended, Head, StateChange};
 
-use crate::keys::IdentityKey;
+use crate::keys::{IdentityKey, OwnKeys};
 use crate::store;
 use entry::Entry;
 use error::corrupt;
@@ -49,11 +49,13 @@ impl Log {
     /// matches its latest signed checkpoint and that the entries appended
     /// since the last start still hash to it, and starts the writer.
     pub fn open(dir: &Path, key: IdentityKey) -> Result<Self, LogError> {
-        Self::open_with(dir, key, Recheck::NewEntries)
+        Self::open_with(dir, OwnKeys::single(key), Recheck::NewEntries)
     }
 
-    /// Like [`Log::open`], re-hashing the entries `recheck` says.
-    pub fn open_with(dir: &Path, key: IdentityKey, recheck: Recheck) -> Result<Self, LogError> {
+    /// Like [`Log::open`], signing with `keys` (which follow the agreement
+    /// in force) and re-hashing the entries `recheck` says.
+    pub fn open_with(dir: &Path, keys: OwnKeys, recheck: Recheck) -> Result<Self, LogError> {
+        let key = keys;
         std::fs::create_dir_all(dir).map_err(|e| corrupt(dir, format!("cannot create data directory: {e}")))?;
         let conn = store::open_writer(dir)?;
         let head = load_head(&conn, dir, &key)?;

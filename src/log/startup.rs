@@ -16,7 +16,7 @@ use super::error::{LogError, corrupt, tree_error};
 use super::reader::latest_checkpoint;
 use super::tree::DbHashes;
 use super::writer::Head;
-use crate::keys::IdentityKey;
+use crate::keys::OwnKeys;
 use crate::proto::LogEntry;
 use crate::store::{self, Context};
 
@@ -30,7 +30,7 @@ pub enum Recheck {
     All,
 }
 
-pub(crate) fn load_head(conn: &Connection, dir: &Path, key: &IdentityKey) -> Result<Head, LogError> {
+pub(crate) fn load_head(conn: &Connection, dir: &Path, keys: &OwnKeys) -> Result<Head, LogError> {
     let db = dir.join(store::DB_FILE);
     let entries: i64 = conn
         .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
@@ -43,7 +43,11 @@ pub(crate) fn load_head(conn: &Connection, dir: &Path, key: &IdentityKey) -> Res
         return Ok(Head {
             size: 0,
             root: tlog_tiles::EMPTY_HASH,
-            note: Arc::new(checkpoint::sign(key, 0, tlog_tiles::EMPTY_HASH)),
+            note: Arc::new(checkpoint::sign(
+                &keys.valid_at(crate::clock::now()),
+                0,
+                tlog_tiles::EMPTY_HASH,
+            )),
         });
     };
     if entries as u64 != size {
@@ -51,7 +55,14 @@ pub(crate) fn load_head(conn: &Connection, dir: &Path, key: &IdentityKey) -> Res
             "{entries} entries but the latest signed checkpoint covers {size}; run hotline audit verify"
         )));
     }
-    let verified = checkpoint::verify(&note, key.verifier()).map_err(|e| corrupt(format!("latest checkpoint: {e}")))?;
+    // Any key we hold will do: after a rotation the last checkpoint may be signed by either.
+    let held = keys.all();
+    let verified = held
+        .iter()
+        .map(|k| checkpoint::verify(&note, k.key.verifier()))
+        .find(Result::is_ok)
+        .unwrap_or_else(|| checkpoint::verify(&note, held[0].key.verifier()))
+        .map_err(|e| corrupt(format!("latest checkpoint: {e}")))?;
     let root = tree_hash(size, &DbHashes(conn)).map_err(|e| tree_error(dir, e))?;
     if root != verified.root {
         return Err(corrupt(format!(

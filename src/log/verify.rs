@@ -6,6 +6,7 @@ use std::path::Path;
 
 use prost::Message;
 use rusqlite::Connection;
+use time::OffsetDateTime;
 use tlog_tiles::Hash;
 
 use std::collections::HashMap;
@@ -82,12 +83,36 @@ pub struct Report {
     pub signatures: u64,
     /// The root of the whole log, hex.
     pub root: String,
+    /// Keys the agreement revoked that signed logged envelopes: each
+    /// envelope such a key signed is suspect, above all those logged at or
+    /// after the instant it was revoked from (accepted before the
+    /// revocation was known).
+    pub revoked_signers: Vec<RevokedSigner>,
+}
+
+/// A revoked key and the logged envelopes it signed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RevokedSigner {
+    /// The key (`name+hexkeyhash`).
+    pub key: String,
+    /// Its party.
+    pub party: String,
+    /// The instant it is revoked from, RFC 3339.
+    pub revoked: String,
+    /// How many logged envelopes it signed.
+    pub signed: u64,
+    /// The entries logged at or after that instant that it signed.
+    pub after_revocation: Vec<u64>,
 }
 
 /// Recomputes a log from its entries in index order and checks each signed
 /// checkpoint as its size is reached.
-pub struct Replay<'k> {
-    key: &'k VerifierKey,
+pub struct Replay {
+    /// The keys our checkpoints may be signed by: the key given, and every
+    /// key an adopted agreement lists under its name (a rotation).
+    keys: Vec<VerifierKey>,
+    /// Who signed each logged envelope, by key id: (entry index, logged at).
+    envelope_signers: HashMap<String, Vec<(u64, OffsetDateTime)>>,
     frontier: Frontier,
     checkpoints: u64,
     /// The agreement the log adopted last: whose keys sign what follows.
@@ -100,11 +125,13 @@ pub struct Replay<'k> {
     signatures: u64,
 }
 
-impl<'k> Replay<'k> {
-    /// Starts a replay whose checkpoints must be signed by `key`.
-    pub fn new(key: &'k VerifierKey) -> Self {
+impl Replay {
+    /// Starts a replay whose checkpoints must be signed by `key` (or by a
+    /// key the log's adopted agreements list under its name).
+    pub fn new(key: &VerifierKey) -> Self {
         Self {
-            key,
+            keys: vec![key.clone()],
+            envelope_signers: HashMap::new(),
             frontier: Frontier::default(),
             checkpoints: 0,
             agreement: None,
@@ -149,7 +176,12 @@ impl<'k> Replay<'k> {
         if matches!(entry.body, Some(Body::Sent(_) | Body::Received(_))) {
             let env = entry::envelope(entry, outside)?;
             if let (Some(env), Some((_, keyring))) = (env, &self.agreement) {
-                envelope::verify(&env, &env.payload_type, keyring, at).map_err(|e| format!("logged envelope: {e}"))?;
+                let signer = envelope::verify(&env, &env.payload_type, keyring, at)
+                    .map_err(|e| format!("logged envelope: {e}"))?;
+                self.envelope_signers
+                    .entry(signer.key.key_id())
+                    .or_default()
+                    .push((self.frontier.size() - 1, at));
                 self.signatures += 1;
             }
             return Ok(());
@@ -157,18 +189,28 @@ impl<'k> Replay<'k> {
         match &entry.body {
             Some(Body::AgreementAdopted(a)) => {
                 let signed = SignedAgreement::parse(&a.signed_note).map_err(|e| format!("adopted agreement: {e}"))?;
-                signed.verify(at).map_err(|e| format!("adopted agreement: {e}"))?;
-                // Each version adopted after the first follows the one before by the chain rule.
-                if let Some((held, _)) = &self.agreement
-                    && held.text() != signed.text()
-                {
-                    signed
+                // The first version is signed by its own quorum; each one after
+                // follows the one before by the chain rule (its signers' keys are
+                // judged by the version they amend: a key the new version revokes
+                // may have signed it).
+                match &self.agreement {
+                    Some((held, _)) if held.text() == signed.text() => {}
+                    Some((held, _)) => signed
                         .verify_successor(held, at)
-                        .map_err(|e| format!("adopted agreement version {}: {e}", signed.agreement.version))?;
+                        .map_err(|e| format!("adopted agreement version {}: {e}", signed.agreement.version))?,
+                    None => {
+                        signed.verify(at).map_err(|e| format!("adopted agreement: {e}"))?;
+                    }
                 }
                 let keyring = signed.agreement.keyring();
                 for p in &signed.agreement.parties {
                     self.parties.insert(p.id.clone(), p.clone());
+                    let origin = self.keys[0].name().to_owned();
+                    for k in p.keys.iter().filter(|k| k.key.name() == origin) {
+                        if !self.keys.contains(&k.key) {
+                            self.keys.push(k.key.clone());
+                        }
+                    }
                 }
                 self.agreement = Some((signed, keyring));
                 self.signatures += 1;
@@ -203,10 +245,16 @@ impl<'k> Replay<'k> {
     /// count must equal its size.
     pub fn checkpoint(&mut self, note: &[u8]) -> Result<VerifiedCheckpoint, VerifyError> {
         let size = self.frontier.size();
-        let cp = checkpoint::verify(note, self.key).map_err(|e| VerifyError::Checkpoint {
-            size,
-            what: e.to_string(),
-        })?;
+        let cp = self
+            .keys
+            .iter()
+            .map(|k| checkpoint::verify(note, k))
+            .find(Result::is_ok)
+            .unwrap_or_else(|| checkpoint::verify(note, &self.keys[0]))
+            .map_err(|e| VerifyError::Checkpoint {
+                size,
+                what: e.to_string(),
+            })?;
         if cp.size != size {
             return Err(VerifyError::Checkpoint {
                 size: cp.size,
@@ -235,7 +283,34 @@ impl<'k> Replay<'k> {
             checkpoints: self.checkpoints,
             signatures: self.signatures,
             root: hex::encode(self.frontier.root().0),
+            revoked_signers: self.revoked_signers(),
         }
+    }
+
+    /// The keys, as the last version adopted knows them, that are revoked
+    /// and signed logged envelopes.
+    fn revoked_signers(&self) -> Vec<RevokedSigner> {
+        let mut out = Vec::new();
+        for party in self.parties.values() {
+            for k in &party.keys {
+                let (Some(revoked), Some(signed)) = (k.revoked, self.envelope_signers.get(&k.key.key_id())) else {
+                    continue;
+                };
+                out.push(RevokedSigner {
+                    key: k.key.key_id(),
+                    party: party.id.clone(),
+                    revoked: clock::rfc3339(revoked),
+                    signed: signed.len() as u64,
+                    after_revocation: signed
+                        .iter()
+                        .filter(|(_, at)| *at >= revoked)
+                        .map(|(i, _)| *i)
+                        .collect(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 }
 

@@ -14,7 +14,7 @@ use super::checkpoint;
 use super::entry::{Entry, MAX_ENTRY_BYTES};
 use super::error::{LogError, StateError, corrupt, tree_error};
 use super::tree::{self, DbHashes};
-use crate::keys::IdentityKey;
+use crate::keys::OwnKeys;
 use crate::store::{self, Context};
 
 /// The most appends one batch takes; more wait for the next batch.
@@ -109,7 +109,7 @@ impl Drop for Checkpointer {
 /// The single writer: owns the read-write connection and the signing key.
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
-    pub(crate) key: IdentityKey,
+    pub(crate) key: OwnKeys,
     pub(crate) dir: PathBuf,
     pub(crate) head: watch::Sender<Head>,
     /// Failing batches (a full disk, say) are logged once a minute with a count.
@@ -205,7 +205,7 @@ impl Writer {
             return Ok(Batch::Committed { head: None, results });
         }
         let root = tree_hash(size, &DbHashes(&tx)).map_err(|e| tree_error(&self.dir, e))?;
-        let note = checkpoint::sign(&self.key, size, root);
+        let note = checkpoint::sign(&self.key.valid_at(crate::clock::now()), size, root);
         tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(rusqlite::params![size as i64, note]))
             .at(&db)?;

@@ -80,6 +80,9 @@ impl Node {
         if let Err(e) = self.tls.set_agreement(agreement) {
             tracing::error!(version, error = %e, "cannot accept the client CAs of the adopted agreement");
         }
+        if let Some(me) = agreement.party(&self.party) {
+            self.follow_keys(me);
+        }
         self.live.set(InForce {
             text_sha256: next.text_sha256(),
             keyring: agreement.keyring(),

@@ -293,7 +293,7 @@ impl Node {
         actor: Actor<'_>,
     ) -> Result<Sent, NodeError> {
         proposed
-            .sign_following(&self.key, self.in_force().agreement())
+            .sign_following(&self.key(), self.in_force().agreement())
             .map_err(|e| NodeError::BadAmendment(e.to_string()))?;
         let to = self.amendment_recipients(&proposed.agreement);
         let amendment = self.amendment(&proposed, action, reason, actor, to, proposed.to_bytes());
@@ -311,7 +311,7 @@ impl Node {
     /// adopts the proposal if our step completed it.
     async fn send_amendment(&self, a: Amendment, step: AmendmentStep, actor: Actor<'_>) -> Result<Sent, NodeError> {
         message::validate_amendment(&a, &self.in_force().agreement().norms)?;
-        let envelope = envelope::sign(AMENDMENT_TYPE, a.encode_to_vec(), &self.key);
+        let envelope = envelope::sign(AMENDMENT_TYPE, a.encode_to_vec(), &self.key());
         let sent = self
             .send(
                 Outgoing {

@@ -266,7 +266,7 @@ impl Node {
             inclusion_proof: proof_to_wire(&proof),
             log_entry: entry_bytes.to_vec(),
         };
-        envelope::sign(RECEIPT_TYPE, receipt.encode_to_vec(), &self.key)
+        envelope::sign(RECEIPT_TYPE, receipt.encode_to_vec(), &self.key())
     }
 
     /// Logs an admitted message from `from` with the clocks it starts and

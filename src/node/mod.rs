@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::Events;
 use crate::in_force::{InForce, Live};
-use crate::keys::IdentityKey;
+use crate::keys::{IdentityKey, OwnKeys, TrustedKeyPair};
 use crate::log::{Log, LogError};
 use crate::peers::Peers;
 use crate::proto::Event;
@@ -41,8 +41,10 @@ use crate::witness::Witness;
 pub struct Node {
     /// Our party id.
     pub party: String,
-    /// Our identity key.
-    pub key: IdentityKey,
+    /// Our identity keys, as the agreement in force trusts them (two during a rotation).
+    pub keys: OwnKeys,
+    /// The files our identity keys are read from: the key, and a rotation's next key.
+    key_files: [std::path::PathBuf; 2],
     /// The agreement in force, its keys and peers; replaced on adoption.
     pub live: Arc<Live>,
     /// Our TLS as a server, whose client CAs follow the agreement.
@@ -90,14 +92,15 @@ impl Node {
     /// A node runs on the newest agreement it adopted: the configured file,
     /// or a later version its log holds (adopted while it ran).
     pub async fn open(config: &Config, cert: &CertKey, clock: Clock) -> Result<Arc<Self>, NodeError> {
-        let key = IdentityKey::load(&config.identity_key).map_err(setup)?;
+        let key_files = [config.identity_key.clone(), config.next_identity_key.clone()];
+        let held = load_keys(&key_files).map_err(setup)?;
         let configured = SignedAgreement::load(&config.agreement).map_err(setup)?;
         configured
             .verify(clock.now())
             .map_err(|e| setup(format!("{}: {e}", config.agreement.display())))?;
-        let log = Arc::new(Log::open_with(&config.data, key.clone(), config.recheck_log)?);
-        let signed =
-            crate::in_force::starting_agreement(&log, configured, &config.agreement, clock.now()).map_err(setup)?;
+        let keys = OwnKeys::single(held[0].clone());
+        let log = Arc::new(Log::open_with(&config.data, keys.clone(), config.recheck_log)?);
+        let signed = crate::in_force::starting_agreement(&log, configured, &config.agreement).map_err(setup)?;
         let agreement = &signed.agreement;
         let me = agreement.party(&config.party).ok_or_else(|| {
             setup(format!(
@@ -105,15 +108,17 @@ impl Node {
                 agreement.version, config.party
             ))
         })?;
-        if me.origin() != key.name() || !me.keys.iter().any(|k| &k.key == key.verifier()) {
+        let own = own_keys(&held, me);
+        if own.is_empty() {
             return Err(setup(format!(
                 "{}: key {} is not party {}'s key in agreement version {}",
                 config.identity_key.display(),
-                key.verifier().key_id(),
+                held[0].verifier().key_id(),
                 config.party,
                 agreement.version
             )));
         }
+        keys.set(own);
         let identifier =
             Arc::new(Identifier::new(agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
         let own_ca = config.ca_pem().map_err(setup)?;
@@ -135,7 +140,8 @@ impl Node {
             cert: cert.clone(),
             adopting: tokio::sync::Mutex::new(()),
             catching_up: Default::default(),
-            key,
+            keys,
+            key_files,
             log,
             identifier,
             limits: crate::limits::Limits::new(config.limits),
@@ -199,6 +205,29 @@ impl Node {
         self.outbox_queue.lock().ok().and_then(|mut q| q.take())
     }
 
+    /// The key that signs what we send now: of our keys valid now, the newest.
+    pub fn key(&self) -> IdentityKey {
+        self.keys.signing(self.clock.now())
+    }
+
+    /// Takes up our keys as `me` (our party in a newly adopted version)
+    /// lists them, reading a rotation's new key file if it lists one we do
+    /// not hold yet.
+    fn follow_keys(&self, me: &crate::agreement::Party) {
+        let mut held: Vec<IdentityKey> = self.keys.all().into_iter().map(|k| k.key).collect();
+        if me.keys.iter().any(|k| !held.iter().any(|h| h.verifier() == &k.key)) {
+            match load_keys(&self.key_files) {
+                Ok(loaded) => held = loaded,
+                Err(e) => tracing::warn!(error = %e, "cannot read our identity keys"),
+            }
+        }
+        let own = own_keys(&held, me);
+        if own.is_empty() {
+            tracing::error!(party = %self.party, "the agreement in force lists none of the keys this node holds");
+        }
+        self.keys.set(own);
+    }
+
     /// A snapshot of the agreement in force, its keys and peers.
     pub fn in_force(&self) -> Arc<InForce> {
         self.live.get()
@@ -228,6 +257,33 @@ impl Node {
             log.close();
         }
     }
+}
+
+/// The identity keys in `files` that exist: the first is required.
+fn load_keys(files: &[std::path::PathBuf; 2]) -> Result<Vec<IdentityKey>, crate::keys::KeyError> {
+    let mut keys = vec![IdentityKey::load(&files[0])?];
+    if files[1].exists() {
+        keys.push(IdentityKey::load(&files[1])?);
+    }
+    Ok(keys)
+}
+
+/// The keys of `held` that `me` lists, with the windows it gives them.
+fn own_keys(held: &[IdentityKey], me: &crate::agreement::Party) -> Vec<TrustedKeyPair> {
+    me.keys
+        .iter()
+        .filter_map(|t| {
+            held.iter().find(|h| h.verifier() == &t.key).map(|h| TrustedKeyPair {
+                key: h.clone(),
+                valid_from: t.valid_from,
+                // A revoked key signs nothing from its revocation on.
+                valid_until: match (t.valid_until, t.revoked) {
+                    (Some(u), Some(r)) => Some(u.min(r)),
+                    (u, r) => u.or(r),
+                },
+            })
+        })
+        .collect()
 }
 
 /// Runs `tasks` concurrently, so that their log appends land in one batch,

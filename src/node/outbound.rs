@@ -170,7 +170,7 @@ impl Node {
             .unwrap_or_default();
         let thread = message::thread_of(&notice).to_owned();
         let id = notice.id.clone();
-        let envelope = envelope::sign(NOTICE_TYPE, notice.encode_to_vec(), &self.key);
+        let envelope = envelope::sign(NOTICE_TYPE, notice.encode_to_vec(), &self.key());
         self.send(
             Outgoing {
                 kind: Kind::Notice,
@@ -233,7 +233,7 @@ impl Node {
             author: actor.name().to_owned(),
         };
         message::validate_response(&response, &self.in_force().agreement().norms)?;
-        let envelope = envelope::sign(RESPONSE_TYPE, response.encode_to_vec(), &self.key);
+        let envelope = envelope::sign(RESPONSE_TYPE, response.encode_to_vec(), &self.key());
         self.send(
             Outgoing {
                 kind: Kind::Response,
