@@ -173,6 +173,16 @@ impl Config {
     /// Loads and checks a configuration file, reporting every problem found
     /// at once: each field rule, and each named file that cannot be read.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_checking(path, true)
+    }
+
+    /// Like [`Config::load`], for a party that has no agreement file yet
+    /// (it is joining and fetches the agreement with its node certificate).
+    pub fn load_before_agreement(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_checking(path, false)
+    }
+
+    fn load_checking(path: &Path, agreement: bool) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(&read(path)?).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
             problems: vec![e.to_string().trim_end().to_owned()],
@@ -244,7 +254,11 @@ impl Config {
             ("client.key", &config.client_key),
         ];
         let locals = config.locals.iter().map(|(name, _, cert)| (name.as_str(), cert));
-        for (field, file) in files.into_iter().chain(locals) {
+        for (field, file) in files
+            .into_iter()
+            .filter(|(f, _)| agreement || *f != "agreement")
+            .chain(locals)
+        {
             if let Err(e) = std::fs::metadata(file) {
                 problems.push(format!("{field}: {}: {e}", file.display()));
             }

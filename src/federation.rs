@@ -121,7 +121,11 @@ impl Federation for FederationService {
     async fn get_agreement(&self, req: Request<GetAgreementRequest>) -> Result<Response<GetAgreementResponse>, Status> {
         let peer = self.peer(&req)?;
         let _admitted = self.node.limits.admit(&peer)?;
-        let asked = req.get_ref().version;
+        // Version 0 asks for the version in force: what a party that just joined starts from.
+        let asked = match req.get_ref().version {
+            0 => self.node.in_force().version(),
+            v => v,
+        };
         let adopted = self.node.read(|c| state::adopted_version(c, asked))?;
         let Some(adopted) = adopted else {
             let held = self.node.in_force().version();

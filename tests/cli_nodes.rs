@@ -249,3 +249,151 @@ fn the_demo_runs_to_completion_and_verifies_every_log() {
             .any(|e| e["entry"].as_str().unwrap().starts_with("COMM_CHECK_OK"))
     );
 }
+
+/// Creates party `id` in `root/<id>` with `hotline init` on a free port.
+fn init_party(root: &Path, id: &str) -> std::path::PathBuf {
+    let dir = root.join(id);
+    let (ok, v) = hotline_json(&[
+        "init",
+        "--party",
+        id,
+        "--dir",
+        &s(&dir),
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    assert!(ok, "{v}");
+    dir
+}
+
+#[test]
+fn a_party_joins_from_the_command_line_while_the_nodes_run() {
+    let root = tempfile::tempdir().unwrap();
+    let (per, chl) = (init_party(root.path(), "PER"), init_party(root.path(), "CHL"));
+    let v1 = root.path().join("v1.toml");
+    let (ok, v) = hotline_json(&[
+        "agreement",
+        "new",
+        &s(&per.join("party.toml")),
+        &s(&chl.join("party.toml")),
+        "--out",
+        &s(&v1),
+    ]);
+    assert!(ok, "{v}");
+    for dir in [&per, &chl] {
+        assert!(
+            hotline(&["agreement", "sign", &s(&v1), "--key", &s(&dir.join("identity.key"))])
+                .status
+                .success()
+        );
+    }
+    for dir in [&per, &chl] {
+        std::fs::copy(&v1, dir.join("agreement.toml")).unwrap();
+    }
+    let (pc, cc) = (s(&per.join("hotline.toml")), s(&chl.join("hotline.toml")));
+    let _nodes = (serve(Path::new(&pc)), serve(Path::new(&cc)));
+    until(30, "both nodes answer status", || {
+        hotline(&["status", "--config", &pc]).status.success() && hotline(&["status", "--config", &cc]).status.success()
+    });
+
+    // EST hands its party.toml to PER, signs the version PER writes, and PER proposes it.
+    let est = init_party(root.path(), "EST");
+    let v2 = root.path().join("v2.toml");
+    let (ok, v) = hotline_json(&[
+        "agreement",
+        "propose",
+        "--config",
+        &pc,
+        "--add",
+        &s(&est.join("party.toml")),
+        "--out",
+        &s(&v2),
+    ]);
+    assert!(ok, "{v}");
+    assert!(
+        hotline(&["agreement", "sign", &s(&v2), "--key", &s(&est.join("identity.key"))])
+            .status
+            .success()
+    );
+    let (ok, v) = hotline_json(&[
+        "agreement",
+        "propose",
+        &s(&v2),
+        "--config",
+        &pc,
+        "--reason",
+        "EST joins",
+    ]);
+    assert!(ok, "{v}");
+
+    // CHL reviews what changes and approves; both nodes adopt version 2 as they run.
+    until(20, "CHL sees the proposal", || {
+        let (_, v) = hotline_json(&["agreement", "pending", "--config", &cc]);
+        v["pending"].as_array().is_some_and(|p| p.len() == 1)
+    });
+    let (_, v) = hotline_json(&["agreement", "pending", "--config", &cc]);
+    let changes = v["pending"][0]["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c.as_str().unwrap().starts_with("+ party EST")),
+        "{v}"
+    );
+    assert_eq!(v["pending"][0]["approved_by"], serde_json::json!(["PER", "EST"]));
+    let (ok, v) = hotline_json(&["agreement", "approve", "2", "--config", &cc]);
+    assert!(ok, "{v}");
+    assert_eq!(v["adopted"], true, "{v}");
+    until(20, "PER adopted version 2", || {
+        let (_, v) = hotline_json(&["agreement", "pending", "--config", &pc]);
+        v["version"] == 2
+    });
+
+    // EST fetches the version in force from PER and starts; PER reaches it.
+    let per_endpoint = std::fs::read_to_string(per.join("party.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("endpoint = ").map(|e| e.trim_matches('"').to_owned()))
+        .unwrap();
+    let (ok, v) = hotline_json(&[
+        "agreement",
+        "fetch",
+        "--config",
+        &s(&est.join("hotline.toml")),
+        "--from",
+        &per_endpoint,
+        "--ca",
+        &s(&per.join("tls/ca.pem")),
+        "--out",
+        &s(&est.join("agreement.toml")),
+    ]);
+    assert!(ok, "{v}");
+    let ec = s(&est.join("hotline.toml"));
+    let _est = serve(Path::new(&ec));
+    until(30, "EST answers status", || {
+        hotline(&["status", "--config", &ec]).status.success()
+    });
+    let (ok, v) = hotline_json(&[
+        "notice",
+        "send",
+        "--config",
+        &pc,
+        "--to",
+        "EST",
+        "--severity",
+        "low",
+        "--title",
+        "Welcome",
+    ]);
+    assert!(ok, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    until(20, "EST holds PER's notice", || {
+        let (_, v) = hotline_json(&["inbox", "--config", &ec]);
+        v.as_array().is_some_and(|l| l.iter().any(|n| n["id"] == id.as_str()))
+    });
+    let (ok, v) = hotline_json(&[
+        "agreement",
+        "verify",
+        "--chain",
+        &s(&v1),
+        &s(&est.join("agreement.toml")),
+    ]);
+    assert!(ok, "{v}");
+}

@@ -7,13 +7,16 @@
 //! The schema is in `schema.rs`, the norms in `norms.rs`, the signed form and
 //! its quorum and the chain rule (version n+1 names the hash of version n and
 //! is signed by the quorum of version n and by every party it adds) in
-//! `signed.rs`, and refusals in `error.rs`.
+//! `signed.rs`, what changes from one version to the next in `diff.rs`, and
+//! refusals in `error.rs`.
 
+mod diff;
 mod error;
 mod norms;
 mod schema;
 mod signed;
 
+pub use diff::diff;
 pub use error::AgreementError;
 pub use norms::{MAX_NOTICE_BYTES_LIMIT, Norms};
 pub use schema::{Agreement, Party, TlsIdentity, is_valid_party_id};

@@ -1,4 +1,5 @@
-//! `hotline agreement sign|verify|show`: the signed agreement.
+//! `hotline agreement new|sign|verify|show`: the signed agreement, offline;
+//! and, through the node, amending it over the hotline (`amend.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,10 +58,75 @@ pub enum Command {
         /// The agreement.
         file: PathBuf,
     },
+    /// Propose the next version over the hotline: a file, or the version in
+    /// force with parties added or removed, keys rotated or revoked, or a
+    /// new quorum. The node signs it and sends it to every party of both versions.
+    Propose(Box<super::amend::ProposeArgs>),
+    /// Show the proposals pending: who signed each, what it still needs,
+    /// who rejected it, and what it changes.
+    Pending {
+        /// Also write each pending proposal's signed note into this folder.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        #[command(flatten)]
+        conn: super::ops::Conn,
+    },
+    /// Approve a pending proposal: the node signs it and sends the
+    /// signatures to every party; every node adopts it once it meets the chain rule.
+    Approve {
+        #[command(flatten)]
+        which: super::amend::Which,
+        /// The same text signed by a party it adds (hotline agreement sign):
+        /// its signatures are added too.
+        #[arg(long)]
+        with: Option<PathBuf>,
+        #[command(flatten)]
+        conn: super::ops::Conn,
+    },
+    /// Reject a pending proposal, saying why, to every party.
+    Reject {
+        #[command(flatten)]
+        which: super::amend::Which,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        conn: super::ops::Conn,
+    },
+    /// For a party that just joined: fetch the version in force from a
+    /// member's node, presenting this party's node certificate.
+    Fetch {
+        /// The member's endpoint, https://host:port.
+        #[arg(long)]
+        from: String,
+        /// The member's CA certificate (its tls_ca, PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The version (default: the one in force).
+        #[arg(long, default_value_t = 0)]
+        version: u64,
+        /// Where to write it.
+        #[arg(long, default_value = "agreement.toml")]
+        out: PathBuf,
+        /// This party's node configuration.
+        #[arg(long, env = "HOTLINE_CONFIG", default_value = "hotline.toml")]
+        config: PathBuf,
+    },
 }
 
 pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::Propose(args) => super::amend::propose(*args, out),
+        Command::Pending { save, conn } => super::amend::pending(conn, save, out),
+        Command::Approve { which, with, conn } => super::amend::approve(which, with, conn, out),
+        Command::Reject { which, reason, conn } => super::amend::reject(which, reason, conn, out),
+        Command::Fetch {
+            from,
+            ca,
+            version,
+            out: file,
+            config,
+        } => super::amend::fetch(config, from, ca, version, file, out),
         Command::New {
             parties,
             out: file,

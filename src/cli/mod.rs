@@ -2,6 +2,7 @@
 //! table by default and JSON with `--json`.
 
 mod agreement;
+mod amend;
 mod audit;
 mod bench;
 mod bench_e2e;
@@ -57,7 +58,7 @@ enum Command {
     },
     /// Generate an Ed25519 identity key in the C2SP signed-note formats.
     Keygen(keygen::Args),
-    /// Assemble, sign, verify or show the signed agreement.
+    /// Assemble, sign, verify or show the signed agreement; propose, review, approve or reject amendments.
     #[command(subcommand)]
     Agreement(agreement::Command),
     /// Read, prove, verify and export a node's audit log.

@@ -26,7 +26,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    async fn client(&self) -> anyhow::Result<OperatorClient<Channel>> {
+    pub(super) async fn client(&self) -> anyhow::Result<OperatorClient<Channel>> {
         let c = Config::load(&self.config)?;
         let channel = hotline::transport::channel(&c.client_node, &c.ca_pem()?, &c.client_cert()?)?;
         Ok(OperatorClient::new(channel).max_decoding_message_size(hotline::transport::LOCAL_REPLY_BYTES))
@@ -128,7 +128,7 @@ fn notice_from(args: &SendArgs) -> anyhow::Result<Notice> {
     })
 }
 
-fn rpc(what: &str, s: tonic::Status) -> anyhow::Error {
+pub(super) fn rpc(what: &str, s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{what}: {} ({:?})", s.message(), s.code())
 }
 
