@@ -1,6 +1,7 @@
 //! `hotline demo`: the main job on embedded defaults. Three parties' nodes on
 //! loopback with fresh keys, certificates and a signed agreement; a scripted
-//! exchange over real mutual TLS; then every log and the cross-witnessed
+//! exchange over real mutual TLS; a fourth party joins by an amendment
+//! adopted while every node runs; then every log and the cross-witnessed
 //! checkpoints are verified and a timeline is printed.
 
 use std::path::{Path, PathBuf};
@@ -84,7 +85,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
         &format!("hotline demo: three parties on loopback in {}", root.display()),
     );
     let made = hotline::setup::local_cluster(root, &PARTIES, hotline::setup::DEMO_NORMS).await?;
-    let configs: Vec<Config> = made.iter().map(|(c, _)| c.clone()).collect();
+    let mut configs: Vec<Config> = made.iter().map(|(c, _)| c.clone()).collect();
     let mut nodes: Vec<Running> = Vec::new();
     for (config, listener) in made {
         nodes.push(hotline::server::start(&config, Some(listener), hotline::clock::Clock::system()).await?);
@@ -98,7 +99,8 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
             ),
         );
     }
-    let (per, chl, arg) = (&nodes[0].node, &nodes[1].node, &nodes[2].node);
+    let (per, chl, arg) = (nodes[0].node.clone(), nodes[1].node.clone(), nodes[2].node.clone());
+    let (per, chl, arg) = (&per, &chl, &arg);
     let receipted = |n: &hotline::node::Node, id: &str| -> anyhow::Result<Vec<String>> {
         Ok(n.read(|c| state::receipts(c, id))?
             .into_iter()
@@ -210,40 +212,44 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
     })
     .await?;
 
-    say(out, "\n5. Verifying every log and the cross-witnessed checkpoints");
+    let joined = join(root, &configs, &mut nodes, out).await?;
+    configs.push(joined);
+    let parties: Vec<String> = configs.iter().map(|c| c.party.clone()).collect();
+
+    say(out, "\n6. Verifying every log and the cross-witnessed checkpoints");
     let mut verified = Vec::new();
     for (i, c) in configs.iter().enumerate() {
         let key = IdentityKey::load(&c.identity_key)?;
         let report = verify::verify_data_dir(&c.data, key.verifier(), |_, _| {})
-            .with_context(|| format!("verifying {}'s log", PARTIES[i]))?;
+            .with_context(|| format!("verifying {}'s log", parties[i]))?;
         say(
             out,
             &format!(
                 "   {} log: {} entries, {} signed checkpoints, {} signatures in entries, root {}…  VALID",
-                PARTIES[i],
+                parties[i],
                 report.entries,
                 report.checkpoints,
                 report.signatures,
                 &report.root[..16]
             ),
         );
-        verified.push(json!({"party": PARTIES[i], "entries": report.entries, "checkpoints": report.checkpoints, "root": report.root}));
+        verified.push(json!({"party": parties[i], "entries": report.entries, "checkpoints": report.checkpoints, "root": report.root}));
     }
     let mut witnessed = 0;
     for (i, n) in nodes.iter().enumerate() {
         for (party, size, note) in n.node.log.reader().witnessed(None)? {
-            let j = PARTIES
+            let j = parties
                 .iter()
                 .position(|p| *p == party)
                 .context("witnessed an unknown party")?;
             let key = IdentityKey::load(&configs[j].identity_key)?;
             let cp = checkpoint::verify(&note, key.verifier())
-                .with_context(|| format!("{} holds a bad checkpoint of {party}", PARTIES[i]))?;
+                .with_context(|| format!("{} holds a bad checkpoint of {party}", parties[i]))?;
             let root = nodes[j].node.log.reader().root_at(size)?;
             if root != cp.root {
                 bail!(
                     "{}'s witnessed checkpoint of {party} at size {size} does not match {party}'s log",
-                    PARTIES[i]
+                    parties[i]
                 );
             }
             witnessed += 1;
@@ -256,7 +262,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
 
     let timeline = timeline(&configs)?;
     if !out.json {
-        super::view::outln!("\nTimeline (all three logs, merged)");
+        super::view::outln!("\nTimeline (all four logs, merged)");
         for (at, party, line) in &timeline {
             super::view::outln!("  {at}  {party:<4} {}", super::view::term(line));
         }
@@ -284,6 +290,112 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
         n.stop().await?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Step 5: EST joins while every node runs. It creates its files and signs
+/// version 2 (the agreement in force with EST added); PER proposes it over
+/// the hotline, CHL and ARG approve, and every node adopts it the moment
+/// its signatures meet the chain rule. EST starts from the adopted version,
+/// fetched from PER, and PER's notice to it is receipted.
+async fn join(root: &Path, configs: &[Config], nodes: &mut Vec<Running>, out: Out) -> anyhow::Result<Config> {
+    use hotline::agreement::SignedAgreement;
+    use hotline::proto::{ApproveAmendmentRequest, GetAgreementRequest, ProposeAmendmentRequest};
+    say(
+        out,
+        "5. EST joins: PER proposes agreement version 2 over the hotline; CHL and ARG approve",
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let dir = root.join("EST");
+    let created = hotline::setup::create(
+        &dir,
+        "EST",
+        "hotline.example/EST",
+        "EST national CSIRT",
+        addr,
+        &format!("https://{addr}"),
+        None,
+    )?;
+    let current = SignedAgreement::parse(&nodes[0].node.in_force().signed.to_bytes())?;
+    let changes = hotline::setup::Changes {
+        add: vec![created.party_entry.clone()],
+        ..Default::default()
+    };
+    let mut v2 = SignedAgreement::parse(hotline::setup::amended_text(&current, &changes).as_bytes())?;
+    v2.sign(&IdentityKey::load(&dir.join("identity.key"))?)?;
+    operator(&configs[0])?
+        .propose_amendment(ProposeAmendmentRequest {
+            signed_note: v2.to_bytes(),
+            reason: "EST joins the hotline".into(),
+        })
+        .await
+        .context("PER ProposeAmendment")?;
+    for (i, c) in configs.iter().enumerate().skip(1) {
+        let node = nodes[i].node.clone();
+        wait("the proposal reaches every party", 20, || {
+            Ok(!node.pending()?.is_empty() || node.in_force().version() == 2)
+        })
+        .await?;
+        operator(c)?
+            .approve_amendment(ApproveAmendmentRequest {
+                version: 2,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("{} ApproveAmendment", c.party))?;
+    }
+    wait("every node adopts version 2", 20, || {
+        Ok(nodes.iter().all(|n| n.node.in_force().version() == 2))
+    })
+    .await?;
+    say(
+        out,
+        "   version 2 adopted by PER, CHL and ARG while running: EST's key trusted, its node dialled",
+    );
+    // EST fetches the version in force from PER with its own node certificate, and starts.
+    let mut est = Config::load_before_agreement(&created.config)?;
+    let per_endpoint = format!("https://{}", nodes[0].addr);
+    let channel = hotline::transport::channel(&per_endpoint, &configs[0].ca_pem()?, &est.node_cert()?)?;
+    let adopted = hotline::proto::federation_client::FederationClient::new(channel)
+        .get_agreement(GetAgreementRequest { version: 0 })
+        .await
+        .context("EST fetches the agreement from PER")?
+        .into_inner()
+        .signed_note;
+    std::fs::write(&est.agreement, &adopted)?;
+    est = Config::load(&created.config)?;
+    nodes.push(hotline::server::start(&est, Some(listener), hotline::clock::Clock::system()).await?);
+    let welcome = Notice {
+        to: vec!["EST".into()],
+        kind: NoticeKind::Notification as i32,
+        severity: Severity::Low as i32,
+        category: Category::Other as i32,
+        tlp: Tlp::Green as i32,
+        title: "Welcome to the hotline".into(),
+        ..Default::default()
+    };
+    let sent = operator(&configs[0])?
+        .send_notice(SendNoticeRequest { notice: Some(welcome) })
+        .await
+        .context("PER SendNotice to EST")?
+        .into_inner();
+    let per = nodes[0].node.clone();
+    wait("EST's receipt", 20, || {
+        Ok(per.read(|c| state::receipts(c, &sent.id))?.len() == 1)
+    })
+    .await?;
+    wait("cross-witnessed checkpoints with EST", 10, || {
+        Ok(per.read(|c| state::last_witnessed(c, "EST"))?.is_some())
+    })
+    .await?;
+    say(
+        out,
+        &format!(
+            "   EST started from version 2 (fetched from PER); PER's notice {} to EST receipted",
+            sent.id
+        ),
+    );
+    Ok(est)
 }
 
 /// Every entry of every party's log, oldest first: (time, party, description).

@@ -6,9 +6,11 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::clock;
-use crate::envelope::{NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
+use crate::envelope::{AMENDMENT_TYPE, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
 use crate::proto::log_entry::Body;
-use crate::proto::{Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, NormEventKind, Notice, Receipt, Response};
+use crate::proto::{
+    Amendment, Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, NormEventKind, Notice, Receipt, Response,
+};
 
 /// The largest entry a tlog-tiles entry bundle can hold (a 16-bit length
 /// prefix); the log refuses anything larger so that it stays exportable.
@@ -175,6 +177,22 @@ fn describe_envelope(env: &Envelope) -> String {
                 r.from, r.message_id, r.log_index
             ),
             Err(_) => "receipt (undecodable)".into(),
+        },
+        AMENDMENT_TYPE => match Amendment::decode(&env.payload[..]) {
+            Ok(a) => format!(
+                "amendment {} {} -> {}: {} agreement version {} (text SHA-256 {}…){}",
+                a.id,
+                a.from,
+                a.to.join(","),
+                a.action().as_str_name().trim_start_matches("AMENDMENT_ACTION_"),
+                a.version,
+                hex::encode(a.text_sha256.get(..8).unwrap_or_default()),
+                match a.reason.is_empty() {
+                    true => String::new(),
+                    false => format!(": {}", a.reason),
+                }
+            ),
+            Err(_) => "amendment (undecodable)".into(),
         },
         other => format!("envelope of type {other}"),
     }
