@@ -235,9 +235,18 @@ fn two_parties_set_up_and_operated_from_the_command_line() {
 fn the_demo_runs_to_completion_and_verifies_every_log() {
     let (ok, v) = hotline_json(&["demo"]);
     assert!(ok, "{v}");
-    assert_eq!(v["logs"].as_array().unwrap().len(), 3);
-    assert!(v["witnessed_checkpoints"].as_u64().unwrap() >= 4);
+    // Three parties, and a fourth that joins by an amendment adopted while the nodes run.
+    assert_eq!(v["logs"].as_array().unwrap().len(), 4);
+    assert!(v["witnessed_checkpoints"].as_u64().unwrap() >= 5);
     let timeline = v["timeline"].as_array().unwrap();
+    for party in ["PER", "CHL", "ARG", "EST"] {
+        assert!(
+            timeline
+                .iter()
+                .any(|e| e["party"] == party && e["entry"] == "adopted agreement version 2"),
+            "{party} did not adopt version 2"
+        );
+    }
     assert!(
         timeline
             .iter()
