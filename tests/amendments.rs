@@ -216,13 +216,14 @@ async fn a_party_joins_one_rotates_its_key_and_another_leaves_while_notices_flow
         "{:?}",
         status.deadlines
     );
-    // BRA's certificates are no longer accepted: its CA is not trusted any more.
+    // BRA's certificates are no longer accepted: its CA is not trusted any more, so the TLS
+    // handshake fails (the client sees the alert, or the connection closed) before any call.
     let refused = c
         .peer_client(3, 0)
         .get_agreement(hotline::proto::GetAgreementRequest { version: 1 })
         .await
         .unwrap_err();
-    assert!(format!("{refused:?}").contains("UnknownCA"), "{refused:?}");
+    assert!(format!("{refused:?}").contains("transport"), "{refused:?}");
 
     // The chain verifies offline, and so does every log.
     let chain: Vec<SignedAgreement> = (1..=4)
@@ -387,4 +388,122 @@ async fn a_signature_by_a_revoked_key_after_its_revocation_is_refused_and_audit_
         flagged.after_revocation.iter().all(|&i| Some(i as usize) < adopted_at),
         "{flagged:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amendment_signed_below_the_quorum_of_the_version_in_force_is_not_adopted() {
+    let c = common::Cluster::start(&["PER", "CHL", "ARG"], common::FAST_NORMS).await;
+    let v2 = hotline::setup::amended_text(&in_force(&c, 0), &Changes::default());
+    propose(&c, 0, v2.into_bytes()).await.unwrap();
+    wait_pending(&c, 1, 2).await;
+    approve(&c, 1, 2).await;
+    // PER and CHL signed; version 1's quorum is all three.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while amendments(&c, 0).await.pending[0].approved_by.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "PER never saw CHL's approval");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let seen = amendments(&c, 0).await;
+    assert_eq!(seen.version, 1);
+    assert!(
+        seen.pending[0].needs.contains("missing: ARG"),
+        "{}",
+        seen.pending[0].needs
+    );
+    assert!((0..3).all(|i| c.version(i) == 1));
+    wait_pending(&c, 2, 2).await;
+    approve(&c, 2, 2).await;
+    c.eventually(10, "all three adopted version 2", |c| (0..3).all(|i| c.version(i) == 2))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_that_did_not_sign_is_not_added_until_its_signature_is_handed_over() {
+    let mut c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    let (est, listener) = c.new_party("EST").await;
+    let v2 = hotline::setup::amended_text(
+        &in_force(&c, 0),
+        &Changes {
+            add: vec![est.party_entry.clone()],
+            ..Default::default()
+        },
+    );
+    propose(&c, 0, v2.clone().into_bytes()).await.unwrap();
+    wait_pending(&c, 1, 2).await;
+    approve(&c, 1, 2).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while amendments(&c, 0).await.pending[0].approved_by.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "PER never saw CHL's approval");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let seen = amendments(&c, 0).await;
+    assert_eq!(seen.version, 1, "adopted without the consent of the party it adds");
+    assert!(seen.pending[0].needs.contains("EST"), "{}", seen.pending[0].needs);
+    // EST signs offline; PER hands its signature over with its own approval.
+    let mut signed = SignedAgreement::parse(v2.as_bytes()).unwrap();
+    signed
+        .sign(&hotline::keys::IdentityKey::load(&c.dir.path().join("EST/identity.key")).unwrap())
+        .unwrap();
+    let step = c
+        .operator(0)
+        .approve_amendment(ApproveAmendmentRequest {
+            version: 2,
+            signatures: signed.to_bytes(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(step.version_in_force, 2);
+    c.eventually(10, "CHL adopted version 2", |c| c.version(1) == 2).await;
+    let est_i = c.join(&est, listener, &amendments(&c, 0).await.signed_note).await;
+    let id = c.send(est_i, common::notice(&["PER", "CHL"], "Hello from EST")).await;
+    c.eventually(10, "PER and CHL hold EST's notice", |c| {
+        holds(c, 0, &id) && holds(c, 1, &id)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_store_rejections_of_unknown_proposals_or_proposals_far_ahead() {
+    use hotline::envelope::{self, AMENDMENT_TYPE};
+    use hotline::proto::{Amendment, AmendmentAction, DeliverRequest};
+    use prost::Message as _;
+    let c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    let chl = c.key(1);
+    let deliver = |a: Amendment| {
+        let env = envelope::sign(AMENDMENT_TYPE, a.encode_to_vec(), &chl);
+        let mut client = c.peer_client(1, 0);
+        async move {
+            client
+                .deliver(DeliverRequest {
+                    envelope: Some(env),
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    let base = Amendment {
+        id: hotline::message::new_id(),
+        from: "CHL".into(),
+        to: vec!["PER".into()],
+        created_at: Some(hotline::clock::to_proto(c.clock.now())),
+        action: AmendmentAction::Reject as i32,
+        version: 2,
+        text_sha256: vec![7; 32],
+        reason: "no".into(),
+        author: "duty".into(),
+        ..Default::default()
+    };
+    let refused = deliver(base.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+    let far = Amendment {
+        id: hotline::message::new_id(),
+        version: 1_000,
+        ..base
+    };
+    let refused = deliver(far).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("more than 64 versions"), "{refused:?}");
+    assert!(c.node(0).pending().unwrap().is_empty());
 }

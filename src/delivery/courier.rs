@@ -134,6 +134,8 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
 
 /// Checks a receipt for our message `m` delivered to `party`, then logs it.
 async fn accept_receipt(node: &Arc<Node>, m: &StoredMessage, party: &str, env: Envelope) -> Result<(), String> {
+    // Checked and logged under one version of the agreement: an adoption waits for us.
+    let _version = node.adopting.read().await;
     // A receipt's signatures are bounded like a delivered envelope's before any is verified.
     let keyring = &node.in_force().keyring;
     node.check_signatures(party, &env, keyring)

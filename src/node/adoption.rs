@@ -42,7 +42,8 @@ impl Node {
     /// Adopts `next` while running if it follows the version in force by the
     /// chain rule; `Ok(false)` if it is the version in force already.
     pub async fn adopt(&self, next: SignedAgreement) -> Result<bool, NodeError> {
-        let _one_at_a_time = self.adopting.lock().await;
+        // No message is checked or signed, then logged, across the change.
+        let _one_at_a_time = self.adopting.write().await;
         let current = self.in_force();
         if next.text_sha256() == current.text_sha256 {
             return Ok(false);

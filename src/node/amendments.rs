@@ -18,13 +18,18 @@ use super::outbound::Outgoing;
 use super::{Node, NodeError};
 use crate::agreement::{Agreement, SignedAgreement};
 use crate::clock;
-use crate::envelope::{self, AMENDMENT_TYPE};
+use crate::envelope::AMENDMENT_TYPE;
 use crate::message::{self, Kind};
 use crate::proto::{Amendment, AmendmentAction, GetAgreementRequest};
 use crate::state::{self, AmendmentStep, Proposal};
 
-/// How many versions a node fetches from a peer in one catch-up.
+/// How many versions a node fetches from a peer in one catch-up, and how
+/// far ahead of the version in force a proposal may be.
 const MAX_CATCH_UP: u64 = 64;
+
+/// How many different proposals a node keeps pending at once: a peer
+/// cannot fill the store with texts nobody will sign.
+const MAX_PENDING: usize = 64;
 
 impl Node {
     /// Proposes `note` (a signed note or plain TOML text) as the next
@@ -129,15 +134,41 @@ impl Node {
     /// Checks a delivered amendment against what it claims: its note signs
     /// the version and text it names, and every signature in it by a key
     /// we know verifies (the sender's among them, unless it rejects). What
-    /// it adds to the proposal is returned, with only checked signatures.
-    pub(super) fn check_amendment(&self, a: &Amendment, caller: &str) -> Result<AmendmentStep, NodeError> {
+    /// it adds to the proposal is returned, with only checked signatures;
+    /// nothing for a version already in force or past (it is only logged).
+    pub(super) fn check_amendment(&self, a: &Amendment, caller: &str) -> Result<Option<AmendmentStep>, NodeError> {
         let current = self.in_force();
+        if a.version <= current.version() {
+            return Ok(None);
+        }
+        if a.version > current.version() + MAX_CATCH_UP {
+            return Err(NodeError::BadAmendment(format!(
+                "amendment {} is about version {}, more than {MAX_CATCH_UP} versions after the one in force ({})",
+                a.id,
+                a.version,
+                current.version()
+            )));
+        }
+        let held = self.read(|c| state::proposal(c, &a.text_sha256))?.is_some();
         if a.action() == AmendmentAction::Reject {
-            return Ok(AmendmentStep::Rejection {
+            // Rejections are kept only for proposals held; the sender retries until ours arrives.
+            if !held {
+                return Err(NodeError::NoSuchProposal(format!(
+                    "with text SHA-256 {} (yet)",
+                    hex::encode(&a.text_sha256)
+                )));
+            }
+            return Ok(Some(AmendmentStep::Rejection {
                 sha256: a.text_sha256.clone(),
                 party: caller.to_owned(),
                 reason: a.reason.clone(),
-            });
+            }));
+        }
+        if !held && self.read(|c| state::proposals_after(c, current.version()))?.len() >= MAX_PENDING {
+            return Err(NodeError::BadAmendment(format!(
+                "{MAX_PENDING} proposals are pending already; amendment {} is refused until some are adopted",
+                a.id
+            )));
         }
         let bad = |what: String| NodeError::BadAmendment(format!("amendment {}: {what}", a.id));
         let carried = SignedAgreement::parse(&a.signed_note).map_err(|e| bad(e.to_string()))?;
@@ -160,13 +191,13 @@ impl Node {
         if !signers.iter().any(|p| p == caller) {
             return Err(bad(format!("{caller} did not sign the version it sends")));
         }
-        Ok(AmendmentStep::Signatures(Proposal {
+        Ok(Some(AmendmentStep::Signatures(Proposal {
             sha256: a.text_sha256.clone(),
             version: a.version,
             note: checked.to_bytes(),
             proposed_by: caller.to_owned(),
             proposed_ms: self.clock.now_ms(),
-        }))
+        })))
     }
 
     /// Adopts every kept proposal that now meets the chain rule, in order;
@@ -311,14 +342,13 @@ impl Node {
     /// adopts the proposal if our step completed it.
     async fn send_amendment(&self, a: Amendment, step: AmendmentStep, actor: Actor<'_>) -> Result<Sent, NodeError> {
         message::validate_amendment(&a, &self.in_force().agreement().norms)?;
-        let envelope = envelope::sign(AMENDMENT_TYPE, a.encode_to_vec(), &self.key());
         let sent = self
             .send(
                 Outgoing {
                     kind: Kind::Amendment,
                     id: a.id.clone(),
                     thread: hex::encode(&a.text_sha256),
-                    envelope,
+                    payload: (AMENDMENT_TYPE, a.encode_to_vec()),
                     to: a.to,
                     owed: vec![],
                     meets: vec![],

@@ -50,6 +50,8 @@ impl Node {
         envelopes: Vec<Envelope>,
         sender_checkpoint: Option<SignedCheckpoint>,
     ) -> Vec<Result<Envelope, NodeError>> {
+        // Checked and logged under one version of the agreement: an adoption waits for us.
+        let _version = self.adopting.read().await;
         // The checks, signatures above all, run off the async workers within the caller's share.
         let n = envelopes.len();
         let (node, from) = (self.clone(), caller.to_owned());
@@ -138,14 +140,11 @@ impl Node {
         }
         // An amendment may also go to the parties of the version it proposes; that is checked with it.
         let step = match &message {
-            Message::Amendment(a) => Some(self.check_amendment(a, caller)?),
+            Message::Amendment(a) => self.check_amendment(a, caller)?,
             _ => None,
         };
-        if let Some(p) = message
-            .to()
-            .iter()
-            .find(|p| step.is_none() && agreement.party(p).is_none())
-        {
+        let amendment = matches!(message, Message::Amendment(_));
+        if let Some(p) = message.to().iter().find(|p| !amendment && agreement.party(p).is_none()) {
             return Err(NodeError::UnknownRecipient(p.clone()));
         }
         if !message.to().contains(&self.party) {

@@ -72,8 +72,10 @@ pub struct Node {
     events: Events,
     /// Our node certificate, which new peers are dialled with.
     cert: CertKey,
-    /// Held while a version is adopted: one at a time.
-    adopting: tokio::sync::Mutex<()>,
+    /// Written while a version is adopted (one at a time), read while a
+    /// message is checked or signed and then logged: so each is checked
+    /// and logged under one version, and the log shows which.
+    pub(crate) adopting: tokio::sync::RwLock<()>,
     /// Set while later versions are fetched from a peer: one catch-up at a time.
     catching_up: std::sync::atomic::AtomicBool,
     /// New deliveries for the delivery worker.
@@ -138,7 +140,7 @@ impl Node {
             live,
             tls,
             cert: cert.clone(),
-            adopting: tokio::sync::Mutex::new(()),
+            adopting: tokio::sync::RwLock::new(()),
             catching_up: Default::default(),
             keys,
             key_files,

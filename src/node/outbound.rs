@@ -36,7 +36,8 @@ pub(super) struct Outgoing {
     pub kind: Kind,
     pub id: String,
     pub thread: String,
-    pub envelope: crate::proto::Envelope,
+    /// The payload type and the payload, signed by `send` with our key then in force.
+    pub payload: (&'static str, Vec<u8>),
     pub to: Vec<String>,
     pub owed: Vec<Owed>,
     pub meets: Vec<Met>,
@@ -50,6 +51,9 @@ impl Node {
     /// is a party of the agreement in force (a party an amendment would add
     /// gets its copy once it runs), plus the message's own clocks.
     pub(super) async fn send(&self, out: Outgoing, actor: Actor<'_>) -> Result<Sent, NodeError> {
+        // Signed and logged under one version of the agreement: an adoption waits for us.
+        let _version = self.adopting.read().await;
+        let envelope = envelope::sign(out.payload.0, out.payload.1, &self.key());
         let now = self.clock.now_ms();
         let in_force = self.in_force();
         let receipt_due = now + in_force.agreement().norms.receipt_within.as_millis() as i64;
@@ -59,7 +63,7 @@ impl Node {
             .filter(|p| in_force.agreement().party(p).is_some())
             .cloned()
             .collect();
-        let mut entries = vec![entry::sent(self.clock.now(), out.envelope.clone(), out.to.clone())];
+        let mut entries = vec![entry::sent(self.clock.now(), envelope.clone(), out.to.clone())];
         // What an operator does is logged under the name its certificate maps to.
         if let Actor::Operator(operator) = actor {
             entries.push(entry::encode(
@@ -77,8 +81,8 @@ impl Node {
             direction: Direction::Sent,
             sender: self.party.clone(),
             thread: out.thread,
-            payload_sha256: Sha256::digest(&out.envelope.payload).to_vec(),
-            envelope: out.envelope,
+            payload_sha256: Sha256::digest(&envelope.payload).to_vec(),
+            envelope,
             log_index: 0,
             created_ms: now,
         });
@@ -170,13 +174,13 @@ impl Node {
             .unwrap_or_default();
         let thread = message::thread_of(&notice).to_owned();
         let id = notice.id.clone();
-        let envelope = envelope::sign(NOTICE_TYPE, notice.encode_to_vec(), &self.key());
+        let payload = (NOTICE_TYPE, notice.encode_to_vec());
         self.send(
             Outgoing {
                 kind: Kind::Notice,
                 id,
                 thread,
-                envelope,
+                payload,
                 to: notice.to,
                 owed,
                 meets: vec![],
@@ -233,13 +237,13 @@ impl Node {
             author: actor.name().to_owned(),
         };
         message::validate_response(&response, &self.in_force().agreement().norms)?;
-        let envelope = envelope::sign(RESPONSE_TYPE, response.encode_to_vec(), &self.key());
+        let payload = (RESPONSE_TYPE, response.encode_to_vec());
         self.send(
             Outgoing {
                 kind: Kind::Response,
                 id: response.id,
                 thread: notice_id.to_owned(),
-                envelope,
+                payload,
                 to: response.to,
                 owed: vec![],
                 meets: vec![Met {
