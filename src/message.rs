@@ -9,7 +9,7 @@ use crate::proto::{Amendment, AmendmentAction, Category, Notice, NoticeKind, Res
 /// The longest title accepted, in bytes.
 pub const MAX_TITLE_BYTES: usize = 512;
 
-/// Why a notice or response breaks the message rules; each names its field.
+/// Why a notice, response or amendment breaks the message rules; each names its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
     /// A required field is empty or absent.

@@ -28,7 +28,7 @@ impl Direction {
     }
 }
 
-/// A notice or response as stored.
+/// A notice, response or amendment as stored.
 #[derive(Clone, Debug)]
 pub struct StoredMessage {
     /// UUIDv7.

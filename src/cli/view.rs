@@ -289,11 +289,15 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
                         "deadline": short(d.deadline().as_str_name(), "DEADLINE_"), "due_at": ts(&d.due_at)})
         })
         .collect();
-    let value = json!({"party": s.party, "log_size": s.log_size, "peers": peers, "deadlines": deadlines,
+    let value = json!({"party": s.party, "log_size": s.log_size, "agreement_version": s.agreement_version,
+                "amendments_pending": s.amendments_pending, "peers": peers, "deadlines": deadlines,
                 "deadlines_running": s.deadlines_running,
                 "recent_norm_events": s.recent_norm_events.iter().map(norm_json).collect::<Vec<_>>()});
     let human = {
-        let mut t = format!("party {}   log size {}\n\npeers\n", s.party, s.log_size);
+        let mut t = format!(
+            "party {}   log size {}   agreement version {} ({} amendment(s) pending)\n\npeers\n",
+            s.party, s.log_size, s.agreement_version, s.amendments_pending
+        );
         t += &format!(
             "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9}\n",
             "PARTY", "ENDPOINT", "OUTBOX", "LAST COMM CHECK OK", "WITNESSED", "AGREEMENT"
