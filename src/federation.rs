@@ -52,7 +52,7 @@ impl Federation for FederationService {
         tracing::Span::current().record("peer", peer.as_str());
         let _admitted = self.node.limits.admit(&peer)?;
         let req = req.into_inner();
-        self.node.compare_agreement(&peer, req.agreement.as_ref()).await;
+        self.node.heard_from(&peer, req.agreement.as_ref()).await;
         let receipt = self.node.deliver(&peer, req).await?;
         Ok(Response::new(DeliverResponse {
             receipt: Some(receipt),
@@ -75,7 +75,7 @@ impl Federation for FederationService {
         }
         // Each envelope counts against the peer's limits as one Deliver would.
         let _admitted = self.node.limits.admit_n(&peer, n)?;
-        self.node.compare_agreement(&peer, req.agreement.as_ref()).await;
+        self.node.heard_from(&peer, req.agreement.as_ref()).await;
         let outcomes = self
             .node
             .deliver_batch(&peer, req.envelopes, req.sender_checkpoint)

@@ -296,15 +296,17 @@ pub fn running_deadlines(c: &Connection, until_ms: i64, limit: u32) -> rusqlite:
         "SELECT message_id, party, kind, due_ms FROM deadlines WHERE state = 'running' AND due_ms <= ?1 \
          ORDER BY due_ms LIMIT ?2",
     )?
-    .query_map(params![until_ms, limit], |r| {
-        Ok(Running {
-            message_id: r.get(0)?,
-            party: r.get(1)?,
-            kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
-            due_ms: r.get(3)?,
-        })
-    })?
+    .query_map(params![until_ms, limit], row_to_running)?
     .collect()
+}
+
+fn row_to_running(r: &rusqlite::Row<'_>) -> rusqlite::Result<Running> {
+    Ok(Running {
+        message_id: r.get(0)?,
+        party: r.get(1)?,
+        kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
+        due_ms: r.get(3)?,
+    })
 }
 
 /// How many deadlines are running.
@@ -536,14 +538,7 @@ pub fn running_deadlines_of(c: &Connection, party: &str, me: &str) -> rusqlite::
          LEFT JOIN messages m ON m.id = d.message_id \
          WHERE d.state = 'running' AND (d.party = ?1 OR (d.party = ?2 AND m.sender = ?1)) ORDER BY d.due_ms",
     )?
-    .query_map(params![party, me], |r| {
-        Ok(Running {
-            message_id: r.get(0)?,
-            party: r.get(1)?,
-            kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
-            due_ms: r.get(3)?,
-        })
-    })?
+    .query_map(params![party, me], row_to_running)?
     .collect()
 }
 

@@ -58,6 +58,21 @@ async fn wait_pending(c: &common::Cluster, i: usize, version: u64) {
     }
 }
 
+/// Waits until node `i` sees `n` parties' signatures on the first pending proposal.
+async fn wait_approvals(c: &common::Cluster, i: usize, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while amendments(c, i)
+        .await
+        .pending
+        .first()
+        .map_or(0, |p| p.approved_by.len())
+        < n
+    {
+        assert!(std::time::Instant::now() < deadline, "node {i} never saw {n} approvals");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 /// Sends a notice from node `from` to `to` and remembers it.
 async fn send(c: &common::Cluster, sent: &mut Vec<(String, Vec<String>)>, from: usize, to: &[&str]) {
     let id = c
@@ -242,19 +257,25 @@ async fn a_party_joins_one_rotates_its_key_and_another_leaves_while_notices_flow
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_proposal_stays_pending_with_the_reason_and_a_proposal_that_does_not_chain_is_refused() {
+async fn a_version_that_does_not_name_its_predecessors_hash_or_skips_a_number_is_refused() {
     let c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
     let v1 = in_force(&c, 0);
-    let wrong = v1
-        .text()
-        .replacen("version = 1\n", "version = 2\nprevious = \"00\"\n", 1);
+    let next = hotline::setup::amended_text(&v1, &Changes::default());
+    let wrong = next.replacen(&hex::encode(v1.text_sha256()), &"0".repeat(64), 1);
     let refused = propose(&c, 0, wrong.into_bytes()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    assert!(refused.message().contains("previous"), "{refused:?}");
-    let skipped = hotline::setup::amended_text(&v1, &Changes::default()).replacen("version = 2", "version = 3", 1);
+    assert!(refused.message().contains("does not name version 1"), "{refused:?}");
+    let skipped = next.replacen("version = 2", "version = 3", 1);
     let refused = propose(&c, 0, skipped.into_bytes()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().contains("is 3; the next version"), "{refused:?}");
+    assert!(amendments(&c, 1).await.pending.is_empty());
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_proposal_stays_pending_with_the_reason() {
+    let c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    let v1 = in_force(&c, 0);
     propose(
         &c,
         0,
@@ -398,11 +419,7 @@ async fn an_amendment_signed_below_the_quorum_of_the_version_in_force_is_not_ado
     wait_pending(&c, 1, 2).await;
     approve(&c, 1, 2).await;
     // PER and CHL signed; version 1's quorum is all three.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while amendments(&c, 0).await.pending[0].approved_by.len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "PER never saw CHL's approval");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    wait_approvals(&c, 0, 2).await;
     let seen = amendments(&c, 0).await;
     assert_eq!(seen.version, 1);
     assert!(
@@ -431,11 +448,7 @@ async fn a_party_that_did_not_sign_is_not_added_until_its_signature_is_handed_ov
     propose(&c, 0, v2.clone().into_bytes()).await.unwrap();
     wait_pending(&c, 1, 2).await;
     approve(&c, 1, 2).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while amendments(&c, 0).await.pending[0].approved_by.len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "PER never saw CHL's approval");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    wait_approvals(&c, 0, 2).await;
     let seen = amendments(&c, 0).await;
     assert_eq!(seen.version, 1, "adopted without the consent of the party it adds");
     assert!(seen.pending[0].needs.contains("EST"), "{}", seen.pending[0].needs);

@@ -276,6 +276,7 @@ async fn an_envelope_not_signed_under_the_adopted_agreement_is_named() {
             Body::AgreementAdopted(AgreementAdopted {
                 signed_note: signed.to_bytes(),
                 version: 1,
+                ..Default::default()
             }),
         ),
         sent(&p[0].key),
@@ -388,6 +389,7 @@ fn log_with_envelope_of(bytes: usize) -> (tempfile::TempDir, hotline::keys::Iden
             Body::AgreementAdopted(AgreementAdopted {
                 signed_note: signed.to_bytes(),
                 version: 1,
+                ..Default::default()
             }),
         ),
         hotline::log::entry::sent(hotline::clock::now(), envelope, vec!["CHL".into()]),

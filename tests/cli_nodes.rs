@@ -73,47 +73,11 @@ fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn two_parties_set_up_and_operated_from_the_command_line() {
     let root = tempfile::tempdir().unwrap();
-    let (per, chl) = (root.path().join("PER"), root.path().join("CHL"));
-    for (id, dir) in [("PER", &per), ("CHL", &chl)] {
-        let (ok, v) = hotline_json(&[
-            "init",
-            "--party",
-            id,
-            "--dir",
-            &s(dir),
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ]);
-        assert!(ok, "{v}");
-    }
+    let (per, chl, _) = two_parties(root.path());
     // init refuses to overwrite a party.
     let again = hotline(&["init", "--party", "PER", "--dir", &s(&per)]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
-
-    let agreement = root.path().join("agreement.toml");
-    let (ok, v) = hotline_json(&[
-        "agreement",
-        "new",
-        &s(&per.join("party.toml")),
-        &s(&chl.join("party.toml")),
-        "--out",
-        &s(&agreement),
-    ]);
-    assert!(ok, "{v}");
-    for dir in [&per, &chl] {
-        let (ok, v) = hotline_json(&[
-            "agreement",
-            "sign",
-            &s(&agreement),
-            "--key",
-            &s(&dir.join("identity.key")),
-        ]);
-        assert!(ok, "{v}");
-    }
-    for dir in [&per, &chl] {
-        std::fs::copy(&agreement, dir.join("agreement.toml")).unwrap();
-    }
     let (pc, cc) = (s(&per.join("hotline.toml")), s(&chl.join("hotline.toml")));
     let _nodes = (serve(Path::new(&pc)), serve(Path::new(&cc)));
     until(30, "both nodes answer status", || {
@@ -259,6 +223,36 @@ fn the_demo_runs_to_completion_and_verifies_every_log() {
     );
 }
 
+/// PER and CHL set up as parties do: `init`, `agreement new`, each signs, each
+/// copies the agreement into its folder. Returns their folders and the agreement.
+fn two_parties(root: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let (per, chl) = (init_party(root, "PER"), init_party(root, "CHL"));
+    let agreement = root.join("agreement.toml");
+    let (ok, v) = hotline_json(&[
+        "agreement",
+        "new",
+        &s(&per.join("party.toml")),
+        &s(&chl.join("party.toml")),
+        "--out",
+        &s(&agreement),
+    ]);
+    assert!(ok, "{v}");
+    for dir in [&per, &chl] {
+        let (ok, v) = hotline_json(&[
+            "agreement",
+            "sign",
+            &s(&agreement),
+            "--key",
+            &s(&dir.join("identity.key")),
+        ]);
+        assert!(ok, "{v}");
+    }
+    for dir in [&per, &chl] {
+        std::fs::copy(&agreement, dir.join("agreement.toml")).unwrap();
+    }
+    (per, chl, agreement)
+}
+
 /// Creates party `id` in `root/<id>` with `hotline init` on a free port.
 fn init_party(root: &Path, id: &str) -> std::path::PathBuf {
     let dir = root.join(id);
@@ -278,27 +272,7 @@ fn init_party(root: &Path, id: &str) -> std::path::PathBuf {
 #[test]
 fn a_party_joins_from_the_command_line_while_the_nodes_run() {
     let root = tempfile::tempdir().unwrap();
-    let (per, chl) = (init_party(root.path(), "PER"), init_party(root.path(), "CHL"));
-    let v1 = root.path().join("v1.toml");
-    let (ok, v) = hotline_json(&[
-        "agreement",
-        "new",
-        &s(&per.join("party.toml")),
-        &s(&chl.join("party.toml")),
-        "--out",
-        &s(&v1),
-    ]);
-    assert!(ok, "{v}");
-    for dir in [&per, &chl] {
-        assert!(
-            hotline(&["agreement", "sign", &s(&v1), "--key", &s(&dir.join("identity.key"))])
-                .status
-                .success()
-        );
-    }
-    for dir in [&per, &chl] {
-        std::fs::copy(&v1, dir.join("agreement.toml")).unwrap();
-    }
+    let (per, chl, v1) = two_parties(root.path());
     let (pc, cc) = (s(&per.join("hotline.toml")), s(&chl.join("hotline.toml")));
     let _nodes = (serve(Path::new(&pc)), serve(Path::new(&cc)));
     until(30, "both nodes answer status", || {

@@ -184,6 +184,24 @@ async fn a_recipient_down_for_a_while_receives_everything_once_back_without_dupl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_back_up_that_speaks_to_us_gets_its_backlog_without_waiting_for_the_retry() {
+    let mut c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    c.stop(1).await;
+    let id = c.send(0, notice(&["CHL"], "queued while CHL is down")).await;
+    c.eventually(10, "a failed attempt recorded", |c| {
+        c.node(0).read(state::outbox).unwrap().iter().all(|p| p.attempts >= 1)
+    })
+    .await;
+    c.restart(1).await;
+    // The clock stands still, so no retry falls due: only CHL's own delivery to PER wakes it.
+    c.send(1, notice(&["PER"], "CHL is back")).await;
+    c.eventually(10, "PER's backlog receipted by CHL", |c| {
+        receipted_by(c, 0, &id) == ["CHL"]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_sender_resumes_its_outbox() {
     let mut c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     c.stop(1).await;

@@ -101,7 +101,7 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         Ok(Err(s)) => return fail_all(format!("{:?}: {}", s.code(), s.message())),
         Ok(Ok(reply)) => {
             let reply = reply.into_inner();
-            node.compare_agreement(party, reply.agreement.as_ref()).await;
+            node.heard_from(party, reply.agreement.as_ref()).await;
             reply.outcomes
         }
     };

@@ -160,8 +160,11 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
         if let Err(e) = node.log.append_with(vec![], change, false).await {
             tracing::warn!(error = %e, "could not record the failed attempt");
         }
+        // The peer speaking to us (back up, or a party that just joined) ends the wait.
+        let heard = node.heard(&p.party);
         tokio::select! {
             _ = node.clock.sleep(delay) => {}
+            _ = heard.notified() => {}
             _ = node.tasks.stopping() => return,
         }
     }

@@ -189,6 +189,11 @@ impl Replay {
         match &entry.body {
             Some(Body::AgreementAdopted(a)) => {
                 let signed = SignedAgreement::parse(&a.signed_note).map_err(|e| format!("adopted agreement: {e}"))?;
+                if signed.agreement.version != a.version
+                    || (!a.text_sha256.is_empty() && a.text_sha256 != signed.text_sha256())
+                {
+                    return Err("adopted agreement: the entry's version or text hash is not its note's".into());
+                }
                 // The first version is signed by its own quorum; each one after
                 // follows the one before by the chain rule (its signers' keys are
                 // judged by the version they amend: a key the new version revokes

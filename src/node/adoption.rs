@@ -148,6 +148,7 @@ impl Node {
             Body::AgreementAdopted(AgreementAdopted {
                 signed_note: bytes,
                 version,
+                text_sha256: signed.text_sha256().to_vec(),
             }),
         )];
         entries.extend(events.iter().map(norm_event::entry));

@@ -76,6 +76,8 @@ pub struct Node {
     /// message is checked or signed and then logged: so each is checked
     /// and logged under one version, and the log shows which.
     pub(crate) adopting: tokio::sync::RwLock<()>,
+    /// Per peer, what wakes deliveries waiting for a retry when it speaks to us.
+    heard: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
     /// Set while later versions are fetched from a peer: one catch-up at a time.
     catching_up: std::sync::atomic::AtomicBool,
     /// New deliveries for the delivery worker.
@@ -142,6 +144,7 @@ impl Node {
             cert: cert.clone(),
             adopting: tokio::sync::RwLock::new(()),
             catching_up: Default::default(),
+            heard: Default::default(),
             keys,
             key_files,
             log,
@@ -162,10 +165,15 @@ impl Node {
         Ok(node)
     }
 
-    /// Records the agreement `party` says it holds: a later version is
-    /// fetched from it and adopted if it chains from ours; another text under
-    /// our version number is logged as an AGREEMENT_FORK norm event, once.
-    pub async fn compare_agreement(self: &Arc<Self>, party: &str, theirs: Option<&crate::proto::AgreementRef>) {
+    /// A peer spoke to us (a delivery, or its answer to ours): deliveries
+    /// to it waiting for a retry go now. The agreement it says it holds is
+    /// compared with ours: a later version is fetched from it and adopted if
+    /// it chains from ours; another text under our version number is logged
+    /// as an AGREEMENT_FORK norm event, once.
+    pub async fn heard_from(self: &Arc<Self>, party: &str, theirs: Option<&crate::proto::AgreementRef>) {
+        if let Some(waiting) = self.heard.lock().unwrap_or_else(|e| e.into_inner()).get(party) {
+            waiting.notify_waiters();
+        }
         if let Some(theirs) = theirs {
             self.catch_up(party, theirs.version);
         }
@@ -185,6 +193,12 @@ impl Node {
         if let Err(e) = crate::norm_event::log(&self.log, &self.events, event, |_| Ok(())).await {
             tracing::warn!(party, error = %e, "could not log the agreement fork");
         }
+    }
+
+    /// What wakes the deliveries to `party` waiting for a retry when it speaks to us.
+    pub fn heard(&self, party: &str) -> Arc<tokio::sync::Notify> {
+        let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        heard.entry(party.to_owned()).or_default().clone()
     }
 
     /// A receiver of every operator-visible event from now on.
