@@ -92,6 +92,23 @@ async fn a_party_joins_one_rotates_its_key_and_another_leaves_while_notices_flow
     let mut c = common::Cluster::start(&ids, common::FAST_NORMS).await;
     let mut sent = Vec::new();
     send(&c, &mut sent, 0, &["CHL", "ARG", "BRA"]).await;
+    // Throughout, ARG sends PER and CHL a notice every 20 ms.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut arg = c.operator(2);
+    let flow = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return ids,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            }
+            let n = common::notice(&["PER", "CHL"], "ARG's steady flow");
+            let sent = arg
+                .send_notice(hotline::proto::SendNoticeRequest { notice: Some(n) })
+                .await;
+            ids.push(sent.unwrap().into_inner().id);
+        }
+    });
 
     // A fifth party joins: it hands its party.toml to PER and signs version 2 offline.
     let (est, listener) = c.new_party("EST").await;
@@ -194,6 +211,14 @@ async fn a_party_joins_one_rotates_its_key_and_another_leaves_while_notices_flow
     })
     .await;
     send(&c, &mut sent, 1, &["PER", "EST"]).await;
+    stop.send(()).unwrap();
+    let flowed = flow.await.unwrap();
+    assert!(flowed.len() > 5, "only {} notices flowed", flowed.len());
+    sent.extend(
+        flowed
+            .into_iter()
+            .map(|id| (id, vec!["PER".to_owned(), "CHL".to_owned()])),
+    );
 
     // Nothing lost or duplicated: every notice is held once by each recipient still in the agreement.
     let index = |party: &str| c.configs.iter().position(|cfg| cfg.party == party).unwrap();
