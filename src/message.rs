@@ -4,7 +4,10 @@
 use prost::Message as _;
 
 use crate::agreement::{Norms, is_valid_party_id};
-use crate::proto::{Amendment, AmendmentAction, Category, Notice, NoticeKind, Response, ResponseStatus, Severity, Tlp};
+use crate::proto::{
+    Amendment, AmendmentAction, Category, Exercise, Notice, NoticeKind, ReasonCode, Response, ResponseStatus, Severity,
+    Tlp,
+};
 
 /// The longest title accepted, in bytes.
 pub const MAX_TITLE_BYTES: usize = 512;
@@ -127,6 +130,51 @@ fn check_enum<E: TryFrom<i32>>(field: &'static str, value: i32) -> Result<(), Me
         .map_err(|_| invalid(field, format!("{value} is not a known value")))
 }
 
+/// An enum field where 0 is a meaningful default (not an exercise, no reason).
+fn check_optional_enum<E: TryFrom<i32>>(field: &'static str, value: i32) -> Result<(), MessageError> {
+    E::try_from(value)
+        .map(|_| ())
+        .map_err(|_| invalid(field, format!("{value} is not a known value")))
+}
+
+/// Checks a BCP 47 language tag (RFC 5646 well-formed and valid).
+fn check_language(field: &'static str, tag: &str) -> Result<(), MessageError> {
+    let parsed = language_tags::LanguageTag::parse(tag)
+        .map_err(|e| invalid(field, format!("{tag:?} is not a BCP 47 language tag: {e}")))?;
+    parsed
+        .validate()
+        .map_err(|e| invalid(field, format!("{tag:?} is not a valid BCP 47 language tag: {e}")))
+}
+
+/// Checks a notice's language and translations: each a BCP 47 tag used
+/// once, each translation with a title, at most one authoritative.
+fn check_languages(n: &Notice) -> Result<(), MessageError> {
+    if !n.language.is_empty() {
+        check_language("language", &n.language)?;
+    }
+    let mut seen = vec![n.language.to_ascii_lowercase()];
+    for t in &n.translations {
+        check_language("translations", &t.language)?;
+        if seen.contains(&t.language.to_ascii_lowercase()) {
+            return Err(invalid(
+                "translations",
+                format!("language {} is given twice", t.language),
+            ));
+        }
+        seen.push(t.language.to_ascii_lowercase());
+        if t.title.trim().is_empty() || t.title.len() > MAX_TITLE_BYTES {
+            return Err(invalid(
+                "translations",
+                format!("the {} title must be 1 to {MAX_TITLE_BYTES} bytes", t.language),
+            ));
+        }
+    }
+    if n.translations.iter().filter(|t| t.authoritative).count() > 1 {
+        return Err(invalid("translations", "at most one translation is authoritative"));
+    }
+    Ok(())
+}
+
 fn check_size(message: &impl prost::Message, norms: &Norms) -> Result<(), MessageError> {
     let size = message.encoded_len();
     if size as u64 > norms.max_notice_bytes {
@@ -177,6 +225,8 @@ pub fn validate_notice(n: &Notice, norms: &Norms) -> Result<(), MessageError> {
     if !n.in_reply_to.is_empty() {
         check_uuid_v7("in_reply_to", &n.in_reply_to)?;
     }
+    check_languages(n)?;
+    check_optional_enum::<Exercise>("exercise", n.exercise)?;
     let kind = NoticeKind::try_from(n.kind).unwrap_or_default();
     if matches!(kind, NoticeKind::Update | NoticeKind::Closure) && n.in_reply_to.is_empty() {
         return Err(invalid(
@@ -197,6 +247,8 @@ pub fn validate_response(r: &Response, norms: &Norms) -> Result<(), MessageError
         return Err(MessageError::Missing("created_at"));
     }
     check_enum::<ResponseStatus>("status", r.status)?;
+    check_optional_enum::<Exercise>("exercise", r.exercise)?;
+    check_optional_enum::<ReasonCode>("reason", r.reason)?;
     if r.author.trim().is_empty() {
         return Err(MessageError::Missing("author"));
     }
@@ -262,11 +314,37 @@ fn restriction(tlp: Tlp) -> u8 {
     }
 }
 
+/// Checks that a reply or response is the same exercise (or none) as the
+/// notice it continues: practice never turns real, nor real into practice.
+pub fn check_exercise(id: &str, exercise: i32, original: &Notice) -> Result<(), MessageError> {
+    if exercise == original.exercise {
+        return Ok(());
+    }
+    let name = |e: i32| {
+        Exercise::try_from(e)
+            .unwrap_or_default()
+            .as_str_name()
+            .trim_start_matches("EXERCISE_")
+            .to_owned()
+    };
+    Err(invalid(
+        "exercise",
+        format!(
+            "{id} is {} but continues notice {}, which is {}",
+            name(exercise),
+            original.id,
+            name(original.exercise)
+        ),
+    ))
+}
+
 /// Checks the TLP rule along a thread: `reply` continues `original` (its
 /// `in_reply_to`), so it is at least as restricted, and goes to nobody the
 /// original may not reach. Checked hop by hop, by the sender and by every
-/// receiver that holds the original, this holds along the whole thread.
+/// receiver that holds the original, this holds along the whole thread. A
+/// reply to an exercise is the same exercise.
 pub fn check_reply(reply: &Notice, original: &Notice) -> Result<(), MessageError> {
+    check_exercise(&reply.id, reply.exercise, original)?;
     let (tlp, original_tlp) = (reply.tlp(), original.tlp());
     if restriction(tlp) < restriction(original_tlp) {
         return Err(MessageError::TlpWeakened {
@@ -427,6 +505,15 @@ impl Message {
             Message::Notice(n) => thread_of(n).to_owned(),
             Message::Response(r) => r.notice_id.clone(),
             Message::Amendment(a) => hex::encode(&a.text_sha256),
+        }
+    }
+
+    /// Whether it is exercise traffic.
+    pub fn exercise(&self) -> bool {
+        match self {
+            Message::Notice(n) => n.exercise != 0,
+            Message::Response(r) => r.exercise != 0,
+            Message::Amendment(_) => false,
         }
     }
 

@@ -163,7 +163,7 @@ impl Operator for OperatorService {
             .ok_or_else(|| Status::invalid_argument(format!("field status: {} is not a response status", r.status)))?;
         let sent = self
             .node
-            .respond(&r.notice_id, status, &r.text, Actor::Operator(&who))
+            .respond(&r.notice_id, status, r.reason(), &r.text, Actor::Operator(&who))
             .await?;
         Ok(Response::new(RespondResponse {
             id: sent.id,
@@ -250,7 +250,7 @@ impl Operator for OperatorService {
             .iter()
             .filter(|p| p.id != node.party)
             .collect();
-        let (outbox, checks, deadlines, running, events, witnessed) = node.read(|c| {
+        let (outbox, checks, deadlines, running, events, witnessed, compliance) = node.read(|c| {
             let witnessed = others
                 .iter()
                 .map(|p| Ok(state::last_witnessed(c, &p.id)?.map_or(0, |(size, _)| size)))
@@ -262,6 +262,7 @@ impl Operator for OperatorService {
                 state::running_deadline_count(c)?,
                 state::norm_events(c, None, 20)?,
                 witnessed,
+                state::compliance(c)?,
             ))
         })?;
         let peers = others
@@ -277,6 +278,8 @@ impl Operator for OperatorService {
                     .and_then(|(_, ms)| clock::ms_to_proto(*ms)),
                 witnessed_size,
                 agreement_version: node.agreements.version_of(&p.id),
+                deadlines_met: compliance.iter().find(|(party, ..)| *party == p.id).map_or(0, |c| c.1),
+                deadlines_missed: compliance.iter().find(|(party, ..)| *party == p.id).map_or(0, |c| c.2),
             })
             .collect();
         Ok(Response::new(StatusResponse {

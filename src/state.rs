@@ -49,6 +49,8 @@ pub struct StoredMessage {
     pub log_index: u64,
     /// When it was created, ms since the epoch.
     pub created_ms: i64,
+    /// Whether it is exercise traffic, left out of compliance figures.
+    pub exercise: bool,
 }
 
 impl StoredMessage {
@@ -78,6 +80,7 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         envelope: envelope_in_entry(&entry, r.get(9)?),
         log_index: r.get::<_, i64>(7)? as u64,
         created_ms: r.get(8)?,
+        exercise: r.get(10)?,
     })
 }
 
@@ -92,7 +95,7 @@ fn envelope_in_entry(entry: &[u8], outside: Option<Vec<u8>>) -> Envelope {
 
 /// A message row with the log entry that holds its envelope.
 const MESSAGE_COLUMNS: &str = "m.id, m.kind, m.direction, m.sender, m.thread, m.payload_sha256, e.data, m.log_index, m.created_ms, \
-     o.data FROM messages m JOIN entries e ON e.idx = m.log_index LEFT JOIN envelopes o ON o.idx = e.idx";
+     o.data, m.exercise FROM messages m JOIN entries e ON e.idx = m.log_index LEFT JOIN envelopes o ON o.idx = e.idx";
 
 /// The message with this id, if any.
 pub fn message(c: &Connection, id: &str) -> rusqlite::Result<Option<StoredMessage>> {
@@ -124,8 +127,8 @@ pub fn recent_notices(c: &Connection, limit: u32) -> rusqlite::Result<Vec<Stored
 pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> Result<(), StateError> {
     let inserted = c
         .prepare_cached(
-            "INSERT INTO messages (id, kind, direction, sender, thread, payload_sha256, log_index, created_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO messages (id, kind, direction, sender, thread, payload_sha256, log_index, created_ms, exercise) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             m.id,
@@ -135,7 +138,8 @@ pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> Resu
             m.thread,
             m.payload_sha256,
             log_index as i64,
-            m.created_ms
+            m.created_ms,
+            m.exercise
         ]);
     match inserted {
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -307,6 +311,19 @@ fn row_to_running(r: &rusqlite::Row<'_>) -> rusqlite::Result<Running> {
         kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
         due_ms: r.get(3)?,
     })
+}
+
+/// Per party, how many of its clocks were met and how many missed, real
+/// traffic only (exercises are left out): the compliance figures.
+pub fn compliance(c: &Connection) -> rusqlite::Result<Vec<(String, u64, u64)>> {
+    c.prepare_cached(
+        "SELECT d.party, SUM(d.state = 'met'), SUM(d.state = 'missed') FROM deadlines d \
+         JOIN messages m ON m.id = d.message_id WHERE m.exercise = 0 GROUP BY d.party",
+    )?
+    .query_map([], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+    })?
+    .collect()
 }
 
 /// How many deadlines are running.

@@ -226,6 +226,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sha256, party)
     ) STRICT;
 "#,
+    r#"
+    -- Schema version 8: exercise traffic is marked, so compliance figures leave it out.
+    ALTER TABLE messages ADD COLUMN exercise INTEGER NOT NULL DEFAULT 0 CHECK (exercise = 0 OR exercise = 1);
+"#,
 ];
 
 /// Why the database could not be used.

@@ -157,6 +157,36 @@ fn two_parties_set_up_and_operated_from_the_command_line() {
         v["peers"][0]["last_comm_check_ok"].as_str().is_some_and(|t| t != "-")
     });
 
+    // An exercise in two languages, the Spanish text authoritative: notice show says so.
+    let (ok, v) = hotline_json(&[
+        "notice",
+        "send",
+        "--config",
+        &pc,
+        "--to",
+        "CHL",
+        "--severity",
+        "low",
+        "--title",
+        "Drill",
+        "--language",
+        "en",
+        "--translation",
+        "es=Simulacro|Resumen",
+        "--authoritative",
+        "es",
+        "--exercise",
+        "tabletop",
+    ]);
+    assert!(ok, "{v}");
+    let drill = v["id"].as_str().unwrap().to_owned();
+    let shown = hotline(&["notice", "show", &drill, "--config", &pc]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("EXERCISE (tabletop)") && text.contains("title    Simulacro") && text.contains("also in en"),
+        "{text}"
+    );
+
     // Errors name the field or peer at fault, on one line.
     let out = hotline(&[
         "notice",

@@ -552,6 +552,7 @@ fn response_by(c: &Cluster, from: usize, notice_id: &str) -> Envelope {
         status: hotline::proto::ResponseStatus::Acknowledged as i32,
         text: "seen".into(),
         author: "duty".into(),
+        ..Default::default()
     };
     envelope::sign(hotline::envelope::RESPONSE_TYPE, r.encode_to_vec(), &key(c, from))
 }

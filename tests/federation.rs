@@ -88,6 +88,7 @@ async fn a_response_round_trips_with_its_own_receipt() {
             notice_id: sent.id.clone(),
             status: ResponseStatus::Investigating as i32,
             text: "On it.".into(),
+            reason: hotline::proto::ReasonCode::Other as i32,
         })
         .await
         .unwrap()

@@ -152,6 +152,7 @@ fn a_response_needs_a_status_and_a_notice() {
         status: ResponseStatus::Acknowledged as i32,
         text: "Seen, investigating.".into(),
         author: "duty-chl".into(),
+        ..Default::default()
     };
     message::validate_response(&r, &norms()).unwrap();
     r.status = 0;
@@ -174,4 +175,67 @@ fn garbage_payloads_decode_to_an_error_not_a_panic() {
         let _ = message::decode_response(bytes);
     }
     assert!(message::decode_notice(b"\xff\xff\xff").is_err());
+}
+
+fn translation(language: &str, authoritative: bool) -> hotline::proto::Translation {
+    hotline::proto::Translation {
+        language: language.into(),
+        title: format!("title in {language}"),
+        summary: String::new(),
+        authoritative,
+    }
+}
+
+#[test]
+fn a_notice_may_carry_its_language_and_translations_with_one_authoritative() {
+    let mut n = notice();
+    n.language = "en".into();
+    n.translations = vec![translation("es", true), translation("pt-BR", false)];
+    message::validate_notice(&n, &norms()).unwrap();
+}
+
+#[test]
+fn languages_must_be_bcp47_tags_used_once_with_at_most_one_authoritative_translation() {
+    let cases: [(Breakage, &str); 5] = [
+        (|n| n.language = "english".into(), "language"),
+        (|n| n.language = "en_US".into(), "language"),
+        (
+            |n| n.translations = vec![translation("es", false), translation("ES", false)],
+            "translations",
+        ),
+        (
+            |n| n.translations = vec![translation("es", true), translation("fr", true)],
+            "translations",
+        ),
+        (
+            |n| {
+                n.translations = vec![hotline::proto::Translation {
+                    title: String::new(),
+                    ..translation("fr", false)
+                }]
+            },
+            "translations",
+        ),
+    ];
+    for (breakit, field) in cases {
+        let mut n = notice();
+        n.language = "en".into();
+        breakit(&mut n);
+        assert_eq!(invalid_field(&n), field, "{n:?}");
+    }
+}
+
+#[test]
+fn a_reply_to_an_exercise_is_the_same_exercise() {
+    let mut original = notice();
+    original.exercise = hotline::proto::Exercise::Tabletop as i32;
+    let mut reply = notice();
+    reply.in_reply_to = original.id.clone();
+    let err = message::check_reply(&reply, &original).unwrap_err();
+    assert!(err.to_string().contains("is NONE but continues notice"), "{err}");
+    reply.exercise = original.exercise;
+    message::check_reply(&reply, &original).unwrap();
+    let mut n = notice();
+    n.exercise = 9;
+    assert_eq!(invalid_field(&n), "exercise");
 }

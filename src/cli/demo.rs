@@ -32,6 +32,10 @@ pub struct Args {
     /// Create the parties in DIR and leave the nodes running for the CLI (Ctrl-C stops them).
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Run the demo as a tabletop exercise: every notice, and what answers it,
+    /// is marked EXERCISE and kept out of the compliance figures.
+    #[arg(long)]
+    exercise: bool,
 }
 
 fn operator(c: &Config) -> anyhow::Result<OperatorClient<Channel>> {
@@ -65,7 +69,11 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
         None => std::env::temp_dir().join(format!("hotline-demo-{}", std::process::id())),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = rt.block_on(script(&root, args.keep.is_some(), out));
+    let exercise = match args.exercise {
+        true => hotline::proto::Exercise::Tabletop as i32,
+        false => 0,
+    };
+    let result = rt.block_on(script(&root, args.keep.is_some(), exercise, out));
     if args.keep.is_none() {
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -78,11 +86,15 @@ fn say(out: Out, line: &str) {
     }
 }
 
-async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
+async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     say(
         out,
-        &format!("hotline demo: three parties on loopback in {}", root.display()),
+        &format!(
+            "hotline demo{}: three parties on loopback in {}",
+            if exercise != 0 { " (a tabletop EXERCISE)" } else { "" },
+            root.display()
+        ),
     );
     let made = hotline::setup::local_cluster(root, &PARTIES, hotline::setup::DEMO_NORMS).await?;
     let mut configs: Vec<Config> = made.iter().map(|(c, _)| c.clone()).collect();
@@ -120,6 +132,14 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
         tlp: Tlp::Amber as i32,
         title: "Wiper malware at a regional grid operator".into(),
         summary: "Destructive malware on SCADA historians; C2 infrastructure below.".into(),
+        language: "en".into(),
+        translations: vec![hotline::proto::Translation {
+            language: "es".into(),
+            title: "Malware destructivo en un operador regional de la red eléctrica".into(),
+            summary: "Malware destructivo en los históricos SCADA; infraestructura C2 abajo.".into(),
+            authoritative: false,
+        }],
+        exercise,
         affected_sectors: vec!["energy".into()],
         indicators: vec![Indicator {
             r#type: "ipv4-addr".into(),
@@ -150,6 +170,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
             notice_id: sent.id.clone(),
             status: ResponseStatus::Acknowledged as i32,
             text: "Acknowledged; checking our grid operators for the indicators.".into(),
+            reason: hotline::proto::ReasonCode::MitigationUnderWay as i32,
         })
         .await
         .context("CHL Respond")?
@@ -212,7 +233,7 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
     })
     .await?;
 
-    let joined = join(root, &configs, &mut nodes, out).await?;
+    let joined = join(root, &configs, &mut nodes, exercise, out).await?;
     configs.push(joined);
     let parties: Vec<String> = configs.iter().map(|c| c.party.clone()).collect();
 
@@ -297,7 +318,13 @@ async fn script(root: &Path, keep: bool, out: Out) -> anyhow::Result<ExitCode> {
 /// the hotline, CHL and ARG approve, and every node adopts it the moment
 /// its signatures meet the chain rule. EST starts from the adopted version,
 /// fetched from PER, and PER's notice to it is receipted.
-async fn join(root: &Path, configs: &[Config], nodes: &mut Vec<Running>, out: Out) -> anyhow::Result<Config> {
+async fn join(
+    root: &Path,
+    configs: &[Config],
+    nodes: &mut Vec<Running>,
+    exercise: i32,
+    out: Out,
+) -> anyhow::Result<Config> {
     use hotline::agreement::SignedAgreement;
     use hotline::proto::{ApproveAmendmentRequest, GetAgreementRequest, ProposeAmendmentRequest};
     say(
@@ -372,6 +399,7 @@ async fn join(root: &Path, configs: &[Config], nodes: &mut Vec<Running>, out: Ou
         category: Category::Other as i32,
         tlp: Tlp::Green as i32,
         title: "Welcome to the hotline".into(),
+        exercise,
         ..Default::default()
     };
     let sent = operator(&configs[0])?

@@ -8,8 +8,9 @@ use anyhow::Context;
 use hotline::config::Config;
 use hotline::proto::operator_client::OperatorClient;
 use hotline::proto::{
-    Attachment, Category, CommCheckRequest, GetNoticeRequest, Indicator, ListNoticesRequest, Notice, NoticeKind,
-    RespondRequest, ResponseStatus, SendNoticeRequest, Severity, StatusRequest, Tlp, WatchEventsRequest,
+    Attachment, Category, CommCheckRequest, Exercise, GetNoticeRequest, Indicator, ListNoticesRequest, Notice,
+    NoticeKind, ReasonCode, RespondRequest, ResponseStatus, SendNoticeRequest, Severity, StatusRequest, Tlp,
+    Translation, WatchEventsRequest,
 };
 use prost::Message;
 use serde_json::json;
@@ -81,6 +82,18 @@ pub struct SendArgs {
     /// The notice this one continues.
     #[arg(long)]
     in_reply_to: Option<String>,
+    /// The language of title and summary, a BCP 47 tag such as es or pt-BR.
+    #[arg(long)]
+    language: Option<String>,
+    /// Title and summary in another language as LANG=TITLE or LANG=TITLE|SUMMARY (repeatable).
+    #[arg(long = "translation")]
+    translations: Vec<String>,
+    /// The translation whose text is authoritative instead of the notice's own.
+    #[arg(long)]
+    authoritative: Option<String>,
+    /// Mark it as an exercise: tabletop or live-drill.
+    #[arg(long)]
+    exercise: Option<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -124,6 +137,25 @@ fn notice_from(args: &SendArgs) -> anyhow::Result<Notice> {
             })
             .collect::<anyhow::Result<_>>()?,
         in_reply_to: args.in_reply_to.clone().unwrap_or_default(),
+        language: args.language.clone().unwrap_or_default(),
+        translations: args
+            .translations
+            .iter()
+            .map(|s| {
+                let (language, text) = pair("translation", s)?;
+                let (title, summary) = text.split_once('|').unwrap_or((&text, ""));
+                Ok(Translation {
+                    authoritative: args.authoritative.as_deref() == Some(language.as_str()),
+                    language,
+                    title: title.to_owned(),
+                    summary: summary.to_owned(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        exercise: match &args.exercise {
+            Some(e) => parse_enum("exercise", "EXERCISE_", e, Exercise::from_str_name)? as i32,
+            None => 0,
+        },
         ..Default::default()
     })
 }
@@ -244,6 +276,10 @@ pub struct RespondArgs {
     /// The answer, in words.
     #[arg(long, default_value = "")]
     text: String,
+    /// Why, from a fixed list: outside-jurisdiction, insufficient-information, assistance-offered,
+    /// referred-to-another-authority, not-observed, duplicate, mitigation-under-way, other.
+    #[arg(long)]
+    reason: Option<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -256,6 +292,10 @@ pub fn respond(args: RespondArgs, out: Out) -> anyhow::Result<ExitCode> {
         &args.status,
         ResponseStatus::from_str_name,
     )?;
+    let reason = match &args.reason {
+        Some(r) => parse_enum("reason", "REASON_CODE_", r, ReasonCode::from_str_name)? as i32,
+        None => 0,
+    };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let r = args
@@ -266,6 +306,7 @@ pub fn respond(args: RespondArgs, out: Out) -> anyhow::Result<ExitCode> {
                 notice_id: args.id.clone(),
                 status: status as i32,
                 text: args.text.clone(),
+                reason,
             })
             .await
             .map_err(|s| rpc("Respond", s))?

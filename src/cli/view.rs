@@ -5,7 +5,8 @@ use hotline::clock;
 use hotline::envelope::{self, RECEIPT_TYPE};
 use hotline::message::tlp_label;
 use hotline::proto::{
-    Envelope, Event, NormEvent, Notice, NoticeSummary, NoticeThread, Receipt, Response, StatusResponse, event,
+    Envelope, Event, Exercise, NormEvent, Notice, NoticeSummary, NoticeThread, ReasonCode, Receipt, Response,
+    StatusResponse, event,
 };
 use prost::Message;
 use serde_json::{Value, json};
@@ -76,8 +77,30 @@ fn short(name: &str, prefix: &str) -> String {
 }
 
 /// A notice as JSON for `--json` output.
+/// The text of a notice that is authoritative: (language, title, summary),
+/// its own unless a translation is marked so.
+fn authoritative(n: &Notice) -> (&str, &str, &str) {
+    n.translations
+        .iter()
+        .find(|t| t.authoritative)
+        .map(|t| (t.language.as_str(), t.title.as_str(), t.summary.as_str()))
+        .unwrap_or((n.language.as_str(), n.title.as_str(), n.summary.as_str()))
+}
+
+/// "EXERCISE (TABLETOP) " for exercise traffic, nothing for real traffic.
+fn exercise_mark(exercise: i32) -> String {
+    match Exercise::try_from(exercise).unwrap_or_default() {
+        Exercise::None => String::new(),
+        e => format!("EXERCISE ({}) ", short(e.as_str_name(), "EXERCISE_")),
+    }
+}
+
 pub fn notice_json(n: &Notice) -> Value {
     json!({"id": n.id, "from": n.from, "to": n.to, "created_at": ts(&n.created_at),
+           "exercise": short(n.exercise().as_str_name(), "EXERCISE_"), "language": n.language,
+           "authoritative_language": authoritative(n).0,
+           "translations": n.translations.iter().map(|t| json!({"language": t.language, "title": t.title,
+               "summary": t.summary, "authoritative": t.authoritative})).collect::<Vec<_>>(),
            "kind": short(n.kind().as_str_name(), "NOTICE_KIND_"), "severity": short(n.severity().as_str_name(), "SEVERITY_"),
            "category": short(n.category().as_str_name(), "CATEGORY_"), "tlp": tlp_label(n.tlp()),
            "title": n.title, "summary": n.summary, "affected_sectors": n.affected_sectors,
@@ -94,7 +117,8 @@ fn norm_json(e: &NormEvent) -> Value {
 
 fn response_json(r: &Response) -> Value {
     json!({"id": r.id, "notice_id": r.notice_id, "from": r.from, "to": r.to, "created_at": ts(&r.created_at),
-           "status": short(r.status().as_str_name(), "RESPONSE_STATUS_"), "text": r.text, "author": r.author})
+           "status": short(r.status().as_str_name(), "RESPONSE_STATUS_"), "text": r.text, "author": r.author,
+           "reason": short(r.reason().as_str_name(), "REASON_CODE_"), "exercise": short(r.exercise().as_str_name(), "EXERCISE_")})
 }
 
 fn receipt_json(r: &Receipt) -> Value {
@@ -171,7 +195,23 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
                 "norm_events": t.norm_events.iter().map(norm_json).collect::<Vec<_>>(),
                 "envelope": serde_json::from_str::<Value>(&dsse).unwrap_or(Value::Null)});
     let human = {
-        let mut s = format!(
+        let (language, title, summary) = authoritative(notice);
+        let others: Vec<&str> = std::iter::once(notice.language.as_str())
+            .chain(notice.translations.iter().map(|t| t.language.as_str()))
+            .filter(|l| !l.is_empty() && *l != language)
+            .collect();
+        let mut s = exercise_mark(notice.exercise).replace(") ", ")\n");
+        if !language.is_empty() {
+            s += &format!(
+                "language {} (authoritative){}\n",
+                term(language),
+                match others.is_empty() {
+                    true => String::new(),
+                    false => format!("; also in {}", term(&others.join(", "))),
+                }
+            );
+        }
+        s += &format!(
             "notice   {}\nfrom     {} -> {}\ncreated  {}\nkind     {}  severity {}  category {}  TLP:{}\ntitle    {}\nsummary  {}\nauthor   {}\n",
             term(&notice.id),
             term(&notice.from),
@@ -181,8 +221,8 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
             short(notice.severity().as_str_name(), "SEVERITY_"),
             short(notice.category().as_str_name(), "CATEGORY_"),
             tlp_label(notice.tlp()),
-            term(&notice.title),
-            term(&notice.summary),
+            term(title),
+            term(summary),
             term(&notice.author)
         );
         for i in &notice.indicators {
@@ -200,8 +240,12 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
         }
         s += "responses\n";
         for r in &responses {
+            let reason = match r.reason() {
+                ReasonCode::Unspecified => String::new(),
+                code => format!(" ({})", short(code.as_str_name(), "REASON_CODE_")),
+            };
             s += &format!(
-                "  {} {} {}: {}\n",
+                "  {} {} {}{reason}: {}\n",
                 ts(&r.created_at),
                 term(&r.from),
                 short(r.status().as_str_name(), "RESPONSE_STATUS_"),
@@ -228,6 +272,13 @@ pub fn inbox(list: &[NoticeSummary]) -> (Value, String) {
         .iter()
         .map(|s| {
             let mut v = s.notice.as_ref().map(notice_json).unwrap_or(Value::Null);
+            // The list shows the authoritative title, marked if it is an exercise.
+            v["shown_title"] = json!(
+                s.notice
+                    .as_ref()
+                    .map(|n| format!("{}{}", exercise_mark(n.exercise), authoritative(n).1))
+                    .unwrap_or_default()
+            );
             v["direction"] = json!(s.direction);
             v["receipted_by"] = json!(s.receipted_by);
             v["responses"] = json!(s.responses);
@@ -262,7 +313,7 @@ pub fn inbox(list: &[NoticeSummary]) -> (Value, String) {
                 term(r["tlp"].as_str().unwrap_or("")),
                 term(&rec.join(",")),
                 r["responses"],
-                term(r["title"].as_str().unwrap_or(""))
+                term(r["shown_title"].as_str().unwrap_or(""))
             );
         }
         s
@@ -278,7 +329,8 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
         .map(|p| {
             json!({"party": p.party, "endpoint": p.endpoint, "outbox": p.outbox,
                         "last_comm_check_ok": ts(&p.last_comm_check_ok), "witnessed_size": p.witnessed_size,
-                        "agreement_version": p.agreement_version})
+                        "agreement_version": p.agreement_version, "deadlines_met": p.deadlines_met,
+                        "deadlines_missed": p.deadlines_missed})
         })
         .collect();
     let deadlines: Vec<Value> = s
@@ -299,8 +351,8 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
             s.party, s.log_size, s.agreement_version, s.amendments_pending
         );
         t += &format!(
-            "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9}\n",
-            "PARTY", "ENDPOINT", "OUTBOX", "LAST COMM CHECK OK", "WITNESSED", "AGREEMENT"
+            "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6}\n",
+            "PARTY", "ENDPOINT", "OUTBOX", "LAST COMM CHECK OK", "WITNESSED", "AGREEMENT", "MET", "MISSED"
         );
         for p in &s.peers {
             let agreement = match p.agreement_version {
@@ -308,14 +360,19 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
                 v => format!("v{v}"),
             };
             t += &format!(
-                "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9}\n",
+                "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6}\n",
                 term(&p.party),
                 term(&p.endpoint),
                 p.outbox,
                 ts(&p.last_comm_check_ok),
                 p.witnessed_size,
-                agreement
+                agreement,
+                p.deadlines_met,
+                p.deadlines_missed
             );
+        }
+        if !s.peers.is_empty() {
+            t += "  (MET and MISSED: the clocks each peer owed, exercise traffic left out)\n";
         }
         t += &format!("\nrunning deadlines: {}", s.deadlines_running);
         if (s.deadlines.len() as u64) < s.deadlines_running {

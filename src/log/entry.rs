@@ -154,15 +154,31 @@ pub fn kind(entry: &LogEntry) -> &'static str {
     }
 }
 
+/// "EXERCISE " before exercise traffic, so it is never mistaken for real.
+fn exercise_mark(exercise: i32) -> &'static str {
+    match exercise {
+        0 => "",
+        _ => "EXERCISE ",
+    }
+}
+
 fn describe_envelope(env: &Envelope) -> String {
     match env.payload_type.as_str() {
         NOTICE_TYPE => match Notice::decode(&env.payload[..]) {
-            Ok(n) => format!("notice {} {} -> {}: {}", n.id, n.from, n.to.join(","), n.title),
+            Ok(n) => format!(
+                "{}notice {} {} -> {}: {}",
+                exercise_mark(n.exercise),
+                n.id,
+                n.from,
+                n.to.join(","),
+                n.title
+            ),
             Err(_) => "notice (undecodable)".into(),
         },
         RESPONSE_TYPE => match Response::decode(&env.payload[..]) {
             Ok(r) => format!(
-                "response {} {} -> {} to notice {}: {}",
+                "{}response {} {} -> {} to notice {}: {}",
+                exercise_mark(r.exercise),
                 r.id,
                 r.from,
                 r.to.join(","),

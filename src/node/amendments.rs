@@ -353,6 +353,7 @@ impl Node {
                     owed: vec![],
                     meets: vec![],
                     step: Some(step),
+                    exercise: false,
                 },
                 actor,
             )

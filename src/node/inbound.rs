@@ -17,8 +17,8 @@ use crate::log::{LogError, StateError, entry};
 use crate::message::{self, Kind, Message};
 use crate::norm_event;
 use crate::proto::{
-    Deadline, DeliverRequest, Envelope, LogEntry, NormEventKind, NoticeKind, Receipt, ResponseStatus, SignedCheckpoint,
-    event,
+    Deadline, DeliverRequest, Envelope, LogEntry, NormEventKind, NoticeKind, ReasonCode, Receipt, ResponseStatus,
+    SignedCheckpoint, event,
 };
 use crate::state::{self, Direction, StoredMessage};
 
@@ -299,6 +299,7 @@ impl Node {
                         response: r.id.clone(),
                         notice: r.notice_id.clone(),
                     })?;
+                message::check_exercise(&r.id, r.exercise, &ours)?;
                 // Only a party the notice went to may answer it (a communication check: only the party checked).
                 if !ours.to.iter().any(|p| p == from) {
                     return Err(NodeError::NotARecipient {
@@ -333,6 +334,7 @@ impl Node {
             envelope: a.env,
             log_index: 0,
             created_ms: now,
+            exercise: a.message.exercise(),
         };
         let (me, sender, thread) = (self.party.clone(), from.to_owned(), stored.thread.clone());
         let check_event = comm_check_ok.clone();
@@ -380,7 +382,13 @@ impl Node {
                     self.tasks.spawn(async move {
                         let answer = "communication check answered";
                         if let Err(e) = node
-                            .respond(&id, ResponseStatus::Acknowledged, answer, Actor::Node)
+                            .respond(
+                                &id,
+                                ResponseStatus::Acknowledged,
+                                ReasonCode::Unspecified,
+                                answer,
+                                Actor::Node,
+                            )
                             .await
                         {
                             tracing::warn!(notice = %id, error = %e, "could not answer communication check");

@@ -14,7 +14,7 @@ use crate::envelope::{self, NOTICE_TYPE, RESPONSE_TYPE};
 use crate::log::{StateError, entry};
 use crate::message::{self, Kind};
 use crate::proto::log_entry::Body;
-use crate::proto::{Deadline, Notice, NoticeKind, OperatorAction, Response, ResponseStatus};
+use crate::proto::{Deadline, Notice, NoticeKind, OperatorAction, ReasonCode, Response, ResponseStatus};
 use crate::state::{self, Direction, StoredMessage};
 
 /// A clock a message starts: `party` owes `kind` by `due_ms`.
@@ -43,6 +43,8 @@ pub(super) struct Outgoing {
     pub meets: Vec<Met>,
     /// What an amendment adds to the proposal it concerns.
     pub step: Option<state::AmendmentStep>,
+    /// Exercise traffic, left out of compliance figures.
+    pub exercise: bool,
 }
 
 impl Node {
@@ -85,6 +87,7 @@ impl Node {
             envelope,
             log_index: 0,
             created_ms: now,
+            exercise: out.exercise,
         });
         let (to, owed, meets, step) = (out.to, out.owed, out.meets, out.step);
         let row = stored.clone();
@@ -174,6 +177,7 @@ impl Node {
             .unwrap_or_default();
         let thread = message::thread_of(&notice).to_owned();
         let id = notice.id.clone();
+        let exercise = notice.exercise != 0;
         let payload = (NOTICE_TYPE, notice.encode_to_vec());
         self.send(
             Outgoing {
@@ -185,6 +189,7 @@ impl Node {
                 owed,
                 meets: vec![],
                 step: None,
+                exercise,
             },
             actor,
         )
@@ -211,11 +216,13 @@ impl Node {
         }
     }
 
-    /// Signs, logs and queues a response to a notice we received.
+    /// Signs, logs and queues a response to a notice we received; it is the
+    /// same exercise as the notice, if that is one.
     pub async fn respond(
         &self,
         notice_id: &str,
         status: ResponseStatus,
+        reason: ReasonCode,
         text: &str,
         actor: Actor<'_>,
     ) -> Result<Sent, NodeError> {
@@ -235,6 +242,8 @@ impl Node {
             status: status as i32,
             text: text.to_owned(),
             author: actor.name().to_owned(),
+            exercise: orig.notice().map(|n| n.exercise).unwrap_or_default(),
+            reason: reason as i32,
         };
         message::validate_response(&response, &self.in_force().agreement().norms)?;
         let payload = (RESPONSE_TYPE, response.encode_to_vec());
@@ -252,6 +261,7 @@ impl Node {
                     kind: Deadline::Response,
                 }],
                 step: None,
+                exercise: response.exercise != 0,
             },
             actor,
         )
