@@ -5,8 +5,8 @@ use prost::Message as _;
 
 use crate::agreement::{Norms, is_valid_party_id};
 use crate::proto::{
-    Amendment, AmendmentAction, Category, Exercise, Notice, NoticeKind, ReasonCode, Response, ResponseStatus, Severity,
-    Tlp,
+    Amendment, AmendmentAction, Category, Deadline, Exercise, Notice, NoticeKind, ReasonCode, Response, ResponseStatus,
+    Severity, Tlp,
 };
 
 /// The longest title accepted, in bytes.
@@ -252,7 +252,36 @@ pub fn validate_response(r: &Response, norms: &Norms) -> Result<(), MessageError
     if r.author.trim().is_empty() {
         return Err(MessageError::Missing("author"));
     }
+    if let Some(promised) = &r.promised_by {
+        if r.status() != ResponseStatus::Investigating {
+            return Err(invalid(
+                "promised_by",
+                "only an INVESTIGATING response promises a further answer",
+            ));
+        }
+        let (Some(by), Some(at)) = (
+            crate::clock::from_proto(promised),
+            r.created_at.as_ref().and_then(crate::clock::from_proto),
+        ) else {
+            return Err(invalid("promised_by", "not a valid time"));
+        };
+        if by <= at {
+            return Err(invalid("promised_by", "must be after the response's created_at"));
+        }
+    }
     check_size(r, norms)
+}
+
+/// The clocks a response of `status` stops for the notice it answers: an
+/// acknowledgement stops only the acknowledgement clock; any answer stops
+/// that and the response clock; an answer beyond INVESTIGATING also keeps
+/// the promise an INVESTIGATING response made.
+pub fn clocks_met(status: ResponseStatus) -> &'static [Deadline] {
+    match status {
+        ResponseStatus::Acknowledged => &[Deadline::Acknowledge],
+        ResponseStatus::Investigating => &[Deadline::Acknowledge, Deadline::Response],
+        _ => &[Deadline::Acknowledge, Deadline::Response, Deadline::Promise],
+    }
 }
 
 /// Checks every field rule of an amendment and its encoded size against the

@@ -12,13 +12,13 @@ use tracing::Instrument;
 
 use crate::clock;
 use crate::message::Kind;
-use crate::node::{Actor, Node};
+use crate::node::{Actor, Answer, Node};
 use crate::proto::operator_server::Operator;
 use crate::proto::{
-    AmendmentStepResponse, ApproveAmendmentRequest, CommCheckRequest, CommCheckResponse, Event, GetNoticeRequest,
-    ListAmendmentsRequest, ListAmendmentsResponse, ListNoticesRequest, ListNoticesResponse, NoticeSummary,
-    NoticeThread, PeerStatus, PendingAmendment, ProposeAmendmentRequest, RejectAmendmentRequest, Rejection,
-    RespondRequest, RespondResponse, ResponseStatus, RunningDeadline, SendNoticeOutcome, SendNoticeRequest,
+    AmendmentStepResponse, ApproveAmendmentRequest, ClockFigures, CommCheckRequest, CommCheckResponse, Event,
+    GetNoticeRequest, ListAmendmentsRequest, ListAmendmentsResponse, ListNoticesRequest, ListNoticesResponse,
+    NoticeSummary, NoticeThread, PeerStatus, PendingAmendment, ProposeAmendmentRequest, RejectAmendmentRequest,
+    Rejection, RespondRequest, RespondResponse, ResponseStatus, RunningDeadline, SendNoticeOutcome, SendNoticeRequest,
     SendNoticeResponse, StatusRequest, StatusResponse, WatchEventsRequest, send_notice_outcome,
 };
 use crate::state;
@@ -163,7 +163,16 @@ impl Operator for OperatorService {
             .ok_or_else(|| Status::invalid_argument(format!("field status: {} is not a response status", r.status)))?;
         let sent = self
             .node
-            .respond(&r.notice_id, status, r.reason(), &r.text, Actor::Operator(&who))
+            .respond(
+                &r.notice_id,
+                Answer {
+                    status,
+                    reason: r.reason(),
+                    text: &r.text,
+                    promised_by: r.promised_by.as_ref().and_then(clock::from_proto),
+                },
+                Actor::Operator(&who),
+            )
             .await?;
         Ok(Response::new(RespondResponse {
             id: sent.id,
@@ -278,8 +287,17 @@ impl Operator for OperatorService {
                     .and_then(|(_, ms)| clock::ms_to_proto(*ms)),
                 witnessed_size,
                 agreement_version: node.agreements.version_of(&p.id),
-                deadlines_met: compliance.iter().find(|(party, ..)| *party == p.id).map_or(0, |c| c.1),
-                deadlines_missed: compliance.iter().find(|(party, ..)| *party == p.id).map_or(0, |c| c.2),
+                deadlines_met: compliance.iter().filter(|c| c.0 == p.id).map(|c| c.2).sum(),
+                deadlines_missed: compliance.iter().filter(|c| c.0 == p.id).map(|c| c.3).sum(),
+                clocks: compliance
+                    .iter()
+                    .filter(|c| c.0 == p.id)
+                    .map(|c| ClockFigures {
+                        deadline: c.1 as i32,
+                        met: c.2,
+                        missed: c.3,
+                    })
+                    .collect(),
             })
             .collect();
         Ok(Response::new(StatusResponse {

@@ -219,6 +219,7 @@ local_calls_in_flight = 256
 /// The brief's norms, for a real hotline.
 pub const DEFAULT_NORMS: &str = r#"[norms]
 receipt_within = "5m"
+acknowledge_within = { critical = "15m", high = "1h", medium = "4h", low = "24h" }
 respond_within = { critical = "1h", high = "4h", medium = "24h", low = "72h" }
 comm_check_every = "24h"
 comm_check_answer_within = "15m"
@@ -227,9 +228,10 @@ clock_skew = "5m"
 "#;
 
 /// Norms compressed to seconds, so the demo (and tests) see deadlines pass:
-/// a HIGH notice must be answered within 3 s.
+/// a HIGH notice must be acknowledged within 2 s and answered within 3 s.
 pub const DEMO_NORMS: &str = r#"[norms]
 receipt_within = "5s"
+acknowledge_within = { critical = "1s", high = "2s", medium = "1h", low = "1h" }
 respond_within = { critical = "2s", high = "3s", medium = "1h", low = "1h" }
 comm_check_every = "1h"
 comm_check_answer_within = "5s"

@@ -313,15 +313,20 @@ fn row_to_running(r: &rusqlite::Row<'_>) -> rusqlite::Result<Running> {
     })
 }
 
-/// Per party, how many of its clocks were met and how many missed, real
-/// traffic only (exercises are left out): the compliance figures.
-pub fn compliance(c: &Connection) -> rusqlite::Result<Vec<(String, u64, u64)>> {
+/// Per party and kind of clock, how many were met and how many missed,
+/// real traffic only (exercises are left out): the compliance figures.
+pub fn compliance(c: &Connection) -> rusqlite::Result<Vec<(String, Deadline, u64, u64)>> {
     c.prepare_cached(
-        "SELECT d.party, SUM(d.state = 'met'), SUM(d.state = 'missed') FROM deadlines d \
-         JOIN messages m ON m.id = d.message_id WHERE m.exercise = 0 GROUP BY d.party",
+        "SELECT d.party, d.kind, SUM(d.state = 'met'), SUM(d.state = 'missed') FROM deadlines d \
+         JOIN messages m ON m.id = d.message_id WHERE m.exercise = 0 GROUP BY d.party, d.kind ORDER BY d.kind",
     )?
     .query_map([], |r| {
-        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+        Ok((
+            r.get(0)?,
+            Deadline::try_from(r.get::<_, i32>(1)?).unwrap_or_default(),
+            r.get::<_, i64>(2)? as u64,
+            r.get::<_, i64>(3)? as u64,
+        ))
     })?
     .collect()
 }

@@ -89,6 +89,7 @@ async fn a_response_round_trips_with_its_own_receipt() {
             status: ResponseStatus::Investigating as i32,
             text: "On it.".into(),
             reason: hotline::proto::ReasonCode::Other as i32,
+            ..Default::default()
         })
         .await
         .unwrap()

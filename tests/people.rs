@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Cluster, FAST_NORMS, notice};
-use hotline::proto::{Exercise, GetNoticeRequest, NormEventKind, ReasonCode, RespondRequest, ResponseStatus};
+use hotline::proto::{Deadline, Exercise, GetNoticeRequest, NormEventKind, ReasonCode, RespondRequest, ResponseStatus};
 use hotline::state;
 use prost::Message as _;
 
@@ -15,11 +15,39 @@ fn receipted(c: &Cluster, id: &str) -> bool {
 }
 
 fn missed(c: &Cluster, id: &str) -> bool {
-    c.node(0)
+    !misses(c, 0, id).is_empty()
+}
+
+/// The clocks node `i` logged as missed for message `id`, in the order logged.
+fn misses(c: &Cluster, i: usize, id: &str) -> Vec<Deadline> {
+    let mut kinds: Vec<Deadline> = c
+        .node(i)
         .read(|db| state::norm_events(db, Some(id), 10))
         .unwrap()
         .iter()
-        .any(|e| e.kind() == NormEventKind::DeadlineMissed)
+        .filter(|e| e.kind() == NormEventKind::DeadlineMissed)
+        .map(|e| e.deadline())
+        .collect();
+    kinds.sort_by_key(|d| *d as i32);
+    kinds
+}
+
+/// CHL answers notice `id` with `status`, promising a further answer by `promised_by`.
+async fn answer(c: &Cluster, id: &str, status: ResponseStatus, promised_by: Option<prost_types::Timestamp>) {
+    c.eventually(10, "CHL holds the notice", |c| {
+        c.node(1).read(|db| state::message(db, id)).unwrap().is_some()
+    })
+    .await;
+    c.operator(1)
+        .respond(RespondRequest {
+            notice_id: id.into(),
+            status: status as i32,
+            text: "…".into(),
+            promised_by,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,8 +71,12 @@ async fn exercise_traffic_is_kept_out_of_the_compliance_figures_status_prints() 
         .unwrap()
         .into_inner();
     let chl = &status.peers[0];
-    // The real notice's receipt was met and its response missed; the drill counts for nothing.
-    assert_eq!((chl.deadlines_met, chl.deadlines_missed), (1, 1), "{chl:?}");
+    // The real notice's receipt was met, its acknowledgement and response missed; the drill counts for nothing.
+    assert_eq!((chl.deadlines_met, chl.deadlines_missed), (1, 2), "{chl:?}");
+    let by_kind = |d: Deadline| chl.clocks.iter().find(|c| c.deadline() == d).map(|c| (c.met, c.missed));
+    assert_eq!(by_kind(Deadline::Receipt), Some((1, 0)));
+    assert_eq!(by_kind(Deadline::Acknowledge), Some((0, 1)));
+    assert_eq!(by_kind(Deadline::Response), Some((0, 1)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,6 +95,7 @@ async fn a_response_to_an_exercise_is_the_same_exercise_and_carries_its_reason_c
             status: ResponseStatus::Declined as i32,
             text: "Not ours to act on.".into(),
             reason: ReasonCode::OutsideJurisdiction as i32,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -82,4 +115,76 @@ async fn a_response_to_an_exercise_is_the_same_exercise_and_carries_its_reason_c
     };
     assert_eq!(response.exercise(), Exercise::Tabletop);
     assert_eq!(response.reason(), ReasonCode::OutsideJurisdiction);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgement_and_response_deadlines_miss_independently_each_logged_once_on_both_sides() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    // Read but never answered; answered at once (which also acknowledges); neither.
+    let read = c.send(0, notice(&["CHL"], "read only")).await;
+    let answered = c.send(0, notice(&["CHL"], "answered")).await;
+    let silent = c.send(0, notice(&["CHL"], "silence")).await;
+    answer(&c, &read, ResponseStatus::Acknowledged, None).await;
+    answer(&c, &answered, ResponseStatus::Mitigated, None).await;
+    c.eventually(10, "PER holds both responses", |c| {
+        c.node(0).read(|db| state::thread(db, &read)).unwrap().len() == 2
+            && c.node(0).read(|db| state::thread(db, &answered)).unwrap().len() == 2
+    })
+    .await;
+    c.eventually_advancing(20, Duration::from_secs(1), "the silent notice's clocks run out", |c| {
+        (0..2).all(|i| misses(c, i, &silent).len() == 2)
+    })
+    .await;
+    // A few more ticks change nothing: each miss is logged once.
+    for _ in 0..5 {
+        c.clock.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..2 {
+        assert_eq!(misses(&c, i, &read), [Deadline::Response], "node {i}");
+        assert_eq!(misses(&c, i, &answered), [], "node {i}");
+        assert_eq!(
+            misses(&c, i, &silent),
+            [Deadline::Response, Deadline::Acknowledge],
+            "node {i}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_investigating_answer_may_promise_a_further_answer_which_is_a_clock_of_its_own() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let kept = c.send(0, notice(&["CHL"], "promise kept")).await;
+    let broken = c.send(0, notice(&["CHL"], "promise broken")).await;
+    let by = hotline::clock::to_proto(c.clock.now() + time::Duration::seconds(30));
+    answer(&c, &kept, ResponseStatus::Investigating, Some(by)).await;
+    answer(&c, &broken, ResponseStatus::Investigating, Some(by)).await;
+    answer(&c, &kept, ResponseStatus::Mitigated, None).await;
+    c.eventually(10, "PER holds all three answers", |c| {
+        c.node(0).read(|db| state::thread(db, &kept)).unwrap().len() == 3
+            && c.node(0).read(|db| state::thread(db, &broken)).unwrap().len() == 2
+    })
+    .await;
+    c.eventually_advancing(
+        20,
+        Duration::from_secs(5),
+        "the broken promise is missed on both sides",
+        |c| (0..2).all(|i| misses(c, i, &broken) == [Deadline::Promise]),
+    )
+    .await;
+    for i in 0..2 {
+        assert_eq!(misses(&c, i, &kept), [], "node {i}");
+    }
+    // A promise comes only with INVESTIGATING.
+    let refused = c
+        .operator(1)
+        .respond(RespondRequest {
+            notice_id: kept.clone(),
+            status: ResponseStatus::Declined as i32,
+            promised_by: Some(by),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("promised_by"), "{refused:?}");
 }

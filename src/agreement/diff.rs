@@ -107,6 +107,17 @@ fn norm_changes(old: &Norms, new: &Norms, out: &mut Vec<String>) {
             out.push(format!("~ norms.{name}: {} -> {}", d(a), d(b)));
         }
     }
+    if old.acknowledge_within != new.acknowledge_within {
+        let show = |a: Option<[std::time::Duration; 4]>| match a {
+            None => "none".to_owned(),
+            Some(by) => by.map(d).join(" / "),
+        };
+        out.push(format!(
+            "~ norms.acknowledge_within (critical / high / medium / low): {} -> {}",
+            show(old.acknowledge_within),
+            show(new.acknowledge_within)
+        ));
+    }
     if old.max_notice_bytes != new.max_notice_bytes {
         out.push(format!(
             "~ norms.max_notice_bytes: {} -> {}",

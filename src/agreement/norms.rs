@@ -16,6 +16,8 @@ pub const MAX_NOTICE_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawNorms {
     receipt_within: String,
+    #[serde(default)]
+    acknowledge_within: Option<RawRespondWithin>,
     respond_within: RawRespondWithin,
     comm_check_every: String,
     comm_check_answer_within: String,
@@ -37,6 +39,10 @@ struct RawRespondWithin {
 pub struct Norms {
     /// A machine receipt is expected within this time of sending.
     pub receipt_within: Duration,
+    /// A point of contact acknowledges having read a notice within this
+    /// time, by severity (critical, high, medium, low); no such clock if the
+    /// agreement sets none.
+    pub acknowledge_within: Option<[Duration; 4]>,
     /// A human response is expected within this time, by severity.
     pub respond_within_critical: Duration,
     /// See [`Norms::respond_within_critical`].
@@ -75,6 +81,11 @@ impl Norms {
         (2 * self.max_envelope_bytes(keys)).max(MIN_BATCH_BYTES)
     }
 
+    /// The acknowledgement deadline for a notice of `severity`, if the agreement sets one.
+    pub fn acknowledge_within(&self, severity: Severity) -> Option<Duration> {
+        self.acknowledge_within.map(|by| by[severity_index(severity)])
+    }
+
     /// The response deadline for a notice of `severity`.
     pub fn respond_within(&self, severity: Severity) -> Duration {
         match severity {
@@ -83,6 +94,15 @@ impl Norms {
             Severity::Medium => self.respond_within_medium,
             Severity::Low | Severity::Unspecified => self.respond_within_low,
         }
+    }
+}
+
+fn severity_index(severity: Severity) -> usize {
+    match severity {
+        Severity::Critical => 0,
+        Severity::High => 1,
+        Severity::Medium => 2,
+        Severity::Low | Severity::Unspecified => 3,
     }
 }
 
@@ -97,6 +117,15 @@ pub(crate) fn parse_norms(raw: &RawNorms) -> Result<Norms, AgreementError> {
     };
     let norms = Norms {
         receipt_within: d("receipt_within", &raw.receipt_within)?,
+        acknowledge_within: match &raw.acknowledge_within {
+            None => None,
+            Some(a) => Some([
+                d("acknowledge_within.critical", &a.critical)?,
+                d("acknowledge_within.high", &a.high)?,
+                d("acknowledge_within.medium", &a.medium)?,
+                d("acknowledge_within.low", &a.low)?,
+            ]),
+        },
         respond_within_critical: d("respond_within.critical", &raw.respond_within.critical)?,
         respond_within_high: d("respond_within.high", &raw.respond_within.high)?,
         respond_within_medium: d("respond_within.medium", &raw.respond_within.medium)?,

@@ -47,6 +47,8 @@ enum Command {
     Inbox(ops::InboxArgs),
     /// Respond to a received notice.
     Respond(ops::RespondArgs),
+    /// Say that a point of contact read a received notice: stops its acknowledgement clock only.
+    Acknowledge(ops::AcknowledgeArgs),
     /// Peers, running deadlines and recent norm events.
     Status(ops::Conn),
     /// Send a communication check to one peer, or all.
@@ -82,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notice(cmd) => ops::notice(cmd, out),
         Command::Inbox(args) => ops::inbox(args, out),
         Command::Respond(args) => ops::respond(args, out),
+        Command::Acknowledge(args) => ops::acknowledge(args, out),
         Command::Status(conn) => ops::status(conn, out),
         Command::CommCheck { party, conn } => ops::comm_check(party, conn, out),
         Command::Agreement(cmd) => agreement::run(cmd, out),

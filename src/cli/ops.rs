@@ -280,8 +280,39 @@ pub struct RespondArgs {
     /// referred-to-another-authority, not-observed, duplicate, mitigation-under-way, other.
     #[arg(long)]
     reason: Option<String>,
+    /// With --status investigating: when a further answer is promised, as an RFC 3339 time or a
+    /// duration from now (4h); it becomes a clock of its own.
+    #[arg(long)]
+    promised_by: Option<String>,
     #[command(flatten)]
     conn: Conn,
+}
+
+#[derive(clap::Args)]
+pub struct AcknowledgeArgs {
+    /// The notice read.
+    id: String,
+    /// A word to go with it.
+    #[arg(long, default_value = "Read; we are on it.")]
+    text: String,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `hotline acknowledge ID`: a response with status ACKNOWLEDGED, which stops
+/// the acknowledgement clock only.
+pub fn acknowledge(args: AcknowledgeArgs, out: Out) -> anyhow::Result<ExitCode> {
+    respond(
+        RespondArgs {
+            id: args.id,
+            status: "acknowledged".into(),
+            text: args.text,
+            reason: None,
+            promised_by: None,
+            conn: args.conn,
+        },
+        out,
+    )
 }
 
 /// `hotline respond ID`.
@@ -296,6 +327,16 @@ pub fn respond(args: RespondArgs, out: Out) -> anyhow::Result<ExitCode> {
         Some(r) => parse_enum("reason", "REASON_CODE_", r, ReasonCode::from_str_name)? as i32,
         None => 0,
     };
+    let promised_by = args
+        .promised_by
+        .as_deref()
+        .map(|p| {
+            hotline::clock::parse_rfc3339(p)
+                .or_else(|| hotline::clock::parse_duration(p).map(|d| hotline::clock::now() + d))
+                .map(hotline::clock::to_proto)
+                .with_context(|| format!("--promised-by {p:?} is neither an RFC 3339 time nor a duration such as 4h"))
+        })
+        .transpose()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let r = args
@@ -307,6 +348,7 @@ pub fn respond(args: RespondArgs, out: Out) -> anyhow::Result<ExitCode> {
                 status: status as i32,
                 text: args.text.clone(),
                 reason,
+                promised_by,
             })
             .await
             .map_err(|s| rpc("Respond", s))?

@@ -6,7 +6,7 @@ use hotline::envelope::{self, RECEIPT_TYPE};
 use hotline::message::tlp_label;
 use hotline::proto::{
     Envelope, Event, Exercise, NormEvent, Notice, NoticeSummary, NoticeThread, ReasonCode, Receipt, Response,
-    StatusResponse, event,
+    ResponseStatus, StatusResponse, event,
 };
 use prost::Message;
 use serde_json::{Value, json};
@@ -190,7 +190,8 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
         .filter_map(|e| Response::decode(&e.payload[..]).ok())
         .collect();
     let dsse = t.notice.as_ref().map(envelope::to_json).unwrap_or_default();
-    let value = json!({"notice": notice_json(notice), "receipts": receipts.iter().map(receipt_json).collect::<Vec<_>>(),
+    let levels = levels(notice, &receipts, &responses);
+    let value = json!({"notice": notice_json(notice), "levels": levels, "receipts": receipts.iter().map(receipt_json).collect::<Vec<_>>(),
                 "responses": responses.iter().map(response_json).collect::<Vec<_>>(),
                 "norm_events": t.norm_events.iter().map(norm_json).collect::<Vec<_>>(),
                 "envelope": serde_json::from_str::<Value>(&dsse).unwrap_or(Value::Null)});
@@ -228,6 +229,24 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
         for i in &notice.indicators {
             s += &format!("indicator {} = {}\n", term(&i.r#type), term(&i.value));
         }
+        s += "\nlevels   (DELIVERED: the node's receipt; ACKNOWLEDGED: a person read it; ANSWERED: a substantive response)\n";
+        for l in &levels {
+            let at = |k: &str| l[k].as_str().unwrap_or("-").to_owned();
+            let by = |k: &str| match l[k].as_str() {
+                Some(who) if !who.is_empty() => format!(" by {}", term(who)),
+                _ => String::new(),
+            };
+            s += &format!(
+                "  {:<8} delivered {}  acknowledged {}{}  answered {}{}{}\n",
+                term(l["party"].as_str().unwrap_or("")),
+                at("delivered_at"),
+                at("acknowledged_at"),
+                by("acknowledged_by"),
+                at("answered_at"),
+                by("answered_by"),
+                l["answer"].as_str().map(|a| format!(" ({a})")).unwrap_or_default()
+            );
+        }
         s += "\nreceipts\n";
         for r in &receipts {
             s += &format!(
@@ -264,6 +283,26 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
         s
     };
     (value, human)
+}
+
+/// The three levels each recipient reached: DELIVERED (its node's receipt),
+/// ACKNOWLEDGED (its first response of any status: someone read it) and
+/// ANSWERED (its first response with a status other than ACKNOWLEDGED).
+fn levels(notice: &Notice, receipts: &[Receipt], responses: &[Response]) -> Vec<Value> {
+    notice
+        .to
+        .iter()
+        .map(|party| {
+            let delivered = receipts.iter().find(|r| &r.from == party).map(|r| ts(&r.received_at));
+            let from_party: Vec<&Response> = responses.iter().filter(|r| &r.from == party).collect();
+            let acknowledged = from_party.first();
+            let answered = from_party.iter().find(|r| r.status() != ResponseStatus::Acknowledged);
+            json!({"party": party, "delivered_at": delivered,
+                   "acknowledged_at": acknowledged.map(|r| ts(&r.created_at)), "acknowledged_by": acknowledged.map(|r| &r.author),
+                   "answered_at": answered.map(|r| ts(&r.created_at)), "answered_by": answered.map(|r| &r.author),
+                   "answer": answered.map(|r| short(r.status().as_str_name(), "RESPONSE_STATUS_"))})
+        })
+        .collect()
 }
 
 /// The inbox: notices sent and received, with who receipted and how many responses.
@@ -330,7 +369,9 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
             json!({"party": p.party, "endpoint": p.endpoint, "outbox": p.outbox,
                         "last_comm_check_ok": ts(&p.last_comm_check_ok), "witnessed_size": p.witnessed_size,
                         "agreement_version": p.agreement_version, "deadlines_met": p.deadlines_met,
-                        "deadlines_missed": p.deadlines_missed})
+                        "deadlines_missed": p.deadlines_missed,
+                        "clocks": p.clocks.iter().map(|c| json!({"deadline": short(c.deadline().as_str_name(), "DEADLINE_"),
+                            "met": c.met, "missed": c.missed})).collect::<Vec<_>>()})
         })
         .collect();
     let deadlines: Vec<Value> = s
@@ -373,6 +414,21 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
         }
         if !s.peers.is_empty() {
             t += "  (MET and MISSED: the clocks each peer owed, exercise traffic left out)\n";
+            for p in s.peers.iter().filter(|p| !p.clocks.is_empty()) {
+                let by_kind: Vec<String> = p
+                    .clocks
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {}/{}",
+                            short(c.deadline().as_str_name(), "DEADLINE_"),
+                            c.met,
+                            c.missed
+                        )
+                    })
+                    .collect();
+                t += &format!("  {:<8} met/missed: {}\n", term(&p.party), by_kind.join(", "));
+            }
         }
         t += &format!("\nrunning deadlines: {}", s.deadlines_running);
         if (s.deadlines.len() as u64) < s.deadlines_running {

@@ -29,6 +29,19 @@ pub struct Sent {
     pub log_index: u64,
 }
 
+/// What a response says.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer<'a> {
+    /// ACKNOWLEDGED (read), or an answer.
+    pub status: crate::proto::ResponseStatus,
+    /// Why, from the fixed list (UNSPECIFIED for none).
+    pub reason: crate::proto::ReasonCode,
+    /// The answer in words.
+    pub text: &'a str,
+    /// With INVESTIGATING: when a further answer is promised.
+    pub promised_by: Option<time::OffsetDateTime>,
+}
+
 /// A proposal as operators see it: who signed, what it still needs.
 #[derive(Clone, Debug)]
 pub struct PendingAmendment {

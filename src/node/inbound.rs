@@ -7,7 +7,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
-use super::actor::Actor;
+use super::actor::{Actor, Answer};
 use super::{Node, NodeError, join_in_order};
 use crate::clock;
 use crate::envelope::{self, RECEIPT_TYPE};
@@ -276,7 +276,8 @@ impl Node {
         let norms = &in_force.agreement().norms;
         let entry_bytes = entry::received(self.clock.now(), a.env.clone(), from);
         let mut entries = vec![entry_bytes.clone()];
-        let mut owed = None;
+        // Clocks this message starts: (message, who owes, what, due ms).
+        let mut owed: Vec<(String, String, Deadline, i64)> = Vec::new();
         let mut meets = Vec::new();
         let mut comm_check_ok = None;
         match &a.message {
@@ -286,11 +287,25 @@ impl Node {
                     message::check_reply(n, &original)?;
                 }
                 if matches!(n.kind(), NoticeKind::Notification | NoticeKind::RequestForAssistance) {
-                    owed = Some(now + norms.respond_within(n.severity()).as_millis() as i64);
+                    let due = |within: std::time::Duration| now + within.as_millis() as i64;
+                    let me = self.party.clone();
+                    owed.push((
+                        n.id.clone(),
+                        me.clone(),
+                        Deadline::Response,
+                        due(norms.respond_within(n.severity())),
+                    ));
+                    if let Some(within) = norms.acknowledge_within(n.severity()) {
+                        owed.push((n.id.clone(), me, Deadline::Acknowledge, due(within)));
+                    }
                 }
             }
             Message::Response(r) => {
-                meets.push(Deadline::Response);
+                meets.extend_from_slice(message::clocks_met(r.status()));
+                if let Some(by) = r.promised_by.as_ref().and_then(clock::from_proto) {
+                    let due = (by.unix_timestamp_nanos() / 1_000_000) as i64;
+                    owed.push((r.notice_id.clone(), from.to_owned(), Deadline::Promise, due));
+                }
                 let ours = self
                     .read(|c| state::message(c, &r.notice_id))?
                     .filter(|m| m.direction == Direction::Sent)
@@ -336,14 +351,14 @@ impl Node {
             created_ms: now,
             exercise: a.message.exercise(),
         };
-        let (me, sender, thread) = (self.party.clone(), from.to_owned(), stored.thread.clone());
+        let (sender, thread) = (from.to_owned(), stored.thread.clone());
         let check_event = comm_check_ok.clone();
         let step = a.step;
         let row = stored.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
             state::insert_message(c, &row, index)?;
-            if let Some(due) = owed {
-                state::start_deadline(c, &row.id, &me, Deadline::Response, due)?;
+            for (message_id, party, kind, due) in &owed {
+                state::start_deadline(c, message_id, party, *kind, *due)?;
             }
             for kind in &meets {
                 state::meet_deadline(c, &thread, &sender, *kind)?;
@@ -380,17 +395,13 @@ impl Node {
                 if n.kind() == NoticeKind::CommCheck {
                     let (node, id) = (self.clone(), n.id.clone());
                     self.tasks.spawn(async move {
-                        let answer = "communication check answered";
-                        if let Err(e) = node
-                            .respond(
-                                &id,
-                                ResponseStatus::Acknowledged,
-                                ReasonCode::Unspecified,
-                                answer,
-                                Actor::Node,
-                            )
-                            .await
-                        {
+                        let answer = Answer {
+                            status: ResponseStatus::Acknowledged,
+                            reason: ReasonCode::Unspecified,
+                            text: "communication check answered",
+                            promised_by: None,
+                        };
+                        if let Err(e) = node.respond(&id, answer, Actor::Node).await {
                             tracing::warn!(notice = %id, error = %e, "could not answer communication check");
                         }
                     });

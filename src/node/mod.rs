@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
-pub use actor::{Actor, PendingAmendment, Sent};
+pub use actor::{Actor, Answer, PendingAmendment, Sent};
 pub use error::NodeError;
 pub use peer_agreements::PeerAgreements;
 

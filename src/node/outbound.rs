@@ -7,18 +7,20 @@ use std::sync::Arc;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
-use super::actor::{Actor, Sent};
+use super::actor::{Actor, Answer, Sent};
 use super::{Node, NodeError};
 use crate::clock;
 use crate::envelope::{self, NOTICE_TYPE, RESPONSE_TYPE};
 use crate::log::{StateError, entry};
 use crate::message::{self, Kind};
 use crate::proto::log_entry::Body;
-use crate::proto::{Deadline, Notice, NoticeKind, OperatorAction, ReasonCode, Response, ResponseStatus};
+use crate::proto::{Deadline, Notice, NoticeKind, OperatorAction, Response};
 use crate::state::{self, Direction, StoredMessage};
 
-/// A clock a message starts: `party` owes `kind` by `due_ms`.
+/// A clock a message starts: `party` owes `kind` by `due_ms`, for the
+/// message itself or, if named, another (the notice a promise is about).
 pub(super) struct Owed {
+    pub message_id: Option<String>,
     pub party: String,
     pub kind: Deadline,
     pub due_ms: i64,
@@ -104,7 +106,8 @@ impl Node {
                 state::record_amendment(c, step)?;
             }
             for o in &owed {
-                state::start_deadline(c, &row.id, &o.party, o.kind, o.due_ms)?;
+                let message_id = o.message_id.as_deref().unwrap_or(&row.id);
+                state::start_deadline(c, message_id, &o.party, o.kind, o.due_ms)?;
             }
             for m in &meets {
                 state::meet_deadline(c, &m.message_id, &m.party, m.kind)?;
@@ -155,26 +158,32 @@ impl Node {
             message::check_reply(&notice, &original)?;
         }
         let now = self.clock.now_ms();
-        let within = match notice.kind() {
-            NoticeKind::Notification | NoticeKind::RequestForAssistance => {
-                Some((Deadline::Response, norms.respond_within(notice.severity())))
-            }
-            NoticeKind::CommCheck => Some((Deadline::CommCheckAnswer, norms.comm_check_answer_within)),
-            _ => None,
+        // The clocks each recipient owes: an acknowledgement (if the agreement
+        // sets one) and a response to a notification or request, an answer to a
+        // communication check.
+        let severity = notice.severity();
+        let clocks: Vec<(Deadline, std::time::Duration)> = match notice.kind() {
+            NoticeKind::Notification | NoticeKind::RequestForAssistance => norms
+                .acknowledge_within(severity)
+                .map(|within| (Deadline::Acknowledge, within))
+                .into_iter()
+                .chain([(Deadline::Response, norms.respond_within(severity))])
+                .collect(),
+            NoticeKind::CommCheck => vec![(Deadline::CommCheckAnswer, norms.comm_check_answer_within)],
+            _ => vec![],
         };
-        let owed = within
-            .map(|(kind, within)| {
-                notice
-                    .to
-                    .iter()
-                    .map(|p| Owed {
-                        party: p.clone(),
-                        kind,
-                        due_ms: now + within.as_millis() as i64,
-                    })
-                    .collect()
+        let owed = notice
+            .to
+            .iter()
+            .flat_map(|p| {
+                clocks.iter().map(move |(kind, within)| Owed {
+                    message_id: None,
+                    party: p.clone(),
+                    kind: *kind,
+                    due_ms: now + within.as_millis() as i64,
+                })
             })
-            .unwrap_or_default();
+            .collect();
         let thread = message::thread_of(&notice).to_owned();
         let id = notice.id.clone();
         let exercise = notice.exercise != 0;
@@ -217,15 +226,10 @@ impl Node {
     }
 
     /// Signs, logs and queues a response to a notice we received; it is the
-    /// same exercise as the notice, if that is one.
-    pub async fn respond(
-        &self,
-        notice_id: &str,
-        status: ResponseStatus,
-        reason: ReasonCode,
-        text: &str,
-        actor: Actor<'_>,
-    ) -> Result<Sent, NodeError> {
+    /// same exercise as the notice, if that is one. It stops the clocks its
+    /// status stops (an acknowledgement only the acknowledgement clock), and
+    /// a promise starts one of its own.
+    pub async fn respond(&self, notice_id: &str, answer: Answer<'_>, actor: Actor<'_>) -> Result<Sent, NodeError> {
         let orig = self
             .read(|c| state::message(c, notice_id))?
             .filter(|m| m.kind == Kind::Notice)
@@ -239,11 +243,12 @@ impl Node {
             from: self.party.clone(),
             to: vec![orig.sender.clone()],
             created_at: Some(clock::to_proto(self.clock.now())),
-            status: status as i32,
-            text: text.to_owned(),
+            status: answer.status as i32,
+            text: answer.text.to_owned(),
             author: actor.name().to_owned(),
             exercise: orig.notice().map(|n| n.exercise).unwrap_or_default(),
-            reason: reason as i32,
+            reason: answer.reason as i32,
+            promised_by: answer.promised_by.map(clock::to_proto),
         };
         message::validate_response(&response, &self.in_force().agreement().norms)?;
         let payload = (RESPONSE_TYPE, response.encode_to_vec());
@@ -254,12 +259,24 @@ impl Node {
                 thread: notice_id.to_owned(),
                 payload,
                 to: response.to,
-                owed: vec![],
-                meets: vec![Met {
-                    message_id: notice_id.to_owned(),
-                    party: self.party.clone(),
-                    kind: Deadline::Response,
-                }],
+                owed: answer
+                    .promised_by
+                    .map(|by| Owed {
+                        message_id: Some(notice_id.to_owned()),
+                        party: self.party.clone(),
+                        kind: Deadline::Promise,
+                        due_ms: (by.unix_timestamp_nanos() / 1_000_000) as i64,
+                    })
+                    .into_iter()
+                    .collect(),
+                meets: message::clocks_met(answer.status)
+                    .iter()
+                    .map(|kind| Met {
+                        message_id: notice_id.to_owned(),
+                        party: self.party.clone(),
+                        kind: *kind,
+                    })
+                    .collect(),
                 step: None,
                 exercise: response.exercise != 0,
             },
