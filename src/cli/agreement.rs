@@ -260,7 +260,9 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                                "valid_from": k.valid_from.map(clock::rfc3339), "valid_until": k.valid_until.map(clock::rfc3339)})).collect::<Vec<_>>()})
                 })
                 .collect();
+            let ack = n.acknowledge_within.map(|by| by.map(d));
             let norms = json!({"receipt_within": d(n.receipt_within),
+                "acknowledge_within": ack.as_ref().map(|[c, h, m, l]| json!({"critical": c, "high": h, "medium": m, "low": l})),
                 "respond_within": {"critical": d(n.respond_within_critical), "high": d(n.respond_within_high),
                                    "medium": d(n.respond_within_medium), "low": d(n.respond_within_low)},
                 "comm_check_every": d(n.comm_check_every), "comm_check_answer_within": d(n.comm_check_answer_within),
@@ -276,8 +278,11 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                     }
                 }
                 s += &format!(
-                    "\nnorms: receipt within {}; respond within {} critical, {} high, {} medium, {} low;\n       comm check every {}, answered within {}; max notice {} bytes; clock skew {}\n",
+                    "\nnorms: receipt within {};{} respond within {} critical, {} high, {} medium, {} low;\n       comm check every {}, answered within {}; max notice {} bytes; clock skew {}\n",
                     d(n.receipt_within),
+                    ack.as_ref()
+                        .map(|[c, h, m, l]| format!(" acknowledge within {c} critical, {h} high, {m} medium, {l} low;"))
+                        .unwrap_or_default(),
                     d(n.respond_within_critical),
                     d(n.respond_within_high),
                     d(n.respond_within_medium),
