@@ -228,6 +228,9 @@ pub fn validate_notice(n: &Notice, norms: &Norms) -> Result<(), MessageError> {
     check_languages(n)?;
     check_optional_enum::<Exercise>("exercise", n.exercise)?;
     let kind = NoticeKind::try_from(n.kind).unwrap_or_default();
+    if n.human && kind != NoticeKind::CommCheck {
+        return Err(invalid("human", "only a COMM_CHECK is a human check"));
+    }
     if matches!(kind, NoticeKind::Update | NoticeKind::Closure) && n.in_reply_to.is_empty() {
         return Err(invalid(
             "in_reply_to",

@@ -41,7 +41,7 @@ pub async fn run(node: Arc<Node>) {
             let checker = node.clone();
             node.tasks.spawn(
                 async move {
-                    if let Err(e) = checker.comm_check(None, Actor::Node).await {
+                    if let Err(e) = checker.comm_check(None, false, Actor::Node).await {
                         tracing::warn!(error = %e, "scheduled communication check failed");
                     }
                 }

@@ -260,10 +260,16 @@ impl Operator for OperatorService {
             .filter(|p| p.id != node.party)
             .collect();
         let (outbox, checks, deadlines, running, events, witnessed, compliance) = node.read(|c| {
+            // Per peer: the size witnessed last, and its latest human check round trips.
             let witnessed = others
                 .iter()
-                .map(|p| Ok(state::last_witnessed(c, &p.id)?.map_or(0, |(size, _)| size)))
-                .collect::<rusqlite::Result<Vec<u64>>>()?;
+                .map(|p| {
+                    Ok((
+                        state::last_witnessed(c, &p.id)?.map_or(0, |(size, _)| size),
+                        state::human_checks(c, &p.id, 5)?,
+                    ))
+                })
+                .collect::<rusqlite::Result<Vec<(u64, Vec<u64>)>>>()?;
             Ok((
                 state::outbox_counts(c)?,
                 state::comm_checks(c)?,
@@ -277,7 +283,8 @@ impl Operator for OperatorService {
         let peers = others
             .iter()
             .zip(witnessed)
-            .map(|(p, witnessed_size)| PeerStatus {
+            .map(|(p, (witnessed_size, human_check_ms))| PeerStatus {
+                human_check_ms,
                 party: p.id.clone(),
                 endpoint: p.endpoint.clone(),
                 outbox: outbox.iter().find(|(party, _)| *party == p.id).map_or(0, |(_, n)| *n),
@@ -323,10 +330,15 @@ impl Operator for OperatorService {
     #[tracing::instrument(name = "Operator.CommCheck", skip_all)]
     async fn comm_check(&self, req: Request<CommCheckRequest>) -> Result<Response<CommCheckResponse>, Status> {
         let (who, _admitted) = self.writer(&req)?;
-        let party = req.into_inner().party;
+        let r = req.into_inner();
+        let party = r.party;
         let notice_ids = self
             .node
-            .comm_check((!party.is_empty()).then_some(party.as_str()), Actor::Operator(&who))
+            .comm_check(
+                (!party.is_empty()).then_some(party.as_str()),
+                r.human,
+                Actor::Operator(&who),
+            )
             .await?;
         Ok(Response::new(CommCheckResponse { notice_ids }))
     }

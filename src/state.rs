@@ -331,6 +331,28 @@ pub fn compliance(c: &Connection) -> rusqlite::Result<Vec<(String, Deadline, u64
     .collect()
 }
 
+/// Records a peer's answer to our human communication check.
+pub fn human_check_answered(
+    c: &Connection,
+    notice_id: &str,
+    party: &str,
+    round_trip_ms: i64,
+    answered_ms: i64,
+) -> Result<(), StateError> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO human_checks (notice_id, party, round_trip_ms, answered_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![notice_id, party, round_trip_ms, answered_ms])?;
+    Ok(())
+}
+
+/// The round-trip times of `party`'s latest answers to human checks, newest first.
+pub fn human_checks(c: &Connection, party: &str, limit: u32) -> rusqlite::Result<Vec<u64>> {
+    c.prepare_cached("SELECT round_trip_ms FROM human_checks WHERE party = ?1 ORDER BY answered_ms DESC LIMIT ?2")?
+        .query_map(params![party, limit], |r| r.get::<_, i64>(0).map(|ms| ms.max(0) as u64))?
+        .collect()
+}
+
 /// How many deadlines are running.
 pub fn running_deadline_count(c: &Connection) -> rusqlite::Result<u64> {
     c.prepare_cached("SELECT COUNT(*) FROM deadlines WHERE state = 'running'")?

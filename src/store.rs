@@ -230,6 +230,16 @@ const MIGRATIONS: &[&str] = &[
     -- Schema version 8: exercise traffic is marked, so compliance figures leave it out.
     ALTER TABLE messages ADD COLUMN exercise INTEGER NOT NULL DEFAULT 0 CHECK (exercise = 0 OR exercise = 1);
 "#,
+    r#"
+    -- Schema version 9: answers to human communication checks, with their round-trip time.
+    CREATE TABLE human_checks (
+        notice_id TEXT PRIMARY KEY,
+        party TEXT NOT NULL,
+        round_trip_ms INTEGER NOT NULL,
+        answered_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX human_checks_party ON human_checks (party, answered_ms);
+"#,
 ];
 
 /// Why the database could not be used.

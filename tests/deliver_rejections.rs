@@ -581,7 +581,7 @@ async fn only_the_party_checked_can_answer_a_communication_check() {
     let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
     let check = c
         .node(0)
-        .comm_check(Some("CHL"), hotline::node::Actor::Operator("duty"))
+        .comm_check(Some("CHL"), false, hotline::node::Actor::Operator("duty"))
         .await
         .unwrap()
         .remove(0);

@@ -272,7 +272,10 @@ async fn a_communication_check_is_answered_automatically_and_logged() {
     let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
     let ids = c
         .operator(0)
-        .comm_check(hotline::proto::CommCheckRequest { party: String::new() })
+        .comm_check(hotline::proto::CommCheckRequest {
+            party: String::new(),
+            human: false,
+        })
         .await
         .unwrap()
         .into_inner()

@@ -188,3 +188,54 @@ async fn an_investigating_answer_may_promise_a_further_answer_which_is_a_clock_o
         .unwrap_err();
     assert!(refused.message().contains("promised_by"), "{refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_communication_check_waits_for_a_person_and_its_answer_time_is_recorded_and_shown() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let check = |human| {
+        let mut op = c.operator(0);
+        async move {
+            op.comm_check(hotline::proto::CommCheckRequest {
+                party: "CHL".into(),
+                human,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .notice_ids
+            .remove(0)
+        }
+    };
+    let answered = check(true).await;
+    let unanswered = check(true).await;
+    // The node does not answer a human check by itself: an automatic check sent after them is
+    // answered, they are not.
+    let automatic = check(false).await;
+    c.eventually(10, "CHL's node answers the automatic check", |c| {
+        c.node(0).read(|db| state::thread(db, &automatic)).unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(c.node(0).read(|db| state::thread(db, &answered)).unwrap().len(), 1);
+    c.clock.advance(Duration::from_millis(1500));
+    answer(&c, &answered, ResponseStatus::Acknowledged, None).await;
+    c.eventually(10, "PER logs the answer", |c| {
+        c.node(0).read(|db| state::human_checks(db, "CHL", 5)).unwrap().len() == 1
+    })
+    .await;
+    let status = c
+        .operator(0)
+        .status(hotline::proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.peers[0].human_check_ms, [1500], "{:?}", status.peers[0]);
+    // The other is never answered: its clock runs out on both sides.
+    c.eventually_advancing(
+        20,
+        Duration::from_secs(1),
+        "the unanswered check is missed on both sides",
+        |c| (0..2).all(|i| misses(c, i, &unanswered) == [Deadline::CommCheckAnswer]),
+    )
+    .await;
+    assert!(misses(&c, 0, &answered).is_empty() && misses(&c, 1, &answered).is_empty());
+}

@@ -231,9 +231,15 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
         "   DEADLINE_MISSED logged by PER and by ARG itself, once for each clock ARG let pass",
     );
 
-    say(out, "4. PER runs a communication check with every peer");
+    say(
+        out,
+        "4. PER runs a communication check with every peer, and a human one with CHL",
+    );
     let checks = operator(&configs[0])?
-        .comm_check(CommCheckRequest { party: String::new() })
+        .comm_check(CommCheckRequest {
+            party: String::new(),
+            human: false,
+        })
         .await
         .context("PER CommCheck")?
         .into_inner()
@@ -244,6 +250,45 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
         &format!(
             "   {} checks answered automatically; COMM_CHECK_OK logged",
             checks.len()
+        ),
+    );
+    // A human check: CHL's node waits for a person, whose acknowledgement PER times.
+    let human = operator(&configs[0])?
+        .comm_check(CommCheckRequest {
+            party: "CHL".into(),
+            human: true,
+        })
+        .await
+        .context("PER human CommCheck")?
+        .into_inner()
+        .notice_ids
+        .remove(0);
+    wait("CHL holds the human check", 20, || {
+        Ok(chl.read(|c| state::message(c, &human))?.is_some())
+    })
+    .await?;
+    operator(&configs[1])?
+        .respond(RespondRequest {
+            notice_id: human.clone(),
+            status: ResponseStatus::Acknowledged as i32,
+            text: "Duty officer here.".into(),
+            ..Default::default()
+        })
+        .await
+        .context("CHL acknowledges the human check")?;
+    wait("PER records the human answer", 20, || {
+        Ok(!per.read(|c| state::human_checks(c, "CHL", 1))?.is_empty())
+    })
+    .await?;
+    let round_trip = per
+        .read(|c| state::human_checks(c, "CHL", 1))?
+        .first()
+        .copied()
+        .unwrap_or_default();
+    say(
+        out,
+        &format!(
+            "   a human check: a person at CHL acknowledged it; round trip {round_trip} ms, shown by hotline status"
         ),
     );
     // PER exchanged messages with both peers, and each of them with PER: each side holds the other's checkpoints.

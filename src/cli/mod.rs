@@ -51,10 +51,14 @@ enum Command {
     Acknowledge(ops::AcknowledgeArgs),
     /// Peers, running deadlines and recent norm events.
     Status(ops::Conn),
-    /// Send a communication check to one peer, or all.
+    /// Send a communication check to one peer, or all; --human asks a person to acknowledge it.
     CommCheck {
         /// The peer (default: every peer).
         party: Option<String>,
+        /// A human check: a point of contact must acknowledge it (hotline acknowledge ID) within
+        /// comm_check_answer_within; its round-trip time is recorded and shown by status.
+        #[arg(long)]
+        human: bool,
         #[command(flatten)]
         conn: ops::Conn,
     },
@@ -86,7 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Respond(args) => ops::respond(args, out),
         Command::Acknowledge(args) => ops::acknowledge(args, out),
         Command::Status(conn) => ops::status(conn, out),
-        Command::CommCheck { party, conn } => ops::comm_check(party, conn, out),
+        Command::CommCheck { party, human, conn } => ops::comm_check(party, human, conn, out),
         Command::Agreement(cmd) => agreement::run(cmd, out),
         Command::Envelope(cmd) => envelope::run(cmd, out),
         Command::Audit(cmd) => audit::run(cmd, out),

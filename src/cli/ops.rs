@@ -384,7 +384,7 @@ pub fn status(conn: Conn, out: Out) -> anyhow::Result<ExitCode> {
 }
 
 /// `hotline comm-check [PARTY]`.
-pub fn comm_check(party: Option<String>, conn: Conn, out: Out) -> anyhow::Result<ExitCode> {
+pub fn comm_check(party: Option<String>, human: bool, conn: Conn, out: Out) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let r = conn
@@ -392,6 +392,7 @@ pub fn comm_check(party: Option<String>, conn: Conn, out: Out) -> anyhow::Result
             .await?
             .comm_check(CommCheckRequest {
                 party: party.unwrap_or_default(),
+                human,
             })
             .await
             .map_err(|s| rpc("CommCheck", s))?

@@ -369,7 +369,7 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
             json!({"party": p.party, "endpoint": p.endpoint, "outbox": p.outbox,
                         "last_comm_check_ok": ts(&p.last_comm_check_ok), "witnessed_size": p.witnessed_size,
                         "agreement_version": p.agreement_version, "deadlines_met": p.deadlines_met,
-                        "deadlines_missed": p.deadlines_missed,
+                        "deadlines_missed": p.deadlines_missed, "human_check_ms": p.human_check_ms,
                         "clocks": p.clocks.iter().map(|c| json!({"deadline": short(c.deadline().as_str_name(), "DEADLINE_"),
                             "met": c.met, "missed": c.missed})).collect::<Vec<_>>()})
         })
@@ -428,6 +428,18 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
                     })
                     .collect();
                 t += &format!("  {:<8} met/missed: {}\n", term(&p.party), by_kind.join(", "));
+            }
+            for p in s.peers.iter().filter(|p| !p.human_check_ms.is_empty()) {
+                let times: Vec<String> = p
+                    .human_check_ms
+                    .iter()
+                    .map(|ms| hotline::clock::format_duration(std::time::Duration::from_millis(*ms)))
+                    .collect();
+                t += &format!(
+                    "  {:<8} human check answers, newest first: {}\n",
+                    term(&p.party),
+                    times.join(", ")
+                );
             }
         }
         t += &format!("\nrunning deadlines: {}", s.deadlines_running);

@@ -280,14 +280,21 @@ impl Node {
         let mut owed: Vec<(String, String, Deadline, i64)> = Vec::new();
         let mut meets = Vec::new();
         let mut comm_check_ok = None;
+        // The round trip of an answer to our human check, ms.
+        let mut human_answer = None;
         match &a.message {
             Message::Notice(n) => {
                 // The receiver checks TLP along the thread too, where it holds the notice continued.
                 if let Some(original) = self.held_notice(&n.in_reply_to)? {
                     message::check_reply(n, &original)?;
                 }
+                let due = |within: std::time::Duration| now + within.as_millis() as i64;
+                // A human check is ours to answer, by a person, within the agreed time.
+                if n.kind() == NoticeKind::CommCheck && n.human {
+                    let due = due(norms.comm_check_answer_within);
+                    owed.push((n.id.clone(), self.party.clone(), Deadline::CommCheckAnswer, due));
+                }
                 if matches!(n.kind(), NoticeKind::Notification | NoticeKind::RequestForAssistance) {
-                    let due = |within: std::time::Duration| now + within.as_millis() as i64;
                     let me = self.party.clone();
                     owed.push((
                         n.id.clone(),
@@ -306,9 +313,11 @@ impl Node {
                     let due = (by.unix_timestamp_nanos() / 1_000_000) as i64;
                     owed.push((r.notice_id.clone(), from.to_owned(), Deadline::Promise, due));
                 }
-                let ours = self
+                let ours_row = self
                     .read(|c| state::message(c, &r.notice_id))?
-                    .filter(|m| m.direction == Direction::Sent)
+                    .filter(|m| m.direction == Direction::Sent);
+                let sent_ms = ours_row.as_ref().map_or(now, |m| m.created_ms);
+                let ours = ours_row
                     .and_then(|m| m.notice())
                     .ok_or_else(|| NodeError::UnknownNotice {
                         response: r.id.clone(),
@@ -324,6 +333,18 @@ impl Node {
                 }
                 if ours.kind() == NoticeKind::CommCheck {
                     meets.push(Deadline::CommCheckAnswer);
+                    let detail = match ours.human {
+                        true => {
+                            let round_trip = now - sent_ms;
+                            human_answer = Some(round_trip);
+                            format!(
+                                "{from} answered the human communication check in {}, by {}",
+                                clock::format_duration(std::time::Duration::from_millis(round_trip.max(0) as u64)),
+                                r.author
+                            )
+                        }
+                        false => format!("{from} answered the communication check"),
+                    };
                     let event = norm_event::new(
                         NormEventKind::CommCheckOk,
                         from,
@@ -331,7 +352,7 @@ impl Node {
                         Deadline::CommCheckAnswer,
                         None,
                         self.clock.now(),
-                        format!("{from} answered the communication check"),
+                        detail,
                     );
                     entries.push(norm_event::entry(&event));
                     comm_check_ok = Some(event);
@@ -366,6 +387,9 @@ impl Node {
             if let Some(ev) = &check_event {
                 state::insert_norm_event(c, index + 1, ev)?;
                 state::comm_check_ok(c, &sender, now)?;
+                if let Some(round_trip) = human_answer {
+                    state::human_check_answered(c, &thread, &sender, round_trip, now)?;
+                }
             }
             if let Some(step) = &step {
                 state::record_amendment(c, step)?;
@@ -392,7 +416,7 @@ impl Node {
         tracing::info!(id = %row.id, from, index = done.first_index, "received and logged");
         match a.message {
             Message::Notice(n) => {
-                if n.kind() == NoticeKind::CommCheck {
+                if n.kind() == NoticeKind::CommCheck && !n.human {
                     let (node, id) = (self.clone(), n.id.clone());
                     self.tasks.spawn(async move {
                         let answer = Answer {

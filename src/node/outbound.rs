@@ -237,6 +237,11 @@ impl Node {
         if orig.direction != Direction::Received {
             return Err(NodeError::OwnNotice(notice_id.to_owned()));
         }
+        let original = orig.notice();
+        // Answering a human communication check is what its clock waits for.
+        let human_check = original
+            .as_ref()
+            .is_some_and(|n| n.human && n.kind() == NoticeKind::CommCheck);
         let response = Response {
             id: message::new_id(),
             notice_id: notice_id.to_owned(),
@@ -246,7 +251,7 @@ impl Node {
             status: answer.status as i32,
             text: answer.text.to_owned(),
             author: actor.name().to_owned(),
-            exercise: orig.notice().map(|n| n.exercise).unwrap_or_default(),
+            exercise: original.as_ref().map(|n| n.exercise).unwrap_or_default(),
             reason: answer.reason as i32,
             promised_by: answer.promised_by.map(clock::to_proto),
         };
@@ -271,6 +276,7 @@ impl Node {
                     .collect(),
                 meets: message::clocks_met(answer.status)
                     .iter()
+                    .chain(human_check.then_some(&Deadline::CommCheckAnswer))
                     .map(|kind| Met {
                         message_id: notice_id.to_owned(),
                         party: self.party.clone(),
@@ -286,7 +292,13 @@ impl Node {
     }
 
     /// Sends a communication check to one peer, or to every peer.
-    pub async fn comm_check(&self, party: Option<&str>, actor: Actor<'_>) -> Result<Vec<String>, NodeError> {
+    /// A human check must be acknowledged by a person; the peer's node does not answer it.
+    pub async fn comm_check(
+        &self,
+        party: Option<&str>,
+        human: bool,
+        actor: Actor<'_>,
+    ) -> Result<Vec<String>, NodeError> {
         let peers = self.in_force().peers.clone();
         let targets: Vec<String> = match party {
             Some(p) if peers.contains(p) => vec![p.to_owned()],
@@ -301,7 +313,11 @@ impl Node {
                 severity: crate::proto::Severity::Low as i32,
                 category: crate::proto::Category::Test as i32,
                 tlp: crate::proto::Tlp::Clear as i32,
-                title: format!("communication check {} -> {p}", self.party),
+                title: match human {
+                    true => format!("human communication check {} -> {p}: please acknowledge", self.party),
+                    false => format!("communication check {} -> {p}", self.party),
+                },
+                human,
                 ..Default::default()
             };
             ids.push(self.send_notice(notice, actor).await?.id);
