@@ -1,5 +1,7 @@
 //! The norms worker: watches the running clocks and logs each missed
-//! deadline once, and sends communication checks on the agreed interval.
+//! deadline once, escalates a missed acknowledgement or response of a
+//! notice we sent (and again at the agreed intervals), and sends
+//! communication checks on the agreed interval.
 //! It reads the time from the node's clock, so tests move it by hand.
 
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use tracing::Instrument;
 use crate::log::{LogError, StateError};
 use crate::node::{Actor, Node, NodeError};
 use crate::norm_event;
-use crate::proto::NormEventKind;
+use crate::proto::{Deadline, NormEventKind};
 use crate::state;
 
 /// The most missed deadlines logged in one tick of the norms worker.
@@ -35,6 +37,16 @@ pub async fn run(node: Arc<Node>) {
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot read deadlines"),
+        }
+        match node.read(|c| state::escalations_due(c, node.clock.now_ms(), MISSES_PER_TICK)) {
+            Ok(due) => {
+                for e in due {
+                    if let Err(err) = node.escalate(&e.missed, e.level + 1).await {
+                        tracing::error!(error = %err, "cannot escalate a missed step");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read escalations"),
         }
         if node.clock.now_ms() >= next_check {
             next_check = node.clock.now_ms() + every_ms;
@@ -76,6 +88,10 @@ pub async fn miss(node: &Node, d: &state::Running) -> Result<(), NodeError> {
     {
         Ok(()) => {
             tracing::warn!(party = %d.party, message_id = %d.message_id, deadline = ?d.kind, "deadline missed");
+            // A peer's missed acknowledgement or response of our notice goes to its policy contact.
+            if matches!(d.kind, Deadline::Acknowledge | Deadline::Response) && d.party != node.party {
+                node.escalate(d, 1).await?;
+            }
             Ok(())
         }
         Err(LogError::Refused(StateError::NotRunning(_))) => Ok(()),

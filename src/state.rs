@@ -353,6 +353,46 @@ pub fn human_checks(c: &Connection, party: &str, limit: u32) -> rusqlite::Result
         .collect()
 }
 
+/// A missed step being escalated: the clock it was, its level, when the next is due.
+#[derive(Clone, Debug)]
+pub struct Escalation {
+    /// The clock that was missed.
+    pub missed: Running,
+    /// The level reached.
+    pub level: u32,
+}
+
+/// Records that a missed step reached `level`, the next level due at `next_ms` (none: the last).
+pub fn escalated(c: &Connection, d: &Running, level: u32, next_ms: Option<i64>) -> Result<(), StateError> {
+    c.prepare_cached(
+        "INSERT INTO escalations (message_id, party, kind, level, next_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (message_id, party, kind) DO UPDATE SET level = excluded.level, next_ms = excluded.next_ms",
+    )?
+    .execute(params![d.message_id, d.party, d.kind as i32, level, next_ms])?;
+    Ok(())
+}
+
+/// Escalations whose next level is due by `until_ms`, at most `limit`.
+pub fn escalations_due(c: &Connection, until_ms: i64, limit: u32) -> rusqlite::Result<Vec<Escalation>> {
+    c.prepare_cached(
+        "SELECT message_id, party, kind, next_ms, level FROM escalations WHERE next_ms IS NOT NULL AND next_ms <= ?1 \
+         ORDER BY next_ms LIMIT ?2",
+    )?
+    .query_map(params![until_ms, limit], |r| {
+        Ok(Escalation {
+            missed: row_to_running(r)?,
+            level: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// How many escalations have a further level due.
+pub fn escalations_pending(c: &Connection) -> rusqlite::Result<u64> {
+    c.prepare_cached("SELECT COUNT(*) FROM escalations WHERE next_ms IS NOT NULL")?
+        .query_row([], |r| r.get::<_, i64>(0).map(|n| n as u64))
+}
+
 /// How many deadlines are running.
 pub fn running_deadline_count(c: &Connection) -> rusqlite::Result<u64> {
     c.prepare_cached("SELECT COUNT(*) FROM deadlines WHERE state = 'running'")?

@@ -240,6 +240,18 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX human_checks_party ON human_checks (party, answered_ms);
 "#,
+    r#"
+    -- Schema version 10: escalations of missed steps, and when the next level is due.
+    CREATE TABLE escalations (
+        message_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        level INTEGER NOT NULL,
+        next_ms INTEGER,
+        PRIMARY KEY (message_id, party, kind)
+    ) STRICT;
+    CREATE INDEX escalations_due ON escalations (next_ms) WHERE next_ms IS NOT NULL;
+"#,
 ];
 
 /// Why the database could not be used.

@@ -59,22 +59,43 @@ async fn exercise_traffic_is_kept_out_of_the_compliance_figures_status_prints() 
     let drill = c.send(0, n).await;
     c.eventually(10, "both receipted", |c| receipted(c, &real) && receipted(c, &drill))
         .await;
-    // CHL answers neither: both response clocks run out, and both are logged.
+    // CHL answers neither: both response clocks run out, and both are logged; each missed step is
+    // escalated by a notice of its own (the drill's as the same exercise). Wait until the real
+    // notice's two escalations are receipted too.
     c.eventually_advancing(20, Duration::from_secs(1), "both response deadlines missed", |c| {
         missed(c, &real) && missed(c, &drill)
     })
     .await;
-    let status = c
-        .operator(0)
-        .status(hotline::proto::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let mut status;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        status = c
+            .operator(0)
+            .status(hotline::proto::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let peer = &status.peers[0];
+        let receipts = peer
+            .clocks
+            .iter()
+            .find(|k| k.deadline() == Deadline::Receipt)
+            .map(|k| k.met);
+        if receipts == Some(3) && peer.outbox == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "escalations not receipted: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let chl = &status.peers[0];
-    // The real notice's receipt was met, its acknowledgement and response missed; the drill counts for nothing.
-    assert_eq!((chl.deadlines_met, chl.deadlines_missed), (1, 2), "{chl:?}");
+    // The real notice and its two escalations were receipted, its acknowledgement and response
+    // missed; the drill and its escalations count for nothing.
+    assert_eq!((chl.deadlines_met, chl.deadlines_missed), (3, 2), "{chl:?}");
     let by_kind = |d: Deadline| chl.clocks.iter().find(|c| c.deadline() == d).map(|c| (c.met, c.missed));
-    assert_eq!(by_kind(Deadline::Receipt), Some((1, 0)));
+    assert_eq!(by_kind(Deadline::Receipt), Some((3, 0)));
     assert_eq!(by_kind(Deadline::Acknowledge), Some((0, 1)));
     assert_eq!(by_kind(Deadline::Response), Some((0, 1)));
 }
@@ -238,4 +259,66 @@ async fn a_human_communication_check_waits_for_a_person_and_its_answer_time_is_r
     )
     .await;
     assert!(misses(&c, 0, &answered).is_empty() && misses(&c, 1, &answered).is_empty());
+}
+
+/// Norms whose acknowledgement and response clocks run out in seconds, and
+/// that escalate again 10 s after the first escalation, and a minute after that.
+fn escalating_norms() -> String {
+    FAST_NORMS.replace(
+        "clock_skew = \"5m\"",
+        "clock_skew = \"5m\"\nescalate_after = [\"10s\", \"60s\"]",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_response_escalates_to_the_policy_contact_level_by_level_logged_on_both_sides() {
+    let c = Cluster::start(&["PER", "CHL"], &escalating_norms()).await;
+    let id = c.send(0, notice(&["CHL"], "Wiper at the grid")).await;
+    let escalations = |c: &Cluster, i: usize| -> Vec<hotline::proto::NormEvent> {
+        c.node(i)
+            .read(|db| state::norm_events(db, Some(&id), 50))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind() == NormEventKind::Escalated)
+            .collect()
+    };
+    // CHL neither acknowledges nor answers: each missed step escalates once (level 1), on both sides.
+    c.eventually_advancing(
+        20,
+        Duration::from_secs(1),
+        "both missed steps escalated on both sides",
+        |c| escalations(c, 0).len() == 2 && escalations(c, 1).len() == 2,
+    )
+    .await;
+    let received: Vec<hotline::proto::Notice> = c
+        .node(1)
+        .read(|db| state::thread(db, &id))
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.notice())
+        .filter(|n| n.escalation_level > 0)
+        .collect();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(
+        received
+            .iter()
+            .all(|n| n.attention == "policy" && n.in_reply_to == id && n.escalation_level == 1)
+    );
+    // Still undone 10 s later: level 2, once per step. An answer then ends it: level 3 never comes.
+    c.eventually_advancing(20, Duration::from_secs(2), "level 2", |c| escalations(c, 0).len() == 4)
+        .await;
+    answer(&c, &id, ResponseStatus::Investigating, None).await;
+    c.eventually(10, "PER holds the answer", |c| {
+        c.node(0)
+            .read(|db| state::thread(db, &id))
+            .unwrap()
+            .iter()
+            .any(|m| m.sender == "CHL")
+    })
+    .await;
+    c.eventually_advancing(20, Duration::from_secs(2), "no escalation left to run", |c| {
+        c.node(0).read(state::escalations_pending).unwrap() == 0
+    })
+    .await;
+    assert_eq!(escalations(&c, 0).len(), 4, "{:?}", escalations(&c, 0));
 }

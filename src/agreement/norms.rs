@@ -23,6 +23,8 @@ pub(crate) struct RawNorms {
     comm_check_answer_within: String,
     max_notice_bytes: u64,
     clock_skew: String,
+    #[serde(default)]
+    escalate_after: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +61,10 @@ pub struct Norms {
     pub max_notice_bytes: u64,
     /// How far a message's `created_at` may be from the receiver's clock.
     pub clock_skew: Duration,
+    /// A missed acknowledgement or response is escalated at once (level 1),
+    /// then again after each of these intervals (levels 2, 3, …) while the
+    /// step stays undone.
+    pub escalate_after: Vec<Duration>,
 }
 
 /// Room in an envelope besides its payload: the payload type and framing.
@@ -134,6 +140,12 @@ pub(crate) fn parse_norms(raw: &RawNorms) -> Result<Norms, AgreementError> {
         comm_check_answer_within: d("comm_check_answer_within", &raw.comm_check_answer_within)?,
         max_notice_bytes: raw.max_notice_bytes,
         clock_skew: d("clock_skew", &raw.clock_skew)?,
+        escalate_after: raw
+            .escalate_after
+            .iter()
+            .enumerate()
+            .map(|(i, s)| d(&format!("escalate_after[{i}]"), s))
+            .collect::<Result<_, _>>()?,
     };
     if !(1024..=MAX_NOTICE_BYTES_LIMIT).contains(&norms.max_notice_bytes) {
         return Err(field(

@@ -216,19 +216,23 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
         out,
         "3. ARG's acknowledgement (2s for HIGH under the demo norms) and response (3s) deadlines pass",
     );
-    let missed = |n: &hotline::node::Node| -> anyhow::Result<usize> {
-        Ok(n.read(|c| state::norm_events(c, Some(&sent.id), 10))?
+    let count = |n: &hotline::node::Node, kind: hotline::proto::NormEventKind| -> anyhow::Result<usize> {
+        Ok(n.read(|c| state::norm_events(c, Some(&sent.id), 20))?
             .iter()
-            .filter(|e| e.party == "ARG")
+            .filter(|e| e.party == "ARG" && e.kind() == kind)
             .count())
     };
-    wait("two DEADLINE_MISSED at PER and ARG", 20, || {
-        Ok(missed(per)? == 2 && missed(arg)? == 2)
+    use hotline::proto::NormEventKind::{DeadlineMissed, Escalated};
+    wait("two DEADLINE_MISSED and two escalations at PER and ARG", 20, || {
+        Ok(count(per, DeadlineMissed)? == 2
+            && count(arg, DeadlineMissed)? == 2
+            && count(per, Escalated)? == 2
+            && count(arg, Escalated)? == 2)
     })
     .await?;
     say(
         out,
-        "   DEADLINE_MISSED logged by PER and by ARG itself, once for each clock ARG let pass",
+        "   DEADLINE_MISSED logged by PER and by ARG itself, once for each clock ARG let pass;\n   each missed step escalated: a signed notice to ARG's policy contact, ESCALATED logged on both sides",
     );
 
     say(

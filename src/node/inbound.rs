@@ -280,6 +280,8 @@ impl Node {
         let mut owed: Vec<(String, String, Deadline, i64)> = Vec::new();
         let mut meets = Vec::new();
         let mut comm_check_ok = None;
+        // An escalation of a step we missed, logged as a norm event on our side too.
+        let mut escalation = None;
         // The round trip of an answer to our human check, ms.
         let mut human_answer = None;
         match &a.message {
@@ -287,6 +289,24 @@ impl Node {
                 // The receiver checks TLP along the thread too, where it holds the notice continued.
                 if let Some(original) = self.held_notice(&n.in_reply_to)? {
                     message::check_reply(n, &original)?;
+                }
+                if n.escalation_level > 0 {
+                    let event = norm_event::new(
+                        NormEventKind::Escalated,
+                        &self.party,
+                        &n.in_reply_to,
+                        Deadline::Unspecified,
+                        None,
+                        self.clock.now(),
+                        format!(
+                            "{from} escalated notice {} to our {} contact (level {})",
+                            n.in_reply_to,
+                            if n.attention.is_empty() { "duty" } else { &n.attention },
+                            n.escalation_level
+                        ),
+                    );
+                    entries.push(norm_event::entry(&event));
+                    escalation = Some(event);
                 }
                 let due = |within: std::time::Duration| now + within.as_millis() as i64;
                 // A human check is ours to answer, by a person, within the agreed time.
@@ -374,6 +394,7 @@ impl Node {
         };
         let (sender, thread) = (from.to_owned(), stored.thread.clone());
         let check_event = comm_check_ok.clone();
+        let escalation_event = escalation.clone();
         let step = a.step;
         let row = stored.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
@@ -390,6 +411,9 @@ impl Node {
                 if let Some(round_trip) = human_answer {
                     state::human_check_answered(c, &thread, &sender, round_trip, now)?;
                 }
+            }
+            if let Some(ev) = &escalation_event {
+                state::insert_norm_event(c, index + 1, ev)?;
             }
             if let Some(step) = &step {
                 state::record_amendment(c, step)?;
@@ -439,7 +463,7 @@ impl Node {
                 self.tasks.spawn(async move { node.adopt_ready().await });
             }
         }
-        if let Some(ev) = comm_check_ok {
+        for ev in comm_check_ok.into_iter().chain(escalation) {
             self.events.emit(event::Body::NormEvent(ev));
         }
         Ok(receipt)

@@ -9,6 +9,7 @@ mod actor;
 mod adoption;
 mod amendments;
 mod error;
+mod escalation;
 mod inbound;
 mod outbound;
 mod peer_agreements;
