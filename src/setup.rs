@@ -242,6 +242,7 @@ clock_skew = "5m"
 /// Norms whose clocks outlast any load run (benchmarks, drills): no deadline fires.
 pub const LOAD_NORMS: &str = r#"[norms]
 receipt_within = "1h"
+acknowledge_within = { critical = "24h", high = "24h", medium = "24h", low = "24h" }
 respond_within = { critical = "24h", high = "24h", medium = "24h", low = "24h" }
 comm_check_every = "24h"
 comm_check_answer_within = "1h"
