@@ -323,12 +323,7 @@ async fn two_texts_under_one_version_number_give_a_fork_norm_event_on_both_nodes
         (0..2).all(|i| c.log_lines(i).iter().any(|l| l.starts_with("AGREEMENT_FORK")))
     })
     .await;
-    let status = c
-        .operator(0)
-        .status(hotline::proto::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = c.status(0).await;
     assert_eq!(status.peers[0].agreement_version, 2);
     assert!(
         status

@@ -245,12 +245,7 @@ async fn a_party_joins_one_rotates_its_key_and_another_leaves_while_notices_flow
         "{per:?}"
     );
     assert!(c.node(0).read(|db| state::queued_for(db, "BRA")).unwrap().is_empty());
-    let status = c
-        .operator(0)
-        .status(hotline::proto::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = c.status(0).await;
     assert!(
         status.deadlines.iter().all(|d| d.party != "BRA"),
         "{:?}",

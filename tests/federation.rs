@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Cluster, FAST_NORMS, RETRY_MAX, notice};
-use hotline::proto::{RespondRequest, ResponseStatus, SendNoticeRequest, StatusRequest};
+use hotline::proto::{RespondRequest, ResponseStatus, SendNoticeRequest};
 use hotline::state;
 
 fn receipted_by(c: &Cluster, i: usize, id: &str) -> Vec<String> {
@@ -63,7 +63,7 @@ async fn a_notice_to_two_parties_is_receipted_by_both_and_lands_in_all_three_log
             "node {i}"
         );
     }
-    let status = c.operator(0).status(StatusRequest {}).await.unwrap().into_inner();
+    let status = c.status(0).await;
     assert!(status.peers.iter().all(|p| p.outbox == 0), "{status:?}");
 }
 
@@ -252,7 +252,7 @@ async fn a_missed_response_deadline_produces_exactly_one_norm_event_on_both_side
     .await;
     assert_eq!(missed(&id, &c, 0), 1, "logged once");
     assert_eq!(missed(&id, &c, 1), 1, "logged once");
-    let status = c.operator(0).status(StatusRequest {}).await.unwrap().into_inner();
+    let status = c.status(0).await;
     assert!(
         status
             .recent_norm_events
@@ -285,7 +285,7 @@ async fn a_communication_check_is_answered_automatically_and_logged() {
         c.log_lines(0).iter().filter(|l| l.starts_with("COMM_CHECK_OK")).count() == 2
     })
     .await;
-    let status = c.operator(0).status(StatusRequest {}).await.unwrap().into_inner();
+    let status = c.status(0).await;
     assert!(
         status.peers.iter().all(|p| p.last_comm_check_ok.is_some()),
         "{status:?}"

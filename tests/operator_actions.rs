@@ -104,7 +104,7 @@ async fn status_lists_the_hundred_deadlines_due_soonest_and_counts_them_all() {
     let notices = (0..101).map(|i| notice(&["CHL"], &format!("Notice {i}"))).collect();
     let sent = c.send_stream(0, notices).await;
     assert_eq!(sent.len(), 101);
-    let status = c.operator(0).status(StatusRequest {}).await.unwrap().into_inner();
+    let status = c.status(0).await;
     assert_eq!(status.deadlines.len(), 100);
     assert!(status.deadlines_running >= 101, "{}", status.deadlines_running);
     let due: Vec<_> = status.deadlines.iter().map(|d| d.due_at.unwrap().seconds).collect();

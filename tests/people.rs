@@ -69,12 +69,7 @@ async fn exercise_traffic_is_kept_out_of_the_compliance_figures_status_prints() 
     let mut status;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        status = c
-            .operator(0)
-            .status(hotline::proto::StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        status = c.status(0).await;
         let peer = &status.peers[0];
         let receipts = peer
             .clocks
@@ -243,12 +238,7 @@ async fn a_human_communication_check_waits_for_a_person_and_its_answer_time_is_r
         c.node(0).read(|db| state::human_checks(db, "CHL", 5)).unwrap().len() == 1
     })
     .await;
-    let status = c
-        .operator(0)
-        .status(hotline::proto::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = c.status(0).await;
     assert_eq!(status.peers[0].human_check_ms, [1500], "{:?}", status.peers[0]);
     // The other is never answered: its clock runs out on both sides.
     c.eventually_advancing(

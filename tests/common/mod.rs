@@ -290,6 +290,15 @@ impl Cluster {
         hotline::proto::operator_client::OperatorClient::new(channel)
     }
 
+    /// Node `i`'s `Status`, as its operator sees it.
+    pub async fn status(&self, i: usize) -> hotline::proto::StatusResponse {
+        self.operator(i)
+            .status(hotline::proto::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// Sends `notice` through node `i`'s operator and returns its id.
     pub async fn send(&self, i: usize, notice: hotline::proto::Notice) -> String {
         self.operator(i)
