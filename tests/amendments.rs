@@ -48,29 +48,24 @@ async fn approve(c: &common::Cluster, i: usize, version: u64) {
 
 /// Waits until node `i` knows of a pending proposal of `version`.
 async fn wait_pending(c: &common::Cluster, i: usize, version: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !amendments(c, i).await.pending.iter().any(|p| p.version == version) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node {i} never saw version {version} proposed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    common::awaited(&format!("node {i} sees version {version} proposed"), || async {
+        amendments(c, i)
+            .await
+            .pending
+            .iter()
+            .any(|p| p.version == version)
+            .then_some(())
+    })
+    .await
 }
 
 /// Waits until node `i` sees `n` parties' signatures on the first pending proposal.
 async fn wait_approvals(c: &common::Cluster, i: usize, n: usize) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while amendments(c, i)
-        .await
-        .pending
-        .first()
-        .map_or(0, |p| p.approved_by.len())
-        < n
-    {
-        assert!(std::time::Instant::now() < deadline, "node {i} never saw {n} approvals");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    common::awaited(&format!("node {i} sees {n} approvals"), || async {
+        let seen = amendments(c, i).await;
+        (seen.pending.first().map_or(0, |p| p.approved_by.len()) >= n).then_some(())
+    })
+    .await
 }
 
 /// Sends a notice from node `from` to `to` and remembers it.
@@ -312,22 +307,20 @@ async fn a_rejected_proposal_stays_pending_with_the_reason() {
         })
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let seen = common::awaited("PER sees CHL's rejection", || async {
         let seen = amendments(&c, 0).await;
-        if let Some(p) = seen.pending.first()
-            && !p.rejections.is_empty()
-        {
-            assert_eq!(p.rejections[0].party, "CHL");
-            assert_eq!(p.rejections[0].reason, "not before the summit");
-            assert_eq!(p.approved_by, vec!["PER".to_owned()]);
-            assert!(p.needs.contains("missing: CHL"), "{}", p.needs);
-            assert_eq!(seen.version, 1);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no rejection seen: {seen:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+        seen.pending
+            .first()
+            .is_some_and(|p| !p.rejections.is_empty())
+            .then_some(seen)
+    })
+    .await;
+    let p = &seen.pending[0];
+    assert_eq!(p.rejections[0].party, "CHL");
+    assert_eq!(p.rejections[0].reason, "not before the summit");
+    assert_eq!(p.approved_by, vec!["PER".to_owned()]);
+    assert!(p.needs.contains("missing: CHL"), "{}", p.needs);
+    assert_eq!(seen.version, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,25 +66,17 @@ async fn exercise_traffic_is_kept_out_of_the_compliance_figures_status_prints() 
         missed(c, &real) && missed(c, &drill)
     })
     .await;
-    let mut status;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        status = c.status(0).await;
+    let status = common::awaited("the escalations receipted", || async {
+        let status = c.status(0).await;
         let peer = &status.peers[0];
         let receipts = peer
             .clocks
             .iter()
             .find(|k| k.deadline() == Deadline::Receipt)
             .map(|k| k.met);
-        if receipts == Some(3) && peer.outbox == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "escalations not receipted: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        (receipts == Some(3) && peer.outbox == 0).then_some(status)
+    })
+    .await;
     let chl = &status.peers[0];
     // The real notice and its two escalations were receipted, its acknowledgement and response
     // missed; the drill and its escalations count for nothing.
@@ -115,20 +107,17 @@ async fn a_response_to_an_exercise_is_the_same_exercise_and_carries_its_reason_c
         })
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let response = loop {
+    let response = common::awaited("PER gets CHL's response", || async {
         let thread = c
             .operator(0)
             .get_notice(GetNoticeRequest { id: id.clone() })
             .await
             .unwrap()
             .into_inner();
-        if let Some(env) = thread.responses.first() {
-            break hotline::proto::Response::decode(&env.payload[..]).unwrap();
-        }
-        assert!(std::time::Instant::now() < deadline, "PER never got CHL's response");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+        let env = thread.responses.first()?;
+        Some(hotline::proto::Response::decode(&env.payload[..]).unwrap())
+    })
+    .await;
     assert_eq!(response.exercise(), Exercise::Tabletop);
     assert_eq!(response.reason(), ReasonCode::OutsideJurisdiction);
 }
@@ -147,15 +136,11 @@ async fn acknowledgement_and_response_deadlines_miss_independently_each_logged_o
             && c.node(0).read(|db| state::thread(db, &answered)).unwrap().len() == 2
     })
     .await;
-    c.eventually_advancing(20, Duration::from_secs(1), "the silent notice's clocks run out", |c| {
-        (0..2).all(|i| misses(c, i, &silent).len() == 2)
+    // Every clock on both sides ends, met or missed: after that nothing more can be logged missed.
+    c.eventually_advancing(20, Duration::from_secs(1), "every clock ended on both sides", |c| {
+        (0..2).all(|i| c.node(i).read(state::running_deadline_count).unwrap() == 0)
     })
     .await;
-    // A few more ticks change nothing: each miss is logged once.
-    for _ in 0..5 {
-        c.clock.advance(Duration::from_secs(1));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     for i in 0..2 {
         assert_eq!(misses(&c, i, &read), [Deadline::Response], "node {i}");
         assert_eq!(misses(&c, i, &answered), [], "node {i}");

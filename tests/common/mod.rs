@@ -439,3 +439,16 @@ pub fn notice(to: &[&str], title: &str) -> hotline::proto::Notice {
         ..Default::default()
     }
 }
+
+/// Awaits `check` (an async look, such as an RPC) until it gives a value,
+/// for up to 10 s of real time; the nodes' clock stands still meanwhile.
+pub async fn awaited<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
