@@ -6,23 +6,21 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use hotline::config::Config;
 use hotline::keys::IdentityKey;
-use hotline::log::{LogReader, checkpoint, entry, verify};
-use hotline::proto::operator_client::OperatorClient;
+use hotline::log::{checkpoint, verify};
 use hotline::proto::{
-    Category, CommCheckRequest, Indicator, LogEntry, Notice, NoticeKind, RespondRequest, ResponseStatus,
-    SendNoticeRequest, Severity, Tlp,
+    Category, CommCheckRequest, Indicator, Notice, NoticeKind, RespondRequest, ResponseStatus, SendNoticeRequest,
+    Severity, Tlp,
 };
 use hotline::server::Running;
 use hotline::{clock, state};
-use prost::Message;
 use serde_json::json;
-use tonic::transport::Channel;
 
+use super::demo_step::{operator, say, wait};
 use super::view::Out;
 
 const PARTIES: [&str; 3] = ["PER", "CHL", "ARG"];
@@ -36,25 +34,6 @@ pub struct Args {
     /// is marked EXERCISE and kept out of the compliance figures.
     #[arg(long)]
     exercise: bool,
-}
-
-fn operator(c: &Config) -> anyhow::Result<OperatorClient<Channel>> {
-    Ok(OperatorClient::new(hotline::transport::channel(
-        &c.client_node,
-        &c.ca_pem()?,
-        &c.client_cert()?,
-    )?))
-}
-
-async fn wait(what: &str, secs: u64, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let until = Instant::now() + Duration::from_secs(secs);
-    while !done()? {
-        if Instant::now() > until {
-            bail!("demo step timed out: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
 }
 
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
@@ -78,12 +57,6 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_dir_all(&root);
     }
     result
-}
-
-fn say(out: Out, line: &str) {
-    if !out.json {
-        super::view::outln!("{line}");
-    }
 }
 
 async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Result<ExitCode> {
@@ -308,7 +281,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
     })
     .await?;
 
-    let joined = join(root, &configs, &mut nodes, exercise, out).await?;
+    let joined = super::demo_join::join(root, &configs, &mut nodes, exercise, out).await?;
     configs.push(joined);
     let parties: Vec<String> = configs.iter().map(|c| c.party.clone()).collect();
 
@@ -356,7 +329,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
         &format!("   {witnessed} witnessed checkpoints match the logs they came from"),
     );
 
-    let timeline = timeline(&configs)?;
+    let timeline = super::demo_timeline::timeline(&configs)?;
     if !out.json {
         super::view::outln!("\nTimeline (all four logs, merged)");
         for (at, party, line) in &timeline {
@@ -386,152 +359,4 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
         n.stop().await?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Step 5: EST joins while every node runs. It creates its files and signs
-/// version 2 (the agreement in force with EST added); PER proposes it over
-/// the hotline, CHL and ARG approve, and every node adopts it the moment
-/// its signatures meet the chain rule. EST starts from the adopted version,
-/// fetched from PER, and PER's notice to it is receipted.
-async fn join(
-    root: &Path,
-    configs: &[Config],
-    nodes: &mut Vec<Running>,
-    exercise: i32,
-    out: Out,
-) -> anyhow::Result<Config> {
-    use hotline::agreement::SignedAgreement;
-    use hotline::proto::{ApproveAmendmentRequest, GetAgreementRequest, ProposeAmendmentRequest};
-    say(
-        out,
-        "5. EST joins: PER proposes agreement version 2 over the hotline; CHL and ARG approve",
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let dir = root.join("EST");
-    let created = hotline::setup::create(
-        &dir,
-        "EST",
-        "hotline.example/EST",
-        "EST national CSIRT",
-        addr,
-        &format!("https://{addr}"),
-        None,
-    )?;
-    let current = SignedAgreement::parse(&nodes[0].node.in_force().signed.to_bytes())?;
-    let changes = hotline::setup::Changes {
-        add: vec![created.party_entry.clone()],
-        ..Default::default()
-    };
-    let mut v2 = SignedAgreement::parse(hotline::setup::amended_text(&current, &changes).as_bytes())?;
-    v2.sign(&IdentityKey::load(&dir.join("identity.key"))?)?;
-    operator(&configs[0])?
-        .propose_amendment(ProposeAmendmentRequest {
-            signed_note: v2.to_bytes(),
-            reason: "EST joins the hotline".into(),
-        })
-        .await
-        .context("PER ProposeAmendment")?;
-    for (i, c) in configs.iter().enumerate().skip(1) {
-        let node = nodes[i].node.clone();
-        wait("the proposal reaches every party", 20, || {
-            Ok(!node.pending()?.is_empty() || node.in_force().version() == 2)
-        })
-        .await?;
-        operator(c)?
-            .approve_amendment(ApproveAmendmentRequest {
-                version: 2,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("{} ApproveAmendment", c.party))?;
-    }
-    wait("every node adopts version 2", 20, || {
-        Ok(nodes.iter().all(|n| n.node.in_force().version() == 2))
-    })
-    .await?;
-    say(
-        out,
-        "   version 2 adopted by PER, CHL and ARG while running: EST's key trusted, its node dialled",
-    );
-    // EST fetches the version in force from PER with its own node certificate, and starts.
-    let mut est = Config::load_before_agreement(&created.config)?;
-    let per_endpoint = format!("https://{}", nodes[0].addr);
-    let channel = hotline::transport::channel(&per_endpoint, &configs[0].ca_pem()?, &est.node_cert()?)?;
-    let adopted = hotline::proto::federation_client::FederationClient::new(channel)
-        .get_agreement(GetAgreementRequest { version: 0 })
-        .await
-        .context("EST fetches the agreement from PER")?
-        .into_inner()
-        .signed_note;
-    std::fs::write(&est.agreement, &adopted)?;
-    est = Config::load(&created.config)?;
-    nodes.push(hotline::server::start(&est, Some(listener), hotline::clock::Clock::system()).await?);
-    let welcome = Notice {
-        to: vec!["EST".into()],
-        kind: NoticeKind::Notification as i32,
-        severity: Severity::Low as i32,
-        category: Category::Other as i32,
-        tlp: Tlp::Green as i32,
-        title: "Welcome to the hotline".into(),
-        exercise,
-        ..Default::default()
-    };
-    let sent = operator(&configs[0])?
-        .send_notice(SendNoticeRequest { notice: Some(welcome) })
-        .await
-        .context("PER SendNotice to EST")?
-        .into_inner();
-    let per = nodes[0].node.clone();
-    wait("EST's receipt", 20, || {
-        Ok(per.read(|c| state::receipts(c, &sent.id))?.len() == 1)
-    })
-    .await?;
-    wait("cross-witnessed checkpoints with EST", 10, || {
-        Ok(per.read(|c| state::last_witnessed(c, "EST"))?.is_some())
-    })
-    .await?;
-    say(
-        out,
-        &format!(
-            "   EST started from version 2 (fetched from PER); PER's notice {} to EST receipted",
-            sent.id
-        ),
-    );
-    Ok(est)
-}
-
-/// Every entry of every party's log, oldest first: (time, party, description).
-fn timeline(configs: &[Config]) -> anyhow::Result<Vec<(String, String, String)>> {
-    let mut all = Vec::new();
-    for c in configs {
-        let reader = LogReader::open(&c.data)?;
-        for (_, stored) in reader.entries(0, i64::MAX as u64, usize::MAX >> 1)? {
-            let e = LogEntry::decode(&stored.data[..])?;
-            let at = e
-                .logged_at
-                .as_ref()
-                .and_then(clock::from_proto)
-                .context("entry without a time")?;
-            all.push((at, c.party.clone(), entry::describe(&e)));
-        }
-    }
-    all.sort_by_key(|(at, _, _)| *at);
-    Ok(all
-        .into_iter()
-        .map(|(at, p, l)| {
-            let t = at.time();
-            (
-                format!(
-                    "{:02}:{:02}:{:02}.{:03}",
-                    t.hour(),
-                    t.minute(),
-                    t.second(),
-                    t.millisecond()
-                ),
-                p,
-                l,
-            )
-        })
-        .collect())
 }

@@ -1,13 +1,21 @@
-//! The node's state tables (messages, outbox, receipts, deadlines, norm
-//! events): small SQL helpers used inside log transactions, so every state
-//! change commits with the log entries that record it.
+//! The node's state tables (messages, outbox, receipts, norm events,
+//! checks, adopted agreements): small SQL helpers used inside log
+//! transactions, so every state change commits with the log entries that
+//! record it. The clocks are in `clocks.rs`, amendment proposals in
+//! `proposals.rs`.
 
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod clocks;
+mod proposals;
+
+pub use clocks::*;
+pub use proposals::*;
+
 use crate::log::StateError;
 use crate::message::Kind;
-use crate::proto::{Deadline, Envelope, LogEntry, NormEvent};
+use crate::proto::{Envelope, LogEntry, NormEvent};
 
 /// Whether we sent a message or received it. Stored as `sent` or `received`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,94 +251,6 @@ pub fn receipts(c: &Connection, message_id: &str) -> rusqlite::Result<Vec<(Strin
     .collect()
 }
 
-/// Starts a clock: `party` owes `kind` for `message_id` by `due_ms`.
-pub fn start_deadline(
-    c: &Connection,
-    message_id: &str,
-    party: &str,
-    kind: Deadline,
-    due_ms: i64,
-) -> Result<(), StateError> {
-    c.prepare_cached(
-        "INSERT OR IGNORE INTO deadlines (message_id, party, kind, due_ms, state) VALUES (?1, ?2, ?3, ?4, 'running')",
-    )?
-    .execute(params![message_id, party, kind as i32, due_ms])?;
-    Ok(())
-}
-
-/// Stops a running clock because the message arrived; true if it was running.
-pub fn meet_deadline(c: &Connection, message_id: &str, party: &str, kind: Deadline) -> Result<bool, StateError> {
-    let n = c
-        .prepare_cached("UPDATE deadlines SET state = 'met' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'")?
-        .execute(params![message_id, party, kind as i32])?;
-    Ok(n == 1)
-}
-
-/// Marks a running clock missed; refused as no longer running unless this
-/// call did it, so the event is logged once.
-pub fn miss_deadline(c: &Connection, d: &Running) -> Result<(), StateError> {
-    let n = c
-        .prepare_cached("UPDATE deadlines SET state = 'missed' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'")?
-        .execute(params![d.message_id, d.party, d.kind as i32])?;
-    match n {
-        1 => Ok(()),
-        _ => Err(StateError::NotRunning(format!(
-            "the {:?} clock of {} for {}",
-            d.kind, d.party, d.message_id
-        ))),
-    }
-}
-
-/// A running clock.
-#[derive(Clone, Debug)]
-pub struct Running {
-    /// The message it belongs to.
-    pub message_id: String,
-    /// Who owes the message.
-    pub party: String,
-    /// What is owed.
-    pub kind: Deadline,
-    /// By when, ms since the epoch.
-    pub due_ms: i64,
-}
-
-/// Running clocks due by `until_ms` (any time with `i64::MAX`), soonest first, at most `limit`.
-pub fn running_deadlines(c: &Connection, until_ms: i64, limit: u32) -> rusqlite::Result<Vec<Running>> {
-    c.prepare_cached(
-        "SELECT message_id, party, kind, due_ms FROM deadlines WHERE state = 'running' AND due_ms <= ?1 \
-         ORDER BY due_ms LIMIT ?2",
-    )?
-    .query_map(params![until_ms, limit], row_to_running)?
-    .collect()
-}
-
-fn row_to_running(r: &rusqlite::Row<'_>) -> rusqlite::Result<Running> {
-    Ok(Running {
-        message_id: r.get(0)?,
-        party: r.get(1)?,
-        kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
-        due_ms: r.get(3)?,
-    })
-}
-
-/// Per party and kind of clock, how many were met and how many missed,
-/// real traffic only (exercises are left out): the compliance figures.
-pub fn compliance(c: &Connection) -> rusqlite::Result<Vec<(String, Deadline, u64, u64)>> {
-    c.prepare_cached(
-        "SELECT d.party, d.kind, SUM(d.state = 'met'), SUM(d.state = 'missed') FROM deadlines d \
-         JOIN messages m ON m.id = d.message_id WHERE m.exercise = 0 GROUP BY d.party, d.kind ORDER BY d.kind",
-    )?
-    .query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            Deadline::try_from(r.get::<_, i32>(1)?).unwrap_or_default(),
-            r.get::<_, i64>(2)? as u64,
-            r.get::<_, i64>(3)? as u64,
-        ))
-    })?
-    .collect()
-}
-
 /// Records a peer's answer to our human communication check.
 pub fn human_check_answered(
     c: &Connection,
@@ -351,52 +271,6 @@ pub fn human_checks(c: &Connection, party: &str, limit: u32) -> rusqlite::Result
     c.prepare_cached("SELECT round_trip_ms FROM human_checks WHERE party = ?1 ORDER BY answered_ms DESC LIMIT ?2")?
         .query_map(params![party, limit], |r| r.get::<_, i64>(0).map(|ms| ms.max(0) as u64))?
         .collect()
-}
-
-/// A missed step being escalated: the clock it was, its level, when the next is due.
-#[derive(Clone, Debug)]
-pub struct Escalation {
-    /// The clock that was missed.
-    pub missed: Running,
-    /// The level reached.
-    pub level: u32,
-}
-
-/// Records that a missed step reached `level`, the next level due at `next_ms` (none: the last).
-pub fn escalated(c: &Connection, d: &Running, level: u32, next_ms: Option<i64>) -> Result<(), StateError> {
-    c.prepare_cached(
-        "INSERT INTO escalations (message_id, party, kind, level, next_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (message_id, party, kind) DO UPDATE SET level = excluded.level, next_ms = excluded.next_ms",
-    )?
-    .execute(params![d.message_id, d.party, d.kind as i32, level, next_ms])?;
-    Ok(())
-}
-
-/// Escalations whose next level is due by `until_ms`, at most `limit`.
-pub fn escalations_due(c: &Connection, until_ms: i64, limit: u32) -> rusqlite::Result<Vec<Escalation>> {
-    c.prepare_cached(
-        "SELECT message_id, party, kind, next_ms, level FROM escalations WHERE next_ms IS NOT NULL AND next_ms <= ?1 \
-         ORDER BY next_ms LIMIT ?2",
-    )?
-    .query_map(params![until_ms, limit], |r| {
-        Ok(Escalation {
-            missed: row_to_running(r)?,
-            level: r.get(4)?,
-        })
-    })?
-    .collect()
-}
-
-/// How many escalations have a further level due.
-pub fn escalations_pending(c: &Connection) -> rusqlite::Result<u64> {
-    c.prepare_cached("SELECT COUNT(*) FROM escalations WHERE next_ms IS NOT NULL")?
-        .query_row([], |r| r.get::<_, i64>(0).map(|n| n as u64))
-}
-
-/// How many deadlines are running.
-pub fn running_deadline_count(c: &Connection) -> rusqlite::Result<u64> {
-    c.prepare_cached("SELECT COUNT(*) FROM deadlines WHERE state = 'running'")?
-        .query_row([], |r| r.get::<_, i64>(0).map(|n| n as u64))
 }
 
 /// How many deliveries wait in the outbox, per peer.
@@ -500,138 +374,6 @@ pub fn adopt(c: &Connection, version: u64, sha256: &[u8], log_index: u64) -> Res
         "INSERT OR REPLACE INTO adopted (version, sha256, log_index) VALUES (?1, ?2, ?3)",
         params![version as i64, sha256, log_index as i64],
     )?;
-    Ok(())
-}
-
-/// A version of the agreement proposed over the hotline, with every
-/// signature gathered so far.
-#[derive(Clone, Debug)]
-pub struct Proposal {
-    /// The SHA-256 of its text.
-    pub sha256: Vec<u8>,
-    /// Its version number.
-    pub version: u64,
-    /// The signed note with every signature gathered.
-    pub note: Vec<u8>,
-    /// The party that proposed it (the first we heard it from).
-    pub proposed_by: String,
-    /// When we first heard of it, ms since the epoch.
-    pub proposed_ms: i64,
-}
-
-/// What an amendment message adds to a proposal.
-#[derive(Clone, Debug)]
-pub enum AmendmentStep {
-    /// Signatures, already checked, to add to the proposal (kept if new).
-    Signatures(Proposal),
-    /// A party's rejection of the proposal with this text hash, and why.
-    Rejection {
-        /// The SHA-256 of the proposed text.
-        sha256: Vec<u8>,
-        /// The party that rejects it.
-        party: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Records an amendment step: a new proposal is kept, a known one gains the
-/// signatures it lacked, a rejection is noted.
-pub fn record_amendment(c: &Connection, step: &AmendmentStep) -> Result<(), StateError> {
-    match step {
-        AmendmentStep::Rejection { sha256, party, reason } => reject_proposal(c, sha256, party, reason),
-        AmendmentStep::Signatures(p) => {
-            let Some(held) = proposal(c, &p.sha256)? else {
-                return save_proposal(c, p);
-            };
-            let merged = crate::note::SignedNote::parse(&held.note)
-                .and_then(|held| held.union(&crate::note::SignedNote::parse(&p.note)?, |_| true))
-                .map_err(|e| StateError::Invalid(format!("proposal {}: {e}", hex::encode(&p.sha256))))?;
-            save_proposal(
-                c,
-                &Proposal {
-                    note: merged.to_bytes(),
-                    ..held
-                },
-            )
-        }
-    }
-}
-
-/// Keeps a proposal, or replaces its note with one holding more signatures.
-fn save_proposal(c: &Connection, p: &Proposal) -> Result<(), StateError> {
-    c.prepare_cached(
-        "INSERT INTO proposals (sha256, version, note, proposed_by, proposed_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (sha256) DO UPDATE SET note = excluded.note",
-    )?
-    .execute(params![
-        p.sha256,
-        p.version as i64,
-        p.note,
-        p.proposed_by,
-        p.proposed_ms
-    ])?;
-    Ok(())
-}
-
-/// Proposals of versions after `adopted`, oldest first: what is pending.
-pub fn proposals_after(c: &Connection, adopted: u64) -> rusqlite::Result<Vec<Proposal>> {
-    c.prepare_cached(
-        "SELECT sha256, version, note, proposed_by, proposed_ms FROM proposals WHERE version > ?1 ORDER BY version, proposed_ms",
-    )?
-    .query_map([adopted as i64], row_to_proposal)?
-    .collect()
-}
-
-/// The proposal whose text has SHA-256 `sha256`, if we hold it.
-pub fn proposal(c: &Connection, sha256: &[u8]) -> rusqlite::Result<Option<Proposal>> {
-    c.prepare_cached("SELECT sha256, version, note, proposed_by, proposed_ms FROM proposals WHERE sha256 = ?1")?
-        .query_row([sha256], row_to_proposal)
-        .optional()
-}
-
-fn row_to_proposal(r: &rusqlite::Row<'_>) -> rusqlite::Result<Proposal> {
-    Ok(Proposal {
-        sha256: r.get(0)?,
-        version: r.get::<_, i64>(1)? as u64,
-        note: r.get(2)?,
-        proposed_by: r.get(3)?,
-        proposed_ms: r.get(4)?,
-    })
-}
-
-/// Records that `party` rejected a proposal, and why.
-fn reject_proposal(c: &Connection, sha256: &[u8], party: &str, reason: &str) -> Result<(), StateError> {
-    c.prepare_cached("INSERT OR REPLACE INTO rejections (sha256, party, reason) VALUES (?1, ?2, ?3)")?
-        .execute(params![sha256, party, reason])?;
-    Ok(())
-}
-
-/// Who rejected a proposal, and why.
-pub fn rejections(c: &Connection, sha256: &[u8]) -> rusqlite::Result<Vec<(String, String)>> {
-    c.prepare_cached("SELECT party, reason FROM rejections WHERE sha256 = ?1 ORDER BY party")?
-        .query_map([sha256], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect()
-}
-
-/// The running clocks that concern a party that leaves: those it owes, and
-/// those `me` owes for messages it sent.
-pub fn running_deadlines_of(c: &Connection, party: &str, me: &str) -> rusqlite::Result<Vec<Running>> {
-    c.prepare_cached(
-        "SELECT d.message_id, d.party, d.kind, d.due_ms FROM deadlines d \
-         LEFT JOIN messages m ON m.id = d.message_id \
-         WHERE d.state = 'running' AND (d.party = ?1 OR (d.party = ?2 AND m.sender = ?1)) ORDER BY d.due_ms",
-    )?
-    .query_map(params![party, me], row_to_running)?
-    .collect()
-}
-
-/// Closes a running clock whose party left: neither met nor missed.
-pub fn close_deadline(c: &Connection, d: &Running) -> Result<(), StateError> {
-    c.prepare_cached(
-        "UPDATE deadlines SET state = 'closed' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'",
-    )?
-    .execute(params![d.message_id, d.party, d.kind as i32])?;
     Ok(())
 }
 

@@ -1,6 +1,15 @@
 //! The rules a notice, response or amendment must meet before it is signed
-//! or accepted: ids, parties, enum values, sizes and the TLP sharing rule.
+//! or accepted: ids, parties, enum values, languages and sizes here, the
+//! rules along a thread (TLP, exercises) in `thread.rs`, the errors in
+//! `error.rs`.
 
+mod error;
+mod thread;
+
+pub use error::MessageError;
+pub use thread::*;
+
+use error::invalid;
 use prost::Message as _;
 
 use crate::agreement::{Norms, is_valid_party_id};
@@ -11,63 +20,6 @@ use crate::proto::{
 
 /// The longest title accepted, in bytes.
 pub const MAX_TITLE_BYTES: usize = 512;
-
-/// Why a notice, response or amendment breaks the message rules; each names its field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MessageError {
-    /// A required field is empty or absent.
-    #[error("field {0} is required")]
-    Missing(&'static str),
-    /// A field holds a value outside its rules.
-    #[error("field {field}: {reason}")]
-    Invalid {
-        /// The field at fault.
-        field: &'static str,
-        /// Why it is wrong.
-        reason: String,
-    },
-    /// The encoded message is larger than the agreement allows.
-    #[error("message is {size} bytes, over the agreed max_notice_bytes of {max}")]
-    TooLarge {
-        /// Its size in bytes.
-        size: usize,
-        /// The agreed `max_notice_bytes`.
-        max: u64,
-    },
-    /// A reply would be less restricted than the notice it continues.
-    #[error(
-        "notice {id} is TLP:{tlp} but continues TLP:{original_tlp} notice {original}: a reply is at least as restricted as what it answers"
-    )]
-    TlpWeakened {
-        /// The reply's id.
-        id: String,
-        /// Its TLP label.
-        tlp: String,
-        /// The notice it continues.
-        original: String,
-        /// That notice's TLP label.
-        original_tlp: String,
-    },
-    /// TLP forbids sharing this notice with the named party.
-    #[error(
-        "TLP:{tlp} notice {id} may not be forwarded to {party}: only TLP:CLEAR and TLP:GREEN may go beyond their recipients"
-    )]
-    TlpForbidsForward {
-        /// The notice id.
-        id: String,
-        /// Its TLP label.
-        tlp: String,
-        /// The party.
-        party: String,
-    },
-}
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> MessageError {
-    MessageError::Invalid {
-        field,
-        reason: reason.into(),
-    }
-}
 
 /// Checks that `id` is a UUIDv7 in its canonical hyphenated form.
 pub fn check_uuid_v7(field: &'static str, id: &str) -> Result<uuid::Uuid, MessageError> {
@@ -317,97 +269,6 @@ pub fn validate_amendment(a: &Amendment, norms: &Norms) -> Result<(), MessageErr
         return Err(MessageError::Missing("author"));
     }
     check_size(a, norms)
-}
-
-/// Checks the TLP rule before a received notice goes to `party`: a party that
-/// was not among its recipients may get it only if it is TLP:CLEAR or TLP:GREEN.
-pub fn check_forward(n: &Notice, party: &str) -> Result<(), MessageError> {
-    if n.to.iter().any(|p| p == party) || n.from == party {
-        return Ok(());
-    }
-    match Tlp::try_from(n.tlp).unwrap_or_default() {
-        Tlp::Clear | Tlp::Green => Ok(()),
-        other => Err(MessageError::TlpForbidsForward {
-            id: n.id.clone(),
-            tlp: tlp_label(other).to_owned(),
-            party: party.to_owned(),
-        }),
-    }
-}
-
-/// How far a TLP label lets information go: CLEAR the furthest, RED the least.
-fn restriction(tlp: Tlp) -> u8 {
-    match tlp {
-        Tlp::Clear => 0,
-        Tlp::Green => 1,
-        Tlp::Amber => 2,
-        Tlp::AmberStrict => 3,
-        Tlp::Red | Tlp::Unspecified => 4,
-    }
-}
-
-/// Checks that a reply or response is the same exercise (or none) as the
-/// notice it continues: practice never turns real, nor real into practice.
-pub fn check_exercise(id: &str, exercise: i32, original: &Notice) -> Result<(), MessageError> {
-    if exercise == original.exercise {
-        return Ok(());
-    }
-    let name = |e: i32| {
-        Exercise::try_from(e)
-            .unwrap_or_default()
-            .as_str_name()
-            .trim_start_matches("EXERCISE_")
-            .to_owned()
-    };
-    Err(invalid(
-        "exercise",
-        format!(
-            "{id} is {} but continues notice {}, which is {}",
-            name(exercise),
-            original.id,
-            name(original.exercise)
-        ),
-    ))
-}
-
-/// Checks the TLP rule along a thread: `reply` continues `original` (its
-/// `in_reply_to`), so it is at least as restricted, and goes to nobody the
-/// original may not reach. Checked hop by hop, by the sender and by every
-/// receiver that holds the original, this holds along the whole thread. A
-/// reply to an exercise is the same exercise.
-pub fn check_reply(reply: &Notice, original: &Notice) -> Result<(), MessageError> {
-    check_exercise(&reply.id, reply.exercise, original)?;
-    let (tlp, original_tlp) = (reply.tlp(), original.tlp());
-    if restriction(tlp) < restriction(original_tlp) {
-        return Err(MessageError::TlpWeakened {
-            id: reply.id.clone(),
-            tlp: tlp_label(tlp).to_owned(),
-            original: original.id.clone(),
-            original_tlp: tlp_label(original_tlp).to_owned(),
-        });
-    }
-    reply.to.iter().try_for_each(|p| check_forward(original, p))
-}
-
-/// The TLP 2.0 label, as people write it.
-pub fn tlp_label(tlp: Tlp) -> &'static str {
-    match tlp {
-        Tlp::Unspecified => "UNSPECIFIED",
-        Tlp::Clear => "CLEAR",
-        Tlp::Green => "GREEN",
-        Tlp::Amber => "AMBER",
-        Tlp::AmberStrict => "AMBER+STRICT",
-        Tlp::Red => "RED",
-    }
-}
-
-/// The notice a notice belongs to: the one it continues, or itself.
-pub fn thread_of(n: &Notice) -> &str {
-    if n.in_reply_to.is_empty() {
-        &n.id
-    } else {
-        &n.in_reply_to
-    }
 }
 
 /// Decodes a notice payload; the bytes stay the signed ones.

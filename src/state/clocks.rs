@@ -1,0 +1,163 @@
+//! The clocks the norms run: who owes what by when (deadlines, met,
+//! missed or closed), the compliance figures drawn from them, and the
+//! escalations of missed steps.
+
+use rusqlite::{Connection, params};
+
+use crate::log::StateError;
+use crate::proto::Deadline;
+
+/// Starts a clock: `party` owes `kind` for `message_id` by `due_ms`.
+pub fn start_deadline(
+    c: &Connection,
+    message_id: &str,
+    party: &str,
+    kind: Deadline,
+    due_ms: i64,
+) -> Result<(), StateError> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO deadlines (message_id, party, kind, due_ms, state) VALUES (?1, ?2, ?3, ?4, 'running')",
+    )?
+    .execute(params![message_id, party, kind as i32, due_ms])?;
+    Ok(())
+}
+
+/// Stops a running clock because the message arrived; true if it was running.
+pub fn meet_deadline(c: &Connection, message_id: &str, party: &str, kind: Deadline) -> Result<bool, StateError> {
+    let n = c
+        .prepare_cached("UPDATE deadlines SET state = 'met' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'")?
+        .execute(params![message_id, party, kind as i32])?;
+    Ok(n == 1)
+}
+
+/// Marks a running clock missed; refused as no longer running unless this
+/// call did it, so the event is logged once.
+pub fn miss_deadline(c: &Connection, d: &Running) -> Result<(), StateError> {
+    let n = c
+        .prepare_cached("UPDATE deadlines SET state = 'missed' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'")?
+        .execute(params![d.message_id, d.party, d.kind as i32])?;
+    match n {
+        1 => Ok(()),
+        _ => Err(StateError::NotRunning(format!(
+            "the {:?} clock of {} for {}",
+            d.kind, d.party, d.message_id
+        ))),
+    }
+}
+
+/// A running clock.
+#[derive(Clone, Debug)]
+pub struct Running {
+    /// The message it belongs to.
+    pub message_id: String,
+    /// Who owes the message.
+    pub party: String,
+    /// What is owed.
+    pub kind: Deadline,
+    /// By when, ms since the epoch.
+    pub due_ms: i64,
+}
+
+/// Running clocks due by `until_ms` (any time with `i64::MAX`), soonest first, at most `limit`.
+pub fn running_deadlines(c: &Connection, until_ms: i64, limit: u32) -> rusqlite::Result<Vec<Running>> {
+    c.prepare_cached(
+        "SELECT message_id, party, kind, due_ms FROM deadlines WHERE state = 'running' AND due_ms <= ?1 \
+         ORDER BY due_ms LIMIT ?2",
+    )?
+    .query_map(params![until_ms, limit], row_to_running)?
+    .collect()
+}
+
+fn row_to_running(r: &rusqlite::Row<'_>) -> rusqlite::Result<Running> {
+    Ok(Running {
+        message_id: r.get(0)?,
+        party: r.get(1)?,
+        kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
+        due_ms: r.get(3)?,
+    })
+}
+
+/// Per party and kind of clock, how many were met and how many missed,
+/// real traffic only (exercises are left out): the compliance figures.
+pub fn compliance(c: &Connection) -> rusqlite::Result<Vec<(String, Deadline, u64, u64)>> {
+    c.prepare_cached(
+        "SELECT d.party, d.kind, SUM(d.state = 'met'), SUM(d.state = 'missed') FROM deadlines d \
+         JOIN messages m ON m.id = d.message_id WHERE m.exercise = 0 GROUP BY d.party, d.kind ORDER BY d.kind",
+    )?
+    .query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            Deadline::try_from(r.get::<_, i32>(1)?).unwrap_or_default(),
+            r.get::<_, i64>(2)? as u64,
+            r.get::<_, i64>(3)? as u64,
+        ))
+    })?
+    .collect()
+}
+
+/// A missed step being escalated: the clock it was, its level, when the next is due.
+#[derive(Clone, Debug)]
+pub struct Escalation {
+    /// The clock that was missed.
+    pub missed: Running,
+    /// The level reached.
+    pub level: u32,
+}
+
+/// Records that a missed step reached `level`, the next level due at `next_ms` (none: the last).
+pub fn escalated(c: &Connection, d: &Running, level: u32, next_ms: Option<i64>) -> Result<(), StateError> {
+    c.prepare_cached(
+        "INSERT INTO escalations (message_id, party, kind, level, next_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (message_id, party, kind) DO UPDATE SET level = excluded.level, next_ms = excluded.next_ms",
+    )?
+    .execute(params![d.message_id, d.party, d.kind as i32, level, next_ms])?;
+    Ok(())
+}
+
+/// Escalations whose next level is due by `until_ms`, at most `limit`.
+pub fn escalations_due(c: &Connection, until_ms: i64, limit: u32) -> rusqlite::Result<Vec<Escalation>> {
+    c.prepare_cached(
+        "SELECT message_id, party, kind, next_ms, level FROM escalations WHERE next_ms IS NOT NULL AND next_ms <= ?1 \
+         ORDER BY next_ms LIMIT ?2",
+    )?
+    .query_map(params![until_ms, limit], |r| {
+        Ok(Escalation {
+            missed: row_to_running(r)?,
+            level: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// How many escalations have a further level due.
+pub fn escalations_pending(c: &Connection) -> rusqlite::Result<u64> {
+    c.prepare_cached("SELECT COUNT(*) FROM escalations WHERE next_ms IS NOT NULL")?
+        .query_row([], |r| r.get::<_, i64>(0).map(|n| n as u64))
+}
+
+/// How many deadlines are running.
+pub fn running_deadline_count(c: &Connection) -> rusqlite::Result<u64> {
+    c.prepare_cached("SELECT COUNT(*) FROM deadlines WHERE state = 'running'")?
+        .query_row([], |r| r.get::<_, i64>(0).map(|n| n as u64))
+}
+
+/// The running clocks that concern a party that leaves: those it owes, and
+/// those `me` owes for messages it sent.
+pub fn running_deadlines_of(c: &Connection, party: &str, me: &str) -> rusqlite::Result<Vec<Running>> {
+    c.prepare_cached(
+        "SELECT d.message_id, d.party, d.kind, d.due_ms FROM deadlines d \
+         LEFT JOIN messages m ON m.id = d.message_id \
+         WHERE d.state = 'running' AND (d.party = ?1 OR (d.party = ?2 AND m.sender = ?1)) ORDER BY d.due_ms",
+    )?
+    .query_map(params![party, me], row_to_running)?
+    .collect()
+}
+
+/// Closes a running clock whose party left: neither met nor missed.
+pub fn close_deadline(c: &Connection, d: &Running) -> Result<(), StateError> {
+    c.prepare_cached(
+        "UPDATE deadlines SET state = 'closed' WHERE message_id = ?1 AND party = ?2 AND kind = ?3 AND state = 'running'",
+    )?
+    .execute(params![d.message_id, d.party, d.kind as i32])?;
+    Ok(())
+}
