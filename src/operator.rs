@@ -309,7 +309,7 @@ impl Operator for OperatorService {
             .collect();
         Ok(Response::new(StatusResponse {
             agreement_version: in_force.version(),
-            amendments_pending: node.read(|c| state::proposals_after(c, in_force.version()))?.len() as u64,
+            amendments_pending: node.read(|c| state::pending_count(c, in_force.version()))? as u64,
             party: node.party.clone(),
             log_size: node.log.head().size,
             deadlines_running: running,

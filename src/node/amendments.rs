@@ -164,7 +164,7 @@ impl Node {
                 reason: a.reason.clone(),
             }));
         }
-        if !held && self.read(|c| state::proposals_after(c, current.version()))?.len() >= MAX_PENDING {
+        if !held && self.read(|c| state::pending_count(c, current.version()))? >= MAX_PENDING {
             return Err(NodeError::BadAmendment(format!(
                 "{MAX_PENDING} proposals are pending already; amendment {} is refused until some are adopted",
                 a.id

@@ -85,6 +85,12 @@ pub fn proposals_after(c: &Connection, adopted: u64) -> rusqlite::Result<Vec<Pro
     .collect()
 }
 
+/// How many proposals of versions after `adopted` are pending.
+pub fn pending_count(c: &Connection, adopted: u64) -> rusqlite::Result<usize> {
+    c.prepare_cached("SELECT COUNT(*) FROM proposals WHERE version > ?1")?
+        .query_row([adopted as i64], |r| r.get::<_, i64>(0).map(|n| n as usize))
+}
+
 /// The proposal whose text has SHA-256 `sha256`, if we hold it.
 pub fn proposal(c: &Connection, sha256: &[u8]) -> rusqlite::Result<Option<Proposal>> {
     c.prepare_cached("SELECT sha256, version, note, proposed_by, proposed_ms FROM proposals WHERE sha256 = ?1")?
