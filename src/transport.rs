@@ -90,28 +90,17 @@ pub struct ServerTls {
 impl ServerTls {
     /// The settings for `agreement`, with `node` as our certificate and `own_ca` (PEM) our CA.
     pub fn new(node: &CertKey, own_ca: &str, agreement: &crate::agreement::Agreement) -> Result<Self, TransportError> {
-        let tls = Self {
+        let config = config_for(node, own_ca, agreement)?;
+        Ok(Self {
             node: node.clone(),
             own_ca: own_ca.to_owned(),
-            config: std::sync::RwLock::new(std::sync::Arc::new(server_config(node, own_ca)?)),
-        };
-        tls.set_agreement(agreement)?;
-        Ok(tls)
+            config: std::sync::RwLock::new(std::sync::Arc::new(config)),
+        })
     }
 
     /// Accepts the client CAs of `agreement` from the next connection on.
     pub fn set_agreement(&self, agreement: &crate::agreement::Agreement) -> Result<(), TransportError> {
-        let client_cas: String = agreement
-            .parties
-            .iter()
-            .filter_map(|p| match &p.tls {
-                crate::agreement::TlsIdentity::Ca(pem) => Some(pem.as_str()),
-                _ => None,
-            })
-            .chain(std::iter::once(self.own_ca.as_str()))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let config = std::sync::Arc::new(server_config(&self.node, &client_cas)?);
+        let config = std::sync::Arc::new(config_for(&self.node, &self.own_ca, agreement)?);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
         Ok(())
     }
@@ -119,6 +108,25 @@ impl ServerTls {
     fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(self.config.read().unwrap_or_else(|e| e.into_inner()).clone())
     }
+}
+
+/// The server settings for `agreement`: every party's `tls_ca` and `own_ca` accepted as client CAs.
+fn config_for(
+    node: &CertKey,
+    own_ca: &str,
+    agreement: &crate::agreement::Agreement,
+) -> Result<rustls::ServerConfig, TransportError> {
+    let client_cas: String = agreement
+        .parties
+        .iter()
+        .filter_map(|p| match &p.tls {
+            crate::agreement::TlsIdentity::Ca(pem) => Some(pem.as_str()),
+            _ => None,
+        })
+        .chain(std::iter::once(own_ca))
+        .collect::<Vec<_>>()
+        .join("\n");
+    server_config(node, &client_cas)
 }
 
 /// A connection whose TLS handshake is done.
