@@ -70,7 +70,12 @@ pub fn format_duration(d: Duration) -> String {
 
 /// Milliseconds since the Unix epoch, as deadlines are stored.
 pub fn now_ms() -> i64 {
-    (now().unix_timestamp_nanos() / 1_000_000) as i64
+    to_ms(now())
+}
+
+/// `at` in milliseconds since the Unix epoch, as deadlines are stored.
+pub fn to_ms(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// Where a node reads the time and waits for it: the system clock, or a
@@ -110,7 +115,7 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch, as deadlines are stored.
     pub fn now_ms(&self) -> i64 {
-        (self.now().unix_timestamp_nanos() / 1_000_000) as i64
+        to_ms(self.now())
     }
 
     /// Waits until `d` has passed on this clock.

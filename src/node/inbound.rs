@@ -330,7 +330,7 @@ impl Node {
             Message::Response(r) => {
                 meets.extend_from_slice(message::clocks_met(r.status()));
                 if let Some(by) = r.promised_by.as_ref().and_then(clock::from_proto) {
-                    let due = (by.unix_timestamp_nanos() / 1_000_000) as i64;
+                    let due = clock::to_ms(by);
                     owed.push((r.notice_id.clone(), from.to_owned(), Deadline::Promise, due));
                 }
                 let ours_row = self

@@ -270,7 +270,7 @@ impl Node {
                         message_id: Some(notice_id.to_owned()),
                         party: self.party.clone(),
                         kind: Deadline::Promise,
-                        due_ms: (by.unix_timestamp_nanos() / 1_000_000) as i64,
+                        due_ms: clock::to_ms(by),
                     })
                     .into_iter()
                     .collect(),
