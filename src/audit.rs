@@ -46,7 +46,7 @@ impl AuditService {
 
     /// A local auditor or operator, within its rate and in-flight limits.
     fn allow<T>(&self, req: &Request<T>) -> Result<Admitted, Status> {
-        let who = require_local(&self.identifier, req, &[Role::Auditor, Role::Operator])?;
+        let (who, _) = require_local(&self.identifier, req, &[Role::Auditor, Role::Operator])?;
         self.limits.admit(&format!("operator {who}"))
     }
 }

@@ -46,6 +46,7 @@ struct RawConfig {
     identity_key: PathBuf,
     #[serde(default = "next_key")]
     next_identity_key: PathBuf,
+    roster: Option<PathBuf>,
     tls_ca: PathBuf,
     tls_cert: PathBuf,
     tls_key: PathBuf,
@@ -122,6 +123,9 @@ pub struct Config {
     /// Where a rotation's new identity key is put (need not exist): read
     /// when an adopted agreement lists a key of ours the node does not hold.
     pub next_identity_key: PathBuf,
+    /// Our roster as a signed note, published at start when its version is
+    /// above the one logged (later versions go through `hotline roster`).
+    pub roster: Option<PathBuf>,
     /// Our CA certificate (PEM).
     pub tls_ca: PathBuf,
     /// The node's certificate and key (PEM).
@@ -221,6 +225,7 @@ impl Config {
             agreement: abs(&raw.agreement),
             identity_key: abs(&raw.identity_key),
             next_identity_key: abs(&raw.next_identity_key),
+            roster: raw.roster.as_deref().map(abs),
             tls_ca: abs(&raw.tls_ca),
             tls_cert: abs(&raw.tls_cert),
             tls_key: abs(&raw.tls_key),

@@ -21,6 +21,8 @@ pub const RECEIPT_TYPE: &str = "application/vnd.hotline.receipt+proto";
 pub const RESPONSE_TYPE: &str = "application/vnd.hotline.response+proto";
 /// Payload type of a signed [`crate::proto::Amendment`].
 pub const AMENDMENT_TYPE: &str = "application/vnd.hotline.amendment+proto";
+/// Payload type of a `hotline.v1.RosterUpdate`: a party's roster of points of contact.
+pub const ROSTER_TYPE: &str = "application/vnd.hotline.roster+proto";
 
 /// Why an envelope was refused.
 #[derive(Debug, thiserror::Error)]

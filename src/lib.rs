@@ -5,7 +5,8 @@
 //! **Formats**, the evidence others verify: the wire types ([`proto`]), time
 //! and the node's clock ([`clock`]), keys and the two signature formats
 //! ([`keys`], [`note`], [`envelope`]), the agreement parties sign
-//! ([`agreement`]) and the rules a message must meet ([`message`]).
+//! ([`agreement`]), each party's roster of people ([`roster`]) and the rules a
+//! message must meet ([`message`]).
 //!
 //! **Storage**: SQLite and its migrations ([`store`]); the append-only audit
 //! log ([`log`]: its writer, reader, RFC 6962 tree, checkpoints, entries,
@@ -43,6 +44,8 @@ pub mod note;
 pub mod envelope;
 
 pub mod agreement;
+
+pub mod roster;
 
 pub mod message;
 

@@ -12,12 +12,12 @@ use tracing::Instrument;
 
 use crate::clock;
 use crate::message::Kind;
-use crate::node::{Actor, Answer, Node};
+use crate::node::{Actor, Answer, Node, NodeError};
 use crate::proto::operator_server::Operator;
 use crate::proto::{
     AmendmentStepResponse, ApproveAmendmentRequest, ClockFigures, CommCheckRequest, CommCheckResponse, Event,
-    GetNoticeRequest, ListAmendmentsRequest, ListAmendmentsResponse, ListNoticesRequest, ListNoticesResponse,
-    NoticeSummary, NoticeThread, PeerStatus, PendingAmendment, ProposeAmendmentRequest, RejectAmendmentRequest,
+    GetNoticeRequest, GetRosterRequest, GetRosterResponse, ListAmendmentsRequest, ListAmendmentsResponse, ListNoticesRequest, ListNoticesResponse,
+    NoticeSummary, NoticeThread, PeerStatus, PendingAmendment, ProposeAmendmentRequest, PublishRosterRequest, PublishRosterResponse, RejectAmendmentRequest,
     Rejection, RespondRequest, RespondResponse, ResponseStatus, RunningDeadline, SendNoticeOutcome, SendNoticeRequest,
     SendNoticeResponse, StatusRequest, StatusResponse, WatchEventsRequest, send_notice_outcome,
 };
@@ -39,20 +39,25 @@ impl OperatorService {
         Self { node }
     }
 
-    fn operator<T>(&self, req: &Request<T>) -> Result<String, Status> {
-        require_local(&self.node.identifier, req, &[Role::Operator])
+    /// An operator certificate that may act: its name in hotline.toml (what
+    /// its limits count by) and the roster contact who acts with it.
+    fn operator<T>(&self, req: &Request<T>) -> Result<(String, String), Status> {
+        let (name, fingerprint) = require_local(&self.node.identifier, req, &[Role::Operator])?;
+        let contact = self.node.acting_contact(&name, &fingerprint)?;
+        Ok((name, contact))
     }
 
-    /// An operator call that writes: counted against the operator's limits.
+    /// An operator call that writes: counted against the operator's limits;
+    /// returns the roster contact who acts.
     fn writer<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
-        let who = self.operator(req)?;
-        let admitted = admit(&self.node, &who)?;
-        Ok((who, admitted))
+        let (name, contact) = self.operator(req)?;
+        let admitted = admit(&self.node, &name)?;
+        Ok((contact, admitted))
     }
 
     /// A read-only call: operators and auditors, counted against the same limits as writes.
     fn reader<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
-        let who = require_local(&self.node.identifier, req, &[Role::Operator, Role::Auditor])?;
+        let (who, _) = require_local(&self.node.identifier, req, &[Role::Operator, Role::Auditor])?;
         let admitted = admit(&self.node, &who)?;
         Ok((who, admitted))
     }
@@ -97,7 +102,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<Streaming<SendNoticeRequest>>,
     ) -> Result<Response<Self::SendNoticesStream>, Status> {
-        let who = self.operator(&req)?;
+        let (name, who) = self.operator(&req)?;
         tracing::Span::current().record("operator", who.as_str());
         let mut incoming = req.into_inner();
         // Each notice runs as its own task; the handles queue in arrival
@@ -110,10 +115,10 @@ impl Operator for OperatorService {
                 loop {
                     let next = match incoming.message().await {
                         Ok(Some(r)) => {
-                            let (node, who) = (node.clone(), who.clone());
+                            let (node, name, who) = (node.clone(), name.clone(), who.clone());
                             Ok(tokio::spawn(
                                 async move {
-                                    let _admitted = admit(&node, &who)?;
+                                    let _admitted = admit(&node, &name)?;
                                     send_one(&node, &who, r).await
                                 }
                                 .in_current_span(),
@@ -223,15 +228,23 @@ impl Operator for OperatorService {
                 responses.push(m.envelope.clone());
                 receipts.extend(state::receipts(c, &m.id)?.into_iter().map(|(_, e)| e));
             }
-            Ok(Some(NoticeThread {
+            let authors = std::iter::once(&notice)
+                .chain(messages.iter().filter(|m| m.kind == Kind::Response))
+                .filter_map(|m| Some((m.sender.clone(), m.author()?)))
+                .collect::<Vec<_>>();
+            Ok(Some((authors, NoticeThread {
                 notice: Some(notice.envelope),
                 receipts,
                 responses,
                 norm_events: state::norm_events(c, Some(&id), 100)?,
-            }))
+                people: Vec::new(),
+            })))
         })?;
         thread
-            .map(Response::new)
+            .map(|(authors, thread)| {
+                let people = self.node.people(authors.iter().map(|(p, n)| (p.as_str(), n.as_str())));
+                Response::new(NoticeThread { people, ..thread })
+            })
             .ok_or_else(|| Status::not_found(format!("no notice with id {id}")))
     }
 
@@ -293,6 +306,7 @@ impl Operator for OperatorService {
                     .find(|(party, _)| *party == p.id)
                     .and_then(|(_, ms)| clock::ms_to_proto(*ms)),
                 witnessed_size,
+                roster_version: node.rosters.version(&p.id),
                 agreement_version: node.agreements.version_of(&p.id),
                 deadlines_met: compliance.iter().filter(|c| c.0 == p.id).map(|c| c.2).sum(),
                 deadlines_missed: compliance.iter().filter(|c| c.0 == p.id).map(|c| c.3).sum(),
@@ -308,6 +322,7 @@ impl Operator for OperatorService {
             })
             .collect();
         Ok(Response::new(StatusResponse {
+            roster_version: node.rosters.version(&node.party),
             agreement_version: in_force.version(),
             amendments_pending: node.read(|c| state::pending_count(c, in_force.version()))? as u64,
             party: node.party.clone(),
@@ -420,6 +435,42 @@ impl Operator for OperatorService {
             text_sha256: in_force.text_sha256.to_vec(),
             signed_note: in_force.signed.to_bytes(),
             pending,
+        }))
+    }
+
+    #[tracing::instrument(name = "Operator.PublishRoster", skip_all, fields(operator))]
+    async fn publish_roster(
+        &self,
+        req: Request<PublishRosterRequest>,
+    ) -> Result<Response<PublishRosterResponse>, Status> {
+        // The roster's signature by our identity key is the authority here, not the roster in force:
+        // a certificate no contact names yet may publish the roster that names it.
+        let (name, fingerprint) = require_local(&self.node.identifier, &req, &[Role::Operator])?;
+        let _admitted = admit(&self.node, &name)?;
+        let who = self.node.acting_contact(&name, &fingerprint).unwrap_or(name);
+        tracing::Span::current().record("operator", who.as_str());
+        let (sent, version) = self
+            .node
+            .publish_roster(&req.into_inner().signed_roster, Actor::Operator(&who))
+            .await?;
+        Ok(Response::new(PublishRosterResponse {
+            id: sent.id,
+            log_index: sent.log_index,
+            version,
+        }))
+    }
+
+    #[tracing::instrument(name = "Operator.GetRoster", skip_all)]
+    async fn get_roster(&self, req: Request<GetRosterRequest>) -> Result<Response<GetRosterResponse>, Status> {
+        let _admitted = self.reader(&req)?;
+        let party = match req.into_inner().party {
+            p if p.is_empty() => self.node.party.clone(),
+            p => p,
+        };
+        let held = self.node.rosters.get(&party).ok_or(NodeError::NoRoster(party))?;
+        Ok(Response::new(GetRosterResponse {
+            signed_roster: held.signed.to_bytes(),
+            log_index: held.log_index,
         }))
     }
 }

@@ -1,6 +1,7 @@
 //! Creating a party's files, as `hotline init` and `hotline demo` do: the
 //! identity key, a CA with node, operator and auditor certificates, the node
-//! configuration, and the party's entry for the agreement.
+//! configuration, its first roster of points of contact, and the party's
+//! entry for the agreement.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,9 @@ pub enum SetupError {
     /// Certificates could not be made.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The first roster could not be made.
+    #[error(transparent)]
+    Roster(#[from] crate::roster::RosterError),
     /// A file could not be written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -138,6 +142,23 @@ pub fn create(
     key.save(&key_path)?;
     let vkey = key.verifier().to_string();
     write(&dir.join("identity.pub"), &format!("{vkey}\n"), false)?;
+    // The first roster: one duty officer, both roles, with the operator certificate.
+    let operator_pem = std::fs::read_to_string(dir.join("tls/operator.pem")).map_err(|source| SetupError::Io {
+        path: dir.join("tls/operator.pem"),
+        source,
+    })?;
+    let operator_fp = tls::certs_from_pem("tls/operator.pem", &operator_pem)?
+        .first()
+        .map(tls::fingerprint)
+        .unwrap_or_default();
+    let roster = crate::roster::initial(party, &format!("{party} duty officer"), &operator_fp);
+    write(&dir.join("roster.toml"), &roster, false)?;
+    let signed = crate::roster::SignedRoster::sign(&roster, &key)?;
+    write(
+        &dir.join("roster.signed"),
+        &String::from_utf8_lossy(&signed.to_bytes()),
+        false,
+    )?;
 
     let config = dir.join("hotline.toml");
     write(
@@ -154,6 +175,9 @@ data = "."
 # The agreement, signed by every party (see `hotline agreement`).
 agreement = "agreement.toml"
 identity_key = "identity.key"
+# This party's roster of points of contact, signed by the identity key: published to every peer
+# at start if newer than the one logged. Only certificates a contact lists may act.
+roster = "roster.signed"
 # This party's CA (published in the agreement as tls_ca) and the node's certificate.
 tls_ca = "tls/ca.pem"
 tls_cert = "tls/node.pem"

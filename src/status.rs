@@ -41,6 +41,8 @@ impl From<NodeError> for Status {
             Message(MessageError::TlpForbidsForward { .. } | MessageError::TlpWeakened { .. }) | OwnNotice(_) => {
                 Code::FailedPrecondition
             }
+            BadRoster(crate::roster::RosterError::NotByParty { .. }) | NotInRoster { .. } => Code::PermissionDenied,
+            RosterNotNewer { .. } => Code::FailedPrecondition,
             Message(_)
             | MissingField(_)
             | NotDeliverable(_)
@@ -51,11 +53,13 @@ impl From<NodeError> for Status {
             | NotAPeer(_)
             | UnknownRecipient(_)
             | BadAmendment(_)
+            | RosterMismatch { .. }
+            | BadRoster(_)
             | Signatures(_) => Code::InvalidArgument,
             BadSignature { .. } => Code::Unauthenticated,
             SignerIsNotCaller { .. } | FromIsNotCaller { .. } | NotARecipient { .. } => Code::PermissionDenied,
             IdReused(_) | IdTaken(_) => Code::AlreadyExists,
-            NoSuchPeer(_) | NoSuchNotice(_) | UnknownNotice { .. } | NoSuchAgreement { .. } | NoSuchProposal(_) => {
+            NoSuchPeer(_) | NoSuchNotice(_) | UnknownNotice { .. } | NoSuchAgreement { .. } | NoSuchProposal(_) | NoRoster(_) => {
                 Code::NotFound
             }
         };
@@ -111,11 +115,20 @@ pub fn caller<T>(identifier: &Identifier, req: &Request<T>) -> Result<Caller, St
     })
 }
 
-/// Requires a local caller with one of `roles`; returns its name.
-pub fn require_local<T>(identifier: &Identifier, req: &Request<T>, roles: &[Role]) -> Result<String, Status> {
+/// Requires a local caller with one of `roles`; returns its name in the
+/// configuration and its certificate's SHA-256.
+pub fn require_local<T>(
+    identifier: &Identifier,
+    req: &Request<T>,
+    roles: &[Role],
+) -> Result<(String, [u8; 32]), Status> {
     match caller(identifier, req)? {
-        Caller::Local { name, role } if roles.contains(&role) => Ok(name),
-        Caller::Local { name, role } => Err(Status::permission_denied(format!(
+        Caller::Local {
+            name,
+            role,
+            fingerprint,
+        } if roles.contains(&role) => Ok((name, fingerprint)),
+        Caller::Local { name, role, .. } => Err(Status::permission_denied(format!(
             "{name} has role {role:?}; this call needs one of {roles:?}"
         ))),
         Caller::Party(p) | Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(

@@ -252,6 +252,33 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX escalations_due ON escalations (next_ms) WHERE next_ms IS NOT NULL;
 "#,
+    r#"
+    -- Schema version 11: parties' rosters of points of contact travel as messages,
+    -- and every version a node logged is kept.
+    CREATE TABLE messages_v11 (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind = 'notice' OR kind = 'response' OR kind = 'amendment' OR kind = 'roster'),
+        direction TEXT NOT NULL CHECK (direction = 'sent' OR direction = 'received'),
+        sender TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        payload_sha256 BLOB NOT NULL,
+        log_index INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        exercise INTEGER NOT NULL DEFAULT 0 CHECK (exercise = 0 OR exercise = 1)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO messages_v11 SELECT * FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v11 RENAME TO messages;
+    CREATE INDEX messages_thread ON messages (thread);
+
+    CREATE TABLE rosters (
+        party TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        note BLOB NOT NULL,
+        log_index INTEGER NOT NULL,
+        PRIMARY KEY (party, version)
+    ) STRICT;
+"#,
 ];
 
 /// Why the database could not be used.

@@ -181,6 +181,8 @@ pub enum Caller {
         name: String,
         /// What it may do.
         role: Role,
+        /// The SHA-256 of its certificate, which the party's roster names.
+        fingerprint: [u8; 32],
     },
 }
 
@@ -233,6 +235,7 @@ impl Identifier {
             return Some(Caller::Local {
                 name: name.clone(),
                 role: *role,
+                fingerprint: fp,
             });
         }
         if let Some(caller) = self.known.lock().ok().and_then(|k| k.get(&fp).cloned()) {

@@ -1,5 +1,5 @@
-//! What operators do is theirs: a notice's author is the operator its
-//! certificate names, each state-changing call is logged as an operator
+//! What operators do is theirs: a notice's author is the roster contact
+//! whose operator certificate made the call, each state-changing call is logged as an operator
 //! action naming it, a notice sent again under its own id is idempotent, and
 //! what `Status` returns stays bounded however much is running.
 
@@ -18,7 +18,7 @@ async fn send(c: &Cluster, n: hotline::proto::Notice) -> Result<SendNoticeRespon
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notice_is_authored_by_the_operator_its_certificate_names_and_the_action_is_logged() {
+async fn a_notice_is_authored_by_the_roster_contact_its_certificate_names_and_the_action_is_logged() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     let mut n = notice(&["CHL"], "who sent this");
     n.author = "The Minister Himself".into();
@@ -29,15 +29,15 @@ async fn a_notice_is_authored_by_the_operator_its_certificate_names_and_the_acti
     };
     let logged = hotline::message::decode_notice(&logged.envelope.as_ref().unwrap().payload).unwrap();
     assert_eq!(
-        logged.author, "operator",
-        "the certificate's name, not the client's claim"
+        logged.author, "PER duty officer",
+        "the roster contact of the certificate, not the client's claim"
     );
     let action = entries.iter().find_map(|e| match &e.body {
         Some(Body::OperatorAction(a)) if a.detail.contains(&sent.id) => Some(a.clone()),
         _ => None,
     });
     let action = action.expect("an operator-action entry for the notice");
-    assert_eq!(action.operator, "operator");
+    assert_eq!(action.operator, "PER duty officer");
     assert_eq!(action.action, "send notice");
 }
 

@@ -17,6 +17,7 @@ mod files;
 mod keygen;
 mod node;
 mod ops;
+mod roster;
 mod view;
 
 use std::process::ExitCode;
@@ -65,6 +66,9 @@ enum Command {
         #[command(flatten)]
         conn: ops::Conn,
     },
+    /// Sign, publish or show a party's roster of points of contact.
+    #[command(subcommand)]
+    Roster(roster::Command),
     /// Generate an Ed25519 identity key in the C2SP signed-note formats.
     Keygen(keygen::Args),
     /// Assemble, sign, verify or show the signed agreement; propose, review, approve or reject amendments.
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(conn) => ops::status(conn, out),
         Command::CommCheck { party, human, conn } => ops::comm_check(party, human, conn, out),
         Command::Agreement(cmd) => agreement::run(cmd, out),
+        Command::Roster(cmd) => roster::run(cmd, out),
         Command::Envelope(cmd) => envelope::run(cmd, out),
         Command::Audit(cmd) => audit::run(cmd, out),
         Command::Bench(cmd) => bench::run(cmd, out),

@@ -14,7 +14,7 @@ use prost::Message as _;
 
 use crate::agreement::{Norms, is_valid_party_id};
 use crate::proto::{
-    Amendment, AmendmentAction, Category, Deadline, Exercise, Notice, NoticeKind, ReasonCode, Response, ResponseStatus,
+    Amendment, AmendmentAction, Category, RosterUpdate, Deadline, Exercise, Notice, NoticeKind, ReasonCode, Response, ResponseStatus,
     Severity, Tlp,
 };
 
@@ -90,7 +90,7 @@ fn check_optional_enum<E: TryFrom<i32>>(field: &'static str, value: i32) -> Resu
 }
 
 /// Checks a BCP 47 language tag (RFC 5646 well-formed and valid).
-fn check_language(field: &'static str, tag: &str) -> Result<(), MessageError> {
+pub(crate) fn check_language(field: &'static str, tag: &str) -> Result<(), MessageError> {
     let parsed = language_tags::LanguageTag::parse(tag)
         .map_err(|e| invalid(field, format!("{tag:?} is not a BCP 47 language tag: {e}")))?;
     parsed
@@ -271,6 +271,27 @@ pub fn validate_amendment(a: &Amendment, norms: &Norms) -> Result<(), MessageErr
     check_size(a, norms)
 }
 
+/// Checks every field rule of a roster update and its encoded size; the
+/// roster it carries and who signed it are the node's check, which parses it.
+pub fn validate_roster(r: &RosterUpdate, norms: &Norms) -> Result<(), MessageError> {
+    check_uuid_v7("id", &r.id)?;
+    check_party("from", &r.from)?;
+    check_recipients(&r.from, &r.to)?;
+    if r.created_at.is_none() {
+        return Err(MessageError::Missing("created_at"));
+    }
+    if r.version == 0 {
+        return Err(invalid("version", "roster versions start at 1"));
+    }
+    if r.signed_roster.is_empty() {
+        return Err(MessageError::Missing("signed_roster"));
+    }
+    if r.author.trim().is_empty() {
+        return Err(MessageError::Missing("author"));
+    }
+    check_size(r, norms)
+}
+
 /// Decodes a notice payload; the bytes stay the signed ones.
 pub fn decode_notice(payload: &[u8]) -> Result<Notice, MessageError> {
     Notice::decode(payload).map_err(|e| invalid("payload", format!("not a hotline.v1.Notice: {e}")))
@@ -290,6 +311,8 @@ pub enum Kind {
     Response,
     /// A step in amending the agreement.
     Amendment,
+    /// A party's roster of points of contact.
+    Roster,
 }
 
 impl Kind {
@@ -299,6 +322,7 @@ impl Kind {
             crate::envelope::NOTICE_TYPE => Some(Kind::Notice),
             crate::envelope::RESPONSE_TYPE => Some(Kind::Response),
             crate::envelope::AMENDMENT_TYPE => Some(Kind::Amendment),
+            crate::envelope::ROSTER_TYPE => Some(Kind::Roster),
             _ => None,
         }
     }
@@ -309,6 +333,7 @@ impl Kind {
             Kind::Notice => "notice",
             Kind::Response => "response",
             Kind::Amendment => "amendment",
+            Kind::Roster => "roster",
         }
     }
 
@@ -317,6 +342,7 @@ impl Kind {
         match name {
             "response" => Kind::Response,
             "amendment" => Kind::Amendment,
+            "roster" => Kind::Roster,
             _ => Kind::Notice,
         }
     }
@@ -331,6 +357,8 @@ pub enum Message {
     Response(Response),
     /// A step in amending the agreement.
     Amendment(Amendment),
+    /// A party's roster of points of contact.
+    Roster(RosterUpdate),
 }
 
 impl Message {
@@ -343,6 +371,10 @@ impl Message {
                 Amendment::decode(payload)
                     .map_err(|e| invalid("payload", format!("not a hotline.v1.Amendment: {e}")))?,
             ),
+            Kind::Roster => Message::Roster(
+                RosterUpdate::decode(payload)
+                    .map_err(|e| invalid("payload", format!("not a hotline.v1.RosterUpdate: {e}")))?,
+            ),
         })
     }
 
@@ -352,6 +384,7 @@ impl Message {
             Message::Notice(_) => Kind::Notice,
             Message::Response(_) => Kind::Response,
             Message::Amendment(_) => Kind::Amendment,
+            Message::Roster(_) => Kind::Roster,
         }
     }
 
@@ -361,6 +394,7 @@ impl Message {
             Message::Notice(n) => &n.id,
             Message::Response(r) => &r.id,
             Message::Amendment(a) => &a.id,
+            Message::Roster(r) => &r.id,
         }
     }
 
@@ -370,6 +404,7 @@ impl Message {
             Message::Notice(n) => &n.from,
             Message::Response(r) => &r.from,
             Message::Amendment(a) => &a.from,
+            Message::Roster(r) => &r.from,
         }
     }
 
@@ -379,6 +414,7 @@ impl Message {
             Message::Notice(n) => &n.to,
             Message::Response(r) => &r.to,
             Message::Amendment(a) => &a.to,
+            Message::Roster(r) => &r.to,
         }
     }
 
@@ -388,16 +424,18 @@ impl Message {
             Message::Notice(n) => n.created_at.as_ref(),
             Message::Response(r) => r.created_at.as_ref(),
             Message::Amendment(a) => a.created_at.as_ref(),
+            Message::Roster(r) => r.created_at.as_ref(),
         }
     }
 
     /// The notice the message belongs to; for an amendment, the hex
-    /// SHA-256 of the version it is about.
+    /// SHA-256 of the version it is about; a roster update is its own.
     pub fn thread(&self) -> String {
         match self {
             Message::Notice(n) => thread_of(n).to_owned(),
             Message::Response(r) => r.notice_id.clone(),
             Message::Amendment(a) => hex::encode(&a.text_sha256),
+            Message::Roster(r) => r.id.clone(),
         }
     }
 
@@ -406,7 +444,7 @@ impl Message {
         match self {
             Message::Notice(n) => n.exercise != 0,
             Message::Response(r) => r.exercise != 0,
-            Message::Amendment(_) => false,
+            Message::Amendment(_) | Message::Roster(_) => false,
         }
     }
 
@@ -416,6 +454,7 @@ impl Message {
             Message::Notice(n) => validate_notice(n, norms),
             Message::Response(r) => validate_response(r, norms),
             Message::Amendment(a) => validate_amendment(a, norms),
+            Message::Roster(r) => validate_roster(r, norms),
         }
     }
 }

@@ -352,7 +352,7 @@ impl Node {
                     to: a.to,
                     owed: vec![],
                     meets: vec![],
-                    step: Some(step),
+                    record: Some(state::Record::Amendment(step)),
                     exercise: false,
                 },
                 actor,

@@ -2,7 +2,7 @@
 //! each variant to a gRPC status; internal failures never reach a caller
 //! with their text.
 
-use crate::envelope::{AMENDMENT_TYPE, EnvelopeError, NOTICE_TYPE, RESPONSE_TYPE};
+use crate::envelope::{AMENDMENT_TYPE, EnvelopeError, NOTICE_TYPE, RESPONSE_TYPE, ROSTER_TYPE};
 use crate::log::LogError;
 use crate::message::MessageError;
 
@@ -16,7 +16,7 @@ pub enum NodeError {
     #[error("field {0} is required")]
     MissingField(&'static str),
     /// The envelope's payload type is not one that is delivered.
-    #[error("payload type {0:?} cannot be delivered; expected {NOTICE_TYPE}, {RESPONSE_TYPE} or {AMENDMENT_TYPE}")]
+    #[error("payload type {0:?} cannot be delivered; expected {NOTICE_TYPE}, {RESPONSE_TYPE}, {AMENDMENT_TYPE} or {ROSTER_TYPE}")]
     NotDeliverable(String),
     /// The envelope is not signed by a key of the agreement valid now.
     #[error("envelope from {caller}: {source}")]
@@ -114,6 +114,45 @@ pub enum NodeError {
     /// No pending proposal has this version or hash.
     #[error("no pending proposal {0}; hotline agreement pending lists them")]
     NoSuchProposal(String),
+    /// A roster, or the update that carries it, breaks the roster's rules or is not its party's.
+    #[error(transparent)]
+    BadRoster(#[from] crate::roster::RosterError),
+    /// A roster update's roster is not for the party that sends it, or not the version it names.
+    #[error("roster update {id}: {reason}")]
+    RosterMismatch {
+        /// The update's id (or "publish").
+        id: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// A roster version not above the one held.
+    #[error("roster version {version} of {party} is not above version {held}, which is in force; bump its version")]
+    RosterNotNewer {
+        /// The party.
+        party: String,
+        /// The version offered.
+        version: u64,
+        /// The version held.
+        held: u64,
+    },
+    /// A local operator certificate that no contact of our roster uses.
+    #[error(
+        "operator certificate {name:?} (SHA-256 {fingerprint}) is named by no contact of {party}'s roster{}; whoever holds {party}'s identity key adds it with hotline roster set",
+        match version { 0 => " (none is published)".to_owned(), v => format!(" version {v}") }
+    )]
+    NotInRoster {
+        /// The certificate's name in hotline.toml.
+        name: String,
+        /// Its SHA-256, hex.
+        fingerprint: String,
+        /// Our party.
+        party: String,
+        /// The roster version in force (0: none).
+        version: u64,
+    },
+    /// No roster of this party is held.
+    #[error("no roster of {0} is held")]
+    NoRoster(String),
     /// No notice has this id.
     #[error("no notice with id {0}")]
     NoSuchNotice(String),

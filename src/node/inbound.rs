@@ -28,8 +28,8 @@ struct Admitted {
     env: Envelope,
     sha: Vec<u8>,
     key: VerifierKey,
-    /// What an amendment adds to the proposal it concerns.
-    step: Option<state::AmendmentStep>,
+    /// What the message adds besides itself (an amendment step, a roster).
+    record: Option<state::Record>,
 }
 
 impl Node {
@@ -139,8 +139,9 @@ impl Node {
             });
         }
         // An amendment may also go to the parties of the version it proposes; that is checked with it.
-        let step = match &message {
-            Message::Amendment(a) => self.check_amendment(a, caller)?,
+        let record = match &message {
+            Message::Amendment(a) => self.check_amendment(a, caller)?.map(state::Record::Amendment),
+            Message::Roster(r) => Some(state::Record::Roster(self.check_roster_update(r, caller)?)),
             _ => None,
         };
         let amendment = matches!(message, Message::Amendment(_));
@@ -179,7 +180,7 @@ impl Node {
             env,
             sha,
             key: signer.key.clone(),
-            step,
+            record,
         })
     }
 
@@ -378,7 +379,7 @@ impl Node {
                     comm_check_ok = Some(event);
                 }
             }
-            Message::Amendment(_) => {}
+            Message::Amendment(_) | Message::Roster(_) => {}
         }
         let stored = StoredMessage {
             id: a.message.id().to_owned(),
@@ -395,7 +396,11 @@ impl Node {
         let (sender, thread) = (from.to_owned(), stored.thread.clone());
         let check_event = comm_check_ok.clone();
         let escalation_event = escalation.clone();
-        let step = a.step;
+        let record = a.record;
+        let kept_roster = match &record {
+            Some(state::Record::Roster(k)) => Some(k.clone()),
+            _ => None,
+        };
         let row = stored.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
             state::insert_message(c, &row, index)?;
@@ -415,8 +420,8 @@ impl Node {
             if let Some(ev) = &escalation_event {
                 state::insert_norm_event(c, index + 1, ev)?;
             }
-            if let Some(step) = &step {
-                state::record_amendment(c, step)?;
+            if let Some(record) = &record {
+                state::record(c, record, index)?;
             }
             Ok(())
         });
@@ -457,6 +462,11 @@ impl Node {
                 self.events.emit(event::Body::NoticeReceived(n));
             }
             Message::Response(r) => self.events.emit(event::Body::ResponseReceived(r)),
+            Message::Roster(_) => {
+                if let Some(kept) = &kept_roster {
+                    self.took_roster(kept, done.first_index);
+                }
+            }
             Message::Amendment(_) => {
                 // Adopting logs more; the receipt does not wait for it.
                 let node = self.clone();

@@ -12,7 +12,9 @@ mod error;
 mod escalation;
 mod inbound;
 mod outbound;
+mod held_rosters;
 mod peer_agreements;
+mod rosters;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use tokio::sync::{broadcast, mpsc};
 pub use actor::{Actor, Answer, PendingAmendment, Sent};
 pub use error::NodeError;
 pub use peer_agreements::PeerAgreements;
+pub use held_rosters::{HeldRoster, Rosters};
 
 use crate::agreement::SignedAgreement;
 use crate::clock::Clock;
@@ -70,6 +73,8 @@ pub struct Node {
     pub retry: (Duration, Duration),
     /// Which agreement each peer says it holds, against ours.
     pub agreements: PeerAgreements,
+    /// The newest roster of each party: ours says who may act.
+    pub rosters: Rosters,
     events: Events,
     /// Our node certificate, which new peers are dialled with.
     cert: CertKey,
@@ -138,6 +143,7 @@ impl Node {
         let events = Events::new(clock.clone());
         let witness = Arc::new(Witness::new(log.clone(), live.clone(), events.clone(), clock.clone()));
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let rosters = Rosters::load(log.reader().read(|c| state::latest_rosters(c).map_err(LogError::Refused))?);
         let node = Arc::new(Self {
             party: config.party.clone(),
             live,
@@ -158,11 +164,13 @@ impl Node {
             witness,
             retry: (config.retry_base, config.retry_max),
             agreements: PeerAgreements::default(),
+            rosters,
             events,
             outbox,
             outbox_queue: std::sync::Mutex::new(Some(outbox_rx)),
         });
         node.adopt_at_start().await?;
+        node.publish_configured_roster(config.roster.as_deref()).await?;
         Ok(node)
     }
 

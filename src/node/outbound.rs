@@ -43,8 +43,8 @@ pub(super) struct Outgoing {
     pub to: Vec<String>,
     pub owed: Vec<Owed>,
     pub meets: Vec<Met>,
-    /// What an amendment adds to the proposal it concerns.
-    pub step: Option<state::AmendmentStep>,
+    /// What the message adds besides itself (an amendment step, a roster).
+    pub record: Option<state::Record>,
     /// Exercise traffic, left out of compliance figures.
     pub exercise: bool,
 }
@@ -91,7 +91,7 @@ impl Node {
             created_ms: now,
             exercise: out.exercise,
         });
-        let (to, owed, meets, step) = (out.to, out.owed, out.meets, out.step);
+        let (to, owed, meets, record) = (out.to, out.owed, out.meets, out.record);
         let row = stored.clone();
         let recipients = to.clone();
         let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
@@ -102,8 +102,8 @@ impl Node {
             for party in &owe_receipts {
                 state::start_deadline(c, &row.id, party, Deadline::Receipt, receipt_due)?;
             }
-            if let Some(step) = &step {
-                state::record_amendment(c, step)?;
+            if let Some(record) = &record {
+                state::record(c, record, index)?;
             }
             for o in &owed {
                 let message_id = o.message_id.as_deref().unwrap_or(&row.id);
@@ -197,7 +197,7 @@ impl Node {
                 to: notice.to,
                 owed,
                 meets: vec![],
-                step: None,
+                record: None,
                 exercise,
             },
             actor,
@@ -283,7 +283,7 @@ impl Node {
                         kind: *kind,
                     })
                     .collect(),
-                step: None,
+                record: None,
                 exercise: response.exercise != 0,
             },
             actor,

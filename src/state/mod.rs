@@ -2,16 +2,35 @@
 //! checks, adopted agreements): small SQL helpers used inside log
 //! transactions, so every state change commits with the log entries that
 //! record it. The clocks are in `clocks.rs`, amendment proposals in
-//! `proposals.rs`.
+//! `proposals.rs`, parties' rosters in `rosters.rs`.
 
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod clocks;
 mod proposals;
+mod rosters;
 
 pub use clocks::*;
 pub use proposals::*;
+pub use rosters::*;
+
+/// What a message adds to the state besides itself, in the transaction that logs it.
+#[derive(Clone, Debug)]
+pub enum Record {
+    /// A step in amending the agreement.
+    Amendment(AmendmentStep),
+    /// A roster version to keep.
+    Roster(KeptRoster),
+}
+
+/// Writes what a message adds, logged at `log_index`.
+pub fn record(c: &Connection, r: &Record, log_index: u64) -> Result<(), crate::log::StateError> {
+    match r {
+        Record::Amendment(step) => record_amendment(c, step),
+        Record::Roster(kept) => insert_roster(c, kept, log_index),
+    }
+}
 
 use crate::log::StateError;
 use crate::message::Kind;
@@ -67,6 +86,16 @@ impl StoredMessage {
         (self.kind == Kind::Notice)
             .then(|| crate::message::decode_notice(&self.envelope.payload).ok())
             .flatten()
+    }
+
+    /// Who wrote it, as the message says (a notice's or response's author).
+    pub fn author(&self) -> Option<String> {
+        match crate::message::Message::decode(self.kind, &self.envelope.payload).ok()? {
+            crate::message::Message::Notice(n) => Some(n.author),
+            crate::message::Message::Response(r) => Some(r.author),
+            crate::message::Message::Amendment(a) => Some(a.author),
+            crate::message::Message::Roster(r) => Some(r.author),
+        }
     }
 }
 
