@@ -16,9 +16,10 @@ use crate::node::{Actor, Answer, Node, NodeError};
 use crate::proto::operator_server::Operator;
 use crate::proto::{
     AmendmentStepResponse, ApproveAmendmentRequest, ClockFigures, CommCheckRequest, CommCheckResponse, Event,
-    GetNoticeRequest, GetRosterRequest, GetRosterResponse, ListAmendmentsRequest, ListAmendmentsResponse, ListNoticesRequest, ListNoticesResponse,
-    NoticeSummary, NoticeThread, PeerStatus, PendingAmendment, ProposeAmendmentRequest, PublishRosterRequest, PublishRosterResponse, RejectAmendmentRequest,
-    Rejection, RespondRequest, RespondResponse, ResponseStatus, RunningDeadline, SendNoticeOutcome, SendNoticeRequest,
+    GetNoticeRequest, GetRosterRequest, GetRosterResponse, ListAmendmentsRequest, ListAmendmentsResponse,
+    ListNoticesRequest, ListNoticesResponse, NoticeSummary, NoticeThread, PeerStatus, PendingAmendment,
+    ProposeAmendmentRequest, PublishRosterRequest, PublishRosterResponse, RejectAmendmentRequest, Rejection,
+    RespondRequest, RespondResponse, ResponseStatus, RunningDeadline, SendNoticeOutcome, SendNoticeRequest,
     SendNoticeResponse, StatusRequest, StatusResponse, WatchEventsRequest, send_notice_outcome,
 };
 use crate::state;
@@ -232,13 +233,16 @@ impl Operator for OperatorService {
                 .chain(messages.iter().filter(|m| m.kind == Kind::Response))
                 .filter_map(|m| Some((m.sender.clone(), m.author()?)))
                 .collect::<Vec<_>>();
-            Ok(Some((authors, NoticeThread {
-                notice: Some(notice.envelope),
-                receipts,
-                responses,
-                norm_events: state::norm_events(c, Some(&id), 100)?,
-                people: Vec::new(),
-            })))
+            Ok(Some((
+                authors,
+                NoticeThread {
+                    notice: Some(notice.envelope),
+                    receipts,
+                    responses,
+                    norm_events: state::norm_events(c, Some(&id), 100)?,
+                    people: Vec::new(),
+                },
+            )))
         })?;
         thread
             .map(|(authors, thread)| {

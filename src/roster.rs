@@ -35,7 +35,9 @@ pub enum RosterError {
         reason: String,
     },
     /// No key of the party the roster is for signed it.
-    #[error("roster of {party} is not signed by a key {party} holds in the agreement in force: only its identity key may change it")]
+    #[error(
+        "roster of {party} is not signed by a key {party} holds in the agreement in force: only its identity key may change it"
+    )]
     NotByParty {
         /// The party the roster says it is for.
         party: String,
@@ -135,7 +137,10 @@ impl Roster {
                 && c.name.trim() == c.name
                 && !c.name.chars().any(char::is_control);
             if !name_ok {
-                return Err(field(at("name"), "1 to 128 characters, no control characters or outer spaces"));
+                return Err(field(
+                    at("name"),
+                    "1 to 128 characters, no control characters or outer spaces",
+                ));
             }
             if !names.insert(c.name.as_str()) {
                 return Err(field(at("name"), format!("{:?} is listed twice", c.name)));
@@ -151,7 +156,10 @@ impl Roster {
                     return Err(field(at("certs"), format!("{fp:?} is not 64 lowercase hex digits")));
                 }
                 if !certs.insert(fp.as_str()) {
-                    return Err(field(at("certs"), format!("certificate {fp} is listed for two contacts")));
+                    return Err(field(
+                        at("certs"),
+                        format!("certificate {fp} is listed for two contacts"),
+                    ));
                 }
             }
         }
@@ -176,7 +184,11 @@ impl Roster {
 
     /// The names of the contacts with `role`.
     pub fn names_with(&self, role: ContactRole) -> Vec<&str> {
-        self.contacts.iter().filter(|c| c.has(role)).map(|c| c.name.as_str()).collect()
+        self.contacts
+            .iter()
+            .filter(|c| c.has(role))
+            .map(|c| c.name.as_str())
+            .collect()
     }
 }
 

@@ -59,9 +59,12 @@ impl From<NodeError> for Status {
             BadSignature { .. } => Code::Unauthenticated,
             SignerIsNotCaller { .. } | FromIsNotCaller { .. } | NotARecipient { .. } => Code::PermissionDenied,
             IdReused(_) | IdTaken(_) => Code::AlreadyExists,
-            NoSuchPeer(_) | NoSuchNotice(_) | UnknownNotice { .. } | NoSuchAgreement { .. } | NoSuchProposal(_) | NoRoster(_) => {
-                Code::NotFound
-            }
+            NoSuchPeer(_)
+            | NoSuchNotice(_)
+            | UnknownNotice { .. }
+            | NoSuchAgreement { .. }
+            | NoSuchProposal(_)
+            | NoRoster(_) => Code::NotFound,
         };
         Status::new(code, e.to_string())
     }

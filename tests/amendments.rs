@@ -448,7 +448,7 @@ async fn an_amendment_signed_below_the_quorum_of_the_version_in_force_is_not_ado
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_party_that_did_not_sign_is_not_added_until_its_signature_is_handed_over() {
+async fn a_party_that_did_not_sign_is_not_added_until_its_signature_is_handed_over_then_gets_every_roster() {
     let mut c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
     let (est, listener) = c.new_party("EST").await;
     let v2 = hotline::setup::amended_text(
@@ -486,6 +486,12 @@ async fn a_party_that_did_not_sign_is_not_added_until_its_signature_is_handed_ov
     let id = c.send(est_i, common::notice(&["PER", "CHL"], "Hello from EST")).await;
     c.eventually(10, "PER and CHL hold EST's notice", |c| {
         holds(c, 0, &id) && holds(c, 1, &id)
+    })
+    .await;
+    // The members send the newcomer their rosters on adoption; it publishes its own at start.
+    c.eventually(10, "EST and the members hold each other's rosters", |c| {
+        let est = &c.node(est_i).rosters;
+        est.version("PER") == 1 && est.version("CHL") == 1 && (0..2).all(|i| c.node(i).rosters.version("EST") == 1)
     })
     .await;
 }

@@ -135,6 +135,30 @@ fn two_parties_set_up_and_operated_from_the_command_line() {
     assert_eq!(v[0]["direction"], "received");
     assert_eq!(v[0]["indicators"][0]["value"], "192.0.2.7");
 
+    // CHL's designated official names its duty officer in roster version 2, signed with CHL's key.
+    let roster = chl.join("roster.toml");
+    let text = std::fs::read_to_string(&roster).unwrap();
+    std::fs::write(
+        &roster,
+        text.replace("version = 1", "version = 2")
+            .replace("CHL duty officer", "María Rojas"),
+    )
+    .unwrap();
+    let (ok, v) = hotline_json(&[
+        "roster",
+        "set",
+        &s(&roster),
+        "--key",
+        &s(&chl.join("identity.key")),
+        "--config",
+        &cc,
+    ]);
+    assert!(ok, "{v}");
+    until(20, "PER holds CHL's roster version 2", || {
+        let (_, v) = hotline_json(&["roster", "show", "CHL", "--config", &pc]);
+        v["version"] == 2 && v["contacts"][0]["name"] == "María Rojas"
+    });
+
     let (ok, v) = hotline_json(&[
         "respond",
         &id,
@@ -150,6 +174,11 @@ fn two_parties_set_up_and_operated_from_the_command_line() {
         let (_, v) = hotline_json(&["notice", "show", &id, "--config", &pc]);
         v["responses"].as_array().is_some_and(|r| r.len() == 1)
     });
+    let shown = String::from_utf8_lossy(&hotline(&["notice", "show", &id, "--config", &pc]).stdout).into_owned();
+    assert!(
+        shown.contains("answered") && shown.contains("by María Rojas (technical, policy, CHL)"),
+        "{shown}"
+    );
     let (ok, v) = hotline_json(&["comm-check", "--config", &pc]);
     assert!(ok, "{v}");
     until(20, "comm check answered", || {

@@ -139,7 +139,10 @@ async fn sigkill_under_load_loses_and_duplicates_nothing() {
     let receipted: Vec<String> = {
         let conn = rusqlite::Connection::open(configs[0].data.join("hotline.db")).unwrap();
         let mut stmt = conn
-            .prepare("SELECT message_id FROM receipts WHERE party = 'B'")
+            .prepare(
+                "SELECT r.message_id FROM receipts r JOIN messages m ON m.id = r.message_id \
+                 WHERE r.party = 'B' AND m.kind = 'notice'",
+            )
             .unwrap();
         stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };

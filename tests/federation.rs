@@ -51,7 +51,7 @@ async fn a_notice_to_two_parties_is_receipted_by_both_and_lands_in_all_three_log
     assert_eq!(
         c.log_lines(0)
             .iter()
-            .filter(|l| l.starts_with("received from") && l.contains("receipt by"))
+            .filter(|l| l.starts_with("received from") && l.contains("receipt by") && l.contains(id))
             .count(),
         2
     );

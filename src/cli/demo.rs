@@ -20,7 +20,7 @@ use hotline::server::Running;
 use hotline::{clock, state};
 use serde_json::json;
 
-use super::demo_step::{operator, say, wait};
+use super::demo_step::{operator, publish_roster, say, wait};
 use super::view::Out;
 
 const PARTIES: [&str; 3] = ["PER", "CHL", "ARG"];
@@ -95,6 +95,22 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
 
     say(
         out,
+        "\n0. CHL and ARG publish rosters naming their points of contact, signed by their identity keys",
+    );
+    publish_roster(&configs[1], "María Rojas", "Diego Soto").await?;
+    publish_roster(&configs[2], "Lucía Fernández", "Martín Gómez").await?;
+    wait("every peer holds both rosters", 20, || {
+        Ok([per, arg].iter().all(|n| n.rosters.version("CHL") == 2)
+            && [per, chl].iter().all(|n| n.rosters.version("ARG") == 2))
+    })
+    .await?;
+    say(
+        out,
+        "   CHL: María Rojas (technical, with CHL's operator certificate), Diego Soto (policy);\n   ARG: Lucía Fernández (technical), Martín Gómez (policy). Each roster is logged and delivered to every peer",
+    );
+
+    say(
+        out,
         "\n1. PER notifies CHL and ARG of a HIGH-severity incident (TLP:AMBER)",
     );
     let notice = Notice {
@@ -139,7 +155,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
 
     say(
         out,
-        "2. CHL acknowledges (read), then answers INVESTIGATING with a promise; ARG stays silent",
+        "2. María Rojas at CHL acknowledges (read), then answers INVESTIGATING with a promise; ARG stays silent",
     );
     let respond = |status: ResponseStatus, text: &str, promised_by: Option<prost_types::Timestamp>| RespondRequest {
         notice_id: sent.id.clone(),
@@ -152,7 +168,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
         promised_by,
     };
     let ack = operator(&configs[1])?
-        .respond(respond(ResponseStatus::Acknowledged, "Read by the duty officer.", None))
+        .respond(respond(ResponseStatus::Acknowledged, "Read; looking into it.", None))
         .await
         .context("CHL acknowledges")?
         .into_inner();
@@ -177,10 +193,23 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
         Ok(receipted(chl, &ack.id)?.len() == 1 && receipted(chl, &reply.id)?.len() == 1)
     })
     .await?;
+    let named = per
+        .people([("CHL", "María Rojas")])
+        .pop()
+        .filter(|p| p.roster_version > 0)
+        .map(|p| {
+            format!(
+                "{} ({}, CHL roster version {})",
+                p.name,
+                p.roles.join(", "),
+                p.roster_version
+            )
+        })
+        .context("PER does not know María Rojas from CHL's roster")?;
     say(
         out,
         &format!(
-            "   acknowledgement {} and answer {} delivered and receipted; the promise is a clock of its own",
+            "   acknowledgement {} and answer {} delivered and receipted; the promise is a clock of its own\n   PER shows the acknowledgement as signed by {named}",
             ack.id, reply.id
         ),
     );
@@ -205,7 +234,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
     .await?;
     say(
         out,
-        "   DEADLINE_MISSED logged by PER and by ARG itself, once for each clock ARG let pass;\n   each missed step escalated: a signed notice to ARG's policy contact, ESCALATED logged on both sides",
+        "   DEADLINE_MISSED logged by PER and by ARG itself, once for each clock ARG let pass;\n   each missed step escalated: a signed notice for ARG's policy contact Martín Gómez, ESCALATED logged on both sides",
     );
 
     say(

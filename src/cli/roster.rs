@@ -54,7 +54,12 @@ pub enum Command {
 pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cmd {
-        Command::Set { file, key, out: to, conn } => {
+        Command::Set {
+            file,
+            key,
+            out: to,
+            conn,
+        } => {
             let text = String::from_utf8(read_input(&file)?)
                 .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", file.display()))?;
             let key = IdentityKey::load(&key)?;
@@ -89,12 +94,15 @@ async fn publish(signed_roster: Vec<u8>, conn: &Conn, out: Out) -> anyhow::Resul
         .await
         .map_err(|s| rpc("PublishRoster", s))?
         .into_inner();
-    out.print(&json!({"id": r.id, "log_index": r.log_index, "version": r.version}), || {
-        format!(
-            "published roster version {} as {} (log index {}); it is delivered to every peer\n",
-            r.version, r.id, r.log_index
-        )
-    });
+    out.print(
+        &json!({"id": r.id, "log_index": r.log_index, "version": r.version}),
+        || {
+            format!(
+                "published roster version {} as {} (log index {}); it is delivered to every peer\n",
+                r.version, r.id, r.log_index
+            )
+        },
+    );
     Ok(ExitCode::SUCCESS)
 }
 

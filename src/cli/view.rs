@@ -191,7 +191,24 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
         .collect();
     let dsse = t.notice.as_ref().map(envelope::to_json).unwrap_or_default();
     let levels = levels(notice, &receipts, &responses);
-    let value = json!({"notice": notice_json(notice), "levels": levels, "receipts": receipts.iter().map(receipt_json).collect::<Vec<_>>(),
+    // A name on the thread with its roles, as its party's roster has it.
+    let named = |party: &str, name: &str| {
+        let roles = t
+            .people
+            .iter()
+            .find(|p| p.party == party && p.name == name && p.roster_version > 0)
+            .map(|p| p.roles.join(", "));
+        match roles {
+            Some(roles) => format!("{} ({roles}, {})", term(name), term(party)),
+            None => term(name).into_owned(),
+        }
+    };
+    let people: Vec<Value> = t
+        .people
+        .iter()
+        .map(|p| json!({"party": p.party, "name": p.name, "roles": p.roles, "roster_version": p.roster_version}))
+        .collect();
+    let value = json!({"notice": notice_json(notice), "levels": levels, "people": people, "receipts": receipts.iter().map(receipt_json).collect::<Vec<_>>(),
                 "responses": responses.iter().map(response_json).collect::<Vec<_>>(),
                 "norm_events": t.norm_events.iter().map(norm_json).collect::<Vec<_>>(),
                 "envelope": serde_json::from_str::<Value>(&dsse).unwrap_or(Value::Null)});
@@ -224,7 +241,7 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
             tlp_label(notice.tlp()),
             term(title),
             term(summary),
-            term(&notice.author)
+            named(&notice.from, &notice.author)
         );
         for i in &notice.indicators {
             s += &format!("indicator {} = {}\n", term(&i.r#type), term(&i.value));
@@ -232,8 +249,9 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
         s += "\nlevels   (DELIVERED: the node's receipt; ACKNOWLEDGED: a person read it; ANSWERED: a substantive response)\n";
         for l in &levels {
             let at = |k: &str| l[k].as_str().unwrap_or("-").to_owned();
+            let party = l["party"].as_str().unwrap_or("");
             let by = |k: &str| match l[k].as_str() {
-                Some(who) if !who.is_empty() => format!(" by {}", term(who)),
+                Some(who) if !who.is_empty() => format!(" by {}", named(party, who)),
                 _ => String::new(),
             };
             s += &format!(
@@ -264,10 +282,11 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
                 code => format!(" ({})", short(code.as_str_name(), "REASON_CODE_")),
             };
             s += &format!(
-                "  {} {} {}{reason}: {}\n",
+                "  {} {} {}{reason} by {}: {}\n",
                 ts(&r.created_at),
                 term(&r.from),
                 short(r.status().as_str_name(), "RESPONSE_STATUS_"),
+                named(&r.from, &r.author),
                 term(&r.text)
             );
         }
@@ -368,7 +387,8 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
         .map(|p| {
             json!({"party": p.party, "endpoint": p.endpoint, "outbox": p.outbox,
                         "last_comm_check_ok": ts(&p.last_comm_check_ok), "witnessed_size": p.witnessed_size,
-                        "agreement_version": p.agreement_version, "deadlines_met": p.deadlines_met,
+                        "agreement_version": p.agreement_version, "roster_version": p.roster_version,
+                        "deadlines_met": p.deadlines_met,
                         "deadlines_missed": p.deadlines_missed, "human_check_ms": p.human_check_ms,
                         "clocks": p.clocks.iter().map(|c| json!({"deadline": short(c.deadline().as_str_name(), "DEADLINE_"),
                             "met": c.met, "missed": c.missed})).collect::<Vec<_>>()})
@@ -383,31 +403,37 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
         })
         .collect();
     let value = json!({"party": s.party, "log_size": s.log_size, "agreement_version": s.agreement_version,
+                "roster_version": s.roster_version,
                 "amendments_pending": s.amendments_pending, "peers": peers, "deadlines": deadlines,
                 "deadlines_running": s.deadlines_running,
                 "recent_norm_events": s.recent_norm_events.iter().map(norm_json).collect::<Vec<_>>()});
     let human = {
         let mut t = format!(
-            "party {}   log size {}   agreement version {} ({} amendment(s) pending)\n\npeers\n",
-            s.party, s.log_size, s.agreement_version, s.amendments_pending
+            "party {}   log size {}   agreement version {} ({} amendment(s) pending)   roster version {}\n\npeers\n",
+            s.party, s.log_size, s.agreement_version, s.amendments_pending, s.roster_version
         );
         t += &format!(
-            "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6}\n",
-            "PARTY", "ENDPOINT", "OUTBOX", "LAST COMM CHECK OK", "WITNESSED", "AGREEMENT", "MET", "MISSED"
+            "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6} {:>6}\n",
+            "PARTY", "ENDPOINT", "OUTBOX", "LAST COMM CHECK OK", "WITNESSED", "AGREEMENT", "ROSTER", "MET", "MISSED"
         );
         for p in &s.peers {
             let agreement = match p.agreement_version {
                 0 => "-".to_owned(),
                 v => format!("v{v}"),
             };
+            let roster = match p.roster_version {
+                0 => "-".to_owned(),
+                v => format!("v{v}"),
+            };
             t += &format!(
-                "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6}\n",
+                "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6} {:>6}\n",
                 term(&p.party),
                 term(&p.endpoint),
                 p.outbox,
                 ts(&p.last_comm_check_ok),
                 p.witnessed_size,
                 agreement,
+                roster,
                 p.deadlines_met,
                 p.deadlines_missed
             );

@@ -6,10 +6,11 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::clock;
-use crate::envelope::{AMENDMENT_TYPE, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
+use crate::envelope::{AMENDMENT_TYPE, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE, ROSTER_TYPE};
 use crate::proto::log_entry::Body;
 use crate::proto::{
     Amendment, Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, NormEventKind, Notice, Receipt, Response,
+    RosterUpdate,
 };
 
 /// The largest entry a tlog-tiles entry bundle can hold (a 16-bit length
@@ -209,6 +210,16 @@ fn describe_envelope(env: &Envelope) -> String {
                 }
             ),
             Err(_) => "amendment (undecodable)".into(),
+        },
+        ROSTER_TYPE => match RosterUpdate::decode(&env.payload[..]) {
+            Ok(r) => format!(
+                "roster {} {} -> {}: version {}",
+                r.id,
+                r.from,
+                r.to.join(","),
+                r.version
+            ),
+            Err(_) => "roster (undecodable)".into(),
         },
         other => format!("envelope of type {other}"),
     }

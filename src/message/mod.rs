@@ -14,8 +14,8 @@ use prost::Message as _;
 
 use crate::agreement::{Norms, is_valid_party_id};
 use crate::proto::{
-    Amendment, AmendmentAction, Category, RosterUpdate, Deadline, Exercise, Notice, NoticeKind, ReasonCode, Response, ResponseStatus,
-    Severity, Tlp,
+    Amendment, AmendmentAction, Category, Deadline, Exercise, Notice, NoticeKind, ReasonCode, Response, ResponseStatus,
+    RosterUpdate, Severity, Tlp,
 };
 
 /// The longest title accepted, in bytes.

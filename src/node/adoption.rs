@@ -42,11 +42,23 @@ impl Node {
     /// Adopts `next` while running if it follows the version in force by the
     /// chain rule; `Ok(false)` if it is the version in force already.
     pub async fn adopt(&self, next: SignedAgreement) -> Result<bool, NodeError> {
+        let joined = self.adopt_version(next).await?;
+        // Parties that joined get our roster (the lock is released: sending takes it to read).
+        let adopted = joined.is_some();
+        if let Some(joined) = joined.filter(|j| !j.is_empty()) {
+            self.introduce_roster(joined).await;
+        }
+        Ok(adopted)
+    }
+
+    /// Adopts `next` under the adoption lock; the parties it adds, or
+    /// `None` if it is the version in force already.
+    async fn adopt_version(&self, next: SignedAgreement) -> Result<Option<Vec<String>>, NodeError> {
         // No message is checked or signed, then logged, across the change.
         let _one_at_a_time = self.adopting.write().await;
         let current = self.in_force();
         if next.text_sha256() == current.text_sha256 {
-            return Ok(false);
+            return Ok(None);
         }
         check_follows(&next, &current.signed, self.clock.now()).map_err(NodeError::BadAmendment)?;
         let agreement = &next.agreement;
@@ -73,6 +85,12 @@ impl Node {
             .filter(|p| agreement.party(&p.id).is_none() && p.id != self.party)
             .map(|p| p.id.clone())
             .collect();
+        let joined: Vec<String> = agreement
+            .parties
+            .iter()
+            .filter(|p| current.agreement().party(&p.id).is_none() && p.id != self.party)
+            .map(|p| p.id.clone())
+            .collect();
         let events = self.departures(&departed, version)?;
         self.log_adoption(&next, events).await?;
         if let Err(e) = self.identifier.set_agreement(agreement) {
@@ -90,8 +108,8 @@ impl Node {
             peers,
             signed: next,
         });
-        tracing::info!(version, ?departed, "adopted agreement version; in force now");
-        Ok(true)
+        tracing::info!(version, ?departed, ?joined, "adopted agreement version; in force now");
+        Ok(Some(joined))
     }
 
     /// The norm events of parties leaving at `version`: each of their

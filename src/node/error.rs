@@ -16,7 +16,9 @@ pub enum NodeError {
     #[error("field {0} is required")]
     MissingField(&'static str),
     /// The envelope's payload type is not one that is delivered.
-    #[error("payload type {0:?} cannot be delivered; expected {NOTICE_TYPE}, {RESPONSE_TYPE}, {AMENDMENT_TYPE} or {ROSTER_TYPE}")]
+    #[error(
+        "payload type {0:?} cannot be delivered; expected {NOTICE_TYPE}, {RESPONSE_TYPE}, {AMENDMENT_TYPE} or {ROSTER_TYPE}"
+    )]
     NotDeliverable(String),
     /// The envelope is not signed by a key of the agreement valid now.
     #[error("envelope from {caller}: {source}")]

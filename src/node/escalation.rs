@@ -1,7 +1,8 @@
 //! Escalation: a missed acknowledgement or response does not end at a norm
 //! event. The node sends the party that missed it a fresh signed notice,
 //! continuing the notice it concerns, addressed to the party's policy
-//! contact and naming the missed step (level 1); then again after each of
+//! contact (by name, as the party's roster has it) and naming the missed
+//! step (level 1); then again after each of
 //! the agreement's `escalate_after` intervals while the step stays undone.
 //! Each level is logged on both sides: the notice itself, and an ESCALATED
 //! norm event.
@@ -49,6 +50,7 @@ impl Node {
             Deadline::Acknowledge => "acknowledgement",
             _ => "response",
         };
+        let contact = policy_contact(self, &d.party);
         let notice = Notice {
             to: vec![d.party.clone()],
             kind: NoticeKind::Update as i32,
@@ -58,7 +60,7 @@ impl Node {
             exercise: original.exercise,
             title: format!("ESCALATION level {level}: no {step} to notice {}", original.id),
             summary: format!(
-                "{} has had no {step} from {} to notice {} (\"{}\"), due at {}. Please see that it is answered.",
+                "For the attention of {contact}. {} has had no {step} from {} to notice {} (\"{}\"), due at {}. Please see that it is answered.",
                 self.party,
                 d.party,
                 original.id,
@@ -83,7 +85,7 @@ impl Node {
             Some(d.due_ms),
             self.clock.now(),
             format!(
-                "{} missed the {step} for {}: escalated to its {POLICY} contact (level {level}, notice {})",
+                "{} missed the {step} for {}: escalated to {contact} (level {level}, notice {})",
                 d.party, d.message_id, sent.id
             ),
         );
@@ -94,5 +96,24 @@ impl Node {
         .await?;
         tracing::warn!(party = %d.party, message_id = %d.message_id, level, "escalated a missed {step}");
         Ok(())
+    }
+}
+
+/// The policy contact of `party` in words: "CHL's policy contact Diego
+/// Soto" as its roster names them, or "CHL's policy contact" if we hold none.
+pub(super) fn policy_contact(node: &Node, party: &str) -> String {
+    let names = node
+        .rosters
+        .get(party)
+        .map(|r| {
+            r.signed
+                .roster
+                .names_with(crate::roster::ContactRole::Policy)
+                .join(", ")
+        })
+        .unwrap_or_default();
+    match names.is_empty() {
+        true => format!("{party}'s {POLICY} contact"),
+        false => format!("{party}'s {POLICY} contact {names}"),
     }
 }

@@ -300,9 +300,13 @@ impl Node {
                         None,
                         self.clock.now(),
                         format!(
-                            "{from} escalated notice {} to our {} contact (level {})",
+                            "{from} escalated notice {} to {} (level {})",
                             n.in_reply_to,
-                            if n.attention.is_empty() { "duty" } else { &n.attention },
+                            match n.attention.as_str() {
+                                "policy" => super::escalation::policy_contact(self, &self.party),
+                                "" => "our duty contact".to_owned(),
+                                other => format!("our {} contact", other.escape_debug()),
+                            },
                             n.escalation_level
                         ),
                     );

@@ -10,9 +10,9 @@ mod adoption;
 mod amendments;
 mod error;
 mod escalation;
+mod held_rosters;
 mod inbound;
 mod outbound;
-mod held_rosters;
 mod peer_agreements;
 mod rosters;
 
@@ -23,8 +23,8 @@ use tokio::sync::{broadcast, mpsc};
 
 pub use actor::{Actor, Answer, PendingAmendment, Sent};
 pub use error::NodeError;
-pub use peer_agreements::PeerAgreements;
 pub use held_rosters::{HeldRoster, Rosters};
+pub use peer_agreements::PeerAgreements;
 
 use crate::agreement::SignedAgreement;
 use crate::clock::Clock;
@@ -143,7 +143,10 @@ impl Node {
         let events = Events::new(clock.clone());
         let witness = Arc::new(Witness::new(log.clone(), live.clone(), events.clone(), clock.clone()));
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
-        let rosters = Rosters::load(log.reader().read(|c| state::latest_rosters(c).map_err(LogError::Refused))?);
+        let rosters = Rosters::load(
+            log.reader()
+                .read(|c| state::latest_rosters(c).map_err(LogError::Refused))?,
+        );
         let node = Arc::new(Self {
             party: config.party.clone(),
             live,

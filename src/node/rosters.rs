@@ -39,47 +39,67 @@ impl Node {
     pub async fn publish_roster(&self, note: &[u8], actor: Actor<'_>) -> Result<(Sent, u64), NodeError> {
         let signed = SignedRoster::parse(note)?;
         let kept = self.check_roster(&signed, &self.party, "publish")?;
-        let in_force = self.in_force();
-        let to: Vec<String> = in_force
+        let to: Vec<String> = self
+            .in_force()
             .agreement()
             .parties
             .iter()
             .filter(|p| p.id != self.party)
             .map(|p| p.id.clone())
             .collect();
-        let id = uuid::Uuid::now_v7().to_string();
-        let update = RosterUpdate {
-            id: id.clone(),
-            from: self.party.clone(),
-            to: to.clone(),
-            created_at: Some(crate::clock::to_proto(self.clock.now())),
-            signed_roster: signed.to_bytes(),
-            version: kept.version,
-            author: actor.name().to_owned(),
-        };
         let version = kept.version;
-        let sent = self
-            .send(
-                Outgoing {
-                    kind: Kind::Roster,
-                    id: id.clone(),
-                    thread: id,
-                    payload: (ROSTER_TYPE, update.encode_to_vec()),
-                    to,
-                    owed: Vec::new(),
-                    meets: Vec::new(),
-                    record: Some(state::Record::Roster(kept.clone())),
-                    exercise: false,
-                },
-                actor,
-            )
-            .await?;
+        let sent = self.send_roster(kept.clone(), to, actor).await?;
         self.rosters.keep(&KeptRoster {
             log_index: sent.log_index,
             ..kept
         });
         tracing::info!(version, "published our roster");
         Ok((sent, version))
+    }
+
+    /// Sends our roster in force to parties that just joined, who never had it.
+    pub(super) async fn introduce_roster(&self, joined: Vec<String>) {
+        let Some(ours) = self.rosters.get(&self.party) else {
+            return;
+        };
+        let kept = KeptRoster {
+            party: self.party.clone(),
+            version: ours.signed.roster.version,
+            note: ours.signed.to_bytes(),
+            log_index: ours.log_index,
+        };
+        if let Err(e) = self.send_roster(kept, joined.clone(), Actor::Node).await {
+            tracing::warn!(?joined, error = %e, "could not send our roster to parties that joined");
+        }
+    }
+
+    /// Signs, logs and queues a roster update carrying `kept` to `to`.
+    async fn send_roster(&self, kept: KeptRoster, to: Vec<String>, actor: Actor<'_>) -> Result<Sent, NodeError> {
+        let id = crate::message::new_id();
+        let update = RosterUpdate {
+            id: id.clone(),
+            from: self.party.clone(),
+            to: to.clone(),
+            created_at: Some(crate::clock::to_proto(self.clock.now())),
+            signed_roster: kept.note.clone(),
+            version: kept.version,
+            author: actor.name().to_owned(),
+        };
+        self.send(
+            Outgoing {
+                kind: Kind::Roster,
+                id: id.clone(),
+                thread: id,
+                payload: (ROSTER_TYPE, update.encode_to_vec()),
+                to,
+                owed: Vec::new(),
+                meets: Vec::new(),
+                record: Some(state::Record::Roster(kept)),
+                exercise: false,
+            },
+            actor,
+        )
+        .await
     }
 
     /// Publishes the roster file the configuration names, if its version is
@@ -106,7 +126,10 @@ impl Node {
         if signed.roster.version != r.version {
             return Err(NodeError::RosterMismatch {
                 id: r.id.clone(),
-                reason: format!("it names version {} but carries version {}", r.version, signed.roster.version),
+                reason: format!(
+                    "it names version {} but carries version {}",
+                    r.version, signed.roster.version
+                ),
             });
         }
         self.check_roster(&signed, caller, &r.id)

@@ -234,12 +234,30 @@ impl Cluster {
             ));
             configs.push(config);
         }
-        Cluster {
+        let cluster = Cluster {
             dir,
             configs,
             nodes,
             clock,
-        }
+        };
+        cluster.rosters_exchanged().await;
+        cluster
+    }
+
+    /// Waits until each node holds every other's first roster (published
+    /// at start) and has its own receipted, so a test starts from quiet logs.
+    pub async fn rosters_exchanged(&self) {
+        let parties: Vec<String> = self.configs.iter().map(|c| c.party.clone()).collect();
+        awaited("every node's first roster delivered and receipted", || async {
+            let quiet = self.nodes.iter().flatten().all(|n| {
+                parties.iter().all(|p| n.node.rosters.version(p) >= 1)
+                    && n.node
+                        .read(hotline::state::outbox_counts)
+                        .is_ok_and(|o| o.iter().all(|(_, n)| *n == 0))
+            });
+            quiet.then_some(())
+        })
+        .await
     }
 
     /// The running node `i`.
