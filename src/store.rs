@@ -279,6 +279,21 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (party, version)
     ) STRICT;
 "#,
+    r#"
+    -- Schema version 12: the compliance figures are counted as clocks are met and
+    -- missed, so Status reads one row per party and kind (real traffic only).
+    CREATE TABLE compliance (
+        party TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        met INTEGER NOT NULL,
+        missed INTEGER NOT NULL,
+        PRIMARY KEY (party, kind)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO compliance (party, kind, met, missed)
+        SELECT d.party, d.kind, SUM(d.state = 'met'), SUM(d.state = 'missed') FROM deadlines d
+        JOIN messages m ON m.id = d.message_id WHERE m.exercise = 0 AND d.state IN ('met', 'missed')
+        GROUP BY d.party, d.kind;
+"#,
 ];
 
 /// Why the database could not be used.

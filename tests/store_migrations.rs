@@ -128,3 +128,25 @@ fn a_version_2_database_keeps_its_queued_deliveries_and_running_clocks() {
         "running clocks survive, soonest first; the met one stays stopped"
     );
 }
+
+#[test]
+fn a_version_2_database_keeps_its_compliance_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
+        c.execute_batch(V2_TABLES).unwrap();
+        c.execute_batch(
+            "INSERT INTO messages VALUES ('m0', 'notice', 'sent', 'PER', 'm0', x'00', x'', 0, 1);
+             INSERT INTO messages VALUES ('m1', 'notice', 'sent', 'PER', 'm1', x'00', x'', 1, 1);
+             INSERT INTO deadlines VALUES ('m0', 'CHL', 1, 1000, 'met');
+             INSERT INTO deadlines VALUES ('m1', 'CHL', 1, 2000, 'missed');
+             INSERT INTO deadlines VALUES ('m1', 'CHL', 2, 9000, 'running');",
+        )
+        .unwrap();
+    }
+    let c = store::open_writer(dir.path()).unwrap();
+    let figures = state::compliance(&c).unwrap();
+    assert_eq!(figures.len(), 1, "{figures:?}");
+    let (party, kind, met, missed) = &figures[0];
+    assert_eq!((party.as_str(), *kind as i32, *met, *missed), ("CHL", 1, 1, 1));
+}
