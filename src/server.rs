@@ -73,6 +73,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         ))
         .add_service(transport::health().await)
         .add_service(transport::reflection().map_err(|e| NodeError::Setup(e.to_string()))?)
+        .add_service(transport::reflection_v1alpha().map_err(|e| NodeError::Setup(e.to_string()))?)
         .add_service(
             FederationServer::new(FederationService::new(node.clone()))
                 .max_decoding_message_size(federation_bytes)
