@@ -57,6 +57,13 @@ struct RawConfig {
     delivery: RawDelivery,
     #[serde(default)]
     limits: RawLimits,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<SocketAddr>,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,6 +141,8 @@ pub struct Config {
     pub tls_key: PathBuf,
     /// Local certificates: name, role, certificate file.
     pub locals: Vec<(String, Role, PathBuf)>,
+    /// Where Prometheus metrics are served (plain HTTP), if `[metrics]` is set.
+    pub metrics: Option<SocketAddr>,
     /// The node address the CLI calls.
     pub client_node: String,
     /// The CLI's certificate and key.
@@ -234,6 +243,9 @@ impl Config {
                 .iter()
                 .map(|l| (l.name.clone(), l.role, abs(&l.cert)))
                 .collect(),
+            metrics: raw
+                .metrics
+                .map(|m| m.listen.unwrap_or_else(crate::metrics::default_address)),
             client_node: raw.client.node,
             client_cert: abs(&raw.client.cert),
             client_key: abs(&raw.client.key),

@@ -35,6 +35,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Its shared state.
     pub node: Arc<Node>,
+    /// Where its metrics are served, if `[metrics]` is set.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Starts the node of `config`, on `listener` if given (tests bind port 0
@@ -68,8 +70,8 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .layer(crate::limits::CallLimitLayer::new(
             node.identifier.clone(),
             node.limits.clone(),
-            config.peer_calls_in_flight,
-            config.local_calls_in_flight,
+            (config.peer_calls_in_flight, config.local_calls_in_flight),
+            node.metrics.clone(),
         ))
         .add_service(transport::health().await)
         .add_service(transport::reflection().map_err(|e| NodeError::Setup(e.to_string()))?)
@@ -107,8 +109,42 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .spawn(delivery::run(node.clone()).instrument(tracing::info_span!("delivery", party = %node.party)));
     node.tasks
         .spawn(norms::run(node.clone()).instrument(tracing::info_span!("norms", party = %node.party)));
-    tracing::info!(party = %node.party, %addr, "node serving");
-    Ok(Running { addr, node })
+    let metrics_addr = match config.metrics {
+        Some(at) => Some(serve_metrics(&node, at).await?),
+        None => None,
+    };
+    tracing::info!(party = %node.party, %addr, ?metrics_addr, "node serving");
+    Ok(Running {
+        addr,
+        node,
+        metrics_addr,
+    })
+}
+
+/// Serves the node's metrics on `at` until it stops; returns the address bound.
+async fn serve_metrics(node: &Arc<Node>, at: SocketAddr) -> Result<SocketAddr, NodeError> {
+    let listener = TcpListener::bind(at)
+        .await
+        .map_err(|e| NodeError::Setup(format!("metrics: listen on {at}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| NodeError::Setup(e.to_string()))?;
+    let reader = node.clone();
+    let figures = move || {
+        reader.figures().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "metrics: cannot read the figures");
+            Default::default()
+        })
+    };
+    let (metrics, owner) = (node.metrics.clone(), node.clone());
+    let stop = async move { owner.tasks.stopping().await };
+    node.tasks.spawn(
+        async move {
+            if let Err(e) = crate::metrics::serve(listener, metrics, figures, stop).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        }
+        .instrument(tracing::info_span!("metrics", party = %node.party, %bound)),
+    );
+    Ok(bound)
 }
 
 impl Running {

@@ -194,6 +194,10 @@ name = "auditor"
 role = "auditor"
 cert = "tls/auditor.pem"
 
+# Prometheus metrics, plain HTTP on their own address (GET /metrics); uncomment to serve them.
+# [metrics]
+# listen = "127.0.0.1:9464"
+
 # How the hotline CLI reaches this node.
 [client]
 node = "https://127.0.0.1:{port}"

@@ -253,8 +253,12 @@ impl Witness {
         let (p, size, note) = (party.to_owned(), cp.size, cp.note);
         let change = Box::new(move |c: &rusqlite::Connection, _| state::insert_witnessed(c, &p, size, &note));
         let e = entry::encode(self.clock.now(), body);
-        if let Err(e) = self.log.append_with(vec![e], change, false).await {
-            tracing::warn!(party, error = %e, "could not log witnessed checkpoint");
+        match self.log.append_with(vec![e], change, false).await {
+            Ok(_) => {
+                let peer = vec![("peer", party.to_owned())];
+                self.events.metrics().witnessed.get_or_create(&peer).inc();
+            }
+            Err(e) => tracing::warn!(party, error = %e, "could not log witnessed checkpoint"),
         }
     }
 

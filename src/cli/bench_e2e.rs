@@ -177,6 +177,11 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
                 c
             })
             .collect();
+        // A serves its metrics, scraped before and after the throughput run.
+        let metrics_at = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let mut a_config = std::fs::read_to_string(&configs[0].path)?;
+        a_config += &format!("\n[metrics]\nlisten = \"{metrics_at}\"\n");
+        std::fs::write(&configs[0].path, a_config)?;
         let nodes = configs
             .iter()
             .map(|c| spawn_node(&c.path))
@@ -243,6 +248,7 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             });
         }
         let failed = || refused.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let scraped_before = hotline::metrics::scrape(metrics_at).await?;
         let t = Instant::now();
         let mut sent = 0;
         while sent < args.exchanges {
@@ -277,6 +283,15 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             .copied()
             .collect();
         let throughput = steady_rate(&mut arrived).unwrap_or(overall);
+        let scraped_after = hotline::metrics::scrape(metrics_at).await?;
+        let moved = |name: &str, labels: &[&str]| {
+            hotline::metrics::sample_sum(&scraped_after, name, labels)
+                - hotline::metrics::sample_sum(&scraped_before, name, labels)
+        };
+        let scraped = (
+            moved("hotline_deliveries_total", &["outcome=\"receipted\""]),
+            moved("hotline_log_commit_seconds_count", &[]),
+        );
         settle().await;
 
         say(&format!(
@@ -332,10 +347,10 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             let _ = Command::new("kill").arg("-TERM").arg(n.0.id().to_string()).status();
         }
         drop(nodes);
-        anyhow::Ok((throughput, overall, achieved, latencies, rss))
+        anyhow::Ok((throughput, overall, achieved, latencies, rss, scraped))
     });
     let _ = std::fs::remove_dir_all(&root);
-    let (throughput, overall, achieved, latencies, rss) = result?;
+    let (throughput, overall, achieved, latencies, rss, (deliveries, commits)) = result?;
 
     let log = if args.log_entries > 0 {
         say(&format!(
@@ -360,6 +375,7 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
         "latency_ms": {"offered_per_second": args.rate, "achieved_per_second": achieved, "samples": latencies.len(),
                        "p50": percentile_ms(&latencies, 0.5), "p99": percentile_ms(&latencies, 0.99), "p999": percentile_ms(&latencies, 0.999)},
         "peak_rss_mib": {"A": rss.first(), "B": rss.get(1)},
+        "metrics_scraped_from_a": {"deliveries_receipted": deliveries, "log_commits": commits},
         "log": log,
     });
     out.print(&figures, || {
@@ -402,6 +418,11 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             "peak RSS of each node",
             format!("{:.0} / {:.0} MiB", rss[0], rss[1]),
             "<= 150 MB",
+        );
+        t += &row(
+            "/metrics of A over the throughput run",
+            format!("+{deliveries:.0} receipted, +{commits:.0} commits"),
+            "",
         );
         if let (Some(v), Some(p)) = (verify_s, proof_us) {
             t += &row(

@@ -144,6 +144,7 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
                 attempt(&node, &courier, &p).await
             }
         };
+        node.metrics.delivery(&p.party, result.is_ok());
         let Err(error) = result else { return };
         p.attempts += 1;
         let delay = backoff(p.attempts, node.retry.0, node.retry.1);

@@ -23,13 +23,19 @@ pub struct CallLimitLayer {
     per_local: usize,
     open: Arc<Mutex<HashMap<String, usize>>>,
     refusals: Arc<Repeats>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl CallLimitLayer {
     /// At most `per_peer` calls in flight from each peer node, `per_local`
     /// from each local operator or auditor; a caller whose rate in `limits`
-    /// is spent is refused at once.
-    pub fn new(identifier: Arc<crate::tls::Identifier>, limits: Limits, per_peer: usize, per_local: usize) -> Self {
+    /// is spent is refused at once. Refusals are counted in `metrics` by code.
+    pub fn new(
+        identifier: Arc<crate::tls::Identifier>,
+        limits: Limits,
+        (per_peer, per_local): (usize, usize),
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self {
             identifier,
             limits,
@@ -37,6 +43,7 @@ impl CallLimitLayer {
             per_local,
             open: Arc::default(),
             refusals: Arc::new(Repeats::new(Duration::from_secs(60))),
+            metrics,
         }
     }
 
@@ -139,6 +146,7 @@ where
             caller: req.extensions().get::<crate::tls::Caller>().cloned(),
             method: req.uri().path().to_owned(),
             repeats: self.limits.refusals.clone(),
+            metrics: self.limits.metrics.clone(),
         };
         match entered {
             Err(status) => {
@@ -183,6 +191,7 @@ struct Refused {
     caller: Option<crate::tls::Caller>,
     method: String,
     repeats: Arc<Repeats>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Refused {
@@ -191,6 +200,10 @@ impl Refused {
     /// there, with their cause). The same refusal of the same caller repeated
     /// gives one line a minute, with how many were held back.
     fn log(&self, status: &Status) {
+        self.metrics
+            .refusals
+            .get_or_create(&vec![("code", format!("{:?}", status.code()))])
+            .inc();
         let ours = status.code() == tonic::Code::Internal;
         if ours && status.message().starts_with("internal error ") {
             return;

@@ -42,6 +42,8 @@ pub struct Log {
     head: watch::Receiver<Head>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Checkpointer,
+    /// How long each batch took to commit, for the node's metrics.
+    commit_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Log {
@@ -63,6 +65,8 @@ impl Log {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let (head_tx, head_rx) = watch::channel(head);
         let writer_dir = dir.to_owned();
+        let commit_seconds = crate::metrics::log_commit_histogram();
+        let observed = commit_seconds.clone();
         let writer = std::thread::Builder::new()
             .name("hotline-log-writer".into())
             .spawn(move || {
@@ -72,6 +76,7 @@ impl Log {
                     dir: writer_dir,
                     head: head_tx,
                     repeats: crate::repeats::Repeats::new(std::time::Duration::from_secs(60)),
+                    commit_seconds: observed,
                 }
                 .run(rx)
             })
@@ -82,7 +87,13 @@ impl Log {
             head: head_rx,
             writer: Mutex::new(Some(writer)),
             checkpointer: Checkpointer::start(dir)?,
+            commit_seconds,
         })
+    }
+
+    /// The histogram of batch commit times, to register with the node's metrics.
+    pub fn commit_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.commit_seconds.clone()
     }
 
     /// Read access: proofs, entries, roots.

@@ -114,6 +114,8 @@ pub(crate) struct Writer {
     pub(crate) head: watch::Sender<Head>,
     /// Failing batches (a full disk, say) are logged once a minute with a count.
     pub(crate) repeats: crate::repeats::Repeats,
+    /// Observes how long each batch took to commit.
+    pub(crate) commit_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Writer {
@@ -138,10 +140,12 @@ impl Writer {
     /// rolled back and the batch runs again with a savepoint per job, so a
     /// refused job leaves the rest of the batch intact.
     fn commit_batch(&mut self, jobs: Vec<Job>) {
+        let started = std::time::Instant::now();
         let outcome = match self.run_batch(&jobs, false) {
             Ok(Batch::JobFailed) => self.run_batch(&jobs, true),
             other => other,
         };
+        self.commit_seconds.observe(started.elapsed().as_secs_f64());
         match outcome {
             Ok(Batch::Committed { head, results }) => {
                 let head = head.unwrap_or_else(|| self.head.borrow().clone());

@@ -119,11 +119,13 @@ impl Node {
         let (agreement, keyring) = (in_force.agreement(), &in_force.keyring);
         self.check_signatures(caller, &env, keyring)?;
         let now = self.clock.now();
-        let signer =
-            envelope::verify(&env, &env.payload_type, keyring, now).map_err(|source| NodeError::BadSignature {
-                caller: caller.to_owned(),
-                source,
-            })?;
+        let started = std::time::Instant::now();
+        let verified = envelope::verify(&env, &env.payload_type, keyring, now);
+        self.metrics.signature_verify.observe(started.elapsed().as_secs_f64());
+        let signer = verified.map_err(|source| NodeError::BadSignature {
+            caller: caller.to_owned(),
+            source,
+        })?;
         if signer.party != caller {
             return Err(NodeError::SignerIsNotCaller {
                 signer: signer.party.clone(),
@@ -358,13 +360,15 @@ impl Node {
                 }
                 if ours.kind() == NoticeKind::CommCheck {
                     meets.push(Deadline::CommCheckAnswer);
+                    let round_trip = now - sent_ms;
+                    let took = std::time::Duration::from_millis(round_trip.max(0) as u64);
+                    self.metrics.comm_check_answered(from, ours.human, took);
                     let detail = match ours.human {
                         true => {
-                            let round_trip = now - sent_ms;
                             human_answer = Some(round_trip);
                             format!(
                                 "{from} answered the human communication check in {}, by {}",
-                                clock::format_duration(std::time::Duration::from_millis(round_trip.max(0) as u64)),
+                                clock::format_duration(took),
                                 r.author
                             )
                         }

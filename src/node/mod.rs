@@ -75,6 +75,8 @@ pub struct Node {
     pub agreements: PeerAgreements,
     /// The newest roster of each party: ours says who may act.
     pub rosters: Rosters,
+    /// What operations teams scrape (`[metrics]`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     events: Events,
     /// Our node certificate, which new peers are dialled with.
     cert: CertKey,
@@ -140,7 +142,8 @@ impl Node {
             peers,
             signed,
         }));
-        let events = Events::new(clock.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new(log.commit_histogram()));
+        let events = Events::new(clock.clone(), metrics.clone());
         let witness = Arc::new(Witness::new(log.clone(), live.clone(), events.clone(), clock.clone()));
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let rosters = Rosters::load(
@@ -168,6 +171,7 @@ impl Node {
             retry: (config.retry_base, config.retry_max),
             agreements: PeerAgreements::default(),
             rosters,
+            metrics,
             events,
             outbox,
             outbox_queue: std::sync::Mutex::new(Some(outbox_rx)),
@@ -275,6 +279,39 @@ impl Node {
             return Ok(None);
         }
         Ok(self.read(|c| state::message(c, id))?.and_then(|m| m.notice()))
+    }
+
+    /// The figures a metrics scrape reads from the database: every peer's
+    /// outbox and every kind of clock, zero included, so none goes stale.
+    pub fn figures(&self) -> Result<crate::metrics::Figures, NodeError> {
+        let (outbox, running, compliance) = self.read(|c| {
+            Ok((
+                state::outbox_counts(c)?,
+                state::running_by_kind(c)?,
+                state::compliance(c)?,
+            ))
+        })?;
+        let in_force = self.in_force();
+        let peers = in_force
+            .agreement()
+            .parties
+            .iter()
+            .filter(|p| p.id != self.party)
+            .map(|p| {
+                let n = outbox.iter().find(|(party, _)| *party == p.id).map_or(0, |(_, n)| *n);
+                (p.id.clone(), n)
+            });
+        let kinds = || (1..).map_while(|k| crate::proto::Deadline::try_from(k).ok());
+        Ok(crate::metrics::Figures {
+            outbox: peers.collect(),
+            running: kinds()
+                .map(|k| (k, running.iter().find(|(kind, _)| *kind == k).map_or(0, |(_, n)| *n)))
+                .collect(),
+            missed: kinds()
+                .map(|k| (k, compliance.iter().filter(|c| c.1 == k).map(|c| c.3).sum()))
+                .collect(),
+            log_size: self.log.head().size,
+        })
     }
 
     /// Closes the log after the writer finishes its batches.

@@ -152,6 +152,18 @@ pub fn escalations_pending(c: &Connection) -> rusqlite::Result<u64> {
         .query_row([], |r| r.get::<_, i64>(0).map(|n| n as u64))
 }
 
+/// How many clocks of each kind are running.
+pub fn running_by_kind(c: &Connection) -> rusqlite::Result<Vec<(Deadline, u64)>> {
+    c.prepare_cached("SELECT kind, COUNT(*) FROM deadlines WHERE state = 'running' GROUP BY kind")?
+        .query_map([], |r| {
+            Ok((
+                Deadline::try_from(r.get::<_, i32>(0)?).unwrap_or_default(),
+                r.get::<_, i64>(1)? as u64,
+            ))
+        })?
+        .collect()
+}
+
 /// How many deadlines are running.
 pub fn running_deadline_count(c: &Connection) -> rusqlite::Result<u64> {
     c.prepare_cached("SELECT COUNT(*) FROM deadlines WHERE state = 'running'")?

@@ -1,0 +1,123 @@
+//! Operations teams scrape `/metrics` in the Prometheus project's text
+//! format: what the node counts moves as it works, and the figures read
+//! from the database match what it holds.
+
+mod common;
+
+use common::{Cluster, FAST_NORMS, notice};
+use openmetrics_parser::OpenMetricsValue;
+
+/// Node `i`'s metrics, scraped and parsed as OpenMetrics.
+async fn scrape(
+    c: &Cluster,
+    i: usize,
+) -> openmetrics_parser::MetricsExposition<openmetrics_parser::OpenMetricsType, OpenMetricsValue> {
+    let addr = c.nodes[i].as_ref().unwrap().metrics_addr.expect("metrics are served");
+    let text = hotline::metrics::scrape(addr).await.unwrap();
+    openmetrics_parser::openmetrics::parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+}
+
+/// The value of the sample of `family` whose labels include `labels` (0 if none).
+fn value(
+    m: &openmetrics_parser::MetricsExposition<openmetrics_parser::OpenMetricsType, OpenMetricsValue>,
+    family: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let Some(f) = m.families.get(family) else { return 0.0 };
+    f.iter_samples()
+        .find(|s| {
+            let set = s.get_labelset().unwrap();
+            labels.iter().all(|(k, v)| set.get_label_value(k) == Some(*v))
+        })
+        .map(|s| match &s.value {
+            OpenMetricsValue::Counter(c) => c.value.as_f64(),
+            OpenMetricsValue::Gauge(g) => g.as_f64(),
+            OpenMetricsValue::Histogram(h) => h.count.unwrap_or(0) as f64,
+            other => panic!("{family}: {other:?}"),
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_shows_deliveries_refusals_and_the_logs_figures_moving() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.metrics = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
+    let before = scrape(&c, 0).await;
+    let id = c.send(0, notice(&["CHL"], "Counted")).await;
+    c.eventually(10, "CHL's receipt", |c| {
+        c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1
+    })
+    .await;
+    let refused = c
+        .operator(0)
+        .get_notice(hotline::proto::GetNoticeRequest {
+            id: "no-such-notice".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound);
+    let after = scrape(&c, 0).await;
+
+    let receipted = [("peer", "CHL"), ("outcome", "receipted")];
+    assert_eq!(
+        value(&after, "hotline_deliveries", &receipted) - value(&before, "hotline_deliveries", &receipted),
+        1.0
+    );
+    assert_eq!(value(&after, "hotline_refusals", &[("code", "NotFound")]), 1.0);
+    assert_eq!(value(&after, "hotline_log_size", &[]), c.node(0).log.head().size as f64);
+    assert!(value(&after, "hotline_log_size", &[]) > value(&before, "hotline_log_size", &[]));
+    assert!(value(&after, "hotline_log_commit_seconds", &[]) > value(&before, "hotline_log_commit_seconds", &[]));
+    assert_eq!(value(&after, "hotline_outbox_depth", &[("peer", "CHL")]), 0.0);
+    // The notice's acknowledgement and response clocks run at PER, for CHL.
+    assert_eq!(value(&after, "hotline_deadlines_running", &[("norm", "response")]), 1.0);
+    // CHL checked the signatures of what PER delivered.
+    assert!(value(&scrape(&c, 1).await, "hotline_signature_verify_seconds", &[]) >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_deadlines_and_communication_check_answers_are_counted() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.metrics = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
+    c.operator(0)
+        .comm_check(hotline::proto::CommCheckRequest::default())
+        .await
+        .unwrap();
+    common::awaited("the check answered", || async {
+        let m = scrape(&c, 0).await;
+        (value(
+            &m,
+            "hotline_comm_check_answer_seconds",
+            &[("peer", "CHL"), ("human", "false")],
+        ) == 1.0)
+            .then_some(())
+    })
+    .await;
+    c.send(0, notice(&["CHL"], "Never answered")).await;
+    c.eventually_advancing(
+        20,
+        std::time::Duration::from_secs(1),
+        "the response clock missed",
+        |c| {
+            c.node(0)
+                .read(hotline::state::compliance)
+                .unwrap()
+                .iter()
+                .any(|k| k.1 == hotline::proto::Deadline::Response && k.3 == 1)
+        },
+    )
+    .await;
+    let m = scrape(&c, 0).await;
+    assert_eq!(value(&m, "hotline_deadlines_missed", &[("norm", "response")]), 1.0);
+    assert!(
+        value(
+            &m,
+            "hotline_norm_events",
+            &[("kind", "deadline_missed"), ("norm", "response")]
+        ) >= 1.0,
+        "the DEADLINE_MISSED event counted"
+    );
+}
