@@ -58,6 +58,7 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     metrics: Option<RawMetrics>,
+    alerts: Option<crate::alerts::AlertConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -141,6 +142,8 @@ pub struct Config {
     pub tls_key: PathBuf,
     /// Local certificates: name, role, certificate file.
     pub locals: Vec<(String, Role, PathBuf)>,
+    /// The command run for each alerted event, and how long it may take, if `[alerts]` is set.
+    pub alerts: Option<(crate::alerts::AlertConfig, Duration)>,
     /// Where Prometheus metrics are served (plain HTTP), if `[metrics]` is set.
     pub metrics: Option<SocketAddr>,
     /// The node address the CLI calls.
@@ -213,6 +216,10 @@ impl Config {
                 Duration::from_millis(default)
             }),
         };
+        let alerts = raw.alerts.clone().map(|a| {
+            let timeout = duration("alerts.timeout", &Some(a.timeout.clone()), 10_000);
+            (a, timeout)
+        });
         let retry_base = duration("delivery.retry_base", &raw.delivery.retry_base, 200);
         let retry_max = duration("delivery.retry_max", &raw.delivery.retry_max, 30_000);
         let handshake_timeout = duration("limits.handshake_timeout", &raw.limits.handshake_timeout, 10_000);
@@ -223,6 +230,14 @@ impl Config {
             burst: raw.limits.burst.unwrap_or(d.burst),
             in_flight: raw.limits.in_flight.unwrap_or(d.in_flight),
         };
+        if let Some((a, _)) = &alerts {
+            if a.command.first().is_none_or(|p| p.is_empty()) {
+                problems.push("alerts.command: give the program to run, then its arguments".into());
+            }
+            if a.per_minute == 0 {
+                problems.push("alerts.per_minute: at least 1".into());
+            }
+        }
         if !(limits.requests_per_second > 0.0 && limits.burst >= 1.0 && limits.in_flight >= 1) {
             problems.push("limits: requests_per_second must be > 0, burst >= 1, in_flight >= 1".into());
         }
@@ -243,6 +258,7 @@ impl Config {
                 .iter()
                 .map(|l| (l.name.clone(), l.role, abs(&l.cert)))
                 .collect(),
+            alerts,
             metrics: raw
                 .metrics
                 .map(|m| m.listen.unwrap_or_else(crate::metrics::default_address)),

@@ -28,7 +28,8 @@
 //!   witness ([`witness`]); missed deadlines and scheduled communication
 //!   checks are the norms worker's ([`norms`]); both log norm events one way
 //!   ([`norm_event`]) and announce them on the event stream ([`events`]);
-//!   operations teams scrape what the node counts ([`metrics`]);
+//!   operations teams scrape what the node counts ([`metrics`]) and are
+//!   paged by a command run for each alerted event ([`alerts`]);
 //! - repeated identical failures are logged once, then summarised ([`repeats`]);
 //! - background work is owned by the node's task set ([`tasks`]) and started
 //!   and stopped with the server ([`server`]), which reads its configuration
@@ -87,6 +88,8 @@ pub mod norm_event;
 pub mod events;
 
 pub mod metrics;
+
+pub mod alerts;
 
 pub mod tasks;
 

@@ -109,6 +109,12 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .spawn(delivery::run(node.clone()).instrument(tracing::info_span!("delivery", party = %node.party)));
     node.tasks
         .spawn(norms::run(node.clone()).instrument(tracing::info_span!("norms", party = %node.party)));
+    if let Some((alerts, timeout)) = config.alerts.clone() {
+        node.tasks.spawn(
+            crate::alerts::run(node.clone(), alerts, timeout)
+                .instrument(tracing::info_span!("alerts", party = %node.party)),
+        );
+    }
     let metrics_addr = match config.metrics {
         Some(at) => Some(serve_metrics(&node, at).await?),
         None => None,

@@ -198,6 +198,14 @@ cert = "tls/auditor.pem"
 # [metrics]
 # listen = "127.0.0.1:9464"
 
+# Alerts: this command runs for each missed deadline, checkpoint fork, failed communication check
+# and agreement change, with the event as one JSON line on its standard input; uncomment to page someone.
+# [alerts]
+# command = ["/usr/local/bin/page-duty-officer", "--team", "cert"]
+# kinds = ["deadline_missed", "checkpoint_fork", "comm_check_failed", "agreement_changed"]
+# per_minute = 6
+# timeout = "10s"
+
 # How the hotline CLI reaches this node.
 [client]
 node = "https://127.0.0.1:{port}"

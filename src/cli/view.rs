@@ -132,6 +132,10 @@ pub fn event_json(e: &Event) -> Value {
         Some(event::Body::ResponseReceived(r)) => ("response", response_json(r)),
         Some(event::Body::ReceiptReceived(r)) => ("receipt", receipt_json(r)),
         Some(event::Body::NormEvent(n)) => ("norm_event", norm_json(n)),
+        Some(event::Body::AgreementAdopted(a)) => (
+            "agreement_adopted",
+            json!({"version": a.version, "text_sha256": hex::encode(&a.text_sha256)}),
+        ),
         None => ("empty", Value::Null),
     };
     json!({"at": ts(&e.at), "type": kind, "event": body})
@@ -170,6 +174,11 @@ pub fn event_line(e: &Event) -> String {
             short(n.kind().as_str_name(), "NORM_EVENT_KIND_"),
             term(&n.party),
             term(&n.detail)
+        ),
+        Some(event::Body::AgreementAdopted(a)) => format!(
+            "{at}  AGREEMENT version {} adopted (text SHA-256 {})",
+            a.version,
+            hex::encode(&a.text_sha256)
         ),
         None => format!("{at}  (empty event)"),
     }

@@ -108,6 +108,12 @@ impl Node {
             peers,
             signed: next,
         });
+        self.events()
+            .emit(crate::proto::event::Body::AgreementAdopted(AgreementAdopted {
+                signed_note: Vec::new(),
+                version,
+                text_sha256: self.in_force().text_sha256.to_vec(),
+            }));
         tracing::info!(version, ?departed, ?joined, "adopted agreement version; in force now");
         Ok(Some(joined))
     }

@@ -1,0 +1,225 @@
+//! Alerts, so a duty officer can be paged: for each event of a configured
+//! kind (a missed deadline, a checkpoint fork, a failed communication
+//! check, a change of the agreement) the `[alerts]` command runs with the
+//! event as one JSON line on its standard input. Each kind is limited to so
+//! many alerts a minute; those held back are counted in the next one sent.
+//! A command that fails or hangs is logged and killed, and never holds up
+//! the node: each runs as a task of its own, a few at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use crate::clock;
+use crate::node::Node;
+use crate::proto::{Deadline, Event, NormEventKind, event};
+
+/// How many alert commands run at once; more wait their turn.
+const AT_ONCE: usize = 4;
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A deadline passed without the message owed (but a communication check's answer).
+    DeadlineMissed,
+    /// A peer's checkpoint forks from one it signed before.
+    CheckpointFork,
+    /// A communication check went unanswered in time.
+    CommCheckFailed,
+    /// A new version of the agreement was adopted, or a peer holds another text under ours.
+    AgreementChanged,
+}
+
+impl AlertKind {
+    /// Every kind, the default of `kinds`.
+    pub const ALL: [AlertKind; 4] = [
+        AlertKind::DeadlineMissed,
+        AlertKind::CheckpointFork,
+        AlertKind::CommCheckFailed,
+        AlertKind::AgreementChanged,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            AlertKind::DeadlineMissed => "deadline_missed",
+            AlertKind::CheckpointFork => "checkpoint_fork",
+            AlertKind::CommCheckFailed => "comm_check_failed",
+            AlertKind::AgreementChanged => "agreement_changed",
+        }
+    }
+}
+
+/// The `[alerts]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// The program and its arguments (no shell).
+    pub command: Vec<String>,
+    /// The kinds of event alerted (default: all).
+    #[serde(default = "all_kinds")]
+    pub kinds: Vec<AlertKind>,
+    /// At most this many alerts of each kind a minute.
+    #[serde(default = "per_minute")]
+    pub per_minute: u32,
+    /// A command still running after this long is killed, as `"10s"`.
+    #[serde(default = "timeout")]
+    pub timeout: String,
+}
+
+fn all_kinds() -> Vec<AlertKind> {
+    AlertKind::ALL.to_vec()
+}
+
+fn per_minute() -> u32 {
+    6
+}
+
+fn timeout() -> String {
+    "10s".into()
+}
+
+/// Per kind, how many alerts went in the current minute and how many were held back.
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    per_minute: u32,
+    counts: std::collections::HashMap<AlertKind, (i64, u32, u64)>,
+}
+
+impl RateLimit {
+    /// At most `per_minute` alerts of each kind in a minute of the node's clock.
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            counts: Default::default(),
+        }
+    }
+
+    /// Whether an alert of `kind` at `now_ms` goes: `Some(held back since the last one sent)`, or `None`.
+    pub fn admit(&mut self, kind: AlertKind, now_ms: i64) -> Option<u64> {
+        let minute = now_ms.div_euclid(60_000);
+        let (at, sent, held) = self.counts.entry(kind).or_insert((minute, 0, 0));
+        if *at != minute {
+            (*at, *sent) = (minute, 0);
+        }
+        if *sent >= self.per_minute {
+            *held += 1;
+            return None;
+        }
+        *sent += 1;
+        Some(std::mem::take(held))
+    }
+}
+
+/// The kind of alert an event is, if any.
+pub fn kind_of(e: &Event) -> Option<AlertKind> {
+    match e.body.as_ref()? {
+        event::Body::NormEvent(n) => match n.kind() {
+            NormEventKind::DeadlineMissed if n.deadline() == Deadline::CommCheckAnswer => {
+                Some(AlertKind::CommCheckFailed)
+            }
+            NormEventKind::DeadlineMissed => Some(AlertKind::DeadlineMissed),
+            NormEventKind::CheckpointFork => Some(AlertKind::CheckpointFork),
+            NormEventKind::AgreementFork => Some(AlertKind::AgreementChanged),
+            _ => None,
+        },
+        event::Body::AgreementAdopted(_) => Some(AlertKind::AgreementChanged),
+        _ => None,
+    }
+}
+
+/// The JSON line a command reads.
+fn line(node: &str, kind: AlertKind, e: &Event, held_back: u64) -> String {
+    let at = |t: &Option<prost_types::Timestamp>| t.as_ref().and_then(clock::from_proto).map(clock::rfc3339);
+    let detail = match e.body.as_ref() {
+        Some(event::Body::NormEvent(n)) => json!({
+            "norm_event": n.kind().as_str_name(), "party": n.party, "message_id": n.message_id,
+            "deadline": n.deadline().as_str_name(), "due_at": at(&n.due_at), "observed_at": at(&n.observed_at),
+            "detail": n.detail,
+        }),
+        Some(event::Body::AgreementAdopted(a)) => json!({
+            "agreement_version": a.version, "text_sha256": hex::encode(&a.text_sha256),
+        }),
+        _ => json!({}),
+    };
+    let value = json!({"node": node, "kind": kind.name(), "at": at(&e.at), "held_back": held_back, "event": detail});
+    format!("{value}\n")
+}
+
+/// Runs the alerts of `config` for `node` until it stops.
+pub async fn run(node: Arc<Node>, config: AlertConfig, timeout: Duration) {
+    let mut events = node.subscribe();
+    let mut limit = RateLimit::new(config.per_minute);
+    let running = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
+    loop {
+        let e = tokio::select! {
+            e = events.recv() => e,
+            _ = node.tasks.stopping() => return,
+        };
+        let e = match e {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "alerts fell behind the event stream; some events were not alerted"
+                );
+                continue;
+            }
+            Err(_) => return,
+        };
+        let Some(kind) = kind_of(&e).filter(|k| config.kinds.contains(k)) else {
+            continue;
+        };
+        let Some(held_back) = limit.admit(kind, node.clock.now_ms()) else {
+            continue;
+        };
+        let (text, command, running) = (
+            line(&node.party, kind, &e, held_back),
+            config.command.clone(),
+            running.clone(),
+        );
+        let repeats = node.clone();
+        node.tasks.spawn(async move {
+            let Ok(_turn) = running.acquire().await else { return };
+            if let Err(why) = alert(&command, &text, timeout).await {
+                if let Some(held_back) = repeats
+                    .repeats
+                    .check(&format!("alert: {why}"), std::time::Instant::now())
+                {
+                    tracing::warn!(kind = kind.name(), error = %why, held_back, "alert command failed");
+                }
+            }
+        });
+    }
+}
+
+/// Runs `command` with `text` on its standard input, within `timeout`.
+async fn alert(command: &[String], text: &str, timeout: Duration) -> Result<(), String> {
+    let (program, args) = command.split_first().ok_or("the alert command is empty")?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    let run = async {
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(text.as_bytes())
+                .await
+                .map_err(|e| format!("{program}: writing the event: {e}"))?;
+        }
+        child.wait().await.map_err(|e| format!("{program}: {e}"))
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("{program} exited with {status}")),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("{program} still running after {timeout:?}; killed")),
+    }
+}
