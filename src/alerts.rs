@@ -4,21 +4,14 @@
 //! event as one JSON line on its standard input. Each kind is limited to so
 //! many alerts a minute; those held back are counted in the next one sent.
 //! A command that fails or hangs is logged and killed, and never holds up
-//! the node: each runs as a task of its own, a few at a time.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! the node: each runs as a task of its own, a few at a time
+//! (`node/alerting.rs` runs them; this module says what and when).
 
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use crate::clock;
-use crate::node::Node;
 use crate::proto::{Deadline, Event, NormEventKind, event};
-
-/// How many alert commands run at once; more wait their turn.
-const AT_ONCE: usize = 4;
 
 /// What an alert is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
@@ -43,7 +36,8 @@ impl AlertKind {
         AlertKind::AgreementChanged,
     ];
 
-    fn name(self) -> &'static str {
+    /// The name configured, and sent in each alert.
+    pub fn name(self) -> &'static str {
         match self {
             AlertKind::DeadlineMissed => "deadline_missed",
             AlertKind::CheckpointFork => "checkpoint_fork",
@@ -132,7 +126,7 @@ pub fn kind_of(e: &Event) -> Option<AlertKind> {
 }
 
 /// The JSON line a command reads.
-fn line(node: &str, kind: AlertKind, e: &Event, held_back: u64) -> String {
+pub fn line(node: &str, kind: AlertKind, e: &Event, held_back: u64) -> String {
     let at = |t: &Option<prost_types::Timestamp>| t.as_ref().and_then(clock::from_proto).map(clock::rfc3339);
     let detail = match e.body.as_ref() {
         Some(event::Body::NormEvent(n)) => json!({
@@ -147,79 +141,4 @@ fn line(node: &str, kind: AlertKind, e: &Event, held_back: u64) -> String {
     };
     let value = json!({"node": node, "kind": kind.name(), "at": at(&e.at), "held_back": held_back, "event": detail});
     format!("{value}\n")
-}
-
-/// Runs the alerts of `config` for `node` until it stops.
-pub async fn run(node: Arc<Node>, config: AlertConfig, timeout: Duration) {
-    let mut events = node.subscribe();
-    let mut limit = RateLimit::new(config.per_minute);
-    let running = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
-    loop {
-        let e = tokio::select! {
-            e = events.recv() => e,
-            _ = node.tasks.stopping() => return,
-        };
-        let e = match e {
-            Ok(e) => e,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "alerts fell behind the event stream; some events were not alerted"
-                );
-                continue;
-            }
-            Err(_) => return,
-        };
-        let Some(kind) = kind_of(&e).filter(|k| config.kinds.contains(k)) else {
-            continue;
-        };
-        let Some(held_back) = limit.admit(kind, node.clock.now_ms()) else {
-            continue;
-        };
-        let (text, command, running) = (
-            line(&node.party, kind, &e, held_back),
-            config.command.clone(),
-            running.clone(),
-        );
-        let repeats = node.clone();
-        node.tasks.spawn(async move {
-            let Ok(_turn) = running.acquire().await else { return };
-            if let Err(why) = alert(&command, &text, timeout).await {
-                if let Some(held_back) = repeats
-                    .repeats
-                    .check(&format!("alert: {why}"), std::time::Instant::now())
-                {
-                    tracing::warn!(kind = kind.name(), error = %why, held_back, "alert command failed");
-                }
-            }
-        });
-    }
-}
-
-/// Runs `command` with `text` on its standard input, within `timeout`.
-async fn alert(command: &[String], text: &str, timeout: Duration) -> Result<(), String> {
-    let (program, args) = command.split_first().ok_or("the alert command is empty")?;
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    let run = async {
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(text.as_bytes())
-                .await
-                .map_err(|e| format!("{program}: writing the event: {e}"))?;
-        }
-        child.wait().await.map_err(|e| format!("{program}: {e}"))
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(format!("{program} exited with {status}")),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("{program} still running after {timeout:?}; killed")),
-    }
 }

@@ -111,7 +111,8 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .spawn(norms::run(node.clone()).instrument(tracing::info_span!("norms", party = %node.party)));
     if let Some((alerts, timeout)) = config.alerts.clone() {
         node.tasks.spawn(
-            crate::alerts::run(node.clone(), alerts, timeout)
+            node.clone()
+                .run_alerts(alerts, timeout)
                 .instrument(tracing::info_span!("alerts", party = %node.party)),
         );
     }

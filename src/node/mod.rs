@@ -7,6 +7,7 @@
 
 mod actor;
 mod adoption;
+mod alerting;
 mod amendments;
 mod error;
 mod escalation;
