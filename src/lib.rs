@@ -5,8 +5,9 @@
 //! **Formats**, the evidence others verify: the wire types ([`proto`]), time
 //! and the node's clock ([`clock`]), keys and the two signature formats
 //! ([`keys`], [`note`], [`envelope`]), the agreement parties sign
-//! ([`agreement`]), each party's roster of people ([`roster`]) and the rules a
-//! message must meet ([`message`]).
+//! ([`agreement`]), each party's roster of people ([`roster`]), the rules a
+//! message must meet ([`message`]), and notices as STIX 2.1 for CERT tools
+//! ([`stix`]).
 //!
 //! **Storage**: SQLite and its migrations ([`store`]); the append-only audit
 //! log ([`log`]: its writer, reader, RFC 6962 tree, checkpoints, entries,
@@ -70,6 +71,8 @@ pub mod federation;
 pub mod operator;
 
 pub mod audit;
+
+pub mod stix;
 
 pub mod node;
 

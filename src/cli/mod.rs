@@ -13,6 +13,7 @@ mod demo_join;
 mod demo_step;
 mod demo_timeline;
 mod envelope;
+mod export;
 mod files;
 mod keygen;
 mod node;
@@ -77,6 +78,9 @@ enum Command {
     /// Read, prove, verify and export a node's audit log.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Export the notices this node may share, for CERT tools (STIX 2.1).
+    #[command(subcommand)]
+    Export(export::Command),
     /// Measure throughput, latency, memory and verification on this machine.
     Bench(bench::Args),
     /// Sign or verify a DSSE envelope in its JSON form.
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Roster(cmd) => roster::run(cmd, out),
         Command::Envelope(cmd) => envelope::run(cmd, out),
         Command::Audit(cmd) => audit::run(cmd, out),
+        Command::Export(cmd) => export::run(cmd, out),
         Command::Bench(cmd) => bench::run(cmd, out),
     }
 }

@@ -159,6 +159,18 @@ pub fn recent_notices(c: &Connection, limit: u32) -> rusqlite::Result<Vec<Stored
     .collect()
 }
 
+/// Real notices (not exercises) logged after entry `after` (all with
+/// `None`), in log order, at most `limit`: what STIX export and TAXII page through.
+pub fn notices_after(c: &Connection, after: Option<u64>, limit: u32) -> rusqlite::Result<Vec<StoredMessage>> {
+    let after = after.map_or(-1, |a| a as i64);
+    c.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} WHERE m.kind = 'notice' AND m.exercise = 0 AND m.log_index > ?1 \
+         ORDER BY m.log_index LIMIT ?2"
+    ))?
+    .query_map(params![after, limit], row_to_message)?
+    .collect()
+}
+
 /// Records a message whose envelope is in log entry `log_index` (the row's
 /// own `log_index` is not read); a duplicate if the id is taken.
 pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> Result<(), StateError> {

@@ -470,3 +470,24 @@ pub async fn awaited<T, F: std::future::Future<Output = Option<T>>>(what: &str, 
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
+
+/// An outside program a test checks our output with (a Python validator,
+/// say), looked for in `$HOTLINE_VENV/bin` (where `.ci/run` installs them),
+/// then on the PATH. Missing, the test says it is skipped and why; under
+/// `CI=true` a missing one fails the test.
+pub fn outside_tool(name: &str, why: &str) -> Option<std::path::PathBuf> {
+    let in_venv = std::env::var_os("HOTLINE_VENV").map(|v| std::path::Path::new(&v).join("bin").join(name));
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name));
+    if let Some(found) = in_venv.into_iter().chain(on_path).find(|p| p.is_file()) {
+        return Some(found);
+    }
+    let message = format!("{name} not found in $HOTLINE_VENV/bin or on PATH; it is needed to {why}");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message} (CI=true: .ci/run installs it)");
+    }
+    eprintln!("SKIPPED: {message} (bash .ci/run installs it)");
+    None
+}

@@ -1,0 +1,90 @@
+//! `hotline export stix`: the notices a node may share, as a STIX 2.1
+//! bundle, read offline from its data directory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use hotline::config::Config;
+use hotline::proto::Tlp;
+use serde_json::json;
+
+use super::files::write_atomic;
+use super::view::Out;
+
+/// `hotline export …`.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Write the notices this node may share as a STIX 2.1 bundle: each an
+    /// incident with its indicators, TLP 2.0 markings, the sending party's
+    /// identity, and references to the signed envelope and its log entry.
+    /// Exercises, communication checks and TLP:RED are never exported.
+    Stix {
+        /// The node configuration (its data folder is read, offline).
+        #[arg(long, env = "HOTLINE_CONFIG", default_value = "hotline.toml")]
+        config: PathBuf,
+        /// The most restricted TLP exported: clear, green, amber or amber+strict.
+        #[arg(long, default_value = "amber", value_parser = tlp)]
+        max_tlp: Tlp,
+        /// Write the bundle here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn tlp(s: &str) -> Result<Tlp, String> {
+    match s {
+        "clear" => Ok(Tlp::Clear),
+        "green" => Ok(Tlp::Green),
+        "amber" => Ok(Tlp::Amber),
+        "amber+strict" => Ok(Tlp::AmberStrict),
+        _ => Err(format!(
+            "{s:?}: one of clear, green, amber, amber+strict (TLP:RED is never exported)"
+        )),
+    }
+}
+
+/// Runs an export command.
+pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
+    let Command::Stix {
+        config,
+        max_tlp,
+        out: file,
+    } = cmd;
+    let config = Config::load(&config)?;
+    let c = hotline::store::open_reader(&config.data)?;
+    let agreement = hotline::state::adopted(&c)?
+        .and_then(|a| hotline::agreement::SignedAgreement::parse(&a.signed_note).ok())
+        .map(|s| s.agreement)
+        .ok_or_else(|| anyhow::anyhow!("{}: this node's log holds no adopted agreement", config.data.display()))?;
+    let mut logged = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, last) = hotline::stix::shareable(&c, after, 1_000, max_tlp)?;
+        logged.extend(page);
+        match last {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    let held: Vec<_> = logged.iter().map(|l| l.held(&config.party)).collect();
+    let bundle = hotline::stix::bundle(&agreement, &held);
+    let text = serde_json::to_string_pretty(&bundle)? + "\n";
+    match file {
+        Some(file) => {
+            write_atomic(&file, text.as_bytes())?;
+            let objects = bundle["objects"].as_array().map_or(0, Vec::len);
+            out.print(
+                &json!({"file": file, "notices": held.len(), "objects": objects}),
+                || {
+                    format!(
+                        "wrote {} notices as {objects} STIX 2.1 objects to {}\n",
+                        held.len(),
+                        file.display()
+                    )
+                },
+            );
+        }
+        None => super::view::outln!("{}", text.trim_end()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
