@@ -275,7 +275,8 @@ pub fn shareable(
         .into_iter()
         .filter_map(|m| {
             let notice = m.notice()?;
-            may_share(&notice, most).then(|| Logged {
+            let shared = may_share(&notice, most);
+            shared.then_some(Logged {
                 notice,
                 log_index: m.log_index,
                 payload_sha256: m.payload_sha256,
