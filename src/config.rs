@@ -58,6 +58,7 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     metrics: Option<RawMetrics>,
+    taxii: Option<RawMetrics>,
     alerts: Option<crate::alerts::AlertConfig>,
 }
 
@@ -144,6 +145,8 @@ pub struct Config {
     pub locals: Vec<(String, Role, PathBuf)>,
     /// The command run for each alerted event, and how long it may take, if `[alerts]` is set.
     pub alerts: Option<(crate::alerts::AlertConfig, Duration)>,
+    /// Where TAXII 2.1 is served (HTTPS, this party's certificates), if `[taxii]` is set.
+    pub taxii: Option<SocketAddr>,
     /// Where Prometheus metrics are served (plain HTTP), if `[metrics]` is set.
     pub metrics: Option<SocketAddr>,
     /// The node address the CLI calls.
@@ -259,6 +262,9 @@ impl Config {
                 .map(|l| (l.name.clone(), l.role, abs(&l.cert)))
                 .collect(),
             alerts,
+            taxii: raw
+                .taxii
+                .map(|t| t.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9443)))),
             metrics: raw
                 .metrics
                 .map(|m| m.listen.unwrap_or_else(crate::metrics::default_address)),

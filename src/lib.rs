@@ -30,7 +30,8 @@
 //!   checks are the norms worker's ([`norms`]); both log norm events one way
 //!   ([`norm_event`]) and announce them on the event stream ([`events`]);
 //!   operations teams scrape what the node counts ([`metrics`]) and are
-//!   paged by a command run for each alerted event ([`alerts`]);
+//!   paged by a command run for each alerted event ([`alerts`]); CERT tools
+//!   pull notices as STIX over TAXII 2.1 ([`taxii`]);
 //! - repeated identical failures are logged once, then summarised ([`repeats`]);
 //! - background work is owned by the node's task set ([`tasks`]) and started
 //!   and stopped with the server ([`server`]), which reads its configuration
@@ -73,6 +74,8 @@ pub mod operator;
 pub mod audit;
 
 pub mod stix;
+
+pub mod taxii;
 
 pub mod node;
 

@@ -37,6 +37,8 @@ pub struct Running {
     pub node: Arc<Node>,
     /// Where its metrics are served, if `[metrics]` is set.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where TAXII is served, if `[taxii]` is set.
+    pub taxii_addr: Option<SocketAddr>,
 }
 
 /// Starts the node of `config`, on `listener` if given (tests bind port 0
@@ -120,12 +122,40 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         Some(at) => Some(serve_metrics(&node, at).await?),
         None => None,
     };
-    tracing::info!(party = %node.party, %addr, ?metrics_addr, "node serving");
+    let taxii_addr = match config.taxii {
+        Some(at) => Some(serve_taxii(&node, config, &cert, at).await?),
+        None => None,
+    };
+    tracing::info!(party = %node.party, %addr, ?metrics_addr, ?taxii_addr, "node serving");
     Ok(Running {
         addr,
         node,
         metrics_addr,
+        taxii_addr,
     })
+}
+
+/// Serves TAXII on `at`, to this party's own certificates, until the node stops.
+async fn serve_taxii(
+    node: &Arc<Node>,
+    config: &Config,
+    cert: &crate::tls::CertKey,
+    at: SocketAddr,
+) -> Result<SocketAddr, NodeError> {
+    let setup = |e: String| NodeError::Setup(format!("taxii: {e}"));
+    let own_ca = config.ca_pem().map_err(|e| setup(e.to_string()))?;
+    let tls = Arc::new(transport::https_config(cert, &own_ca).map_err(|e| setup(e.to_string()))?);
+    let listener = TcpListener::bind(at)
+        .await
+        .map_err(|e| setup(format!("listen on {at}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| setup(e.to_string()))?;
+    let owner = node.clone();
+    let stop = async move { owner.tasks.stopping().await };
+    node.tasks.spawn(
+        crate::taxii::serve(listener, node.clone(), tls, config.handshake_timeout, stop)
+            .instrument(tracing::info_span!("taxii", party = %node.party, %bound)),
+    );
+    Ok(bound)
 }
 
 /// Serves the node's metrics on `at` until it stops; returns the address bound.

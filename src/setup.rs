@@ -194,6 +194,11 @@ name = "auditor"
 role = "auditor"
 cert = "tls/auditor.pem"
 
+# TAXII 2.1, read only, over HTTPS for this party's own certificates ([[local]] operators and
+# auditors): CERT tools pull the notices the node may share; uncomment to serve it.
+# [taxii]
+# listen = "127.0.0.1:9443"
+
 # Prometheus metrics, plain HTTP on their own address (GET /metrics); uncomment to serve them.
 # [metrics]
 # listen = "127.0.0.1:9464"

@@ -102,7 +102,7 @@ fn id(kind: &str, name: &str) -> String {
 }
 
 /// A STIX timestamp: RFC 3339 in UTC with milliseconds.
-fn timestamp(at: OffsetDateTime) -> String {
+pub fn timestamp(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",

@@ -96,6 +96,8 @@ pub fn issue(
         Usage::Client => Vec::new(),
     })?;
     params.distinguished_name.push(DnType::CommonName, common_name);
+    // RFC 5280 wants it, and strict verifiers (OpenSSL's X509_STRICT, as Python's urllib3 uses) refuse a leaf without it.
+    params.use_authority_key_identifier_extension = true;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = match usage {
         Usage::Node => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],

@@ -54,6 +54,16 @@ pub fn plain_server() -> Server {
 /// A node's TLS: its certificate, client certificates required and issued by
 /// one of `client_cas` (PEM), HTTP/2 only.
 fn server_config(node: &CertKey, client_cas: &str) -> Result<rustls::ServerConfig, TransportError> {
+    tls_config(node, client_cas, b"h2")
+}
+
+/// HTTPS settings for HTTP/1.1 services beside gRPC (TAXII): `node` as our
+/// certificate, clients required to present one issued by `client_cas`.
+pub fn https_config(node: &CertKey, client_cas: &str) -> Result<rustls::ServerConfig, TransportError> {
+    tls_config(node, client_cas, b"http/1.1")
+}
+
+fn tls_config(node: &CertKey, client_cas: &str, alpn: &[u8]) -> Result<rustls::ServerConfig, TransportError> {
     use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
     let bad = |e: &dyn std::fmt::Display| TransportError::Tls(e.to_string());
@@ -73,7 +83,7 @@ fn server_config(node: &CertKey, client_cas: &str) -> Result<rustls::ServerConfi
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .map_err(|e| bad(&e))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }
 

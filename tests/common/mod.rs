@@ -491,3 +491,27 @@ pub fn outside_tool(name: &str, why: &str) -> Option<std::path::PathBuf> {
     eprintln!("SKIPPED: {message} (bash .ci/run installs it)");
     None
 }
+
+/// A Python that can import `module` (`$HOTLINE_VENV/bin/python`, else
+/// `python3` on the PATH), for a test that drives an outside Python tool;
+/// skipped, or failed under `CI=true`, as [`outside_tool`] says.
+pub fn python_with(module: &str, why: &str) -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("HOTLINE_VENV").map(|v| std::path::Path::new(&v).join("bin/python"));
+    let found = venv
+        .into_iter()
+        .chain([std::path::PathBuf::from("python3")])
+        .find(|python| {
+            std::process::Command::new(python)
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if found.is_none() {
+        let message = format!("no Python with {module} ($HOTLINE_VENV/bin/python or python3); it is needed to {why}");
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message} (CI=true: .ci/run installs it)");
+        }
+        eprintln!("SKIPPED: {message} (bash .ci/run installs it)");
+    }
+    found
+}

@@ -1,0 +1,431 @@
+//! TAXII 2.1, read only, for CERT tools (OpenCTI, MISP, …) that pull the
+//! notices a node may share: discovery, one API root, a collection per TLP
+//! level, objects (the same STIX 2.1 objects `hotline export stix` writes)
+//! and their manifest, paged by log index. Served over HTTPS on its own
+//! address to the party's own certificates only: the TLS layer accepts
+//! only this party's CA, and a certificate must be a local operator or
+//! auditor of `hotline.toml`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::node::Node;
+use crate::proto::Tlp;
+use crate::stix;
+
+/// The TAXII 2.1 media type of every answer.
+pub const MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
+
+/// The STIX media type of the objects collections hold.
+const STIX_MEDIA_TYPE: &str = "application/stix+json;version=2.1";
+
+/// The most objects one page holds, whatever `limit` asks.
+const MAX_PAGE: usize = 1_000;
+
+/// How many notices a page reads from the log at most.
+const NOTICES_PER_READ: u32 = 200;
+
+/// A collection: the notices up to one TLP level.
+struct Collection {
+    id: &'static str,
+    title: &'static str,
+    most: Tlp,
+}
+
+const COLLECTIONS: [Collection; 4] = [
+    Collection {
+        id: "8f6b6d2c-7a4e-4f0e-9c4a-1c2a6e1d0001",
+        title: "TLP:CLEAR notices",
+        most: Tlp::Clear,
+    },
+    Collection {
+        id: "8f6b6d2c-7a4e-4f0e-9c4a-1c2a6e1d0002",
+        title: "TLP:CLEAR and TLP:GREEN notices",
+        most: Tlp::Green,
+    },
+    Collection {
+        id: "8f6b6d2c-7a4e-4f0e-9c4a-1c2a6e1d0003",
+        title: "Notices up to TLP:AMBER",
+        most: Tlp::Amber,
+    },
+    Collection {
+        id: "8f6b6d2c-7a4e-4f0e-9c4a-1c2a6e1d0004",
+        title: "Notices up to TLP:AMBER+STRICT (this organization only)",
+        most: Tlp::AmberStrict,
+    },
+];
+
+/// What every handler of one connection shares.
+struct Ctx {
+    node: Arc<Node>,
+    /// The local certificate's name, or `None` for anyone else (refused).
+    caller: Option<String>,
+}
+
+/// Why a request is refused: a TAXII error message with its HTTP status.
+struct Refusal {
+    status: StatusCode,
+    title: &'static str,
+    description: String,
+}
+
+fn error(status: StatusCode, title: &'static str, description: String) -> Refusal {
+    Refusal {
+        status,
+        title,
+        description,
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = json!({"title": self.title, "description": self.description,
+                          "http_status": self.status.as_u16().to_string()});
+        taxii(self.status, body)
+    }
+}
+
+fn taxii(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, MEDIA_TYPE)], body.to_string()).into_response()
+}
+
+/// Refuses a caller that is not a local certificate, or one that accepts no TAXII 2.1.
+fn admit(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Refusal> {
+    if ctx.caller.is_none() {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "only this party's operator and auditor certificates (hotline.toml [[local]]) may read".into(),
+        ));
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    if !(accept.contains("application/taxii+json") || accept.contains("*/*")) {
+        return Err(error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable",
+            format!("this server answers {MEDIA_TYPE}"),
+        ));
+    }
+    Ok(())
+}
+
+fn collection_json(c: &Collection) -> Value {
+    json!({"id": c.id, "title": c.title, "can_read": true, "can_write": false, "media_types": [STIX_MEDIA_TYPE],
+           "description": "Notices this node may share, as STIX 2.1; exercises, communication checks and TLP:RED are never here."})
+}
+
+fn collection(id: &str) -> Result<&'static Collection, Refusal> {
+    COLLECTIONS.iter().find(|c| c.id == id).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            format!("no collection {id:?}; GET /api1/collections/ lists them"),
+        )
+    })
+}
+
+/// One page of a collection: its objects with the date each was added, and
+/// where the next page starts.
+struct Page {
+    objects: Vec<(Value, String)>,
+    next: Option<u64>,
+}
+
+/// Reads objects of `c` after log index `after`, added after `added_after`, at most `limit`.
+fn page(
+    node: &Node,
+    c: &Collection,
+    mut after: Option<u64>,
+    added_after: Option<i64>,
+    limit: usize,
+) -> Result<Page, Refusal> {
+    let internal = |e: crate::node::NodeError| {
+        tracing::warn!(error = %e, "taxii: cannot read the notices");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            "the node could not read its notices".into(),
+        )
+    };
+    let agreement = node.in_force().agreement().clone();
+    let mut objects: Vec<(Value, String)> = Vec::new();
+    loop {
+        let (notices, last) = node
+            .read(|db| stix::shareable(db, after, NOTICES_PER_READ, c.most))
+            .map_err(internal)?;
+        let Some(last) = last else {
+            return Ok(Page { objects, next: None });
+        };
+        for logged in notices {
+            let added_ms = node
+                .read(|db| crate::state::message(db, &logged.notice.id))
+                .map_err(internal)?
+                .map_or(0, |m| m.created_ms);
+            if added_after.is_some_and(|t| added_ms <= t) {
+                continue;
+            }
+            let added = crate::clock::ms_to_proto(added_ms)
+                .as_ref()
+                .and_then(crate::clock::from_proto)
+                .map(stix::timestamp)
+                .unwrap_or_default();
+            let held = logged.held(&node.party);
+            let mut found = vec![stix::identity(&agreement, &logged.notice.from)];
+            found.extend(stix::tlp_marking(logged.notice.tlp()));
+            found.extend(stix::objects(&held));
+            found.retain(|o| !objects.iter().any(|(have, _)| have["id"] == o["id"]));
+            if !objects.is_empty() && objects.len() + found.len() > limit {
+                return Ok(Page { objects, next: after });
+            }
+            objects.extend(found.into_iter().map(|o| (o, added.clone())));
+            after = Some(logged.log_index);
+        }
+        after = after.max(Some(last));
+    }
+}
+
+/// The paging and filters of a GET objects or manifest request.
+fn query(q: &HashMap<String, String>) -> Result<(Option<u64>, Option<i64>, usize), Refusal> {
+    let bad = |what: &str, v: &str| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            format!("{what} {v:?} is not valid"),
+        )
+    };
+    let after = match q.get("next") {
+        Some(n) => Some(n.parse::<u64>().map_err(|_| bad("next", n))?),
+        None => None,
+    };
+    let added_after = match q.get("added_after") {
+        Some(t) => Some(
+            crate::clock::parse_rfc3339(t)
+                .map(crate::clock::to_ms)
+                .ok_or_else(|| bad("added_after", t))?,
+        ),
+        None => None,
+    };
+    let limit = match q.get("limit") {
+        Some(l) => l.parse::<usize>().map_err(|_| bad("limit", l))?.clamp(1, MAX_PAGE),
+        None => MAX_PAGE,
+    };
+    Ok((after, added_after, limit))
+}
+
+/// Keeps the objects `match[type]` and `match[id]` ask for.
+fn matching(objects: Vec<(Value, String)>, q: &HashMap<String, String>) -> Vec<(Value, String)> {
+    let wanted = |key: &str, value: &Value| {
+        q.get(key)
+            .is_none_or(|list| list.split(',').any(|w| Some(w) == value.as_str()))
+    };
+    objects
+        .into_iter()
+        .filter(|(o, _)| wanted("match[type]", &o["type"]) && wanted("match[id]", &o["id"]))
+        .collect()
+}
+
+/// The envelope or manifest headers: the first and last date added.
+fn dated(body: Value, objects: &[(Value, String)]) -> Response {
+    let mut response = taxii(StatusCode::OK, body);
+    let headers = response.headers_mut();
+    for (name, at) in [
+        ("X-TAXII-Date-Added-First", objects.first()),
+        ("X-TAXII-Date-Added-Last", objects.last()),
+    ] {
+        if let Some(value) = at.and_then(|(_, added)| HeaderValue::from_str(added).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+async fn discovery(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admit(&ctx, &headers) {
+        return r.into_response();
+    }
+    taxii(
+        StatusCode::OK,
+        json!({"title": format!("hotline node of {}", ctx.node.party),
+               "description": "The notices this node may share, as STIX 2.1, read only.",
+               "default": "/api1/", "api_roots": ["/api1/"]}),
+    )
+}
+
+async fn api_root(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admit(&ctx, &headers) {
+        return r.into_response();
+    }
+    taxii(
+        StatusCode::OK,
+        json!({"title": format!("{}'s shareable notices", ctx.node.party), "versions": [MEDIA_TYPE],
+               "max_content_length": 0}),
+    )
+}
+
+async fn collections(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admit(&ctx, &headers) {
+        return r.into_response();
+    }
+    taxii(
+        StatusCode::OK,
+        json!({"collections": COLLECTIONS.iter().map(collection_json).collect::<Vec<_>>()}),
+    )
+}
+
+async fn one_collection(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = admit(&ctx, &headers) {
+        return r.into_response();
+    }
+    match collection(&id) {
+        Ok(c) => taxii(StatusCode::OK, collection_json(c)),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Reads a page of a collection for a GET objects or manifest request.
+async fn read_page(
+    ctx: Arc<Ctx>,
+    headers: HeaderMap,
+    id: String,
+    q: HashMap<String, String>,
+) -> Result<(Page, Vec<(Value, String)>), Refusal> {
+    admit(&ctx, &headers)?;
+    let c = collection(&id)?;
+    let (after, added_after, limit) = query(&q)?;
+    let node = ctx.node.clone();
+    let read = tokio::task::spawn_blocking(move || page(&node, c, after, added_after, limit))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", e.to_string()))??;
+    let objects = matching(read.objects.clone(), &q);
+    Ok((read, objects))
+}
+
+async fn objects(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (read, objects) = match read_page(ctx, headers, id, q).await {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let mut body = json!({"more": read.next.is_some(),
+                          "objects": objects.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>()});
+    if let Some(next) = read.next {
+        body["next"] = json!(next.to_string());
+    }
+    dated(body, &objects)
+}
+
+async fn manifest(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (read, objects) = match read_page(ctx, headers, id, q).await {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let entries: Vec<Value> = objects
+        .iter()
+        .map(|(o, added)| {
+            let version = o["modified"].as_str().or(o["created"].as_str()).unwrap_or_default();
+            json!({"id": o["id"], "date_added": added, "version": version, "media_type": STIX_MEDIA_TYPE})
+        })
+        .collect();
+    let mut body = json!({"more": read.next.is_some(), "objects": entries});
+    if let Some(next) = read.next {
+        body["next"] = json!(next.to_string());
+    }
+    dated(body, &objects)
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "Not Found",
+        "no such TAXII endpoint; start at /taxii2/".into(),
+    )
+    .into_response()
+}
+
+fn router(ctx: Arc<Ctx>) -> axum::Router {
+    axum::Router::new()
+        .route("/taxii2/", get(discovery))
+        .route("/api1/", get(api_root))
+        .route("/api1/collections/", get(collections))
+        .route("/api1/collections/{id}/", get(one_collection))
+        .route("/api1/collections/{id}/objects/", get(objects))
+        .route("/api1/collections/{id}/manifest/", get(manifest))
+        .fallback(not_found)
+        .with_state(ctx)
+}
+
+/// Serves TAXII on `listener` with `tls` (client certificates required)
+/// until `stop` resolves. Each connection is identified by its certificate
+/// once, then served HTTP/1.1.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    tls: Arc<rustls::ServerConfig>,
+    handshake_timeout: Duration,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::pin!(stop);
+    loop {
+        let (stream, addr): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "taxii: accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => return,
+        };
+        let (acceptor, node) = (acceptor.clone(), node.clone());
+        node.clone().tasks.spawn(async move {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::info!(peer = %addr, reason = %e, "taxii: TLS handshake refused"),
+                Err(_) => return tracing::info!(peer = %addr, "taxii: TLS handshake not completed in time"),
+            };
+            let caller = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| node.identifier.identify(chain))
+                .and_then(|c| match c {
+                    crate::tls::Caller::Local { name, .. } => Some(name),
+                    _ => None,
+                });
+            let service = hyper_util::service::TowerToHyperService::new(router(Arc::new(Ctx {
+                node: node.clone(),
+                caller,
+            })));
+            let io = hyper_util::rt::TokioIo::new(tls);
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+            tokio::select! {
+                done = connection => if let Err(e) = done {
+                    tracing::debug!(peer = %addr, error = %e, "taxii: connection ended");
+                },
+                _ = node.tasks.stopping() => {}
+            }
+        });
+    }
+}
