@@ -31,7 +31,8 @@
 //!   ([`norm_event`]) and announce them on the event stream ([`events`]);
 //!   operations teams scrape what the node counts ([`metrics`]) and are
 //!   paged by a command run for each alerted event ([`alerts`]); CERT tools
-//!   pull notices as STIX over TAXII 2.1 ([`taxii`]);
+//!   pull notices as STIX over TAXII 2.1 ([`taxii`]); auditors read a
+//!   compliance report drawn from the log ([`report`]);
 //! - repeated identical failures are logged once, then summarised ([`repeats`]);
 //! - background work is owned by the node's task set ([`tasks`]) and started
 //!   and stopped with the server ([`server`]), which reads its configuration
@@ -76,6 +77,8 @@ pub mod audit;
 pub mod stix;
 
 pub mod taxii;
+
+pub mod report;
 
 pub mod node;
 

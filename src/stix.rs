@@ -304,6 +304,26 @@ pub fn bundle(agreement: &Agreement, notices: &[Held<'_>]) -> Value {
     json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": objects})
 }
 
+/// The bundle of every notice a node's database `c` holds that may be
+/// shared up to `most`, `party` being the node's; `None` if its log adopted
+/// no agreement yet (it names the parties).
+pub fn bundle_of_log(c: &rusqlite::Connection, party: &str, most: Tlp) -> rusqlite::Result<Option<Value>> {
+    let Some(agreement) = crate::state::adopted(c)?
+        .and_then(|a| crate::agreement::SignedAgreement::parse(&a.signed_note).ok())
+        .map(|s| s.agreement)
+    else {
+        return Ok(None);
+    };
+    let mut logged = Vec::new();
+    let mut after = None;
+    while let (page, Some(last)) = shareable(c, after, 1_000, most)? {
+        logged.extend(page);
+        after = Some(last);
+    }
+    let held: Vec<Held<'_>> = logged.iter().map(|l| l.held(party)).collect();
+    Ok(Some(bundle(&agreement, &held)))
+}
+
 /// A notice's objects that are not in `already` (attachments may repeat objects).
 fn objects_of_once(already: &[Value], h: &Held<'_>) -> Vec<Value> {
     objects(h)

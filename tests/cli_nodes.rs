@@ -256,7 +256,8 @@ fn two_parties_set_up_and_operated_from_the_command_line() {
 
 #[test]
 fn the_demo_runs_to_completion_and_verifies_every_log() {
-    let (ok, v) = hotline_json(&["demo"]);
+    let files = tempfile::tempdir().unwrap();
+    let (ok, v) = hotline_json(&["demo", "--out", &s(files.path())]);
     assert!(ok, "{v}");
     // Three parties, and a fourth that joins by an amendment adopted while the nodes run.
     assert_eq!(v["logs"].as_array().unwrap().len(), 4);
@@ -280,6 +281,28 @@ fn the_demo_runs_to_completion_and_verifies_every_log() {
             .iter()
             .any(|e| e["entry"].as_str().unwrap().starts_with("COMM_CHECK_OK"))
     );
+    // PER's report opens in a real browser with no console errors; its STIX export passes OASIS's validator.
+    let report = std::path::PathBuf::from(v["report"].as_str().unwrap());
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-report.png");
+    if let Some(rendered) = common::chromium(&report, &screenshot) {
+        assert!(rendered.console.is_empty(), "console: {:?}", rendered.console);
+        assert!(
+            rendered.dom.contains("by María Rojas"),
+            "the named acknowledgement is in the timeline"
+        );
+    }
+    if let Some(validator) = common::outside_tool("stix2_validator", "check the demo's STIX export") {
+        let checked = Command::new(validator)
+            .arg("--strict")
+            .arg(v["stix"].as_str().unwrap())
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&checked.stdout);
+        assert!(
+            checked.status.success() && report.contains("STIX JSON: Valid"),
+            "{report}"
+        );
+    }
 }
 
 /// PER and CHL set up as parties do: `init`, `agreement new`, each signs, each

@@ -33,7 +33,7 @@ pub struct Trust {
 pub struct NodeArgs {
     /// The node's address, https://host:port.
     #[arg(long)]
-    node: Option<String>,
+    pub(super) node: Option<String>,
     /// The node's TLS CA certificate (PEM).
     #[arg(long, requires = "node")]
     ca: Option<PathBuf>,
@@ -47,7 +47,7 @@ pub struct NodeArgs {
 
 impl NodeArgs {
     /// An Audit client for `--node`.
-    fn client(
+    pub(super) fn client(
         &self,
         node: &str,
     ) -> anyhow::Result<hotline::proto::audit_client::AuditClient<tonic::transport::Channel>> {
@@ -123,7 +123,7 @@ pub enum Command {
 
 /// Picks the key for a log of `origin`: --vkey, the agreement's party, or the
 /// node's own `identity.pub` beside its database.
-fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Result<VerifierKey> {
+pub(super) fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Result<VerifierKey> {
     if let Some(vkey) = &trust.vkey {
         return Ok(vkey.parse()?);
     }
@@ -153,7 +153,7 @@ fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Resu
     bail!("give --vkey or --agreement: which key must have signed the log of {origin:?}?")
 }
 
-fn progress_bar(out: Out, what: &str) -> indicatif::ProgressBar {
+pub(super) fn progress_bar(out: Out, what: &str) -> indicatif::ProgressBar {
     let bar = if out.json {
         indicatif::ProgressBar::hidden()
     } else {

@@ -34,6 +34,11 @@ pub struct Args {
     /// is marked EXERCISE and kept out of the compliance figures.
     #[arg(long)]
     exercise: bool,
+    /// Where to write PER's compliance report (report.html) and STIX export
+    /// (stix.json); default: the --keep folder, else a new folder beside the
+    /// temporary one, kept after the demo.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
@@ -52,14 +57,18 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
         true => hotline::proto::Exercise::Tabletop as i32,
         false => 0,
     };
-    let result = rt.block_on(script(&root, args.keep.is_some(), exercise, out));
+    let files = args.out.clone().unwrap_or_else(|| match &args.keep {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("hotline-demo-{}-files", std::process::id())),
+    });
+    let result = rt.block_on(script(&root, args.keep.is_some(), exercise, &files, out));
     if args.keep.is_none() {
         let _ = std::fs::remove_dir_all(&root);
     }
     result
 }
 
-async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Result<ExitCode> {
+async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     say(
         out,
@@ -358,6 +367,20 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
         &format!("   {witnessed} witnessed checkpoints match the logs they came from"),
     );
 
+    say(
+        out,
+        "\n7. PER's compliance report and the STIX 2.1 export of its notices",
+    );
+    let (report, stix) = super::demo_step::auditor_files(&configs[0], files)?;
+    say(
+        out,
+        &format!(
+            "   report (open it in a browser): {}\n   STIX 2.1 bundle for CERT tools: {}",
+            report.display(),
+            stix.display()
+        ),
+    );
+
     let timeline = super::demo_timeline::timeline(&configs)?;
     if !out.json {
         super::view::outln!("\nTimeline (all four logs, merged)");
@@ -368,6 +391,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, out: Out) -> anyhow::Res
     out.print(
         &json!({"notice": sent.id, "response": reply.id, "comm_checks": checks, "logs": verified,
                 "witnessed_checkpoints": witnessed, "seconds": started.elapsed().as_secs_f64(),
+                "report": report, "stix": stix,
                 "timeline": timeline.iter().map(|(at, p, l)| json!({"at": at, "party": p, "entry": l})).collect::<Vec<_>>()}),
         || format!("\ndemo completed in {:.1} s: every log verified.\n", started.elapsed().as_secs_f64()),
     );

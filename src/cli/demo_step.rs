@@ -1,5 +1,6 @@
 //! What every step of the demo uses: an operator client for a party, its
-//! roster of named people, waiting for a step to be done, and saying what happens.
+//! roster of named people, waiting for a step to be done, saying what
+//! happens, and the files an auditor and a CERT tool get at the end.
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,26 @@ pub async fn wait(what: &str, secs: u64, mut done: impl FnMut() -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// Writes `node`'s compliance report and the STIX 2.1 export of its notices into `dir`.
+pub fn auditor_files(node: &Config, dir: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key = hotline::keys::IdentityKey::load(&node.identity_key)?;
+    let verified = hotline::log::verify::verify_data_dir(&node.data, key.verifier(), |_, _| {});
+    let ledger = hotline::report::Ledger::from_data_dir(&node.data)?;
+    let verification = hotline::report::Verification::of(&verified);
+    let html =
+        hotline::report::render(&ledger, &node.party, &verification).map_err(|e| anyhow::anyhow!("report: {e}"))?;
+    let report = dir.join("report.html");
+    super::files::write_atomic(&report, html.as_bytes())?;
+    let c = hotline::store::open_reader(&node.data)?;
+    let bundle = hotline::stix::bundle_of_log(&c, &node.party, hotline::proto::Tlp::Amber)?
+        .context("the log holds no adopted agreement")?;
+    let stix = dir.join("stix.json");
+    super::files::write_atomic(&stix, (serde_json::to_string_pretty(&bundle)? + "\n").as_bytes())?;
+    Ok((report, stix))
 }
 
 pub fn say(out: Out, line: &str) {

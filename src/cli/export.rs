@@ -52,37 +52,22 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
     } = cmd;
     let config = Config::load(&config)?;
     let c = hotline::store::open_reader(&config.data)?;
-    let agreement = hotline::state::adopted(&c)?
-        .and_then(|a| hotline::agreement::SignedAgreement::parse(&a.signed_note).ok())
-        .map(|s| s.agreement)
+    let bundle = hotline::stix::bundle_of_log(&c, &config.party, max_tlp)?
         .ok_or_else(|| anyhow::anyhow!("{}: this node's log holds no adopted agreement", config.data.display()))?;
-    let mut logged = Vec::new();
-    let mut after = None;
-    loop {
-        let (page, last) = hotline::stix::shareable(&c, after, 1_000, max_tlp)?;
-        logged.extend(page);
-        match last {
-            Some(last) => after = Some(last),
-            None => break,
-        }
-    }
-    let held: Vec<_> = logged.iter().map(|l| l.held(&config.party)).collect();
-    let bundle = hotline::stix::bundle(&agreement, &held);
+    let incidents = bundle["objects"]
+        .as_array()
+        .map_or(0, |o| o.iter().filter(|o| o["type"] == "incident").count());
     let text = serde_json::to_string_pretty(&bundle)? + "\n";
     match file {
         Some(file) => {
             write_atomic(&file, text.as_bytes())?;
             let objects = bundle["objects"].as_array().map_or(0, Vec::len);
-            out.print(
-                &json!({"file": file, "notices": held.len(), "objects": objects}),
-                || {
-                    format!(
-                        "wrote {} notices as {objects} STIX 2.1 objects to {}\n",
-                        held.len(),
-                        file.display()
-                    )
-                },
-            );
+            out.print(&json!({"file": file, "notices": incidents, "objects": objects}), || {
+                format!(
+                    "wrote {incidents} notices as {objects} STIX 2.1 objects to {}\n",
+                    file.display()
+                )
+            });
         }
         None => super::view::outln!("{}", text.trim_end()),
     }

@@ -18,6 +18,7 @@ mod files;
 mod keygen;
 mod node;
 mod ops;
+mod report;
 mod roster;
 mod view;
 
@@ -78,6 +79,8 @@ enum Command {
     /// Read, prove, verify and export a node's audit log.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Write the compliance report of a node's log as one self-contained HTML file.
+    Report(report::Args),
     /// Export the notices this node may share, for CERT tools (STIX 2.1).
     #[command(subcommand)]
     Export(export::Command),
@@ -107,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Envelope(cmd) => envelope::run(cmd, out),
         Command::Audit(cmd) => audit::run(cmd, out),
         Command::Export(cmd) => export::run(cmd, out),
+        Command::Report(args) => report::run(args, out),
         Command::Bench(cmd) => bench::run(cmd, out),
     }
 }

@@ -77,3 +77,9 @@ pub fn verify(note: &[u8], key: &VerifierKey) -> Result<VerifiedCheckpoint, Chec
 pub fn origin_of(note: &[u8]) -> Option<&str> {
     std::str::from_utf8(note).ok()?.lines().next()
 }
+
+/// The tree size a checkpoint note states (its second line), unverified:
+/// for reading a checkpoint a peer's signature was already checked on.
+pub fn parse_size(note: &[u8]) -> Option<u64> {
+    std::str::from_utf8(note).ok()?.lines().nth(1)?.parse().ok()
+}

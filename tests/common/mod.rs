@@ -515,3 +515,62 @@ pub fn python_with(module: &str, why: &str) -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// What headless Chromium made of an HTML file: the DOM after loading, the
+/// console messages it logged, and a screenshot saved at `screenshot`.
+pub struct Rendered {
+    pub dom: String,
+    pub console: Vec<String>,
+}
+
+/// Loads `page` in headless Chromium (Debian's package), as a person would
+/// open the file, saving a screenshot; `None` (skipped) where there is none.
+pub fn chromium(page: &std::path::Path, screenshot: &std::path::Path) -> Option<Rendered> {
+    let chromium = outside_tool("chromium", "render the HTML report in a real browser")?;
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", page.canonicalize().unwrap().display());
+    // The flags the machine's notes give for a closed network, as root.
+    let run = |extra: &[&str]| {
+        std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1200,3000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium runs")
+    };
+    let dumped = run(&["--dump-dom"]);
+    assert!(dumped.status.success(), "{}", String::from_utf8_lossy(&dumped.stderr));
+    let shot = run(&[&format!("--screenshot={}", screenshot.display())]);
+    assert!(
+        shot.status.success() && screenshot.is_file(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let console = [&dumped.stderr, &shot.stderr]
+        .iter()
+        .flat_map(|e| {
+            String::from_utf8_lossy(e)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l.contains("CONSOLE") || l.contains("Refused to"))
+        .collect();
+    Some(Rendered {
+        dom: String::from_utf8_lossy(&dumped.stdout).into_owned(),
+        console,
+    })
+}

@@ -1,0 +1,102 @@
+//! `hotline report`: the compliance report of a node's log, as one
+//! self-contained HTML file, from its data directory offline or from a
+//! running node through its Audit service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use hotline::log::{LogReader, checkpoint, verify};
+use hotline::report::{Ledger, Verification};
+use serde_json::json;
+
+use super::audit::{NodeArgs, Trust, progress_bar, trusted_key};
+use super::files::write_atomic;
+use super::view::Out;
+
+/// `hotline report`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A node's data directory (read offline).
+    #[arg(long, required_unless_present = "node", conflicts_with = "node")]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArgs,
+    #[command(flatten)]
+    trust: Trust,
+    /// Where to write the report.
+    #[arg(long, default_value = "hotline-report.html")]
+    out: PathBuf,
+}
+
+/// Writes the report.
+pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
+    let bar = progress_bar(out, "verifying");
+    let tick = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let (origin, verified, ledger) = match (&args.data, &args.node.node) {
+        (Some(dir), _) => {
+            let (_, note) = LogReader::open(dir)?.latest_checkpoint()?;
+            let origin = note
+                .as_deref()
+                .and_then(checkpoint::origin_of)
+                .unwrap_or_default()
+                .to_owned();
+            let key = trusted_key(&args.trust, &origin, Some(dir))?;
+            let verified = verify::verify_data_dir(dir, &key, tick);
+            (origin, verified, Ledger::from_data_dir(dir)?)
+        }
+        (None, Some(addr)) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let mut client = args.node.client(addr)?;
+                let note = client
+                    .get_checkpoint(hotline::proto::GetCheckpointRequest {})
+                    .await
+                    .with_context(|| format!("{addr}: GetCheckpoint"))?
+                    .into_inner()
+                    .checkpoint
+                    .map(|c| c.note)
+                    .unwrap_or_default();
+                let origin = checkpoint::origin_of(&note).unwrap_or_default().to_owned();
+                let key = trusted_key(&args.trust, &origin, None)?;
+                let verified = hotline::audit::verify_node(addr, client.clone(), &key, tick).await;
+                let mut ledger = Ledger::default();
+                let mut entries = client
+                    .get_entries(hotline::proto::GetEntriesRequest { start: 0, end: 0 })
+                    .await
+                    .with_context(|| format!("{addr}: GetEntries"))?
+                    .into_inner();
+                while let Some(e) = entries.message().await.with_context(|| format!("{addr}: GetEntries"))? {
+                    ledger.entry(&e.data, (!e.envelope.is_empty()).then_some(&e.envelope[..]));
+                }
+                anyhow::Ok((origin, verified, ledger))
+            })?
+        }
+        (None, None) => anyhow::bail!("give --data or --node"),
+    };
+    bar.finish_and_clear();
+    let verification = Verification::of(&verified);
+    let us = ledger
+        .agreement
+        .as_deref()
+        .and_then(|a| hotline::agreement::SignedAgreement::parse(a).ok())
+        .and_then(|s| s.agreement.party_by_origin(&origin).map(|p| p.id.clone()))
+        .unwrap_or(origin);
+    let html = hotline::report::render(&ledger, &us, &verification).map_err(|e| anyhow::anyhow!("report: {e}"))?;
+    write_atomic(&args.out, html.as_bytes())?;
+    out.print(
+        &json!({"file": args.out, "party": us, "valid": verification.valid, "entries": ledger.entries}),
+        || {
+            format!(
+                "wrote the compliance report of {us}'s log ({} entries, {}) to {}\n",
+                ledger.entries,
+                if verification.valid { "VALID" } else { "INVALID" },
+                args.out.display()
+            )
+        },
+    );
+    Ok(ExitCode::SUCCESS)
+}

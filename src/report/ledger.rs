@@ -1,0 +1,171 @@
+//! What the compliance report reads from a log, entry by entry: the
+//! messages sent and received with their times, the receipts, the norm
+//! events, the witnessed checkpoints and the agreements adopted. It reads
+//! only the log (entries as `audit verify` checks them), never the node's
+//! state tables, so an auditor can rebuild it from an export or a running
+//! node's Audit service.
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+
+use crate::envelope::{NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
+use crate::proto::log_entry::Body;
+use crate::proto::{Envelope, LogEntry, NormEvent, Notice, Receipt, Response};
+
+/// A notice in the log, with what answered it.
+#[derive(Clone, Debug)]
+pub struct Thread {
+    /// The notice.
+    pub notice: Notice,
+    /// When it was logged, ms since the epoch.
+    pub logged_ms: i64,
+    /// Whether this node sent it.
+    pub ours: bool,
+    /// Responses to it, with when each was logged.
+    pub responses: Vec<(Response, i64)>,
+    /// Receipts for it (party, when logged).
+    pub receipts: Vec<(String, i64)>,
+    /// Norm events about it.
+    pub events: Vec<(NormEvent, i64)>,
+}
+
+/// Everything the report needs, gathered from the log in order.
+#[derive(Default, Debug)]
+pub struct Ledger {
+    /// Notices by id, in log order of their ids' first appearance.
+    pub threads: BTreeMap<String, Thread>,
+    /// The order notices were logged in.
+    pub order: Vec<String>,
+    /// Every envelope we sent: (message id, recipients, logged ms).
+    pub sent: Vec<(String, Vec<String>, i64)>,
+    /// Receipts we received: message id -> (party, logged ms).
+    pub receipts: BTreeMap<String, Vec<(String, i64)>>,
+    /// Every norm event, with when it was logged.
+    pub norm_events: Vec<(NormEvent, i64)>,
+    /// Per peer: checkpoints witnessed, and the largest size.
+    pub witnessed: BTreeMap<String, (u64, u64)>,
+    /// The newest agreement adopted, as a signed note.
+    pub agreement: Option<Vec<u8>>,
+    /// Entries read.
+    pub entries: u64,
+}
+
+fn ms(e: &LogEntry) -> i64 {
+    e.logged_at
+        .as_ref()
+        .and_then(crate::clock::from_proto)
+        .map_or(0, crate::clock::to_ms)
+}
+
+impl Ledger {
+    /// Takes in one entry (`outside`: the envelope kept beside it, if any); an entry that does not decode is skipped.
+    pub fn entry(&mut self, data: &[u8], outside: Option<&[u8]>) {
+        self.entries += 1;
+        let Ok(e) = LogEntry::decode(data) else { return };
+        let at = ms(&e);
+        let envelope = |held: Option<&Envelope>| -> Option<Envelope> {
+            held.cloned().or_else(|| outside.and_then(|o| Envelope::decode(o).ok()))
+        };
+        match e.body {
+            Some(Body::Sent(s)) => {
+                let Some(env) = envelope(s.envelope.as_ref()) else {
+                    return;
+                };
+                if let Some(id) = self.message(&env, at, true) {
+                    self.sent.push((id, s.to, at));
+                }
+            }
+            Some(Body::Received(r)) => {
+                let Some(env) = envelope(r.envelope.as_ref()) else {
+                    return;
+                };
+                if env.payload_type == RECEIPT_TYPE {
+                    if let Ok(receipt) = Receipt::decode(&env.payload[..]) {
+                        self.receipt(receipt, at);
+                    }
+                } else {
+                    self.message(&env, at, false);
+                }
+            }
+            Some(Body::NormEvent(n)) => {
+                if let Some(t) = self.threads.get_mut(&n.message_id) {
+                    t.events.push((n.clone(), at));
+                }
+                self.norm_events.push((n, at));
+            }
+            Some(Body::WitnessedCheckpoint(w)) => {
+                let size = w
+                    .checkpoint
+                    .as_ref()
+                    .and_then(|c| crate::log::checkpoint::parse_size(&c.note))
+                    .unwrap_or(0);
+                let seen = self.witnessed.entry(w.party).or_default();
+                *seen = (seen.0 + 1, seen.1.max(size));
+            }
+            Some(Body::AgreementAdopted(a)) => self.agreement = Some(a.signed_note),
+            _ => {}
+        }
+    }
+
+    /// Records a notice or response; returns the message id of anything we may have sent.
+    fn message(&mut self, env: &Envelope, at: i64, ours: bool) -> Option<String> {
+        match env.payload_type.as_str() {
+            NOTICE_TYPE => {
+                let n = Notice::decode(&env.payload[..]).ok()?;
+                let id = n.id.clone();
+                self.order.push(id.clone());
+                let receipts = self.receipts.get(&id).cloned().unwrap_or_default();
+                self.threads.insert(
+                    id.clone(),
+                    Thread {
+                        notice: n,
+                        logged_ms: at,
+                        ours,
+                        responses: Vec::new(),
+                        receipts,
+                        events: Vec::new(),
+                    },
+                );
+                Some(id)
+            }
+            RESPONSE_TYPE => {
+                let r = Response::decode(&env.payload[..]).ok()?;
+                let id = r.id.clone();
+                if let Some(t) = self.threads.get_mut(&r.notice_id) {
+                    t.responses.push((r, at));
+                }
+                Some(id)
+            }
+            // Amendments and rosters: receipted like the rest, not threads.
+            _ => crate::message::Kind::of_payload_type(&env.payload_type).and_then(|kind| {
+                crate::message::Message::decode(kind, &env.payload)
+                    .ok()
+                    .map(|m| m.id().to_owned())
+            }),
+        }
+    }
+
+    /// Reads every entry of the log in a node's data directory.
+    pub fn from_data_dir(dir: &std::path::Path) -> Result<Self, crate::log::LogError> {
+        let reader = crate::log::LogReader::open(dir)?;
+        let mut ledger = Self::default();
+        let mut next = 0;
+        loop {
+            let batch = reader.entries(next, i64::MAX as u64, 4_096)?;
+            let Some((last, _)) = batch.last() else { break };
+            next = last + 1;
+            for (_, e) in &batch {
+                ledger.entry(&e.data, e.envelope.as_deref());
+            }
+        }
+        Ok(ledger)
+    }
+
+    fn receipt(&mut self, r: Receipt, at: i64) {
+        if let Some(t) = self.threads.get_mut(&r.message_id) {
+            t.receipts.push((r.from.clone(), at));
+        }
+        self.receipts.entry(r.message_id).or_default().push((r.from, at));
+    }
+}
