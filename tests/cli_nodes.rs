@@ -1,6 +1,7 @@
 //! The operator CLI against real `hotline serve` processes, set up the way a
 //! party would: `init`, `agreement new|sign`, `serve`; then `notice send`,
-//! `inbox`, `notice show`, `respond`, `status`, `comm-check`; and `hotline demo`.
+//! `inbox`, `notice show`, `respond`, `status`, `comm-check`, `roster set|show`;
+//! `hotline demo` and `hotline drill`.
 
 mod common;
 
@@ -461,4 +462,25 @@ fn a_party_joins_from_the_command_line_while_the_nodes_run() {
         &s(&est.join("agreement.toml")),
     ]);
     assert!(ok, "{v}");
+}
+
+#[test]
+fn a_drill_of_four_parties_completes_both_phases_and_verifies_every_log() {
+    let (ok, v) = hotline_json(&["drill", "--parties", "4", "--timeout", "120"]);
+    assert!(ok, "{v}");
+    assert_eq!(
+        (v["parties"].as_u64(), v["logs_verified"].as_u64()),
+        (Some(4), Some(4)),
+        "{v}"
+    );
+    for phase in ["start", "comm_check_round", "notice_to_all", "verify_every_log"] {
+        assert!(v["seconds"][phase].as_f64().is_some(), "{phase}: {v}");
+    }
+    assert!(v["peak_rss_mib"]["max"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(
+        v["sockets_per_node"]["max"].as_f64().unwrap() >= 3.0,
+        "each node talks to its 3 peers: {v}"
+    );
+    // A check and its answer each way between 4 parties, plus rosters and the notice: entries on every log.
+    assert!(v["log_entries_per_node"]["mean"].as_f64().unwrap() > 20.0, "{v}");
 }

@@ -12,6 +12,7 @@ mod demo;
 mod demo_join;
 mod demo_step;
 mod demo_timeline;
+mod drill;
 mod envelope;
 mod export;
 mod files;
@@ -84,6 +85,8 @@ enum Command {
     /// Export the notices this node may share, for CERT tools (STIX 2.1).
     #[command(subcommand)]
     Export(export::Command),
+    /// A hotline of N parties on loopback: a full communication-check round and a notice to all, measured.
+    Drill(drill::Args),
     /// Measure throughput, latency, memory and verification on this machine.
     Bench(bench::Args),
     /// Sign or verify a DSSE envelope in its JSON form.
@@ -112,5 +115,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(cmd) => export::run(cmd, out),
         Command::Report(args) => report::run(args, out),
         Command::Bench(cmd) => bench::run(cmd, out),
+        Command::Drill(args) => drill::run(args, out),
     }
 }

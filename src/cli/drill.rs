@@ -1,0 +1,336 @@
+//! `hotline drill --parties N`: a hotline of N parties on loopback, one
+//! `hotline serve` process per party (processes, not one process for all:
+//! each node then has its own file descriptors, memory and TLS state, as on
+//! N machines, and a full mesh of N−1 peers each stays far below the open
+//! file limit). It runs one full communication-check round and one notice
+//! from the first party to all others with every receipt and response,
+//! verifies every log, and prints what it cost.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hotline::config::Config;
+use hotline::proto::operator_client::OperatorClient;
+use hotline::proto::{
+    Category, CommCheckRequest, GetNoticeRequest, Notice, NoticeKind, RespondRequest, ResponseStatus,
+    SendNoticeRequest, Severity, StatusRequest, Tlp,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use super::bench_e2e::{peak_rss_mib, spawn_node};
+use super::view::Out;
+
+/// `hotline drill`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// How many parties (2 to 999).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(2..=999))]
+    parties: u16,
+    /// How long each phase may take before the drill gives up, seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+}
+
+fn operator(c: &Config) -> anyhow::Result<OperatorClient<Channel>> {
+    Ok(OperatorClient::new(hotline::transport::channel(
+        &c.client_node,
+        &c.ca_pem()?,
+        &c.client_cert()?,
+    )?))
+}
+
+/// Waits until `done` says how far along every node is (out of `total`), with a progress bar.
+async fn phase<F, Fut>(what: &str, total: u64, timeout: Duration, out: Out, mut done: F) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    let bar = match out.json {
+        true => indicatif::ProgressBar::hidden(),
+        false => indicatif::ProgressBar::new(total),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("  {msg:<44} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    let started = Instant::now();
+    loop {
+        let n = done().await;
+        bar.set_position(n);
+        if n >= total {
+            bar.finish_and_clear();
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(started.elapsed() < timeout, "{what}: {n} of {total} after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Open file descriptors and sockets of a process, from /proc.
+fn descriptors(pid: u32) -> (usize, usize) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return (0, 0);
+    };
+    let links: Vec<String> = dir
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect();
+    let sockets = links.iter().filter(|l| l.starts_with("socket:")).count();
+    (links.len(), sockets)
+}
+
+/// Runs the drill.
+pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
+    super::files::init_tracing("error", false);
+    let n = args.parties as usize;
+    let root = std::env::temp_dir().join(format!("hotline-drill-{}", std::process::id()));
+    let timeout = Duration::from_secs(args.timeout);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = rt.block_on(drill(&root, n, timeout, out));
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Result<ExitCode> {
+    let say = |line: String| super::demo_step::say(out, &line);
+    let ids: Vec<String> = (1..=n).map(|i| format!("P{i:03}")).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    say(format!("hotline drill: {n} parties on loopback in {}", root.display()));
+    let t = Instant::now();
+    let made = hotline::setup::local_cluster(root, &id_refs, hotline::setup::LOAD_NORMS).await?;
+    let mut configs = Vec::with_capacity(n);
+    for (config, listener) in made {
+        drop(listener); // each serve process binds its own port
+        // Every peer dials from 127.0.0.1 here, where on a real network each has its own address.
+        let mut text = std::fs::read_to_string(&config.path)?;
+        text = text.replace(
+            "connections_per_address = 64",
+            &format!("connections_per_address = {}", 4 * n),
+        );
+        std::fs::write(&config.path, text)?;
+        configs.push(Config::load(&config.path)?);
+    }
+    let agreement_bytes = std::fs::metadata(&configs[0].agreement)?.len();
+    let setup_s = t.elapsed().as_secs_f64();
+    say(format!(
+        "  {n} parties created and an agreement of {agreement_bytes} bytes signed by all, in {setup_s:.1} s"
+    ));
+
+    let t = Instant::now();
+    let nodes = configs
+        .iter()
+        .map(|c| spawn_node(&c.path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let clients = configs.iter().map(operator).collect::<anyhow::Result<Vec<_>>>()?;
+    let up = phase("starting the nodes", n as u64, timeout, out, || async {
+        let mut up = 0;
+        for c in &clients {
+            if c.clone().status(StatusRequest {}).await.is_ok() {
+                up += 1;
+            }
+        }
+        up
+    })
+    .await?;
+    let start_s = t.elapsed().as_secs_f64().max(up.as_secs_f64());
+    say(format!("  {n} nodes serving, {start_s:.1} s"));
+
+    // Phase 1: every node checks every peer, and every peer answers.
+    let t = Instant::now();
+    for (i, c) in clients.iter().enumerate() {
+        c.clone()
+            .comm_check(CommCheckRequest::default())
+            .await
+            .with_context(|| format!("{}: CommCheck", ids[i]))?;
+    }
+    let answered = |c: OperatorClient<Channel>| async move {
+        c.clone()
+            .status(StatusRequest {})
+            .await
+            .map(|s| {
+                s.into_inner()
+                    .peers
+                    .iter()
+                    .filter(|p| p.last_comm_check_ok.is_some())
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    };
+    let pairs = (n * (n - 1)) as u64;
+    let round = phase("communication-check round", pairs, timeout, out, || async {
+        let mut total = 0;
+        for c in &clients {
+            total += answered(c.clone()).await;
+        }
+        total
+    })
+    .await?;
+    // A check and its answer are two messages, each delivered and receipted.
+    let round_rate = 2.0 * pairs as f64 / round.as_secs_f64();
+    say(format!(
+        "  communication-check round: {pairs} checks answered in {:.1} s ({round_rate:.0} messages/s)",
+        t.elapsed().as_secs_f64()
+    ));
+
+    // Phase 2: one notice from the first party to every other, each answering it.
+    let t = Instant::now();
+    let notice = Notice {
+        to: ids[1..].to_vec(),
+        kind: NoticeKind::Notification as i32,
+        severity: Severity::High as i32,
+        category: Category::MaliciousCode as i32,
+        tlp: Tlp::Green as i32,
+        title: "Drill: wiper malware at a grid operator".into(),
+        summary: format!("A notice to all {} other parties; each answers.", n - 1),
+        ..Default::default()
+    };
+    let id = clients[0]
+        .clone()
+        .send_notice(SendNoticeRequest { notice: Some(notice) })
+        .await
+        .context("SendNotice")?
+        .into_inner()
+        .id;
+    // Each party answers once the notice reached it (NOT_FOUND until then).
+    let mut waiting: Vec<usize> = (1..n).collect();
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for i in waiting {
+            let respond = RespondRequest {
+                notice_id: id.clone(),
+                status: ResponseStatus::Investigating as i32,
+                text: "Received; looking.".into(),
+                ..Default::default()
+            };
+            if clients[i].clone().respond(respond).await.is_err() {
+                still.push(i);
+            }
+        }
+        waiting = still;
+        anyhow::ensure!(
+            t.elapsed() < timeout,
+            "{} parties could not answer within {timeout:?}",
+            waiting.len()
+        );
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let answers = phase(
+        "receipts and answers back at P001",
+        (n - 1) as u64,
+        timeout,
+        out,
+        || async {
+            let thread = clients[0].clone().get_notice(GetNoticeRequest { id: id.clone() }).await;
+            thread.map_or(0, |t| {
+                let t = t.into_inner();
+                t.responses.len().min(t.receipts.len()) as u64
+            })
+        },
+    )
+    .await?;
+    let notice_s = t.elapsed().as_secs_f64().max(answers.as_secs_f64());
+    // Every outbox empty: each answer receipted too.
+    phase("every outbox drained", n as u64, timeout, out, || async {
+        let mut drained = 0;
+        for c in &clients {
+            let empty = c
+                .clone()
+                .status(StatusRequest {})
+                .await
+                .is_ok_and(|s| s.into_inner().peers.iter().all(|p| p.outbox == 0));
+            drained += u64::from(empty);
+        }
+        drained
+    })
+    .await?;
+    say(format!(
+        "  notice {id} receipted and answered by all {} peers, {notice_s:.1} s",
+        n - 1
+    ));
+
+    // What it cost, per node.
+    let mut sizes = Vec::with_capacity(n);
+    for c in &clients {
+        sizes.push(c.clone().status(StatusRequest {}).await?.into_inner().log_size);
+    }
+    let rss: Vec<f64> = nodes.iter().map(|p| peak_rss_mib(p.0.id()).unwrap_or(0.0)).collect();
+    let fds: Vec<(usize, usize)> = nodes.iter().map(|p| descriptors(p.0.id())).collect();
+    for p in &nodes {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(p.0.id().to_string())
+            .status();
+    }
+    drop(nodes);
+
+    let t = Instant::now();
+    let mut verified = 0u64;
+    for (i, c) in configs.iter().enumerate() {
+        let key = hotline::keys::IdentityKey::load(&c.identity_key)?;
+        hotline::log::verify::verify_data_dir(&c.data, key.verifier(), |_, _| {})
+            .with_context(|| format!("verifying {}'s log", ids[i]))?;
+        verified += 1;
+    }
+    let verify_s = t.elapsed().as_secs_f64();
+
+    let stats = |v: &[f64]| {
+        let max = v.iter().copied().fold(0.0, f64::max);
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        (mean, max, v.iter().sum::<f64>())
+    };
+    let (rss_mean, rss_max, rss_total) = stats(&rss);
+    let (fd_mean, fd_max, _) = stats(&fds.iter().map(|f| f.0 as f64).collect::<Vec<_>>());
+    let (sock_mean, sock_max, _) = stats(&fds.iter().map(|f| f.1 as f64).collect::<Vec<_>>());
+    let (log_mean, log_max, _) = stats(&sizes.iter().map(|s| *s as f64).collect::<Vec<_>>());
+    let figures = json!({
+        "parties": n, "agreement_bytes": agreement_bytes,
+        "seconds": {"setup": setup_s, "start": start_s, "comm_check_round": round.as_secs_f64(),
+                    "notice_to_all": notice_s, "verify_every_log": verify_s},
+        "comm_check_round_messages_per_second": round_rate,
+        "peak_rss_mib": {"mean": rss_mean, "max": rss_max, "total": rss_total},
+        "file_descriptors_per_node": {"mean": fd_mean, "max": fd_max},
+        "sockets_per_node": {"mean": sock_mean, "max": sock_max},
+        "log_entries_per_node": {"mean": log_mean, "max": log_max},
+        "logs_verified": verified,
+    });
+    out.print(&figures, || {
+        let row = |what: &str, v: String| format!("  {what:<44} {v}\n");
+        let mut t = format!("\nhotline drill: {n} parties, one hotline serve process each\n");
+        t += &row("agreement (signed by all)", format!("{agreement_bytes} bytes"));
+        t += &row("setup (keys, certificates, agreement)", format!("{setup_s:.1} s"));
+        t += &row("nodes started", format!("{start_s:.1} s"));
+        t += &row(
+            &format!("communication-check round ({pairs} pairs)"),
+            format!("{:.1} s, {round_rate:.0} messages/s", round.as_secs_f64()),
+        );
+        t += &row("notice to all, every receipt and answer", format!("{notice_s:.1} s"));
+        t += &row(
+            "peak RSS per node (mean / max)",
+            format!("{rss_mean:.0} / {rss_max:.0} MiB"),
+        );
+        t += &row("peak RSS of all nodes", format!("{:.1} GiB", rss_total / 1024.0));
+        t += &row(
+            "file descriptors per node (mean / max)",
+            format!("{fd_mean:.0} / {fd_max:.0}"),
+        );
+        t += &row(
+            "sockets per node (mean / max)",
+            format!("{sock_mean:.0} / {sock_max:.0}"),
+        );
+        t += &row(
+            "log entries per node (mean / max)",
+            format!("{log_mean:.0} / {log_max:.0}"),
+        );
+        t += &row("every log verified", format!("{verified} of {n}, {verify_s:.1} s"));
+        t
+    });
+    Ok(ExitCode::SUCCESS)
+}
