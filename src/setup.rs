@@ -414,6 +414,10 @@ fn amend_keys(block: &str, party: &str, changes: &Changes) -> String {
     out.trim_end_matches('\n').to_owned()
 }
 
+/// The most signatures one signed note holds: C2SP signed-note, as Go's
+/// `sumdb/note` and the `signed_note` crate read it.
+pub const MAX_SIGNERS: usize = 100;
+
 /// Sets up parties `ids` on loopback under `root`, each in `root/<id>`: binds
 /// a listener per party on 127.0.0.1 port 0, creates its files, writes an
 /// agreement with `norms` signed by every party into each folder, and returns
@@ -444,12 +448,18 @@ pub async fn local_cluster(
         made.push((dir, created, listener));
     }
     let entries: Vec<String> = made.iter().map(|(_, c, _)| c.party_entry.clone()).collect();
-    let text = agreement_text(None, "hotline on loopback", norms, &entries);
+    // A signed note holds at most 100 signatures (C2SP signed-note as Go's
+    // implementation has it): a larger hotline is signed by a quorum of 100.
+    let quorum = (made.len() > MAX_SIGNERS).then_some(MAX_SIGNERS);
+    let mut text = agreement_text(None, "hotline on loopback", norms, &entries);
+    if let Some(q) = quorum {
+        text = text.replacen("title = ", &format!("quorum = {q}\ntitle = "), 1);
+    }
     let mut signed = crate::agreement::SignedAgreement::parse(text.as_bytes()).map_err(|e| SetupError::Io {
         path: root.to_owned(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    for (dir, _, _) in &made {
+    for (dir, _, _) in made.iter().take(MAX_SIGNERS) {
         let key = IdentityKey::load(&dir.join("identity.key"))?;
         signed.sign(&key).map_err(|e| SetupError::Io {
             path: dir.clone(),

@@ -464,3 +464,55 @@ fn an_altered_envelope_kept_beside_the_log_is_named_by_verify_and_refused_at_sta
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_agreement_too_large_for_an_entry_is_kept_beside_it_verified_and_a_changed_copy_named() {
+    use hotline::proto::AgreementAdopted;
+    use hotline::proto::log_entry::Body;
+    let (dir, log, key) = common::temp_log();
+    // A hundred parties, each signing, and a long preamble: an agreement of about 100 KB, as a
+    // UN-wide hotline's would be (a signed note holds at most 100 signatures).
+    let ids: Vec<String> = (0..100).map(|i| format!("P{i:03}")).collect();
+    let p = common::parties(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let preamble = format!(
+        "# {}",
+        "The parties agree to notify each other of significant incidents. ".repeat(1_100)
+    );
+    let signed = common::signed_agreement(&p, &preamble, &p.iter().collect::<Vec<_>>());
+    let note = signed.to_bytes();
+    assert!(
+        note.len() > hotline::log::entry::MAX_ENTRY_BYTES,
+        "{} bytes",
+        note.len()
+    );
+    let adopted = hotline::log::entry::encode(
+        hotline::clock::now(),
+        Body::AgreementAdopted(AgreementAdopted {
+            signed_note: note.clone(),
+            version: 1,
+            text_sha256: signed.text_sha256().to_vec(),
+            ..Default::default()
+        }),
+    );
+    assert!(adopted.data.len() <= hotline::log::entry::MAX_ENTRY_BYTES);
+    assert_eq!(
+        adopted.envelope.as_deref(),
+        Some(&note[..]),
+        "the note goes beside the entry"
+    );
+    log.append(vec![adopted]).await.unwrap();
+    log.close();
+    let report = hotline::log::verify::verify_data_dir(dir.path(), key.verifier(), |_, _| {}).unwrap();
+    assert_eq!(report.entries, 1);
+
+    // A changed byte in the copy kept beside the entry is named.
+    let db = rusqlite::Connection::open(dir.path().join(hotline::store::DB_FILE)).unwrap();
+    let mut changed = note.clone();
+    changed[10] ^= 1;
+    db.execute("UPDATE envelopes SET data = ?1", [changed]).unwrap();
+    let err = hotline::log::verify::verify_data_dir(dir.path(), key.verifier(), |_, _| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("does not match the SHA-256 the entry names"),
+        "{err}"
+    );
+}

@@ -9,8 +9,8 @@ use crate::clock;
 use crate::envelope::{AMENDMENT_TYPE, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE, ROSTER_TYPE};
 use crate::proto::log_entry::Body;
 use crate::proto::{
-    Amendment, Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, NormEventKind, Notice, Receipt, Response,
-    RosterUpdate,
+    AgreementAdopted, Amendment, Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, NormEventKind, Notice, Receipt,
+    Response, RosterUpdate,
 };
 
 /// The largest entry a tlog-tiles entry bundle can hold (a 16-bit length
@@ -38,8 +38,9 @@ impl From<Vec<u8>> for Entry {
 }
 
 /// Wraps `body` in a log entry stamped `at`, encoded as it will be hashed.
-/// An envelope that would make the entry larger than an entry bundle allows
-/// is named by its SHA-256 instead, and carried beside the entry.
+/// An envelope, or an adopted agreement's note, that would make the entry
+/// larger than an entry bundle allows is named by its SHA-256 instead, and
+/// carried beside the entry.
 pub fn encode(at: time::OffsetDateTime, body: Body) -> Entry {
     let mut entry = LogEntry {
         logged_at: Some(clock::to_proto(at)),
@@ -65,6 +66,10 @@ pub fn encode(at: time::OffsetDateTime, body: Body) -> Entry {
                 *envelope_sha256 = Sha256::digest(&bytes).to_vec();
                 bytes
             });
+        } else if let Some(Body::AgreementAdopted(a)) = &mut entry.body {
+            let note = std::mem::take(&mut a.signed_note);
+            a.signed_note_sha256 = Sha256::digest(&note).to_vec();
+            outside = Some(note);
         }
     }
     Entry {
@@ -110,8 +115,24 @@ pub fn outside_sha256(entry: &LogEntry) -> Option<&[u8]> {
             envelope_sha256,
             ..
         })) if !envelope_sha256.is_empty() => Some(envelope_sha256),
+        Some(Body::AgreementAdopted(a)) if a.signed_note.is_empty() && !a.signed_note_sha256.is_empty() => {
+            Some(&a.signed_note_sha256)
+        }
         _ => None,
     }
+}
+
+/// The signed note an adoption entry records: inline, or `outside`, checked
+/// against the SHA-256 the entry names.
+pub fn adopted_note(a: &AgreementAdopted, outside: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    if a.signed_note_sha256.is_empty() || !a.signed_note.is_empty() {
+        return Ok(a.signed_note.clone());
+    }
+    let bytes = outside.ok_or("names an agreement kept beside the log, which is missing")?;
+    if Sha256::digest(bytes).as_slice() != a.signed_note_sha256 {
+        return Err("the agreement kept beside the log does not match the SHA-256 the entry names".into());
+    }
+    Ok(bytes.to_vec())
 }
 
 /// The envelope an entry records as sent or received (none for other

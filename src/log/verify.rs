@@ -188,7 +188,8 @@ impl Replay {
         }
         match &entry.body {
             Some(Body::AgreementAdopted(a)) => {
-                let signed = SignedAgreement::parse(&a.signed_note).map_err(|e| format!("adopted agreement: {e}"))?;
+                let note = entry::adopted_note(a, outside)?;
+                let signed = SignedAgreement::parse(&note).map_err(|e| format!("adopted agreement: {e}"))?;
                 if signed.agreement.version != a.version
                     || (!a.text_sha256.is_empty() && a.text_sha256 != signed.text_sha256())
                 {

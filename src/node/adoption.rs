@@ -110,9 +110,9 @@ impl Node {
         });
         self.events()
             .emit(crate::proto::event::Body::AgreementAdopted(AgreementAdopted {
-                signed_note: Vec::new(),
                 version,
                 text_sha256: self.in_force().text_sha256.to_vec(),
+                ..Default::default()
             }));
         tracing::info!(version, ?departed, ?joined, "adopted agreement version; in force now");
         Ok(Some(joined))
@@ -173,6 +173,7 @@ impl Node {
                 signed_note: bytes,
                 version,
                 text_sha256: signed.text_sha256().to_vec(),
+                signed_note_sha256: Vec::new(),
             }),
         )];
         entries.extend(events.iter().map(norm_event::entry));

@@ -103,7 +103,11 @@ impl Ledger {
                 let seen = self.witnessed.entry(w.party).or_default();
                 *seen = (seen.0 + 1, seen.1.max(size));
             }
-            Some(Body::AgreementAdopted(a)) => self.agreement = Some(a.signed_note),
+            Some(Body::AgreementAdopted(a)) => {
+                if let Ok(note) = crate::log::entry::adopted_note(&a, outside) {
+                    self.agreement = Some(note);
+                }
+            }
             _ => {}
         }
     }

@@ -382,12 +382,16 @@ pub fn adopted_version(c: &Connection, version: u64) -> rusqlite::Result<Option<
 
 fn adopted_where(c: &Connection, filter: &str, args: impl rusqlite::Params) -> rusqlite::Result<Option<Adopted>> {
     c.prepare_cached(&format!(
-        "SELECT a.version, a.sha256, e.data FROM adopted a JOIN entries e ON e.idx = a.log_index {filter}"
+        "SELECT a.version, a.sha256, e.data, o.data FROM adopted a JOIN entries e ON e.idx = a.log_index \
+         LEFT JOIN envelopes o ON o.idx = e.idx {filter}"
     ))?
     .query_row(args, |r| {
         let entry: Vec<u8> = r.get(2)?;
+        let outside: Option<Vec<u8>> = r.get(3)?;
         let signed_note = match LogEntry::decode(&entry[..]).ok().and_then(|e| e.body) {
-            Some(crate::proto::log_entry::Body::AgreementAdopted(a)) => a.signed_note,
+            Some(crate::proto::log_entry::Body::AgreementAdopted(a)) => {
+                crate::log::entry::adopted_note(&a, outside.as_deref()).unwrap_or_default()
+            }
             _ => Vec::new(),
         };
         Ok(Adopted {
