@@ -72,6 +72,18 @@ where
     }
 }
 
+/// Asks every node's Status at once, each within 5 s: the answers, `None` for a node that gave none.
+async fn statuses(clients: &[OperatorClient<Channel>]) -> Vec<Option<hotline::proto::StatusResponse>> {
+    futures_util::future::join_all(clients.iter().map(|c| {
+        let mut c = c.clone();
+        async move {
+            let call = tokio::time::timeout(Duration::from_secs(5), c.status(StatusRequest {}));
+            call.await.ok().and_then(|r| r.ok()).map(|r| r.into_inner())
+        }
+    }))
+    .await
+}
+
 /// Open file descriptors and sockets of a process, from /proc.
 fn descriptors(pid: u32) -> (usize, usize) {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -130,13 +142,7 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
         .collect::<anyhow::Result<Vec<_>>>()?;
     let clients = configs.iter().map(operator).collect::<anyhow::Result<Vec<_>>>()?;
     let up = phase("starting the nodes", n as u64, timeout, out, || async {
-        let mut up = 0;
-        for c in &clients {
-            if c.clone().status(StatusRequest {}).await.is_ok() {
-                up += 1;
-            }
-        }
-        up
+        statuses(&clients).await.iter().filter(|s| s.is_some()).count() as u64
     })
     .await?;
     let start_s = t.elapsed().as_secs_f64().max(up.as_secs_f64());
@@ -144,11 +150,13 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
 
     // Phase 1: every node checks every peer, and every peer answers.
     let t = Instant::now();
-    for (i, c) in clients.iter().enumerate() {
-        c.clone()
-            .comm_check(CommCheckRequest::default())
-            .await
-            .with_context(|| format!("{}: CommCheck", ids[i]))?;
+    let checks = futures_util::future::join_all(clients.iter().map(|c| {
+        let mut c = c.clone();
+        async move { c.comm_check(CommCheckRequest::default()).await }
+    }))
+    .await;
+    for (i, check) in checks.into_iter().enumerate() {
+        check.with_context(|| format!("{}: CommCheck", ids[i]))?;
     }
     let answered = |c: OperatorClient<Channel>| async move {
         c.clone()
@@ -241,16 +249,8 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
     let notice_s = t.elapsed().as_secs_f64().max(answers.as_secs_f64());
     // Every outbox empty: each answer receipted too.
     phase("every outbox drained", n as u64, timeout, out, || async {
-        let mut drained = 0;
-        for c in &clients {
-            let empty = c
-                .clone()
-                .status(StatusRequest {})
-                .await
-                .is_ok_and(|s| s.into_inner().peers.iter().all(|p| p.outbox == 0));
-            drained += u64::from(empty);
-        }
-        drained
+        let drained = |s: &hotline::proto::StatusResponse| s.peers.iter().all(|p| p.outbox == 0);
+        statuses(&clients).await.iter().flatten().filter(|s| drained(s)).count() as u64
     })
     .await?;
     say(format!(
@@ -259,10 +259,11 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
     ));
 
     // What it cost, per node.
-    let mut sizes = Vec::with_capacity(n);
-    for c in &clients {
-        sizes.push(c.clone().status(StatusRequest {}).await?.into_inner().log_size);
-    }
+    let sizes: Vec<u64> = statuses(&clients)
+        .await
+        .iter()
+        .map(|s| s.as_ref().map_or(0, |s| s.log_size))
+        .collect();
     let rss: Vec<f64> = nodes.iter().map(|p| peak_rss_mib(p.0.id()).unwrap_or(0.0)).collect();
     let fds: Vec<(usize, usize)> = nodes.iter().map(|p| descriptors(p.0.id())).collect();
     for p in &nodes {

@@ -204,7 +204,10 @@ impl Refused {
             .refusals
             .get_or_create(&vec![("code", format!("{:?}", status.code()))])
             .inc();
-        let ours = status.code() == tonic::Code::Internal;
+        // tonic answers INTERNAL when a caller hangs up before its request's
+        // message arrived (a peer's timeout under load): the caller's doing, not ours.
+        let hung_up = status.message() == "Missing request message.";
+        let ours = status.code() == tonic::Code::Internal && !hung_up;
         if ours && status.message().starts_with("internal error ") {
             return;
         }
