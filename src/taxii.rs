@@ -235,8 +235,13 @@ fn matching(objects: Vec<(Value, String)>, q: &HashMap<String, String>) -> Vec<(
         .collect()
 }
 
-/// The envelope or manifest headers: the first and last date added.
-fn dated(body: Value, objects: &[(Value, String)]) -> Response {
+/// A page of an envelope or manifest: its `items`, whether more follow and
+/// from where, and the first and last date added of `objects` in headers.
+fn paged(next: Option<u64>, items: Vec<Value>, objects: &[(Value, String)]) -> Response {
+    let mut body = json!({"more": next.is_some(), "objects": items});
+    if let Some(next) = next {
+        body["next"] = json!(next.to_string());
+    }
     let mut response = taxii(StatusCode::OK, body);
     let headers = response.headers_mut();
     for (name, at) in [
@@ -321,12 +326,8 @@ async fn objects(
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
-    let mut body = json!({"more": read.next.is_some(),
-                          "objects": objects.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>()});
-    if let Some(next) = read.next {
-        body["next"] = json!(next.to_string());
-    }
-    dated(body, &objects)
+    let items = objects.iter().map(|(o, _)| o.clone()).collect();
+    paged(read.next, items, &objects)
 }
 
 async fn manifest(
@@ -346,11 +347,7 @@ async fn manifest(
             json!({"id": o["id"], "date_added": added, "version": version, "media_type": STIX_MEDIA_TYPE})
         })
         .collect();
-    let mut body = json!({"more": read.next.is_some(), "objects": entries});
-    if let Some(next) = read.next {
-        body["next"] = json!(next.to_string());
-    }
-    dated(body, &objects)
+    paged(read.next, entries, &objects)
 }
 
 async fn not_found() -> Response {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, FAST_NORMS, hotline_json, notice};
+use common::{Cluster, FAST_NORMS, notice};
 use hotline::proto::{Attachment, Exercise, Indicator, Tlp};
 use serde_json::Value;
 
@@ -49,24 +49,6 @@ async fn traffic(c: &Cluster) -> (String, String) {
     (amber, green)
 }
 
-fn export(c: &Cluster, max_tlp: &str) -> (std::path::PathBuf, Value) {
-    let file = c.dir.path().join(format!("stix-{max_tlp}.json"));
-    let config = c.configs[0].path.to_string_lossy().into_owned();
-    let (ok, v) = hotline_json(&[
-        "export",
-        "stix",
-        "--config",
-        &config,
-        "--max-tlp",
-        max_tlp,
-        "--out",
-        &file.to_string_lossy(),
-    ]);
-    assert!(ok, "{v}");
-    let bundle: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    (file, bundle)
-}
-
 fn of_type<'a>(bundle: &'a Value, kind: &str) -> Vec<&'a Value> {
     bundle["objects"]
         .as_array()
@@ -83,7 +65,7 @@ async fn the_export_passes_the_oasis_stix2_validator() {
     };
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     traffic(&c).await;
-    let (file, bundle) = export(&c, "amber");
+    let (file, bundle) = common::export_stix(&c, "amber");
     assert_eq!(of_type(&bundle, "incident").len(), 2);
     let checked = std::process::Command::new(validator)
         .arg("--strict")
@@ -102,7 +84,7 @@ async fn the_export_passes_the_oasis_stix2_validator() {
 async fn each_incident_is_traced_to_its_notice_log_entry_and_signed_payload() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     let (amber, green) = traffic(&c).await;
-    let (_, bundle) = export(&c, "amber");
+    let (_, bundle) = common::export_stix(&c, "amber");
     let incidents = of_type(&bundle, "incident");
     let titles: Vec<&str> = incidents.iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(
@@ -153,10 +135,10 @@ async fn each_incident_is_traced_to_its_notice_log_entry_and_signed_payload() {
 async fn the_most_restricted_tlp_exported_is_chosen_and_ids_are_stable() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     traffic(&c).await;
-    let (_, green_only) = export(&c, "green");
+    let (_, green_only) = common::export_stix(&c, "green");
     assert_eq!(of_type(&green_only, "incident").len(), 1);
-    let (_, first) = export(&c, "amber");
-    let (_, again) = export(&c, "amber");
+    let (_, first) = common::export_stix(&c, "amber");
+    let (_, again) = common::export_stix(&c, "amber");
     let ids = |b: &Value| {
         b["objects"]
             .as_array()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Cluster, FAST_NORMS, hotline_json, notice};
+use common::{Cluster, FAST_NORMS, notice};
 use hotline::proto::{Indicator, Tlp};
 use serde_json::Value;
 
@@ -79,20 +79,7 @@ async fn get(
 const TAXII: &str = "application/taxii+json;version=2.1";
 
 fn export_ids(c: &Cluster, max_tlp: &str) -> Vec<String> {
-    let file = c.dir.path().join("export.json");
-    let config = c.configs[0].path.to_string_lossy().into_owned();
-    let (ok, v) = hotline_json(&[
-        "export",
-        "stix",
-        "--config",
-        &config,
-        "--max-tlp",
-        max_tlp,
-        "--out",
-        &file.to_string_lossy(),
-    ]);
-    assert!(ok, "{v}");
-    let bundle: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let (_, bundle) = common::export_stix(c, max_tlp);
     let mut ids: Vec<String> = bundle["objects"]
         .as_array()
         .unwrap()

@@ -574,3 +574,23 @@ pub fn chromium(page: &std::path::Path, screenshot: &std::path::Path) -> Option<
         console,
     })
 }
+
+/// Node 0's notices as `hotline export stix --max-tlp <max_tlp>` writes them: the file and the bundle.
+pub fn export_stix(c: &Cluster, max_tlp: &str) -> (std::path::PathBuf, serde_json::Value) {
+    let file = c.dir.path().join(format!("stix-{max_tlp}.json"));
+    let config = c.configs[0].path.to_string_lossy().into_owned();
+    let args = [
+        "export",
+        "stix",
+        "--config",
+        &config,
+        "--max-tlp",
+        max_tlp,
+        "--out",
+        &file.to_string_lossy(),
+    ];
+    let (ok, v) = hotline_json(&args);
+    assert!(ok, "{v}");
+    let bundle = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    (file, bundle)
+}
