@@ -72,12 +72,13 @@ where
     }
 }
 
-/// Asks every node's Status at once, each within 5 s: the answers, `None` for a node that gave none.
+/// Asks every node's Status at once, each within 30 s (on one loaded machine
+/// a node's share of the cores is small): the answers, `None` for a node that gave none.
 async fn statuses(clients: &[OperatorClient<Channel>]) -> Vec<Option<hotline::proto::StatusResponse>> {
     futures_util::future::join_all(clients.iter().map(|c| {
         let mut c = c.clone();
         async move {
-            let call = tokio::time::timeout(Duration::from_secs(5), c.status(StatusRequest {}));
+            let call = tokio::time::timeout(Duration::from_secs(30), c.status(StatusRequest {}));
             call.await.ok().and_then(|r| r.ok()).map(|r| r.into_inner())
         }
     }))
@@ -248,9 +249,19 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
     .await?;
     let notice_s = t.elapsed().as_secs_f64().max(answers.as_secs_f64());
     // Every outbox empty: each answer receipted too.
+    // A node seen drained is not asked again: nothing more is sent once every answer is in.
+    let drained = std::sync::Mutex::new(vec![false; n]);
     phase("every outbox drained", n as u64, timeout, out, || async {
-        let drained = |s: &hotline::proto::StatusResponse| s.peers.iter().all(|p| p.outbox == 0);
-        statuses(&clients).await.iter().flatten().filter(|s| drained(s)).count() as u64
+        let waiting: Vec<usize> = (0..n)
+            .filter(|i| !drained.lock().map(|d| d[*i]).unwrap_or(false))
+            .collect();
+        let asked: Vec<OperatorClient<Channel>> = waiting.iter().map(|i| clients[*i].clone()).collect();
+        let answers = statuses(&asked).await;
+        let mut d = drained.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, s) in waiting.iter().zip(answers) {
+            d[*i] = s.is_some_and(|s| s.peers.iter().all(|p| p.outbox == 0));
+        }
+        d.iter().filter(|x| **x).count() as u64
     })
     .await?;
     say(format!(
