@@ -22,6 +22,7 @@ mod ops;
 mod report;
 mod roster;
 mod view;
+mod view_status;
 
 use std::process::ExitCode;
 

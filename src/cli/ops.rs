@@ -377,7 +377,7 @@ pub fn status(conn: Conn, out: Out) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|s| rpc("Status", s))?
             .into_inner();
-        let (value, human) = view::status(&s);
+        let (value, human) = super::view_status::status(&s);
         out.print(&value, || human);
         anyhow::Ok(ExitCode::SUCCESS)
     })
