@@ -123,7 +123,7 @@ pub enum Command {
 
 /// Picks the key for a log of `origin`: --vkey, the agreement's party, or the
 /// node's own `identity.pub` beside its database.
-pub(super) fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Result<VerifierKey> {
+fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Result<VerifierKey> {
     if let Some(vkey) = &trust.vkey {
         return Ok(vkey.parse()?);
     }
@@ -151,6 +151,37 @@ pub(super) fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> a
         return text.trim().parse().with_context(|| path.display().to_string());
     }
     bail!("give --vkey or --agreement: which key must have signed the log of {origin:?}?")
+}
+
+/// The origin of the log in data folder `dir`, and the key its checkpoints must be signed by.
+pub(super) fn data_key(dir: &Path, trust: &Trust) -> anyhow::Result<(String, VerifierKey)> {
+    let (_, note) = LogReader::open(dir)?.latest_checkpoint()?;
+    let origin = note
+        .as_deref()
+        .and_then(checkpoint::origin_of)
+        .unwrap_or_default()
+        .to_owned();
+    let key = trusted_key(trust, &origin, Some(dir))?;
+    Ok((origin, key))
+}
+
+/// The origin of the log a running node serves at `addr`, and the key its checkpoints must be signed by.
+pub(super) async fn node_key(
+    client: &mut hotline::proto::audit_client::AuditClient<tonic::transport::Channel>,
+    addr: &str,
+    trust: &Trust,
+) -> anyhow::Result<(String, VerifierKey)> {
+    let note = client
+        .get_checkpoint(hotline::proto::GetCheckpointRequest {})
+        .await
+        .with_context(|| format!("{addr}: GetCheckpoint"))?
+        .into_inner()
+        .checkpoint
+        .map(|c| c.note)
+        .unwrap_or_default();
+    let origin = checkpoint::origin_of(&note).unwrap_or_default().to_owned();
+    let key = trusted_key(trust, &origin, None)?;
+    Ok((origin, key))
 }
 
 pub(super) fn progress_bar(out: Out, what: &str) -> indicatif::ProgressBar {
@@ -263,30 +294,14 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 (_, _, Some(addr)) => {
                     let rt = tokio::runtime::Runtime::new()?;
                     let result = rt.block_on(async {
-                        let client = node.client(addr)?;
-                        let mut c = client.clone();
-                        let note = c
-                            .get_checkpoint(hotline::proto::GetCheckpointRequest {})
-                            .await
-                            .with_context(|| format!("{addr}: GetCheckpoint"))?
-                            .into_inner()
-                            .checkpoint
-                            .map(|c| c.note)
-                            .unwrap_or_default();
-                        let origin = checkpoint::origin_of(&note).unwrap_or_default().to_owned();
-                        let key = trusted_key(&trust, &origin, None)?;
+                        let mut client = node.client(addr)?;
+                        let (_, key) = node_key(&mut client, addr, &trust).await?;
                         anyhow::Ok(hotline::audit::verify_node(addr, client, &key, tick).await)
                     })?;
                     (PathBuf::from(addr), result)
                 }
                 (Some(dir), _, _) => {
-                    let (_, note) = LogReader::open(dir)?.latest_checkpoint()?;
-                    let origin = note
-                        .as_deref()
-                        .and_then(checkpoint::origin_of)
-                        .unwrap_or_default()
-                        .to_owned();
-                    let key = trusted_key(&trust, &origin, Some(dir))?;
+                    let (_, key) = data_key(dir, &trust)?;
                     (dir.clone(), verify::verify_data_dir(dir, &key, tick))
                 }
                 (None, Some(dir), _) => {

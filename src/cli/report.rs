@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hotline::log::{LogReader, checkpoint, verify};
+use hotline::log::verify;
 use hotline::report::{Ledger, Verification};
 use serde_json::json;
 
-use super::audit::{NodeArgs, Trust, progress_bar, trusted_key};
+use super::audit::{NodeArgs, Trust, data_key, node_key, progress_bar};
 use super::files::write_atomic;
 use super::view::Out;
 
@@ -38,13 +38,7 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
     };
     let (origin, verified, ledger) = match (&args.data, &args.node.node) {
         (Some(dir), _) => {
-            let (_, note) = LogReader::open(dir)?.latest_checkpoint()?;
-            let origin = note
-                .as_deref()
-                .and_then(checkpoint::origin_of)
-                .unwrap_or_default()
-                .to_owned();
-            let key = trusted_key(&args.trust, &origin, Some(dir))?;
+            let (origin, key) = data_key(dir, &args.trust)?;
             let verified = verify::verify_data_dir(dir, &key, tick);
             (origin, verified, Ledger::from_data_dir(dir)?)
         }
@@ -52,16 +46,7 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let mut client = args.node.client(addr)?;
-                let note = client
-                    .get_checkpoint(hotline::proto::GetCheckpointRequest {})
-                    .await
-                    .with_context(|| format!("{addr}: GetCheckpoint"))?
-                    .into_inner()
-                    .checkpoint
-                    .map(|c| c.note)
-                    .unwrap_or_default();
-                let origin = checkpoint::origin_of(&note).unwrap_or_default().to_owned();
-                let key = trusted_key(&args.trust, &origin, None)?;
+                let (origin, key) = node_key(&mut client, addr, &args.trust).await?;
                 let verified = hotline::audit::verify_node(addr, client.clone(), &key, tick).await;
                 let mut ledger = Ledger::default();
                 let mut entries = client
