@@ -213,6 +213,45 @@ async fn a_roster_version_not_above_the_one_in_force_is_refused_and_the_roster_s
     c.send(0, notice(&["CHL"], "Still María")).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_delivered_again_after_its_receipt_was_lost_gets_its_original_receipt() {
+    // At scale a call can time out after the receiver logged it; the resend
+    // must be receipted, not refused as "not above the version in force"
+    // (193 parties' outboxes never drained before this).
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let sent = c
+        .node(1)
+        .read(|db| {
+            let id: String = db.query_row(
+                "SELECT id FROM messages WHERE kind = 'roster' AND direction = 'sent'",
+                [],
+                |r| r.get(0),
+            )?;
+            hotline::state::message(db, &id)
+        })
+        .unwrap()
+        .expect("CHL's first roster, sent");
+    let kept = c.node(1).read(|db| hotline::state::receipts(db, &sent.id)).unwrap();
+    let again = c
+        .peer_client(1, 0)
+        .deliver(DeliverRequest {
+            envelope: Some(sent.envelope),
+            ..Default::default()
+        })
+        .await
+        .expect("a resent roster is receipted")
+        .into_inner();
+    let receipt = |e: hotline::proto::Envelope| hotline::proto::Receipt::decode(&e.payload[..]).unwrap();
+    let (first, again) = (receipt(kept[0].1.clone()), receipt(again.receipt.unwrap()));
+    assert_eq!(kept.len(), 1);
+    assert_eq!(again.message_id, sent.id);
+    assert_eq!(
+        (again.log_index, again.received_at, again.log_entry),
+        (first.log_index, first.received_at, first.log_entry),
+        "the receipt of the entry logged the first time"
+    );
+}
+
 #[test]
 fn a_roster_names_each_field_it_refuses() {
     let key = IdentityKey::generate("hotline.example/PER").unwrap();

@@ -143,6 +143,9 @@ impl Node {
         // An amendment may also go to the parties of the version it proposes; that is checked with it.
         let record = match &message {
             Message::Amendment(a) => self.check_amendment(a, caller)?.map(state::Record::Amendment),
+            // A resend of a roster already logged (its receipt was lost on the way) gets the
+            // original receipt below; its version was checked when it first came.
+            Message::Roster(r) if self.read(|c| state::message(c, &r.id))?.is_some() => None,
             Message::Roster(r) => Some(state::Record::Roster(self.check_roster_update(r, caller)?)),
             _ => None,
         };
