@@ -20,7 +20,7 @@ use hotline::proto::{
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::bench_e2e::{peak_rss_mib, spawn_node};
+use super::bench_exchanges::{peak_rss_mib, spawn_node};
 use super::view::Out;
 
 /// `hotline drill`.
@@ -73,15 +73,47 @@ where
 }
 
 /// Asks every node's Status at once, each within 30 s (on one loaded machine
-/// a node's share of the cores is small): the answers, `None` for a node that gave none.
-async fn statuses(clients: &[OperatorClient<Channel>]) -> Vec<Option<hotline::proto::StatusResponse>> {
+/// a node's share of the cores is small): the answers, or why there was none.
+async fn statuses(clients: &[OperatorClient<Channel>]) -> Vec<Result<hotline::proto::StatusResponse, String>> {
     futures_util::future::join_all(clients.iter().map(|c| {
         let mut c = c.clone();
         async move {
-            let call = tokio::time::timeout(Duration::from_secs(30), c.status(StatusRequest {}));
-            call.await.ok().and_then(|r| r.ok()).map(|r| r.into_inner())
+            match tokio::time::timeout(Duration::from_secs(30), c.status(StatusRequest {})).await {
+                Ok(Ok(r)) => Ok(r.into_inner()),
+                Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+                Err(_) => Err("no answer within 30 s".into()),
+            }
         }
     }))
+    .await
+}
+
+/// Waits until every node's Status satisfies `done`, with a progress bar of
+/// nodes. A node seen done is not asked again (what it waited for stays
+/// done), so polling costs less as the phase ends.
+async fn until_every_node(
+    what: &str,
+    clients: &[OperatorClient<Channel>],
+    timeout: Duration,
+    out: Out,
+    done: impl Fn(&hotline::proto::StatusResponse) -> bool,
+) -> anyhow::Result<Duration> {
+    let seen = std::sync::Mutex::new(vec![false; clients.len()]);
+    phase(what, clients.len() as u64, timeout, out, || async {
+        let waiting: Vec<usize> = (0..clients.len())
+            .filter(|i| !seen.lock().map(|d| d[*i]).unwrap_or(false))
+            .collect();
+        let asked: Vec<OperatorClient<Channel>> = waiting.iter().map(|i| clients[*i].clone()).collect();
+        let answers = statuses(&asked).await;
+        let mut d = seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, s) in waiting.iter().zip(answers) {
+            match s {
+                Ok(s) => d[*i] = done(&s),
+                Err(why) => tracing::warn!(node = i + 1, %why, "drill: Status gave no answer"),
+            }
+        }
+        d.iter().filter(|x| **x).count() as u64
+    })
     .await
 }
 
@@ -101,7 +133,7 @@ fn descriptors(pid: u32) -> (usize, usize) {
 
 /// Runs the drill.
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
-    super::files::init_tracing("error", false);
+    super::files::init_tracing("warn", false);
     let n = args.parties as usize;
     let root = std::env::temp_dir().join(format!("hotline-drill-{}", std::process::id()));
     let timeout = Duration::from_secs(args.timeout);
@@ -143,7 +175,7 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
         .collect::<anyhow::Result<Vec<_>>>()?;
     let clients = configs.iter().map(operator).collect::<anyhow::Result<Vec<_>>>()?;
     let up = phase("starting the nodes", n as u64, timeout, out, || async {
-        statuses(&clients).await.iter().filter(|s| s.is_some()).count() as u64
+        statuses(&clients).await.iter().filter(|s| s.is_ok()).count() as u64
     })
     .await?;
     let start_s = t.elapsed().as_secs_f64().max(up.as_secs_f64());
@@ -159,26 +191,9 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
     for (i, check) in checks.into_iter().enumerate() {
         check.with_context(|| format!("{}: CommCheck", ids[i]))?;
     }
-    let answered = |c: OperatorClient<Channel>| async move {
-        c.clone()
-            .status(StatusRequest {})
-            .await
-            .map(|s| {
-                s.into_inner()
-                    .peers
-                    .iter()
-                    .filter(|p| p.last_comm_check_ok.is_some())
-                    .count() as u64
-            })
-            .unwrap_or(0)
-    };
     let pairs = (n * (n - 1)) as u64;
-    phase("communication-check round", pairs, timeout, out, || async {
-        let mut total = 0;
-        for c in &clients {
-            total += answered(c.clone()).await;
-        }
-        total
+    until_every_node("communication-check round (nodes done)", &clients, timeout, out, |s| {
+        s.peers.iter().all(|p| p.last_comm_check_ok.is_some())
     })
     .await?;
     let round = t.elapsed();
@@ -239,8 +254,12 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
         timeout,
         out,
         || async {
-            let thread = clients[0].clone().get_notice(GetNoticeRequest { id: id.clone() }).await;
-            thread.map_or(0, |t| {
+            let mut c = clients[0].clone();
+            let thread = tokio::time::timeout(
+                Duration::from_secs(30),
+                c.get_notice(GetNoticeRequest { id: id.clone() }),
+            );
+            thread.await.ok().and_then(|t| t.ok()).map_or(0, |t| {
                 let t = t.into_inner();
                 t.responses.len().min(t.receipts.len()) as u64
             })
@@ -249,19 +268,8 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
     .await?;
     let notice_s = t.elapsed().as_secs_f64().max(answers.as_secs_f64());
     // Every outbox empty: each answer receipted too.
-    // A node seen drained is not asked again: nothing more is sent once every answer is in.
-    let drained = std::sync::Mutex::new(vec![false; n]);
-    phase("every outbox drained", n as u64, timeout, out, || async {
-        let waiting: Vec<usize> = (0..n)
-            .filter(|i| !drained.lock().map(|d| d[*i]).unwrap_or(false))
-            .collect();
-        let asked: Vec<OperatorClient<Channel>> = waiting.iter().map(|i| clients[*i].clone()).collect();
-        let answers = statuses(&asked).await;
-        let mut d = drained.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, s) in waiting.iter().zip(answers) {
-            d[*i] = s.is_some_and(|s| s.peers.iter().all(|p| p.outbox == 0));
-        }
-        d.iter().filter(|x| **x).count() as u64
+    until_every_node("every outbox drained", &clients, timeout, out, |s| {
+        s.peers.iter().all(|p| p.outbox == 0)
     })
     .await?;
     say(format!(
