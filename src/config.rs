@@ -79,6 +79,7 @@ struct RawLimits {
     connections: Option<usize>,
     handshake_timeout: Option<String>,
     call_timeout: Option<String>,
+    startup_check_timeout: Option<String>,
     peer_calls_in_flight: Option<usize>,
     local_calls_in_flight: Option<usize>,
 }
@@ -172,6 +173,9 @@ pub struct Config {
     /// How long a call may take before its answer starts (a request body
     /// that trickles in, a stuck handler); it is then cancelled and its slot freed.
     pub call_timeout: Duration,
+    /// How long a starting node waits for each peer's answer to "what have
+    /// you witnessed of my log?" before starting without it.
+    pub startup_check_timeout: Duration,
     /// Calls in flight at once from each peer node, counted before their bodies are read.
     pub peer_calls_in_flight: usize,
     /// Calls in flight at once from each local operator or auditor.
@@ -227,6 +231,11 @@ impl Config {
         let retry_max = duration("delivery.retry_max", &raw.delivery.retry_max, 30_000);
         let handshake_timeout = duration("limits.handshake_timeout", &raw.limits.handshake_timeout, 10_000);
         let call_timeout = duration("limits.call_timeout", &raw.limits.call_timeout, 60_000);
+        let startup_check_timeout = duration(
+            "limits.startup_check_timeout",
+            &raw.limits.startup_check_timeout,
+            10_000,
+        );
         let d = crate::limits::LimitConfig::default();
         let limits = crate::limits::LimitConfig {
             requests_per_second: raw.limits.requests_per_second.unwrap_or(d.requests_per_second),
@@ -281,6 +290,7 @@ impl Config {
             local_calls_in_flight: raw.limits.local_calls_in_flight.unwrap_or(256).max(1),
             handshake_timeout,
             call_timeout,
+            startup_check_timeout,
             recheck_log: crate::log::Recheck::default(),
         };
         let files = [

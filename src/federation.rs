@@ -10,7 +10,8 @@ use crate::proto::federation_server::Federation;
 use crate::proto::{
     ConsistencyProof, ConsistencyProofRequest, DeliverBatchRequest, DeliverBatchResponse, DeliverOutcome,
     DeliverRequest, DeliverResponse, GetAgreementRequest, GetAgreementResponse, GetCheckpointRequest,
-    GetCheckpointResponse, Refusal, SignedCheckpoint, deliver_outcome,
+    GetCheckpointResponse, GetWitnessedCheckpointRequest, GetWitnessedCheckpointResponse, Refusal, SignedCheckpoint,
+    deliver_outcome,
 };
 use crate::state;
 use crate::status::caller;
@@ -104,6 +105,21 @@ impl Federation for FederationService {
             checkpoint: Some(SignedCheckpoint {
                 note: self.node.log.head().note.to_vec(),
             }),
+        }))
+    }
+
+    #[tracing::instrument(name = "Federation.GetWitnessedCheckpoint", skip_all, fields(peer))]
+    async fn get_witnessed_checkpoint(
+        &self,
+        req: Request<GetWitnessedCheckpointRequest>,
+    ) -> Result<Response<GetWitnessedCheckpointResponse>, Status> {
+        let peer = self.peer(&req)?;
+        tracing::Span::current().record("peer", peer.as_str());
+        let _admitted = self.node.limits.admit(&peer)?;
+        // Only the caller's own log: its checkpoints are what it needs to see.
+        let witnessed = self.node.read(|c| state::last_witnessed(c, &peer))?;
+        Ok(Response::new(GetWitnessedCheckpointResponse {
+            checkpoint: witnessed.map(|(_, note)| SignedCheckpoint { note }),
         }))
     }
 

@@ -66,6 +66,8 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
             .map_err(|e| NodeError::Setup(format!("listen on {}: {e}", config.listen)))?,
     };
     let addr = listener.local_addr().map_err(|e| NodeError::Setup(e.to_string()))?;
+    // NOT_SERVING until the log may take entries (start_writing below).
+    let (health_reporter, health) = transport::health_reporting(tonic_health::ServingStatus::NotServing).await;
     let router = transport::plain_server()
         .timeout(config.call_timeout)
         .max_concurrent_streams(Some(config.concurrent_streams))
@@ -75,7 +77,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
             (config.peer_calls_in_flight, config.local_calls_in_flight),
             node.metrics.clone(),
         ))
-        .add_service(transport::health().await)
+        .add_service(health)
         .add_service(transport::reflection().map_err(|e| NodeError::Setup(e.to_string()))?)
         .add_service(transport::reflection_v1alpha().map_err(|e| NodeError::Setup(e.to_string()))?)
         .add_service(
@@ -107,6 +109,14 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         }
         .instrument(tracing::info_span!("server", party = %party)),
     );
+    if let Err(e) = node
+        .start_writing(config.roster.as_deref(), config.startup_check_timeout)
+        .await
+    {
+        let _ = node.tasks.stop(STOP_GRACE).await;
+        return Err(e);
+    }
+    transport::set_health(&health_reporter, tonic_health::ServingStatus::Serving).await;
     node.tasks
         .spawn(delivery::run(node.clone()).instrument(tracing::info_span!("delivery", party = %node.party)));
     node.tasks

@@ -235,6 +235,9 @@ connections = 4096
 handshake_timeout = "10s"
 # How long a call may take before its answer starts (a streamed answer may then run on).
 call_timeout = "60s"
+# At start, how long to wait for each peer's answer to "what have you witnessed of my log?"
+# (a node restored from an old copy refuses to serve); a peer that does not answer is passed over.
+startup_check_timeout = "10s"
 # Calls in flight at once from each peer node and each local certificate, before bodies are read
 # (8 full batches of 256 envelopes are in_flight's 2048, so a peer over it is refused unread).
 # A call refused for a limit is answered after 100 ms, so a caller cannot turn refusals into a flood.

@@ -21,6 +21,9 @@ impl From<LogError> for Status {
             LogError::Refused(StateError::Duplicate(_)) => Status::already_exists(e.to_string()),
             LogError::Refused(StateError::NotRunning(_)) => Status::failed_precondition(e.to_string()),
             LogError::Closed => Status::unavailable("the node is stopping; try again once it is back"),
+            LogError::Held => Status::unavailable(
+                "the node is starting: it is comparing its log with the checkpoints its peers witnessed; try again shortly",
+            ),
             LogError::Refused(StateError::Storage(_) | StateError::Invalid(_))
             | LogError::Store(_)
             | LogError::Corrupt { .. }
@@ -36,7 +39,7 @@ impl From<NodeError> for Status {
             return log.into();
         }
         let code = match &e {
-            Log(_) | Internal(_) | Setup(_) => return internal(&e),
+            Log(_) | Internal(_) | Setup(_) | RolledBack(_) => return internal(&e),
             Message(MessageError::TooLarge { .. }) | PayloadTooLarge { .. } => Code::ResourceExhausted,
             Message(MessageError::TlpForbidsForward { .. } | MessageError::TlpWeakened { .. }) | OwnNotice(_) => {
                 Code::FailedPrecondition

@@ -224,13 +224,31 @@ pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Chan
 
 /// The standard gRPC health service, reporting every hotline service as serving.
 pub async fn health() -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    health_reporting(tonic_health::ServingStatus::Serving).await.1
+}
+
+/// The hotline services as the health service names them.
+const SERVICES: [&str; 3] = ["hotline.v1.Federation", "hotline.v1.Operator", "hotline.v1.Audit"];
+
+/// The health service with every hotline service at `status`, and the
+/// reporter that changes it: a node reports NOT_SERVING until its log may
+/// take entries (see `Node::start_writing`).
+pub async fn health_reporting(
+    status: tonic_health::ServingStatus,
+) -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
     let (reporter, service) = tonic_health::server::health_reporter();
-    for name in ["hotline.v1.Federation", "hotline.v1.Operator", "hotline.v1.Audit"] {
-        reporter
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
+    set_health(&reporter, status).await;
+    (reporter, service)
+}
+
+/// Reports every hotline service at `status`.
+pub async fn set_health(reporter: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {
+    for name in SERVICES {
+        reporter.set_service_status(name, status).await;
     }
-    service
 }
 
 /// gRPC server reflection over the hotline protocol, so stock tools can call it.

@@ -115,6 +115,11 @@ impl Witness {
     /// every other one is proven a prefix of it, so none the peer showed us
     /// goes unchecked.
     pub async fn witness(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
+        // A starting node logs nothing yet; the peer's next checkpoint, which
+        // extends this one, is witnessed and checked instead.
+        if self.log.is_held() {
+            return;
+        }
         let Some(slot) = self.slot(party) else { return };
         self.set_aside(party, Some(cp));
         loop {

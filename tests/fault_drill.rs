@@ -159,6 +159,12 @@ impl hotline::proto::federation_server::Federation for HostileReceipts {
     ) -> Result<tonic::Response<hotline::proto::GetAgreementResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("hostile"))
     }
+    async fn get_witnessed_checkpoint(
+        &self,
+        _: tonic::Request<hotline::proto::GetWitnessedCheckpointRequest>,
+    ) -> Result<tonic::Response<hotline::proto::GetWitnessedCheckpointResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("hostile"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 
 use std::process::ExitCode;
 
-use super::bench_e2e::{self, E2eArgs};
+use super::bench_e2e;
+use super::bench_exchanges::E2eArgs;
 use super::bench_flood::{self, FloodArgs};
 use super::bench_log::{self, LogArgs};
 use super::view::Out;

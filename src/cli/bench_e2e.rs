@@ -1,28 +1,16 @@
-//! `hotline bench`: two real `hotline serve` processes on loopback, mutual
-//! TLS and fsync on, driven through the Operator service. Measures the
-//! crypto bound of this machine, the maximum sustained exchanges per second
-//! (notice signed, delivered, verified, logged, receipt signed, verified and
-//! logged at the sender), latency at a fixed offered load, each node's peak
-//! RSS, and `audit verify` on a large log.
+//! `hotline bench`: the crypto bound of this machine, then one run of
+//! exchanges between two real `hotline serve` processes (see
+//! `bench_exchanges`) on an empty log and, when asked, the same run on a
+//! node whose log already holds millions of entries, side by side; then
+//! `audit verify` on a large log.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use ed25519_dalek::{Signer, SigningKey};
-use hotline::config::Config;
-use hotline::proto::operator_client::OperatorClient;
-use hotline::proto::{
-    Category, Notice, NoticeKind, SendNoticeRequest, Severity, StatusRequest, Tlp, WatchEventsRequest, event,
-    send_notice_outcome,
-};
 use serde_json::json;
-use tonic::transport::Channel;
 
+use super::bench_exchanges::{E2eArgs, Exchanges, exchanges, percentile_ms};
 use super::bench_log::{LogArgs, log_bench};
 use super::view::Out;
 
@@ -31,61 +19,6 @@ use super::view::Out;
 /// the receipt, and the sender verifies the receipt and its checkpoint.
 const SIGNS_PER_EXCHANGE: f64 = 2.0;
 const VERIFIES_PER_EXCHANGE: f64 = 4.0;
-
-/// What the end-to-end run measures, and how hard it pushes.
-#[derive(clap::Args)]
-pub struct E2eArgs {
-    /// Exchanges in the throughput run.
-    #[arg(long, default_value_t = 20_000)]
-    pub exchanges: u64,
-    /// Exchanges in flight at once in the throughput run.
-    #[arg(long, default_value_t = 512)]
-    pub concurrency: u64,
-    /// Offered load of the latency run, exchanges per second.
-    #[arg(long, default_value_t = 1_000)]
-    pub rate: u64,
-    /// Length of the latency run, seconds.
-    #[arg(long, default_value_t = 5)]
-    pub seconds: u64,
-    /// Entries of the log whose `audit verify` rate is measured (0 to skip).
-    #[arg(long, default_value_t = 1_000_000)]
-    pub log_entries: u64,
-}
-
-pub(super) struct Node(pub(super) Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub(super) fn spawn_node(config: &Path) -> anyhow::Result<Node> {
-    let child = Command::new(std::env::current_exe()?)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting hotline serve")?;
-    Ok(Node(child))
-}
-
-/// Peak resident memory of a process, from /proc (Linux), in MiB.
-pub(super) fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
 
 /// Ed25519 signatures and strict verifications per second on one core.
 fn crypto_rates() -> (f64, f64) {
@@ -110,50 +43,24 @@ fn crypto_rates() -> (f64, f64) {
     (sign, verify)
 }
 
-fn bench_notice(i: u64) -> Notice {
-    Notice {
-        to: vec!["B".into()],
-        kind: NoticeKind::Notification as i32,
-        severity: Severity::Low as i32,
-        category: Category::Test as i32,
-        tlp: Tlp::Green as i32,
-        title: format!("bench exchange {i}"),
-        summary: "x".repeat(300),
-        ..Default::default()
-    }
-}
-
-/// Flushes every process's dirty pages to disk, and lets the nodes finish
-/// background work (witnessing, WAL checkpoints). Without it, the kernel's
-/// writeback of another program's output (a build that just finished, say)
-/// can start mid-run and queue the nodes' fsyncs behind it: with 3.5 GB being
-/// written back, p99.9 latency went from 7 to 32 ms on this machine.
-async fn settle() {
-    match Command::new("sync").status() {
-        Ok(s) if s.success() => {}
-        other => tracing::warn!(?other, "sync failed; figures may include other programs' disk writes"),
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-}
-
-/// Receipts per second while the pipeline is full: between the arrivals of
-/// the first and the last tenth of the run, leaving out the start, when the
-/// first notices are still on their way, and the end, when fewer and fewer
-/// remain in flight. None if there are too few arrivals to tell.
-fn steady_rate(arrived: &mut [Instant]) -> Option<f64> {
-    arrived.sort();
-    let (from, to) = (arrived.len() / 10, arrived.len() * 9 / 10);
-    let span = arrived.get(to)?.duration_since(*arrived.get(from)?).as_secs_f64();
-    (span > 0.0).then(|| (to - from) as f64 / span)
-}
-
-pub(super) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN)
+/// The figures of one run of exchanges, as JSON.
+fn run_json(x: &Exchanges, rate: u64) -> serde_json::Value {
+    let ms = |sorted: &[Duration]| json!({"samples": sorted.len(), "p50": percentile_ms(sorted, 0.5), "p99": percentile_ms(sorted, 0.99), "p999": percentile_ms(sorted, 0.999)});
+    let mut latency = ms(&x.latencies);
+    latency["offered_per_second"] = json!(rate);
+    latency["achieved_per_second"] = json!(x.achieved);
+    json!({
+        "log_entries_at_end": x.log_size,
+        "startup_ms": x.startup.as_secs_f64() * 1e3,
+        "exchanges_per_second": x.throughput,
+        "exchanges_per_second_with_fill_and_drain": x.overall,
+        "latency_ms": latency,
+        "inclusion_proof_ms": ms(&x.proofs),
+        "peak_rss_mib": {"A": x.rss.first(), "B": x.rss.get(1)},
+    })
 }
 
 pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
-    let root = std::env::temp_dir().join(format!("hotline-bench-{}", std::process::id()));
     let say = |s: &str| {
         if !out.json {
             eprintln!("  {s}");
@@ -168,190 +75,22 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let result = rt.block_on(async {
-        let made = hotline::setup::local_cluster(&root, &["A", "B"], hotline::setup::LOAD_NORMS).await?;
-        let configs: Vec<Config> = made
-            .into_iter()
-            .map(|(c, listener)| {
-                drop(listener); // the serve processes bind these ports
-                c
-            })
-            .collect();
-        // A serves its metrics, scraped before and after the throughput run.
-        let metrics_at = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let mut a_config = std::fs::read_to_string(&configs[0].path)?;
-        a_config += &format!("\n[metrics]\nlisten = \"{metrics_at}\"\n");
-        std::fs::write(&configs[0].path, a_config)?;
-        let nodes = configs
-            .iter()
-            .map(|c| spawn_node(&c.path))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let client = |c: &Config| -> anyhow::Result<OperatorClient<Channel>> {
-            Ok(OperatorClient::new(hotline::transport::channel(
-                &c.client_node,
-                &c.ca_pem()?,
-                &c.client_cert()?,
-            )?))
-        };
-        let a = client(&configs[0])?;
-        let b = client(&configs[1])?;
-        say("starting two nodes (hotline serve, mutual TLS, SQLite WAL synchronous=FULL)...");
-        let start = Instant::now();
-        loop {
-            if a.clone().status(StatusRequest {}).await.is_ok() && b.clone().status(StatusRequest {}).await.is_ok() {
-                break;
-            }
-            anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "nodes did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let on = |fill: u64, run: &str| {
+        let at = std::env::temp_dir().join(format!("hotline-bench-{}-{run}", std::process::id()));
+        let got = rt.block_on(exchanges(&at, &args, fill, out));
+        let _ = std::fs::remove_dir_all(&at);
+        got
+    };
+    let empty = on(0, "empty")?;
+    let full = match args.full_log {
+        0 => None,
+        n => {
+            say(&format!(
+                "the same run on a node whose log already holds {n} entries..."
+            ));
+            Some(on(n, "full")?)
         }
-        settle().await;
-
-        // Receipts arriving at A, by message id.
-        let receipted = Arc::new(AtomicU64::new(0));
-        let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let mut events = a.clone().watch_events(WatchEventsRequest {}).await?.into_inner();
-        {
-            let (receipted, arrivals) = (receipted.clone(), arrivals.clone());
-            tokio::spawn(async move {
-                while let Ok(Some(e)) = events.message().await {
-                    if let Some(event::Body::ReceiptReceived(r)) = e.body {
-                        arrivals
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(r.message_id, Instant::now());
-                        receipted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-
-        say(&format!(
-            "throughput: {} exchanges A -> B, {} in flight, notices sent over one SendNotices stream...",
-            args.exchanges, args.concurrency
-        ));
-        let (notices, queued) = tokio::sync::mpsc::channel(1024);
-        let mut outcomes = a
-            .clone()
-            .send_notices(tokio_stream::wrappers::ReceiverStream::new(queued))
-            .await?
-            .into_inner();
-        // A refused notice never gets a receipt: stop at the first, with its reason.
-        let refused: Arc<Mutex<Option<String>>> = Arc::default();
-        {
-            let refused = refused.clone();
-            tokio::spawn(async move {
-                while let Ok(Some(o)) = outcomes.message().await {
-                    if let Some(send_notice_outcome::Result::Refused(r)) = o.result {
-                        *refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.message);
-                    }
-                }
-            });
-        }
-        let failed = || refused.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let scraped_before = hotline::metrics::scrape(metrics_at).await?;
-        let t = Instant::now();
-        let mut sent = 0;
-        while sent < args.exchanges {
-            if let Some(why) = failed() {
-                anyhow::bail!("node A refused a notice: {why}");
-            }
-            if sent.saturating_sub(receipted.load(Ordering::Relaxed)) >= args.concurrency {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-                continue;
-            }
-            notices
-                .send(SendNoticeRequest {
-                    notice: Some(bench_notice(sent)),
-                })
-                .await
-                .context("node A closed the SendNotices stream")?;
-            sent += 1;
-        }
-        drop(notices);
-        while receipted.load(Ordering::Relaxed) < args.exchanges {
-            if let Some(why) = failed() {
-                anyhow::bail!("node A refused a notice: {why}");
-            }
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "throughput run did not finish");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let overall = args.exchanges as f64 / t.elapsed().as_secs_f64();
-        let mut arrived: Vec<Instant> = arrivals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .copied()
-            .collect();
-        let throughput = steady_rate(&mut arrived).unwrap_or(overall);
-        let scraped_after = hotline::metrics::scrape(metrics_at).await?;
-        let moved = |name: &str, labels: &[&str]| {
-            hotline::metrics::sample_sum(&scraped_after, name, labels)
-                - hotline::metrics::sample_sum(&scraped_before, name, labels)
-        };
-        let scraped = (
-            moved("hotline_deliveries_total", &["outcome=\"receipted\""]),
-            moved("hotline_log_commit_seconds_count", &[]),
-        );
-        settle().await;
-
-        say(&format!(
-            "latency: {} exchanges/s offered for {} s...",
-            args.rate, args.seconds
-        ));
-        let total = args.rate * args.seconds;
-        let base = receipted.load(Ordering::Relaxed);
-        let sends: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-        let t = Instant::now();
-        for k in 0..total {
-            let due = t + Duration::from_secs_f64(k as f64 / args.rate as f64);
-            tokio::time::sleep_until(due.into()).await;
-            let (mut c, sends) = (a.clone(), sends.clone());
-            tokio::spawn(async move {
-                let began = Instant::now();
-                if let Ok(r) = c
-                    .send_notice(SendNoticeRequest {
-                        notice: Some(bench_notice(k)),
-                    })
-                    .await
-                {
-                    sends
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push((r.into_inner().id, began));
-                }
-            });
-        }
-        while receipted.load(Ordering::Relaxed) < base + total {
-            anyhow::ensure!(
-                t.elapsed() < Duration::from_secs(args.seconds + 120),
-                "latency run did not finish"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let achieved = total as f64 / t.elapsed().as_secs_f64();
-        let mut latencies: Vec<Duration> = {
-            let arrivals = arrivals.lock().unwrap_or_else(|e| e.into_inner());
-            sends
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .filter_map(|(id, began)| arrivals.get(id).map(|at| *at - *began))
-                .collect()
-        };
-        latencies.sort();
-        let rss: Vec<f64> = nodes
-            .iter()
-            .map(|n| peak_rss_mib(n.0.id()).unwrap_or(f64::NAN))
-            .collect();
-        for n in &nodes {
-            let _ = Command::new("kill").arg("-TERM").arg(n.0.id().to_string()).status();
-        }
-        drop(nodes);
-        anyhow::Ok((throughput, overall, achieved, latencies, rss, scraped))
-    });
-    let _ = std::fs::remove_dir_all(&root);
-    let (throughput, overall, achieved, latencies, rss, (deliveries, commits)) = result?;
-
+    };
     let log = if args.log_entries > 0 {
         say(&format!(
             "audit log: building and verifying {} entries...",
@@ -364,20 +103,35 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
     };
     let verify_s = log.as_ref().and_then(|l| l["verify_seconds"].as_f64());
     let proof_us = log.as_ref().and_then(|l| l["inclusion_proof_us"]["p50"].as_f64());
+    let Exchanges {
+        throughput,
+        overall,
+        achieved,
+        ref latencies,
+        ref rss,
+        scraped: (deliveries, commits),
+        ..
+    } = empty;
     let share = throughput / crypto_bound;
     let machine = format!("{} cores, {}", cores, std::env::consts::ARCH);
-    let figures = json!({
+    let mut figures = run_json(&empty, args.rate);
+    let more = json!({
         "machine": machine,
         "ed25519_sign_per_second_per_core": sign_rate, "ed25519_verify_per_second_per_core": verify_rate,
         "crypto_bound_exchanges_per_second": crypto_bound,
-        "exchanges_per_second": throughput, "share_of_crypto_bound": share,
-        "exchanges_per_second_with_fill_and_drain": overall,
-        "latency_ms": {"offered_per_second": args.rate, "achieved_per_second": achieved, "samples": latencies.len(),
-                       "p50": percentile_ms(&latencies, 0.5), "p99": percentile_ms(&latencies, 0.99), "p999": percentile_ms(&latencies, 0.999)},
-        "peak_rss_mib": {"A": rss.first(), "B": rss.get(1)},
+        "share_of_crypto_bound": share,
         "metrics_scraped_from_a": {"deliveries_receipted": deliveries, "log_commits": commits},
         "log": log,
+        "full_log": full.as_ref().map(|f| {
+            let mut j = run_json(f, args.rate);
+            j["entries_before"] = json!(args.full_log);
+            j["share_of_empty_log_throughput"] = json!(f.throughput / throughput);
+            j
+        }),
     });
+    if let (Some(all), Some(add)) = (figures.as_object_mut(), more.as_object()) {
+        all.extend(add.clone());
+    }
     out.print(&figures, || {
         let row = |what: &str, got: String, target: &str| format!("{what:<52} {got:>22}   {target}\n");
         let mut t =
@@ -408,12 +162,12 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             &format!("latency at {} /s offered (achieved {achieved:.0} /s)", args.rate),
             format!(
                 "p50 {:.1} p99 {:.1} ms",
-                percentile_ms(&latencies, 0.5),
-                percentile_ms(&latencies, 0.99)
+                percentile_ms(latencies, 0.5),
+                percentile_ms(latencies, 0.99)
             ),
             "p99 <= 10 ms",
         );
-        t += &row("  p99.9", format!("{:.1} ms", percentile_ms(&latencies, 0.999)), "");
+        t += &row("  p99.9", format!("{:.1} ms", percentile_ms(latencies, 0.999)), "");
         t += &row(
             "peak RSS of each node",
             format!("{:.0} / {:.0} MiB", rss[0], rss[1]),
@@ -436,7 +190,55 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
                 "<= 1 ms",
             );
         }
+        if let Some(f) = &full {
+            t += &side_by_side(&empty, f, args.full_log);
+        }
         t
     });
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run on an empty log beside the run on a log that held `entries`.
+fn side_by_side(empty: &Exchanges, full: &Exchanges, entries: u64) -> String {
+    let row = |what: &str, a: String, b: String, target: &str| format!("{what:<40} {a:>16} {b:>20}   {target}\n");
+    let ms = |d: &Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+    let p = |sorted: &[Duration]| {
+        format!(
+            "{:.2} / {:.2} ms",
+            percentile_ms(sorted, 0.5),
+            percentile_ms(sorted, 0.99)
+        )
+    };
+    let mut t = format!("\nthe same run on a log that already held {entries} entries\n");
+    t += &row("figure", "empty log".into(), format!("{entries} entries"), "target");
+    t += &row(
+        "node A started (process to first answer)",
+        ms(&empty.startup),
+        ms(&full.startup),
+        "seconds",
+    );
+    t += &row(
+        "exchanges end to end, sustained",
+        format!("{:.0} /s", empty.throughput),
+        format!(
+            "{:.0} /s ({:.0} %)",
+            full.throughput,
+            100.0 * full.throughput / empty.throughput
+        ),
+        ">= 90 % of empty",
+    );
+    t += &row("latency p50 / p99", p(&empty.latencies), p(&full.latencies), "");
+    t += &row(
+        "GetInclusionProof p50 / p99 (over TLS)",
+        p(&empty.proofs),
+        p(&full.proofs),
+        "",
+    );
+    t += &row(
+        "peak RSS of A",
+        format!("{:.0} MiB", empty.rss[0]),
+        format!("{:.0} MiB", full.rss[0]),
+        "",
+    );
+    t
 }

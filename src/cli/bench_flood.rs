@@ -23,7 +23,7 @@ use prost::Message;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::bench_e2e::{peak_rss_mib, percentile_ms, spawn_node};
+use super::bench_exchanges::{peak_rss_mib, percentile_ms, spawn_node};
 use super::view::Out;
 
 /// How long the drill runs, and how hard the flood pushes.

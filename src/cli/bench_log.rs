@@ -43,7 +43,7 @@ impl LogArgs {
     }
 }
 
-fn sample_entry(i: u64, bytes: usize) -> entry::Entry {
+pub(super) fn sample_entry(i: u64, bytes: usize) -> entry::Entry {
     entry::encode(
         hotline::clock::now(),
         Body::OperatorAction(OperatorAction {

@@ -80,10 +80,14 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
     );
     let made = hotline::setup::local_cluster(root, &PARTIES, hotline::setup::DEMO_NORMS).await?;
     let mut configs: Vec<Config> = made.iter().map(|(c, _)| c.clone()).collect();
-    let mut nodes: Vec<Running> = Vec::new();
-    for (config, listener) in made {
-        nodes.push(hotline::server::start(&config, Some(listener), hotline::clock::Clock::system()).await?);
-    }
+    // All at once: a starting node asks the others what they witnessed of its log.
+    let starts = made.into_iter().map(|(config, listener)| async move {
+        hotline::server::start(&config, Some(listener), hotline::clock::Clock::system()).await
+    });
+    let mut nodes: Vec<Running> = futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     for n in &nodes {
         say(
             out,

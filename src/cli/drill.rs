@@ -88,29 +88,39 @@ async fn statuses(clients: &[OperatorClient<Channel>]) -> Vec<Result<hotline::pr
     .await
 }
 
-/// Waits until every node's Status satisfies `done`, with a progress bar of
-/// nodes. A node seen done is not asked again (what it waited for stays
-/// done), so polling costs less as the phase ends.
+/// Waits until `short` of every node's Status is 0 (how many of its peers it
+/// still waits on), with a progress bar of nodes. A node seen done is not
+/// asked again (what it waited for stays done), so polling costs less as the
+/// phase ends; every 30 s a line names the nodes still waiting.
 async fn until_every_node(
     what: &str,
     clients: &[OperatorClient<Channel>],
     timeout: Duration,
     out: Out,
-    done: impl Fn(&hotline::proto::StatusResponse) -> bool,
+    short: impl Fn(&hotline::proto::StatusResponse) -> usize,
 ) -> anyhow::Result<Duration> {
     let seen = std::sync::Mutex::new(vec![false; clients.len()]);
+    let told = std::sync::Mutex::new(Instant::now());
     phase(what, clients.len() as u64, timeout, out, || async {
         let waiting: Vec<usize> = (0..clients.len())
             .filter(|i| !seen.lock().map(|d| d[*i]).unwrap_or(false))
             .collect();
         let asked: Vec<OperatorClient<Channel>> = waiting.iter().map(|i| clients[*i].clone()).collect();
         let answers = statuses(&asked).await;
+        let mut behind = Vec::new();
         let mut d = seen.lock().unwrap_or_else(|e| e.into_inner());
         for (i, s) in waiting.iter().zip(answers) {
-            match s {
-                Ok(s) => d[*i] = done(&s),
-                Err(why) => tracing::warn!(node = i + 1, %why, "drill: Status gave no answer"),
+            match s.map(|s| short(&s)) {
+                Ok(0) => d[*i] = true,
+                Ok(n) => behind.push(format!("P{:03} waits on {n}", i + 1)),
+                Err(why) => behind.push(format!("P{:03} gave no answer ({why})", i + 1)),
             }
+        }
+        let mut told = told.lock().unwrap_or_else(|e| e.into_inner());
+        if !behind.is_empty() && told.elapsed() > Duration::from_secs(30) {
+            *told = Instant::now();
+            let first: Vec<&str> = behind.iter().take(3).map(String::as_str).collect();
+            tracing::warn!("drill: {what}: {} nodes not done: {}", behind.len(), first.join(", "));
         }
         d.iter().filter(|x| **x).count() as u64
     })
@@ -193,7 +203,7 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
     }
     let pairs = (n * (n - 1)) as u64;
     until_every_node("communication-check round (nodes done)", &clients, timeout, out, |s| {
-        s.peers.iter().all(|p| p.last_comm_check_ok.is_some())
+        s.peers.iter().filter(|p| p.last_comm_check_ok.is_none()).count()
     })
     .await?;
     let round = t.elapsed();
@@ -269,7 +279,7 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
     let notice_s = t.elapsed().as_secs_f64().max(answers.as_secs_f64());
     // Every outbox empty: each answer receipted too.
     until_every_node("every outbox drained", &clients, timeout, out, |s| {
-        s.peers.iter().all(|p| p.outbox == 0)
+        s.peers.iter().map(|p| p.outbox as usize).sum()
     })
     .await?;
     say(format!(

@@ -4,8 +4,10 @@
 mod agreement;
 mod amend;
 mod audit;
+mod backup;
 mod bench;
 mod bench_e2e;
+mod bench_exchanges;
 mod bench_flood;
 mod bench_log;
 mod demo;
@@ -48,6 +50,10 @@ enum Command {
     Init(node::InitArgs),
     /// Run the node: Federation, Operator and Audit services over mutual TLS.
     Serve(node::ServeArgs),
+    /// Copy a node's store, consistent and verified, while it serves.
+    Backup(backup::BackupArgs),
+    /// Put a backup in place as a stopped node's store, once it verifies completely.
+    Restore(backup::RestoreArgs),
     /// Send or show notices.
     #[command(subcommand)]
     Notice(ops::NoticeCommand),
@@ -103,6 +109,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args, out),
         Command::Init(args) => node::init(args, out),
         Command::Serve(args) => node::serve(args),
+        Command::Backup(args) => backup::backup(args, out),
+        Command::Restore(args) => backup::restore(args, out),
         Command::Notice(cmd) => ops::notice(cmd, out),
         Command::Inbox(args) => ops::inbox(args, out),
         Command::Respond(args) => ops::respond(args, out),

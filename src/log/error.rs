@@ -42,6 +42,10 @@ pub enum LogError {
     /// The writer has stopped (the node is shutting down).
     #[error("the log writer has stopped")]
     Closed,
+    /// The node is starting and has not yet compared its log with its peers'
+    /// (what operators are told; a delivery waits instead).
+    #[error("the log takes no entries until the node has compared it with what its peers witnessed")]
+    Held,
     /// An entry is larger than a tlog-tiles entry bundle holds even with its
     /// envelope kept beside it; nothing was appended, so the log stays exportable.
     #[error("an entry of {bytes} bytes is larger than the 65,535 bytes a tlog-tiles entry bundle holds")]

@@ -44,6 +44,8 @@ pub struct Log {
     checkpointer: Checkpointer,
     /// How long each batch took to commit, for the node's metrics.
     commit_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// While true, appends wait (see [`Log::hold`]).
+    held: watch::Sender<bool>,
 }
 
 impl Log {
@@ -88,6 +90,7 @@ impl Log {
             writer: Mutex::new(Some(writer)),
             checkpointer: Checkpointer::start(dir)?,
             commit_seconds,
+            held: watch::Sender::new(false),
         })
     }
 
@@ -117,12 +120,35 @@ impl Log {
         self.submit(entries, Some(change), want_proof).await
     }
 
+    /// Makes appends wait until [`Log::release`], so nothing is signed while
+    /// a starting node compares its log with what its peers witnessed: a log
+    /// restored from an old copy must not sign a checkpoint that forks it. A
+    /// peer's delivery meanwhile waits (within its call's time) rather than
+    /// being refused and retried.
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Whether appends wait (the node is starting).
+    pub fn is_held(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// Lets appends through again.
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+
     async fn submit(
         &self,
         entries: Vec<Entry>,
         change: Option<StateChange>,
         want_proof: bool,
     ) -> Result<Appended, LogError> {
+        if self.is_held() {
+            let mut released = self.held.subscribe();
+            released.wait_for(|held| !held).await.map_err(|_| LogError::Closed)?;
+        }
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job {

@@ -178,6 +178,9 @@ pub enum NodeError {
     /// Startup failed: configuration, agreement, keys or certificates.
     #[error("{0}")]
     Setup(String),
+    /// At start, the log is behind or not a prefix of what peers witnessed of it.
+    #[error("{0}")]
+    RolledBack(String),
 }
 
 impl From<rusqlite::Error> for NodeError {

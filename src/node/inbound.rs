@@ -32,6 +32,10 @@ struct Admitted {
     record: Option<state::Record>,
 }
 
+/// How often a node tries to answer a peer's automatic communication check
+/// (about ten minutes on the default backoff).
+const CHECK_ANSWER_ATTEMPTS: u32 = 24;
+
 impl Node {
     /// Handles a delivery from `caller` (its TLS identity): checks in the
     /// agreed order, logs the message durably and returns our signed receipt.
@@ -235,6 +239,34 @@ impl Node {
 
     /// The receipt we gave for a message delivered before: the same message
     /// again gets it, another message under the same id is refused.
+    /// Answers a peer's automatic communication check. A failure (a busy
+    /// store on a loaded machine) is retried on the delivery backoff, up to
+    /// `CHECK_ANSWER_ATTEMPTS` times or until the node stops: an unanswered
+    /// check is a missed deadline for this party, and nothing else would answer it.
+    async fn answer_check(&self, id: &str) {
+        for attempt in 0..CHECK_ANSWER_ATTEMPTS {
+            let answer = Answer {
+                status: ResponseStatus::Acknowledged,
+                reason: ReasonCode::Unspecified,
+                text: "communication check answered",
+                promised_by: None,
+            };
+            match self.respond(id, answer, Actor::Node).await {
+                Ok(_) => return,
+                Err(NodeError::Log(LogError::Closed)) => return,
+                Err(e) => {
+                    tracing::warn!(notice = %id, attempt, error = %e, "could not answer communication check; retrying")
+                }
+            }
+            let delay = crate::delivery::backoff(attempt, self.retry.0, self.retry.1);
+            tokio::select! {
+                _ = self.tasks.stopping() => return,
+                _ = self.clock.sleep(delay) => {}
+            }
+        }
+        tracing::error!(notice = %id, "gave up answering a communication check");
+    }
+
     fn resend_receipt(&self, existing: &StoredMessage, caller: &str, sha: &[u8]) -> Result<Envelope, NodeError> {
         if existing.payload_sha256 != sha || existing.sender != caller {
             return Err(NodeError::IdReused(existing.id.clone()));
@@ -458,17 +490,7 @@ impl Node {
             Message::Notice(n) => {
                 if n.kind() == NoticeKind::CommCheck && !n.human {
                     let (node, id) = (self.clone(), n.id.clone());
-                    self.tasks.spawn(async move {
-                        let answer = Answer {
-                            status: ResponseStatus::Acknowledged,
-                            reason: ReasonCode::Unspecified,
-                            text: "communication check answered",
-                            promised_by: None,
-                        };
-                        if let Err(e) = node.respond(&id, answer, Actor::Node).await {
-                            tracing::warn!(notice = %id, error = %e, "could not answer communication check");
-                        }
-                    });
+                    self.tasks.spawn(async move { node.answer_check(&id).await });
                 }
                 self.events.emit(event::Body::NoticeReceived(n));
             }

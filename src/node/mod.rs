@@ -15,6 +15,7 @@ mod held_rosters;
 mod inbound;
 mod outbound;
 mod peer_agreements;
+mod rollback;
 mod rosters;
 
 use std::sync::Arc;
@@ -113,6 +114,8 @@ impl Node {
             .map_err(|e| setup(format!("{}: {e}", config.agreement.display())))?;
         let keys = OwnKeys::single(held[0].clone());
         let log = Arc::new(Log::open_with(&config.data, keys.clone(), config.recheck_log)?);
+        // Nothing is signed until the log is compared with its peers' view (start_writing).
+        log.hold();
         let signed = crate::in_force::starting_agreement(&log, configured, &config.agreement).map_err(setup)?;
         let agreement = &signed.agreement;
         let me = agreement.party(&config.party).ok_or_else(|| {
@@ -177,9 +180,18 @@ impl Node {
             outbox,
             outbox_queue: std::sync::Mutex::new(Some(outbox_rx)),
         });
-        node.adopt_at_start().await?;
-        node.publish_configured_roster(config.roster.as_deref()).await?;
         Ok(node)
+    }
+
+    /// Once the node answers its peers: compares its log with what they
+    /// witnessed of it (see `rollback.rs`, each peer given `timeout`), then
+    /// lets the log take entries and logs what a start logs: the agreement's
+    /// adoption and the configured roster.
+    pub async fn start_writing(&self, roster: Option<&std::path::Path>, timeout: Duration) -> Result<(), NodeError> {
+        self.check_against_peers(timeout).await?;
+        self.log.release();
+        self.adopt_at_start().await?;
+        self.publish_configured_roster(roster).await
     }
 
     /// A peer spoke to us (a delivery, or its answer to ours): deliveries
@@ -354,15 +366,14 @@ fn own_keys(held: &[IdentityKey], me: &crate::agreement::Party) -> Vec<TrustedKe
 
 /// Runs `tasks` concurrently, so that their log appends land in one batch,
 /// and returns their results in the order given; a task that panicked gives
-/// `failed`. Dropping the future aborts the tasks.
+/// `failed`. Dropping the future leaves the tasks to finish: a caller that
+/// hangs up after its delivery was logged must not cut off what follows the
+/// commit (its automatic answer, its events), and a resend finds it logged.
 pub(crate) async fn join_in_order<T: Send + 'static>(
     tasks: Vec<impl std::future::Future<Output = T> + Send + 'static>,
     failed: impl Fn(tokio::task::JoinError) -> T,
 ) -> Vec<T> {
-    let handles: Vec<_> = tasks
-        .into_iter()
-        .map(|t| tokio_util::task::AbortOnDropHandle::new(tokio::spawn(t)))
-        .collect();
+    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
     let mut results = Vec::with_capacity(handles.len());
     for handle in handles {
         results.push(handle.await.unwrap_or_else(&failed));

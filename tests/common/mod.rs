@@ -222,18 +222,25 @@ impl Cluster {
     ) -> Cluster {
         let clock = hotline::clock::Clock::manual(hotline::clock::now());
         let mut configs = Vec::new();
-        let mut nodes = Vec::new();
+        let mut listeners = Vec::new();
         for (mut config, listener) in made {
             config.retry_base = std::time::Duration::from_millis(50);
             config.retry_max = RETRY_MAX;
             tweak(&mut config);
-            nodes.push(Some(
-                hotline::server::start(&config, Some(listener), clock.clone())
-                    .await
-                    .unwrap(),
-            ));
             configs.push(config);
+            listeners.push(listener);
         }
+        // All at once, as a hotline starts: each node asks the others what
+        // they witnessed of its log before it writes, so they must be answering.
+        let starts = configs
+            .iter()
+            .zip(listeners)
+            .map(|(config, listener)| hotline::server::start(config, Some(listener), clock.clone()));
+        let nodes = futures_util::future::join_all(starts)
+            .await
+            .into_iter()
+            .map(|n| Some(n.unwrap()))
+            .collect();
         let cluster = Cluster {
             dir,
             configs,
