@@ -131,13 +131,16 @@ pub fn figures(ledger: &Ledger, agreement: &Agreement, us: &str) -> Vec<Figure> 
             })
             .count() as u64
     };
-    let exercise = |id: &str| {
-        ledger.threads.get(id).is_some_and(|t| t.notice.exercise != 0)
-            || ledger
-                .threads
-                .values()
-                .any(|t| t.responses.iter().any(|(r, _)| r.id == id && r.exercise != 0))
-    };
+    // Looked up once per message sent: a set, not a scan of every thread's responses.
+    let exercise_responses: std::collections::HashSet<&str> = ledger
+        .threads
+        .values()
+        .flat_map(|t| t.responses.iter())
+        .filter(|(r, _)| r.exercise != 0)
+        .map(|(r, _)| r.id.as_str())
+        .collect();
+    let exercise =
+        |id: &str| ledger.threads.get(id).is_some_and(|t| t.notice.exercise != 0) || exercise_responses.contains(id);
     let mut tallies: std::collections::BTreeMap<(String, String), Tally> = Default::default();
     // Receipts of everything we sent.
     for (id, to, sent) in ledger.sent.iter().filter(|(id, _, _)| !exercise(id)) {
