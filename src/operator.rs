@@ -43,7 +43,7 @@ impl OperatorService {
     /// An operator certificate that may act: its name in hotline.toml (what
     /// its limits count by) and the roster contact who acts with it.
     fn operator<T>(&self, req: &Request<T>) -> Result<(String, String), Status> {
-        self.started()?;
+        self.node.started()?;
         let (name, fingerprint) = require_local(&self.node.identifier, req, &[Role::Operator])?;
         let contact = self.node.acting_contact(&name, &fingerprint)?;
         Ok((name, contact))
@@ -57,18 +57,9 @@ impl OperatorService {
         Ok((contact, admitted))
     }
 
-    /// Operators wait while the node starts: until its log is compared with
-    /// its peers' view it has no roster in force to say who may act.
-    fn started(&self) -> Result<(), Status> {
-        match self.node.log.is_held() {
-            true => Err(crate::log::LogError::Held.into()),
-            false => Ok(()),
-        }
-    }
-
     /// A read-only call: operators and auditors, counted against the same limits as writes.
     fn reader<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
-        self.started()?;
+        self.node.started()?;
         let (who, _) = require_local(&self.node.identifier, req, &[Role::Operator, Role::Auditor])?;
         let admitted = admit(&self.node, &who)?;
         Ok((who, admitted))

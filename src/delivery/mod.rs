@@ -16,7 +16,6 @@ mod courier;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
@@ -68,14 +67,6 @@ impl Couriers {
         });
         Some(courier.clone())
     }
-}
-
-/// The delay before retry number `attempts` (1 for the first retry): doubling
-/// from `base` up to `max`, then scaled by a random factor in [0.5, 1.0).
-pub fn backoff(attempts: u32, base: Duration, max: Duration) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20)).min(max);
-    let jitter = 0.5 + (rand_core::RngCore::next_u32(&mut rand_core::OsRng) as f64 / u32::MAX as f64) * 0.5;
-    exp.mul_f64(jitter)
 }
 
 /// Runs until the node's tasks are told to stop.
@@ -147,7 +138,7 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
         node.metrics.delivery(&p.party, result.is_ok());
         let Err(error) = result else { return };
         p.attempts += 1;
-        let delay = backoff(p.attempts, node.retry.0, node.retry.1);
+        let delay = node.retry_delay(p.attempts);
         // One line per peer and kind of failure a minute, with how many were held back.
         if let Some(held_back) = node
             .repeats

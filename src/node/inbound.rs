@@ -7,7 +7,6 @@ use std::sync::Arc;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
-use super::actor::{Actor, Answer};
 use super::{Node, NodeError, join_in_order};
 use crate::clock;
 use crate::envelope::{self, RECEIPT_TYPE};
@@ -17,8 +16,7 @@ use crate::log::{LogError, StateError, entry};
 use crate::message::{self, Kind, Message};
 use crate::norm_event;
 use crate::proto::{
-    Deadline, DeliverRequest, Envelope, LogEntry, NormEventKind, NoticeKind, ReasonCode, Receipt, ResponseStatus,
-    SignedCheckpoint, event,
+    Deadline, DeliverRequest, Envelope, LogEntry, NormEventKind, NoticeKind, Receipt, SignedCheckpoint, event,
 };
 use crate::state::{self, Direction, StoredMessage};
 
@@ -31,10 +29,6 @@ struct Admitted {
     /// What the message adds besides itself (an amendment step, a roster).
     record: Option<state::Record>,
 }
-
-/// How often a node tries to answer a peer's automatic communication check
-/// (about ten minutes on the default backoff).
-const CHECK_ANSWER_ATTEMPTS: u32 = 24;
 
 impl Node {
     /// Handles a delivery from `caller` (its TLS identity): checks in the
@@ -239,34 +233,6 @@ impl Node {
 
     /// The receipt we gave for a message delivered before: the same message
     /// again gets it, another message under the same id is refused.
-    /// Answers a peer's automatic communication check. A failure (a busy
-    /// store on a loaded machine) is retried on the delivery backoff, up to
-    /// `CHECK_ANSWER_ATTEMPTS` times or until the node stops: an unanswered
-    /// check is a missed deadline for this party, and nothing else would answer it.
-    async fn answer_check(&self, id: &str) {
-        for attempt in 0..CHECK_ANSWER_ATTEMPTS {
-            let answer = Answer {
-                status: ResponseStatus::Acknowledged,
-                reason: ReasonCode::Unspecified,
-                text: "communication check answered",
-                promised_by: None,
-            };
-            match self.respond(id, answer, Actor::Node).await {
-                Ok(_) => return,
-                Err(NodeError::Log(LogError::Closed)) => return,
-                Err(e) => {
-                    tracing::warn!(notice = %id, attempt, error = %e, "could not answer communication check; retrying")
-                }
-            }
-            let delay = crate::delivery::backoff(attempt, self.retry.0, self.retry.1);
-            tokio::select! {
-                _ = self.tasks.stopping() => return,
-                _ = self.clock.sleep(delay) => {}
-            }
-        }
-        tracing::error!(notice = %id, "gave up answering a communication check");
-    }
-
     fn resend_receipt(&self, existing: &StoredMessage, caller: &str, sha: &[u8]) -> Result<Envelope, NodeError> {
         if existing.payload_sha256 != sha || existing.sender != caller {
             return Err(NodeError::IdReused(existing.id.clone()));

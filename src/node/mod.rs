@@ -278,6 +278,26 @@ impl Node {
         self.live.get()
     }
 
+    /// The delay before retry number `attempts` (1 for the first retry) of
+    /// a delivery or an automatic answer: doubling from `retry_base` up to
+    /// `retry_max`, then scaled by a random factor in [0.5, 1.0).
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        let (base, max) = self.retry;
+        let exp = base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20)).min(max);
+        let jitter = 0.5 + (rand_core::RngCore::next_u32(&mut rand_core::OsRng) as f64 / u32::MAX as f64) * 0.5;
+        exp.mul_f64(jitter)
+    }
+
+    /// Refused while the node starts: until its log is compared with its
+    /// peers' view it signs nothing and has no roster in force to say who
+    /// may act, so operators are told to come back.
+    pub fn started(&self) -> Result<(), LogError> {
+        match self.log.is_held() {
+            true => Err(LogError::Held),
+            false => Ok(()),
+        }
+    }
+
     /// Runs `f` on a read connection; a database error is an internal one.
     pub fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, NodeError> {
         Ok(self

@@ -11,10 +11,10 @@ use super::actor::{Actor, Answer, Sent};
 use super::{Node, NodeError};
 use crate::clock;
 use crate::envelope::{self, NOTICE_TYPE, RESPONSE_TYPE};
-use crate::log::{StateError, entry};
+use crate::log::{LogError, StateError, entry};
 use crate::message::{self, Kind};
 use crate::proto::log_entry::Body;
-use crate::proto::{Deadline, Notice, NoticeKind, OperatorAction, Response};
+use crate::proto::{Deadline, Notice, NoticeKind, OperatorAction, ReasonCode, Response, ResponseStatus};
 use crate::state::{self, Direction, StoredMessage};
 
 /// A clock a message starts: `party` owes `kind` by `due_ms`, for the
@@ -48,6 +48,10 @@ pub(super) struct Outgoing {
     /// Exercise traffic, left out of compliance figures.
     pub exercise: bool,
 }
+
+/// How often a node tries to answer a peer's automatic communication check
+/// (about ten minutes on the default backoff).
+const CHECK_ANSWER_ATTEMPTS: u32 = 24;
 
 impl Node {
     /// Logs a signed message, queues it for its recipients and starts its
@@ -289,6 +293,34 @@ impl Node {
             actor,
         )
         .await
+    }
+
+    /// Answers a peer's automatic communication check. A failure (a busy
+    /// store on a loaded machine) is retried on the delivery backoff, up to
+    /// `CHECK_ANSWER_ATTEMPTS` times or until the node stops: an unanswered
+    /// check is a missed deadline for this party, and nothing else would answer it.
+    pub(super) async fn answer_check(&self, id: &str) {
+        for attempt in 0..CHECK_ANSWER_ATTEMPTS {
+            let answer = Answer {
+                status: ResponseStatus::Acknowledged,
+                reason: ReasonCode::Unspecified,
+                text: "communication check answered",
+                promised_by: None,
+            };
+            match self.respond(id, answer, Actor::Node).await {
+                Ok(_) => return,
+                Err(NodeError::Log(LogError::Closed)) => return,
+                Err(e) => {
+                    tracing::warn!(notice = %id, attempt, error = %e, "could not answer communication check; retrying")
+                }
+            }
+            let delay = self.retry_delay(attempt);
+            tokio::select! {
+                _ = self.tasks.stopping() => return,
+                _ = self.clock.sleep(delay) => {}
+            }
+        }
+        tracing::error!(notice = %id, "gave up answering a communication check");
     }
 
     /// Sends a communication check to one peer, or to every peer.
