@@ -42,6 +42,7 @@ struct RawConfig {
     listen: SocketAddr,
     #[serde(default = "dot")]
     data: PathBuf,
+    database: Option<String>,
     agreement: PathBuf,
     identity_key: PathBuf,
     #[serde(default = "next_key")]
@@ -124,8 +125,11 @@ pub struct Config {
     pub party: String,
     /// Where the node listens.
     pub listen: SocketAddr,
-    /// The data directory (database).
+    /// The data directory (the SQLite database, or the binding to PostgreSQL).
     pub data: PathBuf,
+    /// `postgresql://…`: the log and state live in this PostgreSQL database
+    /// instead of SQLite in `data`; a party's standby nodes share it.
+    pub database: Option<String>,
     /// The signed agreement file.
     pub agreement: PathBuf,
     /// Our identity key file.
@@ -216,6 +220,11 @@ impl Config {
         if !crate::agreement::is_valid_party_id(&raw.party) {
             problems.push(format!("party {:?} is not a party id", raw.party));
         }
+        if let Some(url) = &raw.database
+            && !(url.starts_with("postgresql://") || url.starts_with("postgres://"))
+        {
+            problems.push("database: a postgresql:// URL (leave it out to keep the log in SQLite)".into());
+        }
         let mut duration = |field: &str, v: &Option<String>, default: u64| match v {
             None => Duration::from_millis(default),
             Some(s) => clock::parse_duration(s).filter(|d| !d.is_zero()).unwrap_or_else(|| {
@@ -258,6 +267,7 @@ impl Config {
             party: raw.party,
             listen: raw.listen,
             data: abs(&raw.data),
+            database: raw.database,
             agreement: abs(&raw.agreement),
             identity_key: abs(&raw.identity_key),
             next_identity_key: abs(&raw.next_identity_key),

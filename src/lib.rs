@@ -9,7 +9,9 @@
 //! message must meet ([`message`]), and notices as STIX 2.1 for CERT tools
 //! ([`stix`]).
 //!
-//! **Storage**: SQLite and its migrations ([`store`]); the append-only audit
+//! **Storage**: where a node keeps its data, SQLite or PostgreSQL, and the
+//! schema ([`store`]), reached through one connection type over both engines
+//! ([`db`]); the append-only audit
 //! log ([`log`]: its writer, reader, RFC 6962 tree, checkpoints, entries,
 //! offline verification and tlog-tiles export); the node's state tables,
 //! written inside log transactions ([`state`]).
@@ -54,6 +56,8 @@ pub mod roster;
 
 pub mod message;
 
+/// The storage seam: one connection type over SQLite and PostgreSQL.
+pub mod db;
 pub mod store;
 
 pub mod log;

@@ -1,7 +1,7 @@
 //! Norm events: how each is built (one constructor, whoever observes it) and
 //! the one way it is logged, kept for `status` and announced to operators.
 
-use rusqlite::Connection;
+use crate::db::Connection;
 use time::OffsetDateTime;
 
 use crate::clock;

@@ -211,7 +211,7 @@ impl Operator for OperatorService {
                         responses,
                     })
                 })
-                .collect::<rusqlite::Result<Vec<_>>>()
+                .collect::<crate::db::Result<Vec<_>>>()
         })?;
         Ok(Response::new(ListNoticesResponse { notices }))
     }
@@ -288,7 +288,7 @@ impl Operator for OperatorService {
                         state::human_checks(c, &p.id, 5)?,
                     ))
                 })
-                .collect::<rusqlite::Result<Vec<(u64, Vec<u64>)>>>()?;
+                .collect::<crate::db::Result<Vec<(u64, Vec<u64>)>>>()?;
             Ok((
                 state::outbox_counts(c)?,
                 state::comm_checks(c)?,

@@ -264,11 +264,11 @@ impl Logged {
 /// reading at most `limit` notices; with the index of the last one read,
 /// where the next page starts (`None`: nothing more).
 pub fn shareable(
-    c: &rusqlite::Connection,
+    c: &crate::db::Connection,
     after: Option<u64>,
     limit: u32,
     most: Tlp,
-) -> rusqlite::Result<(Vec<Logged>, Option<u64>)> {
+) -> crate::db::Result<(Vec<Logged>, Option<u64>)> {
     let rows = crate::state::notices_after(c, after, limit)?;
     let last = rows.last().map(|m| m.log_index);
     let notices = rows
@@ -307,7 +307,7 @@ pub fn bundle(agreement: &Agreement, notices: &[Held<'_>]) -> Value {
 /// The bundle of every notice a node's database `c` holds that may be
 /// shared up to `most`, `party` being the node's; `None` if its log adopted
 /// no agreement yet (it names the parties).
-pub fn bundle_of_log(c: &rusqlite::Connection, party: &str, most: Tlp) -> rusqlite::Result<Option<Value>> {
+pub fn bundle_of_log(c: &crate::db::Connection, party: &str, most: Tlp) -> crate::db::Result<Option<Value>> {
     let Some(agreement) = crate::state::adopted(c)?
         .and_then(|a| crate::agreement::SignedAgreement::parse(&a.signed_note).ok())
         .map(|s| s.agreement)

@@ -256,7 +256,7 @@ impl Witness {
             checkpoint: Some(SignedCheckpoint { note: cp.note.clone() }),
         });
         let (p, size, note) = (party.to_owned(), cp.size, cp.note);
-        let change = Box::new(move |c: &rusqlite::Connection, _| state::insert_witnessed(c, &p, size, &note));
+        let change = Box::new(move |c: &crate::db::Connection, _| state::insert_witnessed(c, &p, size, &note));
         let e = entry::encode(self.clock.now(), body);
         match self.log.append_with(vec![e], change, false).await {
             Ok(_) => {

@@ -105,7 +105,11 @@ fn the_log_database_and_its_wal_are_readable_by_their_owner_only() {
         .build()
         .unwrap();
     rt.block_on(log.append(vec![common::entry("one")])).unwrap();
-    for file in ["hotline.db", "hotline.db-wal"] {
+    let files: &[&str] = match common::test_postgres() {
+        Some(_) => &[hotline::store::POSTGRES_BINDING],
+        None => &["hotline.db", "hotline.db-wal"],
+    };
+    for file in files {
         let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
     }

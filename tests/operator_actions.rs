@@ -118,8 +118,13 @@ async fn a_call_whose_answer_does_not_start_within_the_call_timeout_is_cancelled
     })
     .await;
     // Another process holds the database's write lock, so the node's log cannot commit.
-    let blocker = rusqlite::Connection::open(c.configs[0].data.join("hotline.db")).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let blocker = hotline::store::open_writer(&c.configs[0].data).unwrap();
+    blocker
+        .execute_batch(match blocker.is_postgres() {
+            true => "BEGIN; LOCK TABLE checkpoints IN EXCLUSIVE MODE",
+            false => "BEGIN IMMEDIATE",
+        })
+        .unwrap();
     let stuck = send(&c, notice(&["CHL"], "Stuck behind a lock")).await.unwrap_err();
     assert_eq!(stuck.code(), Code::Cancelled, "{stuck:?}");
     blocker.execute_batch("ROLLBACK").unwrap();

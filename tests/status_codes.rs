@@ -12,7 +12,9 @@ fn an_internal_failure_reaches_the_caller_as_a_reference_only() {
             path: "/srv/hotline/secret-data".into(),
             what: "stored tree: SELECT hash FROM hashes failed".into(),
         }),
-        NodeError::Log(LogError::Refused(StateError::Storage(rusqlite::Error::InvalidQuery))),
+        NodeError::Log(LogError::Refused(StateError::Storage(
+            rusqlite::Error::InvalidQuery.into(),
+        ))),
         NodeError::Internal("delivery task failed: panicked at src/node/inbound.rs".into()),
     ];
     for e in leaks {

@@ -1,7 +1,9 @@
 //! `hotline backup` and `hotline restore`: a consistent copy of a node's
 //! store taken while the node serves, and its return only once it verifies
 //! completely. A copy is one SQLite file holding the log, its checkpoints and
-//! the node's state as one snapshot. Both commands re-hash every entry and
+//! the node's state as one snapshot, whichever engine the node keeps them
+//! in: SQLite copies itself (`VACUUM INTO`); PostgreSQL is read in one
+//! repeatable-read transaction, and restored into an empty database. Both commands re-hash every entry and
 //! check every checkpoint's signature against the party's own key; a node
 //! started on a restored copy then compares it with what its peers witnessed
 //! before it signs anything (rollback protection, `node/rollback.rs`).
@@ -44,6 +46,7 @@ pub struct RestoreArgs {
 /// Copies the store of a node (running or not) into `--out`, verified.
 pub fn backup(args: BackupArgs, out: Out) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    store::bind(&config.data, config.database.as_deref())?;
     if args.out.exists() {
         bail!("{}: exists already; choose another file", args.out.display());
     }
@@ -55,9 +58,14 @@ pub fn backup(args: BackupArgs, out: Out) -> anyhow::Result<ExitCode> {
     let result = (|| {
         // One read transaction: a snapshot of the log and the state as of one commit.
         let source = store::open_reader(&config.data)?;
-        source
-            .execute("VACUUM INTO ?1", [copied.to_string_lossy()])
-            .with_context(|| format!("copying the store in {}", config.data.display()))?;
+        let copying = || format!("copying the store of {}", store::location(&config.data).display());
+        if source.is_postgres() {
+            store::copy_store(&source, &store::open_writer(&staging)?).with_context(copying)?;
+        } else {
+            source
+                .execute("VACUUM INTO ?1", [copied.to_string_lossy()])
+                .with_context(copying)?;
+        }
         drop(source);
         let report = verified(&staging, &config, out)?;
         durable_rename(&copied, &args.out)?;
@@ -85,8 +93,10 @@ pub fn backup(args: BackupArgs, out: Out) -> anyhow::Result<ExitCode> {
 /// Puts a backup in place as the node's store, only once it verifies.
 pub fn restore(args: RestoreArgs, out: Out) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let target = config.data.join(DB_FILE);
-    if target.exists() {
+    store::bind(&config.data, config.database.as_deref())?;
+    let postgres = store::postgres_url(&config.data)?.is_some();
+    let target = store::location(&config.data);
+    if !postgres && target.exists() {
         bail!(
             "{}: a store is there already; stop the node and move it (with its -wal and -shm files) aside first",
             target.display()
@@ -99,7 +109,20 @@ pub fn restore(args: RestoreArgs, out: Out) -> anyhow::Result<ExitCode> {
         std::fs::copy(&args.file, staging.join(DB_FILE)).with_context(|| format!("reading {}", args.file.display()))?;
         let report =
             verified(&staging, &config, out).with_context(|| format!("{} does not verify", args.file.display()))?;
-        durable_rename(&staging.join(DB_FILE), &target)?;
+        if postgres {
+            let into = store::open_writer(&config.data)?;
+            let held: i64 = into.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))?;
+            if held > 0 {
+                bail!(
+                    "{}: a store is there already: the PostgreSQL database holds a log of {held} entries; restore into an empty database",
+                    target.display()
+                );
+            }
+            store::copy_store(&store::open_reader(&staging)?, &into)
+                .with_context(|| format!("restoring into {}", target.display()))?;
+        } else {
+            durable_rename(&staging.join(DB_FILE), &target)?;
+        }
         anyhow::Ok(report)
     })();
     let _ = std::fs::remove_dir_all(&staging);

@@ -175,7 +175,7 @@ async fn accept_receipt(node: &Arc<Node>, m: &StoredMessage, party: &str, env: E
     .map_err(|e| format!("receipt inclusion proof: {e}"))?;
     let e = entry::received(node.clock.now(), env, party);
     let (mid, p, idx) = (m.id.clone(), party.to_owned(), r.log_index);
-    let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+    let change = Box::new(move |c: &crate::db::Connection, index: u64| {
         state::record_receipt(c, &mid, &p, idx, index)?;
         state::meet_deadline(c, &mid, &p, Deadline::Receipt)?;
         Ok(())

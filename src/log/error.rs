@@ -73,7 +73,7 @@ pub enum StateError {
     Invalid(String),
     /// The database failed.
     #[error("database: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[from] crate::db::Error),
 }
 
 pub(crate) fn corrupt(dir: &Path, what: impl Into<String>) -> LogError {

@@ -73,7 +73,7 @@ fn write(out: &Path, rel: &str, data: &[u8]) -> Result<(), VerifyError> {
 pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Result<Exported, VerifyError> {
     let db = dir.join(store::DB_FILE);
     let conn = store::open_reader(dir)?;
-    let tx = conn.unchecked_transaction().at(&db)?;
+    let tx = conn.transaction().at(&db)?;
     let (size, note): (i64, Vec<u8>) = tx
         .query_row(
             "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
@@ -114,7 +114,7 @@ pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Res
             })?;
             bundle.extend_from_slice(&len.to_be_bytes());
             bundle.extend_from_slice(&data);
-            if let Some(envelope) = row.get::<_, Option<Vec<u8>>>(2).at(&db)? {
+            if let Some(envelope) = row.get::<Option<Vec<u8>>>(2).at(&db)? {
                 write(out, &envelope_path(&Sha256::digest(&envelope)), &envelope)?;
             }
             count += 1;

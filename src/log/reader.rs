@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::db::{Connection, OptionalExtension};
 use tlog_tiles::{Hash, HashReader, prove_record, prove_tree, tree_hash};
 
 use super::entry::Entry;
@@ -150,7 +150,7 @@ impl LogReader {
                         data: r.get(1)?,
                         envelope: r.get(2)?,
                     };
-                    Ok((r.get::<_, i64>(0)? as u64, entry))
+                    Ok((r.get::<i64>(0)? as u64, entry))
                 })
                 .at(&self.dir)?;
             Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
@@ -162,11 +162,11 @@ impl LogReader {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT party, size, note FROM witnessed WHERE ?1 IS NULL OR party = ?1 ORDER BY party, size",
+                    "SELECT party, size, note FROM witnessed WHERE CAST(?1 AS TEXT) IS NULL OR party = ?1 ORDER BY party, size",
                 )
                 .at(&self.dir)?;
             let rows = stmt
-                .query_map([party], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))
+                .query_map([party], |r| Ok((r.get(0)?, r.get::<i64>(1)? as u64, r.get(2)?)))
                 .at(&self.dir)?;
             Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
         })

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::db::{Connection, OptionalExtension};
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension};
 use tlog_tiles::{HashReader, record_hash, stored_hash_index, stored_hashes_for_record_hash, tree_hash};
 
 use super::checkpoint;
@@ -85,7 +85,7 @@ pub(crate) fn load_head(conn: &Connection, dir: &Path, keys: &OwnKeys) -> Result
 pub(crate) fn recheck_entries(conn: &Connection, dir: &Path, size: u64, recheck: Recheck) -> Result<(), LogError> {
     let db = dir.join(store::DB_FILE);
     let checked: u64 = conn
-        .query_row("SELECT through FROM startup_checked", [], |r| r.get::<_, i64>(0))
+        .query_row("SELECT through FROM startup_checked", [], |r| r.get::<i64>(0))
         .optional()
         .at(&db)?
         .unwrap_or(0) as u64;
@@ -100,7 +100,7 @@ pub(crate) fn recheck_entries(conn: &Connection, dir: &Path, size: u64, recheck:
     let mut next = from;
     let reader = DbHashes(conn);
     while let Some(row) = rows.next().at(&db)? {
-        let index = row.get::<_, i64>(0).at(&db)? as u64;
+        let index = row.get::<i64>(0).at(&db)? as u64;
         let data: Vec<u8> = row.get(1).at(&db)?;
         if index != next {
             return Err(corrupt(dir, format!("entry {next}: missing; run hotline audit verify")));

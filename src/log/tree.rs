@@ -4,7 +4,7 @@
 //! Hashes are stored at Go `sumdb/tlog` stored-hash indexes, so every proof
 //! and any past root costs O(log n) point reads.
 
-use rusqlite::Connection;
+use crate::db::Connection;
 use tlog_tiles::{Hash, HashReader, node_hash, record_hash};
 
 /// Reads stored hashes through one SQLite connection (or open transaction).
@@ -12,7 +12,7 @@ pub struct DbHashes<'a>(pub &'a Connection);
 
 impl HashReader for DbHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-        let fail = |e: rusqlite::Error| tlog_tiles::Error::InvalidInput(format!("reading stored hashes: {e}"));
+        let fail = |e: crate::db::Error| tlog_tiles::Error::InvalidInput(format!("reading stored hashes: {e}"));
         let mut stmt = self
             .0
             .prepare_cached("SELECT hash FROM hashes WHERE idx = ?1")
@@ -21,7 +21,9 @@ impl HashReader for DbHashes<'_> {
             .iter()
             .map(|&i| {
                 let bytes: Vec<u8> = stmt.query_row([i as i64], |r| r.get(0)).map_err(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => tlog_tiles::Error::IndexesNotInTree,
+                    crate::db::Error::NoRows | crate::db::Error::Sqlite(rusqlite::Error::QueryReturnedNoRows) => {
+                        tlog_tiles::Error::IndexesNotInTree
+                    }
                     e => fail(e),
                 })?;
                 bytes.try_into().map(Hash).map_err(|_| tlog_tiles::Error::MalformedHash)

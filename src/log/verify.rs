@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
+use crate::db::Connection;
 use prost::Message;
-use rusqlite::Connection;
 use time::OffsetDateTime;
 use tlog_tiles::Hash;
 
@@ -340,18 +340,18 @@ pub fn verify_data_dir(
     let mut rows = entries_stmt.query([]).at(&db)?;
     let mut stored_index = 0u64;
     while let Some(row) = rows.next().at(&db)? {
-        let index = row.get::<_, i64>(0).at(&db)? as u64;
-        let data = row.get_ref(1).at(&db)?.as_blob().map_err(|_| VerifyError::Entry {
+        let index = row.get::<i64>(0).at(&db)? as u64;
+        let data: Vec<u8> = row.get(1).map_err(|_| VerifyError::Entry {
             index,
             what: "data is not a blob".into(),
         })?;
-        let outside = row.get_ref(2).at(&db)?.as_blob_or_null().unwrap_or_default();
-        for (k, computed) in replay.entry(index, data, outside)?.into_iter().enumerate() {
+        let outside: Option<Vec<u8>> = row.get(2).at(&db)?;
+        for (k, computed) in replay.entry(index, &data, outside.as_deref())?.into_iter().enumerate() {
             let stored = hashes.next().at(&db)?;
             let matches = match stored {
                 Some(h) => {
-                    let idx = h.get::<_, i64>(0).at(&db)? as u64;
-                    let hash = h.get_ref(1).at(&db)?.as_blob().unwrap_or_default();
+                    let idx = h.get::<i64>(0).at(&db)? as u64;
+                    let hash: Vec<u8> = h.get(1).unwrap_or_default();
                     idx == stored_index && hash == computed.0
                 }
                 None => false,
@@ -401,7 +401,7 @@ fn load_checkpoints(conn: &Connection, db: &Path) -> Result<Vec<(u64, Vec<u8>)>,
         .prepare("SELECT size, note FROM checkpoints ORDER BY size")
         .at(db)?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .query_map([], |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)))
         .at(db)?;
     Ok(rows.collect::<Result<Vec<_>, _>>().at(db)?)
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use crate::db::Connection;
 use tlog_tiles::{Hash, prove_record, stored_hashes_for_record_hash, tree_hash};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -71,6 +71,13 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     pub(crate) fn start(dir: &Path) -> Result<Self, LogError> {
+        if store::postgres_url(dir)?.is_some() {
+            // PostgreSQL manages its own write-ahead log.
+            return Ok(Self {
+                stop: None,
+                thread: None,
+            });
+        }
         let conn = store::open_writer(dir)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let db = dir.join(store::DB_FILE);
@@ -79,7 +86,7 @@ impl Checkpointer {
             .spawn(move || {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
                     // PASSIVE never blocks the writer or readers; frames it cannot copy yet wait for the next round.
-                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<i64>(0));
                     if let Err(e) = done {
                         tracing::warn!(db = %db.display(), error = %e, "background WAL checkpoint failed");
                     }
@@ -182,7 +189,7 @@ impl Writer {
     fn run_batch(&mut self, jobs: &[Job], isolate: bool) -> Result<Batch, LogError> {
         let db = self.dir.join(store::DB_FILE);
         let start_size = self.head.borrow().size;
-        let mut tx = self.conn.transaction().at(&db)?;
+        let tx = self.conn.transaction().at(&db)?;
         let mut size = start_size;
         // Each job's first index (or why it failed) and its proof.
         let mut results: Vec<(Result<u64, LogError>, Vec<Hash>)> = Vec::with_capacity(jobs.len());
@@ -211,7 +218,7 @@ impl Writer {
         let root = tree_hash(size, &DbHashes(&tx)).map_err(|e| tree_error(&self.dir, e))?;
         let note = checkpoint::sign(&self.key.valid_at(crate::clock::now()), size, root);
         tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(rusqlite::params![size as i64, note]))
+            .and_then(|mut s| s.execute(crate::db::params![size as i64, note]))
             .at(&db)?;
         {
             let hashes = tree::CachedHashes::new(DbHashes(&tx));
@@ -264,16 +271,16 @@ fn append_job(c: &Connection, db: &Path, size: u64, job: &Job) -> Result<u64, Lo
         }
         let hashes = stored_hashes_for_record_hash(n, tlog_tiles::record_hash(&entry.data), &DbHashes(c))
             .map_err(|e| corrupt(db, format!("stored tree: {e}")))?;
-        insert_entry.execute(rusqlite::params![n as i64, entry.data]).at(db)?;
+        insert_entry.execute(crate::db::params![n as i64, entry.data]).at(db)?;
         if let Some(envelope) = &entry.envelope {
             c.prepare_cached("INSERT INTO envelopes (idx, data) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute(rusqlite::params![n as i64, envelope]))
+                .and_then(|mut s| s.execute(crate::db::params![n as i64, envelope]))
                 .at(db)?;
         }
         let base = tlog_tiles::stored_hash_index(0, n);
         for (i, h) in hashes.iter().enumerate() {
             insert_hash
-                .execute(rusqlite::params![(base + i as u64) as i64, &h.0[..]])
+                .execute(crate::db::params![(base + i as u64) as i64, &h.0[..]])
                 .at(db)?;
         }
     }

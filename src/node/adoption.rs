@@ -178,7 +178,7 @@ impl Node {
         )];
         entries.extend(events.iter().map(norm_event::entry));
         let kept = events.clone();
-        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+        let change = Box::new(move |c: &crate::db::Connection, index: u64| {
             state::adopt(c, version, &sha, index)?;
             for (i, ev) in kept.iter().enumerate() {
                 state::insert_norm_event(c, index + 1 + i as u64, ev)?;

@@ -183,8 +183,8 @@ pub enum NodeError {
     RolledBack(String),
 }
 
-impl From<rusqlite::Error> for NodeError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::db::Error> for NodeError {
+    fn from(e: crate::db::Error) -> Self {
         NodeError::Log(LogError::Refused(e.into()))
     }
 }

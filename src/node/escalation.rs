@@ -42,7 +42,7 @@ impl Node {
             .map(|a| self.clock.now_ms() + a.as_millis() as i64);
         let Some(original) = self.held_notice(&d.message_id)?.filter(|_| !done) else {
             let missed = d.clone();
-            let change = Box::new(move |c: &rusqlite::Connection, _| state::escalated(c, &missed, level - 1, None));
+            let change = Box::new(move |c: &crate::db::Connection, _| state::escalated(c, &missed, level - 1, None));
             self.log.append_with(vec![], change, false).await?;
             return Ok(());
         };

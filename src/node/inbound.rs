@@ -411,7 +411,7 @@ impl Node {
             _ => None,
         };
         let row = stored.clone();
-        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+        let change = Box::new(move |c: &crate::db::Connection, index: u64| {
             state::insert_message(c, &row, index)?;
             for (message_id, party, kind, due) in &owed {
                 state::start_deadline(c, message_id, party, *kind, *due)?;

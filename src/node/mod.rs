@@ -113,6 +113,7 @@ impl Node {
             .verify(clock.now())
             .map_err(|e| setup(format!("{}: {e}", config.agreement.display())))?;
         let keys = OwnKeys::single(held[0].clone());
+        crate::store::bind(&config.data, config.database.as_deref()).map_err(crate::log::LogError::from)?;
         let log = Arc::new(Log::open_with(&config.data, keys.clone(), config.recheck_log)?);
         // Nothing is signed until the log is compared with its peers' view (start_writing).
         log.hold();
@@ -299,7 +300,7 @@ impl Node {
     }
 
     /// Runs `f` on a read connection; a database error is an internal one.
-    pub fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, NodeError> {
+    pub fn read<T>(&self, f: impl FnOnce(&crate::db::Connection) -> crate::db::Result<T>) -> Result<T, NodeError> {
         Ok(self
             .log
             .reader()

@@ -98,7 +98,7 @@ impl Node {
         let (to, owed, meets, record) = (out.to, out.owed, out.meets, out.record);
         let row = stored.clone();
         let recipients = to.clone();
-        let change = Box::new(move |c: &rusqlite::Connection, index: u64| {
+        let change = Box::new(move |c: &crate::db::Connection, index: u64| {
             state::insert_message(c, &row, index)?;
             for party in &recipients {
                 state::enqueue(c, &row.id, party, now)?;

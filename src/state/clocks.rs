@@ -2,7 +2,7 @@
 //! missed or closed), the compliance figures counted as they end, and the
 //! escalations of missed steps.
 
-use rusqlite::{Connection, params};
+use crate::db::{Connection, params};
 
 use crate::log::StateError;
 use crate::proto::Deadline;
@@ -16,7 +16,7 @@ pub fn start_deadline(
     due_ms: i64,
 ) -> Result<(), StateError> {
     c.prepare_cached(
-        "INSERT OR IGNORE INTO deadlines (message_id, party, kind, due_ms, state) VALUES (?1, ?2, ?3, ?4, 'running')",
+        "INSERT INTO deadlines (message_id, party, kind, due_ms, state) VALUES (?1, ?2, ?3, ?4, 'running') ON CONFLICT DO NOTHING",
     )?
     .execute(params![message_id, party, kind as i32, due_ms])?;
     Ok(())
@@ -43,7 +43,7 @@ fn count(
     (met, missed): (i64, i64),
 ) -> Result<(), StateError> {
     c.prepare_cached(
-        "INSERT INTO compliance (party, kind, met, missed)          SELECT ?2, ?3, ?4, ?5 WHERE COALESCE((SELECT exercise FROM messages WHERE id = ?1), 1) = 0          ON CONFLICT (party, kind) DO UPDATE SET met = met + excluded.met, missed = missed + excluded.missed",
+        "INSERT INTO compliance (party, kind, met, missed)          SELECT ?2, CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), CAST(?5 AS BIGINT) WHERE COALESCE((SELECT exercise FROM messages WHERE id = ?1), 1) = 0          ON CONFLICT (party, kind) DO UPDATE SET met = compliance.met + excluded.met, missed = compliance.missed + excluded.missed",
     )?
     .execute(params![message_id, party, kind as i32, met, missed])?;
     Ok(())
@@ -78,7 +78,7 @@ pub struct Running {
 }
 
 /// Running clocks due by `until_ms` (any time with `i64::MAX`), soonest first, at most `limit`.
-pub fn running_deadlines(c: &Connection, until_ms: i64, limit: u32) -> rusqlite::Result<Vec<Running>> {
+pub fn running_deadlines(c: &Connection, until_ms: i64, limit: u32) -> crate::db::Result<Vec<Running>> {
     c.prepare_cached(
         "SELECT message_id, party, kind, due_ms FROM deadlines WHERE state = 'running' AND due_ms <= ?1 \
          ORDER BY due_ms LIMIT ?2",
@@ -87,11 +87,11 @@ pub fn running_deadlines(c: &Connection, until_ms: i64, limit: u32) -> rusqlite:
     .collect()
 }
 
-fn row_to_running(r: &rusqlite::Row<'_>) -> rusqlite::Result<Running> {
+fn row_to_running(r: &crate::db::Row<'_>) -> crate::db::Result<Running> {
     Ok(Running {
         message_id: r.get(0)?,
         party: r.get(1)?,
-        kind: Deadline::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
+        kind: Deadline::try_from(r.get::<i32>(2)?).unwrap_or_default(),
         due_ms: r.get(3)?,
     })
 }
@@ -99,14 +99,14 @@ fn row_to_running(r: &rusqlite::Row<'_>) -> rusqlite::Result<Running> {
 /// Per party and kind of clock, how many were met and how many missed,
 /// real traffic only (exercises are left out): the compliance figures,
 /// counted as each clock ends, so reading them costs one row per party and kind.
-pub fn compliance(c: &Connection) -> rusqlite::Result<Vec<(String, Deadline, u64, u64)>> {
+pub fn compliance(c: &Connection) -> crate::db::Result<Vec<(String, Deadline, u64, u64)>> {
     c.prepare_cached("SELECT party, kind, met, missed FROM compliance ORDER BY kind, party")?
         .query_map([], |r| {
             Ok((
                 r.get(0)?,
-                Deadline::try_from(r.get::<_, i32>(1)?).unwrap_or_default(),
-                r.get::<_, i64>(2)? as u64,
-                r.get::<_, i64>(3)? as u64,
+                Deadline::try_from(r.get::<i32>(1)?).unwrap_or_default(),
+                r.get::<i64>(2)? as u64,
+                r.get::<i64>(3)? as u64,
             ))
         })?
         .collect()
@@ -132,7 +132,7 @@ pub fn escalated(c: &Connection, d: &Running, level: u32, next_ms: Option<i64>) 
 }
 
 /// Escalations whose next level is due by `until_ms`, at most `limit`.
-pub fn escalations_due(c: &Connection, until_ms: i64, limit: u32) -> rusqlite::Result<Vec<Escalation>> {
+pub fn escalations_due(c: &Connection, until_ms: i64, limit: u32) -> crate::db::Result<Vec<Escalation>> {
     c.prepare_cached(
         "SELECT message_id, party, kind, next_ms, level FROM escalations WHERE next_ms IS NOT NULL AND next_ms <= ?1 \
          ORDER BY next_ms LIMIT ?2",
@@ -147,32 +147,32 @@ pub fn escalations_due(c: &Connection, until_ms: i64, limit: u32) -> rusqlite::R
 }
 
 /// How many escalations have a further level due.
-pub fn escalations_pending(c: &Connection) -> rusqlite::Result<u64> {
+pub fn escalations_pending(c: &Connection) -> crate::db::Result<u64> {
     c.prepare_cached("SELECT COUNT(*) FROM escalations WHERE next_ms IS NOT NULL")?
-        .query_row([], |r| r.get::<_, i64>(0).map(|n| n as u64))
+        .query_row([], |r| r.get::<i64>(0).map(|n| n as u64))
 }
 
 /// How many clocks of each kind are running.
-pub fn running_by_kind(c: &Connection) -> rusqlite::Result<Vec<(Deadline, u64)>> {
+pub fn running_by_kind(c: &Connection) -> crate::db::Result<Vec<(Deadline, u64)>> {
     c.prepare_cached("SELECT kind, COUNT(*) FROM deadlines WHERE state = 'running' GROUP BY kind")?
         .query_map([], |r| {
             Ok((
-                Deadline::try_from(r.get::<_, i32>(0)?).unwrap_or_default(),
-                r.get::<_, i64>(1)? as u64,
+                Deadline::try_from(r.get::<i32>(0)?).unwrap_or_default(),
+                r.get::<i64>(1)? as u64,
             ))
         })?
         .collect()
 }
 
 /// How many deadlines are running.
-pub fn running_deadline_count(c: &Connection) -> rusqlite::Result<u64> {
+pub fn running_deadline_count(c: &Connection) -> crate::db::Result<u64> {
     c.prepare_cached("SELECT COUNT(*) FROM deadlines WHERE state = 'running'")?
-        .query_row([], |r| r.get::<_, i64>(0).map(|n| n as u64))
+        .query_row([], |r| r.get::<i64>(0).map(|n| n as u64))
 }
 
 /// The running clocks that concern a party that leaves: those it owes, and
 /// those `me` owes for messages it sent.
-pub fn running_deadlines_of(c: &Connection, party: &str, me: &str) -> rusqlite::Result<Vec<Running>> {
+pub fn running_deadlines_of(c: &Connection, party: &str, me: &str) -> crate::db::Result<Vec<Running>> {
     c.prepare_cached(
         "SELECT d.message_id, d.party, d.kind, d.due_ms FROM deadlines d \
          LEFT JOIN messages m ON m.id = d.message_id \

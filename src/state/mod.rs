@@ -4,8 +4,8 @@
 //! record it. The clocks are in `clocks.rs`, amendment proposals in
 //! `proposals.rs`, parties' rosters in `rosters.rs`.
 
+use crate::db::{Connection, OptionalExtension, params};
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension, params};
 
 mod clocks;
 mod proposals;
@@ -99,7 +99,7 @@ impl StoredMessage {
     }
 }
 
-fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+fn row_to_message(r: &crate::db::Row<'_>) -> crate::db::Result<StoredMessage> {
     let entry: Vec<u8> = r.get(6)?;
     let kind: String = r.get(1)?;
     let direction: String = r.get(2)?;
@@ -115,7 +115,7 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         thread: r.get(4)?,
         payload_sha256: r.get(5)?,
         envelope: envelope_in_entry(&entry, r.get(9)?),
-        log_index: r.get::<_, i64>(7)? as u64,
+        log_index: r.get::<i64>(7)? as u64,
         created_ms: r.get(8)?,
         exercise: r.get(10)?,
     })
@@ -135,14 +135,14 @@ const MESSAGE_COLUMNS: &str = "m.id, m.kind, m.direction, m.sender, m.thread, m.
      o.data, m.exercise FROM messages m JOIN entries e ON e.idx = m.log_index LEFT JOIN envelopes o ON o.idx = e.idx";
 
 /// The message with this id, if any.
-pub fn message(c: &Connection, id: &str) -> rusqlite::Result<Option<StoredMessage>> {
+pub fn message(c: &Connection, id: &str) -> crate::db::Result<Option<StoredMessage>> {
     c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} WHERE m.id = ?1"))?
         .query_row([id], row_to_message)
         .optional()
 }
 
 /// Messages of a thread (a notice and its responses), oldest first.
-pub fn thread(c: &Connection, notice_id: &str) -> rusqlite::Result<Vec<StoredMessage>> {
+pub fn thread(c: &Connection, notice_id: &str) -> crate::db::Result<Vec<StoredMessage>> {
     c.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS} WHERE m.thread = ?1 ORDER BY m.created_ms, m.id"
     ))?
@@ -151,7 +151,7 @@ pub fn thread(c: &Connection, notice_id: &str) -> rusqlite::Result<Vec<StoredMes
 }
 
 /// The latest notices, newest first.
-pub fn recent_notices(c: &Connection, limit: u32) -> rusqlite::Result<Vec<StoredMessage>> {
+pub fn recent_notices(c: &Connection, limit: u32) -> crate::db::Result<Vec<StoredMessage>> {
     c.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS} WHERE m.kind = 'notice' ORDER BY m.created_ms DESC, m.id DESC LIMIT ?1"
     ))?
@@ -161,7 +161,7 @@ pub fn recent_notices(c: &Connection, limit: u32) -> rusqlite::Result<Vec<Stored
 
 /// Real notices (not exercises) logged after entry `after` (all with
 /// `None`), in log order, at most `limit`: what STIX export and TAXII page through.
-pub fn notices_after(c: &Connection, after: Option<u64>, limit: u32) -> rusqlite::Result<Vec<StoredMessage>> {
+pub fn notices_after(c: &Connection, after: Option<u64>, limit: u32) -> crate::db::Result<Vec<StoredMessage>> {
     let after = after.map_or(-1, |a| a as i64);
     c.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS} WHERE m.kind = 'notice' AND m.exercise = 0 AND m.log_index > ?1 \
@@ -191,17 +191,17 @@ pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> Resu
             m.exercise
         ]);
     match inserted {
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-            Err(StateError::Duplicate(format!("message {}", m.id)))
-        }
+        Err(e) if e.is_constraint() => Err(StateError::Duplicate(format!("message {}", m.id))),
         other => other.map(|_| ()).map_err(StateError::from),
     }
 }
 
 /// Queues delivery of a message to a party.
 pub fn enqueue(c: &Connection, message_id: &str, party: &str, now_ms: i64) -> Result<(), StateError> {
-    c.prepare_cached("INSERT OR IGNORE INTO outbox (message_id, party, next_attempt_ms) VALUES (?1, ?2, ?3)")?
-        .execute(params![message_id, party, now_ms])?;
+    c.prepare_cached(
+        "INSERT INTO outbox (message_id, party, next_attempt_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![message_id, party, now_ms])?;
     Ok(())
 }
 
@@ -223,7 +223,7 @@ pub struct Pending {
 }
 
 /// Every pending delivery, soonest first.
-pub fn outbox(c: &Connection) -> rusqlite::Result<Vec<Pending>> {
+pub fn outbox(c: &Connection) -> crate::db::Result<Vec<Pending>> {
     c.prepare_cached(
         "SELECT message_id, party, attempts, next_attempt_ms, last_error FROM outbox ORDER BY next_attempt_ms",
     )?
@@ -241,7 +241,7 @@ pub fn outbox(c: &Connection) -> rusqlite::Result<Vec<Pending>> {
 }
 
 /// Whether a delivery of `message_id` to `party` waits in the outbox.
-pub fn is_queued(c: &Connection, message_id: &str, party: &str) -> rusqlite::Result<bool> {
+pub fn is_queued(c: &Connection, message_id: &str, party: &str) -> crate::db::Result<bool> {
     c.prepare_cached("SELECT 1 FROM outbox WHERE message_id = ?1 AND party = ?2")?
         .exists(params![message_id, party])
 }
@@ -267,7 +267,7 @@ pub fn record_receipt(
         .execute(params![message_id, party])?;
     let n = c
         .prepare_cached(
-            "INSERT OR IGNORE INTO receipts (message_id, party, log_index, entry_index) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO receipts (message_id, party, log_index, entry_index) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         )?
         .execute(params![message_id, party, log_index as i64, entry_index as i64])?;
     match n {
@@ -277,15 +277,15 @@ pub fn record_receipt(
 }
 
 /// Receipts for a message: (party, envelope).
-pub fn receipts(c: &Connection, message_id: &str) -> rusqlite::Result<Vec<(String, Envelope)>> {
+pub fn receipts(c: &Connection, message_id: &str) -> crate::db::Result<Vec<(String, Envelope)>> {
     c.prepare_cached(
         "SELECT r.party, r.envelope, e.data, o.data FROM receipts r LEFT JOIN entries e ON e.idx = r.entry_index \
          LEFT JOIN envelopes o ON o.idx = e.idx WHERE r.message_id = ?1 ORDER BY r.log_index",
     )?
     .query_map([message_id], |r| {
-        let envelope = match r.get::<_, Option<Vec<u8>>>(1)? {
+        let envelope = match r.get::<Option<Vec<u8>>>(1)? {
             Some(copy) => Envelope::decode(&copy[..]).unwrap_or_default(),
-            None => envelope_in_entry(&r.get::<_, Vec<u8>>(2)?, r.get(3)?),
+            None => envelope_in_entry(&r.get::<Vec<u8>>(2)?, r.get(3)?),
         };
         Ok((r.get(0)?, envelope))
     })?
@@ -301,23 +301,23 @@ pub fn human_check_answered(
     answered_ms: i64,
 ) -> Result<(), StateError> {
     c.prepare_cached(
-        "INSERT OR IGNORE INTO human_checks (notice_id, party, round_trip_ms, answered_ms) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO human_checks (notice_id, party, round_trip_ms, answered_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
     )?
     .execute(params![notice_id, party, round_trip_ms, answered_ms])?;
     Ok(())
 }
 
 /// The round-trip times of `party`'s latest answers to human checks, newest first.
-pub fn human_checks(c: &Connection, party: &str, limit: u32) -> rusqlite::Result<Vec<u64>> {
+pub fn human_checks(c: &Connection, party: &str, limit: u32) -> crate::db::Result<Vec<u64>> {
     c.prepare_cached("SELECT round_trip_ms FROM human_checks WHERE party = ?1 ORDER BY answered_ms DESC LIMIT ?2")?
-        .query_map(params![party, limit], |r| r.get::<_, i64>(0).map(|ms| ms.max(0) as u64))?
+        .query_map(params![party, limit], |r| r.get::<i64>(0).map(|ms| ms.max(0) as u64))?
         .collect()
 }
 
 /// How many deliveries wait in the outbox, per peer.
-pub fn outbox_counts(c: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+pub fn outbox_counts(c: &Connection) -> crate::db::Result<Vec<(String, u64)>> {
     c.prepare_cached("SELECT party, COUNT(*) FROM outbox GROUP BY party")?
-        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+        .query_map([], |r| Ok((r.get(0)?, r.get::<i64>(1)? as u64)))?
         .collect()
 }
 
@@ -329,9 +329,9 @@ pub fn insert_norm_event(c: &Connection, log_index: u64, e: &NormEvent) -> Resul
 }
 
 /// Norm events, newest first: all, or one message's.
-pub fn norm_events(c: &Connection, message_id: Option<&str>, limit: u32) -> rusqlite::Result<Vec<NormEvent>> {
+pub fn norm_events(c: &Connection, message_id: Option<&str>, limit: u32) -> crate::db::Result<Vec<NormEvent>> {
     c.prepare_cached(
-        "SELECT event FROM norm_events WHERE ?1 IS NULL OR message_id = ?1 ORDER BY log_index DESC LIMIT ?2",
+        "SELECT event FROM norm_events WHERE CAST(?1 AS TEXT) IS NULL OR message_id = ?1 ORDER BY log_index DESC LIMIT ?2",
     )?
     .query_map(params![message_id, limit], |r| {
         let b: Vec<u8> = r.get(0)?;
@@ -350,37 +350,37 @@ pub fn comm_check_ok(c: &Connection, party: &str, at_ms: i64) -> Result<(), Stat
 }
 
 /// The last successful communication check with each party.
-pub fn comm_checks(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+pub fn comm_checks(c: &Connection) -> crate::db::Result<Vec<(String, i64)>> {
     c.prepare_cached("SELECT party, last_ok_ms FROM comm_checks")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()
 }
 
 /// The latest witnessed checkpoint of a party: (size, note).
-pub fn last_witnessed(c: &Connection, party: &str) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
+pub fn last_witnessed(c: &Connection, party: &str) -> crate::db::Result<Option<(u64, Vec<u8>)>> {
     c.prepare_cached("SELECT size, note FROM witnessed WHERE party = ?1 ORDER BY size DESC LIMIT 1")?
-        .query_row([party], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .query_row([party], |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)))
         .optional()
 }
 
 /// Keeps a witnessed checkpoint; one of that size kept already stays.
 pub fn insert_witnessed(c: &Connection, party: &str, size: u64, note: &[u8]) -> Result<(), StateError> {
-    c.prepare_cached("INSERT OR IGNORE INTO witnessed (party, size, note) VALUES (?1, ?2, ?3)")?
+    c.prepare_cached("INSERT INTO witnessed (party, size, note) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
         .execute(params![party, size as i64, note])?;
     Ok(())
 }
 
 /// The agreement version adopted last, with its hash.
-pub fn adopted(c: &Connection) -> rusqlite::Result<Option<Adopted>> {
+pub fn adopted(c: &Connection) -> crate::db::Result<Option<Adopted>> {
     adopted_where(c, "ORDER BY a.version DESC LIMIT 1", [])
 }
 
 /// The agreement version `version` as adopted, if it was.
-pub fn adopted_version(c: &Connection, version: u64) -> rusqlite::Result<Option<Adopted>> {
+pub fn adopted_version(c: &Connection, version: u64) -> crate::db::Result<Option<Adopted>> {
     adopted_where(c, "WHERE a.version = ?1", [version as i64])
 }
 
-fn adopted_where(c: &Connection, filter: &str, args: impl rusqlite::Params) -> rusqlite::Result<Option<Adopted>> {
+fn adopted_where(c: &Connection, filter: &str, args: impl crate::db::Params) -> crate::db::Result<Option<Adopted>> {
     c.prepare_cached(&format!(
         "SELECT a.version, a.sha256, e.data, o.data FROM adopted a JOIN entries e ON e.idx = a.log_index \
          LEFT JOIN envelopes o ON o.idx = e.idx {filter}"
@@ -395,7 +395,7 @@ fn adopted_where(c: &Connection, filter: &str, args: impl rusqlite::Params) -> r
             _ => Vec::new(),
         };
         Ok(Adopted {
-            version: r.get::<_, i64>(0)? as u64,
+            version: r.get::<i64>(0)? as u64,
             sha256: r.get(1)?,
             signed_note,
         })
@@ -416,14 +416,15 @@ pub struct Adopted {
 /// Records an agreement adoption.
 pub fn adopt(c: &Connection, version: u64, sha256: &[u8], log_index: u64) -> Result<(), StateError> {
     c.execute(
-        "INSERT OR REPLACE INTO adopted (version, sha256, log_index) VALUES (?1, ?2, ?3)",
+        "INSERT INTO adopted (version, sha256, log_index) VALUES (?1, ?2, ?3)
+         ON CONFLICT (version) DO UPDATE SET sha256 = excluded.sha256, log_index = excluded.log_index",
         params![version as i64, sha256, log_index as i64],
     )?;
     Ok(())
 }
 
 /// The messages waiting in the outbox for `party`.
-pub fn queued_for(c: &Connection, party: &str) -> rusqlite::Result<Vec<String>> {
+pub fn queued_for(c: &Connection, party: &str) -> crate::db::Result<Vec<String>> {
     c.prepare_cached("SELECT message_id FROM outbox WHERE party = ?1 ORDER BY next_attempt_ms")?
         .query_map([party], |r| r.get(0))?
         .collect()

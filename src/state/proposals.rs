@@ -1,7 +1,7 @@
 //! Versions of the agreement proposed over the hotline, with every
 //! signature gathered so far, and the parties that rejected them.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::{Connection, OptionalExtension, params};
 
 use crate::log::StateError;
 
@@ -77,7 +77,7 @@ fn save_proposal(c: &Connection, p: &Proposal) -> Result<(), StateError> {
 }
 
 /// Proposals of versions after `adopted`, oldest first: what is pending.
-pub fn proposals_after(c: &Connection, adopted: u64) -> rusqlite::Result<Vec<Proposal>> {
+pub fn proposals_after(c: &Connection, adopted: u64) -> crate::db::Result<Vec<Proposal>> {
     c.prepare_cached(
         "SELECT sha256, version, note, proposed_by, proposed_ms FROM proposals WHERE version > ?1 ORDER BY version, proposed_ms",
     )?
@@ -86,22 +86,22 @@ pub fn proposals_after(c: &Connection, adopted: u64) -> rusqlite::Result<Vec<Pro
 }
 
 /// How many proposals of versions after `adopted` are pending.
-pub fn pending_count(c: &Connection, adopted: u64) -> rusqlite::Result<usize> {
+pub fn pending_count(c: &Connection, adopted: u64) -> crate::db::Result<usize> {
     c.prepare_cached("SELECT COUNT(*) FROM proposals WHERE version > ?1")?
-        .query_row([adopted as i64], |r| r.get::<_, i64>(0).map(|n| n as usize))
+        .query_row([adopted as i64], |r| r.get::<i64>(0).map(|n| n as usize))
 }
 
 /// The proposal whose text has SHA-256 `sha256`, if we hold it.
-pub fn proposal(c: &Connection, sha256: &[u8]) -> rusqlite::Result<Option<Proposal>> {
+pub fn proposal(c: &Connection, sha256: &[u8]) -> crate::db::Result<Option<Proposal>> {
     c.prepare_cached("SELECT sha256, version, note, proposed_by, proposed_ms FROM proposals WHERE sha256 = ?1")?
         .query_row([sha256], row_to_proposal)
         .optional()
 }
 
-fn row_to_proposal(r: &rusqlite::Row<'_>) -> rusqlite::Result<Proposal> {
+fn row_to_proposal(r: &crate::db::Row<'_>) -> crate::db::Result<Proposal> {
     Ok(Proposal {
         sha256: r.get(0)?,
-        version: r.get::<_, i64>(1)? as u64,
+        version: r.get::<i64>(1)? as u64,
         note: r.get(2)?,
         proposed_by: r.get(3)?,
         proposed_ms: r.get(4)?,
@@ -110,13 +110,16 @@ fn row_to_proposal(r: &rusqlite::Row<'_>) -> rusqlite::Result<Proposal> {
 
 /// Records that `party` rejected a proposal, and why.
 fn reject_proposal(c: &Connection, sha256: &[u8], party: &str, reason: &str) -> Result<(), StateError> {
-    c.prepare_cached("INSERT OR REPLACE INTO rejections (sha256, party, reason) VALUES (?1, ?2, ?3)")?
-        .execute(params![sha256, party, reason])?;
+    c.prepare_cached(
+        "INSERT INTO rejections (sha256, party, reason) VALUES (?1, ?2, ?3)
+         ON CONFLICT (sha256, party) DO UPDATE SET reason = excluded.reason",
+    )?
+    .execute(params![sha256, party, reason])?;
     Ok(())
 }
 
 /// Who rejected a proposal, and why.
-pub fn rejections(c: &Connection, sha256: &[u8]) -> rusqlite::Result<Vec<(String, String)>> {
+pub fn rejections(c: &Connection, sha256: &[u8]) -> crate::db::Result<Vec<(String, String)>> {
     c.prepare_cached("SELECT party, reason FROM rejections WHERE sha256 = ?1 ORDER BY party")?
         .query_map([sha256], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()

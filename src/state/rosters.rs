@@ -1,6 +1,6 @@
 //! Every version of a party's roster this node logged, ours and peers'.
 
-use rusqlite::{Connection, params};
+use crate::db::{Connection, params};
 
 use crate::log::StateError;
 
@@ -20,8 +20,10 @@ pub struct KeptRoster {
 /// Keeps a roster version, in the transaction that logs it; a version kept
 /// already (two updates raced) stays as first kept.
 pub fn insert_roster(c: &Connection, r: &KeptRoster, log_index: u64) -> Result<(), StateError> {
-    c.prepare_cached("INSERT OR IGNORE INTO rosters (party, version, note, log_index) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![r.party, r.version as i64, r.note, log_index as i64])?;
+    c.prepare_cached(
+        "INSERT INTO rosters (party, version, note, log_index) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![r.party, r.version as i64, r.note, log_index as i64])?;
     Ok(())
 }
 
@@ -34,9 +36,9 @@ pub fn latest_rosters(c: &Connection) -> Result<Vec<KeptRoster>, StateError> {
     let rows = stmt.query_map([], |r| {
         Ok(KeptRoster {
             party: r.get(0)?,
-            version: r.get::<_, i64>(1)? as u64,
+            version: r.get::<i64>(1)? as u64,
             note: r.get(2)?,
-            log_index: r.get::<_, i64>(3)? as u64,
+            log_index: r.get::<i64>(3)? as u64,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -63,9 +63,52 @@ pub fn entry(detail: &str) -> hotline::log::entry::Entry {
     )
 }
 
+/// The PostgreSQL server the suite runs against, when it runs on that
+/// engine: `HOTLINE_TEST_POSTGRES` holds an admin URL (`.ci/postgres` prints one).
+pub fn test_postgres() -> Option<String> {
+    std::env::var("HOTLINE_TEST_POSTGRES").ok().filter(|u| !u.is_empty())
+}
+
+/// Whether the suite runs on SQLite; on PostgreSQL, says why the calling
+/// test (one about the SQLite file itself) does not apply.
+pub fn on_sqlite(what: &str) -> bool {
+    let sqlite = test_postgres().is_none();
+    if !sqlite {
+        eprintln!("not run on PostgreSQL: {what} is about the SQLite file");
+    }
+    sqlite
+}
+
+/// A new, empty PostgreSQL database on the test server, as a URL.
+pub fn fresh_database(admin: &str) -> String {
+    let name = format!("hotline_{}", uuid::Uuid::new_v4().simple());
+    let admin = admin.to_owned();
+    let create = format!("CREATE DATABASE {name}");
+    // The blocking client starts its own runtime: not on a test's runtime thread.
+    let made = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)?;
+        client.batch_execute(&create)
+    });
+    made.join()
+        .unwrap()
+        .expect("creating a test database on HOTLINE_TEST_POSTGRES");
+    let base = test_postgres().unwrap();
+    let (server, _) = base.rsplit_once('/').expect("HOTLINE_TEST_POSTGRES ends in /database");
+    format!("{server}/{name}")
+}
+
+/// Binds a fresh data directory to a new PostgreSQL database when the
+/// suite runs on that engine; a no-op on SQLite. Returns the URL bound.
+pub fn bind_test_store(dir: &std::path::Path) -> Option<String> {
+    let url = fresh_database(&test_postgres()?);
+    hotline::store::bind(dir, Some(&url)).unwrap();
+    Some(url)
+}
+
 /// A fresh log in a temporary directory, with its signing key.
 pub fn temp_log() -> (tempfile::TempDir, hotline::log::Log, IdentityKey) {
     let dir = tempfile::tempdir().unwrap();
+    bind_test_store(dir.path());
     let key = IdentityKey::generate("hotline.example/TST").unwrap();
     let log = hotline::log::Log::open(dir.path(), key.clone()).unwrap();
     (dir, log, key)
@@ -220,12 +263,26 @@ impl Cluster {
         made: Vec<(hotline::config::Config, tokio::net::TcpListener)>,
         tweak: impl Fn(&mut hotline::config::Config),
     ) -> Cluster {
+        if std::env::var_os("RUST_LOG").is_some() {
+            // RUST_LOG=warn shows what the nodes of a failing test said.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let clock = hotline::clock::Clock::manual(hotline::clock::now());
         let mut configs = Vec::new();
         let mut listeners = Vec::new();
         for (mut config, listener) in made {
             config.retry_base = std::time::Duration::from_millis(50);
             config.retry_max = RETRY_MAX;
+            if let Some(admin) = test_postgres() {
+                let url = fresh_database(&admin);
+                // The file too, for the commands a test runs on it.
+                let text = std::fs::read_to_string(&config.path).unwrap();
+                std::fs::write(&config.path, format!("database = {url:?}\n{text}")).unwrap();
+                config.database = Some(url);
+            }
             tweak(&mut config);
             configs.push(config);
             listeners.push(listener);
