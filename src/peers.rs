@@ -16,7 +16,7 @@ const MAX_REPLY_BYTES: usize = 64 << 20;
 /// A peer's client, with the endpoint and CA it was dialled with.
 #[derive(Clone, Debug)]
 struct Dialled {
-    endpoint: String,
+    endpoints: Vec<String>,
     ca: String,
     client: FederationClient<Channel>,
 }
@@ -45,11 +45,11 @@ impl Peers {
                 ));
             };
             let dialled = match self.0.get(&p.id) {
-                Some(d) if d.endpoint == p.endpoint && &d.ca == ca => d.clone(),
+                Some(d) if d.endpoints == p.endpoints && &d.ca == ca => d.clone(),
                 _ => {
-                    let channel = crate::transport::channel(&p.endpoint, ca, cert).map_err(|e| e.to_string())?;
+                    let channel = crate::transport::channel_any(&p.endpoints, ca, cert).map_err(|e| e.to_string())?;
                     Dialled {
-                        endpoint: p.endpoint.clone(),
+                        endpoints: p.endpoints.clone(),
                         ca: ca.clone(),
                         client: FederationClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES),
                     }

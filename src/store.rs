@@ -487,6 +487,28 @@ fn migrate(mut conn: rusqlite::Connection, path: &Path) -> Result<Connection, St
     Ok(Connection::Sqlite(conn))
 }
 
+/// The advisory lock whose holder writes a PostgreSQL store: one node of a
+/// party at a time. It is tied to the writer's own session, so a holder that
+/// dies (or loses its connection) loses it with every write it could make.
+const WRITER_LEASE: i64 = 0x0068_6f74_6c69_6e65; // "hotline"
+
+/// Takes the writer lease of the PostgreSQL store on `conn`, the writer's
+/// connection; while another node holds it, waits as a standby.
+pub fn take_writer_lease(conn: &Connection, dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(POSTGRES_BINDING);
+    let taken: bool = conn
+        .query_row("SELECT pg_try_advisory_lock(?1)", [WRITER_LEASE], |r| r.get(0))
+        .at(&path)?;
+    if !taken {
+        tracing::warn!(store = %path.display(), "another node of this party holds the writer lease; waiting as a standby");
+        let waiting = std::time::Instant::now();
+        conn.execute_batch(&format!("SELECT pg_advisory_lock({WRITER_LEASE})"))
+            .at(&path)?;
+        tracing::warn!(store = %path.display(), waited = ?waiting.elapsed(), "took the writer lease: this node writes the log now");
+    }
+    Ok(())
+}
+
 /// PostgreSQL's schema: the newest SQLite schema (version `MIGRATIONS.len()`)
 /// in PostgreSQL's types. A new SQLite migration comes with its counterpart here.
 const POSTGRES_SCHEMA: &str = include_str!("postgres_schema.sql");
@@ -513,7 +535,9 @@ fn open_postgres(dir: &Path, url: &str) -> Result<Connection, StoreError> {
             })?;
         }
     }
-    Ok(Connection::Postgres(Box::new(PgConnection::connect(&url, roots).at(&path)?)))
+    Ok(Connection::Postgres(Box::new(
+        PgConnection::connect(&url, roots).at(&path)?,
+    )))
 }
 
 /// Takes libpq's `sslrootcert` parameter out of a URL, which the driver does not read.

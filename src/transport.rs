@@ -198,6 +198,26 @@ pub const LOCAL_REPLY_BYTES: usize = 64 << 20;
 /// A lazily connecting channel to `endpoint` (`https://host:port`), trusting
 /// only `server_ca` (PEM) and presenting `client` as our certificate.
 pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Channel, TransportError> {
+    Ok(endpoint_of(endpoint, server_ca, client)?.connect_lazy())
+}
+
+/// A channel to whichever of a party's `endpoints` answers: the nodes that
+/// share its store, of which only the writer-lease holder listens. Calls go
+/// to a connected endpoint; one that fails is redialled in the background.
+pub fn channel_any(endpoints: &[String], server_ca: &str, client: &CertKey) -> Result<Channel, TransportError> {
+    match endpoints {
+        [one] => channel(one, server_ca, client),
+        several => {
+            let dialled = several
+                .iter()
+                .map(|e| endpoint_of(e, server_ca, client))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Channel::balance_list(dialled.into_iter()))
+        }
+    }
+}
+
+fn endpoint_of(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Endpoint, TransportError> {
     let setup = |source| TransportError::Setup {
         endpoint: endpoint.to_owned(),
         source,
@@ -218,8 +238,7 @@ pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Chan
         .tls_config(tls)
         .map_err(setup)?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .tcp_nodelay(true))
 }
 
 /// The standard gRPC health service, reporting every hotline service as serving.

@@ -60,8 +60,12 @@ fn party_changes(was: &Party, now: &Party, out: &mut Vec<String>) {
     if was.name != now.name {
         out.push(format!("~ party {id} name: {:?} -> {:?}", was.name, now.name));
     }
-    if was.endpoint != now.endpoint {
-        out.push(format!("~ party {id} endpoint: {} -> {}", was.endpoint, now.endpoint));
+    if was.endpoints != now.endpoints {
+        out.push(format!(
+            "~ party {id} endpoint: {} -> {}",
+            was.endpoints.join(" "),
+            now.endpoints.join(" ")
+        ));
     }
     if was.tls != now.tls {
         out.push(format!("~ party {id} TLS identity (tls_ca or tls_cert_sha256) changed"));

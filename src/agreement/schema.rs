@@ -32,10 +32,19 @@ struct RawAgreement {
 struct RawParty {
     id: String,
     name: String,
-    endpoint: String,
+    endpoint: RawEndpoints,
     tls_ca: Option<String>,
     tls_cert_sha256: Option<String>,
     key: Vec<RawKey>,
+}
+
+/// One endpoint, or a party's nodes that share its store (a lease holder
+/// and its standbys): peers reach it through whichever answers.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawEndpoints {
+    One(String),
+    Several(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -63,8 +72,12 @@ pub struct Party {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// Federation endpoint, `https://host:port`.
+    /// Federation endpoint, `https://host:port`: the first listed.
     pub endpoint: String,
+    /// Every endpoint listed (`endpoint = ["https://a:7443", "https://b:7443"]`):
+    /// the nodes of a party that share one PostgreSQL store, of which the
+    /// writer-lease holder answers. Peers dial them all and call whichever is up.
+    pub endpoints: Vec<String>,
     /// How its TLS client and server certificates are recognised.
     pub tls: TlsIdentity,
     /// Its signing keys with their validity windows (more than one during rotation).
@@ -142,11 +155,18 @@ impl Agreement {
             if p.name.trim().is_empty() {
                 return Err(field(at("name"), "must not be empty"));
             }
-            if !p.endpoint.starts_with("https://") || p.endpoint.len() <= "https://".len() {
-                return Err(field(
-                    at("endpoint"),
-                    format!("{:?} must be an https:// URL", p.endpoint),
-                ));
+            let endpoints = match &p.endpoint {
+                RawEndpoints::One(e) => vec![e.clone()],
+                RawEndpoints::Several(e) => e.clone(),
+            };
+            if endpoints.is_empty() {
+                return Err(field(at("endpoint"), "lists no endpoint"));
+            }
+            if let Some(bad) = endpoints
+                .iter()
+                .find(|e| !e.starts_with("https://") || e.len() <= "https://".len())
+            {
+                return Err(field(at("endpoint"), format!("{bad:?} must be an https:// URL")));
             }
             let tls = match (&p.tls_ca, &p.tls_cert_sha256) {
                 (Some(pem), None) if pem.contains("-----BEGIN CERTIFICATE-----") => TlsIdentity::Ca(pem.clone()),
@@ -210,7 +230,8 @@ impl Agreement {
             parties.push(Party {
                 id: p.id.clone(),
                 name: p.name.clone(),
-                endpoint: p.endpoint.clone(),
+                endpoint: endpoints[0].clone(),
+                endpoints,
                 tls,
                 keys,
             });

@@ -62,6 +62,10 @@ impl Log {
         let key = keys;
         std::fs::create_dir_all(dir).map_err(|e| corrupt(dir, format!("cannot create data directory: {e}")))?;
         let conn = store::open_writer(dir)?;
+        if conn.is_postgres() {
+            // One writer per store: a standby waits here until the holder is gone.
+            store::take_writer_lease(&conn, dir)?;
+        }
         let head = load_head(&conn, dir, &key)?;
         recheck_entries(&conn, dir, head.size, recheck)?;
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);

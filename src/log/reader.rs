@@ -145,13 +145,16 @@ impl LogReader {
                 ))
                 .at(&self.dir)?;
             let rows = stmt
-                .query_map([start as i64, end as i64, limit as i64], |r| {
-                    let entry = Entry {
-                        data: r.get(1)?,
-                        envelope: r.get(2)?,
-                    };
-                    Ok((r.get::<i64>(0)? as u64, entry))
-                })
+                .query_map(
+                    [start as i64, end as i64, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |r| {
+                        let entry = Entry {
+                            data: r.get(1)?,
+                            envelope: r.get(2)?,
+                        };
+                        Ok((r.get::<i64>(0)? as u64, entry))
+                    },
+                )
                 .at(&self.dir)?;
             Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
         })

@@ -114,7 +114,12 @@ impl Node {
             .map_err(|e| setup(format!("{}: {e}", config.agreement.display())))?;
         let keys = OwnKeys::single(held[0].clone());
         crate::store::bind(&config.data, config.database.as_deref()).map_err(crate::log::LogError::from)?;
-        let log = Arc::new(Log::open_with(&config.data, keys.clone(), config.recheck_log)?);
+        // On PostgreSQL a standby waits in here for the writer lease, off the async workers.
+        let (data, opening, recheck) = (config.data.clone(), keys.clone(), config.recheck_log);
+        let log = tokio::task::spawn_blocking(move || Log::open_with(&data, opening, recheck))
+            .await
+            .map_err(|e| setup(format!("opening the log: {e}")))??;
+        let log = Arc::new(log);
         // Nothing is signed until the log is compared with its peers' view (start_writing).
         log.hold();
         let signed = crate::in_force::starting_agreement(&log, configured, &config.agreement).map_err(setup)?;

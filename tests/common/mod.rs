@@ -69,6 +69,58 @@ pub fn test_postgres() -> Option<String> {
     std::env::var("HOTLINE_TEST_POSTGRES").ok().filter(|u| !u.is_empty())
 }
 
+/// A PostgreSQL server for a test that needs one whatever engine the suite
+/// runs on: `HOTLINE_TEST_POSTGRES`, or one started here with `.ci/postgres`
+/// (stopped when the guard drops). `None`, said why, where there is none; a
+/// failure under `CI=true`.
+pub fn postgres_server(why: &str) -> Option<(String, Option<PostgresGuard>)> {
+    if let Some(url) = test_postgres() {
+        return Some((url, None));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(port.to_string())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "PostgreSQL is needed ({why}) under CI: {said}"
+        );
+        eprintln!("skipped: PostgreSQL is needed ({why}) and could not be started: {said}");
+        return None;
+    }
+    let stop = String::from_utf8_lossy(&out.stderr)
+        .split("stop with: ")
+        .nth(1)
+        .map(|s| s.trim().to_owned());
+    Some((
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Some(PostgresGuard(stop)),
+    ))
+}
+
+/// Stops the PostgreSQL server a test started.
+pub struct PostgresGuard(Option<String>);
+
+impl Drop for PostgresGuard {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.0 {
+            let _ = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{stop} -m immediate"))
+                .output();
+        }
+    }
+}
+
 /// Whether the suite runs on SQLite; on PostgreSQL, says why the calling
 /// test (one about the SQLite file itself) does not apply.
 pub fn on_sqlite(what: &str) -> bool {
@@ -82,7 +134,7 @@ pub fn on_sqlite(what: &str) -> bool {
 /// A new, empty PostgreSQL database on the test server, as a URL.
 pub fn fresh_database(admin: &str) -> String {
     let name = format!("hotline_{}", uuid::Uuid::new_v4().simple());
-    let admin = admin.to_owned();
+    let (admin, url) = (admin.to_owned(), admin);
     let create = format!("CREATE DATABASE {name}");
     // The blocking client starts its own runtime: not on a test's runtime thread.
     let made = std::thread::spawn(move || {
@@ -92,8 +144,7 @@ pub fn fresh_database(admin: &str) -> String {
     made.join()
         .unwrap()
         .expect("creating a test database on HOTLINE_TEST_POSTGRES");
-    let base = test_postgres().unwrap();
-    let (server, _) = base.rsplit_once('/').expect("HOTLINE_TEST_POSTGRES ends in /database");
+    let (server, _) = url.rsplit_once('/').expect("a PostgreSQL URL ends in /database");
     format!("{server}/{name}")
 }
 
