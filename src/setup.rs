@@ -172,6 +172,8 @@ party = "{party}"
 listen = "{listen}"
 # Folder of the database (hotline.db).
 data = "."
+# Keep the log and state in PostgreSQL instead, shared with this party's standby nodes:
+# database = "postgresql://hotline@db.example:5432/hotline?sslmode=require&sslrootcert=/etc/hotline/db-ca.pem"
 # The agreement, signed by every party (see `hotline agreement`).
 agreement = "agreement.toml"
 identity_key = "identity.key"

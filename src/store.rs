@@ -540,6 +540,23 @@ fn open_postgres(dir: &Path, url: &str) -> Result<Connection, StoreError> {
     )))
 }
 
+/// Makes a new, empty database `name` on the PostgreSQL server of `admin`
+/// (a URL with the right to create databases); returns its URL.
+pub fn create_database(admin: &str, name: &str) -> Result<String, StoreError> {
+    let place = PathBuf::from(admin.split('@').next_back().unwrap_or(admin));
+    let (url, ca) = split_root_cert(admin);
+    let (server, _) = url.rsplit_once('/').ok_or_else(|| StoreError::Binding {
+        path: place.clone(),
+        reason: "a PostgreSQL URL ends in /database".into(),
+    })?;
+    let conn = open_postgres(Path::new("."), admin)?;
+    conn.execute_batch(&format!("CREATE DATABASE {name}")).at(&place)?;
+    Ok(match ca {
+        Some(ca) => format!("{server}/{name}?sslrootcert={ca}"),
+        None => format!("{server}/{name}"),
+    })
+}
+
 /// Takes libpq's `sslrootcert` parameter out of a URL, which the driver does not read.
 fn split_root_cert(url: &str) -> (String, Option<String>) {
     let Some((base, query)) = url.split_once('?') else {

@@ -48,6 +48,11 @@ pub struct E2eArgs {
     /// figure of record, about 4 GB of temporary disk and 3 minutes more).
     #[arg(long, default_value_t = 0)]
     pub full_log: u64,
+    /// Also run the exchanges with both nodes' stores in PostgreSQL, beside
+    /// the run on SQLite: a URL of a server where a new database may be made
+    /// for each node, such as postgresql://postgres@127.0.0.1:55432/postgres.
+    #[arg(long)]
+    pub postgres: Option<String>,
 }
 
 /// Inclusion proofs asked of node A after the exchanges, at random indices.
@@ -184,7 +189,13 @@ async fn fill_log(a: &Config, entries: u64, out: Out) -> anyhow::Result<()> {
 
 /// Runs the exchanges on a fresh two-node hotline in `root`, A's log first
 /// filled with `fill` entries.
-pub(super) async fn exchanges(root: &Path, args: &E2eArgs, fill: u64, out: Out) -> anyhow::Result<Exchanges> {
+pub(super) async fn exchanges(
+    root: &Path,
+    args: &E2eArgs,
+    fill: u64,
+    postgres: Option<&str>,
+    out: Out,
+) -> anyhow::Result<Exchanges> {
     let say = |s: &str| say(out, s);
     let made = hotline::setup::local_cluster(root, &["A", "B"], hotline::setup::LOAD_NORMS).await?;
     let configs: Vec<Config> = made
@@ -194,6 +205,15 @@ pub(super) async fn exchanges(root: &Path, args: &E2eArgs, fill: u64, out: Out) 
             c
         })
         .collect();
+    if let Some(admin) = postgres {
+        for c in &configs {
+            let name = format!("hotline_bench_{}", uuid::Uuid::new_v4().simple());
+            let url = hotline::store::create_database(admin, &name)?;
+            let text = std::fs::read_to_string(&c.path)?;
+            std::fs::write(&c.path, format!("database = {url:?}\n{text}"))?;
+            hotline::store::bind(&c.data, Some(&url))?;
+        }
+    }
     // A serves its metrics, scraped before and after the throughput run.
     let metrics_at = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut a_config = std::fs::read_to_string(&configs[0].path)?;
@@ -216,7 +236,10 @@ pub(super) async fn exchanges(root: &Path, args: &E2eArgs, fill: u64, out: Out) 
     };
     let a = client(&configs[0])?;
     let b = client(&configs[1])?;
-    say("starting two nodes (hotline serve, mutual TLS, SQLite WAL synchronous=FULL)...");
+    say(match postgres {
+        None => "starting two nodes (hotline serve, mutual TLS, SQLite WAL synchronous=FULL)...",
+        Some(_) => "starting two nodes (hotline serve, mutual TLS, PostgreSQL)...",
+    });
     let start = Instant::now();
     let mut startup = None;
     loop {

@@ -134,18 +134,7 @@ pub fn on_sqlite(what: &str) -> bool {
 /// A new, empty PostgreSQL database on the test server, as a URL.
 pub fn fresh_database(admin: &str) -> String {
     let name = format!("hotline_{}", uuid::Uuid::new_v4().simple());
-    let (admin, url) = (admin.to_owned(), admin);
-    let create = format!("CREATE DATABASE {name}");
-    // The blocking client starts its own runtime: not on a test's runtime thread.
-    let made = std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls)?;
-        client.batch_execute(&create)
-    });
-    made.join()
-        .unwrap()
-        .expect("creating a test database on HOTLINE_TEST_POSTGRES");
-    let (server, _) = url.rsplit_once('/').expect("a PostgreSQL URL ends in /database");
-    format!("{server}/{name}")
+    hotline::store::create_database(admin, &name).expect("creating a test database")
 }
 
 /// Binds a fresh data directory to a new PostgreSQL database when the
