@@ -356,3 +356,26 @@ async fn a_peer_fetches_an_adopted_version_and_gets_not_found_for_one_never_adop
         "{missing:?}"
     );
 }
+
+#[test]
+fn a_party_may_list_several_endpoints_each_an_https_url() {
+    let p = parties(&["PER", "CHL"]);
+    let text = common::agreement_text(&p, "").replacen(
+        "endpoint = \"https://127.0.0.1:7000\"",
+        "endpoint = [\"https://127.0.0.1:7000\", \"https://127.0.0.1:7100\"]",
+        1,
+    );
+    let a = SignedAgreement::parse(text.as_bytes()).unwrap().agreement;
+    let per = a.party("PER").unwrap();
+    assert_eq!(per.endpoints, ["https://127.0.0.1:7000", "https://127.0.0.1:7100"]);
+    assert_eq!(per.endpoint, "https://127.0.0.1:7000", "the first is the one shown");
+    let bad = text.replace("\"https://127.0.0.1:7100\"", "\"http://127.0.0.1:7100\"");
+    let err = SignedAgreement::parse(bad.as_bytes())
+        .err()
+        .expect("an http endpoint")
+        .to_string();
+    assert!(
+        err.contains("party PER (endpoint)") && err.contains("http://127.0.0.1:7100"),
+        "{err}"
+    );
+}

@@ -9,6 +9,7 @@ fn a_configuration_with_several_problems_names_every_one_at_once() {
         &path,
         r#"party = "not a party"
 listen = "127.0.0.1:7443"
+database = "mysql://db.example/hotline"
 agreement = "agreement.toml"
 identity_key = "identity.key"
 tls_ca = "tls/ca.pem"
@@ -27,6 +28,7 @@ retry_base = "soon"
     for field in [
         "party \"not a party\" is not a party id",
         "delivery.retry_base: \"soon\"",
+        "database: a postgresql:// URL",
         "agreement: ",
         "identity_key: ",
         "tls_ca: ",
@@ -38,4 +40,19 @@ retry_base = "soon"
         assert!(err.contains(field), "{field:?} missing from: {err}");
     }
     assert!(err.starts_with(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn a_data_directory_kept_in_postgresql_is_not_silently_opened_as_an_empty_sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    hotline::store::bind(dir.path(), Some("postgresql://hotline@db.example/per")).unwrap();
+    let err = hotline::store::bind(dir.path(), None).unwrap_err().to_string();
+    assert!(
+        err.contains("keeps its log in PostgreSQL") && err.contains("postgresql.url"),
+        "{err}"
+    );
+    assert_eq!(
+        hotline::store::postgres_url(dir.path()).unwrap().as_deref(),
+        Some("postgresql://hotline@db.example/per")
+    );
 }

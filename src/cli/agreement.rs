@@ -254,7 +254,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 .parties
                 .iter()
                 .map(|p| {
-                    json!({"id": p.id, "name": p.name, "endpoint": p.endpoint,
+                    json!({"id": p.id, "name": p.name, "endpoint": p.endpoint, "endpoints": p.endpoints,
                            "tls": match &p.tls { TlsIdentity::Ca(_) => "ca".to_owned(), TlsIdentity::CertSha256(fp) => format!("sha256:{}", hex::encode(fp)) },
                            "keys": p.keys.iter().map(|k| json!({"vkey": k.key.to_string(),
                                "valid_from": k.valid_from.map(clock::rfc3339), "valid_until": k.valid_until.map(clock::rfc3339)})).collect::<Vec<_>>()})
@@ -271,8 +271,9 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 let mut s = format!("agreement version {}  {}\nquorum {} of {}\n\n", a.version, a.title, a.quorum, a.parties.len());
                 s += &format!("{:<10} {:<28} {:<28} {}\n", "PARTY", "NAME", "ENDPOINT", "KEY");
                 for p in &a.parties {
+                    let endpoints = p.endpoints.join(" ");
                     for (i, k) in p.keys.iter().enumerate() {
-                        let (id, name, ep) = if i == 0 { (p.id.as_str(), p.name.as_str(), p.endpoint.as_str()) } else { ("", "", "") };
+                        let (id, name, ep) = if i == 0 { (p.id.as_str(), p.name.as_str(), endpoints.as_str()) } else { ("", "", "") };
                         let until = k.valid_until.map(|u| format!(" (until {})", clock::rfc3339(u))).unwrap_or_default();
                         s += &format!("{id:<10} {name:<28} {ep:<28} {}{until}\n", k.key.key_id());
                     }
