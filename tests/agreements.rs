@@ -370,10 +370,10 @@ fn a_party_may_list_several_endpoints_each_an_https_url() {
     assert_eq!(per.endpoints, ["https://127.0.0.1:7000", "https://127.0.0.1:7100"]);
     assert_eq!(per.endpoint, "https://127.0.0.1:7000", "the first is the one shown");
     let bad = text.replace("\"https://127.0.0.1:7100\"", "\"http://127.0.0.1:7100\"");
-    let err = SignedAgreement::parse(bad.as_bytes())
-        .err()
-        .expect("an http endpoint")
-        .to_string();
+    let Err(err) = SignedAgreement::parse(bad.as_bytes()) else {
+        panic!("an http:// endpoint was accepted")
+    };
+    let err = err.to_string();
     assert!(
         err.contains("party PER (endpoint)") && err.contains("http://127.0.0.1:7100"),
         "{err}"
