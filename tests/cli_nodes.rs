@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::{hotline, hotline_json};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
 }
@@ -346,7 +338,7 @@ fn init_party(root: &Path, id: &str) -> std::path::PathBuf {
         "--dir",
         &s(&dir),
         "--listen",
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{}", common::free_port()),
     ]);
     assert!(ok, "{v}");
     dir

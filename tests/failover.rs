@@ -23,14 +23,6 @@ fn serve(config: &Path, log: &Path) -> Child {
         .unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Waits (up to a minute) until `hotline status` answers on `config`'s node.
 fn serving(config: &Path, what: &str) {
     let start = Instant::now();
@@ -108,7 +100,7 @@ fn the_standby_takes_over_when_the_lease_holder_is_killed_losing_and_doubling_no
     for f in ["hotline.db", "hotline.db-wal", "hotline.db-shm"] {
         let _ = std::fs::remove_file(standby_dir.join(f));
     }
-    let standby_port = free_port();
+    let standby_port = common::free_port();
     let database = common::fresh_database(&admin);
     let standby_config = standby_dir.join("hotline.toml");
     let text = std::fs::read_to_string(&standby_config).unwrap();

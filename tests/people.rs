@@ -14,10 +14,6 @@ fn receipted(c: &Cluster, id: &str) -> bool {
     c.node(0).read(|db| state::receipts(db, id)).unwrap().len() == 1
 }
 
-fn missed(c: &Cluster, id: &str) -> bool {
-    !misses(c, 0, id).is_empty()
-}
-
 /// The clocks node `i` logged as missed for message `id`, in the order logged.
 fn misses(c: &Cluster, i: usize, id: &str) -> Vec<Deadline> {
     let mut kinds: Vec<Deadline> = c
@@ -62,9 +58,12 @@ async fn exercise_traffic_is_kept_out_of_the_compliance_figures_status_prints() 
     // CHL answers neither: both response clocks run out, and both are logged; each missed step is
     // escalated by a notice of its own (the drill's as the same exercise). Wait until the real
     // notice's two escalations are receipted too.
-    c.eventually_advancing(20, Duration::from_secs(1), "both response deadlines missed", |c| {
-        missed(c, &real) && missed(c, &drill)
-    })
+    c.eventually_advancing(
+        20,
+        Duration::from_secs(1),
+        "both acknowledgement and response deadlines missed",
+        |c| misses(c, 0, &real).len() == 2 && misses(c, 0, &drill).len() == 2,
+    )
     .await;
     let status = common::awaited("the escalations receipted", || async {
         let status = c.status(0).await;

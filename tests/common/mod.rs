@@ -69,6 +69,15 @@ pub fn test_postgres() -> Option<String> {
     std::env::var("HOTLINE_TEST_POSTGRES").ok().filter(|u| !u.is_empty())
 }
 
+/// A loopback port free at the time of asking, for a process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A PostgreSQL server for a test that needs one whatever engine the suite
 /// runs on: `HOTLINE_TEST_POSTGRES`, or one started here with `.ci/postgres`
 /// (stopped when the guard drops). `None`, said why, where there is none; a
