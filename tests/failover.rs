@@ -69,11 +69,22 @@ fn describe(entry: &hotline::log::entry::Entry) -> String {
     hotline::log::entry::describe(&hotline::proto::LogEntry::decode(&entry.data[..]).unwrap())
 }
 
-#[test]
-fn the_standby_takes_over_when_the_lease_holder_is_killed_losing_and_doubling_nothing() {
-    let Some((admin, _server)) = common::postgres_server("two nodes of one party share a PostgreSQL store") else {
-        return;
-    };
+/// PER with two nodes on one PostgreSQL database (the first holding the
+/// writer lease, the second waiting as its standby) and CHL on SQLite, all
+/// serving; the agreement lists both of PER's endpoints.
+struct TwoNodes {
+    root: tempfile::TempDir,
+    configs: Vec<PathBuf>,
+    chl: hotline::config::Config,
+    standby_dir: PathBuf,
+    logs: PathBuf,
+    database: String,
+    chl_node: Child,
+    holder: Child,
+    standby: Child,
+}
+
+fn two_nodes_of_per(admin: &str) -> TwoNodes {
     let root = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let made = rt
@@ -101,7 +112,7 @@ fn the_standby_takes_over_when_the_lease_holder_is_killed_losing_and_doubling_no
         let _ = std::fs::remove_file(standby_dir.join(f));
     }
     let standby_port = common::free_port();
-    let database = common::fresh_database(&admin);
+    let database = common::fresh_database(admin);
     let standby_config = standby_dir.join("hotline.toml");
     let text = std::fs::read_to_string(&standby_config).unwrap();
     let text = text.replace(&per.listen.to_string(), &format!("127.0.0.1:{standby_port}"));
@@ -131,11 +142,41 @@ fn the_standby_takes_over_when_the_lease_holder_is_killed_losing_and_doubling_no
 
     let logs = root.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let mut chl_node = serve(&configs[1], &logs.join("chl.log"));
-    let mut holder = serve(&configs[0], &logs.join("per.log"));
+    let chl_node = serve(&configs[1], &logs.join("chl.log"));
+    let holder = serve(&configs[0], &logs.join("per.log"));
     serving(&configs[0], "PER's first node");
-    let mut standby = serve(&standby_config, &logs.join("per-standby.log"));
+    let standby = serve(&standby_config, &logs.join("per-standby.log"));
     serving(&configs[1], "CHL");
+
+    TwoNodes {
+        root,
+        configs,
+        chl,
+        standby_dir,
+        logs,
+        database,
+        chl_node,
+        holder,
+        standby,
+    }
+}
+
+#[test]
+fn the_standby_takes_over_when_the_lease_holder_is_killed_losing_and_doubling_nothing() {
+    let Some((admin, _server)) = common::postgres_server("two nodes of one party share a PostgreSQL store") else {
+        return;
+    };
+    let TwoNodes {
+        root: _root,
+        configs,
+        chl,
+        standby_dir,
+        logs,
+        mut chl_node,
+        mut holder,
+        mut standby,
+        ..
+    } = two_nodes_of_per(&admin);
 
     // CHL sends continuously; PER's holder is killed after the first receipts.
     let mut sent = Vec::new();
@@ -215,4 +256,55 @@ fn the_standby_takes_over_when_the_lease_holder_is_killed_losing_and_doubling_no
         .filter(|(_, e)| describe(e).starts_with("CHECKPOINT_FORK"))
         .count();
     assert_eq!(forks, 0, "CHL saw no fork of PER's log");
+}
+
+#[test]
+fn a_holder_whose_database_session_ends_stops_and_its_standby_takes_over() {
+    let Some((admin, _server)) = common::postgres_server("two nodes of one party share a PostgreSQL store") else {
+        return;
+    };
+    let mut two = two_nodes_of_per(&admin);
+    // The server ends the holder's writer session, as a network failure or an administrator would.
+    let probe = two.root.path().join("probe");
+    hotline::store::bind(&probe, Some(&two.database)).unwrap();
+    hotline::store::open_reader(&probe)
+        .unwrap()
+        .execute_batch(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .unwrap();
+    // The holder learns it at its next commit: a delivery from CHL.
+    let id = send(&two.configs[1], "After the session ended").expect("CHL logged the notice");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = two.holder.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the holder went on without its lease:\n{}",
+            std::fs::read_to_string(two.logs.join("per.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(75), "the holder stopped, saying why");
+    while !receipted(&two.chl.data).contains(&id) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the standby did not take over"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let said = std::fs::read_to_string(two.logs.join("per.log")).unwrap();
+    assert!(
+        said.contains("lost the PostgreSQL session and with it the writer lease"),
+        "{said}"
+    );
+    for child in [&mut two.standby, &mut two.chl_node] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let verified = common::hotline(&["audit", "verify", "--data", two.standby_dir.to_str().unwrap()]);
+    assert!(verified.status.success(), "{verified:?}");
 }

@@ -127,7 +127,13 @@ fn translate(sql: &str) -> String {
 }
 
 fn pg(e: postgres::Error) -> Error {
-    if e.is_closed() {
+    // A closed or failed socket, or the server ending the session (an
+    // administrator, a shutdown: class 57; a connection failure: class 08).
+    let ended = e
+        .as_db_error()
+        .is_some_and(|db| matches!(&db.code().code()[..2], "57" | "08"));
+    let io = StdError::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || ended || io {
         return closed(e);
     }
     match e.as_db_error() {

@@ -168,6 +168,13 @@ impl Writer {
                 }
             }
             Ok(Batch::JobFailed) | Err(_) => {
+                let lost_lease = matches!(
+                    &outcome,
+                    Err(LogError::Store(store::StoreError::Database {
+                        source: crate::db::Error::Closed(_),
+                        ..
+                    }))
+                );
                 let message = match outcome {
                     Err(e) => e.to_string(),
                     _ => "a job failed outside its savepoint".into(),
@@ -179,6 +186,13 @@ impl Writer {
                     let _ = job
                         .reply
                         .send(Err(corrupt(&self.dir, format!("batch not committed: {message}"))));
+                }
+                if lost_lease {
+                    // The writer lease was this session: a standby may be writing already.
+                    // Serving on would only answer peers with errors, so the node stops,
+                    // and its supervisor starts it again as a standby.
+                    tracing::error!(error = %message, "lost the PostgreSQL session and with it the writer lease; stopping");
+                    std::process::exit(75);
                 }
             }
         }
