@@ -86,17 +86,8 @@ pub fn postgres_server(why: &str) -> Option<(String, Option<PostgresGuard>)> {
     if let Some(url) = test_postgres() {
         return Some((url, None));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(port.to_string())
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("bash").arg(&script).output().unwrap();
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(
