@@ -25,16 +25,24 @@ fn serve(config: &Path, log: &Path) -> Child {
 
 /// Waits (up to a minute) until `hotline status` answers on `config`'s node.
 fn serving(config: &Path, what: &str) {
+    until(
+        60,
+        || format!("{what} did not start serving"),
+        || {
+            common::hotline(&["status", "--config", config.to_str().unwrap()])
+                .status
+                .success()
+        },
+    );
+}
+
+/// Polls `done` (these nodes are other processes: there is nothing to await)
+/// until it holds, failing with `why` after `secs` seconds.
+fn until(secs: u64, why: impl Fn() -> String, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
-    while !common::hotline(&["status", "--config", config.to_str().unwrap()])
-        .status
-        .success()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what} did not start serving"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{}", why());
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -210,6 +218,7 @@ fn the_standby_takes_over_when_the_lease_holder_is_killed_losing_and_doubling_no
         if first_after_kill.is_some() && sent.len() >= 30 {
             break;
         }
+        // Pacing of the sender, not a wait for a condition.
         std::thread::sleep(Duration::from_millis(20));
     }
     let said = || {
@@ -222,17 +231,14 @@ fn the_standby_takes_over_when_the_lease_holder_is_killed_losing_and_doubling_no
     println!("failover: {takeover:?} from SIGKILL of the lease holder to the first receipt from the new holder");
 
     // Everything CHL sent is receipted, and logged by PER exactly once.
-    let start = Instant::now();
-    while {
-        let got = receipted(&chl.data);
-        !sent.iter().all(|id| got.contains(id))
-    } {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "not every notice was receipted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until(
+        60,
+        || "not every notice was receipted".into(),
+        || {
+            let got = receipted(&chl.data);
+            sent.iter().all(|id| got.contains(id))
+        },
+    );
     let reader = hotline::log::LogReader::open(&standby_dir).unwrap();
     let size = reader.latest_checkpoint().unwrap().0;
     let mut logged: HashMap<String, usize> = HashMap::new();
@@ -299,18 +305,21 @@ fn a_holder_whose_database_session_ends_stops_and_its_standby_takes_over() {
             &two.configs[1],
             &format!("After the session ended, {}", sent.len()),
         ));
+        // Pacing of the sender, not a wait for a condition.
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(status.code(), Some(75), "the holder stopped, saying why");
-    while !sent.iter().all(|id| receipted(&two.chl.data).contains(id)) {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
+    let why = || {
+        format!(
             "the standby did not receipt everything:\n{}\n{}",
             std::fs::read_to_string(two.logs.join("per-standby.log")).unwrap_or_default(),
             std::fs::read_to_string(two.logs.join("chl.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        )
+    };
+    until(120u64.saturating_sub(start.elapsed().as_secs()), why, || {
+        let got = receipted(&two.chl.data);
+        sent.iter().all(|id| got.contains(id))
+    });
     let said = std::fs::read_to_string(two.logs.join("per.log")).unwrap();
     assert!(
         said.contains("lost the PostgreSQL session and with it the writer lease"),

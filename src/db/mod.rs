@@ -5,7 +5,7 @@
 //! Callers write SQL once, in the dialect both engines accept, with `?N`
 //! placeholders and rusqlite's parameter and column conversions; the
 //! PostgreSQL side (`postgres.rs`) translates placeholders and values. Which
-//! engine a data directory uses is decided in `store.rs`, and nowhere else.
+//! engine a data directory uses is decided in `store/`, and nowhere else.
 
 mod error;
 mod postgres;

@@ -1,5 +1,5 @@
 -- hotline's store in PostgreSQL: the same tables as SQLite's newest schema
--- (store.rs, MIGRATIONS), in PostgreSQL's types. Integers are BIGINT, so
+-- (store/migrations.rs), in PostgreSQL's types. Integers are BIGINT, so
 -- they read back as SQLite's 64-bit integers; blobs are BYTEA.
 
 -- The audit log: entries verbatim, and the RFC 6962 tree's stored hashes
