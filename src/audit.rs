@@ -100,7 +100,9 @@ impl Audit for AuditService {
                         return;
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(Status::internal(format!("reading entries: {e}")))).await;
+                        let _ = tx
+                            .send(Err(crate::status::internal(&format!("reading entries: {e}"))))
+                            .await;
                         return;
                     }
                 };

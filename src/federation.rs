@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::node::{Node, NodeError};
+use crate::node::{Node, NodeError, PeerAgreements};
 use crate::proto::federation_server::Federation;
 use crate::proto::{
     ConsistencyProof, ConsistencyProofRequest, DeliverBatchRequest, DeliverBatchResponse, DeliverOutcome,
@@ -53,8 +53,11 @@ impl Federation for FederationService {
         tracing::Span::current().record("peer", peer.as_str());
         let _admitted = self.node.limits.admit(&peer)?;
         let req = req.into_inner();
-        self.node.heard_from(&peer, req.agreement.as_ref()).await;
+        PeerAgreements::check_shape(req.agreement.as_ref())?;
+        let claim = req.agreement.clone();
+        self.node.heard_from(&peer, claim.as_ref());
         let receipt = self.node.deliver(&peer, req).await?;
+        self.node.peer_holds(&peer, claim.as_ref()).await;
         Ok(Response::new(DeliverResponse {
             receipt: Some(receipt),
             agreement: Some(self.node.in_force().reference()),
@@ -76,11 +79,17 @@ impl Federation for FederationService {
         }
         // Each envelope counts against the peer's limits as one Deliver would.
         let _admitted = self.node.limits.admit_n(&peer, n)?;
-        self.node.heard_from(&peer, req.agreement.as_ref()).await;
+        PeerAgreements::check_shape(req.agreement.as_ref())?;
+        self.node.heard_from(&peer, req.agreement.as_ref());
         let outcomes = self
             .node
             .deliver_batch(&peer, req.envelopes, req.sender_checkpoint)
-            .await
+            .await;
+        // A claim is weighed only from a peer whose delivery we accepted.
+        if outcomes.iter().any(Result::is_ok) {
+            self.node.peer_holds(&peer, req.agreement.as_ref()).await;
+        }
+        let outcomes = outcomes
             .into_iter()
             .map(|outcome| DeliverOutcome {
                 result: Some(match outcome {

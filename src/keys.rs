@@ -371,6 +371,13 @@ pub struct TrustedKeyPair {
     pub valid_until: Option<OffsetDateTime>,
 }
 
+impl TrustedKeyPair {
+    /// Whether the agreement trusts this key at `at`.
+    pub fn is_valid_at(&self, at: OffsetDateTime) -> bool {
+        self.valid_from.is_none_or(|f| at >= f) && self.valid_until.is_none_or(|u| at < u)
+    }
+}
+
 impl OwnKeys {
     /// One key, valid at all times.
     pub fn single(key: IdentityKey) -> Self {
@@ -393,31 +400,42 @@ impl OwnKeys {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The keys valid at `at`: those that sign checkpoints. If none is (a
-    /// window misconfigured), the newest key held, so the log still signs.
+    /// The keys valid at `at`: those that sign checkpoints. None when every
+    /// key's window is over (or not begun): then nothing may be signed, for
+    /// what a key signs outside its window fails verification for ever.
     pub fn valid_at(&self, at: OffsetDateTime) -> Vec<IdentityKey> {
         let keys = self.0.read().unwrap_or_else(|e| e.into_inner());
-        let valid: Vec<IdentityKey> = keys
-            .iter()
-            .filter(|k| k.valid_from.is_none_or(|f| at >= f) && k.valid_until.is_none_or(|u| at < u))
+        keys.iter()
+            .filter(|k| k.is_valid_at(at))
             .map(|k| k.key.clone())
-            .collect();
-        match valid.is_empty() {
-            true => keys.last().map(|k| vec![k.key.clone()]).unwrap_or_default(),
-            false => valid,
-        }
+            .collect()
     }
 
     /// The key that signs envelopes at `at`: of those valid, the one valid
-    /// from the latest instant (the new key of a rotation).
-    pub fn signing(&self, at: OffsetDateTime) -> IdentityKey {
+    /// from the latest instant (the new key of a rotation); none if no key is valid.
+    pub fn signing(&self, at: OffsetDateTime) -> Option<IdentityKey> {
         let keys = self.0.read().unwrap_or_else(|e| e.into_inner());
         keys.iter()
-            .filter(|k| k.valid_from.is_none_or(|f| at >= f) && k.valid_until.is_none_or(|u| at < u))
+            .filter(|k| k.is_valid_at(at))
             .max_by_key(|k| k.valid_from)
-            .or(keys.last())
             .map(|k| k.key.clone())
-            .expect("OwnKeys always holds a key")
+    }
+
+    /// Each key held with its window, for an error that says why none is valid.
+    pub fn describe(&self) -> String {
+        let keys = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let window = |t: Option<OffsetDateTime>| t.map(crate::clock::rfc3339).unwrap_or_else(|| "-".into());
+        keys.iter()
+            .map(|k| {
+                format!(
+                    "{} (valid {} to {})",
+                    k.key.verifier().key_id(),
+                    window(k.valid_from),
+                    window(k.valid_until)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -42,17 +42,18 @@ impl OperatorService {
 
     /// An operator certificate that may act: its name in hotline.toml (what
     /// its limits count by) and the roster contact who acts with it.
-    fn operator<T>(&self, req: &Request<T>) -> Result<(String, String), Status> {
+    /// Also returns the certificate's SHA-256, which a stream checks again for each message.
+    fn operator<T>(&self, req: &Request<T>) -> Result<(String, String, [u8; 32]), Status> {
         self.node.started()?;
         let (name, fingerprint) = require_local(&self.node.identifier, req, &[Role::Operator])?;
         let contact = self.node.acting_contact(&name, &fingerprint)?;
-        Ok((name, contact))
+        Ok((name, contact, fingerprint))
     }
 
     /// An operator call that writes: counted against the operator's limits;
     /// returns the roster contact who acts.
     fn writer<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
-        let (name, contact) = self.operator(req)?;
+        let (name, contact, _) = self.operator(req)?;
         let admitted = admit(&self.node, &name)?;
         Ok((contact, admitted))
     }
@@ -105,7 +106,7 @@ impl Operator for OperatorService {
         &self,
         req: Request<Streaming<SendNoticeRequest>>,
     ) -> Result<Response<Self::SendNoticesStream>, Status> {
-        let (name, who) = self.operator(&req)?;
+        let (name, who, fingerprint) = self.operator(&req)?;
         tracing::Span::current().record("operator", who.as_str());
         let mut incoming = req.into_inner();
         // Each notice runs as its own task; the handles queue in arrival
@@ -118,10 +119,14 @@ impl Operator for OperatorService {
                 loop {
                     let next = match incoming.message().await {
                         Ok(Some(r)) => {
-                            let (node, name, who) = (node.clone(), name.clone(), who.clone());
+                            let (node, name) = (node.clone(), name.clone());
                             Ok(tokio::spawn(
                                 async move {
                                     let _admitted = admit(&node, &name)?;
+                                    // Who acts is asked again for each message, of the roster
+                                    // in force as it is taken: a roster that removed this
+                                    // operator since the stream opened refuses the rest.
+                                    let who = node.acting_contact(&name, &fingerprint)?;
                                     send_one(&node, &who, r).await
                                 }
                                 .in_current_span(),
@@ -146,7 +151,7 @@ impl Operator for OperatorService {
                             Ok(Ok(sent)) => send_notice_outcome::Result::Sent(sent),
                             Ok(Err(status)) => send_notice_outcome::Result::Refused(status.into()),
                             Err(e) => send_notice_outcome::Result::Refused(
-                                Status::internal(format!("send task failed: {e}")).into(),
+                                crate::status::internal(&format!("send task failed: {e}")).into(),
                             ),
                         }),
                     }),

@@ -39,11 +39,14 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// Where TAXII is served, if `[taxii]` is set.
     pub taxii_addr: Option<SocketAddr>,
+    /// The data directory's lock, held until the node has stopped.
+    lock: crate::store::DirLock,
 }
 
 /// Starts the node of `config`, on `listener` if given (tests bind port 0
 /// first), reading the time from `clock`.
 pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock) -> Result<Running, NodeError> {
+    let lock = crate::store::DirLock::take(&config.data).map_err(|e| NodeError::Setup(e.to_string()))?;
     let cert = config.node_cert().map_err(|e| NodeError::Setup(e.to_string()))?;
     let node = Node::open(config, &cert, clock).await?;
     // The largest request each service reads follows from the agreement: a
@@ -142,6 +145,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         node,
         metrics_addr,
         taxii_addr,
+        lock,
     })
 }
 
@@ -205,6 +209,7 @@ impl Running {
             // A call's own task (a stream being answered) still holds it; the log closes with it.
             Err(_) => tracing::warn!(%party, "node still shared at shutdown; its log closes when the last call ends"),
         }
+        drop(self.lock);
         tracing::info!(%party, "node stopped");
         stopped
     }

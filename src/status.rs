@@ -19,7 +19,9 @@ impl From<LogError> for Status {
             LogError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
             LogError::Invalid { .. } => Status::invalid_argument(e.to_string()),
             LogError::Refused(StateError::Duplicate(_)) => Status::already_exists(e.to_string()),
-            LogError::Refused(StateError::NotRunning(_)) => Status::failed_precondition(e.to_string()),
+            LogError::Refused(StateError::NotRunning(_)) | LogError::NoValidKey { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
             LogError::Closed => Status::unavailable("the node is stopping; try again once it is back"),
             LogError::Held => Status::unavailable(
                 "the node is starting: it is comparing its log with the checkpoints its peers witnessed; try again shortly",
@@ -56,6 +58,7 @@ impl From<NodeError> for Status {
             | NotAPeer(_)
             | UnknownRecipient(_)
             | BadAmendment(_)
+            | BadAgreementRef(_)
             | RosterMismatch { .. }
             | BadRoster(_)
             | Signatures(_) => Code::InvalidArgument,
@@ -83,7 +86,7 @@ static INTERNAL: std::sync::LazyLock<Repeats> = std::sync::LazyLock::new(|| Repe
 /// An internal failure: logged in full under a reference, answered with the
 /// reference only. The reference is drawn from the failure's text, so every
 /// call that failed the same way points at the same logged line.
-fn internal(e: &dyn std::fmt::Display) -> Status {
+pub(crate) fn internal(e: &dyn std::fmt::Display) -> Status {
     let error = e.to_string();
     let reference = hex::encode(&Sha256::digest(error.as_bytes())[..4]);
     if let Some(held_back) = INTERNAL.check(&error, std::time::Instant::now()) {

@@ -2,7 +2,10 @@
 //! share becomes an `incident` created by an `identity` of its party, with
 //! an `indicator` (and a `related-to` relationship) per indicator STIX can
 //! express, the official TLP 2.0 marking definitions, and the objects of
-//! attached `application/stix+json` documents passed through. External
+//! attached `application/stix+json` documents passed through, attributed to
+//! the party that sent them (an attachment may not speak for another party
+//! nor redefine a marking: its identities and marking definitions are
+//! dropped, and the incident says so). External
 //! references tie every incident to signed evidence: the notice id, the log
 //! entry that holds it, and the SHA-256 of its signed payload. Ids are
 //! UUIDv4s whose random bits are drawn from a hash of the notice, so an
@@ -192,6 +195,19 @@ pub fn objects(held: &Held<'_>) -> Vec<Value> {
     if !unexpressed.is_empty() {
         description += &format!("\n\nIndicators STIX cannot express: {}", unexpressed.join("; "));
     }
+    let mut dropped = Vec::new();
+    for a in &n.attachments {
+        if a.media_type.starts_with("application/stix+json") {
+            out.extend(passed_through(&a.data, &creator, &markings, &mut dropped));
+        }
+    }
+    if !dropped.is_empty() {
+        description += &format!(
+            "\n\nLeft out of {}'s STIX attachments (an attachment may not define identities or markings): {}",
+            n.from,
+            dropped.join(", ")
+        );
+    }
     let label = |name: &str, prefix: &str| name.trim_start_matches(prefix).to_lowercase().replace('_', "-");
     let kind = label(n.kind().as_str_name(), "NOTICE_KIND_");
     let severity = label(n.severity().as_str_name(), "SEVERITY_");
@@ -214,27 +230,44 @@ pub fn objects(held: &Held<'_>) -> Vec<Value> {
             ],
         }),
     );
-    for a in &n.attachments {
-        if a.media_type.starts_with("application/stix+json") {
-            out.extend(passed_through(&a.data));
-        }
-    }
     out
 }
 
-/// The objects of an attached STIX document: a bundle's objects, or one object.
-fn passed_through(data: &[u8]) -> Vec<Value> {
+/// The objects of an attached STIX document (a bundle's objects, or one
+/// object), attributed to the sender (`creator`) and marked as its notice
+/// (`markings`). Identities and marking definitions are left out, their ids
+/// added to `dropped`: a peer's attachment could otherwise carry another
+/// party's identity, or redefine a TLP marking, and so put words in
+/// another's mouth or loosen what may be shared.
+fn passed_through(data: &[u8], creator: &str, markings: &[String], dropped: &mut Vec<String>) -> Vec<Value> {
     let Ok(doc) = serde_json::from_slice::<Value>(data) else {
         return Vec::new();
     };
     let objects = match doc["type"].as_str() {
-        Some("bundle") => doc["objects"].as_array().cloned().unwrap_or_default(),
+        Some("bundle") => match doc {
+            Value::Object(mut bundle) => match bundle.remove("objects") {
+                Some(Value::Array(objects)) => objects,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        },
         Some(_) => vec![doc],
         None => Vec::new(),
     };
     objects
         .into_iter()
         .filter(|o| o["type"].is_string() && o["id"].is_string())
+        .filter_map(|mut o| {
+            if matches!(o["type"].as_str(), Some("identity" | "marking-definition")) {
+                dropped.push(o["id"].as_str().unwrap_or_default().to_owned());
+                return None;
+            }
+            if let Some(fields) = o.as_object_mut() {
+                fields.insert("created_by_ref".into(), json!(creator));
+                fields.insert("object_marking_refs".into(), json!(markings));
+            }
+            Some(o)
+        })
         .collect()
 }
 
@@ -246,6 +279,8 @@ pub struct Logged {
     pub log_index: u64,
     /// The SHA-256 of its signed payload.
     pub payload_sha256: Vec<u8>,
+    /// When it was logged here, in Unix milliseconds (TAXII's date added).
+    pub logged_ms: i64,
 }
 
 impl Logged {
@@ -280,6 +315,7 @@ pub fn shareable(
                 notice,
                 log_index: m.log_index,
                 payload_sha256: m.payload_sha256,
+                logged_ms: m.created_ms,
             })
         })
         .collect();
@@ -298,8 +334,15 @@ pub fn bundle(agreement: &Agreement, notices: &[Held<'_>]) -> Value {
     levels.sort_by_key(|t| *t as i32);
     levels.dedup();
     objects.extend(levels.into_iter().filter_map(tlp_marking));
+    // Attachments may repeat objects: each (id, modified) goes out once.
+    let mut seen = std::collections::HashSet::new();
+    objects.retain(|o| seen.insert(version_of(o)));
     for h in notices {
-        objects.extend(objects_of_once(&objects, h));
+        objects.extend(
+            crate::stix::objects(h)
+                .into_iter()
+                .filter(|o| seen.insert(version_of(o))),
+        );
     }
     json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": objects})
 }
@@ -324,14 +367,8 @@ pub fn bundle_of_log(c: &crate::db::Connection, party: &str, most: Tlp) -> crate
     Ok(Some(bundle(&agreement, &held)))
 }
 
-/// A notice's objects that are not in `already` (attachments may repeat objects).
-fn objects_of_once(already: &[Value], h: &Held<'_>) -> Vec<Value> {
-    objects(h)
-        .into_iter()
-        .filter(|o| {
-            !already
-                .iter()
-                .any(|a| a["id"] == o["id"] && a["modified"] == o["modified"])
-        })
-        .collect()
+/// What makes an object's version unique: its id and when it was modified.
+fn version_of(o: &Value) -> (String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (text(&o["id"]), text(&o["modified"]))
 }

@@ -160,6 +160,8 @@ fn page(
     };
     let agreement = node.in_force().agreement().clone();
     let mut objects: Vec<(Value, String)> = Vec::new();
+    // The ids on the page so far: each object once, whatever attachments repeat.
+    let mut ids = std::collections::HashSet::new();
     loop {
         let (notices, last) = node
             .read(|db| stix::shareable(db, after, NOTICES_PER_READ, c.most))
@@ -168,10 +170,7 @@ fn page(
             return Ok(Page { objects, next: None });
         };
         for logged in notices {
-            let added_ms = node
-                .read(|db| crate::state::message(db, &logged.notice.id))
-                .map_err(internal)?
-                .map_or(0, |m| m.created_ms);
+            let added_ms = logged.logged_ms;
             if added_after.is_some_and(|t| added_ms <= t) {
                 continue;
             }
@@ -184,10 +183,15 @@ fn page(
             let mut found = vec![stix::identity(&agreement, &logged.notice.from)];
             found.extend(stix::tlp_marking(logged.notice.tlp()));
             found.extend(stix::objects(&held));
-            found.retain(|o| !objects.iter().any(|(have, _)| have["id"] == o["id"]));
+            let mut fresh = std::collections::HashSet::new();
+            found.retain(|o| {
+                let id = o["id"].as_str().unwrap_or_default();
+                !ids.contains(id) && fresh.insert(id.to_owned())
+            });
             if !objects.is_empty() && objects.len() + found.len() > limit {
                 return Ok(Page { objects, next: after });
             }
+            ids.extend(fresh);
             objects.extend(found.into_iter().map(|o| (o, added.clone())));
             after = Some(logged.log_index);
         }

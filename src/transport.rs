@@ -201,19 +201,68 @@ pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Chan
     Ok(endpoint_of(endpoint, server_ca, client)?.connect_lazy())
 }
 
+/// How often the endpoints of a party with several are probed.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+
 /// A channel to whichever of a party's `endpoints` answers: the nodes that
-/// share its store, of which only the writer-lease holder listens. Calls go
-/// to a connected endpoint; one that fails is redialled in the background.
+/// share its store, of which only the writer-lease holder listens. Each
+/// endpoint is probed in turn (a gRPC health check on a connection of its
+/// own, every 100 ms) and calls go only to those that answer one: a balanced
+/// channel that also held the closed endpoint would pick it for some calls
+/// and fail them (a lazily connected endpoint counts as ready until a call
+/// finds it closed). While none answers, calls wait, within their own
+/// deadline. The prober stops with the channel. Must be called inside a
+/// tokio runtime.
 pub fn channel_any(endpoints: &[String], server_ca: &str, client: &CertKey) -> Result<Channel, TransportError> {
     match endpoints {
         [one] => channel(one, server_ca, client),
         several => {
             let dialled = several
                 .iter()
-                .map(|e| endpoint_of(e, server_ca, client))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Channel::balance_list(dialled.into_iter()))
+                .map(|e| Ok((e.clone(), endpoint_of(e, server_ca, client)?)))
+                .collect::<Result<Vec<_>, TransportError>>()?;
+            let (channel, changes) = Channel::balance_channel(several.len());
+            tokio::spawn(probe_endpoints(dialled, changes));
+            Ok(channel)
         }
+    }
+}
+
+/// Keeps `changes` (a balanced channel's endpoints) to the endpoints that
+/// answer a health check, whatever status they report (a node starting
+/// answers too), until the channel is gone.
+async fn probe_endpoints(
+    endpoints: Vec<(String, Endpoint)>,
+    changes: tokio::sync::mpsc::Sender<tonic::transport::channel::Change<String, Endpoint>>,
+) {
+    use tonic::transport::channel::Change;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut probes: Vec<(&String, &Endpoint, HealthClient<Channel>, bool)> = endpoints
+        .iter()
+        .map(|(url, e)| (url, e, HealthClient::new(e.connect_lazy()), false))
+        .collect();
+    loop {
+        for (url, endpoint, probe, listed) in &mut probes {
+            let check = probe.check(HealthCheckRequest {
+                service: SERVICES[0].into(),
+            });
+            let up = matches!(tokio::time::timeout(Duration::from_secs(1), check).await, Ok(Ok(_)));
+            if up != *listed {
+                tracing::info!(endpoint = %url, up, "a peer endpoint answers again or stopped answering");
+                let change = match up {
+                    true => Change::Insert((*url).clone(), (*endpoint).clone()),
+                    false => Change::Remove((*url).clone()),
+                };
+                if changes.send(change).await.is_err() {
+                    return;
+                }
+                *listed = up;
+            }
+        }
+        if changes.is_closed() {
+            return;
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
     }
 }
 

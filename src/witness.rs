@@ -159,10 +159,10 @@ impl Witness {
             Some(cp) => {
                 let waiting = pending.entry(party.to_owned()).or_default();
                 waiting.insert((cp.size, cp.root.0), cp);
-                if waiting.len() > MAX_SET_ASIDE {
-                    if let Some(((size, _), _)) = waiting.pop_first() {
-                        tracing::warn!(party, size, "too many checkpoints waiting; the smallest goes unchecked");
-                    }
+                if waiting.len() > MAX_SET_ASIDE
+                    && let Some(((size, _), _)) = waiting.pop_first()
+                {
+                    tracing::warn!(party, size, "too many checkpoints waiting; the smallest goes unchecked");
                 }
                 SetAside::new()
             }

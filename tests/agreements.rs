@@ -379,3 +379,107 @@ fn a_party_may_list_several_endpoints_each_an_https_url() {
         "{err}"
     );
 }
+
+/// The AGREEMENT_FORK entries in node `i`'s log.
+fn forks_logged(c: &common::Cluster, i: usize) -> usize {
+    c.log_lines(i)
+        .iter()
+        .filter(|l| l.starts_with("AGREEMENT_FORK"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_text_under_the_version_in_force_delivered_as_an_approval_is_flagged_as_a_fork() {
+    use hotline::envelope::{self, AMENDMENT_TYPE};
+    use hotline::proto::{Amendment, AmendmentAction, DeliverRequest};
+    use prost::Message as _;
+    let mut c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    let v1 = SignedAgreement::load(&c.configs[0].agreement).unwrap();
+    // Two versions 2, both chained from version 1 and signed by every party.
+    let version_2 = |title: &str| {
+        let head = format!("version = 2\nprevious = \"{}\"\n", hex::encode(v1.text_sha256()));
+        let text = v1.text().replacen("version = 1\n", &head, 1).replacen(
+            &format!("title = \"{}\"", v1.agreement.title),
+            &format!("title = \"{title}\""),
+            1,
+        );
+        let mut v2 = SignedAgreement::parse(text.as_bytes()).unwrap();
+        for i in 0..2 {
+            v2.sign(&c.key(i)).unwrap();
+        }
+        v2
+    };
+    let (adopted, other) = (version_2("In force"), version_2("Another text"));
+    let file = c.dir.path().join("agreement-2.toml");
+    std::fs::write(&file, adopted.to_bytes()).unwrap();
+    for i in 0..2 {
+        c.stop(i).await;
+        c.configs[i].agreement = file.clone();
+    }
+    for i in 0..2 {
+        c.restart(i).await;
+    }
+    c.eventually(10, "both run version 2", |c| c.version(0) == 2 && c.version(1) == 2)
+        .await;
+    let approval = Amendment {
+        id: hotline::message::new_id(),
+        from: "CHL".into(),
+        to: vec!["PER".into()],
+        created_at: Some(hotline::clock::to_proto(c.clock.now())),
+        action: AmendmentAction::Approve as i32,
+        version: 2,
+        text_sha256: other.text_sha256().to_vec(),
+        signed_note: other.to_bytes(),
+        author: "duty".into(),
+        ..Default::default()
+    };
+    let env = envelope::sign(AMENDMENT_TYPE, approval.encode_to_vec(), &c.key(1));
+    c.peer_client(1, 0)
+        .deliver(DeliverRequest {
+            envelope: Some(env),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.eventually(10, "PER logs the fork", |c| forks_logged(c, 0) == 1).await;
+    assert!(
+        c.log_lines(0)
+            .iter()
+            .any(|l| l.starts_with("AGREEMENT_FORK") && l.contains(&hex::encode(other.text_sha256()))),
+        "the fork names the other text"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delivery_logs_no_fork_and_a_misshapen_reference_is_refused_before_anything_is_logged() {
+    use hotline::proto::{AgreementRef, DeliverRequest};
+    let c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
+    let mut chl = c.peer_client(1, 0);
+    let huge = chl
+        .deliver(DeliverRequest {
+            agreement: Some(AgreementRef {
+                version: 1,
+                text_sha256: vec![7; 16_384],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(huge.code(), tonic::Code::InvalidArgument, "{huge:?}");
+    assert!(huge.message().contains("32"), "{}", huge.message());
+    // Twenty refused deliveries (no envelope), each naming another text under version 1.
+    for i in 0..20u8 {
+        let refused = chl
+            .deliver(DeliverRequest {
+                agreement: Some(AgreementRef {
+                    version: 1,
+                    text_sha256: vec![i; 32],
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    }
+    assert_eq!(forks_logged(&c, 0), 0, "a refused delivery's claim is not logged");
+}

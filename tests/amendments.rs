@@ -539,3 +539,39 @@ async fn a_peer_cannot_store_rejections_of_unknown_proposals_or_proposals_far_ah
     assert!(refused.message().contains("more than 64 versions"), "{refused:?}");
     assert!(c.node(0).pending().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_partys_pending_proposals_never_refuse_another_partys() {
+    let c = common::Cluster::start(&["PER", "CHL", "ARG"], common::FAST_NORMS).await;
+    let next = hotline::setup::amended_text(&in_force(&c, 1), &Changes::default());
+    let cap = hotline::node::MAX_PENDING_PER_PARTY;
+    // CHL proposes one text more than PER keeps from one party.
+    for i in 0..=cap {
+        propose(&c, 1, format!("{next}# CHL's variant {i}\n").into_bytes())
+            .await
+            .unwrap();
+    }
+    let from_chl = || {
+        c.node(0)
+            .pending()
+            .unwrap()
+            .iter()
+            .filter(|p| p.proposal.proposed_by == "CHL")
+            .count()
+    };
+    c.eventually(30, "PER keeps CHL's first proposals", |_| from_chl() == cap)
+        .await;
+    // ARG's proposal still gets in, and CHL's extra one stays out.
+    propose(&c, 2, format!("{next}# ARG's text\n").into_bytes())
+        .await
+        .unwrap();
+    c.eventually(30, "PER keeps ARG's proposal", |c| {
+        c.node(0)
+            .pending()
+            .unwrap()
+            .iter()
+            .any(|p| p.proposal.proposed_by == "ARG")
+    })
+    .await;
+    assert_eq!(from_chl(), cap);
+}

@@ -153,9 +153,14 @@ fn an_entry_checked_at_an_earlier_start_is_rechecked_on_request() {
     Log::open(dir.path(), key.clone()).unwrap().close(); // checks all 100, once
     alter_entry(&dir, 12);
     Log::open(dir.path(), key.clone()).unwrap().close(); // only new entries: none
-    let err = Log::open_with(dir.path(), hotline::keys::OwnKeys::single(key), Recheck::All)
-        .err()
-        .expect("a full recheck opened an altered log");
+    let err = Log::open_with(
+        dir.path(),
+        hotline::keys::OwnKeys::single(key),
+        Recheck::All,
+        hotline::clock::Clock::system(),
+    )
+    .err()
+    .expect("a full recheck opened an altered log");
     assert!(err.to_string().contains("entry 12: content does not match"), "{err}");
 }
 

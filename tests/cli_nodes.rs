@@ -476,3 +476,83 @@ fn a_drill_of_four_parties_completes_both_phases_and_verifies_every_log() {
     // A check and its answer each way between 4 parties, plus rosters and the notice: entries on every log.
     assert!(v["log_entries_per_node"]["mean"].as_f64().unwrap() > 20.0, "{v}");
 }
+
+#[test]
+fn the_next_steps_init_prints_run_as_typed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("PER");
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let out = hotline(&["init", "--party", "PER", "--dir", &s(&dir), "--listen", &listen]);
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let steps: Vec<&str> = printed
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("hotline "))
+        .collect();
+    assert_eq!(steps.len(), 3, "{printed}");
+    // The binary under test stands for `hotline` on the PATH.
+    let bin = Path::new(env!("CARGO_BIN_EXE_hotline")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let shell = |line: &str| {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(line).env("PATH", &path);
+        sh
+    };
+    for step in &steps[..2] {
+        let done = shell(step).output().unwrap();
+        assert!(
+            done.status.success(),
+            "{step}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    let _node = Serve(
+        shell(steps[2])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let config = s(&dir.join("hotline.toml"));
+    until(30, "the node started as printed answers status", || {
+        hotline(&["status", "--config", &config]).status.success()
+    });
+}
+
+#[test]
+fn a_second_serve_on_one_data_directory_is_refused_naming_the_holder() {
+    let root = tempfile::tempdir().unwrap();
+    let (per, _chl, _) = two_parties(root.path());
+    let config = per.join("hotline.toml");
+    let first = serve(&config);
+    until(30, "the first node answers status", || {
+        hotline(&["status", "--config", &s(&config)]).status.success()
+    });
+    // The same data directory, another port.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let other = per.join("other.toml");
+    let port = common::free_port();
+    let rewritten: String = text
+        .lines()
+        .map(|l| match l.starts_with("listen") {
+            true => format!("listen = \"127.0.0.1:{port}\"\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&other, rewritten).unwrap();
+    let second = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["serve", "--config", &s(&other)])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    let holder = format!("process {}", first.0.id());
+    assert!(
+        err.contains("is in use by another hotline") && err.contains(&holder),
+        "{err}"
+    );
+    // The first node keeps serving.
+    assert!(hotline(&["status", "--config", &s(&config)]).status.success());
+    assert!(first.terminate().success());
+}

@@ -144,7 +144,7 @@ async fn a_notice_larger_than_an_entry_bundle_is_receipted_shown_whole_and_both_
     );
     for i in [0, 1] {
         let data = &c.configs[i].data;
-        let key = c.node(i).key();
+        let key = c.node(i).key().unwrap();
         let key = key.verifier();
         hotline::log::verify::verify_data_dir(data, key, |_, _| {}).unwrap();
         let out = tempfile::tempdir().unwrap();

@@ -54,11 +54,10 @@ proptest! {
         let k = key();
         let env = envelope::sign(NOTICE_TYPE, b"payload bytes".to_vec(), &k);
         let bytes = mutate(env.encode_to_vec(), at, with, cut);
-        if let Ok(m) = Envelope::decode(&bytes[..]) {
-            if envelope::verify(&m, NOTICE_TYPE, &keyring(&k), clock::now()).is_ok() {
+        if let Ok(m) = Envelope::decode(&bytes[..])
+            && envelope::verify(&m, NOTICE_TYPE, &keyring(&k), clock::now()).is_ok() {
                 prop_assert_eq!(m.payload, env.payload);
             }
-        }
     }
 
     #[test]

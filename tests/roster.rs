@@ -197,6 +197,43 @@ async fn an_operator_certificate_in_no_roster_entry_cannot_act_until_a_roster_na
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_removed_by_a_roster_is_refused_on_the_stream_it_opened_before() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut outcomes = c
+        .operator(0)
+        .send_notices(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let send = |title: &str| hotline::proto::SendNoticeRequest {
+        notice: Some(notice(&["CHL"], title)),
+    };
+    tx.send(send("Before")).await.unwrap();
+    let first = outcomes.message().await.unwrap().unwrap().result.unwrap();
+    assert!(
+        matches!(first, hotline::proto::send_notice_outcome::Result::Sent(_)),
+        "{first:?}"
+    );
+    // Version 2 names another certificate: this operator no longer acts for PER.
+    let without = SignedRoster::sign(&roster("PER", 2, &"ab".repeat(32)), &c.key(0)).unwrap();
+    publish(&c, 0, &without).await.unwrap();
+    tx.send(send("After removal")).await.unwrap();
+    let second = outcomes.message().await.unwrap().unwrap().result.unwrap();
+    let hotline::proto::send_notice_outcome::Result::Refused(refusal) = second else {
+        panic!("a removed operator's notice was sent: {second:?}");
+    };
+    assert_eq!(refusal.code, Code::PermissionDenied as i32, "{refusal:?}");
+    assert!(refusal.message.contains("roster version 2"), "{}", refusal.message);
+    let notices_sent = c
+        .log_lines(0)
+        .iter()
+        .filter(|l| l.starts_with("sent") && l.contains("notice"))
+        .count();
+    assert_eq!(notices_sent, 1, "the refused notice is not logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roster_version_not_above_the_one_in_force_is_refused_and_the_roster_survives_a_restart() {
     let mut c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     let v2 = SignedRoster::sign(&roster("PER", 2, &operator_cert(&c, 0)), &c.key(0)).unwrap();

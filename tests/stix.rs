@@ -149,3 +149,72 @@ async fn the_most_restricted_tlp_exported_is_chosen_and_ids_are_stable() {
     };
     assert_eq!(ids(&first), ids(&again), "the same notices give the same objects");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_attachment_is_attributed_to_the_peer_and_cannot_redefine_a_marking() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let (_, ours) = {
+        let id = c.send(0, notice(&["CHL"], "Our own words")).await;
+        common::export_stix(&c, "amber").1["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["type"] == "incident" && o["external_references"][0]["external_id"] == id.as_str())
+            .map(|i| (id.clone(), i["created_by_ref"].as_str().unwrap().to_owned()))
+            .unwrap()
+    };
+    let green_id = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
+    // CHL's attachment claims PER's identity, credits PER with a malware
+    // object, and redefines TLP:GREEN's marking.
+    let forged = serde_json::json!({"type": "bundle", "id": "bundle--1d2b1a4e-27a1-4a59-9a5c-2f3b9d6c1e01", "objects": [
+        {"type": "identity", "spec_version": "2.1", "id": ours, "created": "2026-11-01T00:00:00.000Z",
+         "modified": "2026-11-01T00:00:00.000Z", "name": "PER says so", "identity_class": "organization"},
+        {"type": "malware", "spec_version": "2.1", "id": "malware--5f1c2b9e-3d6a-4c8e-9b1f-0a2d3e4f5a6b",
+         "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z", "created_by_ref": ours,
+         "name": "Blamed on PER", "is_family": true},
+        {"type": "marking-definition", "spec_version": "2.1", "id": green_id, "created": "2022-10-01T00:00:00.000Z",
+         "name": "TLP:GREEN", "definition_type": "statement", "definition": {"statement": "share freely"}},
+    ]});
+    let mut n = notice(&["PER"], "From CHL");
+    n.from = "CHL".into();
+    n.tlp = Tlp::Green as i32;
+    n.attachments = vec![Attachment {
+        media_type: "application/stix+json;version=2.1".into(),
+        data: forged.to_string().into_bytes(),
+        name: "forged.json".into(),
+    }];
+    let theirs = c.send(1, n).await;
+    c.eventually(10, "PER holds CHL's notice", |c| {
+        c.node(0)
+            .read(|db| hotline::state::message(db, &theirs))
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let (_, bundle) = common::export_stix(&c, "amber");
+    let malware = of_type(&bundle, "malware");
+    let incident = of_type(&bundle, "incident")
+        .into_iter()
+        .find(|i| i["name"] == "From CHL")
+        .unwrap();
+    let chl = incident["created_by_ref"].as_str().unwrap();
+    assert_ne!(chl, ours);
+    assert_eq!(malware[0]["created_by_ref"], chl, "CHL's words are CHL's");
+    let identities = of_type(&bundle, "identity");
+    assert!(identities.iter().all(|i| i["name"] != "PER says so"));
+    let greens: Vec<_> = of_type(&bundle, "marking-definition")
+        .into_iter()
+        .filter(|m| m["id"] == green_id)
+        .collect();
+    assert_eq!(greens.len(), 1);
+    assert!(
+        greens[0]["definition"].is_null(),
+        "the official TLP:GREEN stands: {}",
+        greens[0]
+    );
+    let said = incident["description"].as_str().unwrap();
+    assert!(
+        said.contains("Left out of CHL's STIX attachments") && said.contains(green_id),
+        "{said}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Schema migrations: a database written by an older version opens with
 //! nothing lost.
 
+mod common;
+
 use hotline::envelope::{self, NOTICE_TYPE, RECEIPT_TYPE};
 use hotline::keys::IdentityKey;
 use hotline::log::entry;
@@ -149,4 +151,121 @@ fn a_version_2_database_keeps_its_compliance_figures() {
     assert_eq!(figures.len(), 1, "{figures:?}");
     let (party, kind, met, missed) = &figures[0];
     assert_eq!((party.as_str(), *kind as i32, *met, *missed), ("CHL", 1, 1, 1));
+}
+
+/// One column as both engines can describe it: name, type (SQLite's names),
+/// whether it may be NULL, and its place in the primary key (0: none).
+type Column = (String, String, bool, i64);
+
+/// Every table of the store on `c`, with its columns in order.
+fn schema(c: &hotline::db::Connection) -> std::collections::BTreeMap<String, Vec<Column>> {
+    let (tables, columns) = match c.is_postgres() {
+        false => (
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            "SELECT name, upper(type), \"notnull\" OR pk > 0, pk FROM pragma_table_info(?1) ORDER BY cid",
+        ),
+        true => (
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name <> 'schema_version'",
+            "SELECT c.column_name::text, \
+                    CASE c.data_type WHEN 'bigint' THEN 'INTEGER' WHEN 'bytea' THEN 'BLOB' \
+                                     WHEN 'text' THEN 'TEXT' ELSE upper(c.data_type) END, \
+                    c.is_nullable = 'NO', COALESCE(k.ordinal_position, 0)::bigint \
+             FROM information_schema.columns c \
+             LEFT JOIN information_schema.table_constraints t \
+               ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.constraint_type = 'PRIMARY KEY' \
+             LEFT JOIN information_schema.key_column_usage k \
+               ON k.constraint_name = t.constraint_name AND k.table_schema = c.table_schema \
+              AND k.table_name = c.table_name AND k.column_name = c.column_name \
+             WHERE c.table_schema = current_schema() AND c.table_name = ?1 ORDER BY c.ordinal_position",
+        ),
+    };
+    let names: Vec<String> = c
+        .prepare(tables)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    names
+        .into_iter()
+        .map(|table| {
+            let cols = c
+                .prepare(columns)
+                .unwrap()
+                .query_map([&table], |r| Ok((r.get(0)?, r.get(1)?, r.get::<bool>(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<Vec<Column>, _>>()
+                .unwrap();
+            (table, cols)
+        })
+        .collect()
+}
+
+/// A SQLite store in `dir` built by the first `version` migrations, as an
+/// older hotline left it.
+fn sqlite_store_at(dir: &std::path::Path, version: usize) {
+    let c = rusqlite::Connection::open(dir.join(store::DB_FILE)).unwrap();
+    for sql in &store::MIGRATIONS[..version] {
+        c.execute_batch(sql).unwrap();
+    }
+    c.pragma_update(None, "user_version", version as i64).unwrap();
+}
+
+#[test]
+fn postgresqls_migrations_reach_the_newest_schema_version() {
+    let (last, _) = store::POSTGRES_MIGRATIONS.last().unwrap();
+    assert_eq!(
+        *last,
+        store::MIGRATIONS.len(),
+        "a new SQLite migration needs its PostgreSQL counterpart"
+    );
+    assert!(store::POSTGRES_MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
+#[test]
+fn a_sqlite_store_at_every_earlier_version_migrates_to_one_schema() {
+    let newest = {
+        let dir = tempfile::tempdir().unwrap();
+        schema(&store::open_writer(dir.path()).unwrap())
+    };
+    for version in 0..store::MIGRATIONS.len() {
+        let dir = tempfile::tempdir().unwrap();
+        sqlite_store_at(dir.path(), version);
+        let migrated = schema(&store::open_writer(dir.path()).unwrap());
+        assert_eq!(migrated, newest, "a store at version {version}, migrated");
+    }
+}
+
+#[test]
+fn postgresql_at_every_earlier_version_migrates_to_the_schema_sqlite_has() {
+    let Some((admin, _server)) = common::postgres_server("compare PostgreSQL's schema with SQLite's") else {
+        return;
+    };
+    let sqlite = {
+        let dir = tempfile::tempdir().unwrap();
+        sqlite_store_at(dir.path(), store::MIGRATIONS.len());
+        schema(&store::open_reader(dir.path()).unwrap())
+    };
+    // Every version a PostgreSQL store may be left at: empty, or after each migration but the last.
+    let earlier = std::iter::once(0).chain(store::POSTGRES_MIGRATIONS.iter().rev().skip(1).map(|(v, _)| *v));
+    for version in earlier {
+        let dir = tempfile::tempdir().unwrap();
+        let url = common::fresh_database(&admin);
+        store::bind(dir.path(), Some(&url)).unwrap();
+        if version > 0 {
+            let c = store::open_reader(dir.path()).unwrap();
+            for (_, sql) in store::POSTGRES_MIGRATIONS.iter().filter(|(v, _)| *v <= version) {
+                c.execute_batch(sql).unwrap();
+            }
+            c.execute_batch("DELETE FROM schema_version").unwrap();
+            c.execute("INSERT INTO schema_version (version) VALUES (?1)", [version as i64])
+                .unwrap();
+        }
+        let postgres = schema(&store::open_writer(dir.path()).unwrap());
+        assert_eq!(
+            postgres, sqlite,
+            "PostgreSQL from version {version} against SQLite, table by table and column by column"
+        );
+    }
 }

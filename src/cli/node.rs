@@ -56,16 +56,29 @@ pub fn init(args: InitArgs, out: Out) -> anyhow::Result<ExitCode> {
         &endpoint,
         args.tls_from.as_deref(),
     )?;
+    let dir = args.dir.display();
+    // Each step runs as printed (tests/cli_nodes.rs runs them); the agreement
+    // lands where the configuration looks for it.
+    let next_steps = [
+        format!("hotline agreement new {dir}/party.toml --out {dir}/agreement.toml"),
+        format!("hotline agreement sign {dir}/agreement.toml --key {dir}/identity.key"),
+        format!("hotline serve --config {}", made.config.display()),
+    ];
     out.print(
         &json!({"party": args.party, "dir": args.dir, "config": made.config, "vkey": made.vkey,
-                "party_entry_file": args.dir.join("party.toml")}),
+                "party_entry_file": args.dir.join("party.toml"), "next_steps": next_steps}),
         || {
             format!(
-                "created party {party} in {dir}\n  config       {config}\n  identity key {dir}/identity.key (0600), verifier key {vkey}\n  TLS          {dir}/tls/ (CA, node, operator and auditor certificates)\n  agreement    share {dir}/party.toml with the other parties; build agreement.toml with\n               hotline agreement new party.toml... > agreement.toml, and have everyone sign it\n",
+                "created party {party} in {dir}\n  config       {config}\n  identity key {dir}/identity.key (0600), verifier key {vkey}\n  TLS          {dir}/tls/ (CA, node, operator and auditor certificates)\n\n\
+                 next steps:\n  1. share {dir}/party.toml with the other parties and build the agreement\n     (add their party.toml files after this one):\n       {new}\n  \
+                 2. every party signs the same file, and each keeps the signed copy as agreement.toml in its folder:\n       {sign}\n  \
+                 3. start the node:\n       {serve}\n",
                 party = args.party,
-                dir = args.dir.display(),
                 config = made.config.display(),
-                vkey = made.vkey
+                vkey = made.vkey,
+                new = next_steps[0],
+                sign = next_steps[1],
+                serve = next_steps[2],
             )
         },
     );

@@ -10,6 +10,14 @@ pub enum Error {
     /// PostgreSQL failed, or a value did not convert.
     #[error("PostgreSQL: {0}")]
     Postgres(String),
+    /// PostgreSQL refused a statement with this SQLSTATE (class 23: a constraint).
+    #[error("PostgreSQL: {message} (SQLSTATE {sqlstate})")]
+    PostgresRefused {
+        /// The server's message.
+        message: String,
+        /// The five-character SQLSTATE code.
+        sqlstate: String,
+    },
     /// A query that must return a row returned none.
     #[error("query returned no rows")]
     NoRows,
@@ -20,11 +28,17 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether a uniqueness or other constraint refused the statement.
-    pub fn is_constraint(&self) -> bool {
+    /// Whether the row's key is taken (a primary key or unique constraint):
+    /// a replay or a race, not a failure. Other constraints (a CHECK, a NOT
+    /// NULL) are failures and are not mistaken for it.
+    pub fn is_unique_violation(&self) -> bool {
         match self {
-            Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => e.code == rusqlite::ErrorCode::ConstraintViolation,
-            Error::Postgres(m) => m.starts_with("constraint:"),
+            Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            ),
+            // unique_violation, as PostgreSQL's errcodes list it.
+            Error::PostgresRefused { sqlstate, .. } => sqlstate == "23505",
             _ => false,
         }
     }

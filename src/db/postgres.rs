@@ -137,8 +137,10 @@ fn pg(e: postgres::Error) -> Error {
         return closed(e);
     }
     match e.as_db_error() {
-        Some(db) if db.code().code().starts_with("23") => Error::Postgres(format!("constraint: {}", db.message())),
-        Some(db) => Error::Postgres(format!("{} ({})", db.message(), db.code().code())),
+        Some(db) => Error::PostgresRefused {
+            message: db.message().to_owned(),
+            sqlstate: db.code().code().to_owned(),
+        },
         None => Error::Postgres(e.to_string()),
     }
 }

@@ -101,7 +101,10 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         Ok(Err(s)) => return fail_all(format!("{:?}: {}", s.code(), s.message())),
         Ok(Ok(reply)) => {
             let reply = reply.into_inner();
-            node.heard_from(party, reply.agreement.as_ref()).await;
+            node.heard_from(party, reply.agreement.as_ref());
+            if crate::node::PeerAgreements::check_shape(reply.agreement.as_ref()).is_ok() {
+                node.peer_holds(party, reply.agreement.as_ref()).await;
+            }
             reply.outcomes
         }
     };

@@ -53,6 +53,17 @@ pub enum LogError {
         /// The entry's size.
         bytes: usize,
     },
+    /// No identity key of this node is valid now in the agreement in force:
+    /// nothing is signed, since what an expired key signs never verifies.
+    #[error(
+        "no identity key of this node is valid at {at} in the agreement in force ({keys}); nothing was signed: start the node with the rotation's next key"
+    )]
+    NoValidKey {
+        /// The instant, RFC 3339.
+        at: String,
+        /// The keys held, with their windows.
+        keys: String,
+    },
     /// A state change that had to commit with the entries refused; nothing was appended.
     #[error(transparent)]
     Refused(#[from] StateError),
@@ -74,6 +85,21 @@ pub enum StateError {
     /// The database failed.
     #[error("database: {0}")]
     Storage(#[from] crate::db::Error),
+}
+
+/// The keys that sign at `at`, or why none may.
+pub(crate) fn signing_keys(
+    keys: &crate::keys::OwnKeys,
+    at: time::OffsetDateTime,
+) -> Result<Vec<crate::keys::IdentityKey>, LogError> {
+    let valid = keys.valid_at(at);
+    match valid.is_empty() {
+        true => Err(LogError::NoValidKey {
+            at: crate::clock::rfc3339(at),
+            keys: keys.describe(),
+        }),
+        false => Ok(valid),
+    }
 }
 
 pub(crate) fn corrupt(dir: &Path, what: impl Into<String>) -> LogError {

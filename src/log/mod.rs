@@ -27,6 +27,7 @@ pub use reader::LogReader;
 pub use startup::Recheck;
 pub use writer::{Appended, Head, StateChange};
 
+use crate::clock::Clock;
 use crate::keys::{IdentityKey, OwnKeys};
 use crate::store;
 use entry::Entry;
@@ -53,12 +54,12 @@ impl Log {
     /// matches its latest signed checkpoint and that the entries appended
     /// since the last start still hash to it, and starts the writer.
     pub fn open(dir: &Path, key: IdentityKey) -> Result<Self, LogError> {
-        Self::open_with(dir, OwnKeys::single(key), Recheck::NewEntries)
+        Self::open_with(dir, OwnKeys::single(key), Recheck::NewEntries, Clock::system())
     }
 
     /// Like [`Log::open`], signing with `keys` (which follow the agreement
-    /// in force) and re-hashing the entries `recheck` says.
-    pub fn open_with(dir: &Path, keys: OwnKeys, recheck: Recheck) -> Result<Self, LogError> {
+    /// in force) at the time `clock` tells, and re-hashing the entries `recheck` says.
+    pub fn open_with(dir: &Path, keys: OwnKeys, recheck: Recheck, clock: Clock) -> Result<Self, LogError> {
         let key = keys;
         std::fs::create_dir_all(dir).map_err(|e| corrupt(dir, format!("cannot create data directory: {e}")))?;
         let conn = store::open_writer(dir)?;
@@ -66,7 +67,7 @@ impl Log {
             // One writer per store: a standby waits here until the holder is gone.
             store::take_writer_lease(&conn, dir)?;
         }
-        let head = load_head(&conn, dir, &key)?;
+        let head = load_head(&conn, dir, &key, &clock)?;
         recheck_entries(&conn, dir, head.size, recheck)?;
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let (head_tx, head_rx) = watch::channel(head);
@@ -79,6 +80,7 @@ impl Log {
                 Writer {
                     conn,
                     key,
+                    clock,
                     dir: writer_dir,
                     head: head_tx,
                     repeats: crate::repeats::Repeats::new(std::time::Duration::from_secs(60)),

@@ -30,7 +30,12 @@ pub enum Recheck {
     All,
 }
 
-pub(crate) fn load_head(conn: &Connection, dir: &Path, keys: &OwnKeys) -> Result<Head, LogError> {
+pub(crate) fn load_head(
+    conn: &Connection,
+    dir: &Path,
+    keys: &OwnKeys,
+    clock: &crate::clock::Clock,
+) -> Result<Head, LogError> {
     let db = dir.join(store::DB_FILE);
     // The highest index, not COUNT(*): counting reads every page of a table
     // of millions of entries. A hole among the entries appended since the
@@ -47,7 +52,7 @@ pub(crate) fn load_head(conn: &Connection, dir: &Path, keys: &OwnKeys) -> Result
             size: 0,
             root: tlog_tiles::EMPTY_HASH,
             note: Arc::new(checkpoint::sign(
-                &keys.valid_at(crate::clock::now()),
+                &super::error::signing_keys(keys, clock.now())?,
                 0,
                 tlog_tiles::EMPTY_HASH,
             )),

@@ -376,7 +376,7 @@ pub fn verify_data_dir(
             replay.checkpoint(note)?;
             next_cp.next();
         }
-        if index % 4096 == 0 {
+        if index.is_multiple_of(4096) {
             progress(index + 1, total);
         }
     }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint;
 use super::entry::{Entry, MAX_ENTRY_BYTES};
-use super::error::{LogError, StateError, corrupt, tree_error};
+use super::error::{LogError, StateError, corrupt, signing_keys, tree_error};
 use super::tree::{self, DbHashes};
 use crate::keys::OwnKeys;
 use crate::store::{self, Context};
@@ -81,6 +81,8 @@ impl Checkpointer {
         let conn = store::open_writer(dir)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let db = dir.join(store::DB_FILE);
+        // A full disk fails every round: one line a minute, with how many were held back.
+        let repeats = crate::repeats::Repeats::new(std::time::Duration::from_secs(60));
         let thread = std::thread::Builder::new()
             .name("hotline-log-checkpointer".into())
             .spawn(move || {
@@ -88,7 +90,10 @@ impl Checkpointer {
                     // PASSIVE never blocks the writer or readers; frames it cannot copy yet wait for the next round.
                     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<i64>(0));
                     if let Err(e) = done {
-                        tracing::warn!(db = %db.display(), error = %e, "background WAL checkpoint failed");
+                        let error = e.to_string();
+                        if let Some(held_back) = repeats.check(&error, std::time::Instant::now()) {
+                            tracing::warn!(db = %db.display(), %error, held_back, "background WAL checkpoint failed");
+                        }
                     }
                 }
             })
@@ -117,6 +122,8 @@ impl Drop for Checkpointer {
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) key: OwnKeys,
+    /// Where the writer reads the time its checkpoints are signed at.
+    pub(crate) clock: crate::clock::Clock,
     pub(crate) dir: PathBuf,
     pub(crate) head: watch::Sender<Head>,
     /// Failing batches (a full disk, say) are logged once a minute with a count.
@@ -230,7 +237,7 @@ impl Writer {
             return Ok(Batch::Committed { head: None, results });
         }
         let root = tree_hash(size, &DbHashes(&tx)).map_err(|e| tree_error(&self.dir, e))?;
-        let note = checkpoint::sign(&self.key.valid_at(crate::clock::now()), size, root);
+        let note = checkpoint::sign(&signing_keys(&self.key, self.clock.now())?, size, root);
         tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(crate::db::params![size as i64, note]))
             .at(&db)?;

@@ -50,13 +50,12 @@ impl Node {
             let repeats = node.clone();
             node.tasks.spawn(async move {
                 let Ok(_turn) = running.acquire().await else { return };
-                if let Err(why) = alert(&command, &text, timeout).await {
-                    if let Some(held_back) = repeats
+                if let Err(why) = alert(&command, &text, timeout).await
+                    && let Some(held_back) = repeats
                         .repeats
                         .check(&format!("alert: {why}"), std::time::Instant::now())
-                    {
-                        tracing::warn!(kind = kind.name(), error = %why, held_back, "alert command failed");
-                    }
+                {
+                    tracing::warn!(kind = kind.name(), error = %why, held_back, "alert command failed");
                 }
             });
         }

@@ -27,9 +27,11 @@ use crate::state::{self, AmendmentStep, Proposal};
 /// far ahead of the version in force a proposal may be.
 const MAX_CATCH_UP: u64 = 64;
 
-/// How many different proposals a node keeps pending at once: a peer
-/// cannot fill the store with texts nobody will sign.
-const MAX_PENDING: usize = 64;
+/// How many different proposals a node keeps pending from one proposing
+/// party: a peer cannot fill the store with texts nobody will sign, and one
+/// party's proposals never crowd out another's (the amendment that removes
+/// a party that floods must still get through).
+pub const MAX_PENDING_PER_PARTY: usize = 8;
 
 impl Node {
     /// Proposes `note` (a signed note or plain TOML text) as the next
@@ -138,7 +140,16 @@ impl Node {
     /// nothing for a version already in force or past (it is only logged).
     pub(super) fn check_amendment(&self, a: &Amendment, caller: &str) -> Result<Option<AmendmentStep>, NodeError> {
         let current = self.in_force();
+        let bad = |what: String| NodeError::BadAmendment(format!("amendment {}: {what}", a.id));
         if a.version <= current.version() {
+            if a.version == current.version() && a.text_sha256.as_slice() != current.text_sha256 {
+                // Another text under the version in force: a fork, flagged once it is
+                // logged, if the note it carries is the text it names.
+                let carried = SignedAgreement::parse(&a.signed_note).map_err(|e| bad(e.to_string()))?;
+                if carried.agreement.version != a.version || carried.text_sha256().as_slice() != a.text_sha256 {
+                    return Err(bad("its signed note is not the version and text it names".into()));
+                }
+            }
             return Ok(None);
         }
         if a.version > current.version() + MAX_CATCH_UP {
@@ -164,13 +175,12 @@ impl Node {
                 reason: a.reason.clone(),
             }));
         }
-        if !held && self.read(|c| state::pending_count(c, current.version()))? >= MAX_PENDING {
+        if !held && self.read(|c| state::pending_count_by(c, current.version(), caller))? >= MAX_PENDING_PER_PARTY {
             return Err(NodeError::BadAmendment(format!(
-                "{MAX_PENDING} proposals are pending already; amendment {} is refused until some are adopted",
+                "{MAX_PENDING_PER_PARTY} proposals by {caller} are pending already; amendment {} is refused until some are adopted",
                 a.id
             )));
         }
-        let bad = |what: String| NodeError::BadAmendment(format!("amendment {}: {what}", a.id));
         let carried = SignedAgreement::parse(&a.signed_note).map_err(|e| bad(e.to_string()))?;
         if carried.agreement.version != a.version || carried.text_sha256().as_slice() != a.text_sha256 {
             return Err(bad("its signed note is not the version and text it names".into()));
@@ -324,7 +334,7 @@ impl Node {
         actor: Actor<'_>,
     ) -> Result<Sent, NodeError> {
         proposed
-            .sign_following(&self.key(), self.in_force().agreement())
+            .sign_following(&self.key()?, self.in_force().agreement())
             .map_err(|e| NodeError::BadAmendment(e.to_string()))?;
         let to = self.amendment_recipients(&proposed.agreement);
         let amendment = self.amendment(&proposed, action, reason, actor, to, proposed.to_bytes());

@@ -113,6 +113,9 @@ pub enum NodeError {
     /// An amendment, or the version it proposes, breaks the agreement's rules.
     #[error("amendment: {0}")]
     BadAmendment(String),
+    /// The agreement a peer says it holds is named in a malformed reference.
+    #[error("{0}")]
+    BadAgreementRef(String),
     /// No pending proposal has this version or hash.
     #[error("no pending proposal {0}; hotline agreement pending lists them")]
     NoSuchProposal(String),

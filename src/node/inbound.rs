@@ -246,7 +246,7 @@ impl Node {
             .pop()
             .map(|(_, e)| e.data)
             .unwrap_or_default();
-        Ok(self.sign_receipt(existing, caller, &data, head.note.to_vec(), proof))
+        self.sign_receipt(existing, caller, &data, head.note.to_vec(), proof)
     }
 
     fn sign_receipt(
@@ -256,7 +256,7 @@ impl Node {
         entry_bytes: &[u8],
         note: Vec<u8>,
         proof: Vec<tlog_tiles::Hash>,
-    ) -> Envelope {
+    ) -> Result<Envelope, NodeError> {
         let received_at = LogEntry::decode(entry_bytes).ok().and_then(|e| e.logged_at);
         let receipt = Receipt {
             message_id: m.id.clone(),
@@ -269,7 +269,7 @@ impl Node {
             inclusion_proof: proof_to_wire(&proof),
             log_entry: entry_bytes.to_vec(),
         };
-        envelope::sign(RECEIPT_TYPE, receipt.encode_to_vec(), &self.key())
+        Ok(envelope::sign(RECEIPT_TYPE, receipt.encode_to_vec(), &self.key()?))
     }
 
     /// Logs an admitted message from `from` with the clocks it starts and
@@ -450,7 +450,7 @@ impl Node {
             log_index: done.first_index,
             ..stored
         };
-        let receipt = self.sign_receipt(&row, from, &entry_bytes.data, done.checkpoint.to_vec(), done.proof);
+        let receipt = self.sign_receipt(&row, from, &entry_bytes.data, done.checkpoint.to_vec(), done.proof)?;
         tracing::info!(id = %row.id, from, index = done.first_index, "received and logged");
         match a.message {
             Message::Notice(n) => {
@@ -466,7 +466,13 @@ impl Node {
                     self.took_roster(kept, done.first_index);
                 }
             }
-            Message::Amendment(_) => {
+            Message::Amendment(a) => {
+                // Another text under the version in force (checked in `check_amendment`).
+                let claim = crate::proto::AgreementRef {
+                    version: a.version,
+                    text_sha256: a.text_sha256,
+                };
+                self.peer_holds(from, Some(&claim)).await;
                 // Adopting logs more; the receipt does not wait for it.
                 let node = self.clone();
                 self.tasks.spawn(async move { node.adopt_ready().await });

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 pub use actor::{Actor, Answer, PendingAmendment, Sent};
+pub use amendments::MAX_PENDING_PER_PARTY;
 pub use error::NodeError;
 pub use held_rosters::{HeldRoster, Rosters};
 pub use peer_agreements::PeerAgreements;
@@ -115,8 +116,9 @@ impl Node {
         let keys = OwnKeys::single(held[0].clone());
         crate::store::bind(&config.data, config.database.as_deref()).map_err(crate::log::LogError::from)?;
         // On PostgreSQL a standby waits in here for the writer lease, off the async workers.
-        let (data, opening, recheck) = (config.data.clone(), keys.clone(), config.recheck_log);
-        let log = tokio::task::spawn_blocking(move || Log::open_with(&data, opening, recheck))
+        let (data, opening, recheck, writer_clock) =
+            (config.data.clone(), keys.clone(), config.recheck_log, clock.clone());
+        let log = tokio::task::spawn_blocking(move || Log::open_with(&data, opening, recheck, writer_clock))
             .await
             .map_err(|e| setup(format!("opening the log: {e}")))??;
         let log = Arc::new(log);
@@ -141,6 +143,16 @@ impl Node {
             )));
         }
         keys.set(own);
+        if keys.signing(clock.now()).is_none() {
+            return Err(setup(format!(
+                "{}: {}",
+                config.identity_key.display(),
+                crate::log::LogError::NoValidKey {
+                    at: crate::clock::rfc3339(clock.now()),
+                    keys: keys.describe(),
+                }
+            )));
+        }
         let identifier =
             Arc::new(Identifier::new(agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
         let own_ca = config.ca_pem().map_err(setup)?;
@@ -201,17 +213,23 @@ impl Node {
     }
 
     /// A peer spoke to us (a delivery, or its answer to ours): deliveries
-    /// to it waiting for a retry go now. The agreement it says it holds is
-    /// compared with ours: a later version is fetched from it and adopted if
-    /// it chains from ours; another text under our version number is logged
-    /// as an AGREEMENT_FORK norm event, once.
-    pub async fn heard_from(self: &Arc<Self>, party: &str, theirs: Option<&crate::proto::AgreementRef>) {
+    /// to it waiting for a retry go now, and a later version of the
+    /// agreement it says it holds is fetched from it and adopted if it
+    /// chains from ours. What it claims is flagged only once its delivery is
+    /// accepted ([`Node::peer_holds`]).
+    pub fn heard_from(self: &Arc<Self>, party: &str, theirs: Option<&crate::proto::AgreementRef>) {
         if let Some(waiting) = self.heard.lock().unwrap_or_else(|e| e.into_inner()).get(party) {
             waiting.notify_waiters();
         }
         if let Some(theirs) = theirs {
             self.catch_up(party, theirs.version);
         }
+    }
+
+    /// What `party`, whose delivery or answer we accepted, says it holds,
+    /// compared with ours: another text under our version number is logged
+    /// as an AGREEMENT_FORK norm event, once per peer and text.
+    pub async fn peer_holds(&self, party: &str, theirs: Option<&crate::proto::AgreementRef>) {
         let Some(detail) = self.agreements.note(party, theirs, &self.in_force().reference()) else {
             return;
         };
@@ -256,9 +274,15 @@ impl Node {
         self.outbox_queue.lock().ok().and_then(|mut q| q.take())
     }
 
-    /// The key that signs what we send now: of our keys valid now, the newest.
-    pub fn key(&self) -> IdentityKey {
-        self.keys.signing(self.clock.now())
+    /// The key that signs what we send now: of our keys valid now, the
+    /// newest. None valid is refused: an envelope signed outside its key's
+    /// window would be refused by every peer and fail our own audit.
+    pub fn key(&self) -> Result<IdentityKey, LogError> {
+        let now = self.clock.now();
+        self.keys.signing(now).ok_or_else(|| LogError::NoValidKey {
+            at: crate::clock::rfc3339(now),
+            keys: self.keys.describe(),
+        })
     }
 
     /// Takes up our keys as `me` (our party in a newly adopted version)

@@ -61,7 +61,7 @@ impl Node {
     pub(super) async fn send(&self, out: Outgoing, actor: Actor<'_>) -> Result<Sent, NodeError> {
         // Signed and logged under one version of the agreement: an adoption waits for us.
         let _version = self.adopting.read().await;
-        let envelope = envelope::sign(out.payload.0, out.payload.1, &self.key());
+        let envelope = envelope::sign(out.payload.0, out.payload.1, &self.key()?);
         let now = self.clock.now_ms();
         let in_force = self.in_force();
         let receipt_due = now + in_force.agreement().norms.receipt_within.as_millis() as i64;

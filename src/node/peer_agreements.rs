@@ -42,6 +42,18 @@ impl PeerAgreements {
         })
     }
 
+    /// Refuses a reference of the wrong shape before anything is noted or
+    /// logged of it: its text hash is a SHA-256, 32 bytes.
+    pub fn check_shape(theirs: Option<&AgreementRef>) -> Result<(), crate::node::NodeError> {
+        match theirs {
+            Some(r) if r.text_sha256.len() != 32 => Err(crate::node::NodeError::BadAgreementRef(format!(
+                "field agreement.text_sha256 has {} bytes; a SHA-256 has 32",
+                r.text_sha256.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The version `party` last said it holds; 0 before it said any.
     pub fn version_of(&self, party: &str) -> u64 {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());

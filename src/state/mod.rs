@@ -191,7 +191,7 @@ pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> Resu
             m.exercise
         ]);
     match inserted {
-        Err(e) if e.is_constraint() => Err(StateError::Duplicate(format!("message {}", m.id))),
+        Err(e) if e.is_unique_violation() => Err(StateError::Duplicate(format!("message {}", m.id))),
         other => other.map(|_| ()).map_err(StateError::from),
     }
 }

@@ -91,6 +91,14 @@ pub fn pending_count(c: &Connection, adopted: u64) -> crate::db::Result<usize> {
         .query_row([adopted as i64], |r| r.get::<i64>(0).map(|n| n as usize))
 }
 
+/// How many of the proposals pending after version `adopted` `party` proposed.
+pub fn pending_count_by(c: &Connection, adopted: u64, party: &str) -> crate::db::Result<usize> {
+    c.prepare_cached("SELECT COUNT(*) FROM proposals WHERE version > ?1 AND proposed_by = ?2")?
+        .query_row(crate::db::params![adopted as i64, party], |r| {
+            r.get::<i64>(0).map(|n| n as usize)
+        })
+}
+
 /// The proposal whose text has SHA-256 `sha256`, if we hold it.
 pub fn proposal(c: &Connection, sha256: &[u8]) -> crate::db::Result<Option<Proposal>> {
     c.prepare_cached("SELECT sha256, version, note, proposed_by, proposed_ms FROM proposals WHERE sha256 = ?1")?

@@ -1,9 +1,18 @@
-//! SQLite's schema, as the migrations that build it: index + 1 is the
-//! schema version (`PRAGMA user_version`); PostgreSQL starts at the newest
-//! (`postgres_schema.sql`).
+//! The schema, once in intent and twice in dialect: SQLite's migrations
+//! (index + 1 is the schema version, `PRAGMA user_version`), and
+//! PostgreSQL's, numbered on the same scale (the `schema_version` table).
+//! PostgreSQL stores began at version 12, built whole by
+//! `postgres_schema.sql`; every SQLite migration after it comes with its
+//! PostgreSQL counterpart under the same number, and
+//! `tests/store_migrations.rs` compares the schemas the two engines reach,
+//! table by table and column by column.
 
-/// Schema migrations, applied in order; index + 1 is the schema version.
-pub(crate) const MIGRATIONS: &[&str] = &[
+/// PostgreSQL's migrations: the schema version each brings a store to, and
+/// its SQL. The last one's version is SQLite's newest (`MIGRATIONS.len()`).
+pub const POSTGRES_MIGRATIONS: &[(usize, &str)] = &[(12, include_str!("postgres_schema.sql"))];
+
+/// SQLite's schema migrations, applied in order; index + 1 is the schema version.
+pub const MIGRATIONS: &[&str] = &[
     r#"
     -- The audit log: entries verbatim, and the RFC 6962 tree's stored hashes
     -- indexed as in Go's sumdb/tlog (stored_hash_index).

@@ -11,8 +11,10 @@ use rusqlite::OpenFlags;
 
 use crate::db::{self, Connection, PgConnection};
 
+mod lock;
 mod migrations;
-use migrations::MIGRATIONS;
+pub use lock::{DirLock, LOCK_FILE, LockError};
+pub use migrations::{MIGRATIONS, POSTGRES_MIGRATIONS};
 
 /// The database file inside a node's data directory.
 pub const DB_FILE: &str = "hotline.db";
@@ -228,10 +230,6 @@ pub fn take_writer_lease(conn: &Connection, dir: &Path) -> Result<(), StoreError
     Ok(())
 }
 
-/// PostgreSQL's schema: the newest SQLite schema (version `MIGRATIONS.len()`)
-/// in PostgreSQL's types. A new SQLite migration comes with its counterpart here.
-const POSTGRES_SCHEMA: &str = include_str!("postgres_schema.sql");
-
 /// Connects to PostgreSQL at `url`. A `sslrootcert=FILE` parameter names the
 /// PEM file of the authorities that sign the server's certificate, as for
 /// libpq; with `sslmode=require` the connection is TLS or nothing.
@@ -313,13 +311,11 @@ fn migrate_postgres(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     tx.execute_batch("SELECT pg_advisory_xact_lock(4242)").at(path)?;
     let version = postgres_version(&tx, path)?;
     check_version(version, path)?;
-    if version == 0 {
-        tx.execute_batch(POSTGRES_SCHEMA).at(path)?;
-        tx.execute(
-            "INSERT INTO schema_version (version) VALUES (?1)",
-            [MIGRATIONS.len() as i64],
-        )
-        .at(path)?;
+    for (to, sql) in POSTGRES_MIGRATIONS.iter().filter(|(to, _)| *to as i64 > version) {
+        tx.execute_batch(sql).at(path)?;
+        tx.execute_batch("DELETE FROM schema_version").at(path)?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [*to as i64])
+            .at(path)?;
     }
     tx.commit().at(path)
 }

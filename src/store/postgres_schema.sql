@@ -1,5 +1,6 @@
--- hotline's store in PostgreSQL: the same tables as SQLite's newest schema
--- (store/migrations.rs), in PostgreSQL's types. Integers are BIGINT, so
+-- hotline's store in PostgreSQL at schema version 12, where PostgreSQL
+-- stores begin: the same tables as SQLite's schema 12 (store/migrations.rs),
+-- in PostgreSQL's types; later versions are POSTGRES_MIGRATIONS there. Integers are BIGINT, so
 -- they read back as SQLite's 64-bit integers; blobs are BYTEA.
 
 -- The audit log: entries verbatim, and the RFC 6962 tree's stored hashes
