@@ -194,7 +194,7 @@ pub fn log_commit_histogram() -> Histogram {
 /// Serves `GET /metrics` on `listener` until `stop` resolves; `figures`
 /// reads the database figures for each scrape.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl axum::serve::Listener<Addr = SocketAddr>,
     metrics: Arc<Metrics>,
     figures: impl Fn() -> Figures + Clone + Send + Sync + 'static,
     stop: impl std::future::Future<Output = ()> + Send + 'static,

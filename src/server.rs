@@ -95,10 +95,14 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
             node.identifier.clone(),
             node.limits.clone(),
         )));
-    let connections = crate::limits::ConnectionLimit::new(config.connections_per_address, config.connections);
-    let (accept_loop, incoming) =
-        transport::tls_incoming(listener, connections, node.tls.clone(), config.handshake_timeout)
-            .map_err(|e| NodeError::Setup(e.to_string()))?;
+    let connections = limits(config);
+    let server_tls = node.tls.clone();
+    let (accept_loop, incoming) = transport::tls_incoming(
+        listener,
+        connections,
+        move || server_tls.acceptor(),
+        config.handshake_timeout,
+    );
     node.tasks
         .spawn(accept_loop.instrument(tracing::info_span!("accept", party = %node.party)));
     let party = node.party.clone();
@@ -132,7 +136,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         );
     }
     let metrics_addr = match config.metrics {
-        Some(at) => Some(serve_metrics(&node, at).await?),
+        Some(at) => Some(serve_metrics(&node, config, at).await?),
         None => None,
     };
     let taxii_addr = match config.taxii {
@@ -147,6 +151,11 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         taxii_addr,
         lock,
     })
+}
+
+/// The caps every listener's connections pass (each listener counts its own).
+fn limits(config: &Config) -> crate::limits::ConnectionLimit {
+    crate::limits::ConnectionLimit::new(config.connections_per_address, config.connections)
 }
 
 /// Serves TAXII on `at`, to this party's own certificates, until the node stops.
@@ -166,18 +175,29 @@ async fn serve_taxii(
     let owner = node.clone();
     let stop = async move { owner.tasks.stopping().await };
     node.tasks.spawn(
-        crate::taxii::serve(listener, node.clone(), tls, config.handshake_timeout, stop)
-            .instrument(tracing::info_span!("taxii", party = %node.party, %bound)),
+        crate::taxii::serve(
+            listener,
+            limits(config),
+            node.clone(),
+            tls,
+            config.handshake_timeout,
+            stop,
+        )
+        .instrument(tracing::info_span!("taxii", party = %node.party, %bound)),
     );
     Ok(bound)
 }
 
 /// Serves the node's metrics on `at` until it stops; returns the address bound.
-async fn serve_metrics(node: &Arc<Node>, at: SocketAddr) -> Result<SocketAddr, NodeError> {
+async fn serve_metrics(node: &Arc<Node>, config: &Config, at: SocketAddr) -> Result<SocketAddr, NodeError> {
     let listener = TcpListener::bind(at)
         .await
         .map_err(|e| NodeError::Setup(format!("metrics: listen on {at}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| NodeError::Setup(e.to_string()))?;
+    let listener = crate::limits::LimitedListener {
+        listener,
+        limit: limits(config),
+    };
     let reader = node.clone();
     let figures = move || {
         reader.figures().unwrap_or_else(|e| {

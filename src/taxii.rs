@@ -7,7 +7,6 @@
 //! auditor of `hotline.toml`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -380,32 +379,31 @@ fn router(ctx: Arc<Ctx>) -> axum::Router {
 /// once, then served HTTP/1.1.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    limit: crate::limits::ConnectionLimit,
     node: Arc<Node>,
     tls: Arc<rustls::ServerConfig>,
     handshake_timeout: Duration,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    use tokio_stream::StreamExt;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    // The same caps and handshake timeout as the gRPC listener's.
+    let (accept_loop, mut incoming) =
+        crate::transport::tls_incoming(listener, limit, move || acceptor.clone(), handshake_timeout);
+    node.tasks.spawn(accept_loop);
     tokio::pin!(stop);
     loop {
-        let (stream, addr): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "taxii: accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
+        let tls = tokio::select! {
+            next = incoming.next() => match next {
+                Some(Ok(tls)) => tls,
+                Some(Err(_)) => continue,
+                None => return,
             },
             _ = &mut stop => return,
         };
-        let (acceptor, node) = (acceptor.clone(), node.clone());
+        let addr = tls.get_ref().0.peer_addr();
+        let node = node.clone();
         node.clone().tasks.spawn(async move {
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::info!(peer = %addr, reason = %e, "taxii: TLS handshake refused"),
-                Err(_) => return tracing::info!(peer = %addr, "taxii: TLS handshake not completed in time"),
-            };
             let caller = tls
                 .get_ref()
                 .1
@@ -423,7 +421,7 @@ pub async fn serve(
             let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
             tokio::select! {
                 done = connection => if let Err(e) = done {
-                    tracing::debug!(peer = %addr, error = %e, "taxii: connection ended");
+                    tracing::debug!(peer = ?addr, error = %e, "taxii: connection ended");
                 },
                 _ = node.tasks.stopping() => {}
             }

@@ -115,7 +115,8 @@ impl ServerTls {
         Ok(())
     }
 
-    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+    /// The acceptor for a new connection, with the client CAs of the agreement in force.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(self.config.read().unwrap_or_else(|e| e.into_inner()).clone())
     }
 }
@@ -142,24 +143,23 @@ fn config_for(
 /// A connection whose TLS handshake is done.
 pub type TlsConnection = tokio_rustls::server::TlsStream<crate::limits::Counted>;
 
-/// A node's incoming connections: each admitted by `limit` (per address and
-/// in all), then its TLS handshake run on its own within `timeout`. A
-/// handshake that fails or times out closes the connection and is logged at
-/// INFO with the peer's address and the reason. Returns the accept loop, to
-/// run until the server stops taking the connections, and the stream of
-/// connections ready for gRPC.
+/// A listener's incoming connections (gRPC's and TAXII's): each admitted
+/// by `limit` (per address and in all), then its TLS handshake, with the
+/// acceptor `acceptor` gives at that moment, run on its own within
+/// `timeout`; once the client certificate is verified the connection counts
+/// against it, not its address. A handshake that fails or times out closes
+/// the connection and is logged at INFO with the peer's address and the
+/// reason. Returns the accept loop, to run until the server stops taking
+/// the connections, and the stream of connections ready to serve.
 pub fn tls_incoming(
     listener: tokio::net::TcpListener,
     limit: crate::limits::ConnectionLimit,
-    tls: std::sync::Arc<ServerTls>,
+    acceptor: impl Fn() -> tokio_rustls::TlsAcceptor + Send + 'static,
     timeout: Duration,
-) -> Result<
-    (
-        impl std::future::Future<Output = ()> + Send + 'static,
-        tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConnection>>,
-    ),
-    TransportError,
-> {
+) -> (
+    impl std::future::Future<Output = ()> + Send + 'static,
+    tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConnection>>,
+) {
     let (ready, incoming) = tokio::sync::mpsc::channel(64);
     let accept_loop = async move {
         loop {
@@ -175,12 +175,16 @@ pub fn tls_incoming(
                 _ = ready.closed() => return,
             };
             let Some(counted) = limit.admit(stream) else { continue };
-            let (acceptor, ready) = (tls.acceptor(), ready.clone());
+            let (acceptor, ready) = (acceptor(), ready.clone());
             // Each handshake on its own, bounded in time: one slow client holds up no one.
             tokio::spawn(async move {
                 match tokio::time::timeout(timeout, acceptor.accept(counted)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = ready.send(Ok(tls)).await;
+                    Ok(Ok(mut tls)) => {
+                        let (io, session) = tls.get_mut();
+                        let certificate = session.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+                        if certificate.is_none_or(|c| io.authenticated(&c)) {
+                            let _ = ready.send(Ok(tls)).await;
+                        }
                     }
                     Ok(Err(e)) => tracing::info!(peer = %addr, reason = %e, "TLS handshake refused"),
                     Err(_) => tracing::info!(peer = %addr, ?timeout, "TLS handshake not completed in time; closed"),
@@ -188,7 +192,7 @@ pub fn tls_incoming(
             });
         }
     };
-    Ok((accept_loop, tokio_stream::wrappers::ReceiverStream::new(incoming)))
+    (accept_loop, tokio_stream::wrappers::ReceiverStream::new(incoming))
 }
 
 /// The largest reply the CLI accepts from its own node (a thread of notices

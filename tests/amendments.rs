@@ -544,7 +544,7 @@ async fn a_peer_cannot_store_rejections_of_unknown_proposals_or_proposals_far_ah
 async fn one_partys_pending_proposals_never_refuse_another_partys() {
     let c = common::Cluster::start(&["PER", "CHL", "ARG"], common::FAST_NORMS).await;
     let next = hotline::setup::amended_text(&in_force(&c, 1), &Changes::default());
-    let cap = hotline::node::MAX_PENDING_PER_PARTY;
+    let cap = hotline::state::MAX_PENDING_PER_PARTY;
     // CHL proposes one text more than PER keeps from one party.
     for i in 0..=cap {
         propose(&c, 1, format!("{next}# CHL's variant {i}\n").into_bytes())

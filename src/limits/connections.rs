@@ -1,5 +1,10 @@
-//! Caps on TCP connections, per remote address and in all, applied before
-//! the TLS handshake.
+//! Caps on TCP connections, applied on every listener (gRPC, TAXII,
+//! metrics). Before a caller is known, connections count against its
+//! remote address (handshakes in progress, or plain HTTP); once its TLS
+//! client certificate is verified they count against that identity instead,
+//! so several parties behind one address (a shared hosting provider, a
+//! regional platform, every node of a drill on loopback) each get their own
+//! allowance, while silent connections from one address stay capped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,48 +12,94 @@ use std::time::{Duration, Instant};
 
 use crate::repeats::Repeats;
 
-/// Caps the TCP connections each remote address, and all addresses
-/// together, may hold open at once; a connection over a cap is closed before
-/// the TLS handshake, with a log line (one a minute per cap and address,
-/// with a count, however many are closed).
+/// Caps the connections each remote address (before authentication) or
+/// each client certificate (after it) may hold open at once, and all
+/// together; a connection over a cap is closed, with a log line (one a
+/// minute per cap and caller, with a count, however many are closed).
 pub struct ConnectionLimit {
-    per_address: usize,
+    per_caller: usize,
     total: usize,
     open: OpenConnections,
-    closed: Repeats,
+    closed: Arc<Repeats>,
 }
 
-/// Open connections per remote address.
-type OpenConnections = Arc<Mutex<HashMap<std::net::IpAddr, usize>>>;
+/// Who a connection counts against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Slot {
+    /// Not authenticated yet: its remote address.
+    Address(std::net::IpAddr),
+    /// Its verified client certificate, by SHA-256.
+    Identity([u8; 32]),
+}
+
+/// Open connections per slot.
+type OpenConnections = Arc<Mutex<HashMap<Slot, usize>>>;
 
 /// An accepted connection that frees its slot when closed.
 pub struct Counted {
     inner: tokio::net::TcpStream,
-    slot: Option<(std::net::IpAddr, OpenConnections)>,
+    slot: Option<Slot>,
+    open: OpenConnections,
+    per_caller: usize,
+    closed: Arc<Repeats>,
 }
 
-impl Drop for Counted {
-    fn drop(&mut self) {
-        if let Some((ip, open)) = self.slot.take() {
-            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = open.get_mut(&ip) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    open.remove(&ip);
-                }
-            }
+fn release(open: &mut HashMap<Slot, usize>, slot: &Slot) {
+    if let Some(n) = open.get_mut(slot) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            open.remove(slot);
         }
     }
 }
 
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            release(&mut self.open.lock().unwrap_or_else(|e| e.into_inner()), &slot);
+        }
+    }
+}
+
+impl Counted {
+    /// The remote address.
+    pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.peer_addr()
+    }
+
+    /// The caller proved who it is (`certificate`, DER): the connection
+    /// counts against that identity from now on, not its address. False
+    /// (and the connection is to be closed) when that identity is at its cap.
+    pub fn authenticated(&mut self, certificate: &[u8]) -> bool {
+        use sha2::Digest;
+        let identity = Slot::Identity(sha2::Sha256::digest(certificate).into());
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = self.slot.take() {
+            release(&mut open, &old);
+        }
+        let n = open.entry(identity.clone()).or_insert(0);
+        if *n >= self.per_caller {
+            if let Some(held_back) = self.closed.check(&format!("{identity:?}"), Instant::now()) {
+                tracing::warn!(identity = %hex::encode(match &identity { Slot::Identity(h) => &h[..], _ => &[] }),
+                    limit = self.per_caller, held_back, "connection limit per client certificate reached; closing");
+            }
+            return false;
+        }
+        *n += 1;
+        self.slot = Some(identity);
+        true
+    }
+}
+
 impl ConnectionLimit {
-    /// At most `per_address` connections from one IP address, `total` in all.
-    pub fn new(per_address: usize, total: usize) -> Self {
+    /// At most `per_caller` connections from one address before
+    /// authentication, or one client certificate after it; `total` in all.
+    pub fn new(per_caller: usize, total: usize) -> Self {
         Self {
-            per_address,
+            per_caller,
             total,
             open: Arc::default(),
-            closed: Repeats::new(Duration::from_secs(60)),
+            closed: Arc::new(Repeats::new(Duration::from_secs(60))),
         }
     }
 
@@ -63,10 +114,10 @@ impl ConnectionLimit {
             }
             return None;
         }
-        let n = open.entry(ip).or_insert(0);
-        if *n >= self.per_address {
+        let n = open.entry(Slot::Address(ip)).or_insert(0);
+        if *n >= self.per_caller {
             if let Some(held_back) = self.closed.check(&ip.to_string(), Instant::now()) {
-                tracing::warn!(%ip, limit = self.per_address, held_back, "connection limit per address reached; closing");
+                tracing::warn!(%ip, limit = self.per_caller, held_back, "connection limit per address reached; closing");
             }
             return None;
         }
@@ -75,7 +126,10 @@ impl ConnectionLimit {
         let _ = stream.set_nodelay(true);
         Some(Counted {
             inner: stream,
-            slot: Some((ip, self.open.clone())),
+            slot: Some(Slot::Address(ip)),
+            open: self.open.clone(),
+            per_caller: self.per_caller,
+            closed: self.closed.clone(),
         })
     }
 }
@@ -127,5 +181,39 @@ impl tonic::transport::server::Connected for Counted {
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.inner.connect_info()
+    }
+}
+
+/// A plain TCP listener whose connections pass a [`ConnectionLimit`]: the
+/// metrics server's, which has no TLS to authenticate callers.
+pub struct LimitedListener {
+    /// The bound listener.
+    pub listener: tokio::net::TcpListener,
+    /// The caps its connections pass.
+    pub limit: ConnectionLimit,
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = Counted;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, addr)) => {
+                    if let Some(counted) = self.limit.admit(stream) {
+                        return (counted, addr);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
     }
 }

@@ -12,6 +12,6 @@ mod cpu;
 mod rate;
 
 pub use calls::{CallLimit, CallLimitLayer, OVER_LIMIT_DELAY};
-pub use connections::{ConnectionLimit, Counted};
+pub use connections::{ConnectionLimit, Counted, LimitedListener};
 pub use cpu::{CpuShare, JobFailed};
 pub use rate::{Admitted, LimitConfig, Limits};

@@ -21,17 +21,11 @@ use crate::clock;
 use crate::envelope::AMENDMENT_TYPE;
 use crate::message::{self, Kind};
 use crate::proto::{Amendment, AmendmentAction, GetAgreementRequest};
-use crate::state::{self, AmendmentStep, Proposal};
+use crate::state::{self, AmendmentStep, MAX_PENDING_PER_PARTY, Proposal};
 
 /// How many versions a node fetches from a peer in one catch-up, and how
 /// far ahead of the version in force a proposal may be.
 const MAX_CATCH_UP: u64 = 64;
-
-/// How many different proposals a node keeps pending from one proposing
-/// party: a peer cannot fill the store with texts nobody will sign, and one
-/// party's proposals never crowd out another's (the amendment that removes
-/// a party that floods must still get through).
-pub const MAX_PENDING_PER_PARTY: usize = 8;
 
 impl Node {
     /// Proposes `note` (a signed note or plain TOML text) as the next

@@ -24,7 +24,6 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 pub use actor::{Actor, Answer, PendingAmendment, Sent};
-pub use amendments::MAX_PENDING_PER_PARTY;
 pub use error::NodeError;
 pub use held_rosters::{HeldRoster, Rosters};
 pub use peer_agreements::PeerAgreements;

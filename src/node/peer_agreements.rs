@@ -44,9 +44,9 @@ impl PeerAgreements {
 
     /// Refuses a reference of the wrong shape before anything is noted or
     /// logged of it: its text hash is a SHA-256, 32 bytes.
-    pub fn check_shape(theirs: Option<&AgreementRef>) -> Result<(), crate::node::NodeError> {
+    pub fn check_shape(theirs: Option<&AgreementRef>) -> Result<(), super::error::NodeError> {
         match theirs {
-            Some(r) if r.text_sha256.len() != 32 => Err(crate::node::NodeError::BadAgreementRef(format!(
+            Some(r) if r.text_sha256.len() != 32 => Err(super::error::NodeError::BadAgreementRef(format!(
                 "field agreement.text_sha256 has {} bytes; a SHA-256 has 32",
                 r.text_sha256.len()
             ))),

@@ -91,6 +91,12 @@ pub fn pending_count(c: &Connection, adopted: u64) -> crate::db::Result<usize> {
         .query_row([adopted as i64], |r| r.get::<i64>(0).map(|n| n as usize))
 }
 
+/// How many different proposals a node keeps pending from one proposing
+/// party: a peer cannot fill the store with texts nobody will sign, and one
+/// party's proposals never crowd out another's (the amendment that removes
+/// a party that floods must still get through).
+pub const MAX_PENDING_PER_PARTY: usize = 8;
+
 /// How many of the proposals pending after version `adopted` `party` proposed.
 pub fn pending_count_by(c: &Connection, adopted: u64, party: &str) -> crate::db::Result<usize> {
     c.prepare_cached("SELECT COUNT(*) FROM proposals WHERE version > ?1 AND proposed_by = ?2")?
