@@ -32,8 +32,8 @@ impl FederationService {
     }
 
     fn peer<T>(&self, req: &Request<T>) -> Result<String, Status> {
-        match caller(&self.node.identifier, req)? {
-            Caller::Party(p) if p != self.node.party => Ok(p),
+        match caller(self.node.identifier(), req)? {
+            Caller::Party(p) if p != self.node.party() => Ok(p),
             Caller::Party(_) => Err(Status::permission_denied("a node does not deliver to itself")),
             Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(
                 "this certificate of party {p} is not its node's: Federation takes node certificates, valid for server authentication at {p}'s endpoint"
@@ -51,7 +51,7 @@ impl Federation for FederationService {
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
         let peer = self.peer(&req)?;
         tracing::Span::current().record("peer", peer.as_str());
-        let _admitted = self.node.limits.admit(&peer)?;
+        let _admitted = self.node.limits().admit(&peer)?;
         let req = req.into_inner();
         PeerAgreements::check_shape(req.agreement.as_ref())?;
         let claim = req.agreement.clone();
@@ -78,7 +78,7 @@ impl Federation for FederationService {
             )));
         }
         // Each envelope counts against the peer's limits as one Deliver would.
-        let _admitted = self.node.limits.admit_n(&peer, n)?;
+        let _admitted = self.node.limits().admit_n(&peer, n)?;
         PeerAgreements::check_shape(req.agreement.as_ref())?;
         self.node.heard_from(&peer, req.agreement.as_ref());
         let outcomes = self
@@ -112,7 +112,7 @@ impl Federation for FederationService {
         self.peer(&req)?;
         Ok(Response::new(GetCheckpointResponse {
             checkpoint: Some(SignedCheckpoint {
-                note: self.node.log.head().note.to_vec(),
+                note: self.node.log().head().note.to_vec(),
             }),
         }))
     }
@@ -140,14 +140,16 @@ impl Federation for FederationService {
         req: Request<ConsistencyProofRequest>,
     ) -> Result<Response<ConsistencyProof>, Status> {
         let peer = self.peer(&req)?;
-        let _admitted = self.node.limits.admit(&peer)?;
-        Ok(Response::new(self.node.log.reader().prove_consistency(req.get_ref())?))
+        let _admitted = self.node.limits().admit(&peer)?;
+        Ok(Response::new(
+            self.node.log().reader().prove_consistency(req.get_ref())?,
+        ))
     }
 
     #[tracing::instrument(name = "Federation.GetAgreement", skip_all, fields(version = req.get_ref().version))]
     async fn get_agreement(&self, req: Request<GetAgreementRequest>) -> Result<Response<GetAgreementResponse>, Status> {
         let peer = self.peer(&req)?;
-        let _admitted = self.node.limits.admit(&peer)?;
+        let _admitted = self.node.limits().admit(&peer)?;
         // Version 0 asks for the version in force: what a party that just joined starts from.
         let asked = match req.get_ref().version {
             0 => self.node.in_force().version(),

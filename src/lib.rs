@@ -22,11 +22,13 @@
 //!   service ([`federation`], [`operator`], [`audit`]); domain errors become
 //!   gRPC statuses in one place ([`status`]);
 //! - the node ([`node`]) checks and logs what peers deliver and receipts it
-//!   (`node/inbound.rs`), and signs, logs and queues what operators send
-//!   (`node/outbound.rs`);
-//! - the delivery worker ([`delivery`]) hands queued messages to one courier
-//!   per peer ([`peers`], of the agreement in force: [`in_force`]), which sends them in batches and checks and logs the
-//!   receipts that come back;
+//!   (`node/inbound.rs`), signs, logs and queues what operators send
+//!   (`node/outbound.rs`), and checks and logs the receipts peers sign for
+//!   ours (`node/receipts.rs`);
+//! - the delivery worker ([`delivery`]) takes queued messages from its own
+//!   queue (`delivery/queue.rs`) and hands them to one courier per peer
+//!   ([`peers`], of the agreement in force: [`in_force`]), which sends them
+//!   in batches and hands the receipts that come back to the node;
 //! - every checkpoint a peer shows is verified and proven consistent by the
 //!   witness ([`witness`]); missed deadlines and scheduled communication
 //!   checks are the norms worker's ([`norms`]); both log norm events one way

@@ -20,7 +20,7 @@ const MISSES_PER_TICK: u32 = 1_000;
 
 /// Runs until the node's tasks are told to stop.
 pub async fn run(node: Arc<Node>) {
-    let mut next_check = node.clock.now_ms() + node.in_force().agreement().norms.comm_check_every.as_millis() as i64;
+    let mut next_check = node.clock().now_ms() + node.in_force().agreement().norms.comm_check_every.as_millis() as i64;
     loop {
         // The norms in force now: an adopted amendment may have changed them.
         let in_force = node.in_force();
@@ -28,7 +28,7 @@ pub async fn run(node: Arc<Node>) {
         let every_ms = norms.comm_check_every.as_millis() as i64;
         let tick = (norms.receipt_within / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
         // At most this many a tick, so one tick's work stays bounded; the rest follow.
-        match node.read(|c| state::running_deadlines(c, node.clock.now_ms(), MISSES_PER_TICK)) {
+        match node.read(|c| state::running_deadlines(c, node.clock().now_ms(), MISSES_PER_TICK)) {
             Ok(due) => {
                 for d in due {
                     if let Err(e) = miss(&node, &d).await {
@@ -38,7 +38,7 @@ pub async fn run(node: Arc<Node>) {
             }
             Err(e) => tracing::error!(error = %e, "cannot read deadlines"),
         }
-        match node.read(|c| state::escalations_due(c, node.clock.now_ms(), MISSES_PER_TICK)) {
+        match node.read(|c| state::escalations_due(c, node.clock().now_ms(), MISSES_PER_TICK)) {
             Ok(due) => {
                 for e in due {
                     if let Err(err) = node.escalate(&e.missed, e.level + 1).await {
@@ -48,10 +48,10 @@ pub async fn run(node: Arc<Node>) {
             }
             Err(e) => tracing::error!(error = %e, "cannot read escalations"),
         }
-        if node.clock.now_ms() >= next_check {
-            next_check = node.clock.now_ms() + every_ms;
+        if node.clock().now_ms() >= next_check {
+            next_check = node.clock().now_ms() + every_ms;
             let checker = node.clone();
-            node.tasks.spawn(
+            node.tasks().spawn(
                 async move {
                     if let Err(e) = checker.comm_check(None, false, Actor::Node).await {
                         tracing::warn!(error = %e, "scheduled communication check failed");
@@ -61,8 +61,8 @@ pub async fn run(node: Arc<Node>) {
             );
         }
         tokio::select! {
-            _ = node.clock.sleep(tick) => {}
-            _ = node.tasks.stopping() => return,
+            _ = node.clock().sleep(tick) => {}
+            _ = node.tasks().stopping() => return,
         }
     }
 }
@@ -77,11 +77,11 @@ pub async fn miss(node: &Node, d: &state::Running) -> Result<(), NodeError> {
         &d.message_id,
         d.kind,
         Some(d.due_ms),
-        node.clock.now(),
+        node.clock().now(),
         format!("{} owed a {owed} for {}", d.party, d.message_id),
     );
     let running = d.clone();
-    match norm_event::log(&node.log, node.events(), event, move |c| {
+    match norm_event::log(node.log(), node.events(), event, move |c| {
         state::miss_deadline(c, &running)
     })
     .await
@@ -89,7 +89,7 @@ pub async fn miss(node: &Node, d: &state::Running) -> Result<(), NodeError> {
         Ok(()) => {
             tracing::warn!(party = %d.party, message_id = %d.message_id, deadline = ?d.kind, "deadline missed");
             // A peer's missed acknowledgement or response of our notice goes to its policy contact.
-            if matches!(d.kind, Deadline::Acknowledge | Deadline::Response) && d.party != node.party {
+            if matches!(d.kind, Deadline::Acknowledge | Deadline::Response) && d.party != node.party() {
                 node.escalate(d, 1).await?;
             }
             Ok(())

@@ -45,7 +45,7 @@ impl OperatorService {
     /// Also returns the certificate's SHA-256, which a stream checks again for each message.
     fn operator<T>(&self, req: &Request<T>) -> Result<(String, String, [u8; 32]), Status> {
         self.node.started()?;
-        let (name, fingerprint) = require_local(&self.node.identifier, req, &[Role::Operator])?;
+        let (name, fingerprint) = require_local(self.node.identifier(), req, &[Role::Operator])?;
         let contact = self.node.acting_contact(&name, &fingerprint)?;
         Ok((name, contact, fingerprint))
     }
@@ -61,7 +61,7 @@ impl OperatorService {
     /// A read-only call: operators and auditors, counted against the same limits as writes.
     fn reader<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
         self.node.started()?;
-        let (who, _) = require_local(&self.node.identifier, req, &[Role::Operator, Role::Auditor])?;
+        let (who, _) = require_local(self.node.identifier(), req, &[Role::Operator, Role::Auditor])?;
         let admitted = admit(&self.node, &who)?;
         Ok((who, admitted))
     }
@@ -69,7 +69,7 @@ impl OperatorService {
 
 /// Counts one call by local caller `who` against its limits.
 fn admit(node: &Node, who: &str) -> Result<crate::limits::Admitted, Status> {
-    node.limits.admit(&format!("operator {who}"))
+    node.limits().admit(&format!("operator {who}"))
 }
 
 /// Signs, logs and queues one notice for `who`.
@@ -114,7 +114,7 @@ impl Operator for OperatorService {
         let (pending_tx, mut pending) = mpsc::channel(STREAM_IN_FLIGHT);
         let (out_tx, out) = mpsc::channel(STREAM_IN_FLIGHT);
         let node = self.node.clone();
-        self.node.tasks.spawn(
+        self.node.tasks().spawn(
             async move {
                 loop {
                     let next = match incoming.message().await {
@@ -143,7 +143,7 @@ impl Operator for OperatorService {
             }
             .in_current_span(),
         );
-        self.node.tasks.spawn(async move {
+        self.node.tasks().spawn(async move {
             while let Some(next) = pending.recv().await {
                 let item = match next {
                     Ok(task) => Ok(SendNoticeOutcome {
@@ -281,7 +281,7 @@ impl Operator for OperatorService {
             .agreement()
             .parties
             .iter()
-            .filter(|p| p.id != node.party)
+            .filter(|p| p.id != node.party())
             .collect();
         let (outbox, checks, deadlines, running, events, witnessed, compliance) = node.read(|c| {
             // Per peer: the size witnessed last, and its latest human check round trips.
@@ -317,8 +317,8 @@ impl Operator for OperatorService {
                     .find(|(party, _)| *party == p.id)
                     .and_then(|(_, ms)| clock::ms_to_proto(*ms)),
                 witnessed_size,
-                roster_version: node.rosters.version(&p.id),
-                agreement_version: node.agreements.version_of(&p.id),
+                roster_version: node.rosters().version(&p.id),
+                agreement_version: node.agreements().version_of(&p.id),
                 deadlines_met: compliance.iter().filter(|c| c.0 == p.id).map(|c| c.2).sum(),
                 deadlines_missed: compliance.iter().filter(|c| c.0 == p.id).map(|c| c.3).sum(),
                 clocks: compliance
@@ -333,11 +333,11 @@ impl Operator for OperatorService {
             })
             .collect();
         Ok(Response::new(StatusResponse {
-            roster_version: node.rosters.version(&node.party),
+            roster_version: node.rosters().version(node.party()),
             agreement_version: in_force.version(),
             amendments_pending: node.read(|c| state::pending_count(c, in_force.version()))? as u64,
-            party: node.party.clone(),
-            log_size: node.log.head().size,
+            party: node.party().to_owned(),
+            log_size: node.log().head().size,
             deadlines_running: running,
             peers,
             deadlines: deadlines
@@ -456,7 +456,7 @@ impl Operator for OperatorService {
     ) -> Result<Response<PublishRosterResponse>, Status> {
         // The roster's signature by our identity key is the authority here, not the roster in force:
         // a certificate no contact names yet may publish the roster that names it.
-        let (name, fingerprint) = require_local(&self.node.identifier, &req, &[Role::Operator])?;
+        let (name, fingerprint) = require_local(self.node.identifier(), &req, &[Role::Operator])?;
         let _admitted = admit(&self.node, &name)?;
         let who = self.node.acting_contact(&name, &fingerprint).unwrap_or(name);
         tracing::Span::current().record("operator", who.as_str());
@@ -475,10 +475,10 @@ impl Operator for OperatorService {
     async fn get_roster(&self, req: Request<GetRosterRequest>) -> Result<Response<GetRosterResponse>, Status> {
         let _admitted = self.reader(&req)?;
         let party = match req.into_inner().party {
-            p if p.is_empty() => self.node.party.clone(),
+            p if p.is_empty() => self.node.party().to_owned(),
             p => p,
         };
-        let held = self.node.rosters.get(&party).ok_or(NodeError::NoRoster(party))?;
+        let held = self.node.rosters().get(&party).ok_or(NodeError::NoRoster(party))?;
         Ok(Response::new(GetRosterResponse {
             signed_roster: held.signed.to_bytes(),
             log_index: held.log_index,

@@ -75,10 +75,10 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .timeout(config.call_timeout)
         .max_concurrent_streams(Some(config.concurrent_streams))
         .layer(crate::limits::CallLimitLayer::new(
-            node.identifier.clone(),
-            node.limits.clone(),
+            node.identifier().clone(),
+            node.limits().clone(),
             (config.peer_calls_in_flight, config.local_calls_in_flight),
-            node.metrics.clone(),
+            node.metrics().clone(),
         ))
         .add_service(health)
         .add_service(transport::reflection().map_err(|e| NodeError::Setup(e.to_string()))?)
@@ -91,25 +91,25 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         )
         .add_service(OperatorServer::new(OperatorService::new(node.clone())).max_decoding_message_size(operator_bytes))
         .add_service(AuditServer::new(AuditService::new(
-            node.log.clone(),
-            node.identifier.clone(),
-            node.limits.clone(),
+            node.log().clone(),
+            node.identifier().clone(),
+            node.limits().clone(),
         )));
     let connections = limits(config);
-    let server_tls = node.tls.clone();
+    let server_tls = node.tls().clone();
     let (accept_loop, incoming) = transport::tls_incoming(
         listener,
         connections,
         move || server_tls.acceptor(),
         config.handshake_timeout,
     );
-    node.tasks
-        .spawn(accept_loop.instrument(tracing::info_span!("accept", party = %node.party)));
-    let party = node.party.clone();
+    node.tasks()
+        .spawn(accept_loop.instrument(tracing::info_span!("accept", party = %node.party())));
+    let party = node.party().to_owned();
     let server = node.clone();
-    node.tasks.spawn(
+    node.tasks().spawn(
         async move {
-            let signal = server.tasks.stopping();
+            let signal = server.tasks().stopping();
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
                 tracing::error!(error = %e, "server stopped");
             }
@@ -120,19 +120,19 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .start_writing(config.roster.as_deref(), config.startup_check_timeout)
         .await
     {
-        let _ = node.tasks.stop(STOP_GRACE).await;
+        let _ = node.tasks().stop(STOP_GRACE).await;
         return Err(e);
     }
     transport::set_health(&health_reporter, tonic_health::ServingStatus::Serving).await;
-    node.tasks
-        .spawn(delivery::run(node.clone()).instrument(tracing::info_span!("delivery", party = %node.party)));
-    node.tasks
-        .spawn(norms::run(node.clone()).instrument(tracing::info_span!("norms", party = %node.party)));
+    node.tasks()
+        .spawn(delivery::run(node.clone()).instrument(tracing::info_span!("delivery", party = %node.party())));
+    node.tasks()
+        .spawn(norms::run(node.clone()).instrument(tracing::info_span!("norms", party = %node.party())));
     if let Some((alerts, timeout)) = config.alerts.clone() {
-        node.tasks.spawn(
+        node.tasks().spawn(
             node.clone()
                 .run_alerts(alerts, timeout)
-                .instrument(tracing::info_span!("alerts", party = %node.party)),
+                .instrument(tracing::info_span!("alerts", party = %node.party())),
         );
     }
     let metrics_addr = match config.metrics {
@@ -143,7 +143,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         Some(at) => Some(serve_taxii(&node, config, &cert, at).await?),
         None => None,
     };
-    tracing::info!(party = %node.party, %addr, ?metrics_addr, ?taxii_addr, "node serving");
+    tracing::info!(party = %node.party(), %addr, ?metrics_addr, ?taxii_addr, "node serving");
     Ok(Running {
         addr,
         node,
@@ -173,8 +173,8 @@ async fn serve_taxii(
         .map_err(|e| setup(format!("listen on {at}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| setup(e.to_string()))?;
     let owner = node.clone();
-    let stop = async move { owner.tasks.stopping().await };
-    node.tasks.spawn(
+    let stop = async move { owner.tasks().stopping().await };
+    node.tasks().spawn(
         crate::taxii::serve(
             listener,
             limits(config),
@@ -183,7 +183,7 @@ async fn serve_taxii(
             config.handshake_timeout,
             stop,
         )
-        .instrument(tracing::info_span!("taxii", party = %node.party, %bound)),
+        .instrument(tracing::info_span!("taxii", party = %node.party(), %bound)),
     );
     Ok(bound)
 }
@@ -205,15 +205,15 @@ async fn serve_metrics(node: &Arc<Node>, config: &Config, at: SocketAddr) -> Res
             Default::default()
         })
     };
-    let (metrics, owner) = (node.metrics.clone(), node.clone());
-    let stop = async move { owner.tasks.stopping().await };
-    node.tasks.spawn(
+    let (metrics, owner) = (node.metrics().clone(), node.clone());
+    let stop = async move { owner.tasks().stopping().await };
+    node.tasks().spawn(
         async move {
             if let Err(e) = crate::metrics::serve(listener, metrics, figures, stop).await {
                 tracing::error!(error = %e, "metrics server stopped");
             }
         }
-        .instrument(tracing::info_span!("metrics", party = %node.party, %bound)),
+        .instrument(tracing::info_span!("metrics", party = %node.party(), %bound)),
     );
     Ok(bound)
 }
@@ -222,8 +222,8 @@ impl Running {
     /// Stops serving, finishes in-flight calls and log batches, awaits every
     /// background task and closes the log; a panic in any task is the error.
     pub async fn stop(self) -> Result<(), TaskPanicked> {
-        let party = self.node.party.clone();
-        let stopped = self.node.tasks.stop(STOP_GRACE).await;
+        let party = self.node.party().to_owned();
+        let stopped = self.node.tasks().stop(STOP_GRACE).await;
         match Arc::try_unwrap(self.node) {
             Ok(node) => node.close(),
             // A call's own task (a stream being answered) still holds it; the log closes with it.

@@ -178,7 +178,7 @@ fn page(
                 .and_then(crate::clock::from_proto)
                 .map(stix::timestamp)
                 .unwrap_or_default();
-            let held = logged.held(&node.party);
+            let held = logged.held(node.party());
             let mut found = vec![stix::identity(&agreement, &logged.notice.from)];
             found.extend(stix::tlp_marking(logged.notice.tlp()));
             found.extend(stix::objects(&held));
@@ -264,7 +264,7 @@ async fn discovery(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response 
     }
     taxii(
         StatusCode::OK,
-        json!({"title": format!("hotline node of {}", ctx.node.party),
+        json!({"title": format!("hotline node of {}", ctx.node.party()),
                "description": "The notices this node may share, as STIX 2.1, read only.",
                "default": "/api1/", "api_roots": ["/api1/"]}),
     )
@@ -276,7 +276,7 @@ async fn api_root(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     }
     taxii(
         StatusCode::OK,
-        json!({"title": format!("{}'s shareable notices", ctx.node.party), "versions": [MEDIA_TYPE],
+        json!({"title": format!("{}'s shareable notices", ctx.node.party()), "versions": [MEDIA_TYPE],
                "max_content_length": 0}),
     )
 }
@@ -390,7 +390,7 @@ pub async fn serve(
     // The same caps and handshake timeout as the gRPC listener's.
     let (accept_loop, mut incoming) =
         crate::transport::tls_incoming(listener, limit, move || acceptor.clone(), handshake_timeout);
-    node.tasks.spawn(accept_loop);
+    node.tasks().spawn(accept_loop);
     tokio::pin!(stop);
     loop {
         let tls = tokio::select! {
@@ -403,12 +403,12 @@ pub async fn serve(
         };
         let addr = tls.get_ref().0.peer_addr();
         let node = node.clone();
-        node.clone().tasks.spawn(async move {
+        node.clone().tasks().spawn(async move {
             let caller = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|chain| node.identifier.identify(chain))
+                .and_then(|chain| node.identifier().identify(chain))
                 .and_then(|c| match c {
                     crate::tls::Caller::Local { name, .. } => Some(name),
                     _ => None,
@@ -423,7 +423,7 @@ pub async fn serve(
                 done = connection => if let Err(e) = done {
                     tracing::debug!(peer = ?addr, error = %e, "taxii: connection ended");
                 },
-                _ = node.tasks.stopping() => {}
+                _ = node.tasks().stopping() => {}
             }
         });
     }

@@ -179,7 +179,7 @@ async fn a_party_joins_one_rotates_its_key_and_another_leaves_while_notices_flow
         .unwrap()
         .envelope;
     assert_eq!(env.signatures[0].keyid, new_chl.verifier().key_id());
-    let head = c.node(1).log.head().note.to_vec();
+    let head = c.node(1).log().head().note.to_vec();
     for k in [&old_chl, &new_chl] {
         hotline::log::checkpoint::verify(&head, k.verifier()).unwrap();
     }
@@ -490,8 +490,8 @@ async fn a_party_that_did_not_sign_is_not_added_until_its_signature_is_handed_ov
     .await;
     // The members send the newcomer their rosters on adoption; it publishes its own at start.
     c.eventually(10, "EST and the members hold each other's rosters", |c| {
-        let est = &c.node(est_i).rosters;
-        est.version("PER") == 1 && est.version("CHL") == 1 && (0..2).all(|i| c.node(i).rosters.version("EST") == 1)
+        let est = &c.node(est_i).rosters();
+        est.version("PER") == 1 && est.version("CHL") == 1 && (0..2).all(|i| c.node(i).rosters().version("EST") == 1)
     })
     .await;
 }

@@ -234,7 +234,7 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
     let chl = key(&c, 1);
     let mut client = c.peer_client(1, 0);
     // An honest first delivery: PER witnesses CHL's real checkpoint.
-    let note = c.node(1).log.head().note.to_vec();
+    let note = c.node(1).log().head().note.to_vec();
     client
         .deliver(DeliverRequest {
             agreement: None,
@@ -252,7 +252,7 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
     .await;
     // Then a checkpoint CHL signed over a rewritten history: a larger tree
     // whose root its real log cannot prove consistent.
-    let size = c.node(1).log.head().size + 1;
+    let size = c.node(1).log().head().size + 1;
     let forged = hotline::log::checkpoint::sign(std::slice::from_ref(&chl), size, tlog_tiles::Hash([7; 32]));
     client
         .deliver(DeliverRequest {
@@ -494,7 +494,7 @@ async fn a_forked_checkpoint_superseded_while_a_check_runs_is_still_detected() {
     for i in 0..3 {
         let appended = c
             .node(1)
-            .log
+            .log()
             .append(vec![common::entry(&format!("e{i}"))])
             .await
             .unwrap();
@@ -507,9 +507,9 @@ async fn a_forked_checkpoint_superseded_while_a_check_runs_is_still_detected() {
     // The first is being checked when the other two arrive; the largest supersedes the fork.
     let per = c.node(0);
     tokio::join!(
-        per.witness.witness("CHL", real[0].clone()),
-        per.witness.witness("CHL", forged),
-        per.witness.witness("CHL", real[2].clone()),
+        per.witness().witness("CHL", real[0].clone()),
+        per.witness().witness("CHL", forged),
+        per.witness().witness("CHL", real[2].clone()),
     );
     c.eventually(10, "PER logged the superseded fork", |c| {
         c.log_lines(0)

@@ -66,7 +66,10 @@ async fn a_scrape_shows_deliveries_refusals_and_the_logs_figures_moving() {
         1.0
     );
     assert_eq!(value(&after, "hotline_refusals", &[("code", "NotFound")]), 1.0);
-    assert_eq!(value(&after, "hotline_log_size", &[]), c.node(0).log.head().size as f64);
+    assert_eq!(
+        value(&after, "hotline_log_size", &[]),
+        c.node(0).log().head().size as f64
+    );
     assert!(value(&after, "hotline_log_size", &[]) > value(&before, "hotline_log_size", &[]));
     assert!(value(&after, "hotline_log_commit_seconds", &[]) > value(&before, "hotline_log_commit_seconds", &[]));
     assert_eq!(value(&after, "hotline_outbox_depth", &[("peer", "CHL")]), 0.0);

@@ -93,7 +93,8 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
             out,
             &format!(
                 "  node {} serving on https://{} (agreement signed by all three)",
-                n.node.party, n.addr
+                n.node.party(),
+                n.addr
             ),
         );
     }
@@ -113,8 +114,8 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
     publish_roster(&configs[1], "María Rojas", "Diego Soto").await?;
     publish_roster(&configs[2], "Lucía Fernández", "Martín Gómez").await?;
     wait("every peer holds both rosters", 20, || {
-        Ok([per, arg].iter().all(|n| n.rosters.version("CHL") == 2)
-            && [per, chl].iter().all(|n| n.rosters.version("ARG") == 2))
+        Ok([per, arg].iter().all(|n| n.rosters().version("CHL") == 2)
+            && [per, chl].iter().all(|n| n.rosters().version("ARG") == 2))
     })
     .await?;
     say(
@@ -348,7 +349,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
     }
     let mut witnessed = 0;
     for (i, n) in nodes.iter().enumerate() {
-        for (party, size, note) in n.node.log.reader().witnessed(None)? {
+        for (party, size, note) in n.node.log().reader().witnessed(None)? {
             let j = parties
                 .iter()
                 .position(|p| *p == party)
@@ -356,7 +357,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
             let key = IdentityKey::load(&configs[j].identity_key)?;
             let cp = checkpoint::verify(&note, key.verifier())
                 .with_context(|| format!("{} holds a bad checkpoint of {party}", parties[i]))?;
-            let root = nodes[j].node.log.reader().root_at(size)?;
+            let root = nodes[j].node.log().reader().root_at(size)?;
             if root != cp.root {
                 bail!(
                     "{}'s witnessed checkpoint of {party} at size {size} does not match {party}'s log",

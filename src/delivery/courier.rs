@@ -1,7 +1,6 @@
-//! A peer's courier and the sender's half of a delivery: what waits for one
-//! peer goes in one `DeliverBatch` call, and each receipt that comes back is
-//! checked (signature, the message it names, the receiver's checkpoint, the
-//! inclusion proof of our envelope) before it is logged.
+//! A peer's courier: what waits for one peer goes in one `DeliverBatch`
+//! call, and each receipt that comes back is handed to the node, which
+//! checks it before it is logged (`node/receipts.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,14 +9,9 @@ use prost::Message as _;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::envelope::{self, RECEIPT_TYPE};
-use crate::log::tree::proof_from_wire;
-use crate::log::{LogError, StateError, entry};
 use crate::node::{Node, join_in_order};
-use crate::proto::{
-    Deadline, DeliverBatchRequest, Envelope, LogEntry, Receipt, SignedCheckpoint, deliver_outcome, event,
-};
-use crate::state::{self, StoredMessage};
+use crate::proto::{DeliverBatchRequest, Envelope, SignedCheckpoint, deliver_outcome};
+use crate::state::StoredMessage;
 
 /// The most envelopes one `DeliverBatch` call carries.
 pub const BATCH: usize = 64;
@@ -65,12 +59,12 @@ pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedRecei
         }
         let (sender, party) = (node.clone(), party.clone());
         let span = tracing::debug_span!("deliver_batch", envelopes = batch.len());
-        node.tasks.spawn(
+        node.tasks().spawn(
             async move {
                 let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 let outcomes = tokio::select! {
                     outcomes = deliver_batch(&sender, &party, messages) => outcomes,
-                    _ = sender.tasks.stopping() => return, // the outbox keeps them for the next start
+                    _ = sender.tasks().stopping() => return, // the outbox keeps them for the next start
                 };
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
@@ -92,7 +86,7 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
     let req = DeliverBatchRequest {
         envelopes: messages.iter().map(|m| m.envelope.clone()).collect(),
         sender_checkpoint: Some(SignedCheckpoint {
-            note: node.log.head().note.to_vec(),
+            note: node.log().head().note.to_vec(),
         }),
         agreement: Some(node.in_force().reference()),
     };
@@ -129,67 +123,12 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         .zip(receipts)
         .map(|(m, receipt)| {
             let (node, party) = (node.clone(), party.to_owned());
-            async move { accept_receipt(&node, &m, &party, receipt?).await }
+            async move {
+                node.accept_receipt(&m, &party, receipt?)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         })
         .collect();
     join_in_order(accepting, |e| Err(format!("receipt task failed: {e}"))).await
-}
-
-/// Checks a receipt for our message `m` delivered to `party`, then logs it.
-async fn accept_receipt(node: &Arc<Node>, m: &StoredMessage, party: &str, env: Envelope) -> Result<(), String> {
-    // Checked and logged under one version of the agreement: an adoption waits for us.
-    let _version = node.adopting.read().await;
-    // A receipt's signatures are bounded like a delivered envelope's before any is verified.
-    let keyring = &node.in_force().keyring;
-    node.check_signatures(party, &env, keyring)
-        .map_err(|e| format!("receipt: {e}"))?;
-    let signer =
-        envelope::verify(&env, RECEIPT_TYPE, keyring, node.clock.now()).map_err(|e| format!("receipt: {e}"))?;
-    if signer.party != party {
-        return Err(format!("receipt signed by {} instead of {party}", signer.party));
-    }
-    let r = Receipt::decode(&env.payload[..]).map_err(|e| format!("receipt payload: {e}"))?;
-    if r.message_id != m.id || r.from != party || r.to != node.party || r.payload_sha256 != m.payload_sha256 {
-        return Err(format!("receipt from {party} does not match message {}", m.id));
-    }
-    let note = r.checkpoint.as_ref().map(|c| c.note.clone()).unwrap_or_default();
-    let cp = node
-        .witness
-        .verify(party, &note, &signer.key)
-        .map_err(|e| format!("receipt checkpoint: {e}"))?;
-    let logged = LogEntry::decode(&r.log_entry[..]).map_err(|e| format!("receipt log entry: {e}"))?;
-    if !entry::holds_envelope(&logged, &m.envelope) {
-        return Err("receipt log entry does not hold our envelope verbatim".into());
-    }
-    let proof = proof_from_wire(&r.inclusion_proof).map_err(|e| format!("receipt inclusion proof has {e}"))?;
-    if r.log_index >= cp.size {
-        return Err(format!(
-            "receipt log index {} is outside its checkpoint of size {}",
-            r.log_index, cp.size
-        ));
-    }
-    tlog_tiles::check_record(
-        &proof,
-        cp.size,
-        cp.root,
-        r.log_index,
-        tlog_tiles::record_hash(&r.log_entry),
-    )
-    .map_err(|e| format!("receipt inclusion proof: {e}"))?;
-    let e = entry::received(node.clock.now(), env, party);
-    let (mid, p, idx) = (m.id.clone(), party.to_owned(), r.log_index);
-    let change = Box::new(move |c: &crate::db::Connection, index: u64| {
-        state::record_receipt(c, &mid, &p, idx, index)?;
-        state::meet_deadline(c, &mid, &p, Deadline::Receipt)?;
-        Ok(())
-    });
-    match node.log.append_with(vec![e], change, false).await {
-        Ok(_) => node.events().emit(event::Body::ReceiptReceived(r)),
-        // Another batch recorded this receipt first: it is logged and announced once.
-        Err(LogError::Refused(StateError::Duplicate(_))) => {}
-        Err(e) => return Err(e.to_string()),
-    }
-    let (witness, party) = (node.witness.clone(), party.to_owned());
-    node.tasks.spawn(async move { witness.witness(&party, cp).await });
-    Ok(())
 }

@@ -13,6 +13,7 @@
 //! [`courier`].
 
 mod courier;
+pub mod queue;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -58,7 +59,7 @@ impl Couriers {
             let (tx, rx) = mpsc::unbounded_channel();
             let span = tracing::info_span!("courier", peer = %party);
             self.node
-                .tasks
+                .tasks()
                 .spawn(courier::run(self.node.clone(), party.to_owned(), rx).instrument(span));
             Arc::new(Courier {
                 queue: tx,
@@ -71,13 +72,13 @@ impl Couriers {
 
 /// Runs until the node's tasks are told to stop.
 pub async fn run(node: Arc<Node>) {
-    let Some(mut queue) = node.take_outbox_queue() else {
+    let Some(mut queue) = node.deliveries().take_receiver() else {
         return;
     };
     match node.read(state::outbox) {
         Ok(pending) => {
             for p in pending {
-                node.queue_delivery(p);
+                node.deliveries().push(p);
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
@@ -90,7 +91,7 @@ pub async fn run(node: Arc<Node>) {
     loop {
         let p = tokio::select! {
             p = queue.recv() => match p { Some(p) => p, None => return },
-            _ = node.tasks.stopping() => return,
+            _ = node.tasks().stopping() => return,
         };
         let key = (p.message_id.clone(), p.party.clone());
         if !active.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
@@ -98,7 +99,7 @@ pub async fn run(node: Arc<Node>) {
         }
         let (worker, couriers, active) = (node.clone(), couriers.clone(), active.clone());
         let span = tracing::info_span!("deliver", message_id = %p.message_id, peer = %p.party);
-        node.tasks.spawn(async move {
+        node.tasks().spawn(async move {
             deliver_until_receipted(worker, couriers, p).instrument(span).await;
             active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         });
@@ -109,14 +110,14 @@ pub async fn run(node: Arc<Node>) {
 async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pending) {
     // A retry loaded at start waits for its time; a fresh message goes at once
     // (even a zero sleep would wait for the timer's next tick).
-    if p.next_attempt_ms > node.clock.now_ms() {
+    if p.next_attempt_ms > node.clock().now_ms() {
         tokio::select! {
-            _ = node.clock.sleep_until_ms(p.next_attempt_ms) => {}
-            _ = node.tasks.stopping() => return,
+            _ = node.clock().sleep_until_ms(p.next_attempt_ms) => {}
+            _ = node.tasks().stopping() => return,
         }
     }
     loop {
-        if node.tasks.is_stopping() {
+        if node.tasks().is_stopping() {
             return;
         }
         let result = match couriers.get(&p.party) {
@@ -135,29 +136,29 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
                 attempt(&node, &courier, &p).await
             }
         };
-        node.metrics.delivery(&p.party, result.is_ok());
+        node.metrics().delivery(&p.party, result.is_ok());
         let Err(error) = result else { return };
         p.attempts += 1;
         let delay = node.retry_delay(p.attempts);
         // One line per peer and kind of failure a minute, with how many were held back.
         if let Some(held_back) = node
-            .repeats
+            .repeats()
             .check(&format!("{}: {error}", p.party), std::time::Instant::now())
         {
             tracing::warn!(%error, attempt = p.attempts, retry_in = ?delay, held_back, "delivery failed");
         }
         let failed = p.clone();
-        let next = node.clock.now_ms() + delay.as_millis() as i64;
+        let next = node.clock().now_ms() + delay.as_millis() as i64;
         let change = Box::new(move |c: &crate::db::Connection, _| state::delivery_failed(c, &failed, next, &error));
-        if let Err(e) = node.log.append_with(vec![], change, false).await {
+        if let Err(e) = node.log().append_with(vec![], change, false).await {
             tracing::warn!(error = %e, "could not record the failed attempt");
         }
         // The peer speaking to us (back up, or a party that just joined) ends the wait.
-        let heard = node.heard(&p.party);
+        let heard = node.deliveries().heard(&p.party);
         tokio::select! {
-            _ = node.clock.sleep(delay) => {}
+            _ = node.clock().sleep(delay) => {}
             _ = heard.notified() => {}
-            _ = node.tasks.stopping() => return,
+            _ = node.tasks().stopping() => return,
         }
     }
 }

@@ -186,6 +186,48 @@ pub enum NodeError {
     RolledBack(String),
 }
 
+/// Why a receipt for one of our messages was refused; the delivery is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptError {
+    /// Its signatures are more or other than the agreement allows.
+    #[error("receipt: {0}")]
+    Signatures(NodeError),
+    /// It is not signed by a key of the agreement valid now.
+    #[error("receipt: {0}")]
+    Signature(#[from] crate::envelope::EnvelopeError),
+    /// Another party's key signed it.
+    #[error("receipt signed by {signer} instead of {party}")]
+    WrongSigner {
+        /// Whose key signed.
+        signer: String,
+        /// Who we delivered to.
+        party: String,
+    },
+    /// Its payload is not a receipt.
+    #[error("receipt payload: {0}")]
+    Payload(#[from] prost::DecodeError),
+    /// It names another message, sender, recipient or payload.
+    #[error("receipt from {party} does not match message {id}")]
+    Mismatch {
+        /// Who we delivered to.
+        party: String,
+        /// Our message.
+        id: String,
+    },
+    /// The receiver's checkpoint does not verify.
+    #[error("receipt checkpoint: {0}")]
+    Checkpoint(String),
+    /// The log entry it quotes does not hold our envelope byte for byte.
+    #[error("receipt log entry does not hold our envelope verbatim")]
+    NotOurEnvelope,
+    /// The inclusion proof is malformed or does not prove the entry.
+    #[error("receipt inclusion proof: {0}")]
+    Proof(String),
+    /// Logging it failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
 impl From<crate::db::Error> for NodeError {
     fn from(e: crate::db::Error) -> Self {
         NodeError::Log(LogError::Refused(e.into()))

@@ -15,16 +15,17 @@ mod held_rosters;
 mod inbound;
 mod outbound;
 mod peer_agreements;
+mod receipts;
 mod rollback;
 mod rosters;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 pub use actor::{Actor, Answer, PendingAmendment, Sent};
-pub use error::NodeError;
+pub use error::{NodeError, ReceiptError};
 pub use held_rosters::{HeldRoster, Rosters};
 pub use peer_agreements::PeerAgreements;
 
@@ -46,39 +47,39 @@ use crate::witness::Witness;
 /// A node's shared state.
 pub struct Node {
     /// Our party id.
-    pub party: String,
+    party: String,
     /// Our identity keys, as the agreement in force trusts them (two during a rotation).
-    pub keys: OwnKeys,
+    keys: OwnKeys,
     /// The files our identity keys are read from: the key, and a rotation's next key.
     key_files: [std::path::PathBuf; 2],
     /// The agreement in force, its keys and peers; replaced on adoption.
-    pub live: Arc<Live>,
+    live: Arc<Live>,
     /// Our TLS as a server, whose client CAs follow the agreement.
-    pub tls: Arc<ServerTls>,
+    tls: Arc<ServerTls>,
     /// The audit log.
-    pub log: Arc<Log>,
+    log: Arc<Log>,
     /// Who is calling, from TLS certificates.
-    pub identifier: Arc<Identifier>,
+    identifier: Arc<Identifier>,
     /// Per-caller request limits.
-    pub limits: crate::limits::Limits,
+    limits: crate::limits::Limits,
     /// Repeated identical failures, logged once per minute with a count.
-    pub repeats: crate::repeats::Repeats,
+    repeats: crate::repeats::Repeats,
     /// Where signature checks run: off the async workers, a share per peer.
-    pub cpu: crate::limits::CpuShare,
+    cpu: crate::limits::CpuShare,
     /// Where the node reads the time.
-    pub clock: Clock,
+    clock: Clock,
     /// The background tasks; `server` stops and awaits them.
-    pub tasks: Tasks,
+    tasks: Tasks,
     /// The peers' checkpoints, verified and witnessed.
-    pub witness: Arc<Witness>,
+    witness: Arc<Witness>,
     /// First and longest retry delay.
-    pub retry: (Duration, Duration),
+    retry: (Duration, Duration),
     /// Which agreement each peer says it holds, against ours.
-    pub agreements: PeerAgreements,
+    agreements: PeerAgreements,
     /// The newest roster of each party: ours says who may act.
-    pub rosters: Rosters,
+    rosters: Rosters,
     /// What operations teams scrape (`[metrics]`).
-    pub metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::metrics::Metrics>,
     events: Events,
     /// Our node certificate, which new peers are dialled with.
     cert: CertKey,
@@ -86,13 +87,10 @@ pub struct Node {
     /// message is checked or signed and then logged: so each is checked
     /// and logged under one version, and the log shows which.
     pub(crate) adopting: tokio::sync::RwLock<()>,
-    /// Per peer, what wakes deliveries waiting for a retry when it speaks to us.
-    heard: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
     /// Set while later versions are fetched from a peer: one catch-up at a time.
     catching_up: std::sync::atomic::AtomicBool,
-    /// New deliveries for the delivery worker.
-    outbox: mpsc::UnboundedSender<state::Pending>,
-    outbox_queue: std::sync::Mutex<Option<mpsc::UnboundedReceiver<state::Pending>>>,
+    /// New deliveries for the delivery worker, and what wakes their retries.
+    deliveries: crate::delivery::queue::DeliveryQueue,
 }
 
 fn setup(what: impl std::fmt::Display) -> NodeError {
@@ -166,7 +164,6 @@ impl Node {
         let metrics = Arc::new(crate::metrics::Metrics::new(log.commit_histogram()));
         let events = Events::new(clock.clone(), metrics.clone());
         let witness = Arc::new(Witness::new(log.clone(), live.clone(), events.clone(), clock.clone()));
-        let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let rosters = Rosters::load(
             log.reader()
                 .read(|c| state::latest_rosters(c).map_err(LogError::Refused))?,
@@ -178,7 +175,6 @@ impl Node {
             cert: cert.clone(),
             adopting: tokio::sync::RwLock::new(()),
             catching_up: Default::default(),
-            heard: Default::default(),
             keys,
             key_files,
             log,
@@ -194,8 +190,7 @@ impl Node {
             rosters,
             metrics,
             events,
-            outbox,
-            outbox_queue: std::sync::Mutex::new(Some(outbox_rx)),
+            deliveries: Default::default(),
         });
         Ok(node)
     }
@@ -217,9 +212,7 @@ impl Node {
     /// chains from ours. What it claims is flagged only once its delivery is
     /// accepted ([`Node::peer_holds`]).
     pub fn heard_from(self: &Arc<Self>, party: &str, theirs: Option<&crate::proto::AgreementRef>) {
-        if let Some(waiting) = self.heard.lock().unwrap_or_else(|e| e.into_inner()).get(party) {
-            waiting.notify_waiters();
-        }
+        self.deliveries.wake(party);
         if let Some(theirs) = theirs {
             self.catch_up(party, theirs.version);
         }
@@ -247,12 +240,6 @@ impl Node {
         }
     }
 
-    /// What wakes the deliveries to `party` waiting for a retry when it speaks to us.
-    pub fn heard(&self, party: &str) -> Arc<tokio::sync::Notify> {
-        let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
-        heard.entry(party.to_owned()).or_default().clone()
-    }
-
     /// A receiver of every operator-visible event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -263,14 +250,69 @@ impl Node {
         &self.events
     }
 
-    /// Hands a delivery to the delivery worker.
-    pub fn queue_delivery(&self, p: state::Pending) {
-        let _ = self.outbox.send(p);
+    /// The delivery worker's queue and wake-ups.
+    pub fn deliveries(&self) -> &crate::delivery::queue::DeliveryQueue {
+        &self.deliveries
     }
 
-    /// The delivery worker's end of the queue; taken once.
-    pub fn take_outbox_queue(&self) -> Option<mpsc::UnboundedReceiver<state::Pending>> {
-        self.outbox_queue.lock().ok().and_then(|mut q| q.take())
+    /// Our party id.
+    pub fn party(&self) -> &str {
+        &self.party
+    }
+
+    /// The audit log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// Who is calling, from TLS certificates.
+    pub fn identifier(&self) -> &Arc<Identifier> {
+        &self.identifier
+    }
+
+    /// Per-caller request limits.
+    pub fn limits(&self) -> &crate::limits::Limits {
+        &self.limits
+    }
+
+    /// Repeated identical failures, logged once a minute with a count.
+    pub fn repeats(&self) -> &crate::repeats::Repeats {
+        &self.repeats
+    }
+
+    /// Where the node reads the time.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The node's background tasks.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// The peers' checkpoints, verified and witnessed.
+    pub fn witness(&self) -> &Arc<Witness> {
+        &self.witness
+    }
+
+    /// Which agreement each peer says it holds.
+    pub fn agreements(&self) -> &PeerAgreements {
+        &self.agreements
+    }
+
+    /// The newest roster of each party.
+    pub fn rosters(&self) -> &Rosters {
+        &self.rosters
+    }
+
+    /// What operations teams scrape.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Our TLS as a server.
+    pub fn tls(&self) -> &Arc<ServerTls> {
+        &self.tls
     }
 
     /// The key that signs what we send now: of our keys valid now, the

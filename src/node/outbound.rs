@@ -124,7 +124,7 @@ impl Node {
         };
         tracing::info!(id = %out.id, index = done.first_index, "signed, logged and queued");
         for party in to {
-            self.queue_delivery(state::Pending {
+            self.deliveries.push(state::Pending {
                 message_id: out.id.clone(),
                 party,
                 attempts: 0,

@@ -277,8 +277,8 @@ impl Drop for Cluster {
             return;
         }
         for n in self.nodes.iter().flatten() {
-            if let Some(panic) = n.node.tasks.panicked() {
-                panic!("a background task of {} panicked: {panic}", n.node.party);
+            if let Some(panic) = n.node.tasks().panicked() {
+                panic!("a background task of {} panicked: {panic}", n.node.party());
             }
         }
     }
@@ -354,7 +354,7 @@ impl Cluster {
         let parties: Vec<String> = self.configs.iter().map(|c| c.party.clone()).collect();
         awaited("every node's first roster delivered and receipted", || async {
             let quiet = self.nodes.iter().flatten().all(|n| {
-                parties.iter().all(|p| n.node.rosters.version(p) >= 1)
+                parties.iter().all(|p| n.node.rosters().version(p) >= 1)
                     && n.node
                         .read(hotline::state::outbox_counts)
                         .is_ok_and(|o| o.iter().all(|(_, n)| *n == 0))
