@@ -11,16 +11,15 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::clock;
-use crate::message::Kind;
 use crate::node::{Actor, Answer, Node, NodeError};
 use crate::proto::operator_server::Operator;
 use crate::proto::{
     AmendmentStepResponse, ApproveAmendmentRequest, ClockFigures, CommCheckRequest, CommCheckResponse, Event,
     GetNoticeRequest, GetRosterRequest, GetRosterResponse, ListAmendmentsRequest, ListAmendmentsResponse,
-    ListNoticesRequest, ListNoticesResponse, NoticeSummary, NoticeThread, PeerStatus, PendingAmendment,
-    ProposeAmendmentRequest, PublishRosterRequest, PublishRosterResponse, RejectAmendmentRequest, Rejection,
-    RespondRequest, RespondResponse, ResponseStatus, RunningDeadline, SendNoticeOutcome, SendNoticeRequest,
-    SendNoticeResponse, StatusRequest, StatusResponse, WatchEventsRequest, send_notice_outcome,
+    ListNoticesRequest, ListNoticesResponse, NoticeThread, PeerStatus, PendingAmendment, ProposeAmendmentRequest,
+    PublishRosterRequest, PublishRosterResponse, RejectAmendmentRequest, Rejection, RespondRequest, RespondResponse,
+    ResponseStatus, RunningDeadline, SendNoticeOutcome, SendNoticeRequest, SendNoticeResponse, StatusRequest,
+    StatusResponse, WatchEventsRequest, send_notice_outcome,
 };
 use crate::state;
 use crate::status::require_local;
@@ -200,24 +199,10 @@ impl Operator for OperatorService {
             0 => 100,
             n => n.min(10_000),
         };
-        let notices = self.node.read(|c| {
-            state::recent_notices(c, limit)?
-                .into_iter()
-                .map(|m| {
-                    let receipted_by = state::receipts(c, &m.id)?.into_iter().map(|(p, _)| p).collect();
-                    let responses = state::thread(c, &m.id)?
-                        .iter()
-                        .filter(|t| t.kind == Kind::Response)
-                        .count() as u32;
-                    Ok(NoticeSummary {
-                        notice: m.notice(),
-                        direction: m.direction.as_str().to_owned(),
-                        receipted_by,
-                        responses,
-                    })
-                })
-                .collect::<crate::db::Result<Vec<_>>>()
-        })?;
+        let notices = self
+            .node
+            .query(move |c| state::views::notice_summaries(c, limit))
+            .await?;
         Ok(Response::new(ListNoticesResponse { notices }))
     }
 
@@ -225,32 +210,8 @@ impl Operator for OperatorService {
     async fn get_notice(&self, req: Request<GetNoticeRequest>) -> Result<Response<NoticeThread>, Status> {
         let _admitted = self.reader(&req)?;
         let id = req.into_inner().id;
-        let thread = self.node.read(|c| {
-            let Some(notice) = state::message(c, &id)?.filter(|m| m.kind == Kind::Notice) else {
-                return Ok(None);
-            };
-            let messages = state::thread(c, &id)?;
-            let mut receipts: Vec<_> = state::receipts(c, &id)?.into_iter().map(|(_, e)| e).collect();
-            let mut responses = Vec::new();
-            for m in messages.iter().filter(|m| m.kind == Kind::Response) {
-                responses.push(m.envelope.clone());
-                receipts.extend(state::receipts(c, &m.id)?.into_iter().map(|(_, e)| e));
-            }
-            let authors = std::iter::once(&notice)
-                .chain(messages.iter().filter(|m| m.kind == Kind::Response))
-                .filter_map(|m| Some((m.sender.clone(), m.author()?)))
-                .collect::<Vec<_>>();
-            Ok(Some((
-                authors,
-                NoticeThread {
-                    notice: Some(notice.envelope),
-                    receipts,
-                    responses,
-                    norm_events: state::norm_events(c, Some(&id), 100)?,
-                    people: Vec::new(),
-                },
-            )))
-        })?;
+        let asked = id.clone();
+        let thread = self.node.query(move |c| state::views::notice_thread(c, &asked)).await?;
         thread
             .map(|(authors, thread)| {
                 let people = self.node.people(authors.iter().map(|(p, n)| (p.as_str(), n.as_str())));
@@ -283,27 +244,21 @@ impl Operator for OperatorService {
             .iter()
             .filter(|p| p.id != node.party())
             .collect();
-        let (outbox, checks, deadlines, running, events, witnessed, compliance) = node.read(|c| {
-            // Per peer: the size witnessed last, and its latest human check round trips.
-            let witnessed = others
-                .iter()
-                .map(|p| {
-                    Ok((
-                        state::last_witnessed(c, &p.id)?.map_or(0, |(size, _)| size),
-                        state::human_checks(c, &p.id, 5)?,
-                    ))
-                })
-                .collect::<crate::db::Result<Vec<(u64, Vec<u64>)>>>()?;
-            Ok((
-                state::outbox_counts(c)?,
-                state::comm_checks(c)?,
-                state::running_deadlines(c, i64::MAX, STATUS_DEADLINES)?,
-                state::running_deadline_count(c)?,
-                state::norm_events(c, None, 20)?,
-                witnessed,
-                state::compliance(c)?,
-            ))
-        })?;
+        let ids: Vec<String> = others.iter().map(|p| p.id.clone()).collect();
+        let version = in_force.version();
+        let figures = node
+            .query(move |c| state::views::status_figures(c, &ids, STATUS_DEADLINES, version))
+            .await?;
+        let state::views::StatusFigures {
+            outbox,
+            comm_checks: checks,
+            deadlines,
+            running,
+            events,
+            peers: witnessed,
+            compliance,
+            amendments_pending,
+        } = figures;
         let peers = others
             .iter()
             .zip(witnessed)
@@ -335,7 +290,7 @@ impl Operator for OperatorService {
         Ok(Response::new(StatusResponse {
             roster_version: node.rosters().version(node.party()),
             agreement_version: in_force.version(),
-            amendments_pending: node.read(|c| state::pending_count(c, in_force.version()))? as u64,
+            amendments_pending: amendments_pending as u64,
             party: node.party().to_owned(),
             log_size: node.log().head().size,
             deadlines_running: running,

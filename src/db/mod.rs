@@ -12,7 +12,7 @@ mod postgres;
 
 use std::cell::Cell;
 
-pub use self::postgres::PgConnection;
+pub use self::postgres::{PgConnection, blocking};
 pub use error::{Error, OptionalExtension, Result};
 use rusqlite::ToSql;
 pub use rusqlite::params;

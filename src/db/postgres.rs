@@ -89,10 +89,27 @@ impl Drop for PgConnection {
     }
 }
 
-/// Runs `f` where the blocking client may start its runtime: here, or on a
-/// helper thread when this thread is inside one.
+thread_local! {
+    /// Set while this thread runs a [`blocking`] section.
+    static BLOCKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` as a section that may block (on tokio's blocking pool, or a
+/// thread of its own): PostgreSQL calls in it run on this thread, not on a
+/// helper thread each.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    let was = BLOCKING.replace(true);
+    let result = f();
+    BLOCKING.set(was);
+    result
+}
+
+/// Runs `f` where the blocking client may start its runtime: here, on a
+/// thread outside any runtime or in a [`blocking`] section; or on a helper
+/// thread when called from async code (which should go through a
+/// [`blocking`] section on the blocking pool instead).
 fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    if tokio::runtime::Handle::try_current().is_err() {
+    if BLOCKING.get() || tokio::runtime::Handle::try_current().is_err() {
         return f();
     }
     std::thread::scope(|s| match s.spawn(f).join() {

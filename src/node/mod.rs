@@ -377,6 +377,19 @@ impl Node {
             .read(|c| f(c).map_err(|e| LogError::Refused(e.into())))?)
     }
 
+    /// Runs `f` on a read connection on the blocking pool, off the async
+    /// workers: what a call handler reads goes through here.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::db::Connection) -> crate::db::Result<T> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let log = self.log.clone();
+        let read = move || crate::db::blocking(|| log.reader().read(|c| f(c).map_err(|e| LogError::Refused(e.into()))));
+        Ok(tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| NodeError::Internal(format!("a read task failed: {e}")))??)
+    }
+
     /// The notice with this id, sent or received, if we hold it.
     pub(crate) fn held_notice(&self, id: &str) -> Result<Option<crate::proto::Notice>, NodeError> {
         if id.is_empty() {

@@ -10,6 +10,7 @@ use prost::Message;
 mod clocks;
 mod proposals;
 mod rosters;
+pub mod views;
 
 pub use clocks::*;
 pub use proposals::*;
@@ -99,7 +100,7 @@ impl StoredMessage {
     }
 }
 
-fn row_to_message(r: &crate::db::Row<'_>) -> crate::db::Result<StoredMessage> {
+pub(crate) fn row_to_message(r: &crate::db::Row<'_>) -> crate::db::Result<StoredMessage> {
     let entry: Vec<u8> = r.get(6)?;
     let kind: String = r.get(1)?;
     let direction: String = r.get(2)?;
@@ -130,9 +131,22 @@ fn envelope_in_entry(entry: &[u8], outside: Option<Vec<u8>>) -> Envelope {
         .unwrap_or_default()
 }
 
+/// A message row's fields, as `row_to_message` reads them (columns 0 to 10).
+macro_rules! message_fields {
+    () => {
+        "m.id, m.kind, m.direction, m.sender, m.thread, m.payload_sha256, e.data, m.log_index, m.created_ms, o.data, m.exercise"
+    };
+}
+/// Where a message row is read from: the row and the log entry that holds its envelope.
+macro_rules! message_from {
+    () => {
+        "FROM messages m JOIN entries e ON e.idx = m.log_index LEFT JOIN envelopes o ON o.idx = e.idx"
+    };
+}
+pub(crate) use {message_fields, message_from};
+
 /// A message row with the log entry that holds its envelope.
-const MESSAGE_COLUMNS: &str = "m.id, m.kind, m.direction, m.sender, m.thread, m.payload_sha256, e.data, m.log_index, m.created_ms, \
-     o.data, m.exercise FROM messages m JOIN entries e ON e.idx = m.log_index LEFT JOIN envelopes o ON o.idx = e.idx";
+const MESSAGE_COLUMNS: &str = concat!(message_fields!(), " ", message_from!());
 
 /// The message with this id, if any.
 pub fn message(c: &Connection, id: &str) -> crate::db::Result<Option<StoredMessage>> {
@@ -147,15 +161,6 @@ pub fn thread(c: &Connection, notice_id: &str) -> crate::db::Result<Vec<StoredMe
         "SELECT {MESSAGE_COLUMNS} WHERE m.thread = ?1 ORDER BY m.created_ms, m.id"
     ))?
     .query_map([notice_id], row_to_message)?
-    .collect()
-}
-
-/// The latest notices, newest first.
-pub fn recent_notices(c: &Connection, limit: u32) -> crate::db::Result<Vec<StoredMessage>> {
-    c.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} WHERE m.kind = 'notice' ORDER BY m.created_ms DESC, m.id DESC LIMIT ?1"
-    ))?
-    .query_map([limit], row_to_message)?
     .collect()
 }
 
