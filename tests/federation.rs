@@ -34,6 +34,19 @@ async fn a_notice_to_two_parties_is_receipted_by_both_and_lands_in_all_three_log
         receipted_by(c, 0, &sent.id) == ["ARG", "CHL"]
     })
     .await;
+    let listed = c
+        .operator(0)
+        .list_notices(hotline::proto::ListNoticesRequest { limit: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .notices;
+    let mut by = listed[0].receipted_by.clone();
+    by.sort();
+    assert_eq!(
+        (listed.len(), by, listed[0].responses),
+        (1, vec!["ARG".to_owned(), "CHL".to_owned()], 0)
+    );
     let id = sent.id.as_str();
     for (party, env) in c.node(0).read(|db| state::receipts(db, id)).unwrap() {
         let r = <hotline::proto::Receipt as prost::Message>::decode(&env.payload[..]).unwrap();
