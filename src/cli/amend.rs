@@ -72,7 +72,7 @@ pub struct Which {
 
 /// Runs an amendment command on a fresh runtime.
 fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
-    tokio::runtime::Runtime::new()?.block_on(f)
+    super::runtime::block_on(f)
 }
 
 async fn list(conn: &Conn) -> anyhow::Result<ListAmendmentsResponse> {

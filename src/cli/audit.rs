@@ -292,8 +292,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             };
             let (source, result) = match (&data, &export_dir, &node.node) {
                 (_, _, Some(addr)) => {
-                    let rt = tokio::runtime::Runtime::new()?;
-                    let result = rt.block_on(async {
+                    let result = super::runtime::block_on(async {
                         let mut client = node.client(addr)?;
                         let (_, key) = node_key(&mut client, addr, &trust).await?;
                         anyhow::Ok(hotline::audit::verify_node(addr, client, &key, tick).await)

@@ -20,7 +20,7 @@ use hotline::proto::{
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::bench_exchanges::{peak_rss_mib, spawn_node};
+use super::bench::exchanges::{peak_rss_mib, spawn_node};
 use super::view::Out;
 
 /// `hotline drill`.
@@ -147,14 +147,13 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
     let n = args.parties as usize;
     let root = std::env::temp_dir().join(format!("hotline-drill-{}", std::process::id()));
     let timeout = Duration::from_secs(args.timeout);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = rt.block_on(drill(&root, n, timeout, out));
+    let result = super::runtime::block_on(drill(&root, n, timeout, out));
     let _ = std::fs::remove_dir_all(&root);
     result
 }
 
 async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Result<ExitCode> {
-    let say = |line: String| super::demo_step::say(out, &line);
+    let say = |line: String| super::demo::step::say(out, &line);
     let ids: Vec<String> = (1..=n).map(|i| format!("P{i:03}")).collect();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     say(format!("hotline drill: {n} parties on loopback in {}", root.display()));

@@ -104,8 +104,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.recheck_all_entries {
         config.recheck_log = hotline::log::Recheck::All;
     }
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
+    super::runtime::block_on(async {
         let running = hotline::server::start(&config, None, hotline::clock::Clock::system()).await?;
         tracing::info!(addr = %running.addr, party = %config.party, "press Ctrl-C to stop");
         shutdown_signal().await;

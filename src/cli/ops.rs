@@ -16,6 +16,7 @@ use prost::Message;
 use serde_json::json;
 use tonic::transport::Channel;
 
+use super::choice::Choice;
 use super::view::{self, Out, outln};
 
 /// Which node to talk to.
@@ -52,18 +53,18 @@ pub struct SendArgs {
     /// Recipient party ids, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     to: Vec<String>,
-    /// notification, request-for-assistance, update, closure.
-    #[arg(long, default_value = "notification")]
-    kind: String,
-    /// low, medium, high, critical.
-    #[arg(long)]
-    severity: String,
-    /// ENISA class: malicious-code, availability, intrusions, information-content-security, fraud, vulnerable, other, ...
-    #[arg(long, default_value = "other")]
-    category: String,
-    /// TLP 2.0: clear, green, amber, amber+strict, red.
-    #[arg(long, default_value = "amber")]
-    tlp: String,
+    /// What the notice is.
+    #[arg(long, value_enum, default_value = "notification")]
+    kind: Choice<NoticeKind>,
+    /// How severe the incident is.
+    #[arg(long, value_enum)]
+    severity: Choice<Severity>,
+    /// The ENISA reference taxonomy's class.
+    #[arg(long, value_enum, default_value = "other")]
+    category: Choice<Category>,
+    /// TLP 2.0: who the recipients may share it with.
+    #[arg(long, value_enum, default_value = "amber")]
+    tlp: Choice<Tlp>,
     /// A one-line title.
     #[arg(long)]
     title: String,
@@ -91,16 +92,11 @@ pub struct SendArgs {
     /// The translation whose text is authoritative instead of the notice's own.
     #[arg(long)]
     authoritative: Option<String>,
-    /// Mark it as an exercise: tabletop or live-drill.
-    #[arg(long)]
-    exercise: Option<String>,
+    /// Mark it as an exercise.
+    #[arg(long, value_enum)]
+    exercise: Option<Choice<Exercise>>,
     #[command(flatten)]
     conn: Conn,
-}
-
-fn parse_enum<T>(field: &str, prefix: &str, value: &str, from: impl Fn(&str) -> Option<T>) -> anyhow::Result<T> {
-    let name = format!("{prefix}{}", value.to_uppercase().replace(['-', '+'], "_"));
-    from(&name).with_context(|| format!("--{field} {value:?} is not a known value"))
 }
 
 fn notice_from(args: &SendArgs) -> anyhow::Result<Notice> {
@@ -111,10 +107,10 @@ fn notice_from(args: &SendArgs) -> anyhow::Result<Notice> {
     };
     Ok(Notice {
         to: args.to.clone(),
-        kind: parse_enum("kind", "NOTICE_KIND_", &args.kind, NoticeKind::from_str_name)? as i32,
-        severity: parse_enum("severity", "SEVERITY_", &args.severity, Severity::from_str_name)? as i32,
-        category: parse_enum("category", "CATEGORY_", &args.category, Category::from_str_name)? as i32,
-        tlp: parse_enum("tlp", "TLP_", &args.tlp, Tlp::from_str_name)? as i32,
+        kind: args.kind.number(),
+        severity: args.severity.number(),
+        category: args.category.number(),
+        tlp: args.tlp.number(),
         title: args.title.clone(),
         summary: args.summary.clone(),
         affected_sectors: args.sectors.clone(),
@@ -152,10 +148,7 @@ fn notice_from(args: &SendArgs) -> anyhow::Result<Notice> {
                 })
             })
             .collect::<anyhow::Result<_>>()?,
-        exercise: match &args.exercise {
-            Some(e) => parse_enum("exercise", "EXERCISE_", e, Exercise::from_str_name)? as i32,
-            None => 0,
-        },
+        exercise: args.exercise.map_or(0, Choice::number),
         ..Default::default()
     })
 }
@@ -166,8 +159,7 @@ pub(super) fn rpc(what: &str, s: tonic::Status) -> anyhow::Error {
 
 /// Runs a `notice` subcommand.
 pub fn notice(cmd: NoticeCommand, out: Out) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
+    super::runtime::block_on(async {
         match cmd {
             NoticeCommand::Send(args) => {
                 let notice = notice_from(&args)?;
@@ -223,8 +215,7 @@ pub struct InboxArgs {
 
 /// `hotline inbox [--follow]`.
 pub fn inbox(args: InboxArgs, out: Out) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
+    super::runtime::block_on(async {
         let mut client = args.conn.client().await?;
         let mut events = if args.follow {
             // Subscribe first, so nothing arriving between the list and the stream is missed.
@@ -270,16 +261,15 @@ pub fn inbox(args: InboxArgs, out: Out) -> anyhow::Result<ExitCode> {
 pub struct RespondArgs {
     /// The notice to answer.
     id: String,
-    /// acknowledged, investigating, assistance-offered, mitigated, declined, closed.
-    #[arg(long)]
-    status: String,
+    /// Where the answer stands.
+    #[arg(long, value_enum)]
+    status: Choice<ResponseStatus>,
     /// The answer, in words.
     #[arg(long, default_value = "")]
     text: String,
-    /// Why, from a fixed list: outside-jurisdiction, insufficient-information, assistance-offered,
-    /// referred-to-another-authority, not-observed, duplicate, mitigation-under-way, other.
-    #[arg(long)]
-    reason: Option<String>,
+    /// Why, from a fixed list.
+    #[arg(long, value_enum)]
+    reason: Option<Choice<ReasonCode>>,
     /// With --status investigating: when a further answer is promised, as an RFC 3339 time or a
     /// duration from now (4h); it becomes a clock of its own.
     #[arg(long)]
@@ -305,7 +295,7 @@ pub fn acknowledge(args: AcknowledgeArgs, out: Out) -> anyhow::Result<ExitCode> 
     respond(
         RespondArgs {
             id: args.id,
-            status: "acknowledged".into(),
+            status: Choice(ResponseStatus::Acknowledged),
             text: args.text,
             reason: None,
             promised_by: None,
@@ -317,16 +307,8 @@ pub fn acknowledge(args: AcknowledgeArgs, out: Out) -> anyhow::Result<ExitCode> 
 
 /// `hotline respond ID`.
 pub fn respond(args: RespondArgs, out: Out) -> anyhow::Result<ExitCode> {
-    let status = parse_enum(
-        "status",
-        "RESPONSE_STATUS_",
-        &args.status,
-        ResponseStatus::from_str_name,
-    )?;
-    let reason = match &args.reason {
-        Some(r) => parse_enum("reason", "REASON_CODE_", r, ReasonCode::from_str_name)? as i32,
-        None => 0,
-    };
+    let status = args.status.0;
+    let reason = args.reason.map_or(0, Choice::number);
     let promised_by = args
         .promised_by
         .as_deref()
@@ -337,8 +319,7 @@ pub fn respond(args: RespondArgs, out: Out) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("--promised-by {p:?} is neither an RFC 3339 time nor a duration such as 4h"))
         })
         .transpose()?;
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
+    super::runtime::block_on(async {
         let r = args
             .conn
             .client()
@@ -368,8 +349,7 @@ pub fn respond(args: RespondArgs, out: Out) -> anyhow::Result<ExitCode> {
 
 /// `hotline status`.
 pub fn status(conn: Conn, out: Out) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
+    super::runtime::block_on(async {
         let s = conn
             .client()
             .await?
@@ -385,8 +365,7 @@ pub fn status(conn: Conn, out: Out) -> anyhow::Result<ExitCode> {
 
 /// `hotline comm-check [PARTY]`.
 pub fn comm_check(party: Option<String>, human: bool, conn: Conn, out: Out) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
+    super::runtime::block_on(async {
         let r = conn
             .client()
             .await?

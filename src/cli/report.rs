@@ -42,24 +42,21 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
             let verified = verify::verify_data_dir(dir, &key, tick);
             (origin, verified, Ledger::from_data_dir(dir)?)
         }
-        (None, Some(addr)) => {
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async {
-                let mut client = args.node.client(addr)?;
-                let (origin, key) = node_key(&mut client, addr, &args.trust).await?;
-                let verified = hotline::audit::verify_node(addr, client.clone(), &key, tick).await;
-                let mut ledger = Ledger::default();
-                let mut entries = client
-                    .get_entries(hotline::proto::GetEntriesRequest { start: 0, end: 0 })
-                    .await
-                    .with_context(|| format!("{addr}: GetEntries"))?
-                    .into_inner();
-                while let Some(e) = entries.message().await.with_context(|| format!("{addr}: GetEntries"))? {
-                    ledger.entry(&e.data, (!e.envelope.is_empty()).then_some(&e.envelope[..]));
-                }
-                anyhow::Ok((origin, verified, ledger))
-            })?
-        }
+        (None, Some(addr)) => super::runtime::block_on(async {
+            let mut client = args.node.client(addr)?;
+            let (origin, key) = node_key(&mut client, addr, &args.trust).await?;
+            let verified = hotline::audit::verify_node(addr, client.clone(), &key, tick).await;
+            let mut ledger = Ledger::default();
+            let mut entries = client
+                .get_entries(hotline::proto::GetEntriesRequest { start: 0, end: 0 })
+                .await
+                .with_context(|| format!("{addr}: GetEntries"))?
+                .into_inner();
+            while let Some(e) = entries.message().await.with_context(|| format!("{addr}: GetEntries"))? {
+                ledger.entry(&e.data, (!e.envelope.is_empty()).then_some(&e.envelope[..]));
+            }
+            anyhow::Ok((origin, verified, ledger))
+        })?,
         (None, None) => anyhow::bail!("give --data or --node"),
     };
     bar.finish_and_clear();

@@ -52,7 +52,6 @@ pub enum Command {
 
 /// Runs a roster command.
 pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new()?;
     match cmd {
         Command::Set {
             file,
@@ -78,11 +77,11 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                     });
                     Ok(ExitCode::SUCCESS)
                 }
-                None => runtime.block_on(publish(signed.to_bytes(), &conn, out)),
+                None => super::runtime::block_on(publish(signed.to_bytes(), &conn, out)),
             }
         }
-        Command::Publish { file, conn } => runtime.block_on(publish(read_input(&file)?, &conn, out)),
-        Command::Show { party, conn } => runtime.block_on(show(party.unwrap_or_default(), &conn, out)),
+        Command::Publish { file, conn } => super::runtime::block_on(publish(read_input(&file)?, &conn, out)),
+        Command::Show { party, conn } => super::runtime::block_on(show(party.unwrap_or_default(), &conn, out)),
     }
 }
 

@@ -23,7 +23,7 @@ use hotline::proto::{
 };
 use tonic::transport::Channel;
 
-use super::view::Out;
+use crate::cli::view::Out;
 
 /// What the end-to-end run measures, and how hard it pushes.
 #[derive(clap::Args)]
@@ -77,7 +77,7 @@ pub(super) struct Exchanges {
     pub scraped: (f64, f64),
 }
 
-pub(super) struct Node(pub(super) Child);
+pub(crate) struct Node(pub(crate) Child);
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -86,7 +86,7 @@ impl Drop for Node {
     }
 }
 
-pub(super) fn spawn_node(config: &Path) -> anyhow::Result<Node> {
+pub(crate) fn spawn_node(config: &Path) -> anyhow::Result<Node> {
     let child = Command::new(std::env::current_exe()?)
         .args(["serve", "--config"])
         .arg(config)
@@ -100,7 +100,7 @@ pub(super) fn spawn_node(config: &Path) -> anyhow::Result<Node> {
 }
 
 /// Peak resident memory of a process, from /proc (Linux), in MiB.
-pub(super) fn peak_rss_mib(pid: u32) -> Option<f64> {
+pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
@@ -162,14 +162,12 @@ pub(super) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
 async fn fill_log(a: &Config, entries: u64, out: Out) -> anyhow::Result<()> {
     let key = hotline::keys::IdentityKey::load(&a.identity_key)?;
     let log = hotline::log::Log::open(&a.data, key.clone())?;
-    let bar = super::audit::progress_bar(out, "filling A's log");
+    let bar = crate::cli::audit::progress_bar(out, "filling A's log");
     bar.set_length(entries);
     let mut size = log.head().size;
     while size < entries {
         let n = 1000.min(entries - size);
-        let batch = (size..size + n)
-            .map(|i| super::bench_log::sample_entry(i, 400))
-            .collect();
+        let batch = (size..size + n).map(|i| super::log::sample_entry(i, 400)).collect();
         size = log.append(batch).await?.tree_size;
         bar.set_position(size);
     }

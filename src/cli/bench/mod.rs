@@ -1,13 +1,21 @@
 //! `hotline bench`: measured figures on this machine, never guessed. With no
-//! part named it measures the whole system end to end (`bench_e2e`);
-//! `hotline bench log` measures the audit log alone (`bench_log`).
+//! part named it measures the whole system end to end (`e2e.rs`: the crypto
+//! bound, the runs side by side, the table; `exchanges.rs`: one run of
+//! exchanges between two `serve` processes); `hotline bench log` measures
+//! the audit log alone (`log.rs`), `hotline bench flood` a hostile peer's
+//! flood (`flood.rs`).
+
+mod e2e;
+pub(super) mod exchanges;
+mod flood;
+mod log;
 
 use std::process::ExitCode;
 
-use super::bench_e2e;
-use super::bench_exchanges::E2eArgs;
-use super::bench_flood::{self, FloodArgs};
-use super::bench_log::{self, LogArgs};
+use exchanges::E2eArgs;
+use flood::FloodArgs;
+use log::LogArgs;
+
 use super::view::Out;
 
 /// `hotline bench`: the whole system end to end, or one part.
@@ -30,11 +38,11 @@ pub enum Command {
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
     match args.part {
         Some(Command::Log(log)) => {
-            let (figures, human) = bench_log::log_bench(log, out)?;
+            let (figures, human) = log::log_bench(log, out)?;
             out.print(&figures, || human);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Flood(flood)) => bench_flood::run(flood, out),
-        None => bench_e2e::run(args.e2e, out),
+        Some(Command::Flood(flood)) => flood::run(flood, out),
+        None => e2e::run(args.e2e, out),
     }
 }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::json;
 
-use super::bench_exchanges::{E2eArgs, Exchanges, exchanges, percentile_ms};
-use super::bench_log::{LogArgs, log_bench};
-use super::view::Out;
+use super::exchanges::{E2eArgs, Exchanges, exchanges, percentile_ms};
+use super::log::{LogArgs, log_bench};
+use crate::cli::view::Out;
 
 /// Ed25519 operations on the critical path of one exchange: the sender signs
 /// the notice, the receiver verifies it and the sender's checkpoint, signs
@@ -71,6 +71,8 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
     let (sign_rate, verify_rate) = crypto_rates();
     let crypto_bound = cores / (SIGNS_PER_EXCHANGE / sign_rate + VERIFIES_PER_EXCHANGE / verify_rate);
 
+    // The load generator's own runtime, one worker: its work competes for the
+    // two cores the same way in every run, the nodes being separate processes.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -10,8 +10,8 @@ use hotline::proto::{Category, Notice, NoticeKind, SendNoticeRequest, Severity, 
 use hotline::server::Running;
 use hotline::state;
 
-use super::demo_step::{operator, say, wait};
-use super::view::Out;
+use super::step::{operator, say, wait};
+use crate::cli::view::Out;
 
 /// Step 5: EST joins while every node runs. It creates its files and signs
 /// version 2 (the agreement in force with EST added); PER proposes it over

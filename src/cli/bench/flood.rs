@@ -23,8 +23,8 @@ use prost::Message;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::bench_exchanges::{peak_rss_mib, percentile_ms, spawn_node};
-use super::view::Out;
+use super::exchanges::{peak_rss_mib, percentile_ms, spawn_node};
+use crate::cli::view::Out;
 
 /// How long the drill runs, and how hard the flood pushes.
 #[derive(clap::Args)]
@@ -86,8 +86,7 @@ impl Probe {
 
 pub fn run(args: FloodArgs, out: Out) -> anyhow::Result<ExitCode> {
     let root = tempfile_dir()?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let result = rt.block_on(drill(&root, &args));
+    let result = crate::cli::runtime::block_on(drill(&root, &args));
     let _ = std::fs::remove_dir_all(&root);
     let figures = result?;
     out.print(&figures, || {

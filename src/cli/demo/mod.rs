@@ -20,8 +20,12 @@ use hotline::server::Running;
 use hotline::{clock, state};
 use serde_json::json;
 
-use super::demo_step::{operator, publish_roster, say, wait};
+mod join;
+pub(super) mod step;
+mod timeline;
+
 use super::view::Out;
+use step::{operator, publish_roster, say, wait};
 
 const PARTIES: [&str; 3] = ["PER", "CHL", "ARG"];
 
@@ -52,7 +56,6 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
         }
         None => std::env::temp_dir().join(format!("hotline-demo-{}", std::process::id())),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let exercise = match args.exercise {
         true => hotline::proto::Exercise::Tabletop as i32,
         false => 0,
@@ -61,7 +64,7 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("hotline-demo-{}-files", std::process::id())),
     });
-    let result = rt.block_on(script(&root, args.keep.is_some(), exercise, &files, out));
+    let result = super::runtime::block_on(script(&root, args.keep.is_some(), exercise, &files, out));
     if args.keep.is_none() {
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -324,7 +327,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
     })
     .await?;
 
-    let joined = super::demo_join::join(root, &configs, &mut nodes, exercise, out).await?;
+    let joined = join::join(root, &configs, &mut nodes, exercise, out).await?;
     configs.push(joined);
     let parties: Vec<String> = configs.iter().map(|c| c.party.clone()).collect();
 
@@ -376,7 +379,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
         out,
         "\n7. PER's compliance report and the STIX 2.1 export of its notices",
     );
-    let (report, stix) = super::demo_step::auditor_files(&configs[0], files)?;
+    let (report, stix) = step::auditor_files(&configs[0], files)?;
     say(
         out,
         &format!(
@@ -386,7 +389,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
         ),
     );
 
-    let timeline = super::demo_timeline::timeline(&configs)?;
+    let timeline = timeline::timeline(&configs)?;
     if !out.json {
         super::view::outln!("\nTimeline (all four logs, merged)");
         for (at, party, line) in &timeline {

@@ -13,7 +13,7 @@ use hotline::proto::OperatorAction;
 use hotline::proto::log_entry::Body;
 use serde_json::json;
 
-use super::view::Out;
+use crate::cli::view::Out;
 
 #[derive(clap::Args)]
 pub struct LogArgs {
@@ -67,13 +67,12 @@ pub fn log_bench(args: LogArgs, out: Out) -> anyhow::Result<(serde_json::Value, 
         .unwrap_or_else(|| std::env::temp_dir().join(format!("hotline-bench-{}", std::process::id())));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let key = IdentityKey::generate("hotline.example/BENCH")?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let progress = |msg: &str| {
         if !out.json {
             eprintln!("  {msg}");
         }
     };
-    let figures = rt.block_on(async {
+    let figures = crate::cli::runtime::block_on(async {
         let log = Arc::new(Log::open(&dir, key.clone())?);
         let bytes = args.entry_bytes;
 

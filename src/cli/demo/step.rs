@@ -9,7 +9,7 @@ use hotline::config::Config;
 use hotline::proto::operator_client::OperatorClient;
 use tonic::transport::Channel;
 
-use super::view::Out;
+use crate::cli::view::Out;
 
 pub fn operator(c: &Config) -> anyhow::Result<OperatorClient<Channel>> {
     Ok(OperatorClient::new(hotline::transport::channel(
@@ -65,17 +65,17 @@ pub fn auditor_files(node: &Config, dir: &std::path::Path) -> anyhow::Result<(st
     let html =
         hotline::report::render(&ledger, &node.party, &verification).map_err(|e| anyhow::anyhow!("report: {e}"))?;
     let report = dir.join("report.html");
-    super::files::write_atomic(&report, html.as_bytes())?;
+    crate::cli::files::write_atomic(&report, html.as_bytes())?;
     let c = hotline::store::open_reader(&node.data)?;
     let bundle = hotline::stix::bundle_of_log(&c, &node.party, hotline::proto::Tlp::Amber)?
         .context("the log holds no adopted agreement")?;
     let stix = dir.join("stix.json");
-    super::files::write_atomic(&stix, (serde_json::to_string_pretty(&bundle)? + "\n").as_bytes())?;
+    crate::cli::files::write_atomic(&stix, (serde_json::to_string_pretty(&bundle)? + "\n").as_bytes())?;
     Ok((report, stix))
 }
 
 pub fn say(out: Out, line: &str) {
     if !out.json {
-        super::view::outln!("{line}");
+        crate::cli::view::outln!("{line}");
     }
 }
