@@ -20,8 +20,7 @@ use crate::proto::{
     GetEntriesRequest, InclusionProof, InclusionProofRequest, ListWitnessedCheckpointsRequest,
     ListWitnessedCheckpointsResponse, SignedCheckpoint, WitnessedCheckpoint,
 };
-use crate::status::require_local;
-use crate::tls::{Identifier, Role};
+use crate::tls::Identifier;
 
 /// Entries read from the database per round trip of a stream.
 const ENTRY_CHUNK: usize = 256;
@@ -46,8 +45,7 @@ impl AuditService {
 
     /// A local auditor or operator, within its rate and in-flight limits.
     fn allow<T>(&self, req: &Request<T>) -> Result<Admitted, Status> {
-        let (who, _) = require_local(&self.identifier, req, &[Role::Auditor, Role::Operator])?;
-        self.limits.admit(&format!("operator {who}"))
+        Ok(crate::status::local_reader(&self.identifier, &self.limits, req)?.1)
     }
 }
 

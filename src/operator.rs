@@ -50,9 +50,10 @@ impl OperatorService {
     }
 
     /// An operator call that writes: counted against the operator's limits;
-    /// returns the roster contact who acts.
+    /// returns the roster contact who acts, also recorded on the call's span.
     fn writer<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
         let (name, contact, _) = self.operator(req)?;
+        tracing::Span::current().record("operator", contact.as_str());
         let admitted = admit(&self.node, &name)?;
         Ok((contact, admitted))
     }
@@ -60,15 +61,13 @@ impl OperatorService {
     /// A read-only call: operators and auditors, counted against the same limits as writes.
     fn reader<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
         self.node.started()?;
-        let (who, _) = require_local(self.node.identifier(), req, &[Role::Operator, Role::Auditor])?;
-        let admitted = admit(&self.node, &who)?;
-        Ok((who, admitted))
+        crate::status::local_reader(self.node.identifier(), self.node.limits(), req)
     }
 }
 
 /// Counts one call by local caller `who` against its limits.
 fn admit(node: &Node, who: &str) -> Result<crate::limits::Admitted, Status> {
-    node.limits().admit(&format!("operator {who}"))
+    crate::status::admit_local(node.limits(), who)
 }
 
 /// Signs, logs and queues one notice for `who`.
@@ -94,7 +93,6 @@ impl Operator for OperatorService {
     #[tracing::instrument(name = "Operator.SendNotice", skip_all, fields(operator))]
     async fn send_notice(&self, req: Request<SendNoticeRequest>) -> Result<Response<SendNoticeResponse>, Status> {
         let (who, _admitted) = self.writer(&req)?;
-        tracing::Span::current().record("operator", who.as_str());
         Ok(Response::new(send_one(&self.node, &who, req.into_inner()).await?))
     }
 
@@ -330,7 +328,6 @@ impl Operator for OperatorService {
         req: Request<ProposeAmendmentRequest>,
     ) -> Result<Response<AmendmentStepResponse>, Status> {
         let (who, _admitted) = self.writer(&req)?;
-        tracing::Span::current().record("operator", who.as_str());
         let r = req.into_inner();
         let sent = self
             .node
@@ -345,7 +342,6 @@ impl Operator for OperatorService {
         req: Request<ApproveAmendmentRequest>,
     ) -> Result<Response<AmendmentStepResponse>, Status> {
         let (who, _admitted) = self.writer(&req)?;
-        tracing::Span::current().record("operator", who.as_str());
         let r = req.into_inner();
         let extra = (!r.signatures.is_empty()).then_some(r.signatures.as_slice());
         let sent = self
@@ -361,7 +357,6 @@ impl Operator for OperatorService {
         req: Request<RejectAmendmentRequest>,
     ) -> Result<Response<AmendmentStepResponse>, Status> {
         let (who, _admitted) = self.writer(&req)?;
-        tracing::Span::current().record("operator", who.as_str());
         let r = req.into_inner();
         let sent = self
             .node

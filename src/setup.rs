@@ -262,39 +262,66 @@ local_calls_in_flight = 256
     })
 }
 
+/// A `[norms]` table: the receipt clock, the acknowledgement and response
+/// clocks by severity (critical, high, medium, low), how often communication
+/// checks run and how long one has for its answer; the notice size and
+/// clock skew are the brief's.
+macro_rules! norms {
+    ($receipt:literal, [$ac:literal, $ah:literal, $am:literal, $al:literal],
+     [$rc:literal, $rh:literal, $rm:literal, $rl:literal], $every:literal, $answer:literal) => {
+        concat!(
+            "[norms]\nreceipt_within = \"",
+            $receipt,
+            "\"\n",
+            "acknowledge_within = { critical = \"",
+            $ac,
+            "\", high = \"",
+            $ah,
+            "\", medium = \"",
+            $am,
+            "\", low = \"",
+            $al,
+            "\" }\n",
+            "respond_within = { critical = \"",
+            $rc,
+            "\", high = \"",
+            $rh,
+            "\", medium = \"",
+            $rm,
+            "\", low = \"",
+            $rl,
+            "\" }\n",
+            "comm_check_every = \"",
+            $every,
+            "\"\ncomm_check_answer_within = \"",
+            $answer,
+            "\"\n",
+            "max_notice_bytes = 1048576\nclock_skew = \"5m\"\n"
+        )
+    };
+}
+
 /// The brief's norms, for a real hotline.
-pub const DEFAULT_NORMS: &str = r#"[norms]
-receipt_within = "5m"
-acknowledge_within = { critical = "15m", high = "1h", medium = "4h", low = "24h" }
-respond_within = { critical = "1h", high = "4h", medium = "24h", low = "72h" }
-comm_check_every = "24h"
-comm_check_answer_within = "15m"
-max_notice_bytes = 1048576
-clock_skew = "5m"
-"#;
+pub const DEFAULT_NORMS: &str = norms!(
+    "5m",
+    ["15m", "1h", "4h", "24h"],
+    ["1h", "4h", "24h", "72h"],
+    "24h",
+    "15m"
+);
 
 /// Norms compressed to seconds, so the demo (and tests) see deadlines pass:
 /// a HIGH notice must be acknowledged within 2 s and answered within 3 s.
-pub const DEMO_NORMS: &str = r#"[norms]
-receipt_within = "5s"
-acknowledge_within = { critical = "1s", high = "2s", medium = "1h", low = "1h" }
-respond_within = { critical = "2s", high = "3s", medium = "1h", low = "1h" }
-comm_check_every = "1h"
-comm_check_answer_within = "5s"
-max_notice_bytes = 1048576
-clock_skew = "5m"
-"#;
+pub const DEMO_NORMS: &str = norms!("5s", ["1s", "2s", "1h", "1h"], ["2s", "3s", "1h", "1h"], "1h", "5s");
 
 /// Norms whose clocks outlast any load run (benchmarks, drills): no deadline fires.
-pub const LOAD_NORMS: &str = r#"[norms]
-receipt_within = "1h"
-acknowledge_within = { critical = "24h", high = "24h", medium = "24h", low = "24h" }
-respond_within = { critical = "24h", high = "24h", medium = "24h", low = "24h" }
-comm_check_every = "24h"
-comm_check_answer_within = "1h"
-max_notice_bytes = 1048576
-clock_skew = "5m"
-"#;
+pub const LOAD_NORMS: &str = norms!(
+    "1h",
+    ["24h", "24h", "24h", "24h"],
+    ["24h", "24h", "24h", "24h"],
+    "24h",
+    "1h"
+);
 
 /// Agreement text from a norms table and the parties' `[[party]]` entries:
 /// version 1, or the version after `follows`, naming it by its text's hash.

@@ -145,3 +145,23 @@ pub fn require_local<T>(
         ))),
     }
 }
+
+/// Counts one call by local caller `who` (the certificate's name in
+/// hotline.toml) against its limits: every local caller, on every service,
+/// is counted under one name.
+pub fn admit_local(limits: &crate::limits::Limits, who: &str) -> Result<crate::limits::Admitted, Status> {
+    limits.admit(&format!("operator {who}"))
+}
+
+/// A read-only call's caller: a local operator or auditor certificate,
+/// counted against its limits (the Operator service's reads and the Audit
+/// service alike).
+pub fn local_reader<T>(
+    identifier: &Identifier,
+    limits: &crate::limits::Limits,
+    req: &Request<T>,
+) -> Result<(String, crate::limits::Admitted), Status> {
+    let (who, _) = require_local(identifier, req, &[Role::Operator, Role::Auditor])?;
+    let admitted = admit_local(limits, &who)?;
+    Ok((who, admitted))
+}

@@ -325,12 +325,7 @@ async fn objects(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (read, objects) = match read_page(ctx, headers, id, q).await {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    let items = objects.iter().map(|(o, _)| o.clone()).collect();
-    paged(read.next, items, &objects)
+    page_of(ctx, headers, id, q, |o, _| o.clone()).await
 }
 
 async fn manifest(
@@ -339,18 +334,29 @@ async fn manifest(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (read, objects) = match read_page(ctx, headers, id, q).await {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    let entries: Vec<Value> = objects
-        .iter()
-        .map(|(o, added)| {
-            let version = o["modified"].as_str().or(o["created"].as_str()).unwrap_or_default();
-            json!({"id": o["id"], "date_added": added, "version": version, "media_type": STIX_MEDIA_TYPE})
-        })
-        .collect();
-    paged(read.next, entries, &objects)
+    page_of(ctx, headers, id, q, |o, added| {
+        let version = o["modified"].as_str().or(o["created"].as_str()).unwrap_or_default();
+        json!({"id": o["id"], "date_added": added, "version": version, "media_type": STIX_MEDIA_TYPE})
+    })
+    .await
+}
+
+/// A page of a collection's objects, each written by `item` (the object
+/// itself, or its manifest entry) with the date it was added.
+async fn page_of(
+    ctx: Arc<Ctx>,
+    headers: HeaderMap,
+    id: String,
+    q: HashMap<String, String>,
+    item: fn(&Value, &str) -> Value,
+) -> Response {
+    match read_page(ctx, headers, id, q).await {
+        Ok((read, objects)) => {
+            let items = objects.iter().map(|(o, added)| item(o, added)).collect();
+            paged(read.next, items, &objects)
+        }
+        Err(r) => r.into_response(),
+    }
 }
 
 async fn not_found() -> Response {

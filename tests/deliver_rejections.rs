@@ -625,10 +625,7 @@ async fn red_notice_to_chl(c: &Cluster) -> String {
     let mut red = common::notice(&["CHL"], "for CHL's eyes only");
     red.tlp = hotline::proto::Tlp::Red as i32;
     let id = c.send(0, red).await;
-    c.eventually(10, "CHL has it", |c| {
-        c.node(1).read(|db| hotline::state::message(db, &id)).unwrap().is_some()
-    })
-    .await;
+    c.until_held(1, &id).await;
     id
 }
 

@@ -76,13 +76,7 @@ impl Lcg {
 async fn no_accepted_operator_call_writes_an_entry_audit_verify_rejects_across_a_keys_expiry() {
     let c = per_left_with_its_old_key_only().await;
     let chl_notice = c.send(1, common::notice(&["PER"], "Answer me")).await;
-    c.eventually(10, "PER holds CHL's notice", |c| {
-        c.node(0)
-            .read(|db| hotline::state::message(db, &chl_notice))
-            .unwrap()
-            .is_some()
-    })
-    .await;
+    c.until_held(0, &chl_notice).await;
     let mut rng = Lcg(0x5eed);
     let (mut accepted, mut refused) = (0, 0);
     for step in 0..24 {

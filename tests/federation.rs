@@ -91,10 +91,7 @@ async fn a_response_round_trips_with_its_own_receipt() {
         .await
         .unwrap()
         .into_inner();
-    c.eventually(10, "CHL has the notice", |c| {
-        c.node(1).read(|db| state::message(db, &sent.id)).unwrap().is_some()
-    })
-    .await;
+    c.until_held(1, &sent.id).await;
     let resp = c
         .operator(1)
         .respond(RespondRequest {
@@ -107,10 +104,7 @@ async fn a_response_round_trips_with_its_own_receipt() {
         .await
         .unwrap()
         .into_inner();
-    c.eventually(10, "PER has CHL's response", |c| {
-        c.node(0).read(|db| state::message(db, &resp.id)).unwrap().is_some()
-    })
-    .await;
+    c.until_held(0, &resp.id).await;
     c.eventually(10, "CHL has PER's receipt of the response", |c| {
         receipted_by(c, 1, &resp.id) == ["PER"]
     })
@@ -243,10 +237,7 @@ async fn a_missed_response_deadline_produces_exactly_one_norm_event_on_both_side
             .filter(|l| l.starts_with("DEADLINE_MISSED") && l.contains(id) && l.contains("response"))
             .count()
     };
-    c.eventually(10, "CHL has the notice", |c| {
-        c.node(1).read(|db| state::message(db, &id)).unwrap().is_some()
-    })
-    .await;
+    c.until_held(1, &id).await;
     c.clock.advance(std::time::Duration::from_secs(2)); // the agreed 2 s pass
     c.eventually(10, "PER logs CHL's missed response", |c| missed(&id, c, 0) == 1)
         .await;
@@ -332,10 +323,7 @@ async fn an_amber_notice_may_not_be_forwarded_to_a_third_party_but_a_green_one_m
         let mut n = notice(&["CHL"], "for CHL only");
         n.tlp = tlp as i32;
         let id = c.send(0, n).await;
-        c.eventually(10, "CHL has it", |c| {
-            c.node(1).read(|db| state::message(db, &id)).unwrap().is_some()
-        })
-        .await;
+        c.until_held(1, &id).await;
         let mut forward = notice(&["ARG"], "passing it on");
         forward.kind = hotline::proto::NoticeKind::Update as i32;
         forward.in_reply_to = id.clone();

@@ -38,10 +38,7 @@ fn assert_escaped(printed: &str) {
 async fn a_peer_title_with_escape_sequences_and_a_newline_is_escaped_in_the_inbox_and_notice_show() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     let id = c.send(0, notice(&["CHL"], HOSTILE)).await;
-    c.eventually(10, "CHL has the notice", |c| {
-        c.node(1).read(|db| hotline::state::message(db, &id)).unwrap().is_some()
-    })
-    .await;
+    c.until_held(1, &id).await;
     assert_escaped(&cli(&c, 1, &["inbox"]));
     assert_escaped(&cli(&c, 1, &["notice", "show", &id]));
     let json: serde_json::Value = serde_json::from_str(&cli(&c, 1, &["--json", "notice", "show", &id])).unwrap();

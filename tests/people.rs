@@ -92,10 +92,7 @@ async fn a_response_to_an_exercise_is_the_same_exercise_and_carries_its_reason_c
     let mut n = notice(&["CHL"], "A tabletop scenario");
     n.exercise = Exercise::Tabletop as i32;
     let id = c.send(0, n).await;
-    c.eventually(10, "CHL holds the notice", |c| {
-        c.node(1).read(|db| state::message(db, &id)).unwrap().is_some()
-    })
-    .await;
+    c.until_held(1, &id).await;
     c.operator(1)
         .respond(RespondRequest {
             notice_id: id.clone(),

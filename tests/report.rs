@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Cluster, FAST_NORMS, hotline_json, notice};
-use hotline::proto::{CommCheckRequest, Deadline, RespondRequest, ResponseStatus};
+use hotline::proto::{CommCheckRequest, Deadline, ResponseStatus};
 
 /// The figure `which` (owed, met, missed) of the row for `party` and `norm` in the rendered DOM.
 fn figure(dom: &str, party: &str, norm: &str, which: &str) -> Option<u64> {
@@ -25,19 +25,8 @@ async fn the_report_renders_in_chromium_with_no_console_errors_and_its_figures_m
     let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
     // CHL answers; ARG lets its acknowledgement and response clocks run out; both answer a check.
     let id = c.send(0, notice(&["CHL", "ARG"], "Wiper at the grid")).await;
-    c.eventually(10, "CHL holds the notice", |c| {
-        c.node(1).read(|db| hotline::state::message(db, &id)).unwrap().is_some()
-    })
-    .await;
-    c.operator(1)
-        .respond(RespondRequest {
-            notice_id: id.clone(),
-            status: ResponseStatus::Investigating as i32,
-            text: "on it".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    c.until_held(1, &id).await;
+    c.respond(1, &id, ResponseStatus::Investigating, "on it").await;
     c.operator(0).comm_check(CommCheckRequest::default()).await.unwrap();
     c.eventually_advancing(
         20,

@@ -9,8 +9,7 @@ use common::{Cluster, FAST_NORMS, notice};
 use hotline::envelope::{self, ROSTER_TYPE};
 use hotline::keys::IdentityKey;
 use hotline::proto::{
-    DeliverRequest, GetNoticeRequest, GetRosterRequest, PublishRosterRequest, RespondRequest, ResponseStatus,
-    RosterUpdate,
+    DeliverRequest, GetNoticeRequest, GetRosterRequest, PublishRosterRequest, ResponseStatus, RosterUpdate,
 };
 use hotline::roster::SignedRoster;
 use prost::Message as _;
@@ -79,19 +78,8 @@ async fn a_new_roster_version_is_delivered_and_peers_show_the_named_contact_who_
     })
     .await;
     let id = c.send(0, notice(&["CHL"], "Read me")).await;
-    c.eventually(10, "CHL holds the notice", |c| {
-        c.node(1).read(|db| hotline::state::message(db, &id)).unwrap().is_some()
-    })
-    .await;
-    c.operator(1)
-        .respond(RespondRequest {
-            notice_id: id.clone(),
-            status: ResponseStatus::Acknowledged as i32,
-            text: "read".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    c.until_held(1, &id).await;
+    c.respond(1, &id, ResponseStatus::Acknowledged, "read").await;
     let thread = common::awaited("PER holds the acknowledgement", || async {
         let t = c
             .operator(0)

@@ -184,13 +184,7 @@ async fn a_peers_attachment_is_attributed_to_the_peer_and_cannot_redefine_a_mark
         name: "forged.json".into(),
     }];
     let theirs = c.send(1, n).await;
-    c.eventually(10, "PER holds CHL's notice", |c| {
-        c.node(0)
-            .read(|db| hotline::state::message(db, &theirs))
-            .unwrap()
-            .is_some()
-    })
-    .await;
+    c.until_held(0, &theirs).await;
     let (_, bundle) = common::export_stix(&c, "amber");
     let malware = of_type(&bundle, "malware");
     let incident = of_type(&bundle, "incident")

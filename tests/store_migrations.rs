@@ -10,48 +10,6 @@ use hotline::{state, store};
 use prost::Message;
 use rusqlite::params;
 
-/// The state tables that versions 3 and 4 reshape, as version 2 created them.
-const V2_TABLES: &str = "
-    CREATE TABLE entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL) STRICT;
-    CREATE TABLE messages (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL CHECK (kind IN ('notice', 'response')),
-        direction TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
-        sender TEXT NOT NULL,
-        thread TEXT NOT NULL,
-        payload_sha256 BLOB NOT NULL,
-        envelope BLOB NOT NULL,
-        log_index INTEGER NOT NULL,
-        created_ms INTEGER NOT NULL
-    ) STRICT;
-    CREATE INDEX messages_thread ON messages (thread);
-    CREATE TABLE receipts (
-        message_id TEXT NOT NULL,
-        party TEXT NOT NULL,
-        envelope BLOB NOT NULL,
-        log_index INTEGER NOT NULL,
-        PRIMARY KEY (message_id, party)
-    ) STRICT;
-    CREATE TABLE outbox (
-        message_id TEXT NOT NULL,
-        party TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_ms INTEGER NOT NULL,
-        last_error TEXT,
-        PRIMARY KEY (message_id, party)
-    ) STRICT;
-    CREATE TABLE deadlines (
-        message_id TEXT NOT NULL,
-        party TEXT NOT NULL,
-        kind INTEGER NOT NULL,
-        due_ms INTEGER NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('running', 'met', 'missed')),
-        PRIMARY KEY (message_id, party, kind)
-    ) STRICT;
-    CREATE INDEX deadlines_running ON deadlines (state, due_ms);
-    PRAGMA user_version = 2;
-";
-
 #[test]
 fn a_version_2_database_keeps_every_message_and_receipt_envelope() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,8 +17,8 @@ fn a_version_2_database_keeps_every_message_and_receipt_envelope() {
     let notice = envelope::sign(NOTICE_TYPE, b"notice".to_vec(), &key);
     let receipt = envelope::sign(RECEIPT_TYPE, b"receipt".to_vec(), &key);
     {
+        sqlite_store_at(dir.path(), 2);
         let c = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
-        c.execute_batch(V2_TABLES).unwrap();
         let sent = entry::sent(hotline::clock::now(), notice.clone(), vec!["CHL".into()]);
         c.execute("INSERT INTO entries (idx, data) VALUES (0, ?1)", [sent.data])
             .unwrap();
@@ -100,8 +58,8 @@ fn a_version_2_database_keeps_every_message_and_receipt_envelope() {
 fn a_version_2_database_keeps_its_queued_deliveries_and_running_clocks() {
     let dir = tempfile::tempdir().unwrap();
     {
+        sqlite_store_at(dir.path(), 2);
         let c = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
-        c.execute_batch(V2_TABLES).unwrap();
         c.execute_batch(
             "INSERT INTO outbox VALUES ('m1', 'CHL', 3, 5000, 'unreachable');
              INSERT INTO deadlines VALUES ('m1', 'CHL', 1, 9000, 'running');
@@ -135,8 +93,8 @@ fn a_version_2_database_keeps_its_queued_deliveries_and_running_clocks() {
 fn a_version_2_database_keeps_its_compliance_figures() {
     let dir = tempfile::tempdir().unwrap();
     {
+        sqlite_store_at(dir.path(), 2);
         let c = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
-        c.execute_batch(V2_TABLES).unwrap();
         c.execute_batch(
             "INSERT INTO messages VALUES ('m0', 'notice', 'sent', 'PER', 'm0', x'00', x'', 0, 1);
              INSERT INTO messages VALUES ('m1', 'notice', 'sent', 'PER', 'm1', x'00', x'', 1, 1);

@@ -454,6 +454,34 @@ impl Cluster {
         answered
     }
 
+    /// Waits until node `i` holds message `id`: delivered, checked and logged.
+    pub async fn until_held(&self, i: usize, id: &str) {
+        self.eventually(10, &format!("node {i} holds message {id}"), |c| {
+            c.node(i).read(|db| hotline::state::message(db, id)).unwrap().is_some()
+        })
+        .await
+    }
+
+    /// Node `i`'s operator answers notice `id` with `status` and `text`.
+    pub async fn respond(
+        &self,
+        i: usize,
+        id: &str,
+        status: hotline::proto::ResponseStatus,
+        text: &str,
+    ) -> hotline::proto::RespondResponse {
+        self.operator(i)
+            .respond(hotline::proto::RespondRequest {
+                notice_id: id.to_owned(),
+                status: status as i32,
+                text: text.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// Waits up to `secs` of real time for `check` to hold; the nodes' clock stands still.
     pub async fn eventually(&self, secs: u64, what: &str, check: impl FnMut(&Cluster) -> bool) {
         self.eventually_advancing(secs, std::time::Duration::ZERO, what, check)

@@ -1,6 +1,6 @@
 //! `hotline bench`: the crypto bound of this machine, then one run of
 //! exchanges between two real `hotline serve` processes (see
-//! `bench_exchanges`) on an empty log and, when asked, the same run on a
+//! `exchanges.rs`) on an empty log and, when asked, the same run on a
 //! node whose log already holds millions of entries, side by side; then
 //! `audit verify` on a large log.
 
