@@ -72,6 +72,21 @@ pub(super) fn ts(t: &Option<prost_types::Timestamp>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// Norm events, one line each: when, what kind, the detail (escaped for the terminal).
+pub(super) fn norm_lines(events: &[hotline::proto::NormEvent]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "  {} {} {}\n",
+                ts(&e.observed_at),
+                short(e.kind().as_str_name(), "NORM_EVENT_KIND_"),
+                term(&e.detail)
+            )
+        })
+        .collect()
+}
+
 pub(super) fn short(name: &str, prefix: &str) -> String {
     name.trim_start_matches(prefix).to_lowercase()
 }
@@ -300,14 +315,7 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
             );
         }
         s += "norm events\n";
-        for e in &t.norm_events {
-            s += &format!(
-                "  {} {} {}\n",
-                ts(&e.observed_at),
-                short(e.kind().as_str_name(), "NORM_EVENT_KIND_"),
-                term(&e.detail)
-            );
-        }
+        s += &norm_lines(&t.norm_events);
         s
     };
     (value, human)

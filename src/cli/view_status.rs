@@ -5,7 +5,7 @@
 use hotline::proto::StatusResponse;
 use serde_json::{Value, json};
 
-use super::view::{norm_json, short, term, ts};
+use super::view::{norm_json, norm_lines, short, term, ts};
 
 /// `status`: peers, running deadlines and recent norm events.
 pub fn status(s: &StatusResponse) -> (Value, String) {
@@ -111,14 +111,7 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
             );
         }
         t += "\nrecent norm events\n";
-        for e in &s.recent_norm_events {
-            t += &format!(
-                "  {} {} {}\n",
-                ts(&e.observed_at),
-                short(e.kind().as_str_name(), "NORM_EVENT_KIND_"),
-                term(&e.detail)
-            );
-        }
+        t += &norm_lines(&s.recent_norm_events);
         t
     };
     (value, human)
