@@ -50,10 +50,11 @@ async fn every_listener_closes_silent_connections_over_the_per_address_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parties_behind_one_address_each_get_their_own_allowance() {
-    // Four parties on 127.0.0.1, each allowed two connections per address:
-    // counted by address, the third peer to connect would be turned away.
+    // Four parties on 127.0.0.1, each allowed three connections per address:
+    // counted by address, a node's three peers and the test's operator
+    // client would be one too many.
     let ids = ["PER", "CHL", "ARG", "BRA"];
-    let c = Cluster::start_with(&ids, FAST_NORMS, |config| config.connections_per_address = 2).await;
+    let c = Cluster::start_with(&ids, FAST_NORMS, |config| config.connections_per_address = 3).await;
     let mut sent = Vec::new();
     for from in 0..ids.len() {
         let to: Vec<&str> = ids.iter().copied().filter(|p| *p != ids[from]).collect();
@@ -69,5 +70,5 @@ async fn parties_behind_one_address_each_get_their_own_allowance() {
     .await;
     // Silent connections from the same address are still capped.
     let (closed, held) = silent_connections(c.nodes[0].as_ref().unwrap().addr, 6).await;
-    assert!(held.len() <= 2 && closed >= 4, "{} held, {closed} closed", held.len());
+    assert!(held.len() <= 3 && closed >= 3, "{} held, {closed} closed", held.len());
 }
