@@ -231,8 +231,9 @@ retry_max = "30s"
 requests_per_second = 20000
 burst = 5000
 in_flight = 2048
-# HTTP/2 streams at once per connection; TCP connections at once per remote address and in all;
-# how long a connection has to complete its TLS handshake.
+# HTTP/2 streams at once per connection; TCP connections at once per caller (a remote address
+# until its client certificate is verified, that certificate after) and in all, on every
+# listener; how long a connection has to complete its TLS handshake.
 concurrent_streams = 1024
 connections_per_address = 64
 connections = 4096
