@@ -128,7 +128,8 @@ impl Federation for FederationService {
         // layer (calls in flight, connections, call time) and not against the peer's
         // request rate: a peer starting must not spend the budget of its first deliveries.
         // Only the caller's own log: its checkpoints are what it needs to see.
-        let witnessed = self.node.read(|c| state::last_witnessed(c, &peer))?;
+        let asker = peer.clone();
+        let witnessed = self.node.query(move |c| state::last_witnessed(c, &asker)).await?;
         Ok(Response::new(GetWitnessedCheckpointResponse {
             checkpoint: witnessed.map(|(_, note)| SignedCheckpoint { note }),
         }))
@@ -155,7 +156,7 @@ impl Federation for FederationService {
             0 => self.node.in_force().version(),
             v => v,
         };
-        let adopted = self.node.read(|c| state::adopted_version(c, asked))?;
+        let adopted = self.node.query(move |c| state::adopted_version(c, asked)).await?;
         let Some(adopted) = adopted else {
             let held = self.node.in_force().version();
             return Err(NodeError::NoSuchAgreement { asked, held }.into());

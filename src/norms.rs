@@ -28,7 +28,11 @@ pub async fn run(node: Arc<Node>) {
         let every_ms = norms.comm_check_every.as_millis() as i64;
         let tick = (norms.receipt_within / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
         // At most this many a tick, so one tick's work stays bounded; the rest follow.
-        match node.read(|c| state::running_deadlines(c, node.clock().now_ms(), MISSES_PER_TICK)) {
+        let now = node.clock().now_ms();
+        match node
+            .query(move |c| state::running_deadlines(c, now, MISSES_PER_TICK))
+            .await
+        {
             Ok(due) => {
                 for d in due {
                     if let Err(e) = miss(&node, &d).await {
@@ -38,7 +42,11 @@ pub async fn run(node: Arc<Node>) {
             }
             Err(e) => tracing::error!(error = %e, "cannot read deadlines"),
         }
-        match node.read(|c| state::escalations_due(c, node.clock().now_ms(), MISSES_PER_TICK)) {
+        let now = node.clock().now_ms();
+        match node
+            .query(move |c| state::escalations_due(c, now, MISSES_PER_TICK))
+            .await
+        {
             Ok(due) => {
                 for e in due {
                     if let Err(err) = node.escalate(&e.missed, e.level + 1).await {

@@ -123,12 +123,16 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
         let result = match couriers.get(&p.party) {
             // Not a peer (yet: a party a pending amendment adds; or any more:
             // its delivery was cancelled when it left, and then this ends).
-            None if !still_queued(&node, &p) => return,
-            None => Err(format!(
-                "{} is not a peer of agreement version {}",
-                p.party,
-                node.in_force().version()
-            )),
+            None => {
+                if !still_queued(&node, &p).await {
+                    return;
+                }
+                Err(format!(
+                    "{} is not a peer of agreement version {}",
+                    p.party,
+                    node.in_force().version()
+                ))
+            }
             Some(courier) => {
                 let Ok(_slot) = courier.slots.acquire().await else {
                     return;
@@ -164,8 +168,10 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
 }
 
 /// Whether the delivery is still in the outbox (a party that left has its deliveries cancelled).
-fn still_queued(node: &Node, p: &Pending) -> bool {
-    node.read(|c| state::is_queued(c, &p.message_id, &p.party))
+async fn still_queued(node: &Node, p: &Pending) -> bool {
+    let (id, party) = (p.message_id.clone(), p.party.clone());
+    node.query(move |c| state::is_queued(c, &id, &party))
+        .await
         .unwrap_or(true)
 }
 
@@ -173,10 +179,13 @@ fn still_queued(node: &Node, p: &Pending) -> bool {
 async fn attempt(node: &Node, courier: &Courier, p: &Pending) -> Result<(), String> {
     let m = match &p.message {
         Some(m) => StoredMessage::clone(m),
-        None => node
-            .read(|c| state::message(c, &p.message_id))
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("queued message {} is missing", p.message_id))?,
+        None => {
+            let id = p.message_id.clone();
+            node.query(move |c| state::message(c, &id))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        .ok_or_else(|| format!("queued message {} is missing", p.message_id))?,
     };
     let (reply, outcome) = oneshot::channel();
     courier
