@@ -26,7 +26,7 @@
 //!   (`node/outbound.rs`), and checks and logs the receipts peers sign for
 //!   ours (`node/receipts.rs`);
 //! - the delivery worker ([`delivery`]) takes queued messages from its own
-//!   queue (`delivery/queue.rs`) and hands them to one courier per peer
+//!   queue ([`deliveries`], which the node holds and fills) and hands them to one courier per peer
 //!   ([`peers`], of the agreement in force: [`in_force`]), which sends them
 //!   in batches and hands the receipts that come back to the node;
 //! - every checkpoint a peer shows is verified and proven consistent by the
@@ -88,6 +88,7 @@ pub mod report;
 
 pub mod node;
 
+pub mod deliveries;
 pub mod delivery;
 
 pub mod peers;

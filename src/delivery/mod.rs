@@ -13,7 +13,6 @@
 //! [`courier`].
 
 mod courier;
-pub mod queue;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -90,7 +90,7 @@ pub struct Node {
     /// Set while later versions are fetched from a peer: one catch-up at a time.
     catching_up: std::sync::atomic::AtomicBool,
     /// New deliveries for the delivery worker, and what wakes their retries.
-    deliveries: crate::delivery::queue::DeliveryQueue,
+    deliveries: crate::deliveries::DeliveryQueue,
 }
 
 fn setup(what: impl std::fmt::Display) -> NodeError {
@@ -251,7 +251,7 @@ impl Node {
     }
 
     /// The delivery worker's queue and wake-ups.
-    pub fn deliveries(&self) -> &crate::delivery::queue::DeliveryQueue {
+    pub fn deliveries(&self) -> &crate::deliveries::DeliveryQueue {
         &self.deliveries
     }
 

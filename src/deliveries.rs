@@ -1,8 +1,8 @@
 //! The delivery worker's own handle: the queue new deliveries reach it
 //! through, and the wake-ups that end a retry's wait when its peer speaks to
 //! us. Those who send (the node's outbound side) and those who hear from
-//! peers hold it; only the worker reads the queue. It imports nothing of the
-//! node, so the node may hold it without an import cycle.
+//! peers hold it; only the worker (`delivery`) reads the queue. It imports
+//! neither the node nor the worker, so each may hold it without a cycle.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
