@@ -72,16 +72,18 @@ impl Counted {
     /// (and the connection is to be closed) when that identity is at its cap.
     pub fn authenticated(&mut self, certificate: &[u8]) -> bool {
         use sha2::Digest;
-        let identity = Slot::Identity(sha2::Sha256::digest(certificate).into());
+        let digest: [u8; 32] = sha2::Sha256::digest(certificate).into();
+        let identity = Slot::Identity(digest);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = self.slot.take() {
             release(&mut open, &old);
         }
         let n = open.entry(identity.clone()).or_insert(0);
         if *n >= self.per_caller {
-            if let Some(held_back) = self.closed.check(&format!("{identity:?}"), Instant::now()) {
-                tracing::warn!(identity = %hex::encode(match &identity { Slot::Identity(h) => &h[..], _ => &[] }),
-                    limit = self.per_caller, held_back, "connection limit per client certificate reached; closing");
+            let certificate = hex::encode(digest);
+            if let Some(held_back) = self.closed.check(&certificate, Instant::now()) {
+                tracing::warn!(%certificate, limit = self.per_caller, held_back,
+                    "connection limit per client certificate reached; closing");
             }
             return false;
         }

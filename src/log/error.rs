@@ -94,11 +94,16 @@ pub(crate) fn signing_keys(
 ) -> Result<Vec<crate::keys::IdentityKey>, LogError> {
     let valid = keys.valid_at(at);
     match valid.is_empty() {
-        true => Err(LogError::NoValidKey {
-            at: crate::clock::rfc3339(at),
-            keys: keys.describe(),
-        }),
+        true => Err(no_valid_key(keys, at)),
         false => Ok(valid),
+    }
+}
+
+/// Why nothing may be signed at `at` with `keys`: none is valid then.
+pub(crate) fn no_valid_key(keys: &crate::keys::OwnKeys, at: time::OffsetDateTime) -> LogError {
+    LogError::NoValidKey {
+        at: crate::clock::rfc3339(at),
+        keys: keys.describe(),
     }
 }
 

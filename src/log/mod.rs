@@ -22,6 +22,7 @@ use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub(crate) use error::no_valid_key;
 pub use error::{LogError, StateError};
 pub use reader::LogReader;
 pub use startup::Recheck;

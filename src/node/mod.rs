@@ -140,15 +140,10 @@ impl Node {
             )));
         }
         keys.set(own);
-        if keys.signing(clock.now()).is_none() {
-            return Err(setup(format!(
-                "{}: {}",
-                config.identity_key.display(),
-                crate::log::LogError::NoValidKey {
-                    at: crate::clock::rfc3339(clock.now()),
-                    keys: keys.describe(),
-                }
-            )));
+        let now = clock.now();
+        if keys.signing(now).is_none() {
+            let why = crate::log::no_valid_key(&keys, now);
+            return Err(setup(format!("{}: {why}", config.identity_key.display())));
         }
         let identifier =
             Arc::new(Identifier::new(agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
@@ -320,10 +315,9 @@ impl Node {
     /// window would be refused by every peer and fail our own audit.
     pub fn key(&self) -> Result<IdentityKey, LogError> {
         let now = self.clock.now();
-        self.keys.signing(now).ok_or_else(|| LogError::NoValidKey {
-            at: crate::clock::rfc3339(now),
-            keys: self.keys.describe(),
-        })
+        self.keys
+            .signing(now)
+            .ok_or_else(|| crate::log::no_valid_key(&self.keys, now))
     }
 
     /// Takes up our keys as `me` (our party in a newly adopted version)
