@@ -58,7 +58,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// A node's metrics; `log_commit` is the histogram its log observes commits with.
-    pub fn new(log_commit: Histogram) -> Self {
+    pub fn new(log_commit: Histogram, checkpoint_failures: Counter) -> Self {
         let mut registry = Registry::with_prefix("hotline");
         let metrics = Self {
             deliveries: Family::default(),
@@ -117,6 +117,11 @@ impl Metrics {
             m.missed.clone(),
         );
         registry.register("log_size", "Entries in the audit log", m.log_size.clone());
+        registry.register(
+            "wal_checkpoint_failures",
+            "Background WAL checkpoints that failed (a full disk, say); logged once a minute",
+            checkpoint_failures,
+        );
         Self { registry, ..metrics }
     }
 

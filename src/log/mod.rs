@@ -46,6 +46,8 @@ pub struct Log {
     checkpointer: Checkpointer,
     /// How long each batch took to commit, for the node's metrics.
     commit_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Background WAL checkpoints that failed (a full disk, say), for the node's metrics.
+    checkpoint_failures: prometheus_client::metrics::counter::Counter,
     /// While true, appends wait (see [`Log::hold`]).
     held: watch::Sender<bool>,
 }
@@ -74,6 +76,7 @@ impl Log {
         let (head_tx, head_rx) = watch::channel(head);
         let writer_dir = dir.to_owned();
         let commit_seconds = crate::metrics::log_commit_histogram();
+        let checkpoint_failures = prometheus_client::metrics::counter::Counter::default();
         let observed = commit_seconds.clone();
         let writer = std::thread::Builder::new()
             .name("hotline-log-writer".into())
@@ -95,7 +98,8 @@ impl Log {
             jobs,
             head: head_rx,
             writer: Mutex::new(Some(writer)),
-            checkpointer: Checkpointer::start(dir)?,
+            checkpointer: Checkpointer::start(dir, checkpoint_failures.clone())?,
+            checkpoint_failures,
             commit_seconds,
             held: watch::Sender::new(false),
         })
@@ -104,6 +108,11 @@ impl Log {
     /// The histogram of batch commit times, to register with the node's metrics.
     pub fn commit_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
         self.commit_seconds.clone()
+    }
+
+    /// How many background WAL checkpoints failed, to register with the node's metrics.
+    pub fn checkpoint_failures(&self) -> prometheus_client::metrics::counter::Counter {
+        self.checkpoint_failures.clone()
     }
 
     /// Read access: proofs, entries, roots.

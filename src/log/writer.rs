@@ -70,7 +70,8 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(crate) fn start(dir: &Path) -> Result<Self, LogError> {
+    /// Starts the checkpointer of the store in `dir`, counting its failed rounds in `failures`.
+    pub(crate) fn start(dir: &Path, failures: prometheus_client::metrics::counter::Counter) -> Result<Self, LogError> {
         if store::postgres_url(dir)?.is_some() {
             // PostgreSQL manages its own write-ahead log.
             return Ok(Self {
@@ -90,6 +91,7 @@ impl Checkpointer {
                     // PASSIVE never blocks the writer or readers; frames it cannot copy yet wait for the next round.
                     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<i64>(0));
                     if let Err(e) = done {
+                        failures.inc();
                         let error = e.to_string();
                         if let Some(held_back) = repeats.check(&error, std::time::Instant::now()) {
                             tracing::warn!(db = %db.display(), %error, held_back, "background WAL checkpoint failed");

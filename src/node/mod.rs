@@ -156,7 +156,10 @@ impl Node {
             peers,
             signed,
         }));
-        let metrics = Arc::new(crate::metrics::Metrics::new(log.commit_histogram()));
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            log.commit_histogram(),
+            log.checkpoint_failures(),
+        ));
         let events = Events::new(clock.clone(), metrics.clone());
         let witness = Arc::new(Witness::new(log.clone(), live.clone(), events.clone(), clock.clone()));
         let rosters = Rosters::load(
