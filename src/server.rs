@@ -39,8 +39,6 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// Where TAXII is served, if `[taxii]` is set.
     pub taxii_addr: Option<SocketAddr>,
-    /// The data directory's lock, held until the node has stopped.
-    lock: crate::store::DirLock,
 }
 
 /// Starts the node of `config`, on `listener` if given (tests bind port 0
@@ -48,7 +46,7 @@ pub struct Running {
 pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock) -> Result<Running, NodeError> {
     let lock = crate::store::DirLock::take(&config.data).map_err(|e| NodeError::Setup(e.to_string()))?;
     let cert = config.node_cert().map_err(|e| NodeError::Setup(e.to_string()))?;
-    let node = Node::open(config, &cert, clock).await?;
+    let node = Node::open(config, &cert, clock, lock).await?;
     // The largest request each service reads follows from the agreement: a
     // peer's batch of envelopes, an operator's notice. Larger ones are refused
     // before they are decoded.
@@ -149,7 +147,6 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         node,
         metrics_addr,
         taxii_addr,
-        lock,
     })
 }
 
@@ -224,12 +221,31 @@ impl Running {
     pub async fn stop(self) -> Result<(), TaskPanicked> {
         let party = self.node.party().to_owned();
         let stopped = self.node.tasks().stop(STOP_GRACE).await;
-        match Arc::try_unwrap(self.node) {
-            Ok(node) => node.close(),
-            // A call's own task (a stream being answered) still holds it; the log closes with it.
-            Err(_) => tracing::warn!(%party, "node still shared at shutdown; its log closes when the last call ends"),
+        // A connection's task may hold the services (and so the node and its
+        // log) for a moment after the server stops: wait for the log to be
+        // ours alone, within the grace, so its writer (which holds the data
+        // directory's lock) has stopped when `stop` returns.
+        let log = self.node.log().clone();
+        drop(self.node);
+        let until = tokio::time::Instant::now() + STOP_GRACE;
+        let mut log = log;
+        loop {
+            match Arc::try_unwrap(log) {
+                Ok(owned) => {
+                    owned.close();
+                    break;
+                }
+                Err(shared) if tokio::time::Instant::now() < until => {
+                    log = shared;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // The log, and the data directory's lock, close when the last call ends.
+                Err(_) => {
+                    tracing::warn!(%party, "log still shared at shutdown; it closes when the last call ends");
+                    break;
+                }
+            }
         }
-        drop(self.lock);
         tracing::info!(%party, "node stopped");
         stopped
     }

@@ -63,6 +63,18 @@ impl Log {
     /// Like [`Log::open`], signing with `keys` (which follow the agreement
     /// in force) at the time `clock` tells, and re-hashing the entries `recheck` says.
     pub fn open_with(dir: &Path, keys: OwnKeys, recheck: Recheck, clock: Clock) -> Result<Self, LogError> {
+        Self::open_locked(dir, keys, recheck, clock, None)
+    }
+
+    /// Like [`Log::open_with`], the writer holding `lock` (the data
+    /// directory's) until it stops: what a serving node opens.
+    pub fn open_locked(
+        dir: &Path,
+        keys: OwnKeys,
+        recheck: Recheck,
+        clock: Clock,
+        lock: Option<store::DirLock>,
+    ) -> Result<Self, LogError> {
         let key = keys;
         std::fs::create_dir_all(dir).map_err(|e| corrupt(dir, format!("cannot create data directory: {e}")))?;
         let conn = store::open_writer(dir)?;
@@ -89,6 +101,7 @@ impl Log {
                     head: head_tx,
                     repeats: crate::repeats::Repeats::new(std::time::Duration::from_secs(60)),
                     commit_seconds: observed,
+                    _lock: lock,
                 }
                 .run(rx)
             })

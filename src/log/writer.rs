@@ -132,6 +132,10 @@ pub(crate) struct Writer {
     pub(crate) repeats: crate::repeats::Repeats,
     /// Observes how long each batch took to commit.
     pub(crate) commit_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// The data directory's lock, if the node took one: released only when
+    /// the writer has stopped, after its connection closes, so another
+    /// process (or a restart) never writes beside it.
+    pub(crate) _lock: Option<crate::store::DirLock>,
 }
 
 impl Writer {

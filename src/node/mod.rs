@@ -102,8 +102,14 @@ impl Node {
     /// agreement not signed by its quorum, and opens the log; `cert` is the
     /// node certificate it dials peers with, `clock` where it reads the time.
     /// A node runs on the newest agreement it adopted: the configured file,
-    /// or a later version its log holds (adopted while it ran).
-    pub async fn open(config: &Config, cert: &CertKey, clock: Clock) -> Result<Arc<Self>, NodeError> {
+    /// or a later version its log holds (adopted while it ran). Its log's
+    /// writer keeps `lock`, the data directory's, until it stops.
+    pub async fn open(
+        config: &Config,
+        cert: &CertKey,
+        clock: Clock,
+        lock: crate::store::DirLock,
+    ) -> Result<Arc<Self>, NodeError> {
         let key_files = [config.identity_key.clone(), config.next_identity_key.clone()];
         let held = load_keys(&key_files).map_err(setup)?;
         let configured = SignedAgreement::load(&config.agreement).map_err(setup)?;
@@ -115,9 +121,10 @@ impl Node {
         // On PostgreSQL a standby waits in here for the writer lease, off the async workers.
         let (data, opening, recheck, writer_clock) =
             (config.data.clone(), keys.clone(), config.recheck_log, clock.clone());
-        let log = tokio::task::spawn_blocking(move || Log::open_with(&data, opening, recheck, writer_clock))
-            .await
-            .map_err(|e| setup(format!("opening the log: {e}")))??;
+        let log =
+            tokio::task::spawn_blocking(move || Log::open_locked(&data, opening, recheck, writer_clock, Some(lock)))
+                .await
+                .map_err(|e| setup(format!("opening the log: {e}")))??;
         let log = Arc::new(log);
         // Nothing is signed until the log is compared with its peers' view (start_writing).
         log.hold();
@@ -426,15 +433,6 @@ impl Node {
                 .collect(),
             log_size: self.log.head().size,
         })
-    }
-
-    /// Closes the log after the writer finishes its batches.
-    pub fn close(self) {
-        let Self { log, witness, .. } = self;
-        drop(witness); // it shares the log
-        if let Ok(log) = Arc::try_unwrap(log) {
-            log.close();
-        }
     }
 }
 
