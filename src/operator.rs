@@ -374,7 +374,8 @@ impl Operator for OperatorService {
         let in_force = self.node.in_force();
         let pending = self
             .node
-            .pending()?
+            .pending()
+            .await?
             .into_iter()
             .map(|p| PendingAmendment {
                 version: p.proposal.version,

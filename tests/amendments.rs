@@ -537,7 +537,7 @@ async fn a_peer_cannot_store_rejections_of_unknown_proposals_or_proposals_far_ah
     let refused = deliver(far).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().contains("more than 64 versions"), "{refused:?}");
-    assert!(c.node(0).pending().unwrap().is_empty());
+    assert!(c.node(0).pending().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,10 +553,10 @@ async fn one_partys_pending_proposals_never_refuse_another_partys() {
     }
     let from_chl = || {
         c.node(0)
-            .pending()
+            .read(|db| hotline::state::proposals_after(db, 1))
             .unwrap()
             .iter()
-            .filter(|p| p.proposal.proposed_by == "CHL")
+            .filter(|p| p.proposed_by == "CHL")
             .count()
     };
     c.eventually(30, "PER keeps CHL's first proposals", |_| from_chl() == cap)
@@ -567,10 +567,10 @@ async fn one_partys_pending_proposals_never_refuse_another_partys() {
         .unwrap();
     c.eventually(30, "PER keeps ARG's proposal", |c| {
         c.node(0)
-            .pending()
+            .read(|db| hotline::state::proposals_after(db, 1))
             .unwrap()
             .iter()
-            .any(|p| p.proposal.proposed_by == "ARG")
+            .any(|p| p.proposed_by == "ARG")
     })
     .await;
     assert_eq!(from_chl(), cap);

@@ -69,7 +69,7 @@ impl Node {
         extra: Option<&[u8]>,
         actor: Actor<'_>,
     ) -> Result<Sent, NodeError> {
-        let p = self.pending_proposal(version, sha256)?;
+        let p = self.pending_proposal(version, sha256).await?;
         let mut proposed = parse_kept(&p)?;
         if let Some(extra) = extra {
             let extra = SignedAgreement::parse(extra)
@@ -86,7 +86,7 @@ impl Node {
         if reason.trim().is_empty() {
             return Err(NodeError::MissingField("reason"));
         }
-        let p = self.pending_proposal(version, sha256)?;
+        let p = self.pending_proposal(version, sha256).await?;
         let proposed = parse_kept(&p)?;
         let to = self.amendment_recipients(&proposed.agreement);
         let amendment = self.amendment(&proposed, AmendmentAction::Reject, reason, actor, to, Vec::new());
@@ -99,13 +99,13 @@ impl Node {
     }
 
     /// The proposals of versions after the one in force, with their approvals.
-    pub fn pending(&self) -> Result<Vec<PendingAmendment>, NodeError> {
+    pub async fn pending(&self) -> Result<Vec<PendingAmendment>, NodeError> {
         let current = self.in_force();
-        let kept = self.read(|c| state::proposals_after(c, current.version()))?;
+        let version = current.version();
+        let kept = self.query(move |c| state::pending_with_rejections(c, version)).await?;
         let now = self.clock.now();
         let mut pending = Vec::with_capacity(kept.len());
-        for p in kept {
-            let rejections = self.read(|c| state::rejections(c, &p.sha256))?;
+        for (p, rejections) in kept {
             let (approved_by, needs) = match parse_kept(&p) {
                 Ok(s) => {
                     let approved = s.approved_by(current.agreement(), now).unwrap_or_default();
@@ -209,7 +209,8 @@ impl Node {
     pub(super) async fn adopt_ready(&self) {
         loop {
             let current = self.in_force();
-            let next = match self.read(|c| state::proposals_after(c, current.version())) {
+            let version = current.version();
+            let next = match self.query(move |c| state::proposals_after(c, version)).await {
                 Ok(kept) => kept
                     .into_iter()
                     .filter(|p| p.version == current.version() + 1)
@@ -267,10 +268,11 @@ impl Node {
 
     /// The proposal of `version` still pending (the one whose text hash
     /// starts with `sha256`, when several are).
-    fn pending_proposal(&self, version: u64, sha256: &[u8]) -> Result<Proposal, NodeError> {
+    async fn pending_proposal(&self, version: u64, sha256: &[u8]) -> Result<Proposal, NodeError> {
         let current = self.in_force().version();
         let mut kept: Vec<Proposal> = self
-            .read(|c| state::proposals_after(c, current))?
+            .query(move |c| state::proposals_after(c, current))
+            .await?
             .into_iter()
             .filter(|p| p.version == version && p.sha256.starts_with(sha256))
             .collect();

@@ -24,7 +24,8 @@ impl Node {
     /// Escalates the missed clock `d` of one of our notices to `level`,
     /// unless the party has done the step since.
     pub async fn escalate(&self, d: &state::Running, level: u32) -> Result<(), NodeError> {
-        let thread = self.read(|c| state::thread(c, &d.message_id))?;
+        let id = d.message_id.clone();
+        let thread = self.query(move |c| state::thread(c, &id)).await?;
         let done = thread
             .iter()
             .filter(|m| m.kind == Kind::Response && m.sender == d.party)
@@ -40,7 +41,7 @@ impl Node {
         let next_ms = after
             .filter(|_| !done)
             .map(|a| self.clock.now_ms() + a.as_millis() as i64);
-        let Some(original) = self.held_notice(&d.message_id)?.filter(|_| !done) else {
+        let Some(original) = self.held_notice(&d.message_id).await?.filter(|_| !done) else {
             let missed = d.clone();
             let change = Box::new(move |c: &crate::db::Connection, _| state::escalated(c, &missed, level - 1, None));
             self.log.append_with(vec![], change, false).await?;

@@ -291,7 +291,7 @@ impl Node {
         match &a.message {
             Message::Notice(n) => {
                 // The receiver checks TLP along the thread too, where it holds the notice continued.
-                if let Some(original) = self.held_notice(&n.in_reply_to)? {
+                if let Some(original) = self.held_notice(&n.in_reply_to).await? {
                     message::check_reply(n, &original)?;
                 }
                 if n.escalation_level > 0 {
@@ -342,7 +342,8 @@ impl Node {
                     owed.push((r.notice_id.clone(), from.to_owned(), Deadline::Promise, due));
                 }
                 let ours_row = self
-                    .read(|c| state::message(c, &r.notice_id))?
+                    .message(&r.notice_id)
+                    .await?
                     .filter(|m| m.direction == Direction::Sent);
                 let sent_ms = ours_row.as_ref().map_or(now, |m| m.created_ms);
                 let ours = ours_row
@@ -440,7 +441,8 @@ impl Node {
             // another message under the same id is refused.
             Err(LogError::Refused(StateError::Duplicate(_))) => {
                 let existing = self
-                    .read(|c| state::message(c, &stored.id))?
+                    .message(&stored.id)
+                    .await?
                     .ok_or_else(|| NodeError::IdReused(stored.id.clone()))?;
                 return self.resend_receipt(&existing, from, &stored.payload_sha256);
             }

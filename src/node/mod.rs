@@ -373,7 +373,10 @@ impl Node {
         }
     }
 
-    /// Runs `f` on a read connection; a database error is an internal one.
+    /// Runs `f` on a read connection, on the calling thread; a database
+    /// error is an internal one. For synchronous work already off the async
+    /// workers (checks on the CPU pool, startup) and tests; async code uses
+    /// [`Node::query`].
     pub fn read<T>(&self, f: impl FnOnce(&crate::db::Connection) -> crate::db::Result<T>) -> Result<T, NodeError> {
         Ok(self
             .log
@@ -394,12 +397,18 @@ impl Node {
             .map_err(|e| NodeError::Internal(format!("a read task failed: {e}")))??)
     }
 
+    /// The message with this id, sent or received, if we hold it.
+    pub(crate) async fn message(&self, id: &str) -> Result<Option<state::StoredMessage>, NodeError> {
+        let id = id.to_owned();
+        self.query(move |c| state::message(c, &id)).await
+    }
+
     /// The notice with this id, sent or received, if we hold it.
-    pub(crate) fn held_notice(&self, id: &str) -> Result<Option<crate::proto::Notice>, NodeError> {
+    pub(crate) async fn held_notice(&self, id: &str) -> Result<Option<crate::proto::Notice>, NodeError> {
         if id.is_empty() {
             return Ok(None);
         }
-        Ok(self.read(|c| state::message(c, id))?.and_then(|m| m.notice()))
+        Ok(self.message(id).await?.and_then(|m| m.notice()))
     }
 
     /// The figures a metrics scrape reads from the database: every peer's

@@ -147,7 +147,7 @@ impl Node {
         notice.author = actor.name().to_owned();
         if notice.id.is_empty() {
             notice.id = message::new_id();
-        } else if let Some(first) = self.read(|c| state::message(c, &notice.id))? {
+        } else if let Some(first) = self.message(&notice.id).await? {
             return self.resent(notice, first);
         }
         notice.created_at = Some(clock::to_proto(self.clock.now()));
@@ -158,7 +158,7 @@ impl Node {
             return Err(NodeError::NotAPeer(p.clone()));
         }
         // A notice continuing one we hold keeps its TLP: no weaker, and to nobody it may not reach.
-        if let Some(original) = self.held_notice(&notice.in_reply_to)? {
+        if let Some(original) = self.held_notice(&notice.in_reply_to).await? {
             message::check_reply(&notice, &original)?;
         }
         let now = self.clock.now_ms();
@@ -235,7 +235,8 @@ impl Node {
     /// a promise starts one of its own.
     pub async fn respond(&self, notice_id: &str, answer: Answer<'_>, actor: Actor<'_>) -> Result<Sent, NodeError> {
         let orig = self
-            .read(|c| state::message(c, notice_id))?
+            .message(notice_id)
+            .await?
             .filter(|m| m.kind == Kind::Notice)
             .ok_or_else(|| NodeError::NoSuchNotice(notice_id.to_owned()))?;
         if orig.direction != Direction::Received {

@@ -132,8 +132,25 @@ fn reject_proposal(c: &Connection, sha256: &[u8], party: &str, reason: &str) -> 
     Ok(())
 }
 
+/// The proposals pending after `adopted`, each with who rejected it and why.
+pub fn pending_with_rejections(
+    c: &Connection,
+    adopted: u64,
+) -> crate::db::Result<Vec<(Proposal, Rejections)>> {
+    proposals_after(c, adopted)?
+        .into_iter()
+        .map(|p| {
+            let rejected = rejections(c, &p.sha256)?;
+            Ok((p, rejected))
+        })
+        .collect()
+}
+
+/// Who rejected a proposal (a party), and why.
+pub type Rejections = Vec<(String, String)>;
+
 /// Who rejected a proposal, and why.
-pub fn rejections(c: &Connection, sha256: &[u8]) -> crate::db::Result<Vec<(String, String)>> {
+pub fn rejections(c: &Connection, sha256: &[u8]) -> crate::db::Result<Rejections> {
     c.prepare_cached("SELECT party, reason FROM rejections WHERE sha256 = ?1 ORDER BY party")?
         .query_map([sha256], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()

@@ -60,7 +60,7 @@ pub async fn join(
     for (i, c) in configs.iter().enumerate().skip(1) {
         let node = nodes[i].node.clone();
         wait("the proposal reaches every party", 20, || {
-            Ok(!node.pending()?.is_empty() || node.in_force().version() == 2)
+            Ok(!node.read(|c| hotline::state::proposals_after(c, 1))?.is_empty() || node.in_force().version() == 2)
         })
         .await?;
         operator(c)?
