@@ -8,8 +8,9 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::gate::Gate;
 use crate::keys::VerifierKey;
-use crate::limits::{Admitted, Limits};
+use crate::limits::Admitted;
 use crate::log::Log;
 use crate::log::tree::proof_to_wire;
 use crate::log::verify::{Replay, Report, VerifyError};
@@ -20,7 +21,6 @@ use crate::proto::{
     GetEntriesRequest, InclusionProof, InclusionProofRequest, ListWitnessedCheckpointsRequest,
     ListWitnessedCheckpointsResponse, SignedCheckpoint, WitnessedCheckpoint,
 };
-use crate::tls::Identifier;
 
 /// Entries read from the database per round trip of a stream.
 const ENTRY_CHUNK: usize = 256;
@@ -28,24 +28,19 @@ const ENTRY_CHUNK: usize = 256;
 /// Serves the audit log to local auditors and operators.
 pub struct AuditService {
     log: Arc<Log>,
-    identifier: Arc<Identifier>,
-    limits: Limits,
+    gate: Gate,
 }
 
 impl AuditService {
-    /// Serves `log` to the callers `identifier` maps to a local role, each
-    /// call counted against the caller's `limits` (those of the Operator service).
-    pub fn new(log: Arc<Log>, identifier: Arc<Identifier>, limits: Limits) -> Self {
-        Self {
-            log,
-            identifier,
-            limits,
-        }
+    /// Serves `log` to the local operators and auditors `gate` knows, each
+    /// call counted against the caller's limits (those of the Operator service).
+    pub fn new(log: Arc<Log>, gate: Gate) -> Self {
+        Self { log, gate }
     }
 
     /// A local auditor or operator, within its rate and in-flight limits.
     fn allow<T>(&self, req: &Request<T>) -> Result<Admitted, Status> {
-        Ok(crate::status::local_reader(&self.identifier, &self.limits, req)?.1)
+        Ok(self.gate.local_reader(req)?.1)
     }
 }
 

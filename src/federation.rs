@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::gate::Gate;
 use crate::node::{Node, NodeError, PeerAgreements};
 use crate::proto::federation_server::Federation;
 use crate::proto::{
@@ -14,34 +15,20 @@ use crate::proto::{
     deliver_outcome,
 };
 use crate::state;
-use crate::status::caller;
-use crate::tls::Caller;
 
 /// The most envelopes one `DeliverBatch` call may carry.
 pub const MAX_BATCH: usize = 256;
 
-/// Serves peers.
+/// Serves peers: `gate` says which peer calls, `node` takes what it delivers.
 pub struct FederationService {
+    gate: Gate,
     node: Arc<Node>,
 }
 
 impl FederationService {
-    /// Serves `node` to its peers.
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
-    }
-
-    fn peer<T>(&self, req: &Request<T>) -> Result<String, Status> {
-        match caller(self.node.identifier(), req)? {
-            Caller::Party(p) if p != self.node.party() => Ok(p),
-            Caller::Party(_) => Err(Status::permission_denied("a node does not deliver to itself")),
-            Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(
-                "this certificate of party {p} is not its node's: Federation takes node certificates, valid for server authentication at {p}'s endpoint"
-            ))),
-            Caller::Local { name, .. } => Err(Status::permission_denied(format!(
-                "{name} is a local certificate; Federation is for the parties' nodes"
-            ))),
-        }
+    /// Serves `node` to the peers `gate` knows.
+    pub fn new(gate: Gate, node: Arc<Node>) -> Self {
+        Self { gate, node }
     }
 }
 
@@ -49,9 +36,9 @@ impl FederationService {
 impl Federation for FederationService {
     #[tracing::instrument(name = "Federation.Deliver", skip_all, fields(peer))]
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
-        let peer = self.peer(&req)?;
+        let peer = self.gate.peer(&req)?;
         tracing::Span::current().record("peer", peer.as_str());
-        let _admitted = self.node.limits().admit(&peer)?;
+        let _admitted = self.gate.admit_peer(&peer, 1)?;
         let req = req.into_inner();
         PeerAgreements::check_shape(req.agreement.as_ref())?;
         let claim = req.agreement.clone();
@@ -66,7 +53,7 @@ impl Federation for FederationService {
 
     #[tracing::instrument(name = "Federation.DeliverBatch", skip_all, fields(peer, envelopes))]
     async fn deliver_batch(&self, req: Request<DeliverBatchRequest>) -> Result<Response<DeliverBatchResponse>, Status> {
-        let peer = self.peer(&req)?;
+        let peer = self.gate.peer(&req)?;
         let req = req.into_inner();
         let n = req.envelopes.len();
         let span = tracing::Span::current();
@@ -78,7 +65,7 @@ impl Federation for FederationService {
             )));
         }
         // Each envelope counts against the peer's limits as one Deliver would.
-        let _admitted = self.node.limits().admit_n(&peer, n)?;
+        let _admitted = self.gate.admit_peer(&peer, n)?;
         PeerAgreements::check_shape(req.agreement.as_ref())?;
         self.node.heard_from(&peer, req.agreement.as_ref());
         let outcomes = self
@@ -109,7 +96,7 @@ impl Federation for FederationService {
         &self,
         req: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
-        self.peer(&req)?;
+        self.gate.peer(&req)?;
         Ok(Response::new(GetCheckpointResponse {
             checkpoint: Some(SignedCheckpoint {
                 note: self.node.log().head().note.to_vec(),
@@ -122,7 +109,7 @@ impl Federation for FederationService {
         &self,
         req: Request<GetWitnessedCheckpointRequest>,
     ) -> Result<Response<GetWitnessedCheckpointResponse>, Status> {
-        let peer = self.peer(&req)?;
+        let peer = self.gate.peer(&req)?;
         tracing::Span::current().record("peer", peer.as_str());
         // One indexed row, asked once per start, bounded like GetCheckpoint by the call
         // layer (calls in flight, connections, call time) and not against the peer's
@@ -140,8 +127,8 @@ impl Federation for FederationService {
         &self,
         req: Request<ConsistencyProofRequest>,
     ) -> Result<Response<ConsistencyProof>, Status> {
-        let peer = self.peer(&req)?;
-        let _admitted = self.node.limits().admit(&peer)?;
+        let peer = self.gate.peer(&req)?;
+        let _admitted = self.gate.admit_peer(&peer, 1)?;
         Ok(Response::new(
             self.node.log().reader().prove_consistency(req.get_ref())?,
         ))
@@ -149,8 +136,8 @@ impl Federation for FederationService {
 
     #[tracing::instrument(name = "Federation.GetAgreement", skip_all, fields(version = req.get_ref().version))]
     async fn get_agreement(&self, req: Request<GetAgreementRequest>) -> Result<Response<GetAgreementResponse>, Status> {
-        let peer = self.peer(&req)?;
-        let _admitted = self.node.limits().admit(&peer)?;
+        let peer = self.gate.peer(&req)?;
+        let _admitted = self.gate.admit_peer(&peer, 1)?;
         // Version 0 asks for the version in force: what a party that just joined starts from.
         let asked = match req.get_ref().version {
             0 => self.node.in_force().version(),

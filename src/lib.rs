@@ -19,8 +19,10 @@
 //! **A node**, following a message:
 //! - a peer's call arrives over mutual TLS ([`transport`], [`tls`]), is
 //!   admitted by the per-caller limits ([`limits`]) and handled by a thin
-//!   service ([`federation`], [`operator`], [`audit`]); domain errors become
-//!   gRPC statuses in one place ([`status`]);
+//!   service ([`federation`], [`operator`], [`audit`]), each holding the
+//!   gate its callers pass ([`gate`]: who calls, within which limits) and
+//!   only the handles it serves from; domain errors become gRPC statuses in
+//!   one place ([`status`]);
 //! - the node ([`node`]) checks and logs what peers deliver and receipts it
 //!   (`node/inbound.rs`), signs, logs and queues what operators send
 //!   (`node/outbound.rs`), and checks and logs the receipts peers sign for
@@ -75,6 +77,7 @@ pub mod limits;
 pub mod status;
 
 pub mod federation;
+pub mod gate;
 
 pub mod operator;
 

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::clock;
+use crate::gate::Gate;
 use crate::node::{Actor, Answer, Node, NodeError};
 use crate::proto::operator_server::Operator;
 use crate::proto::{
@@ -22,7 +23,6 @@ use crate::proto::{
     StatusResponse, WatchEventsRequest, send_notice_outcome,
 };
 use crate::state;
-use crate::status::require_local;
 use crate::tls::Role;
 
 /// The most running deadlines `Status` lists (the soonest due); it counts them all.
@@ -30,13 +30,14 @@ const STATUS_DEADLINES: u32 = 100;
 
 /// Serves local operators.
 pub struct OperatorService {
+    gate: Gate,
     node: Arc<Node>,
 }
 
 impl OperatorService {
-    /// Serves `node` to its operators.
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    /// Serves `node` to the operators (and, for reads, auditors) `gate` knows.
+    pub fn new(gate: Gate, node: Arc<Node>) -> Self {
+        Self { gate, node }
     }
 
     /// An operator certificate that may act: its name in hotline.toml (what
@@ -44,7 +45,7 @@ impl OperatorService {
     /// Also returns the certificate's SHA-256, which a stream checks again for each message.
     fn operator<T>(&self, req: &Request<T>) -> Result<(String, String, [u8; 32]), Status> {
         self.node.started()?;
-        let (name, fingerprint) = require_local(self.node.identifier(), req, &[Role::Operator])?;
+        let (name, fingerprint) = self.gate.local(req, &[Role::Operator])?;
         let contact = self.node.acting_contact(&name, &fingerprint)?;
         Ok((name, contact, fingerprint))
     }
@@ -54,20 +55,15 @@ impl OperatorService {
     fn writer<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
         let (name, contact, _) = self.operator(req)?;
         tracing::Span::current().record("operator", contact.as_str());
-        let admitted = admit(&self.node, &name)?;
+        let admitted = self.gate.admit_local(&name)?;
         Ok((contact, admitted))
     }
 
     /// A read-only call: operators and auditors, counted against the same limits as writes.
     fn reader<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
         self.node.started()?;
-        crate::status::local_reader(self.node.identifier(), self.node.limits(), req)
+        self.gate.local_reader(req)
     }
-}
-
-/// Counts one call by local caller `who` against its limits.
-fn admit(node: &Node, who: &str) -> Result<crate::limits::Admitted, Status> {
-    crate::status::admit_local(node.limits(), who)
 }
 
 /// Signs, logs and queues one notice for `who`.
@@ -110,16 +106,16 @@ impl Operator for OperatorService {
         // order, so outcomes leave in that order whichever finishes first.
         let (pending_tx, mut pending) = mpsc::channel(STREAM_IN_FLIGHT);
         let (out_tx, out) = mpsc::channel(STREAM_IN_FLIGHT);
-        let node = self.node.clone();
+        let (node, gate) = (self.node.clone(), self.gate.clone());
         self.node.tasks().spawn(
             async move {
                 loop {
                     let next = match incoming.message().await {
                         Ok(Some(r)) => {
-                            let (node, name) = (node.clone(), name.clone());
+                            let (node, gate, name) = (node.clone(), gate.clone(), name.clone());
                             Ok(tokio::spawn(
                                 async move {
-                                    let _admitted = admit(&node, &name)?;
+                                    let _admitted = gate.admit_local(&name)?;
                                     // Who acts is asked again for each message, of the roster
                                     // in force as it is taken: a roster that removed this
                                     // operator since the stream opened refuses the rest.
@@ -407,8 +403,8 @@ impl Operator for OperatorService {
     ) -> Result<Response<PublishRosterResponse>, Status> {
         // The roster's signature by our identity key is the authority here, not the roster in force:
         // a certificate no contact names yet may publish the roster that names it.
-        let (name, fingerprint) = require_local(self.node.identifier(), &req, &[Role::Operator])?;
-        let _admitted = admit(&self.node, &name)?;
+        let (name, fingerprint) = self.gate.local(&req, &[Role::Operator])?;
+        let _admitted = self.gate.admit_local(&name)?;
         let who = self.node.acting_contact(&name, &fingerprint).unwrap_or(name);
         tracing::Span::current().record("operator", who.as_str());
         let (sent, version) = self

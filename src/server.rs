@@ -73,8 +73,8 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .timeout(config.call_timeout)
         .max_concurrent_streams(Some(config.concurrent_streams))
         .layer(crate::limits::CallLimitLayer::new(
-            node.identifier().clone(),
-            node.limits().clone(),
+            node.gate().identifier().clone(),
+            node.gate().limits().clone(),
             (config.peer_calls_in_flight, config.local_calls_in_flight),
             node.metrics().clone(),
         ))
@@ -82,16 +82,18 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .add_service(transport::reflection().map_err(|e| NodeError::Setup(e.to_string()))?)
         .add_service(transport::reflection_v1alpha().map_err(|e| NodeError::Setup(e.to_string()))?)
         .add_service(
-            FederationServer::new(FederationService::new(node.clone()))
+            FederationServer::new(FederationService::new(node.gate().clone(), node.clone()))
                 .max_decoding_message_size(federation_bytes)
                 // Receipts carry the logged envelope with a proof and a checkpoint.
                 .max_encoding_message_size(2 * federation_bytes),
         )
-        .add_service(OperatorServer::new(OperatorService::new(node.clone())).max_decoding_message_size(operator_bytes))
+        .add_service(
+            OperatorServer::new(OperatorService::new(node.gate().clone(), node.clone()))
+                .max_decoding_message_size(operator_bytes),
+        )
         .add_service(AuditServer::new(AuditService::new(
             node.log().clone(),
-            node.identifier().clone(),
-            node.limits().clone(),
+            node.gate().clone(),
         )));
     let connections = limits(config);
     let server_tls = node.tls().clone();

@@ -1,7 +1,6 @@
-//! The one place where domain errors become gRPC statuses, and where a
-//! caller's TLS identity is checked against what an RPC allows.
+//! The one place where domain errors become gRPC statuses.
 
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 use std::time::Duration;
 
@@ -11,7 +10,6 @@ use crate::log::{LogError, StateError};
 use crate::message::MessageError;
 use crate::node::NodeError;
 use crate::repeats::Repeats;
-use crate::tls::{Caller, Identifier, Role};
 
 impl From<LogError> for Status {
     fn from(e: LogError) -> Self {
@@ -106,62 +104,4 @@ impl From<Status> for crate::proto::Refusal {
             message: s.message().to_owned(),
         }
     }
-}
-
-/// Identifies the caller of `req` from its verified client certificate, or
-/// takes the identity the call-limit layer found for it already.
-pub fn caller<T>(identifier: &Identifier, req: &Request<T>) -> Result<Caller, Status> {
-    if let Some(known) = req.extensions().get::<Caller>() {
-        return Ok(known.clone());
-    }
-    let chain = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("no TLS client certificate was presented"))?;
-    identifier.identify(&chain).ok_or_else(|| {
-        Status::unauthenticated(
-            "the TLS client certificate belongs to no party of the agreement and to no configured operator or auditor",
-        )
-    })
-}
-
-/// Requires a local caller with one of `roles`; returns its name in the
-/// configuration and its certificate's SHA-256.
-pub fn require_local<T>(
-    identifier: &Identifier,
-    req: &Request<T>,
-    roles: &[Role],
-) -> Result<(String, [u8; 32]), Status> {
-    match caller(identifier, req)? {
-        Caller::Local {
-            name,
-            role,
-            fingerprint,
-        } if roles.contains(&role) => Ok((name, fingerprint)),
-        Caller::Local { name, role, .. } => Err(Status::permission_denied(format!(
-            "{name} has role {role:?}; this call needs one of {roles:?}"
-        ))),
-        Caller::Party(p) | Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(
-            "party {p} is a peer; this call is for local {roles:?} certificates"
-        ))),
-    }
-}
-
-/// Counts one call by local caller `who` (the certificate's name in
-/// hotline.toml) against its limits: every local caller, on every service,
-/// is counted under one name.
-pub fn admit_local(limits: &crate::limits::Limits, who: &str) -> Result<crate::limits::Admitted, Status> {
-    limits.admit(&format!("operator {who}"))
-}
-
-/// A read-only call's caller: a local operator or auditor certificate,
-/// counted against its limits (the Operator service's reads and the Audit
-/// service alike).
-pub fn local_reader<T>(
-    identifier: &Identifier,
-    limits: &crate::limits::Limits,
-    req: &Request<T>,
-) -> Result<(String, crate::limits::Admitted), Status> {
-    let (who, _) = require_local(identifier, req, &[Role::Operator, Role::Auditor])?;
-    let admitted = admit_local(limits, &who)?;
-    Ok((who, admitted))
 }

@@ -414,7 +414,7 @@ pub async fn serve(
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|chain| node.identifier().identify(chain))
+                .and_then(|chain| node.gate().identifier().identify(chain))
                 .and_then(|c| match c {
                     crate::tls::Caller::Local { name, .. } => Some(name),
                     _ => None,

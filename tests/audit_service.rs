@@ -57,8 +57,7 @@ async fn start_with(limits: LimitConfig) -> Fixture {
         .add_service(transport::reflection().unwrap())
         .add_service(AuditServer::new(AuditService::new(
             log.clone(),
-            identifier,
-            Limits::new(limits),
+            hotline::gate::Gate::new(identifier, Limits::new(limits), &me.id),
         )));
     tokio::spawn(server.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
     Fixture {

@@ -49,7 +49,7 @@ impl CallLimitLayer {
 
     /// Takes a slot for the caller of `extensions`, or says why not. The
     /// caller, once identified, is kept in the extensions, so the service
-    /// does not identify it again (`status::caller`). A caller with no
+    /// does not identify it again (`gate::Gate::caller`). A caller with no
     /// certificate we know is left to the services to refuse.
     fn enter(&self, extensions: &mut http::Extensions) -> Result<Option<CallSlot>, Status> {
         use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};

@@ -93,7 +93,7 @@ impl Node {
             .collect();
         let events = self.departures(&departed, version)?;
         self.log_adoption(&next, events).await?;
-        if let Err(e) = self.identifier.set_agreement(agreement) {
+        if let Err(e) = self.gate.identifier().set_agreement(agreement) {
             tracing::error!(version, error = %e, "cannot recognise the parties of the adopted agreement");
         }
         if let Err(e) = self.tls.set_agreement(agreement) {

@@ -58,10 +58,8 @@ pub struct Node {
     tls: Arc<ServerTls>,
     /// The audit log.
     log: Arc<Log>,
-    /// Who is calling, from TLS certificates.
-    identifier: Arc<Identifier>,
-    /// Per-caller request limits.
-    limits: crate::limits::Limits,
+    /// Who is calling, from TLS certificates, within which request limits.
+    gate: crate::gate::Gate,
     /// Repeated identical failures, logged once per minute with a count.
     repeats: crate::repeats::Repeats,
     /// Where signature checks run: off the async workers, a share per peer.
@@ -183,8 +181,7 @@ impl Node {
             keys,
             key_files,
             log,
-            identifier,
-            limits: crate::limits::Limits::new(config.limits),
+            gate: crate::gate::Gate::new(identifier, crate::limits::Limits::new(config.limits), &config.party),
             cpu: crate::limits::CpuShare::for_this_machine(),
             repeats: crate::repeats::Repeats::new(Duration::from_secs(60)),
             clock,
@@ -270,14 +267,10 @@ impl Node {
         &self.log
     }
 
-    /// Who is calling, from TLS certificates.
-    pub fn identifier(&self) -> &Arc<Identifier> {
-        &self.identifier
-    }
-
-    /// Per-caller request limits.
-    pub fn limits(&self) -> &crate::limits::Limits {
-        &self.limits
+    /// Who is calling, from TLS certificates, within which request limits:
+    /// what each service checks its callers against.
+    pub fn gate(&self) -> &crate::gate::Gate {
+        &self.gate
     }
 
     /// Repeated identical failures, logged once a minute with a count.

@@ -133,10 +133,7 @@ fn reject_proposal(c: &Connection, sha256: &[u8], party: &str, reason: &str) -> 
 }
 
 /// The proposals pending after `adopted`, each with who rejected it and why.
-pub fn pending_with_rejections(
-    c: &Connection,
-    adopted: u64,
-) -> crate::db::Result<Vec<(Proposal, Rejections)>> {
+pub fn pending_with_rejections(c: &Connection, adopted: u64) -> crate::db::Result<Vec<(Proposal, Rejections)>> {
     proposals_after(c, adopted)?
         .into_iter()
         .map(|p| {

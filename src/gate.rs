@@ -1,0 +1,112 @@
+//! Who may call, and how often: every service's handlers start here. A
+//! caller is known by its verified TLS client certificate (a peer's node,
+//! a local operator or auditor) and each call is counted against that
+//! caller's request limits. Each gRPC service holds a [`Gate`] and only the
+//! other handles it serves from, so none reaches into the node for them.
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+use crate::limits::{Admitted, Limits};
+use crate::tls::{Caller, Identifier, Role};
+
+/// The identities and request limits a node's services check callers against.
+#[derive(Clone)]
+pub struct Gate {
+    identifier: Arc<Identifier>,
+    limits: Limits,
+    /// Our own party: a node never takes a peer's call from itself.
+    party: String,
+}
+
+impl Gate {
+    /// Checks callers of `party`'s node against `identifier`, counting their calls in `limits`.
+    pub fn new(identifier: Arc<Identifier>, limits: Limits, party: &str) -> Self {
+        Self {
+            identifier,
+            limits,
+            party: party.to_owned(),
+        }
+    }
+
+    /// Who holds which certificate: the agreement's parties and the configured local ones.
+    pub fn identifier(&self) -> &Arc<Identifier> {
+        &self.identifier
+    }
+
+    /// The per-caller request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Identifies the caller of `req` from its verified client certificate, or
+    /// takes the identity the call-limit layer found for it already.
+    pub fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        if let Some(known) = req.extensions().get::<Caller>() {
+            return Ok(known.clone());
+        }
+        let chain = req
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("no TLS client certificate was presented"))?;
+        self.identifier.identify(&chain).ok_or_else(|| {
+            Status::unauthenticated(
+                "the TLS client certificate belongs to no party of the agreement and to no configured operator or auditor",
+            )
+        })
+    }
+
+    /// Requires another party's node certificate (what the Federation
+    /// service takes); returns the party.
+    pub fn peer<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        match self.caller(req)? {
+            Caller::Party(p) if p != self.party => Ok(p),
+            Caller::Party(_) => Err(Status::permission_denied("a node does not deliver to itself")),
+            Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(
+                "this certificate of party {p} is not its node's: Federation takes node certificates, valid for server authentication at {p}'s endpoint"
+            ))),
+            Caller::Local { name, .. } => Err(Status::permission_denied(format!(
+                "{name} is a local certificate; Federation is for the parties' nodes"
+            ))),
+        }
+    }
+
+    /// Requires a local caller with one of `roles`; returns its name in the
+    /// configuration and its certificate's SHA-256.
+    pub fn local<T>(&self, req: &Request<T>, roles: &[Role]) -> Result<(String, [u8; 32]), Status> {
+        match self.caller(req)? {
+            Caller::Local {
+                name,
+                role,
+                fingerprint,
+            } if roles.contains(&role) => Ok((name, fingerprint)),
+            Caller::Local { name, role, .. } => Err(Status::permission_denied(format!(
+                "{name} has role {role:?}; this call needs one of {roles:?}"
+            ))),
+            Caller::Party(p) | Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(
+                "party {p} is a peer; this call is for local {roles:?} certificates"
+            ))),
+        }
+    }
+
+    /// Counts `n` calls by peer `party` against its limits.
+    pub fn admit_peer(&self, party: &str, n: usize) -> Result<Admitted, Status> {
+        self.limits.admit_n(party, n)
+    }
+
+    /// Counts one call by local caller `who` (the certificate's name in
+    /// hotline.toml) against its limits: every local caller, on every
+    /// service, is counted under one name.
+    pub fn admit_local(&self, who: &str) -> Result<Admitted, Status> {
+        self.limits.admit(&format!("operator {who}"))
+    }
+
+    /// A read-only call's caller: a local operator or auditor certificate,
+    /// counted against its limits (the Operator service's reads and the
+    /// Audit service alike).
+    pub fn local_reader<T>(&self, req: &Request<T>) -> Result<(String, Admitted), Status> {
+        let (who, _) = self.local(req, &[Role::Operator, Role::Auditor])?;
+        let admitted = self.admit_local(&who)?;
+        Ok((who, admitted))
+    }
+}
