@@ -276,7 +276,7 @@ async fn an_envelope_not_signed_under_the_adopted_agreement_is_named() {
     let signed = common::signed_agreement(&p, "", &[&p[0], &p[1]]);
     let sent = |k: &hotline::keys::IdentityKey| {
         let envelope = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, b"n".to_vec(), k);
-        hotline::log::entry::sent(hotline::clock::now(), envelope, vec!["CHL".into()])
+        common::sent_entry(&envelope)
     };
     log.append(vec![
         encode(
@@ -400,7 +400,7 @@ fn log_with_envelope_of(bytes: usize) -> (tempfile::TempDir, hotline::keys::Iden
                 ..Default::default()
             }),
         ),
-        hotline::log::entry::sent(hotline::clock::now(), envelope, vec!["CHL".into()]),
+        common::sent_entry(&envelope),
     ]))
     .unwrap();
     log.close();
@@ -427,7 +427,16 @@ fn an_envelope_larger_than_an_entry_bundle_is_kept_beside_its_entry_and_the_log_
 
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
-    let (ok, v) = hotline_json(&["audit", "export", "--data", dir.path().to_str().unwrap(), "--out", o]);
+    let (ok, v) = hotline_json(&[
+        "audit",
+        "export",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--out",
+        o,
+        "--envelopes-up-to",
+        "red",
+    ]);
     assert!(ok, "{v}");
     let envelopes: Vec<_> = std::fs::read_dir(out.path().join("envelope")).unwrap().collect();
     assert_eq!(envelopes.len(), 1);

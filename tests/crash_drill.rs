@@ -47,16 +47,12 @@ fn logged_notices(dir: &Path) -> HashMap<String, (u32, u32)> {
     let mut seen: HashMap<String, (u32, u32)> = HashMap::new();
     for (_, data) in reader.entries(0, i64::MAX as u64, usize::MAX >> 1).unwrap() {
         let entry = hotline::proto::LogEntry::decode(&data.data[..]).unwrap();
-        let (env, sent) = match entry.body {
-            Some(Body::Sent(s)) => (s.envelope, true),
-            Some(Body::Received(r)) => (r.envelope, false),
-            _ => continue,
-        };
-        let env = env.unwrap();
-        if env.payload_type != hotline::envelope::NOTICE_TYPE {
+        let sent = matches!(entry.body, Some(Body::Sent(_)));
+        // The entry says what it records without the envelope: its metadata.
+        let Some(meta) = hotline::log::entry::meta(&entry).filter(|m| m.kind == "notice") else {
             continue;
-        }
-        let n = hotline::proto::Notice::decode(&env.payload[..]).unwrap();
+        };
+        let n = meta.clone();
         let e = seen.entry(n.id).or_default();
         if sent { e.0 += 1 } else { e.1 += 1 }
     }

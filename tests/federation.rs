@@ -64,7 +64,7 @@ async fn a_notice_to_two_parties_is_receipted_by_both_and_lands_in_all_three_log
     assert_eq!(
         c.log_lines(0)
             .iter()
-            .filter(|l| l.starts_with("received from") && l.contains("receipt by") && l.contains(id))
+            .filter(|l| l.starts_with("received from") && l.contains("receipt ") && l.contains(id))
             .count(),
         2
     );
@@ -154,14 +154,20 @@ async fn a_notice_larger_than_an_entry_bundle_is_receipted_shown_whole_and_both_
         let key = c.node(i).key().unwrap();
         let key = key.verifier();
         hotline::log::verify::verify_data_dir(data, key, |_, _| {}).unwrap();
+        // Exported for a reader cleared for everything, every envelope kept beside the log is there.
         let out = tempfile::tempdir().unwrap();
-        hotline::log::export::export(data, out.path(), |_, _| {}).unwrap();
-        hotline::log::export::verify_export(out.path(), key, |_, _| {}).unwrap();
+        let done = hotline::log::export::export(data, out.path(), hotline::proto::Tlp::Red, |_, _| {}).unwrap();
+        let report = hotline::log::export::verify_export(out.path(), key, |_, _| {}).unwrap();
+        let kept: u64 = c
+            .node(i)
+            .read(|db| db.query_row("SELECT COUNT(*) FROM envelopes", [], |r| r.get::<i64>(0)))
+            .unwrap() as u64;
         assert_eq!(
-            std::fs::read_dir(out.path().join("envelope")).unwrap().count(),
-            1,
+            std::fs::read_dir(out.path().join("envelope")).unwrap().count() as u64,
+            kept,
             "node {i}"
         );
+        assert!(done.withheld.is_empty() && report.withheld.is_empty(), "node {i}");
     }
 }
 

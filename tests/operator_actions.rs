@@ -27,7 +27,16 @@ async fn a_notice_is_authored_by_the_roster_contact_its_certificate_names_and_th
     let Some(Body::Sent(logged)) = &entries[sent.log_index as usize].body else {
         panic!("entry {} is not the sent notice", sent.log_index)
     };
-    let logged = hotline::message::decode_notice(&logged.envelope.as_ref().unwrap().payload).unwrap();
+    assert!(
+        logged.envelope.is_none(),
+        "the entry commits to the envelope, kept beside it"
+    );
+    let kept = c
+        .node(0)
+        .read(|db| hotline::state::message(db, &sent.id))
+        .unwrap()
+        .expect("the sent notice is held");
+    let logged = hotline::message::decode_notice(&kept.envelope.payload).unwrap();
     assert_eq!(
         logged.author, "PER duty officer",
         "the roster contact of the certificate, not the client's claim"

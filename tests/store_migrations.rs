@@ -5,7 +5,6 @@ mod common;
 
 use hotline::envelope::{self, NOTICE_TYPE, RECEIPT_TYPE};
 use hotline::keys::IdentityKey;
-use hotline::log::entry;
 use hotline::{state, store};
 use prost::Message;
 use rusqlite::params;
@@ -19,7 +18,7 @@ fn a_version_2_database_keeps_every_message_and_receipt_envelope() {
     {
         sqlite_store_at(dir.path(), 2);
         let c = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
-        let sent = entry::sent(hotline::clock::now(), notice.clone(), vec!["CHL".into()]);
+        let sent = common::inline_sent_entry(&notice);
         c.execute("INSERT INTO entries (idx, data) VALUES (0, ?1)", [sent.data])
             .unwrap();
         c.execute(

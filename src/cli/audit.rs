@@ -110,7 +110,9 @@ pub enum Command {
         #[command(flatten)]
         trust: Trust,
     },
-    /// Write the log as static C2SP tlog-tiles files.
+    /// Write the log as static C2SP tlog-tiles files: every entry (each
+    /// commits to its message's envelope), and the envelopes of TLP:CLEAR
+    /// messages only, unless --envelopes-up-to names a reader's clearance.
     Export {
         /// The node's data directory.
         #[arg(long)]
@@ -118,6 +120,10 @@ pub enum Command {
         /// The output directory.
         #[arg(long)]
         out: PathBuf,
+        /// Also write the envelopes of messages labelled up to this TLP, for
+        /// a reader cleared for them (the default, clear, is the public tier).
+        #[arg(long, value_name = "TLP", default_value = "clear")]
+        envelopes_up_to: super::choice::Choice<hotline::proto::Tlp>,
     },
 }
 
@@ -319,7 +325,8 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                     let rate = report.entries as f64 / secs.max(1e-9);
                     out.print(
                         &json!({"valid": true, "source": source, "entries": report.entries, "checkpoints": report.checkpoints, "signatures": report.signatures,
-                                "root": report.root, "seconds": secs, "entries_per_second": rate, "revoked_signers": report.revoked_signers}),
+                                "root": report.root, "seconds": secs, "entries_per_second": rate, "revoked_signers": report.revoked_signers,
+                                "withheld": report.withheld}),
                         || {
                             let mut text = format!(
                                 "VALID: {} entries, {} signed checkpoints and {} signatures in entries of {} verify; root {}\n{:.3} s, {:.0} entries/s\n",
@@ -331,6 +338,12 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                                 secs,
                                 rate
                             );
+                            if !report.withheld.is_empty() {
+                                text += &format!(
+                                    "envelopes withheld from this reader (each entry verified, its message unread): {}\n",
+                                    by_label(&report.withheld)
+                                );
+                            }
                             for r in &report.revoked_signers {
                                 text += &format!(
                                     "FLAGGED: key {} of {} is revoked from {}; it signed {} logged envelope(s), {} at or after that instant{}\n",
@@ -357,25 +370,45 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Export { data, out: dir } => {
+        Command::Export {
+            data,
+            out: dir,
+            envelopes_up_to,
+        } => {
             let bar = progress_bar(out, "exporting");
-            let done = export::export(&data, &dir, |d, t| {
+            let done = export::export(&data, &dir, envelopes_up_to.0, |d, t| {
                 bar.set_length(t);
                 bar.set_position(d);
             })?;
             bar.finish_and_clear();
-            out.print(&json!({"out": dir, "size": done.size, "hash_tiles": done.hash_tiles, "entry_bundles": done.entry_bundles}), || {
+            let up_to = hotline::message::tlp_label(envelopes_up_to.0);
+            out.print(&json!({"out": dir, "size": done.size, "hash_tiles": done.hash_tiles, "entry_bundles": done.entry_bundles,
+                              "envelopes_up_to": up_to, "envelopes": done.envelopes, "withheld": done.withheld}), || {
                 format!(
-                    "exported {} entries to {}: {} hash tiles, {} entry bundles, checkpoint\n",
+                    "exported {} entries to {}: {} hash tiles, {} entry bundles, checkpoint\nenvelopes up to TLP:{up_to}: {} written; {} withheld\n",
                     done.size,
                     dir.display(),
                     done.hash_tiles,
-                    done.entry_bundles
+                    done.entry_bundles,
+                    by_label(&done.envelopes),
+                    by_label(&done.withheld),
                 )
             });
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Counts by TLP label, as people read them: "3 CLEAR, 2 AMBER", or "none".
+fn by_label(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    match counts.is_empty() {
+        true => "none".into(),
+        false => counts
+            .iter()
+            .map(|(l, n)| format!("{n} {l}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 fn first_bad(e: &verify::VerifyError) -> Option<u64> {

@@ -1,6 +1,6 @@
-//! Log entries: how the node records each kind of event, how an envelope
-//! too large for a tlog-tiles entry bundle is kept beside its entry, and how
-//! an entry reads to a person.
+//! Log entries: how the node records each kind of event, how an entry
+//! commits to the envelope it records (kept beside the log, so the log can
+//! be verified without reading the message), and how an entry reads to a person.
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -9,8 +9,8 @@ use crate::clock;
 use crate::envelope::{AMENDMENT_TYPE, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE, ROSTER_TYPE};
 use crate::proto::log_entry::Body;
 use crate::proto::{
-    AgreementAdopted, Amendment, Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, NormEventKind, Notice, Receipt,
-    Response, RosterUpdate,
+    AgreementAdopted, Amendment, Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, MessageMeta, NormEventKind,
+    Notice, Receipt, Response, RosterUpdate,
 };
 
 /// The largest entry a tlog-tiles entry bundle can hold (a 16-bit length
@@ -38,39 +38,21 @@ impl From<Vec<u8>> for Entry {
 }
 
 /// Wraps `body` in a log entry stamped `at`, encoded as it will be hashed.
-/// An envelope, or an adopted agreement's note, that would make the entry
-/// larger than an entry bundle allows is named by its SHA-256 instead, and
-/// carried beside the entry.
+/// An adopted agreement's note that would make the entry larger than an
+/// entry bundle allows is named by its SHA-256 instead, and carried beside
+/// the entry.
 pub fn encode(at: time::OffsetDateTime, body: Body) -> Entry {
     let mut entry = LogEntry {
         logged_at: Some(clock::to_proto(at)),
         body: Some(body),
     };
     let mut outside = None;
-    if entry.encoded_len() > MAX_ENTRY_BYTES {
-        if let Some(
-            Body::Sent(EnvelopeSent {
-                envelope,
-                envelope_sha256,
-                ..
-            })
-            | Body::Received(EnvelopeReceived {
-                envelope,
-                envelope_sha256,
-                ..
-            }),
-        ) = &mut entry.body
-        {
-            outside = envelope.take().map(|env| {
-                let bytes = env.encode_to_vec();
-                *envelope_sha256 = Sha256::digest(&bytes).to_vec();
-                bytes
-            });
-        } else if let Some(Body::AgreementAdopted(a)) = &mut entry.body {
-            let note = std::mem::take(&mut a.signed_note);
-            a.signed_note_sha256 = Sha256::digest(&note).to_vec();
-            outside = Some(note);
-        }
+    if entry.encoded_len() > MAX_ENTRY_BYTES
+        && let Some(Body::AgreementAdopted(a)) = &mut entry.body
+    {
+        let note = std::mem::take(&mut a.signed_note);
+        a.signed_note_sha256 = Sha256::digest(&note).to_vec();
+        outside = Some(note);
     }
     Entry {
         data: entry.encode_to_vec(),
@@ -78,28 +60,53 @@ pub fn encode(at: time::OffsetDateTime, body: Body) -> Entry {
     }
 }
 
-/// The entry recording an envelope this node signed for `to`.
-pub fn sent(at: time::OffsetDateTime, envelope: Envelope, to: Vec<String>) -> Entry {
-    encode(
-        at,
-        Body::Sent(EnvelopeSent {
-            envelope: Some(envelope),
-            to,
-            envelope_sha256: Vec::new(),
-        }),
-    )
+/// An entry that commits to `envelope` (its SHA-256, in `body`) and keeps it beside itself.
+fn committing(at: time::OffsetDateTime, envelope: &Envelope, body: impl FnOnce(Vec<u8>) -> Body) -> Entry {
+    let bytes = envelope.encode_to_vec();
+    let entry = LogEntry {
+        logged_at: Some(clock::to_proto(at)),
+        body: Some(body(Sha256::digest(&bytes).to_vec())),
+    };
+    Entry {
+        data: entry.encode_to_vec(),
+        envelope: Some(bytes),
+    }
 }
 
-/// The entry recording an envelope accepted from the party `from`.
-pub fn received(at: time::OffsetDateTime, envelope: Envelope, from: &str) -> Entry {
-    encode(
-        at,
+/// The entry recording an envelope this node signed for `to`: it commits
+/// to the envelope, kept beside it, and says of the message only `meta`.
+pub fn sent(at: time::OffsetDateTime, envelope: &Envelope, meta: MessageMeta, to: Vec<String>) -> Entry {
+    committing(at, envelope, |envelope_sha256| {
+        Body::Sent(EnvelopeSent {
+            envelope: None,
+            to,
+            envelope_sha256,
+            meta: Some(meta),
+        })
+    })
+}
+
+/// The entry recording an envelope accepted from the party `from`: as
+/// [`sent`], a commitment and `meta`.
+pub fn received(at: time::OffsetDateTime, envelope: &Envelope, meta: MessageMeta, from: &str) -> Entry {
+    committing(at, envelope, |envelope_sha256| {
         Body::Received(EnvelopeReceived {
-            envelope: Some(envelope),
+            envelope: None,
             from: from.to_owned(),
-            envelope_sha256: Vec::new(),
-        }),
-    )
+            envelope_sha256,
+            meta: Some(meta),
+        })
+    })
+}
+
+/// What an entry recording a message says of it (none in entries of
+/// earlier releases, which hold the envelope inline).
+pub fn meta(entry: &LogEntry) -> Option<&MessageMeta> {
+    match &entry.body {
+        Some(Body::Sent(s)) => s.meta.as_ref(),
+        Some(Body::Received(r)) => r.meta.as_ref(),
+        _ => None,
+    }
 }
 
 /// The SHA-256 an entry names its envelope by, when it is kept outside.
@@ -246,21 +253,38 @@ fn describe_envelope(env: &Envelope) -> String {
     }
 }
 
-fn describe_held(env: Option<&Envelope>, sha256: &[u8]) -> String {
-    match env {
-        Some(env) => describe_envelope(env),
-        None => format!("envelope {} kept beside the log", hex::encode(sha256)),
+/// An envelope the entry holds inline (entries of earlier releases), or
+/// what its metadata says of the one it commits to.
+fn describe_held(env: Option<&Envelope>, meta: Option<&MessageMeta>, sha256: &[u8]) -> String {
+    match (env, meta) {
+        (Some(env), _) => describe_envelope(env),
+        (None, Some(m)) => {
+            let tlp = crate::message::tlp_label(m.tlp());
+            format!(
+                "{}{} {} {} -> {} [TLP:{tlp}] (envelope {}…)",
+                exercise_mark(m.exercise),
+                m.kind,
+                m.id,
+                m.from,
+                m.to.join(","),
+                hex::encode(sha256.get(..8).unwrap_or_default())
+            )
+        }
+        (None, None) => format!("envelope {} kept beside the log", hex::encode(sha256)),
     }
 }
 
 /// One line describing the entry for a person.
 pub fn describe(entry: &LogEntry) -> String {
     match &entry.body {
-        Some(Body::Sent(s)) => format!("sent {}", describe_held(s.envelope.as_ref(), &s.envelope_sha256)),
+        Some(Body::Sent(s)) => format!(
+            "sent {}",
+            describe_held(s.envelope.as_ref(), s.meta.as_ref(), &s.envelope_sha256)
+        ),
         Some(Body::Received(r)) => format!(
             "received from {}: {}",
             r.from,
-            describe_held(r.envelope.as_ref(), &r.envelope_sha256)
+            describe_held(r.envelope.as_ref(), r.meta.as_ref(), &r.envelope_sha256)
         ),
         Some(Body::NormEvent(e)) => format!(
             "{} {}: {}",

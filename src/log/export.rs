@@ -2,9 +2,13 @@
 //! witnesses can read a hotline log served as plain files:
 //! `checkpoint`, hash tiles `tile/<L>/<N>[.p/<W>]` and entry bundles
 //! `tile/entries/<N>[.p/<W>]` (each entry prefixed by its big-endian u16 length),
-//! and beside them `envelope/<sha256 hex>` for each envelope too large for
-//! its entry, which names it by that hash.
+//! and beside them `envelope/<sha256 hex>` for the envelopes the entries
+//! commit to (and adopted agreements too large for their entry), named by
+//! the hash the entry names. An export is in tiers: by default only the
+//! envelopes of TLP:CLEAR messages are written, so the export can be handed
+//! to anyone; a reader cleared further gets an export up to its clearance.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use prost::Message;
@@ -16,7 +20,9 @@ use super::entry;
 use super::tree::DbHashes;
 use super::verify::{Replay, Report, VerifyError};
 use crate::keys::VerifierKey;
-use crate::proto::LogEntry;
+use crate::message::{cleared_for, tlp_label};
+use crate::proto::log_entry::Body;
+use crate::proto::{Envelope, LogEntry, Tlp};
 use crate::store::{self, Context};
 
 /// Tile height fixed by C2SP tlog-tiles.
@@ -33,6 +39,23 @@ pub struct Exported {
     pub hash_tiles: usize,
     /// Entry bundles written.
     pub entry_bundles: u64,
+    /// Envelopes written, by TLP label.
+    pub envelopes: BTreeMap<String, u64>,
+    /// Envelopes the entries commit to that were left out, by TLP label.
+    pub withheld: BTreeMap<String, u64>,
+}
+
+/// The TLP that decides who may read what an entry keeps beside it: its
+/// metadata's; for entries of earlier releases, the envelope's own
+/// (a response's reads as RED); an adopted agreement is for everyone.
+fn label_of(entry: &LogEntry, outside: &[u8]) -> Tlp {
+    if let Some(meta) = entry::meta(entry) {
+        return meta.tlp();
+    }
+    match &entry.body {
+        Some(Body::AgreementAdopted(_)) => Tlp::Clear,
+        _ => Envelope::decode(outside).map_or(Tlp::Red, |env| crate::message::meta::of_envelope(&env, None).tlp()),
+    }
 }
 
 /// The C2SP path of a hash tile (Go's path without the height element).
@@ -68,9 +91,16 @@ fn write(out: &Path, rel: &str, data: &[u8]) -> Result<(), VerifyError> {
     std::fs::write(&path, data).map_err(|e| file_error(&path, e))
 }
 
-/// Exports the log in `dir` as of its latest checkpoint into `out`. The
-/// checkpoint is written last, so a reader never sees one whose tiles are missing.
-pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Result<Exported, VerifyError> {
+/// Exports the log in `dir` as of its latest checkpoint into `out`, with
+/// the envelopes of messages labelled up to `clearance` (CLEAR: the public
+/// tier). The checkpoint is written last, so a reader never sees one whose
+/// tiles are missing.
+pub fn export(
+    dir: &Path,
+    out: &Path,
+    clearance: Tlp,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Exported, VerifyError> {
     let db = dir.join(store::DB_FILE);
     let conn = store::open_reader(dir)?;
     let tx = conn.transaction().at(&db)?;
@@ -96,6 +126,7 @@ pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Res
         ))
         .at(&db)?;
     let bundles = size.div_ceil(WIDTH);
+    let (mut envelopes, mut withheld) = (BTreeMap::new(), BTreeMap::new());
     for n in 0..bundles {
         let start = n * WIDTH;
         let width = WIDTH.min(size - start);
@@ -115,7 +146,15 @@ pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Res
             bundle.extend_from_slice(&len.to_be_bytes());
             bundle.extend_from_slice(&data);
             if let Some(envelope) = row.get::<Option<Vec<u8>>>(2).at(&db)? {
-                write(out, &envelope_path(&Sha256::digest(&envelope)), &envelope)?;
+                let label = LogEntry::decode(&data[..]).map_or(Tlp::Red, |e| label_of(&e, &envelope));
+                let tally = match cleared_for(label, clearance) {
+                    true => {
+                        write(out, &envelope_path(&Sha256::digest(&envelope)), &envelope)?;
+                        &mut envelopes
+                    }
+                    false => &mut withheld,
+                };
+                *tally.entry(tlp_label(label).to_owned()).or_default() += 1;
             }
             count += 1;
         }
@@ -133,6 +172,8 @@ pub fn export(dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64)) -> Res
         size,
         hash_tiles: tiles.len(),
         entry_bundles: bundles,
+        envelopes,
+        withheld,
     })
 }
 
@@ -154,12 +195,14 @@ impl HashReader for MemHashes {
 }
 
 /// Verifies an export directory: the checkpoint's signature, every entry
-/// bundle against the checkpoint's root, and every hash tile.
+/// bundle against the checkpoint's root, every hash tile, and every
+/// envelope present against the commitment its entry holds; an envelope
+/// left out of the export's tier is counted by its TLP in the report.
 pub fn verify_export(out: &Path, key: &VerifierKey, mut progress: impl FnMut(u64, u64)) -> Result<Report, VerifyError> {
     let cp_path = out.join("checkpoint");
     let note = std::fs::read(&cp_path).map_err(|e| file_error(&cp_path, e))?;
     let cp = checkpoint::verify(&note, key).map_err(|e| file_error(&cp_path, e))?;
-    let mut replay = Replay::new(key);
+    let mut replay = Replay::withholding(key);
     let mut stored = Vec::new();
     for n in 0..cp.size.div_ceil(WIDTH) {
         let start = n * WIDTH;
@@ -179,7 +222,12 @@ pub fn verify_export(out: &Path, key: &VerifierKey, mut progress: impl FnMut(u64
             let outside = match LogEntry::decode(entry).ok().as_ref().and_then(entry::outside_sha256) {
                 Some(sha) => {
                     let path = out.join(envelope_path(sha));
-                    Some(std::fs::read(&path).map_err(|e| file_error(&path, e))?)
+                    match std::fs::read(&path) {
+                        Ok(bytes) => Some(bytes),
+                        // Withheld from this tier: the replay counts it.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        Err(e) => return Err(file_error(&path, e)),
+                    }
                 }
                 None => None,
             };

@@ -9,7 +9,7 @@ use prost::Message;
 use time::OffsetDateTime;
 use tlog_tiles::Hash;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::checkpoint::{self, VerifiedCheckpoint};
 use super::entry;
@@ -88,6 +88,10 @@ pub struct Report {
     /// after the instant it was revoked from (accepted before the
     /// revocation was known).
     pub revoked_signers: Vec<RevokedSigner>,
+    /// Envelopes the log commits to that were not given to this reader
+    /// (an export's public tier, a reader's clearance), by TLP label: each
+    /// entry still verified, its envelope's signature unread.
+    pub withheld: BTreeMap<String, u64>,
 }
 
 /// A revoked key and the logged envelopes it signed.
@@ -123,6 +127,9 @@ pub struct Replay {
     /// The largest checkpoint size witnessed so far, per peer.
     witnessed: HashMap<String, u64>,
     signatures: u64,
+    /// Whether an envelope may be missing (an export's tiers, a reader's
+    /// clearance), and how many were, by TLP label.
+    withheld: Option<BTreeMap<String, u64>>,
 }
 
 impl Replay {
@@ -138,6 +145,17 @@ impl Replay {
             parties: HashMap::new(),
             witnessed: HashMap::new(),
             signatures: 0,
+            withheld: None,
+        }
+    }
+
+    /// Like [`Replay::new`], for a reader that may lack envelopes the log
+    /// commits to: each missing one is counted by its TLP, never passed
+    /// over in silence (a log's own data directory lacks none).
+    pub fn withholding(key: &VerifierKey) -> Self {
+        Self {
+            withheld: Some(BTreeMap::new()),
+            ..Self::new(key)
         }
     }
 
@@ -174,6 +192,11 @@ impl Replay {
             .and_then(clock::from_proto)
             .ok_or("has no valid logged_at time")?;
         if matches!(entry.body, Some(Body::Sent(_) | Body::Received(_))) {
+            if let (None, Some(_), Some(withheld)) = (outside, entry::outside_sha256(&entry), &mut self.withheld) {
+                let tlp = entry::meta(&entry).map_or(crate::proto::Tlp::Unspecified, |m| m.tlp());
+                *withheld.entry(crate::message::tlp_label(tlp).to_owned()).or_default() += 1;
+                return Ok(());
+            }
             let env = entry::envelope(entry, outside)?;
             if let (Some(env), Some((_, keyring))) = (env, &self.agreement) {
                 let signer = envelope::verify(&env, &env.payload_type, keyring, at)
@@ -290,6 +313,7 @@ impl Replay {
             signatures: self.signatures,
             root: hex::encode(self.frontier.root().0),
             revoked_signers: self.revoked_signers(),
+            withheld: self.withheld.clone().unwrap_or_default(),
         }
     }
 

@@ -1,9 +1,10 @@
 //! The rules a notice, response or amendment must meet before it is signed
 //! or accepted: ids, parties, enum values, languages and sizes here, the
-//! rules along a thread (TLP, exercises) in `thread.rs`, the errors in
-//! `error.rs`.
+//! rules along a thread (TLP, exercises) in `thread.rs`, what a log entry
+//! may say of a message in `meta.rs`, the errors in `error.rs`.
 
 mod error;
+pub mod meta;
 mod thread;
 
 pub use error::MessageError;

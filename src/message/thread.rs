@@ -32,6 +32,12 @@ fn restriction(tlp: Tlp) -> u8 {
     }
 }
 
+/// Whether a reader cleared up to `clearance` may read what is labelled
+/// `label` (an unlabelled message counts as RED).
+pub fn cleared_for(label: Tlp, clearance: Tlp) -> bool {
+    restriction(label) <= restriction(clearance)
+}
+
 /// Checks that a reply or response is the same exercise (or none) as the
 /// notice it continues: practice never turns real, nor real into practice.
 pub fn check_exercise(id: &str, exercise: i32, original: &Notice) -> Result<(), MessageError> {

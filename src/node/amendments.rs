@@ -360,6 +360,7 @@ impl Node {
                     meets: vec![],
                     record: Some(state::Record::Amendment(step)),
                     exercise: false,
+                    answers_tlp: None,
                 },
                 actor,
             )

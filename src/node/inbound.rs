@@ -278,8 +278,10 @@ impl Node {
         let now = self.clock.now_ms();
         let in_force = self.in_force();
         let norms = &in_force.agreement().norms;
-        let entry_bytes = entry::received(self.clock.now(), a.env.clone(), from);
-        let mut entries = vec![entry_bytes.clone()];
+        // The message's own entry comes first; it is made once the TLP its
+        // metadata carries is known (a response's is its notice's).
+        let mut entries = vec![entry::Entry::default()];
+        let mut answers_tlp = None;
         // Clocks this message starts: (message, who owes, what, due ms).
         let mut owed: Vec<(String, String, Deadline, i64)> = Vec::new();
         let mut meets = Vec::new();
@@ -353,6 +355,7 @@ impl Node {
                         notice: r.notice_id.clone(),
                     })?;
                 message::check_exercise(&r.id, r.exercise, &ours)?;
+                answers_tlp = Some(ours.tlp());
                 // Only a party the notice went to may answer it (a communication check: only the party checked).
                 if !ours.to.iter().any(|p| p == from) {
                     return Err(NodeError::NotARecipient {
@@ -391,6 +394,13 @@ impl Node {
             }
             Message::Amendment(_) | Message::Roster(_) => {}
         }
+        let entry_bytes = entry::received(
+            self.clock.now(),
+            &a.env,
+            message::meta::of_envelope(&a.env, answers_tlp),
+            from,
+        );
+        entries[0] = entry_bytes.clone();
         let stored = StoredMessage {
             id: a.message.id().to_owned(),
             kind: a.message.kind(),

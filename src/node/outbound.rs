@@ -47,6 +47,9 @@ pub(super) struct Outgoing {
     pub record: Option<state::Record>,
     /// Exercise traffic, left out of compliance figures.
     pub exercise: bool,
+    /// Of a response: the TLP of the notice it answers, which its log
+    /// entry carries (a response has no label of its own).
+    pub answers_tlp: Option<crate::proto::Tlp>,
 }
 
 /// How often a node tries to answer a peer's automatic communication check
@@ -71,7 +74,8 @@ impl Node {
             .filter(|p| in_force.agreement().party(p).is_some())
             .cloned()
             .collect();
-        let mut entries = vec![entry::sent(self.clock.now(), envelope.clone(), out.to.clone())];
+        let meta = message::meta::of_envelope(&envelope, out.answers_tlp);
+        let mut entries = vec![entry::sent(self.clock.now(), &envelope, meta, out.to.clone())];
         // What an operator does is logged under the name its certificate maps to.
         if let Actor::Operator(operator) = actor {
             entries.push(entry::encode(
@@ -203,6 +207,7 @@ impl Node {
                 meets: vec![],
                 record: None,
                 exercise,
+                answers_tlp: None,
             },
             actor,
         )
@@ -290,6 +295,7 @@ impl Node {
                     .collect(),
                 record: None,
                 exercise: response.exercise != 0,
+                answers_tlp: original.as_ref().map(Notice::tlp),
             },
             actor,
         )

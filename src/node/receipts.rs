@@ -67,7 +67,8 @@ impl Node {
             tlog_tiles::record_hash(&r.log_entry),
         )
         .map_err(|e| ReceiptError::Proof(e.to_string()))?;
-        let e = entry::received(self.clock.now(), env, party);
+        let meta = crate::message::meta::of_envelope(&env, None);
+        let e = entry::received(self.clock.now(), &env, meta, party);
         let (mid, p, idx) = (m.id.clone(), party.to_owned(), r.log_index);
         let change = Box::new(move |c: &crate::db::Connection, index: u64| {
             state::record_receipt(c, &mid, &p, idx, index)?;

@@ -96,6 +96,7 @@ impl Node {
                 meets: Vec::new(),
                 record: Some(state::Record::Roster(kept)),
                 exercise: false,
+                answers_tlp: None,
             },
             actor,
         )

@@ -63,6 +63,26 @@ pub fn entry(detail: &str) -> hotline::log::entry::Entry {
     )
 }
 
+/// The entry a node writes for an envelope it sent to CHL: a commitment
+/// and the message's metadata, the envelope kept beside it.
+pub fn sent_entry(envelope: &hotline::proto::Envelope) -> hotline::log::entry::Entry {
+    let meta = hotline::message::meta::of_envelope(envelope, None);
+    hotline::log::entry::sent(hotline::clock::now(), envelope, meta, vec!["CHL".into()])
+}
+
+/// The entry an earlier release wrote for an envelope it sent to CHL: the
+/// envelope inline, no metadata.
+pub fn inline_sent_entry(envelope: &hotline::proto::Envelope) -> hotline::log::entry::Entry {
+    hotline::log::entry::encode(
+        hotline::clock::now(),
+        hotline::proto::log_entry::Body::Sent(hotline::proto::EnvelopeSent {
+            envelope: Some(envelope.clone()),
+            to: vec!["CHL".into()],
+            ..Default::default()
+        }),
+    )
+}
+
 /// The PostgreSQL server the suite runs against, when it runs on that
 /// engine: `HOTLINE_TEST_POSTGRES` holds an admin URL (`.ci/postgres` prints one).
 pub fn test_postgres() -> Option<String> {
