@@ -644,6 +644,50 @@ pub fn outside_tool(name: &str, why: &str) -> Option<std::path::PathBuf> {
     None
 }
 
+/// Where Debian's golang-golang-x-mod-dev keeps Go's sumdb code (a GOPATH).
+const GO_PATH: &str = "/usr/share/gocode";
+
+/// Checks the tlog-tiles export in `dir` with Go's own `sumdb/note` and
+/// `sumdb/tlog` (`tests/go/tlogcheck.go`: the checkpoint opened with `vkey`,
+/// every entry proved against its root): `Some((passed, what it printed))`,
+/// or `None` where Go or the module is missing (skipped; a failure under `CI=true`).
+pub fn go_tlogcheck(dir: &std::path::Path, vkey: &str) -> Option<(bool, String)> {
+    let go = outside_tool("go", "check the export with Go's sumdb/tlog (Debian: golang-go)")?;
+    if !std::path::Path::new(GO_PATH)
+        .join("src/golang.org/x/mod/sumdb/tlog")
+        .is_dir()
+    {
+        let message = format!(
+            "{GO_PATH} lacks golang.org/x/mod (Debian: golang-golang-x-mod-dev); it is needed to check the export with Go's sumdb/tlog"
+        );
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{message} (CI=true: .ci/run installs it)"
+        );
+        eprintln!("SKIPPED: {message} (bash .ci/run installs it)");
+        return None;
+    }
+    let program = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/tlogcheck.go");
+    let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/go-cache");
+    let out = std::process::Command::new(go)
+        .arg("run")
+        .arg(program)
+        .arg(dir)
+        .arg(vkey)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GO_PATH)
+        .env("GOCACHE", cache)
+        .env("GOFLAGS", "")
+        .output()
+        .expect("go runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), said))
+}
+
 /// A Python that can import `module` (`$HOTLINE_VENV/bin/python`, else
 /// `python3` on the PATH), for a test that drives an outside Python tool;
 /// skipped, or failed under `CI=true`, as [`outside_tool`] says.

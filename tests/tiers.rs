@@ -1,0 +1,182 @@
+//! Who can read what: a log's entries commit to the messages they record,
+//! so the log can be exported and verified by anyone while each envelope
+//! reaches only readers cleared for its TLP.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Cluster, FAST_NORMS, hotline_json, notice};
+use hotline::proto::Tlp;
+
+const SECRET: &str = "Wiper malware at a regional grid operator (AMBER)";
+const PUBLIC: &str = "Advisory for everyone: patch the historians (CLEAR)";
+
+/// PER sends CHL an AMBER and a CLEAR notice; returns once CHL's receipts
+/// for both are logged at PER.
+async fn two_notices() -> Cluster {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let amber = c.send(0, notice(&["CHL"], SECRET)).await;
+    let mut clear = notice(&["CHL"], PUBLIC);
+    clear.tlp = Tlp::Clear as i32;
+    let clear = c.send(0, clear).await;
+    for id in [amber, clear] {
+        c.eventually(10, "CHL's receipt is logged at PER", |c| {
+            c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1
+        })
+        .await;
+    }
+    c
+}
+
+/// Every file under `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            match p.is_dir() {
+                true => todo.push(p),
+                false => found.push(p),
+            }
+        }
+    }
+    found
+}
+
+/// Every file under `dir` whose bytes contain `text`.
+fn files_holding(dir: &Path, text: &str) -> Vec<PathBuf> {
+    files(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .windows(text.len())
+                .any(|w| w == text.as_bytes())
+        })
+        .collect()
+}
+
+/// Runs `hotline audit export` of node `i`'s log into a new directory, with `extra` flags.
+fn export(c: &Cluster, i: usize, extra: &[&str]) -> (tempfile::TempDir, serde_json::Value) {
+    let out = tempfile::tempdir().unwrap();
+    let data = c.configs[i].data.to_str().unwrap().to_owned();
+    let mut args = vec![
+        "audit",
+        "export",
+        "--data",
+        &data,
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (ok, v) = hotline_json(&args);
+    assert!(ok, "{v}");
+    (out, v)
+}
+
+fn verify_export(dir: &Path, vkey: &str) -> (bool, serde_json::Value) {
+    hotline_json(&["audit", "verify", "--export", dir.to_str().unwrap(), "--vkey", vkey])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_export_holds_no_byte_of_an_amber_notice_and_verifies_counting_it_withheld() {
+    let c = two_notices().await;
+    let vkey = c.key(0).verifier().to_string();
+    let (out, v) = export(&c, 0, &[]);
+    assert_eq!(v["envelopes_up_to"], "CLEAR", "{v}");
+    assert!(
+        files_holding(out.path(), SECRET).is_empty(),
+        "the AMBER title is in the public tier"
+    );
+    let public = files_holding(out.path(), PUBLIC);
+    assert!(
+        public.len() == 1 && public[0].starts_with(out.path().join("envelope")),
+        "the CLEAR notice's envelope is in the public tier: {public:?}"
+    );
+    let (ok, report) = verify_export(out.path(), &vkey);
+    assert!(ok, "{report}");
+    // The notice and both rosters (people's names) are AMBER: each is counted, none passed over.
+    assert_eq!(report["withheld"], v["withheld"], "{report}");
+    assert_eq!(report["withheld"]["AMBER"], 3, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gos_sumdb_tlog_accepts_the_public_export_entry_by_entry() {
+    let c = two_notices().await;
+    let vkey = c.key(0).verifier().to_string();
+    let (out, v) = export(&c, 0, &[]);
+    let Some((ok, said)) = common::go_tlogcheck(out.path(), &vkey) else {
+        return;
+    };
+    assert!(ok, "{said}");
+    let checked: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
+    assert_eq!(checked["entries"], v["size"], "{said}");
+
+    // A changed byte in an entry bundle is refused by Go too.
+    let bundle = files(&out.path().join("tile/entries")).pop().expect("an entry bundle");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    bytes[40] ^= 0x01;
+    std::fs::write(&bundle, bytes).unwrap();
+    let (ok, said) = common::go_tlogcheck(out.path(), &vkey).unwrap();
+    assert!(!ok && said.contains("invalid transparency proof"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_up_to_amber_carries_the_notice_bound_to_its_entry() {
+    let c = two_notices().await;
+    let vkey = c.key(0).verifier().to_string();
+    let (out, v) = export(&c, 0, &["--envelopes-up-to", "amber"]);
+    assert_eq!(v["withheld"], serde_json::json!({}), "{v}");
+    let (ok, report) = verify_export(out.path(), &vkey);
+    assert!(ok, "{report}");
+    assert_eq!(report["withheld"], serde_json::json!({}), "{report}");
+    let held = files_holding(out.path(), SECRET);
+    assert_eq!(held.len(), 1, "{held:?}");
+
+    // The envelope is bound to the commitment its entry holds: a changed byte is named.
+    let mut bytes = std::fs::read(&held[0]).unwrap();
+    let at = bytes
+        .windows(SECRET.len())
+        .position(|w| w == SECRET.as_bytes())
+        .unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(&held[0], bytes).unwrap();
+    let (ok, report) = verify_export(out.path(), &vkey);
+    assert!(!ok, "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("the envelope kept beside the log does not match the SHA-256 the entry names"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_entry_of_a_notice_says_who_when_and_how_secret_but_not_what() {
+    let c = two_notices().await;
+    for i in [0, 1] {
+        let entries = c.log_entries(i);
+        let meta = entries
+            .iter()
+            .filter_map(hotline::log::entry::meta)
+            .find(|m| m.kind == "notice" && m.tlp() == Tlp::Amber)
+            .expect("the AMBER notice's entry");
+        assert_eq!((meta.from.as_str(), meta.to.clone()), ("PER", vec!["CHL".to_owned()]));
+        assert_eq!(meta.severity(), hotline::proto::Severity::High);
+        let data = c
+            .node(i)
+            .read(|db| {
+                db.query_row("SELECT group_concat(hex(data)) FROM entries", [], |r| {
+                    r.get::<String>(0)
+                })
+            })
+            .unwrap();
+        assert!(
+            !data.contains(&hex::encode_upper(SECRET)),
+            "node {i}: the title is in an entry"
+        );
+    }
+}
