@@ -8,7 +8,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::gate::Gate;
+use crate::gate::{Gate, Reader};
 use crate::keys::VerifierKey;
 use crate::limits::Admitted;
 use crate::log::Log;
@@ -42,6 +42,11 @@ impl AuditService {
     fn allow<T>(&self, req: &Request<T>) -> Result<Admitted, Status> {
         Ok(self.gate.local_reader(req)?.1)
     }
+
+    /// Like [`AuditService::allow`], with what the caller may read.
+    fn reader<T>(&self, req: &Request<T>) -> Result<(Reader, Admitted), Status> {
+        self.gate.local_reader(req)
+    }
 }
 
 type EntryStream = Pin<Box<dyn Stream<Item = Result<AuditEntry, Status>> + Send>>;
@@ -65,7 +70,7 @@ impl Audit for AuditService {
 
     #[tracing::instrument(name = "Audit.GetEntries", skip_all, fields(start = req.get_ref().start, end = req.get_ref().end))]
     async fn get_entries(&self, req: Request<GetEntriesRequest>) -> Result<Response<EntryStream>, Status> {
-        let _admitted = self.allow(&req)?;
+        let (reader, _admitted) = self.reader(&req)?;
         let size = self.log.head().size;
         let GetEntriesRequest { start, end } = req.into_inner();
         let end = if end == 0 { size } else { end };
@@ -101,10 +106,16 @@ impl Audit for AuditService {
                 };
                 for (index, entry) in chunk {
                     next = index + 1;
+                    // The entry always; what it keeps beside it only to a reader cleared for it.
+                    let cleared = |outside: &Vec<u8>| {
+                        <crate::proto::LogEntry as prost::Message>::decode(&entry.data[..])
+                            .is_ok_and(|e| reader.may_read(crate::log::entry::label(&e, outside)))
+                    };
+                    let envelope = entry.envelope.as_ref().filter(|o| cleared(o)).cloned();
                     let item = AuditEntry {
                         index,
                         data: entry.data,
-                        envelope: entry.envelope.unwrap_or_default(),
+                        envelope: envelope.unwrap_or_default(),
                     };
                     if tx.send(Ok(item)).await.is_err() {
                         return; // the client went away
@@ -186,7 +197,8 @@ pub async fn verify_node(
     let size = crate::log::checkpoint::verify(&note, key)
         .map_err(|e| remote(e.to_string()))?
         .size;
-    let mut replay = Replay::new(key);
+    // Envelopes above the caller's clearance come as commitments: counted, not read.
+    let mut replay = Replay::withholding(key);
     if size > 0 {
         let mut stream = client
             .get_entries(GetEntriesRequest { start: 0, end: size })

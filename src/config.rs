@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::clock;
-use crate::tls::{self, CertKey, Role};
+use crate::proto::Tlp;
+use crate::tls::{self, CertKey, LocalCert, Role};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,8 @@ struct RawLocal {
     name: String,
     role: Role,
     cert: PathBuf,
+    /// An auditor's clearance: "clear" (the default), "green", "amber", "amber+strict" or "red".
+    max_tlp: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -147,7 +150,7 @@ pub struct Config {
     /// See [`Config::tls_cert`].
     pub tls_key: PathBuf,
     /// Local certificates: name, role, certificate file.
-    pub locals: Vec<(String, Role, PathBuf)>,
+    pub locals: Vec<(LocalCert, PathBuf)>,
     /// The command run for each alerted event, and how long it may take, if `[alerts]` is set.
     pub alerts: Option<(crate::alerts::AlertConfig, Duration)>,
     /// Where TAXII 2.1 is served (HTTPS, this party's certificates), if `[taxii]` is set.
@@ -259,6 +262,19 @@ impl Config {
                 problems.push("alerts.per_minute: at least 1".into());
             }
         }
+        for l in &raw.local {
+            match (l.role, l.max_tlp.as_deref()) {
+                (Role::Operator, Some(_)) => problems.push(format!(
+                    "local {:?}: max_tlp is for auditors; an operator reads what its party sent and received",
+                    l.name
+                )),
+                (Role::Auditor, Some(t)) if crate::message::parse_tlp(t).is_none() => problems.push(format!(
+                    "local {:?}: max_tlp {t:?} is not one of clear, green, amber, amber+strict, red",
+                    l.name
+                )),
+                _ => {}
+            }
+        }
         if !(limits.requests_per_second > 0.0 && limits.burst >= 1.0 && limits.in_flight >= 1) {
             problems.push("limits: requests_per_second must be > 0, burst >= 1, in_flight >= 1".into());
         }
@@ -278,7 +294,19 @@ impl Config {
             locals: raw
                 .local
                 .iter()
-                .map(|l| (l.name.clone(), l.role, abs(&l.cert)))
+                .map(|l| {
+                    let clearance = match (l.role, &l.max_tlp) {
+                        (Role::Operator, _) => Tlp::Red,
+                        (Role::Auditor, None) => Tlp::Clear,
+                        (Role::Auditor, Some(t)) => crate::message::parse_tlp(t).unwrap_or(Tlp::Clear),
+                    };
+                    let local = LocalCert {
+                        name: l.name.clone(),
+                        role: l.role,
+                        clearance,
+                    };
+                    (local, abs(&l.cert))
+                })
                 .collect(),
             alerts,
             taxii: raw
@@ -312,7 +340,7 @@ impl Config {
             ("client.cert", &config.client_cert),
             ("client.key", &config.client_key),
         ];
-        let locals = config.locals.iter().map(|(name, _, cert)| (name.as_str(), cert));
+        let locals = config.locals.iter().map(|(local, cert)| (local.name.as_str(), cert));
         for (field, file) in files
             .into_iter()
             .filter(|(f, _)| agreement || *f != "agreement")
@@ -362,15 +390,15 @@ impl Config {
     }
 
     /// Local certificates by SHA-256 fingerprint, with their names and roles.
-    pub fn local_fingerprints(&self) -> Result<HashMap<[u8; 32], (String, Role)>, ConfigError> {
+    pub fn local_fingerprints(&self) -> Result<HashMap<[u8; 32], LocalCert>, ConfigError> {
         let mut map = HashMap::new();
-        for (name, role, file) in &self.locals {
+        for (local, file) in &self.locals {
             let pem = read(file)?;
             let certs = tls::certs_from_pem(&file.display().to_string(), &pem).map_err(|e| ConfigError::Invalid {
                 path: file.clone(),
                 problems: vec![e.to_string()],
             })?;
-            map.insert(tls::fingerprint(&certs[0]), (name.clone(), *role));
+            map.insert(tls::fingerprint(&certs[0]), local.clone());
         }
         Ok(map)
     }

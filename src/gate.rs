@@ -11,6 +11,36 @@ use tonic::{Request, Status};
 use crate::limits::{Admitted, Limits};
 use crate::tls::{Caller, Identifier, Role};
 
+/// Who reads: a local certificate's name, and the most restricted TLP it
+/// may read (messages above it reach this reader as commitments only).
+#[derive(Clone, Debug)]
+pub struct Reader {
+    /// The certificate's name in hotline.toml.
+    pub name: String,
+    /// Its clearance: RED for an operator, an auditor's `max_tlp`.
+    pub clearance: crate::proto::Tlp,
+}
+
+impl Reader {
+    /// Whether this reader may read what is labelled `label`.
+    pub fn may_read(&self, label: crate::proto::Tlp) -> bool {
+        crate::message::cleared_for(label, self.clearance)
+    }
+
+    /// Refuses (`PERMISSION_DENIED`) `what`, labelled `label`, to a reader not cleared for it.
+    pub fn require(&self, label: crate::proto::Tlp, what: &str) -> Result<(), Status> {
+        match self.may_read(label) {
+            true => Ok(()),
+            false => Err(Status::permission_denied(format!(
+                "{what} is TLP:{}; {} is cleared up to TLP:{} (its max_tlp in hotline.toml)",
+                crate::message::tlp_label(label),
+                self.name,
+                crate::message::tlp_label(self.clearance)
+            ))),
+        }
+    }
+}
+
 /// The identities and request limits a node's services check callers against.
 #[derive(Clone)]
 pub struct Gate {
@@ -74,12 +104,19 @@ impl Gate {
     /// Requires a local caller with one of `roles`; returns its name in the
     /// configuration and its certificate's SHA-256.
     pub fn local<T>(&self, req: &Request<T>, roles: &[Role]) -> Result<(String, [u8; 32]), Status> {
+        let (reader, fingerprint) = self.local_with_clearance(req, roles)?;
+        Ok((reader.name, fingerprint))
+    }
+
+    /// Like [`Gate::local`], with the caller's clearance.
+    fn local_with_clearance<T>(&self, req: &Request<T>, roles: &[Role]) -> Result<(Reader, [u8; 32]), Status> {
         match self.caller(req)? {
             Caller::Local {
                 name,
                 role,
                 fingerprint,
-            } if roles.contains(&role) => Ok((name, fingerprint)),
+                clearance,
+            } if roles.contains(&role) => Ok((Reader { name, clearance }, fingerprint)),
             Caller::Local { name, role, .. } => Err(Status::permission_denied(format!(
                 "{name} has role {role:?}; this call needs one of {roles:?}"
             ))),
@@ -103,10 +140,10 @@ impl Gate {
 
     /// A read-only call's caller: a local operator or auditor certificate,
     /// counted against its limits (the Operator service's reads and the
-    /// Audit service alike).
-    pub fn local_reader<T>(&self, req: &Request<T>) -> Result<(String, Admitted), Status> {
-        let (who, _) = self.local(req, &[Role::Operator, Role::Auditor])?;
-        let admitted = self.admit_local(&who)?;
-        Ok((who, admitted))
+    /// Audit service alike), with what it may read.
+    pub fn local_reader<T>(&self, req: &Request<T>) -> Result<(Reader, Admitted), Status> {
+        let (reader, _) = self.local_with_clearance(req, &[Role::Operator, Role::Auditor])?;
+        let admitted = self.admit_local(&reader.name)?;
+        Ok((reader, admitted))
     }
 }

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::clock;
-use crate::gate::Gate;
+use crate::gate::{Gate, Reader};
 use crate::node::{Actor, Answer, Node, NodeError};
 use crate::proto::operator_server::Operator;
 use crate::proto::{
@@ -60,7 +60,7 @@ impl OperatorService {
     }
 
     /// A read-only call: operators and auditors, counted against the same limits as writes.
-    fn reader<T>(&self, req: &Request<T>) -> Result<(String, crate::limits::Admitted), Status> {
+    fn reader<T>(&self, req: &Request<T>) -> Result<(Reader, crate::limits::Admitted), Status> {
         self.node.started()?;
         self.gate.local_reader(req)
     }
@@ -188,40 +188,51 @@ impl Operator for OperatorService {
 
     #[tracing::instrument(name = "Operator.ListNotices", skip_all)]
     async fn list_notices(&self, req: Request<ListNoticesRequest>) -> Result<Response<ListNoticesResponse>, Status> {
-        let _admitted = self.reader(&req)?;
+        let (reader, _admitted) = self.reader(&req)?;
         let limit = match req.into_inner().limit {
             0 => 100,
             n => n.min(10_000),
         };
-        let notices = self
+        let mut notices = self
             .node
             .query(move |c| state::views::notice_summaries(c, limit))
             .await?;
+        // A notice above the reader's clearance is listed by what its log entry says of it.
+        for s in &mut notices {
+            if let Some(n) = s.notice.as_mut().filter(|n| !reader.may_read(n.tlp())) {
+                *n = crate::message::meta::redacted(n);
+            }
+        }
         Ok(Response::new(ListNoticesResponse { notices }))
     }
 
     #[tracing::instrument(name = "Operator.GetNotice", skip_all)]
     async fn get_notice(&self, req: Request<GetNoticeRequest>) -> Result<Response<NoticeThread>, Status> {
-        let _admitted = self.reader(&req)?;
+        let (reader, _admitted) = self.reader(&req)?;
         let id = req.into_inner().id;
         let asked = id.clone();
         let thread = self.node.query(move |c| state::views::notice_thread(c, &asked)).await?;
-        thread
-            .map(|(authors, thread)| {
-                let people = self.node.people(authors.iter().map(|(p, n)| (p.as_str(), n.as_str())));
-                Response::new(NoticeThread { people, ..thread })
-            })
-            .ok_or_else(|| Status::not_found(format!("no notice with id {id}")))
+        let (authors, thread) = thread.ok_or_else(|| Status::not_found(format!("no notice with id {id}")))?;
+        let label = thread
+            .notice
+            .as_ref()
+            .and_then(|env| crate::message::decode_notice(&env.payload).ok())
+            .map_or(crate::proto::Tlp::Red, |n| n.tlp());
+        reader.require(label, &format!("notice {id}"))?;
+        let people = self.node.people(authors.iter().map(|(p, n)| (p.as_str(), n.as_str())));
+        Ok(Response::new(NoticeThread { people, ..thread }))
     }
 
     type WatchEventsStream = EventStream;
 
     #[tracing::instrument(name = "Operator.WatchEvents", skip_all)]
     async fn watch_events(&self, req: Request<WatchEventsRequest>) -> Result<Response<EventStream>, Status> {
-        let _admitted = self.reader(&req)?;
-        let stream = BroadcastStream::new(self.node.subscribe()).filter_map(|item| match item {
-            Ok(event) => Some(Ok(event)),
-            Err(_lagged) => None,
+        let (reader, _admitted) = self.reader(&req)?;
+        // A reader below RED sees notices up to its clearance; responses (labelled by the
+        // notice they answer, not looked up here) only at RED.
+        let stream = BroadcastStream::new(self.node.subscribe()).filter_map(move |item| match item {
+            Ok(event) if readable_event(&event, &reader) => Some(Ok(event)),
+            _ => None,
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -366,7 +377,9 @@ impl Operator for OperatorService {
         &self,
         req: Request<ListAmendmentsRequest>,
     ) -> Result<Response<ListAmendmentsResponse>, Status> {
-        let _admitted = self.reader(&req)?;
+        let (reader, _admitted) = self.reader(&req)?;
+        // Pending texts are among the parties: GREEN, as their log entries say.
+        reader.require(crate::proto::Tlp::Green, "a pending amendment")?;
         let in_force = self.node.in_force();
         let pending = self
             .node
@@ -420,7 +433,9 @@ impl Operator for OperatorService {
 
     #[tracing::instrument(name = "Operator.GetRoster", skip_all)]
     async fn get_roster(&self, req: Request<GetRosterRequest>) -> Result<Response<GetRosterResponse>, Status> {
-        let _admitted = self.reader(&req)?;
+        let (reader, _admitted) = self.reader(&req)?;
+        // A roster names people and their numbers: AMBER, as its log entry says.
+        reader.require(crate::proto::Tlp::Amber, "a roster")?;
         let party = match req.into_inner().party {
             p if p.is_empty() => self.node.party().to_owned(),
             p => p,
@@ -430,6 +445,16 @@ impl Operator for OperatorService {
             signed_roster: held.signed.to_bytes(),
             log_index: held.log_index,
         }))
+    }
+}
+
+/// Whether `reader` may see `event` as it stands.
+fn readable_event(event: &Event, reader: &Reader) -> bool {
+    use crate::proto::event::Body;
+    match &event.body {
+        Some(Body::NoticeReceived(n)) => reader.may_read(n.tlp()),
+        Some(Body::ResponseReceived(_)) => reader.may_read(crate::proto::Tlp::Red),
+        _ => true,
     }
 }
 

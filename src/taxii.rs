@@ -65,8 +65,8 @@ const COLLECTIONS: [Collection; 4] = [
 /// What every handler of one connection shares.
 struct Ctx {
     node: Arc<Node>,
-    /// The local certificate's name, or `None` for anyone else (refused).
-    caller: Option<String>,
+    /// The local certificate's name and clearance, or `None` for anyone else (refused).
+    caller: Option<crate::gate::Reader>,
 }
 
 /// Why a request is refused: a TAXII error message with its HTTP status.
@@ -119,8 +119,13 @@ fn admit(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn collection_json(c: &Collection) -> Value {
-    json!({"id": c.id, "title": c.title, "can_read": true, "can_write": false, "media_types": [STIX_MEDIA_TYPE],
+/// Whether the caller of `ctx` is cleared for every notice collection `c` holds.
+fn can_read(ctx: &Ctx, c: &Collection) -> bool {
+    ctx.caller.as_ref().is_some_and(|r| r.may_read(c.most))
+}
+
+fn collection_json(c: &Collection, can_read: bool) -> Value {
+    json!({"id": c.id, "title": c.title, "can_read": can_read, "can_write": false, "media_types": [STIX_MEDIA_TYPE],
            "description": "Notices this node may share, as STIX 2.1; exercises, communication checks and TLP:RED are never here."})
 }
 
@@ -287,7 +292,7 @@ async fn collections(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Respons
     }
     taxii(
         StatusCode::OK,
-        json!({"collections": COLLECTIONS.iter().map(collection_json).collect::<Vec<_>>()}),
+        json!({"collections": COLLECTIONS.iter().map(|c| collection_json(c, can_read(&ctx, c))).collect::<Vec<_>>()}),
     )
 }
 
@@ -296,7 +301,7 @@ async fn one_collection(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, Path(id
         return r.into_response();
     }
     match collection(&id) {
-        Ok(c) => taxii(StatusCode::OK, collection_json(c)),
+        Ok(c) => taxii(StatusCode::OK, collection_json(c, can_read(&ctx, c))),
         Err(r) => r.into_response(),
     }
 }
@@ -310,6 +315,17 @@ async fn read_page(
 ) -> Result<(Page, Vec<(Value, String)>), Refusal> {
     admit(&ctx, &headers)?;
     let c = collection(&id)?;
+    if !can_read(&ctx, c) {
+        let reader = ctx.caller.as_ref().map_or("", |r| r.name.as_str());
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "{}: {reader} is not cleared for it (its max_tlp in hotline.toml)",
+                c.title
+            ),
+        ));
+    }
     let (after, added_after, limit) = query(&q)?;
     let node = ctx.node.clone();
     let read = tokio::task::spawn_blocking(move || crate::db::blocking(|| page(&node, c, after, added_after, limit)))
@@ -416,7 +432,7 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|chain| node.gate().identifier().identify(chain))
                 .and_then(|c| match c {
-                    crate::tls::Caller::Local { name, .. } => Some(name),
+                    crate::tls::Caller::Local { name, clearance, .. } => Some(crate::gate::Reader { name, clearance }),
                     _ => None,
                 });
             let service = hyper_util::service::TowerToHyperService::new(router(Arc::new(Ctx {

@@ -185,7 +185,22 @@ pub enum Caller {
         role: Role,
         /// The SHA-256 of its certificate, which the party's roster names.
         fingerprint: [u8; 32],
+        /// The most restricted TLP it may read (an operator: RED).
+        clearance: crate::proto::Tlp,
     },
+}
+
+/// A local certificate the configuration names: who holds it, what it may
+/// do, and up to which TLP it may read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalCert {
+    /// The name the configuration gives it (what its limits count by).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The most restricted TLP it may read: an operator RED (it reads what
+    /// its party sent and received), an auditor its `max_tlp`.
+    pub clearance: crate::proto::Tlp,
 }
 
 enum PartyCheck {
@@ -202,7 +217,7 @@ enum PartyCheck {
 /// Maps a verified client certificate to a caller: local certificates by
 /// fingerprint, peers by the CA (or pinned certificate) the agreement lists.
 pub struct Identifier {
-    locals: HashMap<[u8; 32], (String, Role)>,
+    locals: HashMap<[u8; 32], LocalCert>,
     /// How each party of the agreement in force is recognised; replaced on adoption.
     parties: std::sync::RwLock<Arc<Vec<(String, PartyCheck)>>>,
     /// Peers already identified, by certificate fingerprint: chain checks cost an ECDSA verification.
@@ -211,7 +226,7 @@ pub struct Identifier {
 
 impl Identifier {
     /// Builds the mapping from the agreement and the local certificates.
-    pub fn new(agreement: &Agreement, locals: HashMap<[u8; 32], (String, Role)>) -> Result<Self, TlsError> {
+    pub fn new(agreement: &Agreement, locals: HashMap<[u8; 32], LocalCert>) -> Result<Self, TlsError> {
         Ok(Self {
             locals,
             parties: std::sync::RwLock::new(Arc::new(party_checks(agreement)?)),
@@ -233,11 +248,12 @@ impl Identifier {
     pub fn identify(&self, chain: &[CertificateDer<'static>]) -> Option<Caller> {
         let (leaf, intermediates) = chain.split_first()?;
         let fp = fingerprint(leaf);
-        if let Some((name, role)) = self.locals.get(&fp) {
+        if let Some(local) = self.locals.get(&fp) {
             return Some(Caller::Local {
-                name: name.clone(),
-                role: *role,
+                name: local.name.clone(),
+                role: local.role,
                 fingerprint: fp,
+                clearance: local.clearance,
             });
         }
         if let Some(caller) = self.known.lock().ok().and_then(|k| k.get(&fp).cloned()) {

@@ -46,7 +46,12 @@ async fn start_with(limits: LimitConfig) -> Fixture {
     }
     let auditor = issue(&me.id, &me.ca, "auditor-1", &[], Usage::Client).unwrap();
     let pem = |c: &CertKey| hotline::tls::certs_from_pem("auditor", &c.cert).unwrap()[0].clone();
-    let locals = HashMap::from([(fingerprint(&pem(&auditor)), ("auditor-1".to_owned(), Role::Auditor))]);
+    let cleared = hotline::tls::LocalCert {
+        name: "auditor-1".to_owned(),
+        role: Role::Auditor,
+        clearance: hotline::proto::Tlp::Red,
+    };
+    let locals = HashMap::from([(fingerprint(&pem(&auditor)), cleared)]);
     let identifier = Arc::new(Identifier::new(&tls_agreement(&parties), locals).unwrap());
     let client_cas: String = parties.iter().map(|p| p.ca.cert.clone()).collect();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -21,6 +21,16 @@ cert = "tls/operator.pem"
 key = "tls/operator.key"
 [delivery]
 retry_base = "soon"
+[[local]]
+name = "operator"
+role = "operator"
+cert = "tls/operator.pem"
+max_tlp = "red"
+[[local]]
+name = "auditor"
+role = "auditor"
+cert = "tls/auditor.pem"
+max_tlp = "purple"
 "#,
     )
     .unwrap();
@@ -36,6 +46,8 @@ retry_base = "soon"
         "tls_key: ",
         "client.cert: ",
         "client.key: ",
+        "local \"operator\": max_tlp is for auditors",
+        "local \"auditor\": max_tlp \"purple\" is not one of clear, green, amber, amber+strict, red",
     ] {
         assert!(err.contains(field), "{field:?} missing from: {err}");
     }

@@ -18,7 +18,7 @@ use tonic::Code;
 /// The SHA-256 (hex) of node `i`'s operator certificate.
 fn operator_cert(c: &Cluster, i: usize) -> String {
     let fps = c.configs[i].local_fingerprints().unwrap();
-    let (fp, _) = fps.iter().find(|(_, (name, _))| name == "operator").unwrap();
+    let (fp, _) = fps.iter().find(|(_, local)| local.name == "operator").unwrap();
     hex::encode(fp)
 }
 

@@ -218,4 +218,26 @@ async fn only_this_partys_local_certificates_may_read() {
         .await
         .unwrap();
     assert_eq!(status, 404);
+    // Cleared up to TLP:CLEAR (init's max_tlp), the auditor reads the CLEAR collection only.
+    let (_, list) = get(&c, 0, &auditor, "/api1/collections/", TAXII).await.unwrap();
+    let readable: Vec<&str> = list["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["can_read"] == true)
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(readable, ["TLP:CLEAR notices"]);
+    let amber = list["collections"].as_array().unwrap()[2]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, refusal) = get(&c, 0, &auditor, &format!("/api1/collections/{amber}/objects/"), TAXII)
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{refusal}");
+    assert!(
+        refusal["description"].as_str().unwrap().contains("not cleared"),
+        "{refusal}"
+    );
 }

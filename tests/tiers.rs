@@ -180,3 +180,105 @@ async fn the_log_entry_of_a_notice_says_who_when_and_how_secret_but_not_what() {
         );
     }
 }
+
+/// The TLS files of node `i`'s auditor certificate and CA, and its address, as `hotline audit --node` takes them.
+fn auditor_args(c: &Cluster, i: usize) -> Vec<String> {
+    let dir = c.configs[i].path.parent().unwrap();
+    let at = |f: &str| dir.join(f).to_str().unwrap().to_owned();
+    let addr = c.nodes[i].as_ref().unwrap().addr;
+    vec![
+        "--node".into(),
+        format!("https://{addr}"),
+        "--ca".into(),
+        at("tls/ca.pem"),
+        "--cert".into(),
+        at("tls/auditor.pem"),
+        "--cert-key".into(),
+        at("tls/auditor.key"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_cleared_for_green_gets_the_amber_notice_as_a_commitment_and_a_valid_report_naming_it() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        for (local, _) in &mut config.locals {
+            if local.role == hotline::tls::Role::Auditor {
+                local.clearance = Tlp::Green;
+            }
+        }
+    })
+    .await;
+    let amber = c.send(0, notice(&["CHL"], SECRET)).await;
+    c.until_held(1, &amber).await;
+    c.eventually(10, "CHL's receipt is logged at PER", |c| {
+        c.node(0).read(|db| hotline::state::receipts(db, &amber)).unwrap().len() == 1
+    })
+    .await;
+    let vkey = c.key(0).verifier().to_string();
+    let node = auditor_args(&c, 0);
+    let args = |first: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = first.iter().map(|s| s.to_string()).collect();
+        a.extend(node.iter().cloned());
+        a.extend(["--vkey".to_owned(), vkey.clone()]);
+        a
+    };
+    let run = |a: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || hotline_json(&a.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap()
+    };
+
+    // Over the Audit service every entry verifies; the AMBER envelopes (the notice, two rosters) are counted withheld.
+    let (ok, v) = run(args(&["audit", "verify"])).await;
+    assert!(ok, "{v}");
+    assert_eq!(v["withheld"]["AMBER"], 3, "{v}");
+
+    // The report it builds is VALID, counts the notice's steps, and names what it could not read.
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("report.html");
+    let mut report = args(&["report"]);
+    report.extend(["--out".to_owned(), file.to_str().unwrap().to_owned()]);
+    let (ok, v) = run(report).await;
+    assert!(ok && v["valid"] == true, "{v}");
+    assert_eq!(v["withheld"]["AMBER"], 3, "{v}");
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(!html.contains(SECRET), "the report shows the AMBER title");
+    assert!(
+        html.contains(&amber) && html.contains("not readable at this reader&#x27;s clearance"),
+        "the notice is listed by its entry"
+    );
+    assert!(
+        html.contains(r#"data-withheld="AMBER">3 TLP:AMBER"#),
+        "what was withheld is named"
+    );
+
+    // The Operator service's reads hold to the same clearance.
+    let dir = c.configs[0].path.parent().unwrap();
+    let auditor = hotline::tls::CertKey {
+        cert: std::fs::read_to_string(dir.join("tls/auditor.pem")).unwrap(),
+        key: std::fs::read_to_string(dir.join("tls/auditor.key")).unwrap(),
+    };
+    let endpoint = format!("https://{}", c.nodes[0].as_ref().unwrap().addr);
+    let channel = hotline::transport::channel(&endpoint, &c.configs[0].ca_pem().unwrap(), &auditor).unwrap();
+    let mut client = hotline::proto::operator_client::OperatorClient::new(channel);
+    let refused = client
+        .get_notice(hotline::proto::GetNoticeRequest { id: amber.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("TLP:AMBER") && refused.message().contains("TLP:GREEN"),
+        "{refused:?}"
+    );
+    let listed = client
+        .list_notices(hotline::proto::ListNoticesRequest { limit: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .notices;
+    let shown = listed[0].notice.as_ref().unwrap();
+    assert_eq!(
+        (shown.id.as_str(), shown.title.as_str(), shown.summary.as_str()),
+        (amber.as_str(), "", "")
+    );
+}

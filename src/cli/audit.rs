@@ -400,7 +400,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
 }
 
 /// Counts by TLP label, as people read them: "3 CLEAR, 2 AMBER", or "none".
-fn by_label(counts: &std::collections::BTreeMap<String, u64>) -> String {
+pub fn by_label(counts: &std::collections::BTreeMap<String, u64>) -> String {
     match counts.is_empty() {
         true => "none".into(),
         false => counts

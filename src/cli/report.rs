@@ -70,10 +70,17 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
     let html = hotline::report::render(&ledger, &us, &verification).map_err(|e| anyhow::anyhow!("report: {e}"))?;
     write_atomic(&args.out, html.as_bytes())?;
     out.print(
-        &json!({"file": args.out, "party": us, "valid": verification.valid, "entries": ledger.entries}),
+        &json!({"file": args.out, "party": us, "valid": verification.valid, "entries": ledger.entries, "withheld": ledger.withheld}),
         || {
+            let withheld = match ledger.withheld.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "; beyond this reader's clearance, read from their entries only: {}",
+                    super::audit::by_label(&ledger.withheld)
+                ),
+            };
             format!(
-                "wrote the compliance report of {us}'s log ({} entries, {}) to {}\n",
+                "wrote the compliance report of {us}'s log ({} entries, {}{withheld}) to {}\n",
                 ledger.entries,
                 if verification.valid { "VALID" } else { "INVALID" },
                 args.out.display()

@@ -10,7 +10,7 @@ use crate::envelope::{AMENDMENT_TYPE, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE, 
 use crate::proto::log_entry::Body;
 use crate::proto::{
     AgreementAdopted, Amendment, Envelope, EnvelopeReceived, EnvelopeSent, LogEntry, MessageMeta, NormEventKind,
-    Notice, Receipt, Response, RosterUpdate,
+    Notice, Receipt, Response, RosterUpdate, Tlp,
 };
 
 /// The largest entry a tlog-tiles entry bundle can hold (a 16-bit length
@@ -106,6 +106,19 @@ pub fn meta(entry: &LogEntry) -> Option<&MessageMeta> {
         Some(Body::Sent(s)) => s.meta.as_ref(),
         Some(Body::Received(r)) => r.meta.as_ref(),
         _ => None,
+    }
+}
+
+/// The TLP that decides who may read what an entry keeps beside it: its
+/// metadata's; for entries of earlier releases, the envelope's own
+/// (a response's reads as RED); an adopted agreement is for everyone.
+pub fn label(entry: &LogEntry, outside: &[u8]) -> Tlp {
+    if let Some(meta) = meta(entry) {
+        return meta.tlp();
+    }
+    match &entry.body {
+        Some(Body::AgreementAdopted(_)) => Tlp::Clear,
+        _ => Envelope::decode(outside).map_or(Tlp::Red, |env| crate::message::meta::of_envelope(&env, None).tlp()),
     }
 }
 

@@ -21,8 +21,7 @@ use super::tree::DbHashes;
 use super::verify::{Replay, Report, VerifyError};
 use crate::keys::VerifierKey;
 use crate::message::{cleared_for, tlp_label};
-use crate::proto::log_entry::Body;
-use crate::proto::{Envelope, LogEntry, Tlp};
+use crate::proto::{LogEntry, Tlp};
 use crate::store::{self, Context};
 
 /// Tile height fixed by C2SP tlog-tiles.
@@ -43,19 +42,6 @@ pub struct Exported {
     pub envelopes: BTreeMap<String, u64>,
     /// Envelopes the entries commit to that were left out, by TLP label.
     pub withheld: BTreeMap<String, u64>,
-}
-
-/// The TLP that decides who may read what an entry keeps beside it: its
-/// metadata's; for entries of earlier releases, the envelope's own
-/// (a response's reads as RED); an adopted agreement is for everyone.
-fn label_of(entry: &LogEntry, outside: &[u8]) -> Tlp {
-    if let Some(meta) = entry::meta(entry) {
-        return meta.tlp();
-    }
-    match &entry.body {
-        Some(Body::AgreementAdopted(_)) => Tlp::Clear,
-        _ => Envelope::decode(outside).map_or(Tlp::Red, |env| crate::message::meta::of_envelope(&env, None).tlp()),
-    }
 }
 
 /// The C2SP path of a hash tile (Go's path without the height element).
@@ -146,7 +132,7 @@ pub fn export(
             bundle.extend_from_slice(&len.to_be_bytes());
             bundle.extend_from_slice(&data);
             if let Some(envelope) = row.get::<Option<Vec<u8>>>(2).at(&db)? {
-                let label = LogEntry::decode(&data[..]).map_or(Tlp::Red, |e| label_of(&e, &envelope));
+                let label = LogEntry::decode(&data[..]).map_or(Tlp::Red, |e| entry::label(&e, &envelope));
                 let tally = match cleared_for(label, clearance) {
                     true => {
                         write(out, &envelope_path(&Sha256::digest(&envelope)), &envelope)?;

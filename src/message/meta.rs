@@ -7,7 +7,7 @@ use prost::Message as _;
 
 use super::{Kind, Message};
 use crate::envelope::RECEIPT_TYPE;
-use crate::proto::{Envelope, MessageMeta, Receipt, Tlp};
+use crate::proto::{Envelope, MessageMeta, Notice, Receipt, Tlp};
 
 /// The metadata of the message `env` carries. `thread_tlp` is the TLP of
 /// the notice a response answers (a response has no label of its own; none
@@ -60,6 +60,23 @@ pub fn of_envelope(env: &Envelope, thread_tlp: Option<Tlp>) -> MessageMeta {
         Message::Roster(_) => meta.tlp = Tlp::Amber as i32,
     }
     meta
+}
+
+/// A notice as a reader not cleared for it may see it: what its log entry
+/// says (ids, parties, times, kind, severity, TLP, thread, exercise), no text.
+pub fn redacted(n: &Notice) -> Notice {
+    Notice {
+        id: n.id.clone(),
+        from: n.from.clone(),
+        to: n.to.clone(),
+        created_at: n.created_at,
+        kind: n.kind,
+        severity: n.severity,
+        tlp: n.tlp,
+        in_reply_to: n.in_reply_to.clone(),
+        exercise: n.exercise,
+        ..Default::default()
+    }
 }
 
 /// The metadata of an envelope whose payload does not decode: its kind, and

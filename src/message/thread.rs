@@ -93,6 +93,19 @@ pub fn tlp_label(tlp: Tlp) -> &'static str {
     }
 }
 
+/// The TLP a person writes, as configuration files take it: `clear`,
+/// `green`, `amber`, `amber+strict` (or `amber-strict`) or `red`, in any case.
+pub fn parse_tlp(text: &str) -> Option<Tlp> {
+    match text.to_ascii_lowercase().replace('-', "+").as_str() {
+        "clear" => Some(Tlp::Clear),
+        "green" => Some(Tlp::Green),
+        "amber" => Some(Tlp::Amber),
+        "amber+strict" => Some(Tlp::AmberStrict),
+        "red" => Some(Tlp::Red),
+        _ => None,
+    }
+}
+
 /// The notice a notice belongs to: the one it continues, or itself.
 pub fn thread_of(n: &Notice) -> &str {
     if n.in_reply_to.is_empty() {

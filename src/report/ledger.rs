@@ -3,7 +3,9 @@
 //! events, the witnessed checkpoints and the agreements adopted. It reads
 //! only the log (entries as `audit verify` checks them), never the node's
 //! state tables, so an auditor can rebuild it from an export or a running
-//! node's Audit service.
+//! node's Audit service. A message whose envelope this reader was not given
+//! (beyond its clearance) is read from what its entry says of it: who,
+//! when, which kind, how severe, its status; its text is left out and counted.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +13,7 @@ use prost::Message as _;
 
 use crate::envelope::{NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
 use crate::proto::log_entry::Body;
-use crate::proto::{Envelope, LogEntry, NormEvent, Notice, Receipt, Response};
+use crate::proto::{Envelope, LogEntry, MessageMeta, NormEvent, Notice, Receipt, Response};
 
 /// A notice in the log, with what answered it.
 #[derive(Clone, Debug)]
@@ -28,6 +30,8 @@ pub struct Thread {
     pub receipts: Vec<(String, i64)>,
     /// Norm events about it.
     pub events: Vec<(NormEvent, i64)>,
+    /// Whether this reader read the notice itself, or only what its entry says of it.
+    pub readable: bool,
 }
 
 /// Everything the report needs, gathered from the log in order.
@@ -49,6 +53,8 @@ pub struct Ledger {
     pub agreement: Option<Vec<u8>>,
     /// Entries read.
     pub entries: u64,
+    /// Messages whose envelopes this reader was not given, by TLP label.
+    pub withheld: BTreeMap<String, u64>,
 }
 
 fn ms(e: &LogEntry) -> i64 {
@@ -69,15 +75,19 @@ impl Ledger {
         };
         match e.body {
             Some(Body::Sent(s)) => {
-                let Some(env) = envelope(s.envelope.as_ref()) else {
-                    return;
+                let id = match envelope(s.envelope.as_ref()) {
+                    Some(env) => self.message(&env, at, true),
+                    None => s.meta.and_then(|m| self.unread(m, at, true)),
                 };
-                if let Some(id) = self.message(&env, at, true) {
+                if let Some(id) = id {
                     self.sent.push((id, s.to, at));
                 }
             }
             Some(Body::Received(r)) => {
                 let Some(env) = envelope(r.envelope.as_ref()) else {
+                    if let Some(m) = r.meta {
+                        self.unread(m, at, false);
+                    }
                     return;
                 };
                 if env.payload_type == RECEIPT_TYPE {
@@ -129,6 +139,7 @@ impl Ledger {
                         responses: Vec::new(),
                         receipts,
                         events: Vec::new(),
+                        readable: true,
                     },
                 );
                 Some(id)
@@ -148,6 +159,74 @@ impl Ledger {
                     .map(|m| m.id().to_owned())
             }),
         }
+    }
+
+    /// Records a message from what its entry says of it, its envelope
+    /// withheld from this reader; returns its id as [`Ledger::message`] does.
+    fn unread(&mut self, m: MessageMeta, at: i64, ours: bool) -> Option<String> {
+        if m.kind == "receipt" {
+            // A receipt holds no text (CLEAR): every reader gets it; this is for completeness.
+            let receipt = Receipt {
+                message_id: m.id,
+                from: m.from,
+                ..Default::default()
+            };
+            self.receipt(receipt, at);
+            return None;
+        }
+        let label = crate::message::tlp_label(m.tlp()).to_owned();
+        *self.withheld.entry(label).or_default() += 1;
+        match m.kind.as_str() {
+            "notice" => {
+                let notice = Notice {
+                    in_reply_to: if m.thread != m.id {
+                        m.thread.clone()
+                    } else {
+                        String::new()
+                    },
+                    id: m.id.clone(),
+                    from: m.from,
+                    to: m.to,
+                    created_at: m.created_at,
+                    kind: m.notice_kind,
+                    severity: m.severity,
+                    tlp: m.tlp,
+                    exercise: m.exercise,
+                    ..Default::default()
+                };
+                self.order.push(m.id.clone());
+                let receipts = self.receipts.get(&m.id).cloned().unwrap_or_default();
+                self.threads.insert(
+                    m.id.clone(),
+                    Thread {
+                        notice,
+                        logged_ms: at,
+                        ours,
+                        responses: Vec::new(),
+                        receipts,
+                        events: Vec::new(),
+                        readable: false,
+                    },
+                );
+            }
+            "response" => {
+                let response = Response {
+                    id: m.id.clone(),
+                    notice_id: m.thread.clone(),
+                    from: m.from,
+                    to: m.to,
+                    created_at: m.created_at,
+                    status: m.status,
+                    exercise: m.exercise,
+                    ..Default::default()
+                };
+                if let Some(t) = self.threads.get_mut(&m.thread) {
+                    t.responses.push((response, at));
+                }
+            }
+            _ => {}
+        }
+        (!m.id.is_empty()).then_some(m.id)
     }
 
     /// Reads every entry of the log in a node's data directory.

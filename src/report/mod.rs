@@ -235,10 +235,12 @@ fn timeline(t: &Thread) -> ThreadView {
     let mut steps = vec![(
         t.logged_ms,
         format!(
-            "{} by {} ({})",
+            "{} by {}",
             if t.ours { "sent" } else { "received" },
-            n.author,
-            n.from
+            match t.readable {
+                true => format!("{} ({})", n.author, n.from),
+                false => n.from.clone(),
+            }
         ),
     )];
     steps.extend(
@@ -247,16 +249,12 @@ fn timeline(t: &Thread) -> ThreadView {
             .map(|(p, ms)| (*ms, format!("receipt signed by {p}'s node"))),
     );
     steps.extend(t.responses.iter().map(|(r, ms)| {
-        (
-            *ms,
-            format!(
-                "{} {} by {}: {}",
-                r.from,
-                r.status().as_str_name().trim_start_matches("RESPONSE_STATUS_"),
-                r.author,
-                r.text
-            ),
-        )
+        let status = r.status().as_str_name().trim_start_matches("RESPONSE_STATUS_");
+        let what = match t.readable {
+            true => format!("{} {status} by {}: {}", r.from, r.author, r.text),
+            false => format!("{} {status}", r.from),
+        };
+        (*ms, what)
     }));
     steps.extend(t.events.iter().map(|(e, ms)| {
         (
@@ -269,12 +267,18 @@ fn timeline(t: &Thread) -> ThreadView {
         )
     }));
     steps.sort_by_key(|(ms, _)| *ms);
+    let tlp = crate::message::tlp_label(n.tlp());
     ThreadView {
         id: n.id.clone(),
-        title: n.title.clone(),
+        title: match t.readable {
+            true => n.title.clone(),
+            false => format!(
+                "(TLP:{tlp}: not readable at this reader's clearance; its log entry says who, when and how severe)"
+            ),
+        },
         from: n.from.clone(),
         to: n.to.join(", "),
-        tlp: n.tlp().as_str_name().trim_start_matches("TLP_").replace('_', "+"),
+        tlp: tlp.to_owned(),
         exercise: n.exercise != 0,
         steps: steps.into_iter().map(|(ms, what)| Step { at: at(ms), what }).collect(),
     }
@@ -365,6 +369,7 @@ pub fn render(ledger: &Ledger, us: &str, verification: &Verification) -> Result<
                 parties,
                 response_chart,
                 check_chart,
+                withheld => &ledger.withheld,
             })
         })
         .map_err(|e| e.to_string())

@@ -197,6 +197,10 @@ cert = "tls/operator.pem"
 name = "auditor"
 role = "auditor"
 cert = "tls/auditor.pem"
+# What this auditor may read: messages labelled up to this TLP (clear, green, amber, amber+strict,
+# red). Above it, it gets each message's commitment and what its log entry says (who, when, how
+# severe), never the text; the Audit service's proofs still verify. Left out: clear.
+max_tlp = "clear"
 
 # TAXII 2.1, read only, over HTTPS for this party's own certificates ([[local]] operators and
 # auditors): CERT tools pull the notices the node may share; uncomment to serve it.

@@ -25,7 +25,7 @@ pub async fn publish_roster(c: &Config, technical: &str, policy: &str) -> anyhow
     let cert = c
         .local_fingerprints()?
         .into_iter()
-        .find(|(_, (name, _))| name == "operator")
+        .find(|(_, local)| local.name == "operator")
         .map(|(fp, _)| hex::encode(fp))
         .unwrap_or_default();
     let text = format!(
