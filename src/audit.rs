@@ -38,14 +38,15 @@ impl AuditService {
         Self { log, gate }
     }
 
-    /// A local auditor or operator, within its rate and in-flight limits.
+    /// A local auditor or operator, or an observer the agreement names,
+    /// within its rate and in-flight limits.
     fn allow<T>(&self, req: &Request<T>) -> Result<Admitted, Status> {
-        Ok(self.gate.local_reader(req)?.1)
+        Ok(self.reader(req)?.1)
     }
 
     /// Like [`AuditService::allow`], with what the caller may read.
     fn reader<T>(&self, req: &Request<T>) -> Result<(Reader, Admitted), Status> {
-        self.gate.local_reader(req)
+        self.gate.audit_reader(req)
     }
 }
 

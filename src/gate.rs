@@ -11,6 +11,11 @@ use tonic::{Request, Status};
 use crate::limits::{Admitted, Limits};
 use crate::tls::{Caller, Identifier, Role};
 
+/// What an observer is told when it calls anything but the Audit service.
+fn observer_only(observer: &str) -> String {
+    format!("observer {observer} may read the public tier of the log over the Audit service, and nothing else")
+}
+
 /// Who reads: a local certificate's name, and the most restricted TLP it
 /// may read (messages above it reach this reader as commitments only).
 #[derive(Clone, Debug)]
@@ -98,6 +103,7 @@ impl Gate {
             Caller::Local { name, .. } => Err(Status::permission_denied(format!(
                 "{name} is a local certificate; Federation is for the parties' nodes"
             ))),
+            Caller::Observer(o) => Err(Status::permission_denied(observer_only(&o))),
         }
     }
 
@@ -123,6 +129,7 @@ impl Gate {
             Caller::Party(p) | Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(
                 "party {p} is a peer; this call is for local {roles:?} certificates"
             ))),
+            Caller::Observer(o) => Err(Status::permission_denied(observer_only(&o))),
         }
     }
 
@@ -136,6 +143,18 @@ impl Gate {
     /// service, is counted under one name.
     pub fn admit_local(&self, who: &str) -> Result<Admitted, Status> {
         self.limits.admit(&format!("operator {who}"))
+    }
+
+    /// An Audit service caller: a local operator or auditor, or an observer
+    /// the agreement names, which reads the public tier (TLP:CLEAR) only.
+    pub fn audit_reader<T>(&self, req: &Request<T>) -> Result<(Reader, Admitted), Status> {
+        if let Caller::Observer(o) = self.caller(req)? {
+            let name = format!("observer {o}");
+            let admitted = self.limits.admit(&name)?;
+            let clearance = crate::proto::Tlp::Clear;
+            return Ok((Reader { name, clearance }, admitted));
+        }
+        self.local_reader(req)
     }
 
     /// A read-only call's caller: a local operator or auditor certificate,

@@ -177,6 +177,9 @@ pub enum Caller {
     /// A certificate of a party's CA that is not its node's (an operator's
     /// or auditor's, say): it may not act as the party's node.
     PartyNonNode(String),
+    /// An observer the agreement names: it may read the public tier of the
+    /// log over the Audit service, and nothing else.
+    Observer(String),
     /// A local operator or auditor, by name.
     Local {
         /// The name the config gives the certificate.
@@ -212,6 +215,8 @@ enum PartyCheck {
         host: ServerName<'static>,
     },
     Pinned([u8; 32]),
+    /// Issued by an observer's CA.
+    Observer(Arc<dyn ClientCertVerifier>),
 }
 
 /// Maps a verified client certificate to a caller: local certificates by
@@ -263,6 +268,10 @@ impl Identifier {
         let parties = self.parties.read().unwrap_or_else(|e| e.into_inner()).clone();
         let caller = parties.iter().find_map(|(party, check)| match check {
             PartyCheck::Pinned(pin) => (*pin == fp).then(|| Caller::Party(party.clone())),
+            PartyCheck::Observer(client) => client
+                .verify_client_cert(leaf, intermediates, now)
+                .ok()
+                .map(|_| Caller::Observer(party.clone())),
             PartyCheck::Ca { client, node, host } => {
                 client.verify_client_cert(leaf, intermediates, now).ok()?;
                 let is_node = node.verify_server_cert(leaf, intermediates, host, &[], now).is_ok();
@@ -282,10 +291,33 @@ impl Identifier {
     }
 }
 
-/// How each party's certificates are recognised, from its `tls_ca` or pin.
+/// The roots of a CA certificate (PEM) that `what` names, such as "party PER tls_ca".
+fn roots_of(what: &str, pem: &str) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs_from_pem(what, pem)? {
+        roots.add(cert).map_err(|e| TlsError::Pem {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// How each party's certificates are recognised, from its `tls_ca` or pin,
+/// and each observer's, from its `tls_ca`.
 fn party_checks(agreement: &Agreement) -> Result<Vec<(String, PartyCheck)>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut parties = Vec::new();
+    for o in &agreement.observers {
+        let what = format!("observer {} tls_ca", o.id);
+        let client = WebPkiClientVerifier::builder_with_provider(roots_of(&what, &o.tls_ca)?, provider.clone())
+            .build()
+            .map_err(|e| TlsError::Pem {
+                what,
+                reason: e.to_string(),
+            })?;
+        parties.push((o.id.clone(), PartyCheck::Observer(client)));
+    }
     for p in &agreement.parties {
         let check = match &p.tls {
             TlsIdentity::CertSha256(fp) => PartyCheck::Pinned(*fp),
@@ -294,11 +326,7 @@ fn party_checks(agreement: &Agreement) -> Result<Vec<(String, PartyCheck)>, TlsE
                     what: format!("party {} tls_ca", p.id),
                     reason,
                 };
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in certs_from_pem(&format!("party {} tls_ca", p.id), pem)? {
-                    roots.add(cert).map_err(|e| bad(e.to_string()))?;
-                }
-                let roots = Arc::new(roots);
+                let roots = roots_of(&format!("party {} tls_ca", p.id), pem)?;
                 let client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                     .build()
                     .map_err(|e| bad(e.to_string()))?;

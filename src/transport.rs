@@ -121,7 +121,8 @@ impl ServerTls {
     }
 }
 
-/// The server settings for `agreement`: every party's `tls_ca` and `own_ca` accepted as client CAs.
+/// The server settings for `agreement`: every party's and observer's
+/// `tls_ca` and `own_ca` accepted as client CAs.
 fn config_for(
     node: &CertKey,
     own_ca: &str,
@@ -134,6 +135,7 @@ fn config_for(
             crate::agreement::TlsIdentity::Ca(pem) => Some(pem.as_str()),
             _ => None,
         })
+        .chain(agreement.observers.iter().map(|o| o.tls_ca.as_str()))
         .chain(std::iter::once(own_ca))
         .collect::<Vec<_>>()
         .join("\n");

@@ -483,3 +483,26 @@ async fn a_refused_delivery_logs_no_fork_and_a_misshapen_reference_is_refused_be
     }
     assert_eq!(forks_logged(&c, 0), 0, "a refused delivery's claim is not logged");
 }
+
+#[test]
+fn an_observer_has_an_id_of_its_own_and_a_ca_certificate() {
+    let p = common::parties(&["PER", "CHL"]);
+    let ca = hotline::tls::new_ca("OSCE").unwrap().cert;
+    let text = format!(
+        "{}\n[[observer]]\nid = \"OSCE\"\nname = \"OSCE Secretariat\"\ntls_ca = \"\"\"\n{ca}\"\"\"\n",
+        common::agreement_text(&p, "")
+    );
+    let parsed = hotline::agreement::Agreement::parse(&text).unwrap();
+    assert_eq!(parsed.observers[0].id, "OSCE");
+    let err = |t: String| hotline::agreement::Agreement::parse(&t).unwrap_err().to_string();
+    let clash = err(text.replace("id = \"OSCE\"", "id = \"PER\""));
+    assert!(
+        clash.contains("observer PER (id)") && clash.contains("also a party's id"),
+        "{clash}"
+    );
+    let no_ca = err(text.replace(&ca, "not a certificate\n"));
+    assert!(
+        no_ca.contains("observer OSCE (tls_ca): must be a PEM certificate"),
+        "{no_ca}"
+    );
+}

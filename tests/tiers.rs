@@ -282,3 +282,76 @@ async fn an_auditor_cleared_for_green_gets_the_amber_notice_as_a_commitment_and_
         (amber.as_str(), "", "")
     );
 }
+
+/// An observer's CA and a client certificate it issued, and the agreement's `[[observer]]` table for it.
+fn observer(id: &str) -> (hotline::tls::CertKey, hotline::tls::CertKey, String) {
+    let ca = hotline::tls::new_ca(id).unwrap();
+    let cert = hotline::tls::issue(id, &ca, &format!("{id} reader"), &[], hotline::tls::Usage::Client).unwrap();
+    let table = format!(
+        "\n[[observer]]\nid = \"{id}\"\nname = \"{id} Secretariat\"\ntls_ca = \"\"\"\n{}\"\"\"\n",
+        ca.cert
+    );
+    (ca, cert, table)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_named_in_the_agreement_reads_the_public_tier_and_one_not_named_is_refused_at_the_handshake() {
+    let (_, named, table) = observer("OSCE");
+    let (_, stranger, _) = observer("NOPE");
+    let dir = tempfile::tempdir().unwrap();
+    let made = hotline::setup::local_cluster_with(dir.path(), &["PER", "CHL"], FAST_NORMS, &table)
+        .await
+        .unwrap();
+    let c = Cluster::start_made(dir, made, |_| {}).await;
+    let amber = c.send(0, notice(&["CHL"], SECRET)).await;
+    let mut clear = notice(&["CHL"], PUBLIC);
+    clear.tlp = Tlp::Clear as i32;
+    let clear = c.send(0, clear).await;
+    for id in [&amber, &clear] {
+        c.eventually(10, "CHL's receipt is logged at PER", |c| {
+            c.node(0).read(|db| hotline::state::receipts(db, id)).unwrap().len() == 1
+        })
+        .await;
+    }
+    let endpoint = format!("https://{}", c.nodes[0].as_ref().unwrap().addr);
+    let ca = c.configs[0].ca_pem().unwrap();
+    let audit = |cert: &hotline::tls::CertKey| {
+        let channel = hotline::transport::channel(&endpoint, &ca, cert).unwrap();
+        hotline::proto::audit_client::AuditClient::new(channel)
+    };
+
+    // The named observer verifies PER's whole log, reading the CLEAR notice and nothing above it.
+    let key = c.key(0).verifier().clone();
+    let report = hotline::audit::verify_node(&endpoint, audit(&named), &key, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.withheld.get("AMBER"), Some(&3), "{:?}", report.withheld);
+    let mut entries = audit(&named)
+        .get_entries(hotline::proto::GetEntriesRequest { start: 0, end: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut read = Vec::new();
+    while let Some(e) = entries.message().await.unwrap() {
+        read.extend_from_slice(&e.data);
+        read.extend_from_slice(&e.envelope);
+    }
+    let has = |text: &str| read.windows(text.len()).any(|w| w == text.as_bytes());
+    assert!(has(PUBLIC) && !has(SECRET), "the observer reads the public tier only");
+
+    // Nothing else of the node is open to it.
+    let channel = hotline::transport::channel(&endpoint, &ca, &named).unwrap();
+    let refused = hotline::proto::operator_client::OperatorClient::new(channel)
+        .list_notices(hotline::proto::ListNoticesRequest { limit: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("observer OSCE"), "{refused:?}");
+
+    // An observer the agreement does not name cannot complete the TLS handshake.
+    let refused = audit(&stranger)
+        .get_checkpoint(hotline::proto::GetCheckpointRequest {})
+        .await
+        .unwrap_err();
+    assert!(format!("{refused:?}").contains("UnknownCA"), "{refused:?}");
+}

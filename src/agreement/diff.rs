@@ -1,7 +1,7 @@
 //! What changes from one version of the agreement to the next, in words, so
 //! that an operator approves a proposal knowing exactly what it does:
 //! parties added and removed, endpoints, TLS identities, keys (added,
-//! ended, revoked), the quorum, the title and every norm.
+//! ended, revoked), observers, the quorum, the title and every norm.
 
 use super::norms::Norms;
 use super::schema::{Agreement, Party};
@@ -32,6 +32,23 @@ pub fn diff(old: &Agreement, new: &Agreement) -> Vec<String> {
     }
     for p in old.parties.iter().filter(|p| new.party(&p.id).is_none()) {
         out.push(format!("- party {} ({})", p.id, p.name));
+    }
+    for o in &new.observers {
+        match old.observers.iter().find(|w| w.id == o.id) {
+            None => out.push(format!(
+                "+ observer {} ({}): reads the public tier of every log",
+                o.id, o.name
+            )),
+            Some(w) if w != o => out.push(format!("~ observer {} name or TLS CA changed", o.id)),
+            Some(_) => {}
+        }
+    }
+    for o in old
+        .observers
+        .iter()
+        .filter(|o| !new.observers.iter().any(|n| n.id == o.id))
+    {
+        out.push(format!("- observer {} ({})", o.id, o.name));
     }
     norm_changes(&old.norms, &new.norms, &mut out);
     out

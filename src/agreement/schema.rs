@@ -25,6 +25,16 @@ struct RawAgreement {
     quorum: Option<usize>,
     norms: RawNorms,
     party: Vec<RawParty>,
+    #[serde(default)]
+    observer: Vec<RawObserver>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObserver {
+    id: String,
+    name: String,
+    tls_ca: String,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +101,19 @@ impl Party {
     }
 }
 
+/// A neutral body the parties name (an OSCE or UN secretariat, an
+/// arbiter): every node lets it read the public tier of its log over the
+/// Audit service, and nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observer {
+    /// Short id, such as `OSCE`, distinct from every party's.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its own CA (PEM): the certificates it issues are the observer's.
+    pub tls_ca: String,
+}
+
 /// A validated agreement.
 #[derive(Clone, Debug)]
 pub struct Agreement {
@@ -107,6 +130,8 @@ pub struct Agreement {
     pub norms: Norms,
     /// The parties, in the order listed.
     pub parties: Vec<Party>,
+    /// The observers, in the order listed.
+    pub observers: Vec<Observer>,
 }
 
 impl Agreement {
@@ -236,6 +261,35 @@ impl Agreement {
                 keys,
             });
         }
+        let mut observers = Vec::with_capacity(raw.observer.len());
+        for (i, o) in raw.observer.iter().enumerate() {
+            if !is_valid_party_id(&o.id) {
+                return Err(field(
+                    format!("observer[{i}].id"),
+                    format!("{:?} is not an id (1 to 32 letters, digits and '-')", o.id),
+                ));
+            }
+            if !ids.insert(o.id.clone()) {
+                return Err(field(
+                    format!("observer {} (id)", o.id),
+                    "is listed twice, or is also a party's id",
+                ));
+            }
+            if o.name.trim().is_empty() {
+                return Err(field(format!("observer {} (name)", o.id), "must not be empty"));
+            }
+            if !o.tls_ca.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(field(
+                    format!("observer {} (tls_ca)", o.id),
+                    "must be a PEM certificate",
+                ));
+            }
+            observers.push(Observer {
+                id: o.id.clone(),
+                name: o.name.clone(),
+                tls_ca: o.tls_ca.clone(),
+            });
+        }
         let quorum = raw.quorum.unwrap_or(parties.len());
         if quorum == 0 || quorum > parties.len() {
             return Err(field(
@@ -250,6 +304,7 @@ impl Agreement {
             quorum,
             norms,
             parties,
+            observers,
         })
     }
 

@@ -69,6 +69,7 @@ impl CallLimitLayer {
             crate::tls::Caller::Local { name, .. } => {
                 (format!("local {name}"), format!("operator {name}"), self.per_local)
             }
+            crate::tls::Caller::Observer(o) => (format!("observer {o}"), format!("observer {o}"), self.per_local),
             crate::tls::Caller::PartyNonNode(_) => return Ok(None),
         };
         if let Some(refusal) = self.limits.spent(&rate_key) {
@@ -215,6 +216,7 @@ impl Refused {
             Some(crate::tls::Caller::Party(p)) => format!("party {p}"),
             Some(crate::tls::Caller::PartyNonNode(p)) => format!("a certificate of {p} that is not its node's"),
             Some(crate::tls::Caller::Local { name, .. }) => format!("local {name}"),
+            Some(crate::tls::Caller::Observer(o)) => format!("observer {o}"),
             None => "an unidentified caller".into(),
         };
         let key = format!("{caller} {} {:?} {}", self.method, status.code(), status.message());

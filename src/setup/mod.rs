@@ -282,6 +282,17 @@ pub async fn local_cluster(
     ids: &[&str],
     norms: &str,
 ) -> Result<Vec<(crate::config::Config, tokio::net::TcpListener)>, SetupError> {
+    local_cluster_with(root, ids, norms, "").await
+}
+
+/// Like [`local_cluster`], the agreement text ending with `extra` (its
+/// `[[observer]]` tables, say).
+pub async fn local_cluster_with(
+    root: &Path,
+    ids: &[&str],
+    norms: &str,
+    extra: &str,
+) -> Result<Vec<(crate::config::Config, tokio::net::TcpListener)>, SetupError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| SetupError::Io { path, source }
@@ -306,7 +317,7 @@ pub async fn local_cluster(
     // A signed note holds at most 100 signatures (C2SP signed-note as Go's
     // implementation has it): a larger hotline is signed by a quorum of 100.
     let quorum = (made.len() > MAX_SIGNERS).then_some(MAX_SIGNERS);
-    let mut text = agreement_text(None, "hotline on loopback", norms, &entries);
+    let mut text = agreement_text(None, "hotline on loopback", norms, &entries) + extra;
     if let Some(q) = quorum {
         text = text.replacen("title = ", &format!("quorum = {q}\ntitle = "), 1);
     }
