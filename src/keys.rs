@@ -271,18 +271,24 @@ impl IdentityKey {
 
     /// Writes the private key to a new file with mode 0600; never overwrites.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(io)?;
-        writeln!(file, "{}", self.encode_private()).map_err(io)?;
-        file.sync_all().map_err(io)
+        write_private(path, &format!("{}\n", self.encode_private()))
     }
+}
+
+/// Writes `text` to a new file with mode 0600, synced; never overwrites:
+/// how every private key file is made.
+pub fn write_private(path: &Path, text: &str) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
 }
 
 impl fmt::Debug for IdentityKey {
