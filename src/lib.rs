@@ -24,6 +24,8 @@
 //!   gate its callers pass ([`gate`]: who calls, within which limits) and
 //!   only the handles it serves from; domain errors become gRPC statuses in
 //!   one place ([`status`]);
+//! - one message, disclosed to an arbiter with its proofs and nothing else,
+//!   is checked with public keys only ([`disclosure`]);
 //! - the node ([`node`]) checks and logs what peers deliver and receipts it
 //!   (`node/inbound.rs`), signs, logs and queues what operators send
 //!   (`node/outbound.rs`), and checks and logs the receipts peers sign for
@@ -84,6 +86,7 @@ pub mod gate;
 pub mod operator;
 
 pub mod audit;
+pub mod disclosure;
 
 pub mod stix;
 

@@ -110,6 +110,27 @@ pub enum Command {
         #[command(flatten)]
         trust: Trust,
     },
+    /// Write what a neutral arbiter needs to read and check one message, and
+    /// nothing else: its envelope, its entry and inclusion proof in this log
+    /// against a signed checkpoint, and its recipients' signed receipts.
+    Disclose {
+        /// The message's id.
+        id: String,
+        /// The node's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The disclosure file to write (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a disclosure with the agreement's public keys only; exits 1 if it does not hold.
+    VerifyDisclosure {
+        /// The disclosure file.
+        file: PathBuf,
+        /// The agreement whose keys signed the message, its entries and receipts.
+        #[arg(long)]
+        agreement: PathBuf,
+    },
     /// Write the log as static C2SP tlog-tiles files: every entry (each
     /// commits to its message's envelope), and the envelopes of TLP:CLEAR
     /// messages only, unless --envelopes-up-to names a reader's clearance.
@@ -207,6 +228,8 @@ pub(super) fn progress_bar(out: Out, what: &str) -> indicatif::ProgressBar {
 
 pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::Disclose { id, data, out: file } => return super::disclose::disclose(&data, &id, &file, out),
+        Command::VerifyDisclosure { file, agreement } => return super::disclose::verify(&file, &agreement, out),
         Command::Checkpoint { data } => {
             let (size, note) = LogReader::open(&data)?.latest_checkpoint()?;
             let note = note.with_context(|| format!("{}: the log is empty", data.display()))?;

@@ -8,6 +8,7 @@ mod backup;
 mod bench;
 mod choice;
 mod demo;
+mod disclose;
 mod drill;
 mod envelope;
 mod export;
