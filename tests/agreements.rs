@@ -506,3 +506,25 @@ fn an_observer_has_an_id_of_its_own_and_a_ca_certificate() {
         "{no_ca}"
     );
 }
+
+#[test]
+fn a_partys_encryption_keys_carry_windows_and_the_one_in_force_is_the_last_valid() {
+    let p = parties(&["PER", "CHL"]);
+    let (old, new) = (hotline::seal::SealKey::generate(), hotline::seal::SealKey::generate());
+    let keys = format!(
+        "[[party.encryption_key]]\nkey = \"{}\"\nvalid_until = 2027-01-01T00:00:00Z\n\
+         [[party.encryption_key]]\nkey = \"{}\"\nvalid_from = 2026-12-01T00:00:00Z\n[[party.key]]",
+        old.public().encode(),
+        new.public().encode()
+    );
+    let text = agreement_text(&p, "").replacen("[[party.key]]", &keys, 1);
+    let parsed = hotline::agreement::Agreement::parse(&text).unwrap();
+    let per = &parsed.parties[0];
+    let at = |t: &str| clock::parse_rfc3339(t).unwrap();
+    assert_eq!(per.encryption_key_at(at("2026-06-01T00:00:00Z")), Some(old.public()));
+    assert_eq!(per.encryption_key_at(at("2026-12-15T00:00:00Z")), Some(new.public()));
+    assert!(parsed.parties[1].encryption_keys.is_empty());
+    let bad = text.replacen(&old.public().encode(), "not-a-key", 1);
+    let err = hotline::agreement::Agreement::parse(&bad).unwrap_err().to_string();
+    assert!(err.contains("party PER encryption_key[0].key"), "{err}");
+}

@@ -302,6 +302,19 @@ fn the_demo_runs_to_completion_and_verifies_every_log() {
 /// copies the agreement into its folder. Returns their folders and the agreement.
 fn two_parties(root: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let (per, chl) = (init_party(root, "PER"), init_party(root, "CHL"));
+    // Each has an encryption key of its own (0600), published in its agreement entry.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(per.join("encryption.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let entry = std::fs::read_to_string(per.join("party.toml")).unwrap();
+    let key = hotline::seal::SealKey::load(&per.join("encryption.key")).unwrap();
+    assert!(
+        entry.contains(&format!("key = \"{}\"", key.public().encode())),
+        "{entry}"
+    );
     let agreement = root.join("agreement.toml");
     let (ok, v) = hotline_json(&[
         "agreement",

@@ -94,6 +94,23 @@ fn party_changes(was: &Party, now: &Party, out: &mut Vec<String>) {
             Some(_) => {}
         }
     }
+    for k in &now.encryption_keys {
+        match was.encryption_keys.iter().find(|w| w.key == k.key) {
+            None => out.push(format!("+ party {id} encryption key {}", k.key.encode())),
+            Some(w) if w != k => out.push(format!(
+                "~ party {id} encryption key {} window or revocation",
+                k.key.encode()
+            )),
+            Some(_) => {}
+        }
+    }
+    for w in was
+        .encryption_keys
+        .iter()
+        .filter(|w| !now.encryption_keys.iter().any(|k| k.key == w.key))
+    {
+        out.push(format!("- party {id} encryption key {}", w.key.encode()));
+    }
     for w in was.keys.iter().filter(|w| !now.keys.iter().any(|k| k.key == w.key)) {
         out.push(format!("- party {id} key {}", w.key.key_id()));
     }

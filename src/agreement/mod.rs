@@ -19,5 +19,5 @@ mod signed;
 pub use diff::diff;
 pub use error::AgreementError;
 pub use norms::{MAX_NOTICE_BYTES_LIMIT, Norms};
-pub use schema::{Agreement, Observer, Party, TlsIdentity, is_valid_party_id};
+pub use schema::{Agreement, EncryptionKey, Observer, Party, TlsIdentity, is_valid_party_id};
 pub use signed::{SignedAgreement, verify_chain};

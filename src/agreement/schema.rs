@@ -10,6 +10,16 @@ use super::norms::{Norms, RawNorms, parse_norms};
 use crate::clock;
 use crate::keys::{Keyring, TrustedKey, VerifierKey};
 
+/// The instant a key's window field gives, if any; `at` names the field.
+fn instant(at: String, dt: &Option<toml::value::Datetime>) -> Result<Option<time::OffsetDateTime>, AgreementError> {
+    dt.as_ref()
+        .map(|dt| {
+            clock::parse_rfc3339(&dt.to_string())
+                .ok_or_else(|| field(at, "must be a date-time with an offset, such as 2027-01-01T00:00:00Z"))
+        })
+        .transpose()
+}
+
 /// Reports whether `id` is a valid party id: 1 to 32 letters, digits and `-`.
 pub fn is_valid_party_id(id: &str) -> bool {
     (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -45,7 +55,18 @@ struct RawParty {
     endpoint: RawEndpoints,
     tls_ca: Option<String>,
     tls_cert_sha256: Option<String>,
+    #[serde(default)]
+    encryption_key: Vec<RawEncryptionKey>,
     key: Vec<RawKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryptionKey {
+    key: String,
+    valid_from: Option<toml::value::Datetime>,
+    valid_until: Option<toml::value::Datetime>,
+    revoked: Option<toml::value::Datetime>,
 }
 
 /// One endpoint, or a party's nodes that share its store (a lease holder
@@ -92,12 +113,46 @@ pub struct Party {
     pub tls: TlsIdentity,
     /// Its signing keys with their validity windows (more than one during rotation).
     pub keys: Vec<TrustedKey>,
+    /// Its encryption keys (X25519), to which message bodies are sealed,
+    /// with validity windows that rotate and are revoked as signing keys do.
+    pub encryption_keys: Vec<EncryptionKey>,
+}
+
+/// A party's public encryption key and the window in which messages may be sealed to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptionKey {
+    /// The X25519 public key.
+    pub key: crate::seal::SealPublicKey,
+    /// Messages are sealed to it from this instant on, if set.
+    pub valid_from: Option<time::OffsetDateTime>,
+    /// ... until this instant, if set (rotation).
+    pub valid_until: Option<time::OffsetDateTime>,
+    /// Compromised: nothing is sealed to it from this instant on.
+    pub revoked: Option<time::OffsetDateTime>,
+}
+
+impl EncryptionKey {
+    /// Whether a message may be sealed to it at `at`.
+    pub fn valid_at(&self, at: time::OffsetDateTime) -> bool {
+        self.valid_from.is_none_or(|f| at >= f)
+            && self.valid_until.is_none_or(|u| at < u)
+            && self.revoked.is_none_or(|r| at < r)
+    }
 }
 
 impl Party {
     /// The party's log origin: the name of its keys.
     pub fn origin(&self) -> &str {
         self.keys[0].key.name()
+    }
+
+    /// The encryption key to seal to at `at`: the last listed that is valid then.
+    pub fn encryption_key_at(&self, at: time::OffsetDateTime) -> Option<&crate::seal::SealPublicKey> {
+        self.encryption_keys
+            .iter()
+            .rev()
+            .find(|k| k.valid_at(at))
+            .map(|k| &k.key)
     }
 }
 
@@ -212,21 +267,9 @@ impl Agreement {
             for (k, raw_key) in p.key.iter().enumerate() {
                 let at = |name: &str| format!("party {} key[{k}].{name}", p.id);
                 let key: VerifierKey = raw_key.vkey.parse().map_err(|e| field(at("vkey"), format!("{e}")))?;
-                let instant = |name: &str, dt: &Option<toml::value::Datetime>| {
-                    dt.as_ref()
-                        .map(|dt| {
-                            clock::parse_rfc3339(&dt.to_string()).ok_or_else(|| {
-                                field(
-                                    at(name),
-                                    "must be a date-time with an offset, such as 2027-01-01T00:00:00Z",
-                                )
-                            })
-                        })
-                        .transpose()
-                };
-                let valid_from = instant("valid_from", &raw_key.valid_from)?;
-                let valid_until = instant("valid_until", &raw_key.valid_until)?;
-                let revoked = instant("revoked", &raw_key.revoked)?;
+                let valid_from = instant(at("valid_from"), &raw_key.valid_from)?;
+                let valid_until = instant(at("valid_until"), &raw_key.valid_until)?;
+                let revoked = instant(at("revoked"), &raw_key.revoked)?;
                 if let (Some(from), Some(until)) = (valid_from, valid_until)
                     && from >= until
                 {
@@ -246,6 +289,17 @@ impl Agreement {
                     revoked,
                 });
             }
+            let mut encryption_keys = Vec::with_capacity(p.encryption_key.len());
+            for (k, raw_key) in p.encryption_key.iter().enumerate() {
+                let at = |name: &str| format!("party {} encryption_key[{k}].{name}", p.id);
+                let key = crate::seal::SealPublicKey::parse(&raw_key.key).map_err(|e| field(at("key"), e))?;
+                encryption_keys.push(EncryptionKey {
+                    key,
+                    valid_from: instant(at("valid_from"), &raw_key.valid_from)?,
+                    valid_until: instant(at("valid_until"), &raw_key.valid_until)?,
+                    revoked: instant(at("revoked"), &raw_key.revoked)?,
+                });
+            }
             if !origins.insert(keys[0].key.name().to_owned()) {
                 return Err(field(
                     at("key[0].vkey"),
@@ -259,6 +313,7 @@ impl Agreement {
                 endpoints,
                 tls,
                 keys,
+                encryption_keys,
             });
         }
         let mut observers = Vec::with_capacity(raw.observer.len());

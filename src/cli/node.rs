@@ -69,7 +69,7 @@ pub fn init(args: InitArgs, out: Out) -> anyhow::Result<ExitCode> {
                 "party_entry_file": args.dir.join("party.toml"), "next_steps": next_steps}),
         || {
             format!(
-                "created party {party} in {dir}\n  config       {config}\n  identity key {dir}/identity.key (0600), verifier key {vkey}\n  TLS          {dir}/tls/ (CA, node, operator and auditor certificates)\n\n\
+                "created party {party} in {dir}\n  config       {config}\n  identity key {dir}/identity.key (0600), verifier key {vkey}\n  encryption   {dir}/encryption.key (0600; its public half is in party.toml)\n  TLS          {dir}/tls/ (CA, node, operator and auditor certificates)\n\n\
                  next steps:\n  1. share {dir}/party.toml with the other parties and build the agreement\n     (add their party.toml files after this one):\n       {new}\n  \
                  2. every party signs the same file, and each keeps the signed copy as agreement.toml in its folder:\n       {sign}\n  \
                  3. start the node:\n       {serve}\n",

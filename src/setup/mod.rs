@@ -144,6 +144,9 @@ pub fn create(
     key.save(&key_path)?;
     let vkey = key.verifier().to_string();
     write(&dir.join("identity.pub"), &format!("{vkey}\n"), false)?;
+    // The key message bodies will be sealed to, published in the party's entry.
+    let sealing = crate::seal::SealKey::generate();
+    sealing.save(&dir.join("encryption.key"))?;
     // The first roster: one duty officer, both roles, with the operator certificate.
     let operator_pem = std::fs::read_to_string(dir.join("tls/operator.pem")).map_err(|source| SetupError::Io {
         path: dir.join("tls/operator.pem"),
@@ -258,8 +261,10 @@ local_calls_in_flight = 256
         false,
     )?;
     let party_entry = format!(
-        "[[party]]\nid = \"{party}\"\nname = \"{name}\"\nendpoint = \"{endpoint}\"\ntls_ca = \"\"\"\n{ca}\"\"\"\n[[party.key]]\nvkey = \"{vkey}\"\n",
-        ca = ca_pem
+        "[[party]]\nid = \"{party}\"\nname = \"{name}\"\nendpoint = \"{endpoint}\"\ntls_ca = \"\"\"\n{ca}\"\"\"\n\
+         [[party.encryption_key]]\nkey = \"{sealing}\"\n[[party.key]]\nvkey = \"{vkey}\"\n",
+        ca = ca_pem,
+        sealing = sealing.public().encode()
     );
     write(&dir.join("party.toml"), &party_entry, false)?;
     Ok(Created {
