@@ -121,6 +121,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .await
     {
         let _ = node.tasks().stop(STOP_GRACE).await;
+        close(node, config.party.as_str()).await;
         return Err(e);
     }
     transport::set_health(&health_reporter, tonic_health::ServingStatus::Serving).await;
@@ -223,32 +224,32 @@ impl Running {
     pub async fn stop(self) -> Result<(), TaskPanicked> {
         let party = self.node.party().to_owned();
         let stopped = self.node.tasks().stop(STOP_GRACE).await;
-        // A connection's task may hold the services (and so the node and its
-        // log) for a moment after the server stops: wait for the log to be
-        // ours alone, within the grace, so its writer (which holds the data
-        // directory's lock) has stopped when `stop` returns.
-        let log = self.node.log().clone();
-        drop(self.node);
-        let until = tokio::time::Instant::now() + STOP_GRACE;
-        let mut log = log;
-        loop {
-            match Arc::try_unwrap(log) {
-                Ok(owned) => {
-                    owned.close();
-                    break;
-                }
-                Err(shared) if tokio::time::Instant::now() < until => {
-                    log = shared;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                // The log, and the data directory's lock, close when the last call ends.
-                Err(_) => {
-                    tracing::warn!(%party, "log still shared at shutdown; it closes when the last call ends");
-                    break;
-                }
-            }
-        }
+        close(self.node, &party).await;
         tracing::info!(%party, "node stopped");
         stopped
+    }
+}
+
+/// Drops `node` and closes its log once no connection's task holds it any
+/// more, within the grace: the writer, which holds the data directory's
+/// lock, has stopped when this returns (or the grace ran out, logged).
+async fn close(node: Arc<Node>, party: &str) {
+    // A connection's task may hold the services (and so the node and its
+    // log) for a moment after the server stops.
+    let mut log = node.log().clone();
+    drop(node);
+    let until = tokio::time::Instant::now() + STOP_GRACE;
+    loop {
+        match Arc::try_unwrap(log) {
+            Ok(owned) => return owned.close(),
+            Err(shared) if tokio::time::Instant::now() < until => {
+                log = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // The log, and the data directory's lock, close when the last call ends.
+            Err(_) => {
+                return tracing::warn!(%party, "log still shared at shutdown; it closes when the last call ends");
+            }
+        }
     }
 }

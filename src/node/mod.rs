@@ -123,7 +123,10 @@ impl Node {
             tokio::task::spawn_blocking(move || Log::open_locked(&data, opening, recheck, writer_clock, Some(lock)))
                 .await
                 .map_err(|e| setup(format!("opening the log: {e}")))??;
-        let log = Arc::new(log);
+        // If anything below refuses the start, the log closes before `open` returns, so
+        // its writer has let go of the data directory's lock (a restart may follow at once).
+        let mut closing = CloseUnlessKept(Some(Arc::new(log)));
+        let log = closing.log();
         // Nothing is signed until the log is compared with its peers' view (start_writing).
         log.hold();
         let signed = crate::in_force::starting_agreement(&log, configured, &config.agreement).map_err(setup)?;
@@ -194,6 +197,7 @@ impl Node {
             events,
             deliveries: Default::default(),
         });
+        closing.keep();
         Ok(node)
     }
 
@@ -435,6 +439,32 @@ impl Node {
                 .collect(),
             log_size: self.log.head().size,
         })
+    }
+}
+
+/// Closes the log it holds when dropped, unless kept: so a start refused
+/// half-way never leaves the log's writer running behind it.
+struct CloseUnlessKept(Option<Arc<Log>>);
+
+impl CloseUnlessKept {
+    /// Another handle on the log (dropped before this guard, being declared after it).
+    fn log(&self) -> Arc<Log> {
+        self.0
+            .clone()
+            .unwrap_or_else(|| unreachable!("the guard holds the log until kept"))
+    }
+
+    /// The start went through: the node owns the log now.
+    fn keep(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseUnlessKept {
+    fn drop(&mut self) {
+        if let Some(log) = self.0.take().and_then(|l| Arc::try_unwrap(l).ok()) {
+            log.close();
+        }
     }
 }
 
