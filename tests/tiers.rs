@@ -166,18 +166,13 @@ async fn the_log_entry_of_a_notice_says_who_when_and_how_secret_but_not_what() {
             .expect("the AMBER notice's entry");
         assert_eq!((meta.from.as_str(), meta.to.clone()), ("PER", vec!["CHL".to_owned()]));
         assert_eq!(meta.severity(), hotline::proto::Severity::High);
-        let data = c
-            .node(i)
-            .read(|db| {
-                db.query_row("SELECT group_concat(hex(data)) FROM entries", [], |r| {
-                    r.get::<String>(0)
-                })
-            })
-            .unwrap();
-        assert!(
-            !data.contains(&hex::encode_upper(SECRET)),
-            "node {i}: the title is in an entry"
-        );
+        // Every entry, as stored and hashed, on either engine.
+        let title_in_an_entry = entries.iter().any(|e| {
+            prost::Message::encode_to_vec(e)
+                .windows(SECRET.len())
+                .any(|w| w == SECRET.as_bytes())
+        });
+        assert!(!title_in_an_entry, "node {i}: the title is in an entry");
     }
 }
 
