@@ -262,18 +262,36 @@ impl Config {
                 problems.push("alerts.per_minute: at least 1".into());
             }
         }
+        // Each local certificate with what it may read: an operator RED, an auditor its max_tlp (CLEAR if none).
+        let mut locals = Vec::with_capacity(raw.local.len());
         for l in &raw.local {
-            match (l.role, l.max_tlp.as_deref()) {
-                (Role::Operator, Some(_)) => problems.push(format!(
-                    "local {:?}: max_tlp is for auditors; an operator reads what its party sent and received",
-                    l.name
-                )),
-                (Role::Auditor, Some(t)) if crate::message::parse_tlp(t).is_none() => problems.push(format!(
-                    "local {:?}: max_tlp {t:?} is not one of clear, green, amber, amber+strict, red",
-                    l.name
-                )),
-                _ => {}
-            }
+            let clearance = match (l.role, l.max_tlp.as_deref()) {
+                (Role::Operator, None) => Tlp::Red,
+                (Role::Auditor, None) => Tlp::Clear,
+                (Role::Operator, Some(_)) => {
+                    problems.push(format!(
+                        "local {:?}: max_tlp is for auditors; an operator reads what its party sent and received",
+                        l.name
+                    ));
+                    continue;
+                }
+                (Role::Auditor, Some(t)) => match crate::message::parse_tlp(t) {
+                    Some(tlp) => tlp,
+                    None => {
+                        problems.push(format!(
+                            "local {:?}: max_tlp {t:?} is not one of clear, green, amber, amber+strict, red",
+                            l.name
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let local = LocalCert {
+                name: l.name.clone(),
+                role: l.role,
+                clearance,
+            };
+            locals.push((local, abs(&l.cert)));
         }
         if !(limits.requests_per_second > 0.0 && limits.burst >= 1.0 && limits.in_flight >= 1) {
             problems.push("limits: requests_per_second must be > 0, burst >= 1, in_flight >= 1".into());
@@ -291,23 +309,7 @@ impl Config {
             tls_ca: abs(&raw.tls_ca),
             tls_cert: abs(&raw.tls_cert),
             tls_key: abs(&raw.tls_key),
-            locals: raw
-                .local
-                .iter()
-                .map(|l| {
-                    let clearance = match (l.role, &l.max_tlp) {
-                        (Role::Operator, _) => Tlp::Red,
-                        (Role::Auditor, None) => Tlp::Clear,
-                        (Role::Auditor, Some(t)) => crate::message::parse_tlp(t).unwrap_or(Tlp::Clear),
-                    };
-                    let local = LocalCert {
-                        name: l.name.clone(),
-                        role: l.role,
-                        clearance,
-                    };
-                    (local, abs(&l.cert))
-                })
-                .collect(),
+            locals,
             alerts,
             taxii: raw
                 .taxii
