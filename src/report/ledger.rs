@@ -128,20 +128,7 @@ impl Ledger {
             NOTICE_TYPE => {
                 let n = Notice::decode(&env.payload[..]).ok()?;
                 let id = n.id.clone();
-                self.order.push(id.clone());
-                let receipts = self.receipts.get(&id).cloned().unwrap_or_default();
-                self.threads.insert(
-                    id.clone(),
-                    Thread {
-                        notice: n,
-                        logged_ms: at,
-                        ours,
-                        responses: Vec::new(),
-                        receipts,
-                        events: Vec::new(),
-                        readable: true,
-                    },
-                );
+                self.thread(n, at, ours, true);
                 Some(id)
             }
             RESPONSE_TYPE => {
@@ -159,6 +146,24 @@ impl Ledger {
                     .map(|m| m.id().to_owned())
             }),
         }
+    }
+
+    /// Opens the thread of notice `n`, logged at `at`, with the receipts already seen for it.
+    fn thread(&mut self, n: Notice, at: i64, ours: bool, readable: bool) {
+        self.order.push(n.id.clone());
+        let receipts = self.receipts.get(&n.id).cloned().unwrap_or_default();
+        self.threads.insert(
+            n.id.clone(),
+            Thread {
+                notice: n,
+                logged_ms: at,
+                ours,
+                responses: Vec::new(),
+                receipts,
+                events: Vec::new(),
+                readable,
+            },
+        );
     }
 
     /// Records a message from what its entry says of it, its envelope
@@ -194,20 +199,7 @@ impl Ledger {
                     exercise: m.exercise,
                     ..Default::default()
                 };
-                self.order.push(m.id.clone());
-                let receipts = self.receipts.get(&m.id).cloned().unwrap_or_default();
-                self.threads.insert(
-                    m.id.clone(),
-                    Thread {
-                        notice,
-                        logged_ms: at,
-                        ours,
-                        responses: Vec::new(),
-                        receipts,
-                        events: Vec::new(),
-                        readable: false,
-                    },
-                );
+                self.thread(notice, at, ours, false);
             }
             "response" => {
                 let response = Response {
