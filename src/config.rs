@@ -48,6 +48,8 @@ struct RawConfig {
     identity_key: PathBuf,
     #[serde(default = "next_key")]
     next_identity_key: PathBuf,
+    #[serde(default = "encryption_key")]
+    encryption_key: PathBuf,
     roster: Option<PathBuf>,
     tls_ca: PathBuf,
     tls_cert: PathBuf,
@@ -92,6 +94,10 @@ fn dot() -> PathBuf {
 
 fn next_key() -> PathBuf {
     PathBuf::from("identity.next.key")
+}
+
+fn encryption_key() -> PathBuf {
+    PathBuf::from("encryption.key")
 }
 
 #[derive(Deserialize)]
@@ -140,6 +146,9 @@ pub struct Config {
     /// Where a rotation's new identity key is put (need not exist): read
     /// when an adopted agreement lists a key of ours the node does not hold.
     pub next_identity_key: PathBuf,
+    /// The node's encryption key (X25519), which message bodies sealed to
+    /// this party open with; `encryption.key` beside the configuration.
+    pub encryption_key: PathBuf,
     /// Our roster as a signed note, published at start when its version is
     /// above the one logged (later versions go through `hotline roster`).
     pub roster: Option<PathBuf>,
@@ -305,6 +314,7 @@ impl Config {
             agreement: abs(&raw.agreement),
             identity_key: abs(&raw.identity_key),
             next_identity_key: abs(&raw.next_identity_key),
+            encryption_key: abs(&raw.encryption_key),
             roster: raw.roster.as_deref().map(abs),
             tls_ca: abs(&raw.tls_ca),
             tls_cert: abs(&raw.tls_cert),

@@ -68,6 +68,20 @@ pub struct Disclosure {
     pub logged: Inclusion,
     /// Receipts its recipients signed (a sender's disclosure), base64 envelopes.
     pub receipts: Vec<String>,
+    /// For a message sealed to its recipients: its body and the salt of the
+    /// commitment it is sealed under (base64 each), which open this message
+    /// and no other; the arbiter checks them against the signed commitment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<Opened>,
+}
+
+/// The decryption material of one sealed message: its body and salt.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Opened {
+    /// The salt the commitment is over, base64.
+    pub salt: String,
+    /// The body (the notice's or response's protobuf encoding), base64.
+    pub body: String,
 }
 
 /// What a disclosure proves, once checked.
@@ -90,8 +104,9 @@ pub struct Disclosed {
 }
 
 /// The disclosure of message `id` from the log in `dir` (its own log and,
-/// if it sent the message, the receipts its recipients signed).
-pub fn disclose(dir: &Path, id: &str) -> Result<Disclosure, DisclosureError> {
+/// if it sent the message, the receipts its recipients signed); a sealed
+/// message is opened with `opener`, the node's key.
+pub fn disclose(dir: &Path, id: &str, opener: &crate::opener::Opener) -> Result<Disclosure, DisclosureError> {
     let reader = LogReader::open(dir)?;
     let conn = crate::store::open_reader(dir).map_err(crate::log::LogError::from)?;
     let refused = |e: crate::db::Error| DisclosureError::Log(crate::log::LogError::Refused(e.into()));
@@ -99,6 +114,15 @@ pub fn disclose(dir: &Path, id: &str) -> Result<Disclosure, DisclosureError> {
         .map_err(refused)?
         .ok_or_else(|| DisclosureError::NoSuchMessage(id.to_owned()))?;
     let receipts = crate::state::receipts(&conn, id).map_err(refused)?;
+    let (body, salt) = opener.open_salted(&m.envelope).map_err(|e| {
+        invalid(format!(
+            "message {id} is sealed and does not open with this node's key: {e}"
+        ))
+    })?;
+    let opened = salt.map(|salt| Opened {
+        salt: B64.encode(salt),
+        body: B64.encode(&body.payload),
+    });
     let (size, note) = reader.latest_checkpoint()?;
     let note = note.ok_or_else(|| invalid("the log has no signed checkpoint yet"))?;
     let (_, _, proof) = reader.inclusion_proof(m.log_index, size)?;
@@ -118,7 +142,41 @@ pub fn disclose(dir: &Path, id: &str) -> Result<Disclosure, DisclosureError> {
             proof: tree::proof_to_wire(&proof).iter().map(|h| B64.encode(h)).collect(),
         },
         receipts: receipts.iter().map(|(_, r)| B64.encode(r.encode_to_vec())).collect(),
+        opened,
     })
+}
+
+/// The envelope as the arbiter reads it: a sealed one opened with the
+/// disclosed body, once that is what its sender committed to and signed.
+fn readable(envelope: &Envelope, opened: Option<&Opened>) -> Result<Envelope, DisclosureError> {
+    if envelope.payload_type != crate::envelope::SEALED_TYPE {
+        return Ok(envelope.clone());
+    }
+    let sealed = crate::proto::SealedMessage::decode(&envelope.payload[..])
+        .map_err(|_| invalid("envelope: not a hotline.v1.SealedMessage"))?;
+    let opened = opened.ok_or_else(|| invalid("the message is sealed and the disclosure carries no body"))?;
+    let (salt, body) = (bytes("salt", &opened.salt)?, bytes("body", &opened.body)?);
+    let commitment = sealed
+        .sealed
+        .as_ref()
+        .ok_or_else(|| invalid("the sealed message has no body"))?;
+    if !crate::seal::commits_to(commitment, &salt, &body) {
+        return Err(invalid(
+            "the disclosed body is not the one its sender committed to and signed",
+        ));
+    }
+    let env = Envelope {
+        payload_type: sealed.payload_type.clone(),
+        payload: body,
+        signatures: Vec::new(),
+    };
+    let said = crate::message::meta::of_envelope(&env, sealed.meta.as_ref().map(|m| m.tlp()));
+    if sealed.meta.as_ref() != Some(&said) {
+        return Err(invalid(
+            "the sealed message's metadata in clear is not what its body says",
+        ));
+    }
+    Ok(env)
 }
 
 fn bytes(field: &str, b64: &str) -> Result<Vec<u8>, DisclosureError> {
@@ -171,9 +229,10 @@ pub fn verify(d: &Disclosure, agreement: &Agreement) -> Result<Disclosed, Disclo
     }
     let envelope = Envelope::decode(&bytes("envelope", &d.envelope)?[..])
         .map_err(|_| invalid("envelope: not a hotline.v1.Envelope"))?;
-    let kind = Kind::of_payload_type(&envelope.payload_type)
-        .ok_or_else(|| invalid(format!("envelope: payload type {:?}", envelope.payload_type)))?;
-    let message = Message::decode(kind, &envelope.payload).map_err(|e| invalid(format!("envelope: {e}")))?;
+    let body = readable(&envelope, d.opened.as_ref())?;
+    let kind = Kind::of_payload_type(&body.payload_type)
+        .ok_or_else(|| invalid(format!("envelope: payload type {:?}", body.payload_type)))?;
+    let message = Message::decode(kind, &body.payload).map_err(|e| invalid(format!("envelope: {e}")))?;
     if message.id() != d.message_id {
         return Err(invalid(format!(
             "the envelope holds message {}, not {}",

@@ -23,6 +23,8 @@ pub const RESPONSE_TYPE: &str = "application/vnd.hotline.response+proto";
 pub const AMENDMENT_TYPE: &str = "application/vnd.hotline.amendment+proto";
 /// Payload type of a `hotline.v1.RosterUpdate`: a party's roster of points of contact.
 pub const ROSTER_TYPE: &str = "application/vnd.hotline.roster+proto";
+/// Payload type of a `hotline.v1.SealedMessage`: a notice or response sealed to its readers.
+pub const SEALED_TYPE: &str = "application/vnd.hotline.sealed+proto";
 
 /// Why an envelope was refused.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! **Formats**, the evidence others verify: the wire types ([`proto`]), time
 //! and the node's clock ([`clock`]), keys and the two signature formats
 //! ([`keys`], [`note`], [`envelope`]), message bodies sealed to their
-//! readers with HPKE ([`seal`]), the agreement parties sign
+//! readers with HPKE ([`seal`]) and opened by them ([`opener`]), the agreement parties sign
 //! ([`agreement`]), each party's roster of people ([`roster`]), the rules a
 //! message must meet ([`message`]), and notices as STIX 2.1 for CERT tools
 //! ([`stix`]).
@@ -56,6 +56,7 @@ pub mod keys;
 pub mod note;
 
 pub mod envelope;
+pub mod opener;
 pub mod seal;
 
 pub mod agreement;

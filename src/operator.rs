@@ -195,7 +195,10 @@ impl Operator for OperatorService {
         };
         let mut notices = self
             .node
-            .query(move |c| state::views::notice_summaries(c, limit))
+            .query({
+                let opener = self.node.opener().clone();
+                move |c| state::views::notice_summaries(c, limit, &opener)
+            })
             .await?;
         // A notice above the reader's clearance is listed by what its log entry says of it.
         for s in &mut notices {
@@ -211,7 +214,11 @@ impl Operator for OperatorService {
         let (reader, _admitted) = self.reader(&req)?;
         let id = req.into_inner().id;
         let asked = id.clone();
-        let thread = self.node.query(move |c| state::views::notice_thread(c, &asked)).await?;
+        let opener = self.node.opener().clone();
+        let thread = self
+            .node
+            .query(move |c| state::views::notice_thread(c, &asked, &opener))
+            .await?;
         let (authors, thread) = thread.ok_or_else(|| Status::not_found(format!("no notice with id {id}")))?;
         let label = thread
             .notice

@@ -45,6 +45,12 @@ pub enum SealError {
     /// It decrypts to another text than the one its sender committed to and signed.
     #[error("it decrypts to another text than the one its sender signed (the commitment does not match)")]
     Commitment,
+    /// The envelope is not a well-formed sealed message.
+    #[error("not a sealed message: {0}")]
+    Malformed(String),
+    /// Its metadata in clear says other than its body.
+    #[error("its metadata in clear is not what its body says (ids, parties, times, TLP, severity or thread)")]
+    Metadata,
     /// A reader's public key is not an X25519 key.
     #[error("encryption key of {party}: {reason}")]
     BadKey {
@@ -193,10 +199,17 @@ pub fn seal(plaintext: &[u8], readers: &[(String, SealPublicKey)]) -> Result<Sea
 /// Opens `sealed` as `party`, holding `keys` (the current and the next
 /// during a rotation): the plaintext, once it matches the commitment.
 pub fn open(sealed: &Sealed, party: &str, keys: &[SealKey]) -> Result<Vec<u8>, SealError> {
+    open_salted(sealed, party, keys).map(|(_, plaintext)| plaintext)
+}
+
+/// Like [`open`], with the salt the commitment is over: what a disclosure
+/// hands an arbiter so that it checks the body against the signed commitment.
+pub fn open_salted(sealed: &Sealed, party: &str, keys: &[SealKey]) -> Result<(Vec<u8>, Vec<u8>), SealError> {
     let (entry, key) = sealed
         .keys
         .iter()
-        .filter(|k| k.party == party)
+        // An empty party: whoever holds one of the keys (a report read from a data directory).
+        .filter(|k| party.is_empty() || k.party == party)
         .find_map(|k| {
             keys.iter()
                 .find(|ours| ours.public.key_id() == k.key_id)
@@ -231,7 +244,13 @@ pub fn open(sealed: &Sealed, party: &str, keys: &[SealKey]) -> Result<Vec<u8>, S
     if salted.len() < SALT_BYTES || Sha256::digest(&salted).as_slice() != sealed.commitment {
         return Err(SealError::Commitment);
     }
-    Ok(salted[SALT_BYTES..].to_vec())
+    let (salt, plaintext) = salted.split_at(SALT_BYTES);
+    Ok((salt.to_vec(), plaintext.to_vec()))
+}
+
+/// Whether `body`, with `salt`, is the text `sealed` commits to.
+pub fn commits_to(sealed: &Sealed, salt: &[u8], body: &[u8]) -> bool {
+    Sha256::digest([salt, body].concat()).as_slice() == sealed.commitment
 }
 
 fn content_cipher(key: &[u8; SALT_BYTES]) -> chacha20poly1305::ChaCha20Poly1305 {

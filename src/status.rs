@@ -45,7 +45,7 @@ impl From<NodeError> for Status {
                 Code::FailedPrecondition
             }
             BadRoster(crate::roster::RosterError::NotByParty { .. }) | NotInRoster { .. } => Code::PermissionDenied,
-            RosterNotNewer { .. } => Code::FailedPrecondition,
+            RosterNotNewer { .. } | NoEncryptionKey(_) | NoOwnEncryptionKey(_) => Code::FailedPrecondition,
             Message(_)
             | MissingField(_)
             | NotDeliverable(_)
@@ -58,6 +58,7 @@ impl From<NodeError> for Status {
             | BadAmendment(_)
             | BadAgreementRef(_)
             | RosterMismatch { .. }
+            | Sealed(_)
             | BadRoster(_)
             | Signatures(_) => Code::InvalidArgument,
             BadSignature { .. } => Code::Unauthenticated,

@@ -303,13 +303,14 @@ pub fn shareable(
     after: Option<u64>,
     limit: u32,
     most: Tlp,
+    opener: &crate::opener::Opener,
 ) -> crate::db::Result<(Vec<Logged>, Option<u64>)> {
     let rows = crate::state::notices_after(c, after, limit)?;
     let last = rows.last().map(|m| m.log_index);
     let notices = rows
         .into_iter()
         .filter_map(|m| {
-            let notice = m.notice()?;
+            let notice = m.notice(opener)?;
             let shared = may_share(&notice, most);
             shared.then_some(Logged {
                 notice,
@@ -350,7 +351,12 @@ pub fn bundle(agreement: &Agreement, notices: &[Held<'_>]) -> Value {
 /// The bundle of every notice a node's database `c` holds that may be
 /// shared up to `most`, `party` being the node's; `None` if its log adopted
 /// no agreement yet (it names the parties).
-pub fn bundle_of_log(c: &crate::db::Connection, party: &str, most: Tlp) -> crate::db::Result<Option<Value>> {
+pub fn bundle_of_log(
+    c: &crate::db::Connection,
+    party: &str,
+    most: Tlp,
+    opener: &crate::opener::Opener,
+) -> crate::db::Result<Option<Value>> {
     let Some(agreement) = crate::state::adopted(c)?
         .and_then(|a| crate::agreement::SignedAgreement::parse(&a.signed_note).ok())
         .map(|s| s.agreement)
@@ -359,7 +365,7 @@ pub fn bundle_of_log(c: &crate::db::Connection, party: &str, most: Tlp) -> crate
     };
     let mut logged = Vec::new();
     let mut after = None;
-    while let (page, Some(last)) = shareable(c, after, 1_000, most)? {
+    while let (page, Some(last)) = shareable(c, after, 1_000, most, opener)? {
         logged.extend(page);
         after = Some(last);
     }

@@ -168,7 +168,7 @@ fn page(
     let mut ids = std::collections::HashSet::new();
     loop {
         let (notices, last) = node
-            .read(|db| stix::shareable(db, after, NOTICES_PER_READ, c.most))
+            .read(|db| stix::shareable(db, after, NOTICES_PER_READ, c.most, node.opener()))
             .map_err(internal)?;
         let Some(last) = last else {
             return Ok(Page { objects, next: None });

@@ -86,6 +86,32 @@ async fn a_disclosure_with_altered_text_is_refused() {
     let (c, first, _) = two_receipted().await;
     let dir = tempfile::tempdir().unwrap();
     let file = disclose(&c, 0, &first, dir.path());
+    // The notice is AMBER, so sealed: the disclosure carries its body and salt.
+    edit(&file, |d| {
+        let body = B64.decode(d["opened"]["body"].as_str().unwrap()).unwrap();
+        let mut n = hotline::message::decode_notice(&body).unwrap();
+        n.title = "Nothing happened".into();
+        d["opened"]["body"] = B64.encode(n.encode_to_vec()).into();
+    });
+    let (ok, v) = verify(&c, &file);
+    assert!(!ok, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not the one its sender committed to and signed"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disclosure_of_a_clear_notice_with_altered_text_is_refused_at_the_signature() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut n = notice(&["CHL"], "A public advisory");
+    n.tlp = hotline::proto::Tlp::Clear as i32;
+    let id = c.send(0, n).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = disclose(&c, 0, &id, dir.path());
     edit(&file, |d| {
         let mut env =
             hotline::proto::Envelope::decode(&B64.decode(d["envelope"].as_str().unwrap()).unwrap()[..]).unwrap();

@@ -36,7 +36,10 @@ async fn a_notice_is_authored_by_the_roster_contact_its_certificate_names_and_th
         .read(|db| hotline::state::message(db, &sent.id))
         .unwrap()
         .expect("the sent notice is held");
-    let logged = hotline::message::decode_notice(&kept.envelope.payload).unwrap();
+    // Sealed to CHL and to us (AMBER): our node opens it.
+    assert_eq!(kept.envelope.payload_type, hotline::envelope::SEALED_TYPE);
+    let opened = c.node(0).opened(&kept.envelope).unwrap();
+    let logged = hotline::message::decode_notice(&opened.payload).unwrap();
     assert_eq!(
         logged.author, "PER duty officer",
         "the roster contact of the certificate, not the client's claim"

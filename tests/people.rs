@@ -266,7 +266,7 @@ async fn a_missed_response_escalates_to_the_policy_contact_level_by_level_logged
         .read(|db| state::thread(db, &id))
         .unwrap()
         .into_iter()
-        .filter_map(|m| m.notice())
+        .filter_map(|m| m.notice(c.node(1).opener()))
         .filter(|n| n.escalation_level > 0)
         .collect();
     assert_eq!(received.len(), 2, "{received:?}");

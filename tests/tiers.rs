@@ -124,7 +124,7 @@ async fn gos_sumdb_tlog_accepts_the_public_export_entry_by_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_export_up_to_amber_carries_the_notice_bound_to_its_entry() {
+async fn an_export_up_to_amber_carries_the_notice_sealed_and_bound_to_its_entry() {
     let c = two_notices().await;
     let vkey = c.key(0).verifier().to_string();
     let (out, v) = export(&c, 0, &["--envelopes-up-to", "amber"]);
@@ -132,17 +132,23 @@ async fn an_export_up_to_amber_carries_the_notice_bound_to_its_entry() {
     let (ok, report) = verify_export(out.path(), &vkey);
     assert!(ok, "{report}");
     assert_eq!(report["withheld"], serde_json::json!({}), "{report}");
-    let held = files_holding(out.path(), SECRET);
-    assert_eq!(held.len(), 1, "{held:?}");
+    // Even this tier holds the AMBER notice sealed: ciphertext only a recipient opens.
+    assert!(files_holding(out.path(), SECRET).is_empty());
+    let amber = c
+        .node(0)
+        .read(|db| hotline::state::notices_after(db, None, 10))
+        .unwrap()
+        .into_iter()
+        .find(|m| m.envelope.payload_type == hotline::envelope::SEALED_TYPE)
+        .expect("the AMBER notice, sealed");
+    let sha = <sha2::Sha256 as sha2::Digest>::digest(prost::Message::encode_to_vec(&amber.envelope));
+    let held = out.path().join("envelope").join(hex::encode(sha));
 
     // The envelope is bound to the commitment its entry holds: a changed byte is named.
-    let mut bytes = std::fs::read(&held[0]).unwrap();
-    let at = bytes
-        .windows(SECRET.len())
-        .position(|w| w == SECRET.as_bytes())
-        .unwrap();
-    bytes[at] ^= 0x01;
-    std::fs::write(&held[0], bytes).unwrap();
+    let mut bytes = std::fs::read(&held).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&held, bytes).unwrap();
     let (ok, report) = verify_export(out.path(), &vkey);
     assert!(!ok, "{report}");
     assert!(
@@ -151,6 +157,43 @@ async fn an_export_up_to_amber_carries_the_notice_bound_to_its_entry() {
             .unwrap()
             .contains("the envelope kept beside the log does not match the SHA-256 the entry names"),
         "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_amber_title_is_in_no_byte_of_either_store_and_the_operator_still_reads_it() {
+    let c = two_notices().await;
+    let backups = tempfile::tempdir().unwrap();
+    for i in [0, 1] {
+        let dir = c.configs[i].data.clone();
+        assert!(
+            files_holding(&dir, SECRET).is_empty(),
+            "node {i}'s files hold the AMBER title"
+        );
+        let file = backups.path().join(format!("{i}.hotline-backup"));
+        let config = c.configs[i].path.to_str().unwrap().to_owned();
+        let (ok, v) = tokio::task::spawn_blocking(move || {
+            hotline_json(&["backup", "--config", &config, "--out", file.to_str().unwrap()])
+        })
+        .await
+        .unwrap();
+        assert!(ok, "{v}");
+    }
+    assert!(
+        files_holding(backups.path(), SECRET).is_empty(),
+        "a backup holds the AMBER title"
+    );
+    let listed = c
+        .operator(0)
+        .list_notices(hotline::proto::ListNoticesRequest { limit: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .notices;
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.notice.as_ref().is_some_and(|n| n.title == SECRET))
     );
 }
 
@@ -239,7 +282,7 @@ async fn an_auditor_cleared_for_green_gets_the_amber_notice_as_a_commitment_and_
     let html = std::fs::read_to_string(&file).unwrap();
     assert!(!html.contains(SECRET), "the report shows the AMBER title");
     assert!(
-        html.contains(&amber) && html.contains("not readable at this reader&#x27;s clearance"),
+        html.contains(&amber) && html.contains("not readable by this reader, beyond its clearance or sealed"),
         "the notice is listed by its entry"
     );
     assert!(

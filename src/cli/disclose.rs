@@ -14,7 +14,10 @@ use super::view::Out;
 
 /// Writes the disclosure of message `id` from the log in `data` to `out_file`.
 pub fn disclose(data: &Path, id: &str, out_file: &PathBuf, out: Out) -> anyhow::Result<ExitCode> {
-    let d = disclosure::disclose(data, id).with_context(|| format!("disclosing {id} from {}", data.display()))?;
+    // The node's encryption key, beside its data, opens a message sealed to it.
+    let opener = hotline::opener::Opener::load("", &data.join("encryption.key"))?;
+    let d =
+        disclosure::disclose(data, id, &opener).with_context(|| format!("disclosing {id} from {}", data.display()))?;
     write_atomic(out_file, serde_json::to_string_pretty(&d)?.as_bytes())?;
     out.print(
         &json!({"file": out_file, "message_id": id, "receipts": d.receipts.len()}),

@@ -52,7 +52,9 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
     } = cmd;
     let config = Config::load(&config)?;
     let c = hotline::store::open_reader(&config.data)?;
-    let bundle = hotline::stix::bundle_of_log(&c, &config.party, max_tlp)?
+    // Sealed notices open with the node's encryption key.
+    let opener = hotline::opener::Opener::load(&config.party, &config.encryption_key)?;
+    let bundle = hotline::stix::bundle_of_log(&c, &config.party, max_tlp, &opener)?
         .ok_or_else(|| anyhow::anyhow!("{}: this node's log holds no adopted agreement", config.data.display()))?;
     let incidents = bundle["objects"]
         .as_array()

@@ -40,7 +40,9 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
         (Some(dir), _) => {
             let (origin, key) = data_key(dir, &args.trust)?;
             let verified = verify::verify_data_dir(dir, &key, tick);
-            (origin, verified, Ledger::from_data_dir(dir)?)
+            // The node's own encryption key, beside its data, opens what was sealed to it.
+            let opener = hotline::opener::Opener::load("", &dir.join("encryption.key")).ok();
+            (origin, verified, Ledger::from_data_dir(dir, opener)?)
         }
         (None, Some(addr)) => super::runtime::block_on(async {
             let mut client = args.node.client(addr)?;
@@ -75,7 +77,7 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
             let withheld = match ledger.withheld.is_empty() {
                 true => String::new(),
                 false => format!(
-                    "; beyond this reader's clearance, read from their entries only: {}",
+                    "; not readable by this reader (beyond its clearance, or sealed), read from their entries only: {}",
                     super::audit::by_label(&ledger.withheld)
                 ),
             };

@@ -14,8 +14,20 @@ use crate::proto::{Envelope, MessageMeta, Notice, Receipt, Tlp};
 /// known reads as RED, the most restricted). An envelope that does not
 /// decode yields its kind alone.
 pub fn of_envelope(env: &Envelope, thread_tlp: Option<Tlp>) -> MessageMeta {
-    if env.payload_type == RECEIPT_TYPE {
-        return match Receipt::decode(&env.payload[..]) {
+    of_payload(&env.payload_type, &env.payload, thread_tlp)
+}
+
+/// Like [`of_envelope`], of a payload of `payload_type` not yet signed.
+pub fn of_payload(payload_type: &str, payload: &[u8], thread_tlp: Option<Tlp>) -> MessageMeta {
+    if payload_type == crate::envelope::SEALED_TYPE {
+        // Sealed: what it says in clear, which its readers check against its body.
+        return crate::proto::SealedMessage::decode(payload)
+            .ok()
+            .and_then(|m| m.meta)
+            .unwrap_or_else(|| unreadable("sealed"));
+    }
+    if payload_type == RECEIPT_TYPE {
+        return match Receipt::decode(payload) {
             Ok(r) => MessageMeta {
                 kind: "receipt".into(),
                 id: r.message_id.clone(),
@@ -29,10 +41,10 @@ pub fn of_envelope(env: &Envelope, thread_tlp: Option<Tlp>) -> MessageMeta {
             Err(_) => unreadable("receipt"),
         };
     }
-    let Some(kind) = Kind::of_payload_type(&env.payload_type) else {
+    let Some(kind) = Kind::of_payload_type(payload_type) else {
         return unreadable("unknown");
     };
-    let Ok(message) = Message::decode(kind, &env.payload) else {
+    let Ok(message) = Message::decode(kind, payload) else {
         return unreadable(kind.as_str());
     };
     let mut meta = MessageMeta {

@@ -172,6 +172,17 @@ pub enum NodeError {
         /// The notice it names.
         notice: String,
     },
+    /// A message above TLP:CLEAR cannot be sealed to one of its readers.
+    #[error(
+        "{0} lists no encryption key valid now in the agreement in force: a message above TLP:CLEAR is sealed to each of its recipients, so it cannot be sent to {0}"
+    )]
+    NoEncryptionKey(String),
+    /// This node holds no encryption key (`encryption_key` in hotline.toml).
+    #[error("this node holds no encryption key ({0}): it can neither seal nor open messages above TLP:CLEAR")]
+    NoOwnEncryptionKey(String),
+    /// A sealed message does not open for us, or says other than its body.
+    #[error("sealed message: {0}")]
+    Sealed(String),
     /// The log or the database failed, or the node is stopping.
     #[error(transparent)]
     Log(#[from] LogError),

@@ -29,7 +29,8 @@ impl Node {
         let done = thread
             .iter()
             .filter(|m| m.kind == Kind::Response && m.sender == d.party)
-            .filter_map(|m| Response::decode(&m.envelope.payload[..]).ok())
+            .filter_map(|m| self.opened(&m.envelope).ok())
+            .filter_map(|env| Response::decode(&env.payload[..]).ok())
             .any(|r| d.kind == Deadline::Acknowledge || r.status() != ResponseStatus::Acknowledged);
         let after = self
             .in_force()

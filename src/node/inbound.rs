@@ -111,8 +111,10 @@ impl Node {
     /// Checks one delivered envelope, in the agreed order; the sender's
     /// checkpoint is checked after.
     fn admit(&self, caller: &str, env: Envelope) -> Result<Admitted, NodeError> {
-        let kind = Kind::of_payload_type(&env.payload_type)
-            .ok_or_else(|| NodeError::NotDeliverable(env.payload_type.clone()))?;
+        let sealed = env.payload_type == crate::envelope::SEALED_TYPE;
+        if !sealed && Kind::of_payload_type(&env.payload_type).is_none() {
+            return Err(NodeError::NotDeliverable(env.payload_type.clone()));
+        }
         let in_force = self.in_force();
         let (agreement, keyring) = (in_force.agreement(), &in_force.keyring);
         self.check_signatures(caller, &env, keyring)?;
@@ -130,8 +132,12 @@ impl Node {
                 caller: caller.to_owned(),
             });
         }
-        // Decoded once; the envelope keeps the bytes exactly as signed.
-        let message = Message::decode(kind, &env.payload)?;
+        // Opened (if sealed) and decoded once; the envelope keeps the bytes exactly as signed.
+        let opened = self.opened(&env)?;
+        let kind = Kind::of_payload_type(&opened.payload_type)
+            .filter(|k| !sealed || matches!(k, Kind::Notice | Kind::Response))
+            .ok_or_else(|| NodeError::NotDeliverable(opened.payload_type.clone()))?;
+        let message = Message::decode(kind, &opened.payload)?;
         if message.from() != caller {
             return Err(NodeError::FromIsNotCaller {
                 from: message.from().to_owned(),
@@ -349,7 +355,7 @@ impl Node {
                     .filter(|m| m.direction == Direction::Sent);
                 let sent_ms = ours_row.as_ref().map_or(now, |m| m.created_ms);
                 let ours = ours_row
-                    .and_then(|m| m.notice())
+                    .and_then(|m| m.notice(self.opener()))
                     .ok_or_else(|| NodeError::UnknownNotice {
                         response: r.id.clone(),
                         notice: r.notice_id.clone(),

@@ -19,6 +19,7 @@ mod reads;
 mod receipts;
 mod rollback;
 mod rosters;
+mod sealing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,9 @@ pub struct Node {
     keys: OwnKeys,
     /// The files our identity keys are read from: the key, and a rotation's next key.
     key_files: [std::path::PathBuf; 2],
+    /// What opens message bodies sealed to us (no key if the file is
+    /// missing: then nothing above TLP:CLEAR can be sent or taken), and the file.
+    sealing: (crate::opener::Opener, std::path::PathBuf),
     /// The agreement in force, its keys and peers; replaced on adoption.
     live: Arc<Live>,
     /// Our TLS as a server, whose client CAs follow the agreement.
@@ -110,6 +114,8 @@ impl Node {
         lock: crate::store::DirLock,
     ) -> Result<Arc<Self>, NodeError> {
         let key_files = [config.identity_key.clone(), config.next_identity_key.clone()];
+        let opener = crate::opener::Opener::load(&config.party, &config.encryption_key).map_err(setup)?;
+        let sealing = (opener, config.encryption_key.clone());
         let held = load_keys(&key_files).map_err(setup)?;
         let configured = SignedAgreement::load(&config.agreement).map_err(setup)?;
         configured
@@ -184,6 +190,7 @@ impl Node {
             catching_up: Default::default(),
             keys,
             key_files,
+            sealing,
             log,
             gate: crate::gate::Gate::new(identifier, crate::limits::Limits::new(config.limits), &config.party),
             cpu: crate::limits::CpuShare::for_this_machine(),

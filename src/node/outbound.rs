@@ -64,7 +64,15 @@ impl Node {
     pub(super) async fn send(&self, out: Outgoing, actor: Actor<'_>) -> Result<Sent, NodeError> {
         // Signed and logged under one version of the agreement: an adoption waits for us.
         let _version = self.adopting.read().await;
-        let envelope = envelope::sign(out.payload.0, out.payload.1, &self.key()?);
+        // What its log entries say of it, read from the body before it is sealed.
+        let meta = message::meta::of_payload(out.payload.0, &out.payload.1, out.answers_tlp);
+        let (payload_type, payload) = match out.kind {
+            Kind::Notice | Kind::Response => {
+                self.sealed_payload(out.payload.0, out.payload.1, meta.clone(), &out.to)?
+            }
+            Kind::Amendment | Kind::Roster => out.payload,
+        };
+        let envelope = envelope::sign(payload_type, payload, &self.key()?);
         let now = self.clock.now_ms();
         let in_force = self.in_force();
         let receipt_due = now + in_force.agreement().norms.receipt_within.as_millis() as i64;
@@ -74,7 +82,6 @@ impl Node {
             .filter(|p| in_force.agreement().party(p).is_some())
             .cloned()
             .collect();
-        let meta = message::meta::of_envelope(&envelope, out.answers_tlp);
         let mut entries = vec![entry::sent(self.clock.now(), &envelope, meta, out.to.clone())];
         // What an operator does is logged under the name its certificate maps to.
         if let Actor::Operator(operator) = actor {
@@ -217,7 +224,9 @@ impl Node {
     /// The outcome of a notice sent again under an id we hold: the first
     /// outcome if it is the same notice, ALREADY_EXISTS if it is another.
     fn resent(&self, notice: Notice, first: StoredMessage) -> Result<Sent, NodeError> {
-        let held = (first.direction == Direction::Sent).then(|| first.notice()).flatten();
+        let held = (first.direction == Direction::Sent)
+            .then(|| first.notice(self.opener()))
+            .flatten();
         match held {
             Some(held)
                 if Notice {
@@ -247,7 +256,7 @@ impl Node {
         if orig.direction != Direction::Received {
             return Err(NodeError::OwnNotice(notice_id.to_owned()));
         }
-        let original = orig.notice();
+        let original = orig.notice(self.opener());
         // Answering a human communication check is what its clock waits for.
         let human_check = original
             .as_ref()

@@ -42,7 +42,7 @@ impl Node {
         if id.is_empty() {
             return Ok(None);
         }
-        Ok(self.message(id).await?.and_then(|m| m.notice()))
+        Ok(self.message(id).await?.and_then(|m| m.notice(self.opener())))
     }
 
     /// The figures a metrics scrape reads from the database: every peer's

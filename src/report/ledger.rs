@@ -53,8 +53,11 @@ pub struct Ledger {
     pub agreement: Option<Vec<u8>>,
     /// Entries read.
     pub entries: u64,
-    /// Messages whose envelopes this reader was not given, by TLP label.
+    /// Messages whose envelopes this reader was not given, or could not
+    /// open (sealed to others), by TLP label.
     pub withheld: BTreeMap<String, u64>,
+    /// What opens the messages sealed to the log's party, for a reader who holds its key.
+    pub opener: Option<crate::opener::Opener>,
 }
 
 fn ms(e: &LogEntry) -> i64 {
@@ -70,8 +73,16 @@ impl Ledger {
         self.entries += 1;
         let Ok(e) = LogEntry::decode(data) else { return };
         let at = ms(&e);
+        // A sealed envelope reads only if we hold the key it opens with; otherwise from its entry.
+        let opener = self.opener.clone();
         let envelope = |held: Option<&Envelope>| -> Option<Envelope> {
-            held.cloned().or_else(|| outside.and_then(|o| Envelope::decode(o).ok()))
+            let env = held
+                .cloned()
+                .or_else(|| outside.and_then(|o| Envelope::decode(o).ok()))?;
+            match env.payload_type == crate::envelope::SEALED_TYPE {
+                true => opener.as_ref()?.open(&env).ok(),
+                false => Some(env),
+            }
         };
         match e.body {
             Some(Body::Sent(s)) => {
@@ -222,9 +233,16 @@ impl Ledger {
     }
 
     /// Reads every entry of the log in a node's data directory.
-    pub fn from_data_dir(dir: &std::path::Path) -> Result<Self, crate::log::LogError> {
+    /// Sealed messages open with `opener`, if given.
+    pub fn from_data_dir(
+        dir: &std::path::Path,
+        opener: Option<crate::opener::Opener>,
+    ) -> Result<Self, crate::log::LogError> {
         let reader = crate::log::LogReader::open(dir)?;
-        let mut ledger = Self::default();
+        let mut ledger = Self {
+            opener,
+            ..Self::default()
+        };
         let mut next = 0;
         loop {
             let batch = reader.entries(next, i64::MAX as u64, 4_096)?;

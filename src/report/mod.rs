@@ -273,7 +273,7 @@ fn timeline(t: &Thread) -> ThreadView {
         title: match t.readable {
             true => n.title.clone(),
             false => format!(
-                "(TLP:{tlp}: not readable at this reader's clearance; its log entry says who, when and how severe)"
+                "(TLP:{tlp}: not readable by this reader, beyond its clearance or sealed; its log entry says who, when and how severe)"
             ),
         },
         from: n.from.clone(),

@@ -82,16 +82,20 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
-    /// The notice this message is, decoded from its envelope; none for a response.
-    pub fn notice(&self) -> Option<crate::proto::Notice> {
+    /// The notice this message is, decoded from its envelope (opened by
+    /// `opener` if sealed); none for a response, or one that does not open.
+    pub fn notice(&self, opener: &crate::opener::Opener) -> Option<crate::proto::Notice> {
         (self.kind == Kind::Notice)
-            .then(|| crate::message::decode_notice(&self.envelope.payload).ok())
+            .then(|| opener.open(&self.envelope).ok())
             .flatten()
+            .and_then(|env| crate::message::decode_notice(&env.payload).ok())
     }
 
-    /// Who wrote it, as the message says (a notice's or response's author).
-    pub fn author(&self) -> Option<String> {
-        match crate::message::Message::decode(self.kind, &self.envelope.payload).ok()? {
+    /// Who wrote it, as the message says (a notice's or response's author),
+    /// if `opener` opens it.
+    pub fn author(&self, opener: &crate::opener::Opener) -> Option<String> {
+        let env = opener.open(&self.envelope).ok()?;
+        match crate::message::Message::decode(self.kind, &env.payload).ok()? {
             crate::message::Message::Notice(n) => Some(n.author),
             crate::message::Message::Response(r) => Some(r.author),
             crate::message::Message::Amendment(a) => Some(a.author),

@@ -5,13 +5,14 @@
 
 use crate::db::Connection;
 use crate::message::Kind;
-use crate::proto::{NormEvent, NoticeSummary, NoticeThread};
+use crate::opener::Opener;
+use crate::proto::{Envelope, NormEvent, NoticeSummary, NoticeThread};
 
 use super::{Running, StoredMessage, message_fields, message_from, row_to_message};
 
 /// The latest `limit` notices, newest first, each with the parties that
 /// receipted it and its number of responses: one query.
-pub fn notice_summaries(c: &Connection, limit: u32) -> crate::db::Result<Vec<NoticeSummary>> {
+pub fn notice_summaries(c: &Connection, limit: u32, opener: &Opener) -> crate::db::Result<Vec<NoticeSummary>> {
     const SQL: &str = concat!(
         "SELECT ",
         message_fields!(),
@@ -31,7 +32,7 @@ pub fn notice_summaries(c: &Connection, limit: u32) -> crate::db::Result<Vec<Not
         if m.id != last_id {
             last_id = m.id.clone();
             out.push(NoticeSummary {
-                notice: m.notice(),
+                notice: m.notice(opener),
                 direction: m.direction.as_str().to_owned(),
                 receipted_by: Vec::new(),
                 responses: responses as u32,
@@ -50,7 +51,7 @@ pub type Authors = Vec<(String, String)>;
 /// The thread of notice `id` (the notice, its responses, every receipt of
 /// them, its norm events), with the (party, author) of each message for
 /// naming people; none if there is no such notice.
-pub fn notice_thread(c: &Connection, id: &str) -> crate::db::Result<Option<(Authors, NoticeThread)>> {
+pub fn notice_thread(c: &Connection, id: &str, opener: &Opener) -> crate::db::Result<Option<(Authors, NoticeThread)>> {
     let Some(notice) = super::message(c, id)?.filter(|m| m.kind == Kind::Notice) else {
         return Ok(None);
     };
@@ -64,14 +65,17 @@ pub fn notice_thread(c: &Connection, id: &str) -> crate::db::Result<Option<(Auth
     }
     let authors = std::iter::once(&notice)
         .chain(&responses)
-        .filter_map(|m| Some((m.sender.clone(), m.author()?)))
+        .filter_map(|m| Some((m.sender.clone(), m.author(opener)?)))
         .collect();
+    // Our operators read the thread opened: each sealed message's body, with the
+    // signatures over its sealed form (the log keeps it sealed).
+    let open = |env: Envelope| opener.open(&env).unwrap_or(env);
     Ok(Some((
         authors,
         NoticeThread {
-            notice: Some(notice.envelope),
+            notice: Some(open(notice.envelope)),
             receipts,
-            responses: responses.into_iter().map(|m| m.envelope).collect(),
+            responses: responses.into_iter().map(|m| open(m.envelope)).collect(),
             norm_events: super::norm_events(c, Some(id), 100)?,
             people: Vec::new(),
         },

@@ -60,14 +60,16 @@ pub fn auditor_files(node: &Config, dir: &std::path::Path) -> anyhow::Result<(st
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let key = hotline::keys::IdentityKey::load(&node.identity_key)?;
     let verified = hotline::log::verify::verify_data_dir(&node.data, key.verifier(), |_, _| {});
-    let ledger = hotline::report::Ledger::from_data_dir(&node.data)?;
+    let opener = hotline::opener::Opener::load(&node.party, &node.encryption_key)?;
+    let ledger = hotline::report::Ledger::from_data_dir(&node.data, Some(opener))?;
     let verification = hotline::report::Verification::of(&verified);
     let html =
         hotline::report::render(&ledger, &node.party, &verification).map_err(|e| anyhow::anyhow!("report: {e}"))?;
     let report = dir.join("report.html");
     crate::cli::files::write_atomic(&report, html.as_bytes())?;
     let c = hotline::store::open_reader(&node.data)?;
-    let bundle = hotline::stix::bundle_of_log(&c, &node.party, hotline::proto::Tlp::Amber)?
+    let opener = hotline::opener::Opener::load(&node.party, &node.encryption_key)?;
+    let bundle = hotline::stix::bundle_of_log(&c, &node.party, hotline::proto::Tlp::Amber, &opener)?
         .context("the log holds no adopted agreement")?;
     let stix = dir.join("stix.json");
     crate::cli::files::write_atomic(&stix, (serde_json::to_string_pretty(&bundle)? + "\n").as_bytes())?;
