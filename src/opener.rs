@@ -5,13 +5,14 @@
 //! message: on arrival, for operators, STIX, reports and disclosures.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use prost::Message as _;
 
 use crate::envelope::SEALED_TYPE;
 use crate::keys::KeyError;
 use crate::proto::{Envelope, MessageMeta, SealedMessage};
-use crate::seal::{SealError, SealKey, SealPublicKey, open_salted};
+use crate::seal::{Contexts, SealError, SealKey, SealPublicKey, open_salted};
 
 /// What opens the sealed messages of one party: its id and its keys (none
 /// where its `encryption.key` is missing: then every sealed message stays shut).
@@ -19,6 +20,8 @@ use crate::seal::{SealError, SealKey, SealPublicKey, open_salted};
 pub struct Opener {
     party: String,
     keys: Vec<SealKey>,
+    /// Shared by every clone: the contexts opened, and those our own seals reuse.
+    contexts: Arc<Contexts>,
 }
 
 impl Opener {
@@ -32,12 +35,18 @@ impl Opener {
         Ok(Self {
             party: party.to_owned(),
             keys,
+            contexts: Arc::default(),
         })
     }
 
     /// Our public key (the first held), to seal our own copies to.
     pub fn public(&self) -> Option<&SealPublicKey> {
         self.keys.first().map(SealKey::public)
+    }
+
+    /// The HPKE contexts we seal with and open through.
+    pub fn contexts(&self) -> &Contexts {
+        &self.contexts
     }
 
     /// `env` as it reads: a sealed message opened (its payload the body, its
@@ -57,7 +66,7 @@ impl Opener {
             .sealed
             .as_ref()
             .ok_or_else(|| SealError::Malformed("no sealed body".into()))?;
-        let (salt, payload) = open_salted(body, &self.party, &self.keys)?;
+        let (salt, payload) = open_salted(body, &self.party, &self.keys, &self.contexts)?;
         let opened = Envelope {
             payload_type: message.payload_type.clone(),
             payload,

@@ -1,15 +1,20 @@
 //! Sealing a message body to its readers, so that whoever stores or carries
 //! its envelope (a node's own database, a backup, a PostgreSQL dump, a
 //! relay) holds ciphertext only. The body is encrypted once under a fresh
-//! content key; the content key is sealed to each reader's encryption key
-//! with HPKE (RFC 9180: base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
-//! ChaCha20-Poly1305). The result carries a salted SHA-256 commitment to
-//! the plaintext, which the sender's signature covers: a reader that
-//! decrypts any other text than the one committed to refuses it, so one
-//! signature never shows two readers two texts (ChaCha20-Poly1305 alone is
-//! not key-committing).
+//! content key (ChaCha20-Poly1305); the content key is wrapped for each
+//! reader under a key exported from an HPKE context to that reader's
+//! encryption key (RFC 9180: base mode, DHKEM(X25519, HKDF-SHA256),
+//! HKDF-SHA256, ChaCha20-Poly1305). A sender keeps one context per reader's
+//! key for an epoch of messages ([`Contexts`]), so sealing costs an X25519
+//! per reader and epoch, and an AEAD per reader and message. The result
+//! carries a salted SHA-256 commitment to the plaintext, which the sender's
+//! signature covers: a reader that decrypts any other text than the one
+//! committed to refuses it, so one signature never shows two readers two
+//! texts (ChaCha20-Poly1305 alone is not key-committing).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -148,9 +153,119 @@ impl std::fmt::Debug for SealKey {
     }
 }
 
+/// How many messages a sender seals to one reader's key under one HPKE
+/// context before it starts the next.
+const EPOCH_MESSAGES: u32 = 4096;
+/// How many senders' contexts a reader keeps open: a peer that starts a new
+/// one with every message costs an X25519 each, and no memory past this.
+const OPEN_CONTEXTS: usize = 1024;
+
+/// A sender's context to one reader's key: its encapsulated key, the
+/// context, and how many messages it has sealed, by the reader's key.
+type Sending = HashMap<Vec<u8>, (Vec<u8>, hpke::aead::AeadCtxS<Aead, Kdf, Kem>, u32)>;
+/// A reader's opened contexts, by encapsulated key and our key's id.
+type Opening = HashMap<(Vec<u8>, Vec<u8>), hpke::aead::AeadCtxR<Aead, Kdf, Kem>>;
+
+/// The HPKE contexts a party reuses, so that sealing and opening cost an
+/// X25519 per reader's key and epoch instead of per message. A sender sets
+/// up one context (RFC 9180 base mode, a fresh ephemeral key) per reader's
+/// key and keeps it for [`EPOCH_MESSAGES`] messages; each message's content
+/// key is wrapped under a key exported from it for that message's
+/// commitment. A reader keeps the contexts it opened, keyed by their
+/// encapsulated key. Memory only: a restart starts new epochs.
+#[derive(Default)]
+pub struct Contexts {
+    sending: Mutex<Sending>,
+    opening: Mutex<Opening>,
+}
+
+impl std::fmt::Debug for Contexts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Contexts")
+    }
+}
+
+impl Contexts {
+    /// This epoch's encapsulated key to `key`, and the content key of the
+    /// message with `commitment` wrapped for it.
+    fn wrap(
+        &self,
+        party: &str,
+        key: &SealPublicKey,
+        content_key: &[u8],
+        commitment: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), SealError> {
+        let mut sending = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        let id = key.0.to_bytes().to_vec();
+        if sending.get(&id).is_none_or(|(_, _, used)| *used >= EPOCH_MESSAGES) {
+            let (enc, ctx) = hpke::setup_sender::<Aead, Kdf, Kem, _>(&hpke::OpModeS::Base, &key.0, INFO, &mut OsRng)
+                .map_err(|_| SealError::BadKey {
+                    party: party.to_owned(),
+                    reason: "HPKE could not seal to it",
+                })?;
+            sending.insert(id.clone(), (enc.to_bytes().to_vec(), ctx, 0));
+        }
+        let (enc, ctx, used) = sending.get_mut(&id).expect("inserted above");
+        *used += 1;
+        let wrapping = wrapping_key(|info, out| ctx.export(info, out), commitment)?;
+        let sealed_key = content_cipher(&wrapping)
+            .encrypt(
+                &Default::default(),
+                Payload {
+                    msg: content_key,
+                    aad: commitment,
+                },
+            )
+            .map_err(|_| SealError::Undecryptable("the key wrap refused"))?;
+        Ok((enc.clone(), sealed_key))
+    }
+
+    /// The content key `entry` wraps for `key`, through the context its
+    /// encapsulated key opens (set up once, then kept).
+    fn unwrap(&self, entry: &SealedKey, key: &SealKey, commitment: &[u8]) -> Result<[u8; SALT_BYTES], SealError> {
+        let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+        let id = (entry.enc.clone(), entry.key_id.clone());
+        if !opening.contains_key(&id) {
+            let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&entry.enc)
+                .map_err(|_| SealError::Undecryptable("the encapsulated key is malformed"))?;
+            let ctx = hpke::setup_receiver::<Aead, Kdf, Kem>(&hpke::OpModeR::Base, &key.secret, &enc, INFO)
+                .map_err(|_| SealError::Undecryptable("the encapsulated key"))?;
+            if opening.len() >= OPEN_CONTEXTS {
+                opening.clear();
+            }
+            opening.insert(id.clone(), ctx);
+        }
+        let ctx = &opening[&id];
+        let wrapping = wrapping_key(|info, out| ctx.export(info, out), commitment)?;
+        content_cipher(&wrapping)
+            .decrypt(
+                &Default::default(),
+                Payload {
+                    msg: &entry.sealed_key,
+                    aad: commitment,
+                },
+            )
+            .map_err(|_| SealError::Undecryptable("the content key sealed to us"))?
+            .try_into()
+            .map_err(|_| SealError::Undecryptable("the content key is not 32 bytes"))
+    }
+}
+
+/// The key that wraps one message's content key: exported from the
+/// epoch's HPKE context for that message's commitment, which its salt makes
+/// unique, so no two messages share one.
+fn wrapping_key(
+    export: impl FnOnce(&[u8], &mut [u8]) -> Result<(), hpke::HpkeError>,
+    commitment: &[u8],
+) -> Result<[u8; SALT_BYTES], SealError> {
+    let mut key = [0u8; SALT_BYTES];
+    export(&[b"content key ", commitment].concat(), &mut key).map_err(|_| SealError::Undecryptable("HPKE export"))?;
+    Ok(key)
+}
+
 /// Seals `plaintext` to every `(party, key)` of `readers`: once under a
-/// fresh content key, that key sealed to each reader.
-pub fn seal(plaintext: &[u8], readers: &[(String, SealPublicKey)]) -> Result<Sealed, SealError> {
+/// fresh content key, that key wrapped for each reader through `contexts`.
+pub fn seal(plaintext: &[u8], readers: &[(String, SealPublicKey)], contexts: &Contexts) -> Result<Sealed, SealError> {
     let mut salted = vec![0; SALT_BYTES];
     OsRng.fill_bytes(&mut salted);
     salted.extend_from_slice(plaintext);
@@ -169,22 +284,11 @@ pub fn seal(plaintext: &[u8], readers: &[(String, SealPublicKey)]) -> Result<Sea
     let keys = readers
         .iter()
         .map(|(party, key)| {
-            let (enc, sealed_key) = hpke::single_shot_seal::<Aead, Kdf, Kem, _>(
-                &hpke::OpModeS::Base,
-                &key.0,
-                INFO,
-                &content_key,
-                &commitment,
-                &mut OsRng,
-            )
-            .map_err(|_| SealError::BadKey {
-                party: party.clone(),
-                reason: "HPKE could not seal to it",
-            })?;
+            let (enc, sealed_key) = contexts.wrap(party, key, &content_key, &commitment)?;
             Ok(SealedKey {
                 party: party.clone(),
                 key_id: key.key_id(),
-                enc: enc.to_bytes().to_vec(),
+                enc,
                 sealed_key,
             })
         })
@@ -198,13 +302,18 @@ pub fn seal(plaintext: &[u8], readers: &[(String, SealPublicKey)]) -> Result<Sea
 
 /// Opens `sealed` as `party`, holding `keys` (the current and the next
 /// during a rotation): the plaintext, once it matches the commitment.
-pub fn open(sealed: &Sealed, party: &str, keys: &[SealKey]) -> Result<Vec<u8>, SealError> {
-    open_salted(sealed, party, keys).map(|(_, plaintext)| plaintext)
+pub fn open(sealed: &Sealed, party: &str, keys: &[SealKey], contexts: &Contexts) -> Result<Vec<u8>, SealError> {
+    open_salted(sealed, party, keys, contexts).map(|(_, plaintext)| plaintext)
 }
 
 /// Like [`open`], with the salt the commitment is over: what a disclosure
 /// hands an arbiter so that it checks the body against the signed commitment.
-pub fn open_salted(sealed: &Sealed, party: &str, keys: &[SealKey]) -> Result<(Vec<u8>, Vec<u8>), SealError> {
+pub fn open_salted(
+    sealed: &Sealed,
+    party: &str,
+    keys: &[SealKey],
+    contexts: &Contexts,
+) -> Result<(Vec<u8>, Vec<u8>), SealError> {
     let (entry, key) = sealed
         .keys
         .iter()
@@ -218,20 +327,7 @@ pub fn open_salted(sealed: &Sealed, party: &str, keys: &[SealKey]) -> Result<(Ve
         .ok_or_else(|| SealError::NotForUs {
             party: party.to_owned(),
         })?;
-    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&entry.enc)
-        .map_err(|_| SealError::Undecryptable("the encapsulated key is malformed"))?;
-    let content_key = hpke::single_shot_open::<Aead, Kdf, Kem>(
-        &hpke::OpModeR::Base,
-        &key.secret,
-        &enc,
-        INFO,
-        &entry.sealed_key,
-        &sealed.commitment,
-    )
-    .map_err(|_| SealError::Undecryptable("the content key sealed to us"))?;
-    let content_key: [u8; SALT_BYTES] = content_key
-        .try_into()
-        .map_err(|_| SealError::Undecryptable("the content key is not 32 bytes"))?;
+    let content_key = contexts.unwrap(entry, key, &sealed.commitment)?;
     let salted = content_cipher(&content_key)
         .decrypt(
             &Default::default(),

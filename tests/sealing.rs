@@ -2,7 +2,7 @@
 //! commitment the sender's signature covers.
 
 use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
-use hotline::seal::{SealError, SealKey, open, seal};
+use hotline::seal::{Contexts, SealError, SealKey, open, seal};
 use hpke::{Deserializable as _, Serializable as _};
 use sha2::{Digest, Sha256};
 
@@ -14,25 +14,70 @@ fn readers(keys: &[(&str, &SealKey)]) -> Vec<(String, hotline::seal::SealPublicK
 fn a_body_sealed_to_two_parties_opens_for_each_and_for_no_one_else() {
     let (per, chl, arg) = (SealKey::generate(), SealKey::generate(), SealKey::generate());
     let text = b"Wiper malware at a regional grid operator";
-    let sealed = seal(text, &readers(&[("PER", &per), ("CHL", &chl)])).unwrap();
-    assert_eq!(open(&sealed, "PER", std::slice::from_ref(&per)).unwrap(), text);
-    assert_eq!(open(&sealed, "CHL", std::slice::from_ref(&chl)).unwrap(), text);
+    let sealed = seal(text, &readers(&[("PER", &per), ("CHL", &chl)]), &Contexts::default()).unwrap();
+    assert_eq!(
+        open(&sealed, "PER", std::slice::from_ref(&per), &Contexts::default()).unwrap(),
+        text
+    );
+    assert_eq!(
+        open(&sealed, "CHL", std::slice::from_ref(&chl), &Contexts::default()).unwrap(),
+        text
+    );
     assert!(
         !sealed.ciphertext.windows(8).any(|w| w == b"Wiper ma"),
         "the text is not in clear"
     );
-    assert!(matches!(open(&sealed, "ARG", &[arg]), Err(SealError::NotForUs { .. })));
+    assert!(matches!(
+        open(&sealed, "ARG", &[arg], &Contexts::default()),
+        Err(SealError::NotForUs { .. })
+    ));
     // CHL's entry opened with another party's key: not for it either.
-    assert!(matches!(open(&sealed, "CHL", &[per]), Err(SealError::NotForUs { .. })));
+    assert!(matches!(
+        open(&sealed, "CHL", &[per], &Contexts::default()),
+        Err(SealError::NotForUs { .. })
+    ));
 }
 
 #[test]
 fn two_seals_of_one_text_share_no_bytes_a_guesser_could_match() {
     let per = SealKey::generate();
     let r = readers(&[("PER", &per)]);
-    let (a, b) = (seal(b"yes", &r).unwrap(), seal(b"yes", &r).unwrap());
+    let (a, b) = (
+        seal(b"yes", &r, &Contexts::default()).unwrap(),
+        seal(b"yes", &r, &Contexts::default()).unwrap(),
+    );
     assert_ne!(a.commitment, b.commitment, "the commitment is salted");
     assert_ne!(a.ciphertext, b.ciphertext);
+}
+
+#[test]
+fn one_senders_seals_to_a_reader_share_an_epoch_and_each_opens_alone() {
+    let (per, chl) = (SealKey::generate(), SealKey::generate());
+    let r = readers(&[("PER", &per), ("CHL", &chl)]);
+    let sending = Contexts::default();
+    let (a, b) = (
+        seal(b"first", &r, &sending).unwrap(),
+        seal(b"second", &r, &sending).unwrap(),
+    );
+    assert_eq!(
+        a.keys[1].enc, b.keys[1].enc,
+        "one X25519 per reader and epoch, not per message"
+    );
+    assert_ne!(a.keys[0].enc, a.keys[1].enc, "each reader its own context");
+    assert_ne!(a.keys[1].sealed_key, b.keys[1].sealed_key);
+    // Opened in any order, by a reader that has seen none of the epoch, or all of it.
+    let opening = Contexts::default();
+    let chl = std::slice::from_ref(&chl);
+    assert_eq!(open(&b, "CHL", chl, &opening).unwrap(), b"second");
+    assert_eq!(open(&a, "CHL", chl, &opening).unwrap(), b"first");
+    assert_eq!(open(&a, "CHL", chl, &Contexts::default()).unwrap(), b"first");
+    // One message's wrapped key moved onto another's body does not open it.
+    let mut swapped = b.clone();
+    swapped.keys[1].sealed_key = a.keys[1].sealed_key.clone();
+    assert!(matches!(
+        open(&swapped, "CHL", chl, &opening),
+        Err(SealError::Undecryptable(_))
+    ));
 }
 
 #[test]
@@ -55,20 +100,29 @@ fn a_body_that_decrypts_to_another_text_than_its_signed_commitment_is_refused() 
             },
         )
         .unwrap();
-    let honest = seal(b"anything", &readers(&[("CHL", &chl)])).unwrap();
+    let honest = seal(b"anything", &readers(&[("CHL", &chl)]), &Contexts::default()).unwrap();
     // Seal the content key to CHL's public key exactly as `seal` does, under the lying commitment.
     let pk = <hpke::kem::X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(
         &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, chl.public().encode()).unwrap(),
     )
     .unwrap();
-    let (enc, sealed_key) =
-        hpke::single_shot_seal::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, hpke::kem::X25519HkdfSha256, _>(
-            &hpke::OpModeS::Base,
-            &pk,
-            b"hotline seal v1",
-            &content_key,
-            &commitment,
-            &mut rand_core::OsRng,
+    let (enc, ctx) = hpke::setup_sender::<
+        hpke::aead::ChaCha20Poly1305,
+        hpke::kdf::HkdfSha256,
+        hpke::kem::X25519HkdfSha256,
+        _,
+    >(&hpke::OpModeS::Base, &pk, b"hotline seal v1", &mut rand_core::OsRng)
+    .unwrap();
+    let mut wrapping = [0u8; 32];
+    ctx.export(&[&b"content key "[..], &commitment].concat(), &mut wrapping)
+        .unwrap();
+    let sealed_key = chacha20poly1305::ChaCha20Poly1305::new(&wrapping.into())
+        .encrypt(
+            &Default::default(),
+            Payload {
+                msg: &content_key,
+                aad: &commitment,
+            },
         )
         .unwrap();
     let lying = hotline::proto::Sealed {
@@ -82,11 +136,11 @@ fn a_body_that_decrypts_to_another_text_than_its_signed_commitment_is_refused() 
         }],
     };
     assert!(matches!(
-        open(&lying, "CHL", std::slice::from_ref(&chl)),
+        open(&lying, "CHL", std::slice::from_ref(&chl), &Contexts::default()),
         Err(SealError::Commitment)
     ));
     assert!(
-        open(&honest, "CHL", &[chl]).is_ok(),
+        open(&honest, "CHL", &[chl], &Contexts::default()).is_ok(),
         "the same key opens an honest seal"
     );
 }

@@ -40,7 +40,8 @@ impl Node {
                 .ok_or_else(|| NodeError::NoEncryptionKey(party.clone()))?;
             readers.push((party.clone(), key.clone()));
         }
-        let sealed = crate::seal::seal(&payload, &readers).map_err(|e| NodeError::Sealed(e.to_string()))?;
+        let sealed = crate::seal::seal(&payload, &readers, self.sealing.0.contexts())
+            .map_err(|e| NodeError::Sealed(e.to_string()))?;
         let message = SealedMessage {
             payload_type: payload_type.to_owned(),
             meta: Some(meta),

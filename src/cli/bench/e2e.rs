@@ -13,6 +13,7 @@ use serde_json::json;
 use super::exchanges::{E2eArgs, Exchanges, exchanges, percentile_ms};
 use super::log::{LogArgs, log_bench};
 use crate::cli::view::Out;
+use hotline::seal::{self, SealKey};
 
 /// Ed25519 operations on the critical path of one exchange: the sender signs
 /// the notice, the receiver verifies it and the sender's checkpoint, signs
@@ -20,27 +21,63 @@ use crate::cli::view::Out;
 const SIGNS_PER_EXCHANGE: f64 = 2.0;
 const VERIFIES_PER_EXCHANGE: f64 = 4.0;
 
-/// Ed25519 signatures and strict verifications per second on one core.
-fn crypto_rates() -> (f64, f64) {
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let msg = [0x42u8; 600];
+/// How many times per second `f` runs on one core, over 0.7 s.
+fn per_second(mut f: impl FnMut()) -> f64 {
     let t = Instant::now();
     let mut n = 0u64;
-    let mut sig = key.sign(&msg);
     while t.elapsed() < Duration::from_millis(700) {
-        sig = key.sign(&msg);
+        f();
         n += 1;
     }
-    let sign = n as f64 / t.elapsed().as_secs_f64();
-    let vk = key.verifying_key();
-    let t = Instant::now();
-    let mut m = 0u64;
-    while t.elapsed() < Duration::from_millis(700) {
-        let _ = vk.verify_strict(&msg, &sig);
-        m += 1;
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The cryptography of one exchange, each operation's rate on one core.
+struct Rates {
+    /// Ed25519 signatures, and strict verifications.
+    sign: f64,
+    verify: f64,
+    /// A 400-byte body sealed to its sender and one recipient, and opened by one of them.
+    seal: f64,
+    open: f64,
+}
+
+impl Rates {
+    fn measure() -> Self {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let msg = [0x42u8; 600];
+        let sig = key.sign(&msg);
+        let vk = key.verifying_key();
+        let (ours, theirs) = (SealKey::generate(), SealKey::generate());
+        let readers = [
+            ("A".to_owned(), ours.public().clone()),
+            ("B".to_owned(), theirs.public().clone()),
+        ];
+        let body = [0x42u8; 400];
+        // Each operation as a node does it, its contexts reused: a new
+        // context on every call would cost an X25519 more per reader.
+        let (sending, opening) = (seal::Contexts::default(), seal::Contexts::default());
+        let sealed = seal::seal(&body, &readers, &sending).expect("sealing to two fresh keys");
+        let theirs = [theirs];
+        Self {
+            sign: per_second(|| {
+                key.sign(&msg);
+            }),
+            verify: per_second(|| drop(vk.verify_strict(&msg, &sig))),
+            seal: per_second(|| drop(seal::seal(&body, &readers, &sending))),
+            open: per_second(|| drop(seal::open(&sealed, "B", &theirs, &opening))),
+        }
     }
-    let verify = m as f64 / t.elapsed().as_secs_f64();
-    (sign, verify)
+
+    /// Exchanges per second on `cores` if nothing but this cryptography ran:
+    /// with sealing, as a notice above TLP:CLEAR is, or without.
+    fn bound(&self, cores: f64, sealed: bool) -> f64 {
+        let sealing = match sealed {
+            true => 1.0 / self.seal + 1.0 / self.open,
+            false => 0.0,
+        };
+        cores / (SIGNS_PER_EXCHANGE / self.sign + VERIFIES_PER_EXCHANGE / self.verify + sealing)
+    }
 }
 
 /// The figures of one run of exchanges, as JSON.
@@ -67,9 +104,12 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
         }
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-    say("measuring Ed25519 sign and verify rates on one core...");
-    let (sign_rate, verify_rate) = crypto_rates();
-    let crypto_bound = cores / (SIGNS_PER_EXCHANGE / sign_rate + VERIFIES_PER_EXCHANGE / verify_rate);
+    say("measuring Ed25519 and sealing rates on one core...");
+    let rates = Rates::measure();
+    let (sign_rate, verify_rate) = (rates.sign, rates.verify);
+    // The bench's notices are TLP:GREEN, so sealed.
+    let crypto_bound = rates.bound(cores, true);
+    let unsealed_bound = rates.bound(cores, false);
 
     // The load generator's own runtime, one worker: its work competes for the
     // two cores the same way in every run, the nodes being separate processes.
@@ -127,7 +167,9 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
     let more = json!({
         "machine": machine,
         "ed25519_sign_per_second_per_core": sign_rate, "ed25519_verify_per_second_per_core": verify_rate,
+        "seal_per_second_per_core": rates.seal, "open_per_second_per_core": rates.open,
         "crypto_bound_exchanges_per_second": crypto_bound,
+        "crypto_bound_unsealed_exchanges_per_second": unsealed_bound,
         "share_of_crypto_bound": share,
         "metrics_scraped_from_a": {"deliveries_receipted": deliveries, "log_commits": commits},
         "log": log,
@@ -157,10 +199,16 @@ pub fn run(args: E2eArgs, out: Out) -> anyhow::Result<ExitCode> {
             "",
         );
         t += &row(
-            "crypto bound (2 signs + 4 verifies per exchange)",
+            "seal to 2 readers / open, one core",
+            format!("{:.0} / {:.0} /s", rates.seal, rates.open),
+            "",
+        );
+        t += &row(
+            "crypto bound (2 signs, 4 verifies, 1 seal, 1 open)",
             format!("{crypto_bound:.0} /s"),
             "",
         );
+        t += &row("  without sealing (TLP:CLEAR)", format!("{unsealed_bound:.0} /s"), "");
         t += &row(
             "exchanges end to end, sustained (middle 80 %)",
             format!("{throughput:.0} /s"),
