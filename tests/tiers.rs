@@ -198,6 +198,46 @@ async fn the_amber_title_is_in_no_byte_of_either_store_and_the_operator_still_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pg_dump_of_a_node_on_postgresql_holds_no_byte_of_the_amber_title() {
+    if common::test_postgres().is_none() {
+        eprintln!("not run on SQLite: a pg_dump is of a node on PostgreSQL (the PostgreSQL pass runs it)");
+        return;
+    }
+    let c = two_notices().await;
+    // pg_dump writes bytea columns in hex: look for the title in either form.
+    let hex: String = SECRET.bytes().map(|b| format!("{b:02x}")).collect();
+    for i in [0, 1] {
+        let url = hotline::store::postgres_url(&c.configs[i].data)
+            .unwrap()
+            .expect("a node on PostgreSQL");
+        let out = std::process::Command::new("pg_dump")
+            .args(["--dbname", &url])
+            .output()
+            .expect("pg_dump, from the PostgreSQL client");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let dump = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(
+            dump.contains("envelopes"),
+            "node {i}: the dump holds the stores' tables"
+        );
+        assert!(
+            !dump.contains(&SECRET.to_lowercase()),
+            "node {i}: the dump holds the AMBER title"
+        );
+        assert!(
+            !dump.contains(&hex),
+            "node {i}: the dump holds the AMBER title as bytea"
+        );
+        // The same dump does hold the CLEAR notice's title, so the search would find one.
+        let public: String = PUBLIC.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            dump.contains(&PUBLIC.to_lowercase()) || dump.contains(&public),
+            "node {i}: the CLEAR title"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_entry_of_a_notice_says_who_when_and_how_secret_but_not_what() {
     let c = two_notices().await;
     for i in [0, 1] {
