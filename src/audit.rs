@@ -14,12 +14,13 @@ use crate::limits::Admitted;
 use crate::log::Log;
 use crate::log::tree::proof_to_wire;
 use crate::log::verify::{Replay, Report, VerifyError};
+use crate::opener::Opener;
 use crate::proto::audit_client::AuditClient;
 use crate::proto::audit_server::Audit;
 use crate::proto::{
     AuditEntry, ConsistencyProof, ConsistencyProofRequest, GetCheckpointRequest, GetCheckpointResponse,
     GetEntriesRequest, InclusionProof, InclusionProofRequest, ListWitnessedCheckpointsRequest,
-    ListWitnessedCheckpointsResponse, SignedCheckpoint, WitnessedCheckpoint,
+    ListWitnessedCheckpointsResponse, OpenedBody, SignedCheckpoint, WitnessedCheckpoint,
 };
 
 /// Entries read from the database per round trip of a stream.
@@ -29,13 +30,16 @@ const ENTRY_CHUNK: usize = 256;
 pub struct AuditService {
     log: Arc<Log>,
     gate: Gate,
+    /// Opens sealed envelopes for the local auditors cleared for them.
+    opener: Opener,
 }
 
 impl AuditService {
     /// Serves `log` to the local operators and auditors `gate` knows, each
-    /// call counted against the caller's limits (those of the Operator service).
-    pub fn new(log: Arc<Log>, gate: Gate) -> Self {
-        Self { log, gate }
+    /// call counted against the caller's limits (those of the Operator
+    /// service); `opener` opens the sealed envelopes a caller is cleared for.
+    pub fn new(log: Arc<Log>, gate: Gate, opener: Opener) -> Self {
+        Self { log, gate, opener }
     }
 
     /// A local auditor or operator, or an observer the agreement names,
@@ -48,6 +52,17 @@ impl AuditService {
     fn reader<T>(&self, req: &Request<T>) -> Result<(Reader, Admitted), Status> {
         self.gate.audit_reader(req)
     }
+}
+
+/// A sealed envelope's body and salt, opened with our key; none for one
+/// not sealed, or sealed to others only (a message we relayed).
+fn opened(opener: &Opener, envelope: &[u8]) -> Option<OpenedBody> {
+    let env = <crate::proto::Envelope as prost::Message>::decode(envelope).ok()?;
+    let (body, salt) = opener.open_salted(&env).ok()?;
+    Some(OpenedBody {
+        salt: salt?,
+        body: body.payload,
+    })
 }
 
 type EntryStream = Pin<Box<dyn Stream<Item = Result<AuditEntry, Status>> + Send>>;
@@ -85,6 +100,7 @@ impl Audit for AuditService {
         }
         let (tx, rx) = tokio::sync::mpsc::channel(ENTRY_CHUNK);
         let log = self.log.clone();
+        let opener = self.opener.clone();
         tokio::spawn(async move {
             let mut next = start;
             while next < end {
@@ -113,10 +129,12 @@ impl Audit for AuditService {
                             .is_ok_and(|e| reader.may_read(crate::log::entry::label(&e, outside)))
                     };
                     let envelope = entry.envelope.as_ref().filter(|o| cleared(o)).cloned();
+                    let opened = envelope.as_deref().and_then(|e| opened(&opener, e));
                     let item = AuditEntry {
                         index,
                         data: entry.data,
                         envelope: envelope.unwrap_or_default(),
+                        opened,
                     };
                     if tx.send(Ok(item)).await.is_err() {
                         return; // the client went away

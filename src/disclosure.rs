@@ -152,31 +152,14 @@ fn readable(envelope: &Envelope, opened: Option<&Opened>) -> Result<Envelope, Di
     if envelope.payload_type != crate::envelope::SEALED_TYPE {
         return Ok(envelope.clone());
     }
-    let sealed = crate::proto::SealedMessage::decode(&envelope.payload[..])
-        .map_err(|_| invalid("envelope: not a hotline.v1.SealedMessage"))?;
     let opened = opened.ok_or_else(|| invalid("the message is sealed and the disclosure carries no body"))?;
     let (salt, body) = (bytes("salt", &opened.salt)?, bytes("body", &opened.body)?);
-    let commitment = sealed
-        .sealed
-        .as_ref()
-        .ok_or_else(|| invalid("the sealed message has no body"))?;
-    if !crate::seal::commits_to(commitment, &salt, &body) {
-        return Err(invalid(
-            "the disclosed body is not the one its sender committed to and signed",
-        ));
-    }
-    let env = Envelope {
-        payload_type: sealed.payload_type.clone(),
-        payload: body,
-        signatures: Vec::new(),
-    };
-    let said = crate::message::meta::of_envelope(&env, sealed.meta.as_ref().map(|m| m.tlp()));
-    if sealed.meta.as_ref() != Some(&said) {
-        return Err(invalid(
-            "the sealed message's metadata in clear is not what its body says",
-        ));
-    }
-    Ok(env)
+    crate::opener::reveal(envelope, &salt, &body).map_err(|e| match e {
+        crate::seal::SealError::Commitment => {
+            invalid("the disclosed body is not the one its sender committed to and signed")
+        }
+        e => invalid(format!("the sealed message: {e}")),
+    })
 }
 
 fn bytes(field: &str, b64: &str) -> Result<Vec<u8>, DisclosureError> {

@@ -12,7 +12,7 @@ use prost::Message as _;
 use crate::envelope::SEALED_TYPE;
 use crate::keys::KeyError;
 use crate::proto::{Envelope, MessageMeta, SealedMessage};
-use crate::seal::{Contexts, SealError, SealKey, SealPublicKey, open_salted};
+use crate::seal::{Contexts, SealError, SealKey, SealPublicKey, commits_to, open_salted};
 
 /// What opens the sealed messages of one party: its id and its keys (none
 /// where its `encryption.key` is missing: then every sealed message stays shut).
@@ -61,21 +61,46 @@ impl Opener {
         if env.payload_type != SEALED_TYPE {
             return Ok((env.clone(), None));
         }
-        let message = SealedMessage::decode(&env.payload[..]).map_err(|e| SealError::Malformed(e.to_string()))?;
-        let body = message
-            .sealed
-            .as_ref()
-            .ok_or_else(|| SealError::Malformed("no sealed body".into()))?;
-        let (salt, payload) = open_salted(body, &self.party, &self.keys, &self.contexts)?;
-        let opened = Envelope {
-            payload_type: message.payload_type.clone(),
-            payload,
-            signatures: env.signatures.clone(),
-        };
-        let said = crate::message::meta::of_envelope(&opened, message.meta.as_ref().map(MessageMeta::tlp));
-        if message.meta.as_ref() != Some(&said) {
-            return Err(SealError::Metadata);
-        }
-        Ok((opened, Some(salt)))
+        let message = sealed_message(env)?;
+        let (salt, payload) = open_salted(sealed_body(&message)?, &self.party, &self.keys, &self.contexts)?;
+        Ok((as_read(env, message, payload)?, Some(salt)))
     }
+}
+
+/// A sealed `env` read with the `body` and `salt` that whoever opened it
+/// handed over (a node to its cleared auditor, a discloser to an
+/// arbiter), once they are what its sender committed to and signed.
+pub fn reveal(env: &Envelope, salt: &[u8], body: &[u8]) -> Result<Envelope, SealError> {
+    let message = sealed_message(env)?;
+    if !commits_to(sealed_body(&message)?, salt, body) {
+        return Err(SealError::Commitment);
+    }
+    as_read(env, message, body.to_vec())
+}
+
+fn sealed_message(env: &Envelope) -> Result<SealedMessage, SealError> {
+    SealedMessage::decode(&env.payload[..]).map_err(|e| SealError::Malformed(e.to_string()))
+}
+
+fn sealed_body(message: &SealedMessage) -> Result<&crate::proto::Sealed, SealError> {
+    message
+        .sealed
+        .as_ref()
+        .ok_or_else(|| SealError::Malformed("no sealed body".into()))
+}
+
+/// The envelope as it reads with its body `payload` in place (its type the
+/// body's; the signatures stay those over the sealed form), once the
+/// metadata in clear is what the body says.
+fn as_read(env: &Envelope, message: SealedMessage, payload: Vec<u8>) -> Result<Envelope, SealError> {
+    let opened = Envelope {
+        payload_type: message.payload_type,
+        payload,
+        signatures: env.signatures.clone(),
+    };
+    let said = crate::message::meta::of_envelope(&opened, message.meta.as_ref().map(MessageMeta::tlp));
+    if message.meta.as_ref() != Some(&said) {
+        return Err(SealError::Metadata);
+    }
+    Ok(opened)
 }

@@ -94,6 +94,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .add_service(AuditServer::new(AuditService::new(
             node.log().clone(),
             node.gate().clone(),
+            node.opener().clone(),
         )));
     let connections = limits(config);
     let server_tls = node.tls().clone();

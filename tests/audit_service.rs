@@ -63,6 +63,7 @@ async fn start_with(limits: LimitConfig) -> Fixture {
         .add_service(AuditServer::new(AuditService::new(
             log.clone(),
             hotline::gate::Gate::new(identifier, Limits::new(limits), &me.id),
+            hotline::opener::Opener::default(),
         )));
     tokio::spawn(server.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
     Fixture {

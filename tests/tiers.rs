@@ -277,6 +277,69 @@ fn auditor_args(c: &Cluster, i: usize) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_cleared_for_amber_reads_the_sealed_notice_over_the_audit_service_checked_against_its_commitment() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        for (local, _) in &mut config.locals {
+            if local.role == hotline::tls::Role::Auditor {
+                local.clearance = Tlp::Amber;
+            }
+        }
+    })
+    .await;
+    let amber = c.send(0, notice(&["CHL"], SECRET)).await;
+    c.until_held(1, &amber).await;
+    let dir = c.configs[0].path.parent().unwrap();
+    let auditor = hotline::tls::CertKey {
+        cert: std::fs::read_to_string(dir.join("tls/auditor.pem")).unwrap(),
+        key: std::fs::read_to_string(dir.join("tls/auditor.key")).unwrap(),
+    };
+    let endpoint = format!("https://{}", c.nodes[0].as_ref().unwrap().addr);
+    let channel = hotline::transport::channel(&endpoint, &c.configs[0].ca_pem().unwrap(), &auditor).unwrap();
+    let mut audit = hotline::proto::audit_client::AuditClient::new(channel);
+    let mut entries = audit
+        .get_entries(hotline::proto::GetEntriesRequest { start: 0, end: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut read = None;
+    while let Some(e) = entries.message().await.unwrap() {
+        let Some(opened) = e.opened else { continue };
+        let env: hotline::proto::Envelope = prost::Message::decode(&e.envelope[..]).unwrap();
+        assert_eq!(
+            env.payload_type,
+            hotline::envelope::SEALED_TYPE,
+            "the envelope stays sealed"
+        );
+        let notice =
+            hotline::opener::reveal(&env, &opened.salt, &opened.body).expect("the body is the one committed to");
+        let mut altered = opened.body.clone();
+        altered[4] ^= 1;
+        assert!(
+            hotline::opener::reveal(&env, &opened.salt, &altered).is_err(),
+            "another body is refused"
+        );
+        read = Some(notice);
+    }
+    let notice: hotline::proto::Notice =
+        prost::Message::decode(&read.expect("the sealed notice, opened").payload[..]).unwrap();
+    assert_eq!(notice.title, SECRET);
+
+    // The report it builds reads the notice; nothing is withheld.
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("report.html");
+    let mut args = vec!["report".to_owned(), "--out".into(), file.to_str().unwrap().into()];
+    args.extend(auditor_args(&c, 0));
+    args.extend(["--vkey".to_owned(), c.key(0).verifier().to_string()]);
+    let (ok, v) =
+        tokio::task::spawn_blocking(move || hotline_json(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap();
+    assert!(ok && v["valid"] == true, "{v}");
+    assert!(v["withheld"].as_object().is_none_or(|w| w.is_empty()), "{v}");
+    assert!(std::fs::read_to_string(&file).unwrap().contains(SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auditor_cleared_for_green_gets_the_amber_notice_as_a_commitment_and_a_valid_report_naming_it() {
     let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
         for (local, _) in &mut config.locals {

@@ -55,7 +55,11 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("{addr}: GetEntries"))?
                 .into_inner();
             while let Some(e) = entries.message().await.with_context(|| format!("{addr}: GetEntries"))? {
-                ledger.entry(&e.data, (!e.envelope.is_empty()).then_some(&e.envelope[..]));
+                ledger.entry(
+                    &e.data,
+                    (!e.envelope.is_empty()).then_some(&e.envelope[..]),
+                    e.opened.as_ref(),
+                );
             }
             anyhow::Ok((origin, verified, ledger))
         })?,

@@ -68,8 +68,10 @@ fn ms(e: &LogEntry) -> i64 {
 }
 
 impl Ledger {
-    /// Takes in one entry (`outside`: the envelope kept beside it, if any); an entry that does not decode is skipped.
-    pub fn entry(&mut self, data: &[u8], outside: Option<&[u8]>) {
+    /// Takes in one entry (`outside`: the envelope kept beside it, if any;
+    /// `opened`: a sealed one's body and salt, as the Audit service gives a
+    /// cleared auditor); an entry that does not decode is skipped.
+    pub fn entry(&mut self, data: &[u8], outside: Option<&[u8]>, opened: Option<&crate::proto::OpenedBody>) {
         self.entries += 1;
         let Ok(e) = LogEntry::decode(data) else { return };
         let at = ms(&e);
@@ -79,9 +81,11 @@ impl Ledger {
             let env = held
                 .cloned()
                 .or_else(|| outside.and_then(|o| Envelope::decode(o).ok()))?;
-            match env.payload_type == crate::envelope::SEALED_TYPE {
-                true => opener.as_ref()?.open(&env).ok(),
-                false => Some(env),
+            match (env.payload_type == crate::envelope::SEALED_TYPE, &opener, opened) {
+                (false, _, _) => Some(env),
+                (true, Some(opener), _) => opener.open(&env).ok(),
+                (true, None, Some(o)) => crate::opener::reveal(&env, &o.salt, &o.body).ok(),
+                (true, None, None) => None,
             }
         };
         match e.body {
@@ -249,7 +253,7 @@ impl Ledger {
             let Some((last, _)) = batch.last() else { break };
             next = last + 1;
             for (_, e) in &batch {
-                ledger.entry(&e.data, e.envelope.as_deref());
+                ledger.entry(&e.data, e.envelope.as_deref(), None);
             }
         }
         Ok(ledger)
