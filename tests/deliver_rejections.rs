@@ -908,3 +908,27 @@ async fn a_peer_whose_rate_is_spent_is_refused_before_its_request_is_decoded() {
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("requests per second"), "{}", err.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_notice_whose_body_is_not_the_text_its_sender_signed_is_refused() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let per = hotline::seal::SealKey::load(&c.configs[0].encryption_key).unwrap();
+    let (mut signed_text, mut shown) = (valid_notice("CHL", &["PER"]), valid_notice("CHL", &["PER"]));
+    signed_text.title = "Our systems are fine".into();
+    shown.id = signed_text.id.clone();
+    shown.title = "Your systems attacked ours".into();
+    let lying = common::lying_seal(
+        &signed_text.encode_to_vec(),
+        &shown.encode_to_vec(),
+        "PER",
+        per.public(),
+    );
+    let meta = hotline::message::meta::of_payload(NOTICE_TYPE, &signed_text.encode_to_vec(), None);
+    let sealed = hotline::proto::SealedMessage {
+        payload_type: NOTICE_TYPE.into(),
+        meta: Some(meta),
+        sealed: Some(lying),
+    };
+    let env = envelope::sign(envelope::SEALED_TYPE, sealed.encode_to_vec(), &key(&c, 1));
+    refused(&c, env, Code::InvalidArgument, "the commitment does not match").await;
+}

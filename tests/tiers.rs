@@ -10,6 +10,9 @@ use common::{Cluster, FAST_NORMS, hotline_json, notice};
 use hotline::proto::Tlp;
 
 const SECRET: &str = "Wiper malware at a regional grid operator (AMBER)";
+/// What every roster `hotline init` writes holds (a roster is TLP:AMBER:
+/// people's names, roles, languages and certificates).
+const ROSTER: &str = "[[contact]]";
 const PUBLIC: &str = "Advisory for everyone: patch the historians (CLEAR)";
 
 /// PER sends CHL an AMBER and a CLEAR notice; returns once CHL's receipts
@@ -161,7 +164,7 @@ async fn an_export_up_to_amber_carries_the_notice_sealed_and_bound_to_its_entry(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_amber_title_is_in_no_byte_of_either_store_and_the_operator_still_reads_it() {
+async fn the_amber_title_and_the_rosters_are_in_no_byte_of_either_store_or_backup_and_the_operator_still_reads_them() {
     let c = two_notices().await;
     let backups = tempfile::tempdir().unwrap();
     for i in [0, 1] {
@@ -169,6 +172,15 @@ async fn the_amber_title_is_in_no_byte_of_either_store_and_the_operator_still_re
         assert!(
             files_holding(&dir, SECRET).is_empty(),
             "node {i}'s files hold the AMBER title"
+        );
+        // The node's own roster files (its configuration, beside the data here) aside.
+        let stored = files_holding(&dir, ROSTER)
+            .into_iter()
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("roster."))
+            .collect::<Vec<_>>();
+        assert!(
+            stored.is_empty(),
+            "node {i}'s stores hold a roster in clear: {stored:?}"
         );
         let file = backups.path().join(format!("{i}.hotline-backup"));
         let config = c.configs[i].path.to_str().unwrap().to_owned();
@@ -183,6 +195,18 @@ async fn the_amber_title_is_in_no_byte_of_either_store_and_the_operator_still_re
         files_holding(backups.path(), SECRET).is_empty(),
         "a backup holds the AMBER title"
     );
+    assert!(
+        files_holding(backups.path(), ROSTER).is_empty(),
+        "a backup holds a roster in clear"
+    );
+    // Each node still knows both rosters: PER's operator reads CHL's.
+    let roster = c
+        .operator(0)
+        .get_roster(hotline::proto::GetRosterRequest { party: "CHL".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(String::from_utf8_lossy(&roster.signed_roster).contains("CHL duty officer"));
     let listed = c
         .operator(0)
         .list_notices(hotline::proto::ListNoticesRequest { limit: 0 })
@@ -198,7 +222,7 @@ async fn the_amber_title_is_in_no_byte_of_either_store_and_the_operator_still_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pg_dump_of_a_node_on_postgresql_holds_no_byte_of_the_amber_title() {
+async fn a_pg_dump_of_a_node_on_postgresql_holds_no_byte_of_the_amber_title_or_a_roster() {
     if common::test_postgres().is_none() {
         eprintln!("not run on SQLite: a pg_dump is of a node on PostgreSQL (the PostgreSQL pass runs it)");
         return;
@@ -227,6 +251,11 @@ async fn a_pg_dump_of_a_node_on_postgresql_holds_no_byte_of_the_amber_title() {
         assert!(
             !dump.contains(&hex),
             "node {i}: the dump holds the AMBER title as bytea"
+        );
+        let roster: String = ROSTER.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !dump.contains(&ROSTER.to_lowercase()) && !dump.contains(&roster),
+            "node {i}: the dump holds a roster in clear"
         );
         // The same dump does hold the CLEAR notice's title, so the search would find one.
         let public: String = PUBLIC.bytes().map(|b| format!("{b:02x}")).collect();

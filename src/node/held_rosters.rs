@@ -6,8 +6,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use prost::Message as _;
+
+use crate::log::{Log, LogError};
+use crate::opener::Opener;
+use crate::proto::RosterUpdate;
 use crate::roster::SignedRoster;
-use crate::state::KeptRoster;
+use crate::state::{self, KeptRoster};
 
 /// A roster in force, with the log entry that recorded it here.
 pub struct HeldRoster {
@@ -22,14 +27,42 @@ pub struct HeldRoster {
 pub struct Rosters(RwLock<HashMap<String, Arc<HeldRoster>>>);
 
 impl Rosters {
-    /// Loads the newest logged roster of every party; one that no longer
-    /// parses (it was checked when logged) is skipped with a warning.
-    pub fn load(kept: Vec<KeptRoster>) -> Self {
+    /// Loads the newest logged roster of every party, each note read from
+    /// the envelope that logged it, opened with our key (a row from before
+    /// rosters were sealed keeps its note). One that no longer opens or
+    /// parses (it was checked when logged) is skipped with a warning: the
+    /// party's next roster replaces it.
+    pub fn load(log: &Log, opener: &Opener) -> Result<Self, LogError> {
+        let refused = |e: crate::db::Error| LogError::Refused(e.into());
+        let (kept, messages) = log.reader().read(|c| {
+            let kept = state::latest_rosters(c).map_err(LogError::Refused)?;
+            let messages = kept
+                .iter()
+                .filter(|k| k.note.is_empty())
+                .map(|k| state::message_at(c, k.log_index).map_err(refused))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((kept, messages))
+        })?;
+        let note = |m: Option<state::StoredMessage>| -> Option<Vec<u8>> {
+            let env = opener.open(&m?.envelope).ok()?;
+            Some(RosterUpdate::decode(&env.payload[..]).ok()?.signed_roster)
+        };
+        let mut notes = messages.into_iter().map(note);
         let held = Self::default();
         for k in kept {
+            let k = match k.note.is_empty() {
+                false => k,
+                true => match notes.next().flatten() {
+                    Some(note) => KeptRoster { note, ..k },
+                    None => {
+                        tracing::warn!(party = %k.party, version = k.version, index = k.log_index, "a logged roster does not open with our encryption key");
+                        continue;
+                    }
+                },
+            };
             held.keep(&k);
         }
-        held
+        Ok(held)
     }
 
     /// The newest roster held for `party`.

@@ -135,7 +135,7 @@ impl Node {
         // Opened (if sealed) and decoded once; the envelope keeps the bytes exactly as signed.
         let opened = self.opened(&env)?;
         let kind = Kind::of_payload_type(&opened.payload_type)
-            .filter(|k| !sealed || matches!(k, Kind::Notice | Kind::Response))
+            .filter(|k| !sealed || matches!(k, Kind::Notice | Kind::Response | Kind::Roster))
             .ok_or_else(|| NodeError::NotDeliverable(opened.payload_type.clone()))?;
         let message = Message::decode(kind, &opened.payload)?;
         if message.from() != caller {

@@ -40,7 +40,6 @@ use crate::keys::{IdentityKey, OwnKeys, TrustedKeyPair};
 use crate::log::{Log, LogError};
 use crate::peers::Peers;
 use crate::proto::Event;
-use crate::state;
 use crate::tasks::Tasks;
 use crate::tls::{CertKey, Identifier};
 use crate::transport::ServerTls;
@@ -177,10 +176,7 @@ impl Node {
         ));
         let events = Events::new(clock.clone(), metrics.clone());
         let witness = Arc::new(Witness::new(log.clone(), live.clone(), events.clone(), clock.clone()));
-        let rosters = Rosters::load(
-            log.reader()
-                .read(|c| state::latest_rosters(c).map_err(LogError::Refused))?,
-        );
+        let rosters = Rosters::load(&log, &sealing.0)?;
         let node = Arc::new(Self {
             party: config.party.clone(),
             live,

@@ -67,10 +67,11 @@ impl Node {
         // What its log entries say of it, read from the body before it is sealed.
         let meta = message::meta::of_payload(out.payload.0, &out.payload.1, out.answers_tlp);
         let (payload_type, payload) = match out.kind {
-            Kind::Notice | Kind::Response => {
+            Kind::Notice | Kind::Response | Kind::Roster => {
                 self.sealed_payload(out.payload.0, out.payload.1, meta.clone(), &out.to)?
             }
-            Kind::Amendment | Kind::Roster => out.payload,
+            // The agreement is what every verifier checks keys against: it stays readable.
+            Kind::Amendment => out.payload,
         };
         let envelope = envelope::sign(payload_type, payload, &self.key()?);
         let now = self.clock.now_ms();

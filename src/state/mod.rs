@@ -159,6 +159,13 @@ pub fn message(c: &Connection, id: &str) -> crate::db::Result<Option<StoredMessa
         .optional()
 }
 
+/// The message logged in entry `log_index`, if that entry logged one.
+pub fn message_at(c: &Connection, log_index: u64) -> crate::db::Result<Option<StoredMessage>> {
+    c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} WHERE m.log_index = ?1"))?
+        .query_row([log_index as i64], row_to_message)
+        .optional()
+}
+
 /// Messages of a thread (a notice and its responses), oldest first.
 pub fn thread(c: &Connection, notice_id: &str) -> crate::db::Result<Vec<StoredMessage>> {
     c.prepare_cached(&format!(

@@ -11,19 +11,22 @@ pub struct KeptRoster {
     pub party: String,
     /// Its version.
     pub version: u64,
-    /// The signed note, byte for byte.
+    /// The signed note, byte for byte. Not stored: the `rosters` table holds
+    /// its place, and the note is read from the logged envelope, which is
+    /// sealed (rows written before rosters were sealed hold it in clear).
     pub note: Vec<u8>,
     /// The log entry that recorded it.
     pub log_index: u64,
 }
 
-/// Keeps a roster version, in the transaction that logs it; a version kept
-/// already (two updates raced) stays as first kept.
+/// Keeps a roster version, in the transaction that logs it, with no note
+/// (people's names stay in the sealed envelope at `log_index`); a version
+/// kept already (two updates raced) stays as first kept.
 pub fn insert_roster(c: &Connection, r: &KeptRoster, log_index: u64) -> Result<(), StateError> {
     c.prepare_cached(
         "INSERT INTO rosters (party, version, note, log_index) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
     )?
-    .execute(params![r.party, r.version as i64, r.note, log_index as i64])?;
+    .execute(params![r.party, r.version as i64, Vec::<u8>::new(), log_index as i64])?;
     Ok(())
 }
 

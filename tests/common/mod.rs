@@ -790,3 +790,51 @@ pub fn export_stix(c: &Cluster, max_tlp: &str) -> (std::path::PathBuf, serde_jso
     let bundle = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     (file, bundle)
 }
+
+/// A sealed body that lies: it commits to (so its sender signs) `signed`,
+/// but decrypts for `party` under `key` to `shown`, every key and tag
+/// consistent, exactly as `hotline::seal::seal` wraps a content key (what a
+/// ciphertext made to decrypt under two keys would show one reader).
+pub fn lying_seal(
+    signed: &[u8],
+    shown: &[u8],
+    party: &str,
+    key: &hotline::seal::SealPublicKey,
+) -> hotline::proto::Sealed {
+    use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+    use hpke::{Deserializable as _, Serializable as _};
+    use sha2::Digest as _;
+    let salt = [7u8; 32];
+    let commitment = sha2::Sha256::digest([&salt[..], signed].concat()).to_vec();
+    let cipher = |key: &[u8; 32], msg: &[u8]| {
+        chacha20poly1305::ChaCha20Poly1305::new(key.into())
+            .encrypt(&Default::default(), Payload { msg, aad: &commitment })
+            .unwrap()
+    };
+    let content_key = [9u8; 32];
+    let ciphertext = cipher(&content_key, &[&salt[..], shown].concat());
+    let pk = <hpke::kem::X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(
+        &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key.encode()).unwrap(),
+    )
+    .unwrap();
+    let (enc, ctx) = hpke::setup_sender::<
+        hpke::aead::ChaCha20Poly1305,
+        hpke::kdf::HkdfSha256,
+        hpke::kem::X25519HkdfSha256,
+        _,
+    >(&hpke::OpModeS::Base, &pk, b"hotline seal v1", &mut rand_core::OsRng)
+    .unwrap();
+    let mut wrapping = [0u8; 32];
+    ctx.export(&[&b"content key "[..], &commitment].concat(), &mut wrapping)
+        .unwrap();
+    hotline::proto::Sealed {
+        ciphertext,
+        keys: vec![hotline::proto::SealedKey {
+            party: party.into(),
+            key_id: key.key_id(),
+            enc: enc.to_bytes().to_vec(),
+            sealed_key: cipher(&wrapping, &content_key),
+        }],
+        commitment,
+    }
+}
