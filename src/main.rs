@@ -14,8 +14,20 @@ fn main() -> std::process::ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the
+/// line already holds (many errors name their source in their own message).
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain().skip(1).fold(err.to_string(), |line, cause| {
+        let cause = cause.to_string();
+        match line.contains(&cause) {
+            true => line,
+            false => format!("{line}: {cause}"),
+        }
+    })
 }

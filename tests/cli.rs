@@ -104,12 +104,17 @@ fn parties_sign_an_agreement_until_it_verifies() {
 }
 
 #[test]
-fn errors_are_one_line_naming_the_file() {
+fn errors_are_one_line_naming_the_file_and_the_cause_once() {
     let out = hotline(&["agreement", "verify", "/nonexistent/agreement.toml"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("/nonexistent/agreement.toml"), "{err}");
+    // An error whose message names its cause, inside one that adds context.
+    let out = hotline(&["serve", "--config", "/nonexistent/hotline.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/hotline.toml"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
 #[test]
