@@ -25,7 +25,9 @@
 //!   only the handles it serves from; domain errors become gRPC statuses in
 //!   one place ([`status`]);
 //! - one message, disclosed to an arbiter with its proofs and nothing else,
-//!   is checked with public keys only ([`disclosure`]);
+//!   is checked with public keys only ([`disclosure`]); many parties' public
+//!   exports are reconciled into one account, each contradiction with its
+//!   signed proof ([`reconcile`]);
 //! - the node ([`node`]) checks and logs what peers deliver and receipts it
 //!   (`node/inbound.rs`), signs, logs and queues what operators send
 //!   (`node/outbound.rs`), and checks and logs the receipts peers sign for
@@ -88,6 +90,7 @@ pub mod operator;
 
 pub mod audit;
 pub mod disclosure;
+pub mod reconcile;
 
 pub mod stix;
 

@@ -15,7 +15,7 @@ use hotline::proto::LogEntry;
 use prost::Message;
 use serde_json::json;
 
-use super::view::Out;
+use super::view::{Out, progress_bar};
 
 /// Which key the log's checkpoints must be signed by.
 #[derive(clap::Args)]
@@ -123,6 +123,20 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Reconcile the public exports of several parties' logs: verify each,
+    /// then check every fact that links them (each message sent is logged
+    /// received under the same commitment, each receipt is proven in its
+    /// signer's log, each checkpoint one party holds of another is
+    /// consistent with that party's export, the agreement versions form one
+    /// chain). Reads commitments only. Exits 1 if any contradiction is found.
+    Reconcile {
+        /// The exports (`hotline audit export` directories), one per party.
+        #[arg(required = true)]
+        exports: Vec<PathBuf>,
+        /// The agreement whose keys sign the logs (the latest version).
+        #[arg(long)]
+        agreement: PathBuf,
+    },
     /// Check a disclosure with the agreement's public keys only; exits 1 if it does not hold.
     VerifyDisclosure {
         /// The disclosure file.
@@ -211,25 +225,11 @@ pub(super) async fn node_key(
     Ok((origin, key))
 }
 
-pub(super) fn progress_bar(out: Out, what: &str) -> indicatif::ProgressBar {
-    let bar = if out.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(0)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{what} {{bar:40}} {{pos}}/{{len}} entries ({{per_sec}}, eta {{eta}})"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Disclose { id, data, out: file } => return super::disclose::disclose(&data, &id, &file, out),
         Command::VerifyDisclosure { file, agreement } => return super::disclose::verify(&file, &agreement, out),
+        Command::Reconcile { exports, agreement } => return super::reconcile::run(&exports, &agreement, out),
         Command::Checkpoint { data } => {
             let (size, note) = LogReader::open(&data)?.latest_checkpoint()?;
             let note = note.with_context(|| format!("{}: the log is empty", data.display()))?;
@@ -314,7 +314,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             trust,
         } => {
             let started = Instant::now();
-            let bar = progress_bar(out, "verifying");
+            let bar = progress_bar(out, "verifying", "entries");
             let tick = |done: u64, total: u64| {
                 bar.set_length(total);
                 bar.set_position(done);
@@ -398,7 +398,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             out: dir,
             envelopes_up_to,
         } => {
-            let bar = progress_bar(out, "exporting");
+            let bar = progress_bar(out, "exporting", "entries");
             let done = export::export(&data, &dir, envelopes_up_to.0, |d, t| {
                 bar.set_length(t);
                 bar.set_position(d);

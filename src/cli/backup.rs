@@ -18,8 +18,8 @@ use hotline::log::verify;
 use hotline::store::{self, DB_FILE};
 use serde_json::json;
 
-use super::audit::progress_bar;
 use super::view::Out;
+use super::view::progress_bar;
 
 /// What `hotline backup` copies, and where to.
 #[derive(clap::Args)]
@@ -153,7 +153,7 @@ fn verified(dir: &Path, config: &Config, out: Out) -> anyhow::Result<verify::Rep
         bail!("{}: SQLite integrity check failed: {integrity}", db.display());
     }
     let key = IdentityKey::load(&config.identity_key)?;
-    let bar = progress_bar(out, "verifying the copy");
+    let bar = progress_bar(out, "verifying the copy", "entries");
     let report = verify::verify_data_dir(dir, key.verifier(), |done, total| {
         bar.set_length(total);
         bar.set_position(done);

@@ -16,6 +16,7 @@ mod files;
 mod keygen;
 mod node;
 mod ops;
+mod reconcile;
 mod report;
 mod roster;
 mod runtime;

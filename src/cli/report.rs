@@ -10,9 +10,10 @@ use hotline::log::verify;
 use hotline::report::{Ledger, Verification};
 use serde_json::json;
 
-use super::audit::{NodeArgs, Trust, data_key, node_key, progress_bar};
+use super::audit::{NodeArgs, Trust, data_key, node_key};
 use super::files::write_atomic;
 use super::view::Out;
+use super::view::progress_bar;
 
 /// `hotline report`.
 #[derive(clap::Args)]
@@ -31,7 +32,7 @@ pub struct Args {
 
 /// Writes the report.
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
-    let bar = progress_bar(out, "verifying");
+    let bar = progress_bar(out, "verifying", "entries");
     let tick = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);

@@ -395,3 +395,20 @@ pub fn inbox(list: &[NoticeSummary]) -> (Value, String) {
     };
     (json!(rows), human)
 }
+
+/// A progress bar for long work on `unit`s (hidden under `--json`, whose
+/// output is the result alone).
+pub fn progress_bar(out: Out, what: &str, unit: &str) -> indicatif::ProgressBar {
+    let bar = if out.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -184,7 +184,19 @@ impl HashReader for MemHashes {
 /// bundle against the checkpoint's root, every hash tile, and every
 /// envelope present against the commitment its entry holds; an envelope
 /// left out of the export's tier is counted by its TLP in the report.
-pub fn verify_export(out: &Path, key: &VerifierKey, mut progress: impl FnMut(u64, u64)) -> Result<Report, VerifyError> {
+pub fn verify_export(out: &Path, key: &VerifierKey, progress: impl FnMut(u64, u64)) -> Result<Report, VerifyError> {
+    verify_export_each(out, key, progress, |_, _, _| {}).map(|(report, _)| report)
+}
+
+/// Like [`verify_export`], handing `each` every entry once it verified
+/// (its index, its bytes, the envelope beside it if the export holds it);
+/// also returns the export's signed checkpoint.
+pub fn verify_export_each(
+    out: &Path,
+    key: &VerifierKey,
+    mut progress: impl FnMut(u64, u64),
+    mut each: impl FnMut(u64, &[u8], Option<&[u8]>),
+) -> Result<(Report, Vec<u8>), VerifyError> {
     let cp_path = out.join("checkpoint");
     let note = std::fs::read(&cp_path).map_err(|e| file_error(&cp_path, e))?;
     let cp = checkpoint::verify(&note, key).map_err(|e| file_error(&cp_path, e))?;
@@ -218,6 +230,7 @@ pub fn verify_export(out: &Path, key: &VerifierKey, mut progress: impl FnMut(u64
                 None => None,
             };
             stored.extend(replay.entry(index, entry, outside.as_deref())?);
+            each(index, entry, outside.as_deref());
         }
         if !rest.is_empty() {
             return Err(file_error(&path, format!("{} bytes after the last entry", rest.len())));
@@ -234,5 +247,52 @@ pub fn verify_export(out: &Path, key: &VerifierKey, mut progress: impl FnMut(u64
             return Err(file_error(&path, "hash tile does not match the entries"));
         }
     }
-    Ok(replay.report())
+    Ok((replay.report(), note))
+}
+
+/// A party's rewrite of its own export: the log in `from` without entry
+/// `index`, re-hashed and signed again with its `key`, written to `to`;
+/// returns the new size. What a state that wants to deny a message it
+/// received would hand an auditor; it exists so that the demo and the
+/// tests show `hotline audit reconcile` finding it. No node calls it.
+pub fn rewrite_without(from: &Path, to: &Path, index: u64, key: &crate::keys::IdentityKey) -> Result<u64, VerifyError> {
+    let mut kept = Vec::new();
+    verify_export_each(
+        from,
+        key.verifier(),
+        |_, _| {},
+        |i, data, outside| {
+            if i != index {
+                kept.push((data.to_vec(), outside.map(<[u8]>::to_vec)));
+            }
+        },
+    )?;
+    let mut tree = super::tree::Frontier::default();
+    let mut stored = Vec::new();
+    for (data, outside) in &kept {
+        stored.extend(tree.push(data));
+        if let Some(envelope) = outside {
+            write(to, &envelope_path(&Sha256::digest(envelope)), envelope)?;
+        }
+    }
+    let size = tree.size();
+    let hashes = MemHashes(stored);
+    for tile in Tile::new_tiles(HEIGHT, 0, size) {
+        let data = tile.read_data(&hashes).map_err(|e| file_error(to, e))?;
+        write(to, &hash_tile_path(&tile), &data)?;
+    }
+    for (n, chunk) in kept.chunks(WIDTH as usize).enumerate() {
+        let mut bundle = Vec::new();
+        for (data, _) in chunk {
+            bundle.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            bundle.extend_from_slice(data);
+        }
+        write(to, &bundle_path(n as u64, chunk.len() as u64), &bundle)?;
+    }
+    write(
+        to,
+        "checkpoint",
+        &checkpoint::sign(std::slice::from_ref(key), size, tree.root()),
+    )?;
+    Ok(size)
 }

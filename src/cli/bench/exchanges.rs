@@ -162,7 +162,7 @@ pub(super) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
 async fn fill_log(a: &Config, entries: u64, out: Out) -> anyhow::Result<()> {
     let key = hotline::keys::IdentityKey::load(&a.identity_key)?;
     let log = hotline::log::Log::open(&a.data, key.clone())?;
-    let bar = crate::cli::audit::progress_bar(out, "filling A's log");
+    let bar = crate::cli::view::progress_bar(out, "filling A's log", "entries");
     bar.set_length(entries);
     let mut size = log.head().size;
     while size < entries {

@@ -1,0 +1,318 @@
+//! What one party's export says that links it to the others: the messages
+//! it logged as sent and received (by commitment), the receipts it holds,
+//! the checkpoints of other logs it holds, the agreement versions it
+//! adopted, and its leaf hashes. Read in one pass over a verified export;
+//! nothing of a message's text is kept.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+use tlog_tiles::{Hash, record_hash};
+
+use super::chain::Chain;
+use super::finding::{Finding, Kind, ReconcileError};
+use crate::agreement::SignedAgreement;
+use crate::envelope::RECEIPT_TYPE;
+use crate::log::checkpoint::{self, VerifiedCheckpoint};
+use crate::log::entry;
+use crate::proto::log_entry::Body;
+use crate::proto::{Envelope, LogEntry, Receipt};
+
+/// A message a party logged as sent.
+pub struct Sent {
+    /// Its id.
+    pub id: String,
+    /// The SHA-256 of its envelope, as the entry commits to it.
+    pub commitment: Vec<u8>,
+    /// Its recipients.
+    pub to: Vec<String>,
+    /// The entry that logged it.
+    pub index: u64,
+}
+
+/// A message a party logged as received.
+pub struct Received {
+    /// The SHA-256 of its envelope.
+    pub commitment: Vec<u8>,
+    /// The entry that logged it.
+    pub index: u64,
+}
+
+/// A receipt a sender holds, checked: signed by its recipient, its
+/// checkpoint signed by the recipient's key, its entry proven in it.
+pub struct HeldReceipt {
+    /// The receipt's envelope, as logged.
+    pub envelope: Vec<u8>,
+    /// The recipient's index it names.
+    pub index: u64,
+    /// The leaf hash of the entry the receipt carries, proven at that index.
+    pub leaf: Hash,
+    /// The size of the recipient's checkpoint that proves it.
+    pub size: u64,
+    /// That checkpoint, as signed.
+    pub checkpoint: String,
+}
+
+/// A checkpoint of another party's log this party holds (witnessed, or in a receipt).
+pub struct Held {
+    /// Its size.
+    pub size: u64,
+    /// Its root.
+    pub root: Hash,
+    /// The signed note.
+    pub note: String,
+}
+
+/// What one export says.
+pub struct Facts {
+    /// Whose log it is.
+    pub party: String,
+    /// Its size, as its checkpoint says.
+    pub size: u64,
+    /// Its root.
+    pub root: Hash,
+    /// Its signed checkpoint.
+    pub note: String,
+    /// Every leaf hash, in order.
+    pub leaves: Vec<Hash>,
+    /// Messages logged as sent (receipts aside).
+    pub sent: Vec<Sent>,
+    /// Their ids.
+    pub sent_ids: HashSet<String>,
+    /// Messages logged as received, by (sender, id).
+    pub received: HashMap<(String, String), Received>,
+    /// Receipts held, by (recipient, message id).
+    pub receipts: HashMap<(String, String), HeldReceipt>,
+    /// Checkpoints of other logs held, by their party.
+    pub held: HashMap<String, Vec<Held>>,
+    /// Agreement versions adopted, with their text hashes.
+    pub adopted: Vec<(u64, [u8; 32])>,
+    /// The notes of those adopted, with when: later versions for the chain.
+    pub notes: Vec<(Vec<u8>, time::OffsetDateTime)>,
+    /// Receipts that do not hold.
+    pub bad: Vec<Finding>,
+    /// Receipts (by their signer) and checkpoints of other logs (by their
+    /// party) as logged, checked by [`Facts::settle`] once every version of
+    /// the agreement the exports adopted is known.
+    unsettled: Vec<(String, Vec<u8>, bool)>,
+}
+
+impl Facts {
+    /// The checkpoint origin of the export in `dir` (empty if it has none).
+    pub fn origin(dir: &Path) -> String {
+        std::fs::read(dir.join("checkpoint"))
+            .ok()
+            .and_then(|n| checkpoint::origin_of(&n).map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Verifies the export in `dir` against its party's key in `chain`, and reads its facts.
+    pub fn read(dir: &Path, chain: &Chain) -> Result<Self, ReconcileError> {
+        let failed = |source| ReconcileError::Export {
+            path: dir.to_owned(),
+            source,
+        };
+        let cp_path = dir.join("checkpoint");
+        let note = std::fs::read(&cp_path).map_err(|e| {
+            failed(crate::log::verify::VerifyError::File {
+                path: cp_path.display().to_string(),
+                what: e.to_string(),
+            })
+        })?;
+        let origin = checkpoint::origin_of(&note).unwrap_or_default().to_owned();
+        let party = chain
+            .party_by_origin(&origin)
+            .ok_or_else(|| ReconcileError::UnknownOrigin {
+                path: dir.to_owned(),
+                origin: origin.clone(),
+            })?;
+        let key = party
+            .keys
+            .iter()
+            .map(|k| &k.key)
+            .find(|k| k.name() == origin)
+            .expect("party_by_origin found a key of this name");
+        let mut facts = Facts {
+            party: party.id.clone(),
+            size: 0,
+            root: tlog_tiles::EMPTY_HASH,
+            note: String::new(),
+            leaves: Vec::new(),
+            sent: Vec::new(),
+            sent_ids: HashSet::new(),
+            received: HashMap::new(),
+            receipts: HashMap::new(),
+            held: HashMap::new(),
+            adopted: Vec::new(),
+            notes: Vec::new(),
+            bad: Vec::new(),
+            unsettled: Vec::new(),
+        };
+        let (_, note) = crate::log::export::verify_export_each(
+            dir,
+            key,
+            |_, _| {},
+            |index, data, outside| {
+                facts.leaves.push(record_hash(data));
+                if let Ok(e) = LogEntry::decode(data) {
+                    facts.entry(index, e, outside);
+                }
+            },
+        )
+        .map_err(failed)?;
+        let cp = checkpoint::verify(&note, key).map_err(|e| {
+            failed(crate::log::verify::VerifyError::File {
+                path: cp_path.display().to_string(),
+                what: e.to_string(),
+            })
+        })?;
+        (facts.size, facts.root, facts.note) = (cp.size, cp.root, String::from_utf8_lossy(&note).into_owned());
+        Ok(facts)
+    }
+
+    /// Checks the receipts and the checkpoints of other logs this export
+    /// holds against `chain`, complete now.
+    pub fn settle(&mut self, chain: &Chain) {
+        for (party, bytes, receipt) in std::mem::take(&mut self.unsettled) {
+            match receipt {
+                true => self.receipt(&party, bytes, chain),
+                false => {
+                    if let Some(cp) = verified(&bytes, chain, &party) {
+                        self.hold(&party, cp);
+                    }
+                }
+            }
+        }
+    }
+
+    fn entry(&mut self, index: u64, e: LogEntry, outside: Option<&[u8]>) {
+        let meta = entry::meta(&e).cloned().unwrap_or_default();
+        let at = e.logged_at.as_ref().and_then(crate::clock::from_proto);
+        let commitment = commitment(&e);
+        match e.body {
+            Some(Body::Sent(s)) if meta.kind != "receipt" => {
+                self.sent_ids.insert(meta.id.clone());
+                self.sent.push(Sent {
+                    id: meta.id,
+                    commitment,
+                    to: s.to,
+                    index,
+                });
+            }
+            Some(Body::Received(r)) if meta.kind == "receipt" => {
+                let envelope = r
+                    .envelope
+                    .map(|e| e.encode_to_vec())
+                    .or_else(|| outside.map(<[u8]>::to_vec));
+                if let Some(envelope) = envelope {
+                    self.unsettled.push((r.from, envelope, true));
+                }
+            }
+            Some(Body::Received(r)) => {
+                self.received.insert((r.from, meta.id), Received { commitment, index });
+            }
+            Some(Body::WitnessedCheckpoint(w)) => {
+                let note = w.checkpoint.map(|c| c.note).unwrap_or_default();
+                self.unsettled.push((w.party, note, false));
+            }
+            Some(Body::AgreementAdopted(a)) => {
+                let note = entry::adopted_note(&a, outside).ok();
+                let sha = match <[u8; 32]>::try_from(&a.text_sha256[..]) {
+                    Ok(sha) => Some(sha),
+                    Err(_) => note
+                        .as_deref()
+                        .and_then(|n| SignedAgreement::parse(n).ok())
+                        .map(|s| s.text_sha256()),
+                };
+                if let Some(sha) = sha {
+                    self.adopted.push((a.version, sha));
+                }
+                if let (Some(note), Some(at)) = (note, at) {
+                    self.notes.push((note, at));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes in a receipt `from` a recipient, once it holds.
+    fn receipt(&mut self, from: &str, bytes: Vec<u8>, chain: &Chain) {
+        let checked = || -> Result<(Receipt, VerifiedCheckpoint), String> {
+            let env = Envelope::decode(&bytes[..]).map_err(|e| format!("not an envelope: {e}"))?;
+            let r = Receipt::decode(&env.payload[..]).map_err(|e| format!("not a receipt: {e}"))?;
+            let at = r
+                .received_at
+                .as_ref()
+                .and_then(crate::clock::from_proto)
+                .ok_or("it has no valid received_at")?;
+            let keyring = chain.keyring();
+            let signer = crate::envelope::verify(&env, RECEIPT_TYPE, &keyring, at).map_err(|e| e.to_string())?;
+            if signer.party != from || r.from != from {
+                return Err(format!("it is signed by {}, not by {from}", signer.party));
+            }
+            let note = r.checkpoint.as_ref().map(|c| c.note.clone()).unwrap_or_default();
+            let cp = verified(&note, chain, from).ok_or("its checkpoint is not signed by the recipient's key")?;
+            let proof = crate::log::tree::proof_from_wire(&r.inclusion_proof)?;
+            tlog_tiles::check_record(&proof, cp.size, cp.root, r.log_index, record_hash(&r.log_entry))
+                .map_err(|e| format!("its inclusion proof: {e}"))?;
+            Ok((r, cp))
+        };
+        match checked() {
+            Ok((r, cp)) => {
+                self.receipts.insert(
+                    (from.to_owned(), r.message_id),
+                    HeldReceipt {
+                        envelope: bytes,
+                        index: r.log_index,
+                        leaf: record_hash(&r.log_entry),
+                        size: cp.size,
+                        checkpoint: String::from_utf8_lossy(&cp.note).into_owned(),
+                    },
+                );
+                self.hold(from, cp);
+            }
+            Err(why) => self.bad.push(Finding {
+                kind: Kind::BadReceipt,
+                party: from.to_owned(),
+                message_id: String::new(),
+                says: format!(
+                    "{}'s log holds a receipt from {from} that does not hold: {why}",
+                    self.party
+                ),
+                evidence: vec![(format!("the receipt {} holds", self.party), hex::encode(&bytes))],
+            }),
+        }
+    }
+
+    fn hold(&mut self, party: &str, cp: VerifiedCheckpoint) {
+        self.held.entry(party.to_owned()).or_default().push(Held {
+            size: cp.size,
+            root: cp.root,
+            note: String::from_utf8_lossy(&cp.note).into_owned(),
+        });
+    }
+}
+
+/// The commitment an entry holds to its envelope: the hash it names, or
+/// that of the envelope inline in an entry written before commitments.
+fn commitment(e: &LogEntry) -> Vec<u8> {
+    if let Some(sha) = entry::outside_sha256(e) {
+        return sha.to_vec();
+    }
+    let inline = match &e.body {
+        Some(Body::Sent(s)) => s.envelope.as_ref(),
+        Some(Body::Received(r)) => r.envelope.as_ref(),
+        _ => None,
+    };
+    inline.map_or_else(Vec::new, |env| Sha256::digest(env.encode_to_vec()).to_vec())
+}
+
+/// `note` as a checkpoint signed by one of `party`'s keys in the chain.
+fn verified(note: &[u8], chain: &Chain, party: &str) -> Option<VerifiedCheckpoint> {
+    chain
+        .keys(party)
+        .into_iter()
+        .find_map(|k| checkpoint::verify(note, k).ok())
+}

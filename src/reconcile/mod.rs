@@ -1,0 +1,262 @@
+//! One account from many logs: a neutral auditor reads the public exports
+//! of several parties' logs, verifies each as `audit verify` does, and then
+//! checks every fact that links them: each message sent is logged received
+//! under the same commitment, each receipt is proven in its signer's log,
+//! each checkpoint a party witnessed of another is consistent with that
+//! party's export, and the agreement versions adopted form one chain. Every
+//! contradiction is a [`Finding`] naming the party at fault and the signed
+//! statements that cannot both be true. It reads commitments only, never a
+//! message's text, so it runs on the public tier.
+//!
+//! `facts.rs` gathers what each export says; this module links them.
+
+mod chain;
+mod facts;
+mod finding;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use tlog_tiles::Hash;
+
+use crate::agreement::SignedAgreement;
+pub use facts::Facts;
+pub use finding::{Finding, Kind, ReconcileError};
+
+/// The outcome: what was checked, and every finding.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Reconciliation {
+    /// Per party, its export's size and root.
+    pub logs: BTreeMap<String, (u64, String)>,
+    /// Messages logged as sent to a party whose export was given.
+    pub messages: u64,
+    /// Of those, logged as received under the same commitment.
+    pub delivered: u64,
+    /// Of those, neither logged by the recipient nor receipted: undelivered, not denied.
+    pub undelivered: u64,
+    /// Receipts checked: their signature, their signer's checkpoint, and the inclusion proof.
+    pub receipts: u64,
+    /// Checkpoints of one party held by another, checked against its export.
+    pub checkpoints: u64,
+    /// Facts past the end of an export (a checkpoint or receipt of a size
+    /// its party's export has not reached, taken before it was signed):
+    /// neither held nor contradicted; a later export settles them.
+    pub beyond: u64,
+    /// Every contradiction, grouped by kind.
+    pub findings: Vec<Finding>,
+}
+
+/// Reconciles the exports in `dirs` under `agreement`, the version the
+/// auditor trusts, and the later versions the exports adopted (each export
+/// verified first, `progress` called per export read).
+pub fn reconcile(
+    dirs: &[PathBuf],
+    agreement: SignedAgreement,
+    mut progress: impl FnMut(&Path),
+) -> Result<Reconciliation, ReconcileError> {
+    let mut logs: BTreeMap<String, Facts> = BTreeMap::new();
+    let mut paths: HashMap<String, PathBuf> = HashMap::new();
+    let mut chain = chain::Chain::new(agreement);
+    // A party that joined by amendment is known once an export read before
+    // it adopted a version naming it.
+    let mut pending: Vec<&PathBuf> = dirs.iter().collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut later = Vec::new();
+        for dir in pending {
+            if chain.party_by_origin(&Facts::origin(dir)).is_none() {
+                later.push(dir);
+                continue;
+            }
+            progress(dir);
+            let facts = Facts::read(dir, &chain)?;
+            chain.extend(&facts.notes);
+            if let Some(first) = paths.insert(facts.party.clone(), dir.clone()) {
+                return Err(ReconcileError::Twice(first, dir.clone(), facts.party));
+            }
+            logs.insert(facts.party.clone(), facts);
+        }
+        if later.len() == before {
+            let dir = later[0];
+            return Err(ReconcileError::UnknownOrigin {
+                path: dir.clone(),
+                origin: Facts::origin(dir),
+            });
+        }
+        pending = later;
+    }
+    let mut out = Reconciliation {
+        logs: logs
+            .iter()
+            .map(|(p, f)| (p.clone(), (f.size, hex::encode(f.root.0))))
+            .collect(),
+        ..Default::default()
+    };
+    for f in logs.values_mut() {
+        f.settle(&chain);
+        out.receipts += f.receipts.len() as u64;
+        out.findings.append(&mut f.bad);
+    }
+    messages(&logs, &mut out);
+    checkpoints(&logs, &mut out);
+    agreements(&logs, &mut out);
+    out.findings.sort_by(|a, b| (a.kind, &a.party).cmp(&(b.kind, &b.party)));
+    Ok(out)
+}
+
+/// Each message sent to a party we hold the log of, as that party logged it.
+fn messages(logs: &BTreeMap<String, Facts>, out: &mut Reconciliation) {
+    for (sender, s) in logs {
+        for m in &s.sent {
+            for to in m.to.iter().filter(|t| logs.contains_key(*t)) {
+                let r = &logs[to];
+                out.messages += 1;
+                match r.received.get(&(sender.clone(), m.id.clone())) {
+                    Some(got) if got.commitment == m.commitment => out.delivered += 1,
+                    Some(got) => out.findings.push(Finding {
+                        kind: Kind::OtherCommitment,
+                        party: to.clone(),
+                        message_id: m.id.clone(),
+                        says: format!(
+                            "{to} logged at its index {} another envelope under id {} than {sender} logged as sent at its index {}",
+                            got.index, m.id, m.index
+                        ),
+                        evidence: vec![
+                            (format!("{sender}'s commitment"), hex::encode(&m.commitment)),
+                            (format!("{to}'s commitment"), hex::encode(&got.commitment)),
+                        ],
+                    }),
+                    None => match s.receipts.get(&(to.clone(), m.id.clone())) {
+                        Some(receipt) => denied(to, r, m, receipt, out),
+                        None => out.undelivered += 1,
+                    },
+                }
+            }
+        }
+        // What a party logged as received from this sender, that the sender never logged as sent.
+        for (receiver, r) in logs.iter().filter(|(p, _)| *p != sender) {
+            // Only once the sender's export reaches every checkpoint of it the
+            // receiver holds (a delivery carries one covering the message).
+            let reached = r.held.get(sender).into_iter().flatten().all(|h| h.size <= s.size);
+            for ((from, id), got) in &r.received {
+                if from == sender && !s.sent_ids.contains(id) && !reached {
+                    out.beyond += 1;
+                } else if from == sender && !s.sent_ids.contains(id) {
+                    out.findings.push(Finding {
+                        kind: Kind::NotSent,
+                        party: sender.clone(),
+                        message_id: id.clone(),
+                        says: format!(
+                            "{receiver} logged at its index {} a message {id} received from {sender}, which {sender}'s export of size {} does not hold as sent",
+                            got.index, s.size
+                        ),
+                        evidence: vec![(format!("{receiver}'s commitment"), hex::encode(&got.commitment))],
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A message its recipient's export lacks though the sender holds its
+/// receipt: denied if the recipient's export holds another leaf at the
+/// index its signed receipt names.
+fn denied(to: &str, r: &Facts, m: &facts::Sent, receipt: &facts::HeldReceipt, out: &mut Reconciliation) {
+    match r.leaves.get(receipt.index as usize) {
+        None => out.beyond += 1,
+        Some(leaf) if *leaf == receipt.leaf => out.delivered += 1,
+        Some(leaf) => out.findings.push(Finding {
+            kind: Kind::Denied,
+            party: to.to_owned(),
+            message_id: m.id.clone(),
+            says: format!(
+                "{to}'s log at size {} holds no entry received for {}, but {to}'s receipt for it, signed, names its index {} under its checkpoint of size {}, and its export holds a different leaf there",
+                r.size, m.id, receipt.index, receipt.size
+            ),
+            evidence: vec![
+                (format!("{to}'s signed receipt"), hex::encode(&receipt.envelope)),
+                (format!("{to}'s checkpoint in it"), receipt.checkpoint.clone()),
+                (format!("{to}'s checkpoint of its export"), r.note.clone()),
+                (format!("{to}'s leaf at {} in its export", receipt.index), hex::encode(leaf.0)),
+            ],
+        }),
+    }
+}
+
+/// Every checkpoint of a party that another holds (witnessed, or in a
+/// receipt), against that party's export.
+fn checkpoints(logs: &BTreeMap<String, Facts>, out: &mut Reconciliation) {
+    for (party, p) in logs {
+        let mut held: Vec<(&str, &facts::Held)> = logs
+            .iter()
+            .flat_map(|(w, f)| f.held.get(party).into_iter().flatten().map(move |h| (w.as_str(), h)))
+            .collect();
+        held.sort_by_key(|(_, h)| h.size);
+        let roots = roots_at(&p.leaves, held.iter().map(|(_, h)| h.size));
+        for ((witness, h), root) in held.into_iter().zip(roots) {
+            out.checkpoints += 1;
+            let root = match root {
+                Some(root) if root == h.root => continue,
+                Some(root) => root,
+                None => {
+                    out.beyond += 1;
+                    continue;
+                }
+            };
+            out.findings.push(Finding {
+                kind: Kind::Fork,
+                party: party.clone(),
+                message_id: String::new(),
+                says: format!(
+                    "{party} signed a checkpoint of size {} with root {}, which {witness} holds, but its export's tree at that size has root {}",
+                    h.size,
+                    hex::encode(h.root.0),
+                    hex::encode(root.0)
+                ),
+                evidence: vec![
+                    (format!("{party}'s checkpoint held by {witness}"), h.note.clone()),
+                    (format!("{party}'s checkpoint of its export"), p.note.clone()),
+                ],
+            });
+        }
+    }
+}
+
+/// The tree root after each of `sizes` (ascending) leaves; none past the end.
+fn roots_at(leaves: &[Hash], sizes: impl Iterator<Item = u64>) -> Vec<Option<Hash>> {
+    let mut tree = crate::log::tree::Frontier::default();
+    sizes
+        .map(|size| {
+            while tree.size() < size {
+                let leaf = leaves.get(tree.size() as usize)?;
+                tree.push_leaf(*leaf);
+            }
+            Some(tree.root())
+        })
+        .collect()
+}
+
+/// The versions of the agreement each party adopted, as one chain.
+fn agreements(logs: &BTreeMap<String, Facts>, out: &mut Reconciliation) {
+    let mut first: BTreeMap<u64, (&str, &[u8; 32])> = BTreeMap::new();
+    for (party, f) in logs {
+        for (version, sha) in &f.adopted {
+            match first.get(version) {
+                Some((other, theirs)) if *theirs != sha => out.findings.push(Finding {
+                    kind: Kind::AgreementFork,
+                    party: party.clone(),
+                    message_id: String::new(),
+                    says: format!("{party} and {other} adopted different texts as version {version} of the agreement"),
+                    evidence: vec![
+                        (format!("{other}'s text hash"), hex::encode(theirs)),
+                        (format!("{party}'s text hash"), hex::encode(sha)),
+                    ],
+                }),
+                Some(_) => {}
+                None => {
+                    first.insert(*version, (party, sha));
+                }
+            }
+        }
+    }
+}

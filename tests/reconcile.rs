@@ -1,0 +1,134 @@
+//! `hotline audit reconcile`: several parties' public exports read together,
+//! every fact that links them checked, and each contradiction named with the
+//! signed statements that prove it.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Cluster, FAST_NORMS, hotline_json, notice};
+
+/// Stops every node (so each export is its party's whole log), exports
+/// each log's public tier, and reconciles them.
+async fn exports(c: &mut Cluster) -> Vec<tempfile::TempDir> {
+    for i in 0..c.configs.len() {
+        c.stop(i).await;
+    }
+    c.configs
+        .iter()
+        .map(|config| {
+            let out = tempfile::tempdir().unwrap();
+            let (ok, v) = hotline_json(&[
+                "audit",
+                "export",
+                "--data",
+                config.data.to_str().unwrap(),
+                "--out",
+                out.path().to_str().unwrap(),
+            ]);
+            assert!(ok, "{v}");
+            out
+        })
+        .collect()
+}
+
+fn reconcile(c: &Cluster, dirs: &[&Path]) -> (bool, serde_json::Value) {
+    let agreement = c.configs[0].agreement.to_str().unwrap().to_owned();
+    let mut args = vec!["audit", "reconcile", "--agreement", &agreement];
+    args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
+    hotline_json(&args)
+}
+
+/// PER sends a notice to CHL and ARG, and both receipt it.
+async fn exchanged() -> (Cluster, String) {
+    let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
+    let id = c.send(0, notice(&["CHL", "ARG"], "Wiper malware")).await;
+    c.eventually(10, "both receipts are logged at PER", |c| {
+        c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 2
+    })
+    .await;
+    (c, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logs_of_a_clean_exchange_reconcile_with_no_finding() {
+    let (mut c, _) = exchanged().await;
+    let dirs = exports(&mut c).await;
+    let (ok, v) = reconcile(&c, &dirs.iter().map(|d| d.path()).collect::<Vec<_>>());
+    assert!(ok, "{v:#}");
+    assert_eq!(v["findings"].as_array().unwrap().len(), 0, "{v:#}");
+    assert!(v["messages"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(v["messages"], v["delivered"], "{v}");
+    assert!(
+        v["receipts"].as_u64().unwrap() >= 2 && v["checkpoints"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_notice_dropped_from_a_rewritten_log_is_found_with_the_receipt_that_proves_it() {
+    let (mut c, id) = exchanged().await;
+    let dirs = exports(&mut c).await;
+    // CHL hands over its log without the notice it received, re-signed.
+    let dropped = c
+        .log_entries(1)
+        .iter()
+        .position(|e| hotline::log::entry::meta(e).is_some_and(|m| m.id == id && m.kind == "notice"))
+        .expect("CHL logged the notice") as u64;
+    let rewritten = tempfile::tempdir().unwrap();
+    hotline::log::export::rewrite_without(dirs[1].path(), rewritten.path(), dropped, &c.key(1)).unwrap();
+    let (ok, v) = reconcile(&c, &[dirs[0].path(), rewritten.path(), dirs[2].path()]);
+    assert!(!ok, "{v:#}");
+    let findings = v["findings"].as_array().unwrap();
+    let denied = findings
+        .iter()
+        .find(|f| f["kind"] == "denied")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(
+        (denied["party"].as_str(), denied["message_id"].as_str()),
+        (Some("CHL"), Some(id.as_str()))
+    );
+    let evidence = denied["evidence"].to_string();
+    assert!(
+        evidence.contains("CHL's signed receipt") && evidence.contains("hotline.example/CHL"),
+        "{evidence}"
+    );
+    // The checkpoints CHL signed before the rewrite, held by PER and ARG, fork from it.
+    assert!(
+        findings.iter().any(|f| f["kind"] == "fork" && f["party"] == "CHL"),
+        "{v:#}"
+    );
+    assert!(
+        findings.iter().all(|f| f["party"] == "CHL"),
+        "only CHL is at fault: {v:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_to_a_party_that_is_down_is_undelivered_not_denied() {
+    let mut c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
+    c.stop(2).await;
+    let id = c.send(0, notice(&["CHL", "ARG"], "Wiper malware")).await;
+    c.eventually(10, "CHL's receipt is logged at PER", |c| {
+        c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1
+    })
+    .await;
+    let dirs = exports(&mut c).await;
+    let (ok, v) = reconcile(&c, &dirs.iter().map(|d| d.path()).collect::<Vec<_>>());
+    assert!(ok, "{v:#}");
+    assert_eq!(v["undelivered"], 1, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_the_agreement_does_not_name_is_refused_naming_it() {
+    let (mut c, _) = exchanged().await;
+    let dirs = exports(&mut c).await;
+    let mut stranger = Cluster::start(&["EST"], FAST_NORMS).await;
+    let theirs = exports(&mut stranger).await;
+    let agreement = c.configs[0].agreement.to_str().unwrap().to_owned();
+    let (ours, theirs) = (dirs[0].path().to_str().unwrap(), theirs[0].path().to_str().unwrap());
+    let out = common::hotline(&["audit", "reconcile", "--agreement", &agreement, ours, theirs]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(theirs) && err.contains("hotline.example/EST"), "{err}");
+}
