@@ -274,6 +274,18 @@ fn the_demo_runs_to_completion_and_verifies_every_log() {
             .iter()
             .any(|e| e["entry"].as_str().unwrap().starts_with("COMM_CHECK_OK"))
     );
+    // The four public exports reconcile with no contradiction; CHL's log rewritten without the
+    // notice is found, by the receipt CHL signed, and no one else is named.
+    let dispute = &v["dispute"];
+    assert_eq!(dispute["clean"]["findings"].as_array().unwrap().len(), 0, "{dispute:#}");
+    let found = dispute["rewritten"]["findings"].as_array().unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|f| f["kind"] == "denied" && f["message_id"] == v["notice"]),
+        "{dispute:#}"
+    );
+    assert!(found.iter().all(|f| f["party"] == "CHL"), "{dispute:#}");
     // PER's report opens in a real browser with no console errors; its STIX export passes OASIS's validator.
     let report = std::path::PathBuf::from(v["report"].as_str().unwrap());
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-report.png");

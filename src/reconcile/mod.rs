@@ -184,41 +184,49 @@ fn denied(to: &str, r: &Facts, m: &facts::Sent, receipt: &facts::HeldReceipt, ou
 }
 
 /// Every checkpoint of a party that another holds (witnessed, or in a
-/// receipt), against that party's export.
+/// receipt), against that party's export. A rewritten history disagrees
+/// with every checkpoint signed after the rewritten entry: one finding per
+/// party, proven by the first, counting the rest.
 fn checkpoints(logs: &BTreeMap<String, Facts>, out: &mut Reconciliation) {
     for (party, p) in logs {
         let mut held: Vec<(&str, &facts::Held)> = logs
             .iter()
             .flat_map(|(w, f)| f.held.get(party).into_iter().flatten().map(move |h| (w.as_str(), h)))
             .collect();
-        held.sort_by_key(|(_, h)| h.size);
+        held.sort_by_key(|(w, h)| (h.size, *w));
+        held.dedup_by_key(|(w, h)| (h.size, h.root, *w));
         let roots = roots_at(&p.leaves, held.iter().map(|(_, h)| h.size));
+        let mut forks = Vec::new();
         for ((witness, h), root) in held.into_iter().zip(roots) {
             out.checkpoints += 1;
-            let root = match root {
-                Some(root) if root == h.root => continue,
-                Some(root) => root,
-                None => {
-                    out.beyond += 1;
-                    continue;
-                }
-            };
-            out.findings.push(Finding {
-                kind: Kind::Fork,
-                party: party.clone(),
-                message_id: String::new(),
-                says: format!(
-                    "{party} signed a checkpoint of size {} with root {}, which {witness} holds, but its export's tree at that size has root {}",
-                    h.size,
-                    hex::encode(h.root.0),
-                    hex::encode(root.0)
-                ),
-                evidence: vec![
-                    (format!("{party}'s checkpoint held by {witness}"), h.note.clone()),
-                    (format!("{party}'s checkpoint of its export"), p.note.clone()),
-                ],
-            });
+            match root {
+                Some(root) if root == h.root => {}
+                Some(root) => forks.push((witness, h, root)),
+                None => out.beyond += 1,
+            }
         }
+        let Some((witness, h, root)) = forks.first() else {
+            continue;
+        };
+        let more = match forks.len() - 1 {
+            0 => String::new(),
+            n => format!("; {n} later checkpoint(s) of {party} that other parties hold disagree with it too"),
+        };
+        out.findings.push(Finding {
+            kind: Kind::Fork,
+            party: party.clone(),
+            message_id: String::new(),
+            says: format!(
+                "{party} signed a checkpoint of size {} with root {}, which {witness} holds, but its export's tree at that size has root {}{more}",
+                h.size,
+                hex::encode(h.root.0),
+                hex::encode(root.0)
+            ),
+            evidence: vec![
+                (format!("{party}'s checkpoint held by {witness}"), h.note.clone()),
+                (format!("{party}'s checkpoint of its export"), p.note.clone()),
+            ],
+        });
     }
 }
 

@@ -2,7 +2,9 @@
 //! loopback with fresh keys, certificates and a signed agreement; a scripted
 //! exchange over real mutual TLS; a fourth party joins by an amendment
 //! adopted while every node runs; then every log and the cross-witnessed
-//! checkpoints are verified and a timeline is printed.
+//! checkpoints are verified, the four public exports reconciled (and once
+//! more with CHL's log rewritten, to show the finding), and a timeline is
+//! printed.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,6 +22,7 @@ use hotline::server::Running;
 use hotline::{clock, state};
 use serde_json::json;
 
+mod dispute;
 mod join;
 pub(super) mod step;
 mod timeline;
@@ -389,6 +392,8 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
         ),
     );
 
+    let dispute = dispute::dispute(&configs, &sent.id, &files.join("exports"), out)?;
+
     let timeline = timeline::timeline(&configs)?;
     if !out.json {
         super::view::outln!("\nTimeline (all four logs, merged)");
@@ -399,7 +404,7 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
     out.print(
         &json!({"notice": sent.id, "response": reply.id, "comm_checks": checks, "logs": verified,
                 "witnessed_checkpoints": witnessed, "seconds": started.elapsed().as_secs_f64(),
-                "report": report, "stix": stix,
+                "report": report, "stix": stix, "dispute": dispute,
                 "timeline": timeline.iter().map(|(at, p, l)| json!({"at": at, "party": p, "entry": l})).collect::<Vec<_>>()}),
         || format!("\ndemo completed in {:.1} s: every log verified.\n", started.elapsed().as_secs_f64()),
     );
