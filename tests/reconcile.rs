@@ -68,6 +68,12 @@ async fn the_logs_of_a_clean_exchange_reconcile_with_no_finding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_received_notice_dropped_from_a_rewritten_log_is_found_with_the_receipt_that_proves_it() {
     let (mut c, id) = exchanged().await;
+    // CHL writes to PER afterwards: PER holds a checkpoint of CHL's log past the notice.
+    let later = c.send(1, notice(&["PER"], "Nothing seen here")).await;
+    c.eventually(10, "PER's receipt is logged at CHL", |c| {
+        c.node(1).read(|db| hotline::state::receipts(db, &later)).unwrap().len() == 1
+    })
+    .await;
     let dirs = exports(&mut c).await;
     // CHL hands over its log without the notice it received, re-signed.
     let dropped = c
@@ -93,7 +99,7 @@ async fn a_received_notice_dropped_from_a_rewritten_log_is_found_with_the_receip
         evidence.contains("CHL's signed receipt") && evidence.contains("hotline.example/CHL"),
         "{evidence}"
     );
-    // The checkpoints CHL signed before the rewrite, held by PER and ARG, fork from it.
+    // The checkpoint CHL signed when it wrote to PER, which PER holds, forks from the rewrite.
     assert!(
         findings.iter().any(|f| f["kind"] == "fork" && f["party"] == "CHL"),
         "{v:#}"
