@@ -482,7 +482,7 @@ fn a_party_joins_from_the_command_line_while_the_nodes_run() {
 }
 
 #[test]
-fn a_drill_of_four_parties_completes_both_phases_and_verifies_every_log() {
+fn a_drill_of_four_parties_completes_both_phases_and_verifies_and_reconciles_every_log() {
     let (ok, v) = hotline_json(&["drill", "--parties", "4", "--timeout", "120"]);
     assert!(ok, "{v}");
     assert_eq!(
@@ -494,6 +494,9 @@ fn a_drill_of_four_parties_completes_both_phases_and_verifies_every_log() {
         assert!(v["seconds"][phase].as_f64().is_some(), "{phase}: {v}");
     }
     assert!(v["peak_rss_mib"]["max"].as_f64().unwrap() > 0.0, "{v}");
+    // Every log's public export reconciles with every other's, with no finding.
+    assert_eq!(v["reconciled"]["findings"], 0, "{v}");
+    assert!(v["reconciled"]["receipts"].as_u64().unwrap() > 0, "{v}");
     assert!(
         v["sockets_per_node"]["max"].as_f64().unwrap() >= 3.0,
         "each node talks to its 3 peers: {v}"

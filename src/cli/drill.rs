@@ -6,7 +6,7 @@
 //! from the first party to all others with every receipt and response,
 //! verifies every log, and prints what it cost.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -307,6 +307,26 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
     }
     let verify_s = t.elapsed().as_secs_f64();
 
+    // The public exports of every log, reconciled as a neutral auditor would,
+    // with this process's peak memory reset first so it measures that alone.
+    let exports: Vec<PathBuf> = configs.iter().map(|c| root.join("exports").join(&c.party)).collect();
+    for (c, at) in configs.iter().zip(&exports) {
+        hotline::log::export::export(&c.data, at, hotline::proto::Tlp::Clear, |_, _| {})
+            .with_context(|| format!("exporting {}'s log", c.party))?;
+    }
+    let _ = std::fs::write(format!("/proc/{}/clear_refs", std::process::id()), "5");
+    let t = Instant::now();
+    let agreement = hotline::agreement::SignedAgreement::load(&configs[0].agreement)?;
+    let reconciled = hotline::reconcile::reconcile(&exports, agreement, |_| {})?;
+    let reconcile_s = t.elapsed().as_secs_f64();
+    let reconcile_mib = peak_rss_mib(std::process::id()).unwrap_or(0.0);
+    if !reconciled.findings.is_empty() {
+        anyhow::bail!(
+            "the drill's logs do not reconcile: {}",
+            serde_json::to_string(&reconciled.findings)?
+        );
+    }
+
     let stats = |v: &[f64]| {
         let max = v.iter().copied().fold(0.0, f64::max);
         let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -326,6 +346,8 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
         "sockets_per_node": {"mean": sock_mean, "max": sock_max},
         "log_entries_per_node": {"mean": log_mean, "max": log_max},
         "logs_verified": verified,
+        "reconciled": {"seconds": reconcile_s, "peak_rss_mib": reconcile_mib, "messages": reconciled.messages,
+                       "receipts": reconciled.receipts, "checkpoints": reconciled.checkpoints, "findings": 0},
     });
     out.print(&figures, || {
         let row = |what: &str, v: String| format!("  {what:<44} {v}\n");
@@ -356,6 +378,13 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
             format!("{log_mean:.0} / {log_max:.0}"),
         );
         t += &row("every log verified", format!("{verified} of {n}, {verify_s:.1} s"));
+        t += &row(
+            "public exports reconciled (no finding)",
+            format!(
+                "{} messages, {} receipts, {} checkpoints: {reconcile_s:.1} s, peak RSS {reconcile_mib:.0} MiB",
+                reconciled.messages, reconciled.receipts, reconciled.checkpoints
+            ),
+        );
         t
     });
     Ok(ExitCode::SUCCESS)
