@@ -286,6 +286,16 @@ fn the_demo_runs_to_completion_and_verifies_every_log() {
         "{dispute:#}"
     );
     assert!(found.iter().all(|f| f["party"] == "CHL"), "{dispute:#}");
+    // The joint report of it opens in a real browser with no console errors, the finding linked from its cell.
+    let joint = std::path::PathBuf::from(dispute["report"].as_str().unwrap());
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-joint-report.png");
+    if let Some(rendered) = common::chromium(&joint, &shot) {
+        assert!(rendered.console.is_empty(), "console: {:?}", rendered.console);
+        assert!(
+            rendered.dom.contains(r#"data-pair="PER-CHL""#) && rendered.dom.contains(r##"<a href="#f0">denied</a>"##),
+            "the PER to CHL cell links the finding"
+        );
+    }
     // PER's report opens in a real browser with no console errors; its STIX export passes OASIS's validator.
     let report = std::path::PathBuf::from(v["report"].as_str().unwrap());
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-report.png");

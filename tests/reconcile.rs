@@ -108,6 +108,24 @@ async fn a_received_notice_dropped_from_a_rewritten_log_is_found_with_the_receip
         findings.iter().all(|f| f["party"] == "CHL"),
         "only CHL is at fault: {v:#}"
     );
+    // The joint report names it too.
+    let page = tempfile::tempdir().unwrap();
+    let file = page.path().join("joint.html");
+    let agreement = c.configs[0].agreement.to_str().unwrap().to_owned();
+    let out = common::hotline(&[
+        "audit",
+        "reconcile",
+        "--agreement",
+        &agreement,
+        "--report",
+        file.to_str().unwrap(),
+        dirs[0].path().to_str().unwrap(),
+        rewritten.path().to_str().unwrap(),
+        dirs[2].path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(html.contains(r#"data-kind="denied" data-party="CHL""#) && html.contains("CONTRADICTED"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

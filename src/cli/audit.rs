@@ -133,9 +133,13 @@ pub enum Command {
         /// The exports (`hotline audit export` directories), one per party.
         #[arg(required = true)]
         exports: Vec<PathBuf>,
-        /// The agreement whose keys sign the logs (the latest version).
+        /// The agreement version the auditor trusts (later versions the
+        /// exports adopted are followed by the chain rule).
         #[arg(long)]
         agreement: PathBuf,
+        /// Also write the joint report: one self-contained HTML page.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Check a disclosure with the agreement's public keys only; exits 1 if it does not hold.
     VerifyDisclosure {
@@ -229,7 +233,11 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Disclose { id, data, out: file } => return super::disclose::disclose(&data, &id, &file, out),
         Command::VerifyDisclosure { file, agreement } => return super::disclose::verify(&file, &agreement, out),
-        Command::Reconcile { exports, agreement } => return super::reconcile::run(&exports, &agreement, out),
+        Command::Reconcile {
+            exports,
+            agreement,
+            report,
+        } => return super::reconcile::run(&exports, &agreement, report.as_deref(), out),
         Command::Checkpoint { data } => {
             let (size, note) = LogReader::open(&data)?.latest_checkpoint()?;
             let note = note.with_context(|| format!("{}: the log is empty", data.display()))?;

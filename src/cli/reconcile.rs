@@ -11,13 +11,25 @@ use hotline::reconcile::{Reconciliation, reconcile};
 use super::view::{Out, term};
 
 /// Reconciles `exports` under `agreement`; exit 1 if anything contradicts.
-pub fn run(exports: &[PathBuf], agreement: &Path, out: Out) -> anyhow::Result<ExitCode> {
+/// `report`: where to write the joint report too.
+pub fn run(exports: &[PathBuf], agreement: &Path, report: Option<&Path>, out: Out) -> anyhow::Result<ExitCode> {
     let signed = SignedAgreement::load(agreement)?;
     let bar = super::view::progress_bar(out, "reading exports", "exports");
     bar.set_length(exports.len() as u64);
     let r = reconcile(exports, signed, |_| bar.inc(1))?;
     bar.finish_and_clear();
-    out.print(&serde_json::to_value(&r)?, || text(&r));
+    if let Some(file) = report {
+        let html = hotline::reconcile::report::render(&r, &hotline::clock::rfc3339(hotline::clock::now()))
+            .map_err(|e| anyhow::anyhow!("joint report: {e}"))?;
+        super::files::write_atomic(file, html.as_bytes())?;
+    }
+    out.print(&serde_json::to_value(&r)?, || {
+        let mut t = text(&r);
+        if let Some(file) = report {
+            t += &format!("joint report: {}\n", file.display());
+        }
+        t
+    });
     Ok(match r.findings.is_empty() {
         true => ExitCode::SUCCESS,
         false => ExitCode::FAILURE,

@@ -30,6 +30,10 @@ pub struct Sent {
     pub to: Vec<String>,
     /// The entry that logged it.
     pub index: u64,
+    /// Its kind (`notice`, `response`, ...), as its metadata says.
+    pub kind: String,
+    /// The notice a response continues.
+    pub thread: String,
 }
 
 /// A message a party logged as received.
@@ -81,6 +85,8 @@ pub struct Facts {
     pub sent: Vec<Sent>,
     /// Their ids.
     pub sent_ids: HashSet<String>,
+    /// The notices this party answered: those a response it sent continues.
+    pub answered: HashSet<String>,
     /// Messages logged as received, by (sender, id).
     pub received: HashMap<(String, String), Received>,
     /// Receipts held, by (recipient, message id).
@@ -142,6 +148,7 @@ impl Facts {
             leaves: Vec::new(),
             sent: Vec::new(),
             sent_ids: HashSet::new(),
+            answered: HashSet::new(),
             received: HashMap::new(),
             receipts: HashMap::new(),
             held: HashMap::new(),
@@ -194,11 +201,16 @@ impl Facts {
         match e.body {
             Some(Body::Sent(s)) if meta.kind != "receipt" => {
                 self.sent_ids.insert(meta.id.clone());
+                if meta.kind == "response" {
+                    self.answered.insert(meta.thread.clone());
+                }
                 self.sent.push(Sent {
                     id: meta.id,
                     commitment,
                     to: s.to,
                     index,
+                    kind: meta.kind,
+                    thread: meta.thread,
                 });
             }
             Some(Body::Received(r)) if meta.kind == "receipt" => {

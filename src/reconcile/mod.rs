@@ -13,6 +13,7 @@
 mod chain;
 mod facts;
 mod finding;
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,29 @@ pub struct Reconciliation {
     pub beyond: u64,
     /// Every contradiction, grouped by kind.
     pub findings: Vec<Finding>,
+    /// What each party sent each other, as both logs show it.
+    pub pairs: Vec<Pair>,
+}
+
+/// The messages one party sent another, as the two logs show them.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Pair {
+    /// The sender.
+    pub from: String,
+    /// The recipient.
+    pub to: String,
+    /// Messages the sender logged as sent to it.
+    pub sent: u64,
+    /// Of those, logged by the recipient under the same commitment.
+    pub received: u64,
+    /// Of those, whose receipt the sender holds.
+    pub receipted: u64,
+    /// Notices sent, and of those, answered by a response the recipient logged as sent.
+    pub notices: u64,
+    /// Of those notices, answered.
+    pub answered: u64,
+    /// Findings about this pair's messages (indexes into the findings).
+    pub findings: Vec<usize>,
 }
 
 /// Reconciles the exports in `dirs` under `agreement`, the version the
@@ -100,19 +124,50 @@ pub fn reconcile(
     messages(&logs, &mut out);
     checkpoints(&logs, &mut out);
     agreements(&logs, &mut out);
-    out.findings.sort_by(|a, b| (a.kind, &a.party).cmp(&(b.kind, &b.party)));
+    // Grouped by kind, each pair's indexes kept pointing at its findings.
+    let mut order: Vec<usize> = (0..out.findings.len()).collect();
+    order.sort_by(|a, b| {
+        (out.findings[*a].kind, &out.findings[*a].party).cmp(&(out.findings[*b].kind, &out.findings[*b].party))
+    });
+    let mut moved = vec![0; order.len()];
+    for (new, old) in order.iter().enumerate() {
+        moved[*old] = new;
+    }
+    let mut findings: Vec<Option<Finding>> = out.findings.drain(..).map(Some).collect();
+    out.findings = order.iter().filter_map(|i| findings[*i].take()).collect();
+    for pair in &mut out.pairs {
+        for i in &mut pair.findings {
+            *i = moved[*i];
+        }
+    }
     Ok(out)
 }
 
 /// Each message sent to a party we hold the log of, as that party logged it.
 fn messages(logs: &BTreeMap<String, Facts>, out: &mut Reconciliation) {
+    let mut pairs: BTreeMap<(String, String), Pair> = BTreeMap::new();
     for (sender, s) in logs {
         for m in &s.sent {
             for to in m.to.iter().filter(|t| logs.contains_key(*t)) {
                 let r = &logs[to];
                 out.messages += 1;
+                let pair = pairs.entry((sender.clone(), to.clone())).or_insert_with(|| Pair {
+                    from: sender.clone(),
+                    to: to.clone(),
+                    ..Pair::default()
+                });
+                pair.sent += 1;
+                pair.receipted += s.receipts.contains_key(&(to.clone(), m.id.clone())) as u64;
+                if m.kind == "notice" {
+                    pair.notices += 1;
+                    pair.answered += r.answered.contains(&m.id) as u64;
+                }
+                let findings = out.findings.len();
                 match r.received.get(&(sender.clone(), m.id.clone())) {
-                    Some(got) if got.commitment == m.commitment => out.delivered += 1,
+                    Some(got) if got.commitment == m.commitment => {
+                        out.delivered += 1;
+                        pair.received += 1;
+                    }
                     Some(got) => out.findings.push(Finding {
                         kind: Kind::OtherCommitment,
                         party: to.clone(),
@@ -131,6 +186,7 @@ fn messages(logs: &BTreeMap<String, Facts>, out: &mut Reconciliation) {
                         None => out.undelivered += 1,
                     },
                 }
+                pair.findings.extend(findings..out.findings.len());
             }
         }
         // What a party logged as received from this sender, that the sender never logged as sent.
@@ -152,10 +208,17 @@ fn messages(logs: &BTreeMap<String, Facts>, out: &mut Reconciliation) {
                         ),
                         evidence: vec![(format!("{receiver}'s commitment"), hex::encode(&got.commitment))],
                     });
+                    let pair = pairs.entry((sender.clone(), receiver.clone())).or_insert_with(|| Pair {
+                        from: sender.clone(),
+                        to: receiver.clone(),
+                        ..Pair::default()
+                    });
+                    pair.findings.push(out.findings.len() - 1);
                 }
             }
         }
     }
+    out.pairs = pairs.into_values().collect();
 }
 
 /// A message its recipient's export lacks though the sender holds its

@@ -64,7 +64,23 @@ pub fn dispute(configs: &[Config], id: &str, dir: &Path, out: Out) -> anyhow::Re
             ),
         );
     }
-    Ok(json!({"exports": dir, "clean": clean, "rewritten": found}))
+    // The agreement beside the exports, so the reconciliation can be run again after the demo.
+    let agreement = dir.join("agreement.toml");
+    std::fs::copy(&configs[0].agreement, &agreement)
+        .with_context(|| format!("copying the agreement to {}", agreement.display()))?;
+    let report = dir.with_file_name("joint-report.html");
+    let html = hotline::reconcile::report::render(&found, &hotline::clock::rfc3339(hotline::clock::now()))
+        .map_err(|e| anyhow::anyhow!("joint report: {e}"))?;
+    crate::cli::files::write_atomic(&report, html.as_bytes())?;
+    let d = dir.display();
+    say(
+        out,
+        &format!(
+            "   joint report (open it in a browser): {}\n   again: hotline audit reconcile --agreement {d}/agreement.toml {d}/PER {d}/CHL-rewritten {d}/ARG {d}/EST",
+            report.display()
+        ),
+    );
+    Ok(json!({"exports": dir, "clean": clean, "rewritten": found, "report": report}))
 }
 
 fn counts(r: &Reconciliation) -> String {
