@@ -545,8 +545,9 @@ fn the_next_steps_init_prints_run_as_typed() {
             String::from_utf8_lossy(&done.stderr)
         );
     }
+    // `exec`: the node replaces the shell, so dropping it stops the node, not only the shell.
     let _node = Serve(
-        shell(steps[2])
+        shell(&format!("exec {}", steps[2]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
