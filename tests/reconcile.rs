@@ -156,3 +156,70 @@ async fn an_export_the_agreement_does_not_name_is_refused_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(theirs) && err.contains("hotline.example/EST"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_deadline_one_side_hides_is_named_and_the_compliance_figures_differ() {
+    let mut c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut n = notice(&["CHL"], "Critical: need help");
+    n.severity = hotline::proto::Severity::Critical as i32; // respond within 2 s
+    let id = c.send(0, n).await;
+    c.until_held(1, &id).await;
+    c.clock.advance(std::time::Duration::from_secs(2)); // the agreed 2 s pass
+    let missed_at = |c: &Cluster, i: usize| {
+        c.log_entries(i).iter().position(|e| {
+            matches!(&e.body, Some(hotline::proto::log_entry::Body::NormEvent(n))
+                if n.message_id == id && n.deadline() == hotline::proto::Deadline::Response)
+        })
+    };
+    c.eventually(10, "both sides log CHL's missed response", |c| {
+        missed_at(c, 0).is_some() && missed_at(c, 1).is_some()
+    })
+    .await;
+    // Later traffic: CHL's log runs well past the due time.
+    c.clock.advance(std::time::Duration::from_secs(10));
+    let mut later = notice(&["CHL"], "An advisory");
+    later.tlp = hotline::proto::Tlp::Clear as i32;
+    let later = c.send(0, later).await;
+    c.until_held(1, &later).await;
+    let hidden = missed_at(&c, 1).unwrap() as u64;
+    let dirs = exports(&mut c).await;
+    let (ok, v) = reconcile(&c, &[dirs[0].path(), dirs[1].path()]);
+    assert!(ok, "both logged it: {v:#}");
+    let response = |v: &serde_json::Value| {
+        v["compliance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["party"] == "CHL" && c["deadline"] == "response")
+            .cloned()
+            .unwrap_or_else(|| panic!("{v:#}"))
+    };
+    assert_eq!(
+        (response(&v)["own"].as_u64(), response(&v)["counterparts"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // CHL hands over its log without its own record of the miss.
+    let rewritten = tempfile::tempdir().unwrap();
+    hotline::log::export::rewrite_without(dirs[1].path(), rewritten.path(), hidden, &c.key(1)).unwrap();
+    let (ok, v) = reconcile(&c, &[dirs[0].path(), rewritten.path()]);
+    assert!(!ok, "{v:#}");
+    let clock = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "clock_disagrees")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(
+        (clock["party"].as_str(), clock["message_id"].as_str()),
+        (Some("CHL"), Some(id.as_str()))
+    );
+    assert!(
+        clock["says"].as_str().unwrap().starts_with("PER logged CHL's response"),
+        "{clock}"
+    );
+    assert_eq!(
+        (response(&v)["own"].as_u64(), response(&v)["counterparts"].as_u64()),
+        (Some(0), Some(1))
+    );
+}

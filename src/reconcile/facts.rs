@@ -18,7 +18,7 @@ use crate::envelope::RECEIPT_TYPE;
 use crate::log::checkpoint::{self, VerifiedCheckpoint};
 use crate::log::entry;
 use crate::proto::log_entry::Body;
-use crate::proto::{Envelope, LogEntry, Receipt};
+use crate::proto::{Deadline, Envelope, LogEntry, NormEventKind, Receipt};
 
 /// A message a party logged as sent.
 pub struct Sent {
@@ -59,6 +59,22 @@ pub struct HeldReceipt {
     pub checkpoint: String,
 }
 
+/// A deadline this party logged as missed.
+pub struct Missed {
+    /// The party that owed the step.
+    pub party: String,
+    /// The notice (or response) the deadline belongs to.
+    pub message_id: String,
+    /// Which step.
+    pub deadline: Deadline,
+    /// When it was due, by the logging party's clock.
+    pub due: Option<time::OffsetDateTime>,
+    /// The entry that logged it, and its bytes (what the leaf hashes).
+    pub index: u64,
+    /// The entry's bytes.
+    pub entry: Vec<u8>,
+}
+
 /// A checkpoint of another party's log this party holds (witnessed, or in a receipt).
 pub struct Held {
     /// Its size.
@@ -97,6 +113,10 @@ pub struct Facts {
     pub adopted: Vec<(u64, [u8; 32])>,
     /// The notes of those adopted, with when: later versions for the chain.
     pub notes: Vec<(Vec<u8>, time::OffsetDateTime)>,
+    /// The deadlines it logged as missed.
+    pub missed: Vec<Missed>,
+    /// When its last entry was logged: how far its account of the clocks runs.
+    pub last: Option<time::OffsetDateTime>,
     /// Receipts that do not hold.
     pub bad: Vec<Finding>,
     /// Receipts (by their signer) and checkpoints of other logs (by their
@@ -154,6 +174,8 @@ impl Facts {
             held: HashMap::new(),
             adopted: Vec::new(),
             notes: Vec::new(),
+            missed: Vec::new(),
+            last: None,
             bad: Vec::new(),
             unsettled: Vec::new(),
         };
@@ -164,7 +186,7 @@ impl Facts {
             |index, data, outside| {
                 facts.leaves.push(record_hash(data));
                 if let Ok(e) = LogEntry::decode(data) {
-                    facts.entry(index, e, outside);
+                    facts.entry(index, data, e, outside);
                 }
             },
         )
@@ -194,9 +216,10 @@ impl Facts {
         }
     }
 
-    fn entry(&mut self, index: u64, e: LogEntry, outside: Option<&[u8]>) {
+    fn entry(&mut self, index: u64, data: &[u8], e: LogEntry, outside: Option<&[u8]>) {
         let meta = entry::meta(&e).cloned().unwrap_or_default();
         let at = e.logged_at.as_ref().and_then(crate::clock::from_proto);
+        self.last = self.last.max(at);
         let commitment = commitment(&e);
         match e.body {
             Some(Body::Sent(s)) if meta.kind != "receipt" => {
@@ -228,6 +251,16 @@ impl Facts {
             Some(Body::WitnessedCheckpoint(w)) => {
                 let note = w.checkpoint.map(|c| c.note).unwrap_or_default();
                 self.unsettled.push((w.party, note, false));
+            }
+            Some(Body::NormEvent(n)) if n.kind() == NormEventKind::DeadlineMissed => {
+                self.missed.push(Missed {
+                    deadline: n.deadline(),
+                    due: n.due_at.as_ref().and_then(crate::clock::from_proto),
+                    party: n.party,
+                    message_id: n.message_id,
+                    index,
+                    entry: data.to_vec(),
+                });
             }
             Some(Body::AgreementAdopted(a)) => {
                 let note = entry::adopted_note(&a, outside).ok();

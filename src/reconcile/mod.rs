@@ -3,7 +3,8 @@
 //! checks every fact that links them: each message sent is logged received
 //! under the same commitment, each receipt is proven in its signer's log,
 //! each checkpoint a party witnessed of another is consistent with that
-//! party's export, and the agreement versions adopted form one chain. Every
+//! party's export, the deadlines each side logged as missed agree, and the
+//! agreement versions adopted form one chain. Every
 //! contradiction is a [`Finding`] naming the party at fault and the signed
 //! statements that cannot both be true. It reads commitments only, never a
 //! message's text, so it runs on the public tier.
@@ -11,6 +12,7 @@
 //! `facts.rs` gathers what each export says; this module links them.
 
 mod chain;
+mod clocks;
 mod facts;
 mod finding;
 pub mod report;
@@ -22,53 +24,7 @@ use tlog_tiles::Hash;
 
 use crate::agreement::SignedAgreement;
 pub use facts::Facts;
-pub use finding::{Finding, Kind, ReconcileError};
-
-/// The outcome: what was checked, and every finding.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct Reconciliation {
-    /// Per party, its export's size and root.
-    pub logs: BTreeMap<String, (u64, String)>,
-    /// Messages logged as sent to a party whose export was given.
-    pub messages: u64,
-    /// Of those, logged as received under the same commitment.
-    pub delivered: u64,
-    /// Of those, neither logged by the recipient nor receipted: undelivered, not denied.
-    pub undelivered: u64,
-    /// Receipts checked: their signature, their signer's checkpoint, and the inclusion proof.
-    pub receipts: u64,
-    /// Checkpoints of one party held by another, checked against its export.
-    pub checkpoints: u64,
-    /// Facts past the end of an export (a checkpoint or receipt of a size
-    /// its party's export has not reached, taken before it was signed):
-    /// neither held nor contradicted; a later export settles them.
-    pub beyond: u64,
-    /// Every contradiction, grouped by kind.
-    pub findings: Vec<Finding>,
-    /// What each party sent each other, as both logs show it.
-    pub pairs: Vec<Pair>,
-}
-
-/// The messages one party sent another, as the two logs show them.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct Pair {
-    /// The sender.
-    pub from: String,
-    /// The recipient.
-    pub to: String,
-    /// Messages the sender logged as sent to it.
-    pub sent: u64,
-    /// Of those, logged by the recipient under the same commitment.
-    pub received: u64,
-    /// Of those, whose receipt the sender holds.
-    pub receipted: u64,
-    /// Notices sent, and of those, answered by a response the recipient logged as sent.
-    pub notices: u64,
-    /// Of those notices, answered.
-    pub answered: u64,
-    /// Findings about this pair's messages (indexes into the findings).
-    pub findings: Vec<usize>,
-}
+pub use finding::{Compliance, Finding, Kind, Pair, ReconcileError, Reconciliation};
 
 /// Reconciles the exports in `dirs` under `agreement`, the version the
 /// auditor trusts, and the later versions the exports adopted (each export
@@ -123,6 +79,7 @@ pub fn reconcile(
     }
     messages(&logs, &mut out);
     checkpoints(&logs, &mut out);
+    clocks::clocks(&logs, &mut out);
     agreements(&logs, &mut out);
     // Grouped by kind, each pair's indexes kept pointing at its findings.
     let mut order: Vec<usize> = (0..out.findings.len()).collect();

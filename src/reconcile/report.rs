@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use minijinja::{Environment, context};
 
-use super::{Pair, Reconciliation};
+use super::finding::{Pair, Reconciliation};
 
 const TEMPLATE: &str = include_str!("report.html");
 
