@@ -831,6 +831,31 @@ async fn a_request_that_is_not_protobuf_is_invalid_argument_not_internal() {
     assert!(err.message().contains("decode"), "{}", err.message());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_ends_in_the_middle_of_its_message_is_invalid_argument_not_internal() {
+    use tower::ServiceExt as _;
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let channel = hotline::transport::channel(
+        &format!("https://{}", c.nodes[0].as_ref().unwrap().addr),
+        &c.configs[0].ca_pem().unwrap(),
+        &c.configs[1].node_cert().unwrap(),
+    )
+    .unwrap();
+    // A gRPC frame announcing 100 bytes, then 3, then the end of the stream.
+    let request = http::Request::post(format!(
+        "https://{}/hotline.v1.Federation/DeliverBatch",
+        c.nodes[0].as_ref().unwrap().addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(tonic::body::Body::new(String::from("\0\0\0\0dabc")))
+    .unwrap();
+    let response = channel.oneshot(request).await.unwrap();
+    let status = tonic::Status::from_header_map(response.headers()).expect("a trailers-only answer");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("EOF"), "{}", status.message());
+}
+
 /// CHL's node calls PER's `DeliverBatch` with a body that is not protobuf
 /// (field 1 claims more bytes than follow) and gets the refusal.
 async fn undecodable_deliver_batch(c: &Cluster) -> tonic::Status {

@@ -206,8 +206,12 @@ impl Refused {
             .get_or_create(&vec![("code", format!("{:?}", status.code()))])
             .inc();
         // tonic answers INTERNAL when a caller hangs up before its request's
-        // message arrived (a peer's timeout under load): the caller's doing, not ours.
-        let hung_up = status.message() == "Missing request message.";
+        // message arrived, or in the middle of it (a peer's timeout under
+        // load): the caller's doing, not ours.
+        let hung_up = matches!(
+            status.message(),
+            "Missing request message." | "Unexpected EOF decoding stream."
+        );
         let ours = status.code() == tonic::Code::Internal && !hung_up;
         if ours && status.message().starts_with("internal error ") {
             return;
@@ -232,8 +236,9 @@ impl Refused {
     }
 }
 
-/// A request body that is not the protobuf message a call takes is the
-/// caller's mistake: tonic answers it `INTERNAL`, which says the node failed;
+/// A request body that is not the protobuf message a call takes, or that
+/// ends in the middle of its message, is the caller's mistake: tonic
+/// answers it `INTERNAL`, which says the node failed;
 /// this answers `INVALID_ARGUMENT` with tonic's text, which names what did
 /// not decode. Only the status of an answer that failed before any message
 /// was sent (trailers-only) is in its headers, and only that is rewritten.
@@ -242,7 +247,12 @@ fn undecodable_is_invalid_argument(headers: &mut http::HeaderMap) {
     let undecodable = headers
         .get("grpc-message")
         .and_then(|m| m.to_str().ok())
-        .is_some_and(|m| m.starts_with("failed%20to%20decode") || m.starts_with("failed to decode"));
+        .is_some_and(|m| {
+            m.starts_with("failed%20to%20decode")
+                || m.starts_with("failed to decode")
+                || m.starts_with("Unexpected%20EOF")
+                || m.starts_with("Unexpected EOF")
+        });
     if internal && undecodable {
         headers.insert("grpc-status", http::HeaderValue::from_static("3"));
     }
