@@ -223,3 +223,43 @@ async fn a_missed_deadline_one_side_hides_is_named_and_the_compliance_figures_di
         (Some(0), Some(1))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_reconciles_running_nodes_read_over_their_audit_service() {
+    let (_, observer, table) = common::observer("OSCE");
+    let dir = tempfile::tempdir().unwrap();
+    let made = hotline::setup::local_cluster_with(dir.path(), &["PER", "CHL"], FAST_NORMS, &table)
+        .await
+        .unwrap();
+    let c = Cluster::start_made(dir, made, |_| {}).await;
+    let id = c.send(0, notice(&["CHL"], "Wiper malware")).await;
+    c.eventually(10, "CHL's receipt is logged at PER", |c| {
+        c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1
+    })
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (files.path().join("osce.pem"), files.path().join("osce.key"));
+    std::fs::write(&cert, &observer.cert).unwrap();
+    std::fs::write(&key, &observer.key).unwrap();
+    let agreement = hotline::agreement::SignedAgreement::load(&c.configs[0].agreement).unwrap();
+    let endpoints: Vec<String> = agreement.agreement.parties.iter().map(|p| p.endpoint.clone()).collect();
+    let mut args: Vec<String> = ["audit", "reconcile", "--agreement"].map(String::from).to_vec();
+    args.push(c.configs[0].agreement.to_str().unwrap().into());
+    args.extend([
+        "--cert".into(),
+        cert.to_str().unwrap().into(),
+        "--cert-key".into(),
+        key.to_str().unwrap().into(),
+    ]);
+    args.extend(endpoints);
+    let (ok, v) =
+        tokio::task::spawn_blocking(move || hotline_json(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap();
+    assert!(ok, "{v:#}");
+    assert_eq!(v["logs"].as_object().unwrap().len(), 2, "{v}");
+    assert!(
+        v["delivered"].as_u64().unwrap() >= 1 && v["findings"].as_array().unwrap().is_empty(),
+        "{v:#}"
+    );
+}

@@ -453,21 +453,10 @@ async fn an_auditor_cleared_for_green_gets_the_amber_notice_as_a_commitment_and_
     );
 }
 
-/// An observer's CA and a client certificate it issued, and the agreement's `[[observer]]` table for it.
-fn observer(id: &str) -> (hotline::tls::CertKey, hotline::tls::CertKey, String) {
-    let ca = hotline::tls::new_ca(id).unwrap();
-    let cert = hotline::tls::issue(id, &ca, &format!("{id} reader"), &[], hotline::tls::Usage::Client).unwrap();
-    let table = format!(
-        "\n[[observer]]\nid = \"{id}\"\nname = \"{id} Secretariat\"\ntls_ca = \"\"\"\n{}\"\"\"\n",
-        ca.cert
-    );
-    (ca, cert, table)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_named_in_the_agreement_reads_the_public_tier_and_one_not_named_is_refused_at_the_handshake() {
-    let (_, named, table) = observer("OSCE");
-    let (_, stranger, _) = observer("NOPE");
+    let (_, named, table) = common::observer("OSCE");
+    let (_, stranger, _) = common::observer("NOPE");
     let dir = tempfile::tempdir().unwrap();
     let made = hotline::setup::local_cluster_with(dir.path(), &["PER", "CHL"], FAST_NORMS, &table)
         .await

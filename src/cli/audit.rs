@@ -130,9 +130,17 @@ pub enum Command {
     /// consistent with that party's export, the agreement versions form one
     /// chain). Reads commitments only. Exits 1 if any contradiction is found.
     Reconcile {
-        /// The exports (`hotline audit export` directories), one per party.
+        /// The exports (`hotline audit export` directories), one per party;
+        /// or a party's endpoint (`https://host:port`, as the agreement lists
+        /// it), read over its Audit service as an observer (`--cert`).
         #[arg(required = true)]
         exports: Vec<PathBuf>,
+        /// The observer certificate (PEM) that reads endpoints given instead of exports.
+        #[arg(long, requires = "cert_key")]
+        cert: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, requires = "cert")]
+        cert_key: Option<PathBuf>,
         /// The agreement version the auditor trusts (later versions the
         /// exports adopted are followed by the chain rule).
         #[arg(long)]
@@ -237,7 +245,12 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             exports,
             agreement,
             report,
-        } => return super::reconcile::run(&exports, &agreement, report.as_deref(), out),
+            cert,
+            cert_key,
+        } => {
+            let observer = cert.zip(cert_key);
+            return super::reconcile::run(&exports, &agreement, observer, report.as_deref(), out);
+        }
         Command::Checkpoint { data } => {
             let (size, note) = LogReader::open(&data)?.latest_checkpoint()?;
             let note = note.with_context(|| format!("{}: the log is empty", data.display()))?;

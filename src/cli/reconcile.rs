@@ -5,18 +5,52 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use hotline::agreement::SignedAgreement;
 use hotline::reconcile::{Reconciliation, reconcile};
 
 use super::view::{Out, term};
 
 /// Reconciles `exports` under `agreement`; exit 1 if anything contradicts.
-/// `report`: where to write the joint report too.
-pub fn run(exports: &[PathBuf], agreement: &Path, report: Option<&Path>, out: Out) -> anyhow::Result<ExitCode> {
+/// `observer`: the certificate and key that read endpoints given instead of
+/// exports; `report`: where to write the joint report too.
+pub fn run(
+    inputs: &[PathBuf],
+    agreement: &Path,
+    observer: Option<(PathBuf, PathBuf)>,
+    report: Option<&Path>,
+    out: Out,
+) -> anyhow::Result<ExitCode> {
     let signed = SignedAgreement::load(agreement)?;
+    // Endpoints are read into temporary exports first.
+    let fetched = Fetched(std::env::temp_dir().join(format!("hotline-reconcile-{}", std::process::id())));
+    let mut exports = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(endpoint) = input.to_str().filter(|s| s.starts_with("https://")) else {
+            exports.push(input.clone());
+            continue;
+        };
+        let (cert, key) = observer
+            .as_ref()
+            .context("give --cert and --cert-key to read an endpoint")?;
+        let text = |p: &Path| -> anyhow::Result<String> {
+            String::from_utf8(super::files::read_input(p)?).with_context(|| format!("{}: not PEM text", p.display()))
+        };
+        let cert = hotline::tls::CertKey {
+            cert: text(cert)?,
+            key: text(key)?,
+        };
+        let at = fetched.0.join(i.to_string());
+        super::runtime::block_on(async {
+            hotline::reconcile::fetch::fetch(endpoint, &signed, &cert, &at)
+                .await
+                .map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))
+        })?;
+        exports.push(at);
+    }
     let bar = super::view::progress_bar(out, "reading exports", "exports");
     bar.set_length(exports.len() as u64);
-    let r = reconcile(exports, signed, |_| bar.inc(1))?;
+    let r = reconcile(&exports, signed, |_| bar.inc(1))?;
     bar.finish_and_clear();
     if let Some(file) = report {
         let html = hotline::reconcile::report::render(&r, &hotline::clock::rfc3339(hotline::clock::now()))
@@ -34,6 +68,15 @@ pub fn run(exports: &[PathBuf], agreement: &Path, report: Option<&Path>, out: Ou
         true => ExitCode::SUCCESS,
         false => ExitCode::FAILURE,
     })
+}
+
+/// The logs read from endpoints, removed when the command ends.
+struct Fetched(PathBuf);
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The reconciliation for a person: one line when clean, else each finding by kind.

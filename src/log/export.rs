@@ -267,9 +267,23 @@ pub fn rewrite_without(from: &Path, to: &Path, index: u64, key: &crate::keys::Id
             }
         },
     )?;
+    let size = write_export(to, &kept, |size, root| {
+        checkpoint::sign(std::slice::from_ref(key), size, root)
+    })?;
+    Ok(size)
+}
+
+/// Writes `entries` (each with the envelope kept beside it, if any) as an
+/// export in `to`, under the checkpoint `note` makes of the tree's size and
+/// root; returns the size.
+pub fn write_export(
+    to: &Path,
+    entries: &[(Vec<u8>, Option<Vec<u8>>)],
+    note: impl FnOnce(u64, Hash) -> Vec<u8>,
+) -> Result<u64, VerifyError> {
     let mut tree = super::tree::Frontier::default();
     let mut stored = Vec::new();
-    for (data, outside) in &kept {
+    for (data, outside) in entries {
         stored.extend(tree.push(data));
         if let Some(envelope) = outside {
             write(to, &envelope_path(&Sha256::digest(envelope)), envelope)?;
@@ -281,7 +295,7 @@ pub fn rewrite_without(from: &Path, to: &Path, index: u64, key: &crate::keys::Id
         let data = tile.read_data(&hashes).map_err(|e| file_error(to, e))?;
         write(to, &hash_tile_path(&tile), &data)?;
     }
-    for (n, chunk) in kept.chunks(WIDTH as usize).enumerate() {
+    for (n, chunk) in entries.chunks(WIDTH as usize).enumerate() {
         let mut bundle = Vec::new();
         for (data, _) in chunk {
             bundle.extend_from_slice(&(data.len() as u16).to_be_bytes());
@@ -289,10 +303,6 @@ pub fn rewrite_without(from: &Path, to: &Path, index: u64, key: &crate::keys::Id
         }
         write(to, &bundle_path(n as u64, chunk.len() as u64), &bundle)?;
     }
-    write(
-        to,
-        "checkpoint",
-        &checkpoint::sign(std::slice::from_ref(key), size, tree.root()),
-    )?;
+    write(to, "checkpoint", &note(size, tree.root()))?;
     Ok(size)
 }

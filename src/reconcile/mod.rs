@@ -14,6 +14,7 @@
 mod chain;
 mod clocks;
 mod facts;
+pub mod fetch;
 mod finding;
 pub mod report;
 

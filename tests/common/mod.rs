@@ -838,3 +838,14 @@ pub fn lying_seal(
         commitment,
     }
 }
+
+/// An observer's CA and a client certificate it issued, and the agreement's `[[observer]]` table for it.
+pub fn observer(id: &str) -> (hotline::tls::CertKey, hotline::tls::CertKey, String) {
+    let ca = hotline::tls::new_ca(id).unwrap();
+    let cert = hotline::tls::issue(id, &ca, &format!("{id} reader"), &[], hotline::tls::Usage::Client).unwrap();
+    let table = format!(
+        "\n[[observer]]\nid = \"{id}\"\nname = \"{id} Secretariat\"\ntls_ca = \"\"\"\n{}\"\"\"\n",
+        ca.cert
+    );
+    (ca, cert, table)
+}
