@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use prost::Message as _;
 use sha2::{Digest, Sha256};
@@ -47,8 +48,9 @@ pub struct Received {
 /// A receipt a sender holds, checked: signed by its recipient, its
 /// checkpoint signed by the recipient's key, its entry proven in it.
 pub struct HeldReceipt {
-    /// The receipt's envelope, as logged.
-    pub envelope: Vec<u8>,
+    /// The SHA-256 of the receipt's envelope (hex): the entry's commitment,
+    /// and its file's name in the sender's export (`envelope/<hex>`).
+    pub envelope: String,
     /// The recipient's index it names.
     pub index: u64,
     /// The leaf hash of the entry the receipt carries, proven at that index.
@@ -56,7 +58,7 @@ pub struct HeldReceipt {
     /// The size of the recipient's checkpoint that proves it.
     pub size: u64,
     /// That checkpoint, as signed.
-    pub checkpoint: String,
+    pub checkpoint: Arc<str>,
 }
 
 /// A deadline this party logged as missed.
@@ -82,8 +84,11 @@ pub struct Held {
     /// Its root.
     pub root: Hash,
     /// The signed note.
-    pub note: String,
+    pub note: Arc<str>,
 }
+
+/// Signed checkpoints read so far, each kept once however many parties hold it.
+pub type Notes = HashMap<Vec<u8>, Arc<str>>;
 
 /// What one export says.
 pub struct Facts {
@@ -120,8 +125,9 @@ pub struct Facts {
     /// Receipts that do not hold.
     pub bad: Vec<Finding>,
     /// Receipts (by their signer) and checkpoints of other logs (by their
-    /// party) as logged, checked by [`Facts::settle`] once every version of
-    /// the agreement the exports adopted is known.
+    /// party) that did not verify under the versions of the agreement known
+    /// when they were read: checked again by [`Facts::settle`] once every
+    /// version the exports adopted is known.
     unsettled: Vec<(String, Vec<u8>, bool)>,
 }
 
@@ -135,7 +141,7 @@ impl Facts {
     }
 
     /// Verifies the export in `dir` against its party's key in `chain`, and reads its facts.
-    pub fn read(dir: &Path, chain: &Chain) -> Result<Self, ReconcileError> {
+    pub fn read(dir: &Path, chain: &Chain, notes: &mut Notes) -> Result<Self, ReconcileError> {
         let failed = |source| ReconcileError::Export {
             path: dir.to_owned(),
             source,
@@ -186,7 +192,7 @@ impl Facts {
             |index, data, outside| {
                 facts.leaves.push(record_hash(data));
                 if let Ok(e) = LogEntry::decode(data) {
-                    facts.entry(index, data, e, outside);
+                    facts.entry(index, data, e, outside, chain, notes);
                 }
             },
         )
@@ -201,22 +207,44 @@ impl Facts {
         Ok(facts)
     }
 
-    /// Checks the receipts and the checkpoints of other logs this export
-    /// holds against `chain`, complete now.
-    pub fn settle(&mut self, chain: &Chain) {
+    /// Checks again, against `chain`, complete now, the receipts and
+    /// checkpoints that did not verify when read; a receipt that still does
+    /// not hold is a finding.
+    pub fn settle(&mut self, chain: &Chain, notes: &mut Notes) {
         for (party, bytes, receipt) in std::mem::take(&mut self.unsettled) {
             match receipt {
-                true => self.receipt(&party, bytes, chain),
+                true => {
+                    if let Err(why) = self.receipt(&party, &bytes, chain, notes) {
+                        self.bad.push(Finding {
+                            kind: Kind::BadReceipt,
+                            party: party.clone(),
+                            message_id: String::new(),
+                            says: format!(
+                                "{}'s log holds a receipt from {party} that does not hold: {why}",
+                                self.party
+                            ),
+                            evidence: vec![(format!("the receipt {} holds", self.party), hex::encode(&bytes))],
+                        });
+                    }
+                }
                 false => {
                     if let Some(cp) = verified(&bytes, chain, &party) {
-                        self.hold(&party, cp);
+                        self.hold(&party, cp, notes);
                     }
                 }
             }
         }
     }
 
-    fn entry(&mut self, index: u64, data: &[u8], e: LogEntry, outside: Option<&[u8]>) {
+    fn entry(
+        &mut self,
+        index: u64,
+        data: &[u8],
+        e: LogEntry,
+        outside: Option<&[u8]>,
+        chain: &Chain,
+        notes: &mut Notes,
+    ) {
         let meta = entry::meta(&e).cloned().unwrap_or_default();
         let at = e.logged_at.as_ref().and_then(crate::clock::from_proto);
         self.last = self.last.max(at);
@@ -241,7 +269,9 @@ impl Facts {
                     .envelope
                     .map(|e| e.encode_to_vec())
                     .or_else(|| outside.map(<[u8]>::to_vec));
-                if let Some(envelope) = envelope {
+                if let Some(envelope) = envelope
+                    && self.receipt(&r.from, &envelope, chain, notes).is_err()
+                {
                     self.unsettled.push((r.from, envelope, true));
                 }
             }
@@ -250,7 +280,10 @@ impl Facts {
             }
             Some(Body::WitnessedCheckpoint(w)) => {
                 let note = w.checkpoint.map(|c| c.note).unwrap_or_default();
-                self.unsettled.push((w.party, note, false));
+                match verified(&note, chain, &w.party) {
+                    Some(cp) => self.hold(&w.party, cp, notes),
+                    None => self.unsettled.push((w.party, note, false)),
+                }
             }
             Some(Body::NormEvent(n)) if n.kind() == NormEventKind::DeadlineMissed => {
                 self.missed.push(Missed {
@@ -282,62 +315,52 @@ impl Facts {
         }
     }
 
-    /// Takes in a receipt `from` a recipient, once it holds.
-    fn receipt(&mut self, from: &str, bytes: Vec<u8>, chain: &Chain) {
-        let checked = || -> Result<(Receipt, VerifiedCheckpoint), String> {
-            let env = Envelope::decode(&bytes[..]).map_err(|e| format!("not an envelope: {e}"))?;
-            let r = Receipt::decode(&env.payload[..]).map_err(|e| format!("not a receipt: {e}"))?;
-            let at = r
-                .received_at
-                .as_ref()
-                .and_then(crate::clock::from_proto)
-                .ok_or("it has no valid received_at")?;
-            let keyring = chain.keyring();
-            let signer = crate::envelope::verify(&env, RECEIPT_TYPE, &keyring, at).map_err(|e| e.to_string())?;
-            if signer.party != from || r.from != from {
-                return Err(format!("it is signed by {}, not by {from}", signer.party));
-            }
-            let note = r.checkpoint.as_ref().map(|c| c.note.clone()).unwrap_or_default();
-            let cp = verified(&note, chain, from).ok_or("its checkpoint is not signed by the recipient's key")?;
-            let proof = crate::log::tree::proof_from_wire(&r.inclusion_proof)?;
-            tlog_tiles::check_record(&proof, cp.size, cp.root, r.log_index, record_hash(&r.log_entry))
-                .map_err(|e| format!("its inclusion proof: {e}"))?;
-            Ok((r, cp))
-        };
-        match checked() {
-            Ok((r, cp)) => {
-                self.receipts.insert(
-                    (from.to_owned(), r.message_id),
-                    HeldReceipt {
-                        envelope: bytes,
-                        index: r.log_index,
-                        leaf: record_hash(&r.log_entry),
-                        size: cp.size,
-                        checkpoint: String::from_utf8_lossy(&cp.note).into_owned(),
-                    },
-                );
-                self.hold(from, cp);
-            }
-            Err(why) => self.bad.push(Finding {
-                kind: Kind::BadReceipt,
-                party: from.to_owned(),
-                message_id: String::new(),
-                says: format!(
-                    "{}'s log holds a receipt from {from} that does not hold: {why}",
-                    self.party
-                ),
-                evidence: vec![(format!("the receipt {} holds", self.party), hex::encode(&bytes))],
-            }),
+    /// Takes in a receipt `from` a recipient, if it holds.
+    fn receipt(&mut self, from: &str, bytes: &[u8], chain: &Chain, notes: &mut Notes) -> Result<(), String> {
+        let env = Envelope::decode(bytes).map_err(|e| format!("not an envelope: {e}"))?;
+        let r = Receipt::decode(&env.payload[..]).map_err(|e| format!("not a receipt: {e}"))?;
+        let at = r
+            .received_at
+            .as_ref()
+            .and_then(crate::clock::from_proto)
+            .ok_or("it has no valid received_at")?;
+        let keyring = chain.keyring();
+        let signer = crate::envelope::verify(&env, RECEIPT_TYPE, &keyring, at).map_err(|e| e.to_string())?;
+        if signer.party != from || r.from != from {
+            return Err(format!("it is signed by {}, not by {from}", signer.party));
         }
+        let note = r.checkpoint.as_ref().map(|c| c.note.clone()).unwrap_or_default();
+        let cp = verified(&note, chain, from).ok_or("its checkpoint is not signed by the recipient's key")?;
+        let proof = crate::log::tree::proof_from_wire(&r.inclusion_proof)?;
+        tlog_tiles::check_record(&proof, cp.size, cp.root, r.log_index, record_hash(&r.log_entry))
+            .map_err(|e| format!("its inclusion proof: {e}"))?;
+        let held = HeldReceipt {
+            envelope: hex::encode(Sha256::digest(bytes)),
+            index: r.log_index,
+            leaf: record_hash(&r.log_entry),
+            size: cp.size,
+            checkpoint: intern(notes, &cp.note),
+        };
+        self.receipts.insert((from.to_owned(), r.message_id), held);
+        self.hold(from, cp, notes);
+        Ok(())
     }
 
-    fn hold(&mut self, party: &str, cp: VerifiedCheckpoint) {
+    fn hold(&mut self, party: &str, cp: VerifiedCheckpoint, notes: &mut Notes) {
         self.held.entry(party.to_owned()).or_default().push(Held {
             size: cp.size,
             root: cp.root,
-            note: String::from_utf8_lossy(&cp.note).into_owned(),
+            note: intern(notes, &cp.note),
         });
     }
+}
+
+/// `note` as text, kept once.
+fn intern(notes: &mut Notes, note: &[u8]) -> Arc<str> {
+    notes
+        .entry(note.to_vec())
+        .or_insert_with(|| String::from_utf8_lossy(note).into())
+        .clone()
 }
 
 /// The commitment an entry holds to its envelope: the hash it names, or

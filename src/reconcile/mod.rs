@@ -38,6 +38,7 @@ pub fn reconcile(
     let mut logs: BTreeMap<String, Facts> = BTreeMap::new();
     let mut paths: HashMap<String, PathBuf> = HashMap::new();
     let mut chain = chain::Chain::new(agreement);
+    let mut notes = facts::Notes::new();
     // A party that joined by amendment is known once an export read before
     // it adopted a version naming it.
     let mut pending: Vec<&PathBuf> = dirs.iter().collect();
@@ -50,7 +51,7 @@ pub fn reconcile(
                 continue;
             }
             progress(dir);
-            let facts = Facts::read(dir, &chain)?;
+            let facts = Facts::read(dir, &chain, &mut notes)?;
             chain.extend(&facts.notes);
             if let Some(first) = paths.insert(facts.party.clone(), dir.clone()) {
                 return Err(ReconcileError::Twice(first, dir.clone(), facts.party));
@@ -74,7 +75,7 @@ pub fn reconcile(
         ..Default::default()
     };
     for f in logs.values_mut() {
-        f.settle(&chain);
+        f.settle(&chain, &mut notes);
         out.receipts += f.receipts.len() as u64;
         out.findings.append(&mut f.bad);
     }
@@ -195,8 +196,11 @@ fn denied(to: &str, r: &Facts, m: &facts::Sent, receipt: &facts::HeldReceipt, ou
                 r.size, m.id, receipt.index, receipt.size
             ),
             evidence: vec![
-                (format!("{to}'s signed receipt"), hex::encode(&receipt.envelope)),
-                (format!("{to}'s checkpoint in it"), receipt.checkpoint.clone()),
+                (
+                    format!("{to}'s signed receipt: the SHA-256 of its envelope, in the sender's export as envelope/<it>"),
+                    receipt.envelope.clone(),
+                ),
+                (format!("{to}'s checkpoint in it"), receipt.checkpoint.to_string()),
                 (format!("{to}'s checkpoint of its export"), r.note.clone()),
                 (format!("{to}'s leaf at {} in its export", receipt.index), hex::encode(leaf.0)),
             ],
@@ -244,7 +248,7 @@ fn checkpoints(logs: &BTreeMap<String, Facts>, out: &mut Reconciliation) {
                 hex::encode(root.0)
             ),
             evidence: vec![
-                (format!("{party}'s checkpoint held by {witness}"), h.note.clone()),
+                (format!("{party}'s checkpoint held by {witness}"), h.note.to_string()),
                 (format!("{party}'s checkpoint of its export"), p.note.clone()),
             ],
         });
