@@ -305,25 +305,35 @@ fn auditor_args(c: &Cluster, i: usize) -> Vec<String> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_auditor_cleared_for_amber_reads_the_sealed_notice_over_the_audit_service_checked_against_its_commitment() {
-    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+/// PER and CHL, each node's auditor certificate cleared for `tlp`.
+async fn with_auditor_cleared_for(tlp: Tlp) -> Cluster {
+    Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
         for (local, _) in &mut config.locals {
             if local.role == hotline::tls::Role::Auditor {
-                local.clearance = Tlp::Amber;
+                local.clearance = tlp;
             }
         }
     })
-    .await;
-    let amber = c.send(0, notice(&["CHL"], SECRET)).await;
-    c.until_held(1, &amber).await;
+    .await
+}
+
+/// A channel to PER's node with its auditor certificate.
+fn auditor_channel(c: &Cluster) -> tonic::transport::Channel {
     let dir = c.configs[0].path.parent().unwrap();
     let auditor = hotline::tls::CertKey {
         cert: std::fs::read_to_string(dir.join("tls/auditor.pem")).unwrap(),
         key: std::fs::read_to_string(dir.join("tls/auditor.key")).unwrap(),
     };
     let endpoint = format!("https://{}", c.nodes[0].as_ref().unwrap().addr);
-    let channel = hotline::transport::channel(&endpoint, &c.configs[0].ca_pem().unwrap(), &auditor).unwrap();
+    hotline::transport::channel(&endpoint, &c.configs[0].ca_pem().unwrap(), &auditor).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_cleared_for_amber_reads_the_sealed_notice_over_the_audit_service_checked_against_its_commitment() {
+    let c = with_auditor_cleared_for(Tlp::Amber).await;
+    let amber = c.send(0, notice(&["CHL"], SECRET)).await;
+    c.until_held(1, &amber).await;
+    let channel = auditor_channel(&c);
     let mut audit = hotline::proto::audit_client::AuditClient::new(channel);
     let mut entries = audit
         .get_entries(hotline::proto::GetEntriesRequest { start: 0, end: 0 })
@@ -370,14 +380,7 @@ async fn an_auditor_cleared_for_amber_reads_the_sealed_notice_over_the_audit_ser
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auditor_cleared_for_green_gets_the_amber_notice_as_a_commitment_and_a_valid_report_naming_it() {
-    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
-        for (local, _) in &mut config.locals {
-            if local.role == hotline::tls::Role::Auditor {
-                local.clearance = Tlp::Green;
-            }
-        }
-    })
-    .await;
+    let c = with_auditor_cleared_for(Tlp::Green).await;
     let amber = c.send(0, notice(&["CHL"], SECRET)).await;
     c.until_held(1, &amber).await;
     c.eventually(10, "CHL's receipt is logged at PER", |c| {
@@ -423,13 +426,7 @@ async fn an_auditor_cleared_for_green_gets_the_amber_notice_as_a_commitment_and_
     );
 
     // The Operator service's reads hold to the same clearance.
-    let dir = c.configs[0].path.parent().unwrap();
-    let auditor = hotline::tls::CertKey {
-        cert: std::fs::read_to_string(dir.join("tls/auditor.pem")).unwrap(),
-        key: std::fs::read_to_string(dir.join("tls/auditor.key")).unwrap(),
-    };
-    let endpoint = format!("https://{}", c.nodes[0].as_ref().unwrap().addr);
-    let channel = hotline::transport::channel(&endpoint, &c.configs[0].ca_pem().unwrap(), &auditor).unwrap();
+    let channel = auditor_channel(&c);
     let mut client = hotline::proto::operator_client::OperatorClient::new(channel);
     let refused = client
         .get_notice(hotline::proto::GetNoticeRequest { id: amber.clone() })
