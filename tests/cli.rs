@@ -119,8 +119,11 @@ fn errors_are_one_line_naming_the_file_and_the_cause_once() {
 
 #[test]
 fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() {
+    let files = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
         .arg("demo")
+        .arg("--out")
+        .arg(files.path())
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
