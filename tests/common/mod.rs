@@ -133,10 +133,7 @@ pub struct PostgresGuard(Option<String>);
 impl Drop for PostgresGuard {
     fn drop(&mut self) {
         if let Some(stop) = &self.0 {
-            let _ = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("{stop} -m immediate"))
-                .output();
+            let _ = std::process::Command::new("sh").arg("-c").arg(stop).output();
         }
     }
 }
