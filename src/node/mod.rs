@@ -17,6 +17,7 @@ mod outbound;
 mod peer_agreements;
 mod reads;
 mod receipts;
+mod recording;
 mod rollback;
 mod rosters;
 mod sealing;
