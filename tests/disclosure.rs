@@ -16,10 +16,7 @@ async fn two_receipted() -> (Cluster, String, String) {
     let first = c.send(0, notice(&["CHL"], TITLE)).await;
     let second = c.send(0, notice(&["CHL"], "Another matter entirely")).await;
     for id in [&first, &second] {
-        c.eventually(10, "CHL's receipt is logged at PER", |c| {
-            c.node(0).read(|db| hotline::state::receipts(db, id)).unwrap().len() == 1
-        })
-        .await;
+        c.until_receipts(0, id, 1).await;
     }
     (c, first, second)
 }

@@ -43,10 +43,7 @@ fn reconcile(c: &Cluster, dirs: &[&Path]) -> (bool, serde_json::Value) {
 async fn exchanged() -> (Cluster, String) {
     let c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
     let id = c.send(0, notice(&["CHL", "ARG"], "Wiper malware")).await;
-    c.eventually(10, "both receipts are logged at PER", |c| {
-        c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 2
-    })
-    .await;
+    c.until_receipts(0, &id, 2).await;
     (c, id)
 }
 
@@ -70,10 +67,7 @@ async fn a_received_notice_dropped_from_a_rewritten_log_is_found_with_the_receip
     let (mut c, id) = exchanged().await;
     // CHL writes to PER afterwards: PER holds a checkpoint of CHL's log past the notice.
     let later = c.send(1, notice(&["PER"], "Nothing seen here")).await;
-    c.eventually(10, "PER's receipt is logged at CHL", |c| {
-        c.node(1).read(|db| hotline::state::receipts(db, &later)).unwrap().len() == 1
-    })
-    .await;
+    c.until_receipts(1, &later, 1).await;
     let dirs = exports(&mut c).await;
     // CHL hands over its log without the notice it received, re-signed.
     let dropped = c
@@ -133,10 +127,7 @@ async fn a_notice_to_a_party_that_is_down_is_undelivered_not_denied() {
     let mut c = Cluster::start(&["PER", "CHL", "ARG"], FAST_NORMS).await;
     c.stop(2).await;
     let id = c.send(0, notice(&["CHL", "ARG"], "Wiper malware")).await;
-    c.eventually(10, "CHL's receipt is logged at PER", |c| {
-        c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1
-    })
-    .await;
+    c.until_receipts(0, &id, 1).await;
     let dirs = exports(&mut c).await;
     let (ok, v) = reconcile(&c, &dirs.iter().map(|d| d.path()).collect::<Vec<_>>());
     assert!(ok, "{v:#}");
@@ -233,10 +224,7 @@ async fn an_observer_reconciles_running_nodes_read_over_their_audit_service() {
         .unwrap();
     let c = Cluster::start_made(dir, made, |_| {}).await;
     let id = c.send(0, notice(&["CHL"], "Wiper malware")).await;
-    c.eventually(10, "CHL's receipt is logged at PER", |c| {
-        c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1
-    })
-    .await;
+    c.until_receipts(0, &id, 1).await;
     let files = tempfile::tempdir().unwrap();
     let (cert, key) = (files.path().join("osce.pem"), files.path().join("osce.key"));
     std::fs::write(&cert, &observer.cert).unwrap();

@@ -24,10 +24,7 @@ async fn two_notices() -> Cluster {
     clear.tlp = Tlp::Clear as i32;
     let clear = c.send(0, clear).await;
     for id in [amber, clear] {
-        c.eventually(10, "CHL's receipt is logged at PER", |c| {
-            c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1
-        })
-        .await;
+        c.until_receipts(0, &id, 1).await;
     }
     c
 }
@@ -383,10 +380,7 @@ async fn an_auditor_cleared_for_green_gets_the_amber_notice_as_a_commitment_and_
     let c = with_auditor_cleared_for(Tlp::Green).await;
     let amber = c.send(0, notice(&["CHL"], SECRET)).await;
     c.until_held(1, &amber).await;
-    c.eventually(10, "CHL's receipt is logged at PER", |c| {
-        c.node(0).read(|db| hotline::state::receipts(db, &amber)).unwrap().len() == 1
-    })
-    .await;
+    c.until_receipts(0, &amber, 1).await;
     let vkey = c.key(0).verifier().to_string();
     let node = auditor_args(&c, 0);
     let args = |first: &[&str]| -> Vec<String> {
@@ -464,10 +458,7 @@ async fn an_observer_named_in_the_agreement_reads_the_public_tier_and_one_not_na
     clear.tlp = Tlp::Clear as i32;
     let clear = c.send(0, clear).await;
     for id in [&amber, &clear] {
-        c.eventually(10, "CHL's receipt is logged at PER", |c| {
-            c.node(0).read(|db| hotline::state::receipts(db, id)).unwrap().len() == 1
-        })
-        .await;
+        c.until_receipts(0, id, 1).await;
     }
     let endpoint = format!("https://{}", c.nodes[0].as_ref().unwrap().addr);
     let ca = c.configs[0].ca_pem().unwrap();

@@ -479,6 +479,14 @@ impl Cluster {
         .await
     }
 
+    /// Waits until node `i` has logged `n` receipts for its message `id`.
+    pub async fn until_receipts(&self, i: usize, id: &str, n: usize) {
+        self.eventually(10, &format!("node {i} logs {n} receipt(s) for {id}"), |c| {
+            c.node(i).read(|db| hotline::state::receipts(db, id)).unwrap().len() == n
+        })
+        .await
+    }
+
     /// Node `i`'s operator answers notice `id` with `status` and `text`.
     pub async fn respond(
         &self,
