@@ -92,10 +92,9 @@ impl StoredMessage {
     }
 
     /// Who wrote it, as the message says (a notice's or response's author),
-    /// if `opener` opens it.
-    pub fn author(&self, opener: &crate::opener::Opener) -> Option<String> {
-        let env = opener.open(&self.envelope).ok()?;
-        match crate::message::Message::decode(self.kind, &env.payload).ok()? {
+    /// read from `opened`, its envelope as opened.
+    pub fn author_in(&self, opened: &crate::proto::Envelope) -> Option<String> {
+        match crate::message::Message::decode(self.kind, &opened.payload).ok()? {
             crate::message::Message::Notice(n) => Some(n.author),
             crate::message::Message::Response(r) => Some(r.author),
             crate::message::Message::Amendment(a) => Some(a.author),

@@ -6,7 +6,7 @@
 use crate::db::Connection;
 use crate::message::Kind;
 use crate::opener::Opener;
-use crate::proto::{Envelope, NormEvent, NoticeSummary, NoticeThread};
+use crate::proto::{NormEvent, NoticeSummary, NoticeThread};
 
 use super::{Running, StoredMessage, message_fields, message_from, row_to_message};
 
@@ -63,19 +63,27 @@ pub fn notice_thread(c: &Connection, id: &str, opener: &Opener) -> crate::db::Re
     for m in &responses {
         receipts.extend(super::receipts(c, &m.id)?.into_iter().map(|(_, e)| e));
     }
-    let authors = std::iter::once(&notice)
-        .chain(&responses)
-        .filter_map(|m| Some((m.sender.clone(), m.author(opener)?)))
-        .collect();
     // Our operators read the thread opened: each sealed message's body, with the
-    // signatures over its sealed form (the log keeps it sealed).
-    let open = |env: Envelope| opener.open(&env).unwrap_or(env);
+    // signatures over its sealed form (the log keeps it sealed). Each is opened
+    // once; the author is read from those that open.
+    let mut authors = Vec::new();
+    let mut thread = std::iter::once(notice)
+        .chain(responses)
+        .map(|m| match opener.open(&m.envelope) {
+            Ok(env) => {
+                authors.extend(m.author_in(&env).map(|a| (m.sender.clone(), a)));
+                env
+            }
+            Err(_) => m.envelope,
+        });
+    let notice = thread.next();
+    let responses = thread.collect();
     Ok(Some((
         authors,
         NoticeThread {
-            notice: Some(open(notice.envelope)),
+            notice,
             receipts,
-            responses: responses.into_iter().map(|m| open(m.envelope)).collect(),
+            responses,
             norm_events: super::norm_events(c, Some(id), 100)?,
             people: Vec::new(),
         },
