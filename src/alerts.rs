@@ -1,6 +1,6 @@
 //! Alerts, so a duty officer can be paged: for each event of a configured
 //! kind (a missed deadline, a checkpoint fork, a failed communication
-//! check, a change of the agreement) the `[alerts]` command runs with the
+//! check, a change of the agreement, a peer unreachable too long) the `[alerts]` command runs with the
 //! event as one JSON line on its standard input. Each kind is limited to so
 //! many alerts a minute; those held back are counted in the next one sent.
 //! A command that fails or hangs is logged and killed, and never holds up
@@ -25,15 +25,18 @@ pub enum AlertKind {
     CommCheckFailed,
     /// A new version of the agreement was adopted, or a peer holds another text under ours.
     AgreementChanged,
+    /// A peer could not be reached for longer than the agreement's `link_down_alert`.
+    LinkDown,
 }
 
 impl AlertKind {
     /// Every kind, the default of `kinds`.
-    pub const ALL: [AlertKind; 4] = [
+    pub const ALL: [AlertKind; 5] = [
         AlertKind::DeadlineMissed,
         AlertKind::CheckpointFork,
         AlertKind::CommCheckFailed,
         AlertKind::AgreementChanged,
+        AlertKind::LinkDown,
     ];
 
     /// The name configured, and sent in each alert.
@@ -43,6 +46,7 @@ impl AlertKind {
             AlertKind::CheckpointFork => "checkpoint_fork",
             AlertKind::CommCheckFailed => "comm_check_failed",
             AlertKind::AgreementChanged => "agreement_changed",
+            AlertKind::LinkDown => "link_down",
         }
     }
 }
@@ -121,6 +125,7 @@ pub fn kind_of(e: &Event) -> Option<AlertKind> {
             _ => None,
         },
         event::Body::AgreementAdopted(_) => Some(AlertKind::AgreementChanged),
+        event::Body::Link(l) if l.down_too_long => Some(AlertKind::LinkDown),
         _ => None,
     }
 }
@@ -136,6 +141,10 @@ pub fn line(node: &str, kind: AlertKind, e: &Event, held_back: u64) -> String {
         }),
         Some(event::Body::AgreementAdopted(a)) => json!({
             "agreement_version": a.version, "text_sha256": hex::encode(&a.text_sha256),
+        }),
+        Some(event::Body::Link(l)) => json!({
+            "party": l.party, "reachable": l.reachable, "since": at(&l.since),
+            "failed_attempts": l.failed_attempts, "last_failure": l.last_failure, "next_try": at(&l.next_try),
         }),
         _ => json!({}),
     };

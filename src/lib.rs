@@ -35,7 +35,8 @@
 //! - the delivery worker ([`delivery`]) takes queued messages from its own
 //!   queue ([`deliveries`], which the node holds and fills) and hands them to one courier per peer
 //!   ([`peers`], of the agreement in force: [`in_force`]), which sends them
-//!   in batches and hands the receipts that come back to the node;
+//!   in batches and hands the receipts that come back to the node; each
+//!   call's fate tells the peer's link state ([`links`]);
 //! - every checkpoint a peer shows is verified and proven consistent by the
 //!   witness ([`witness`]); missed deadlines and scheduled communication
 //!   checks are the norms worker's ([`norms`]); both log norm events one way
@@ -47,7 +48,8 @@
 //! - repeated identical failures are logged once, then summarised ([`repeats`]);
 //! - background work is owned by the node's task set ([`tasks`]) and started
 //!   and stopped with the server ([`server`]), which reads its configuration
-//!   ([`config`]); [`setup`] creates a party's files and demo clusters.
+//!   ([`config`]); [`setup`] creates a party's files and demo clusters;
+//!   [`impair`] makes bad networks on loopback for the tests and drills.
 
 pub mod proto;
 
@@ -102,6 +104,7 @@ pub mod node;
 
 pub mod deliveries;
 pub mod delivery;
+pub mod links;
 
 pub mod peers;
 
@@ -128,3 +131,5 @@ pub mod server;
 pub mod config;
 
 pub mod setup;
+
+pub mod impair;

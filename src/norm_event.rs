@@ -31,6 +31,7 @@ pub fn new(
         due_at: due_ms.and_then(clock::ms_to_proto),
         observed_at: Some(clock::to_proto(at)),
         detail,
+        attempts: None,
     }
 }
 

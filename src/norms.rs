@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::log::{LogError, StateError};
 use crate::node::{Actor, Node, NodeError};
 use crate::norm_event;
-use crate::proto::{Deadline, NormEventKind};
+use crate::proto::{Deadline, DeliveryAttempts, NormEventKind};
 use crate::state;
 
 /// The most missed deadlines logged in one tick of the norms worker.
@@ -79,7 +79,7 @@ pub async fn run(node: Arc<Node>) {
 /// missed meanwhile is left alone.
 pub async fn miss(node: &Node, d: &state::Running) -> Result<(), NodeError> {
     let owed = d.kind.as_str_name().trim_start_matches("DEADLINE_").to_lowercase();
-    let event = norm_event::new(
+    let mut event = norm_event::new(
         NormEventKind::DeadlineMissed,
         &d.party,
         &d.message_id,
@@ -88,6 +88,9 @@ pub async fn miss(node: &Node, d: &state::Running) -> Result<(), NodeError> {
         node.clock().now(),
         format!("{} owed a {owed} for {}", d.party, d.message_id),
     );
+    if d.kind == Deadline::Receipt && d.party != node.party() {
+        event.attempts = attempts(node, d).await?;
+    }
     let running = d.clone();
     match norm_event::log(node.log(), node.events(), event, move |c| {
         state::miss_deadline(c, &running)
@@ -105,4 +108,21 @@ pub async fn miss(node: &Node, d: &state::Running) -> Result<(), NodeError> {
         Err(LogError::Refused(StateError::NotRunning(_))) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Our record of the attempts to deliver the message whose receipt is
+/// missed: how many calls failed, the last failure, and whether the
+/// recipient was unreachable, so the report tells silence from a link down.
+async fn attempts(node: &Node, d: &state::Running) -> Result<Option<DeliveryAttempts>, NodeError> {
+    let (id, party) = (d.message_id.clone(), d.party.clone());
+    let Some((failed, last_failure)) = node.query(move |c| state::delivery_attempts(c, &id, &party)).await? else {
+        return Ok(None);
+    };
+    let down = node.links().get(&d.party).filter(|l| !l.reachable);
+    Ok(Some(DeliveryAttempts {
+        failed,
+        unreachable: down.is_some(),
+        unreachable_since: down.and_then(|l| crate::clock::ms_to_proto(l.since_ms)),
+        last_failure,
+    }))
 }

@@ -220,14 +220,25 @@ impl Operator for OperatorService {
             .query(move |c| state::views::notice_thread(c, &asked, &opener))
             .await?;
         let (authors, thread) = thread.ok_or_else(|| Status::not_found(format!("no notice with id {id}")))?;
-        let label = thread
+        let notice = thread
             .notice
             .as_ref()
-            .and_then(|env| crate::message::decode_notice(&env.payload).ok())
-            .map_or(crate::proto::Tlp::Red, |n| n.tlp());
+            .and_then(|env| crate::message::decode_notice(&env.payload).ok());
+        let label = notice.as_ref().map_or(crate::proto::Tlp::Red, |n| n.tlp());
         reader.require(label, &format!("notice {id}"))?;
         let people = self.node.people(authors.iter().map(|(p, n)| (p.as_str(), n.as_str())));
-        Ok(Response::new(NoticeThread { people, ..thread }))
+        let links = notice
+            .filter(|n| n.from == self.node.party())
+            .map(|n| n.to)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| Some(self.node.links().get(p)?.to_proto(p, false)))
+            .collect();
+        Ok(Response::new(NoticeThread {
+            people,
+            links,
+            ..thread
+        }))
     }
 
     type WatchEventsStream = EventStream;
@@ -285,6 +296,7 @@ impl Operator for OperatorService {
                     .and_then(|(_, ms)| clock::ms_to_proto(*ms)),
                 witnessed_size,
                 roster_version: node.rosters().version(&p.id),
+                link: node.links().get(&p.id).map(|l| l.to_proto(&p.id, false)),
                 agreement_version: node.agreements().version_of(&p.id),
                 deadlines_met: compliance.iter().filter(|c| c.0 == p.id).map(|c| c.2).sum(),
                 deadlines_missed: compliance.iter().filter(|c| c.0 == p.id).map(|c| c.3).sum(),

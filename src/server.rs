@@ -69,14 +69,18 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
     let addr = listener.local_addr().map_err(|e| NodeError::Setup(e.to_string()))?;
     // NOT_SERVING until the log may take entries (start_writing below).
     let (health_reporter, health) = transport::health_reporting(tonic_health::ServingStatus::NotServing).await;
+    // A delivery has time for its bytes over the slowest link we deliver over;
+    // every other call has call_timeout (limits::CallLimitLayer).
+    let delivery_timeout = config.call_timeout + transport::transfer_time(federation_bytes);
     let router = transport::plain_server()
-        .timeout(config.call_timeout)
+        .timeout(delivery_timeout)
         .max_concurrent_streams(Some(config.concurrent_streams))
         .layer(crate::limits::CallLimitLayer::new(
             node.gate().identifier().clone(),
             node.gate().limits().clone(),
             (config.peer_calls_in_flight, config.local_calls_in_flight),
             node.metrics().clone(),
+            config.call_timeout,
         ))
         .add_service(health)
         .add_service(transport::reflection().map_err(|e| NodeError::Setup(e.to_string()))?)

@@ -156,6 +156,14 @@ fn norm_changes(old: &Norms, new: &Norms, out: &mut Vec<String>) {
             show(new.acknowledge_within)
         ));
     }
+    if old.link_down_alert != new.link_down_alert {
+        let show = |a: Option<std::time::Duration>| a.map_or("none".to_owned(), d);
+        out.push(format!(
+            "~ norms.link_down_alert: {} -> {}",
+            show(old.link_down_alert),
+            show(new.link_down_alert)
+        ));
+    }
     if old.max_notice_bytes != new.max_notice_bytes {
         out.push(format!(
             "~ norms.max_notice_bytes: {} -> {}",

@@ -25,6 +25,8 @@ pub(crate) struct RawNorms {
     clock_skew: String,
     #[serde(default)]
     escalate_after: Vec<String>,
+    #[serde(default)]
+    link_down_alert: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +67,9 @@ pub struct Norms {
     /// then again after each of these intervals (levels 2, 3, …) while the
     /// step stays undone.
     pub escalate_after: Vec<Duration>,
+    /// A peer that our deliveries cannot reach for this long raises an
+    /// event and an alert (none if the agreement sets no such time).
+    pub link_down_alert: Option<Duration>,
 }
 
 /// Room in an envelope besides its payload: the payload type and framing.
@@ -146,6 +151,10 @@ pub(crate) fn parse_norms(raw: &RawNorms) -> Result<Norms, AgreementError> {
             .enumerate()
             .map(|(i, s)| d(&format!("escalate_after[{i}]"), s))
             .collect::<Result<_, _>>()?,
+        link_down_alert: match &raw.link_down_alert {
+            None => None,
+            Some(s) => Some(d("link_down_alert", s)?),
+        },
     };
     if !(1024..=MAX_NOTICE_BYTES_LIMIT).contains(&norms.max_notice_bytes) {
         return Err(field(

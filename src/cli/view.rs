@@ -151,6 +151,7 @@ pub fn event_json(e: &Event) -> Value {
             "agreement_adopted",
             json!({"version": a.version, "text_sha256": hex::encode(&a.text_sha256)}),
         ),
+        Some(event::Body::Link(l)) => ("link", link_json(l)),
         None => ("empty", Value::Null),
     };
     json!({"at": ts(&e.at), "type": kind, "event": body})
@@ -195,8 +196,43 @@ pub fn event_line(e: &Event) -> String {
             a.version,
             hex::encode(&a.text_sha256)
         ),
+        Some(event::Body::Link(l)) => format!(
+            "{at}  LINK      {}{}",
+            link_words(l),
+            if l.down_too_long {
+                " (longer than the agreed link_down_alert)"
+            } else {
+                ""
+            }
+        ),
         None => format!("{at}  (empty event)"),
     }
+}
+
+/// A peer's link, as JSON.
+pub fn link_json(l: &hotline::proto::PeerLink) -> Value {
+    json!({"party": l.party, "reachable": l.reachable, "since": ts(&l.since),
+           "failed_attempts": l.failed_attempts, "last_failure": l.last_failure,
+           "next_try": l.next_try.as_ref().map(|_| ts(&l.next_try)), "down_too_long": l.down_too_long})
+}
+
+/// A peer's link in words: `CHL reachable since …`, or `ARG unreachable
+/// since … (3 failed attempts, next try …): the last failure`.
+pub fn link_words(l: &hotline::proto::PeerLink) -> String {
+    if l.reachable {
+        return format!("{} reachable since {}", term(&l.party), ts(&l.since));
+    }
+    let next = match &l.next_try {
+        Some(_) => format!(", next try {}", ts(&l.next_try)),
+        None => String::new(),
+    };
+    format!(
+        "{} unreachable since {} ({} failed attempt(s){next}): {}",
+        term(&l.party),
+        ts(&l.since),
+        l.failed_attempts,
+        term(&l.last_failure)
+    )
 }
 
 fn decode_receipt(e: &Envelope) -> Option<Receipt> {
@@ -235,6 +271,7 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
     let value = json!({"notice": notice_json(notice), "levels": levels, "people": people, "receipts": receipts.iter().map(receipt_json).collect::<Vec<_>>(),
                 "responses": responses.iter().map(response_json).collect::<Vec<_>>(),
                 "norm_events": t.norm_events.iter().map(norm_json).collect::<Vec<_>>(),
+                "links": t.links.iter().map(link_json).collect::<Vec<_>>(),
                 "envelope": serde_json::from_str::<Value>(&dsse).unwrap_or(Value::Null)});
     let human = {
         let (language, title, summary) = authoritative(notice);
@@ -288,6 +325,10 @@ pub fn thread(t: &NoticeThread, notice: &Notice) -> (Value, String) {
                 by("answered_by"),
                 l["answer"].as_str().map(|a| format!(" ({a})")).unwrap_or_default()
             );
+            let undelivered = l["delivered_at"].is_null();
+            if let Some(link) = t.links.iter().find(|k| k.party == party).filter(|_| undelivered) {
+                s += &format!("           not delivered yet: {}\n", link_words(link));
+            }
         }
         s += "\nreceipts\n";
         for r in &receipts {

@@ -5,7 +5,7 @@
 use hotline::proto::StatusResponse;
 use serde_json::{Value, json};
 
-use super::view::{norm_json, norm_lines, short, term, ts};
+use super::view::{link_json, link_words, norm_json, norm_lines, short, term, ts};
 
 /// `status`: peers, running deadlines and recent norm events.
 pub fn status(s: &StatusResponse) -> (Value, String) {
@@ -18,6 +18,7 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
                         "agreement_version": p.agreement_version, "roster_version": p.roster_version,
                         "deadlines_met": p.deadlines_met,
                         "deadlines_missed": p.deadlines_missed, "human_check_ms": p.human_check_ms,
+                        "link": p.link.as_ref().map(link_json),
                         "clocks": p.clocks.iter().map(|c| json!({"deadline": short(c.deadline().as_str_name(), "DEADLINE_"),
                             "met": c.met, "missed": c.missed})).collect::<Vec<_>>()})
         })
@@ -41,8 +42,17 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
             s.party, s.log_size, s.agreement_version, s.amendments_pending, s.roster_version
         );
         t += &format!(
-            "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6} {:>6}\n",
-            "PARTY", "ENDPOINT", "OUTBOX", "LAST COMM CHECK OK", "WITNESSED", "AGREEMENT", "ROSTER", "MET", "MISSED"
+            "  {:<8} {:<28} {:<5} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6} {:>6}\n",
+            "PARTY",
+            "ENDPOINT",
+            "LINK",
+            "OUTBOX",
+            "LAST COMM CHECK OK",
+            "WITNESSED",
+            "AGREEMENT",
+            "ROSTER",
+            "MET",
+            "MISSED"
         );
         for p in &s.peers {
             let agreement = match p.agreement_version {
@@ -53,10 +63,16 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
                 0 => "-".to_owned(),
                 v => format!("v{v}"),
             };
+            let link = match &p.link {
+                None => "-",
+                Some(l) if l.reachable => "up",
+                Some(_) => "DOWN",
+            };
             t += &format!(
-                "  {:<8} {:<28} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6} {:>6}\n",
+                "  {:<8} {:<28} {:<5} {:>7} {:<30} {:>9} {:>9} {:>6} {:>6} {:>6}\n",
                 term(&p.party),
                 term(&p.endpoint),
+                link,
                 p.outbox,
                 ts(&p.last_comm_check_ok),
                 p.witnessed_size,
@@ -67,7 +83,10 @@ pub fn status(s: &StatusResponse) -> (Value, String) {
             );
         }
         if !s.peers.is_empty() {
-            t += "  (MET and MISSED: the clocks each peer owed, exercise traffic left out)\n";
+            t += "  (LINK: whether our last call reached the peer, - before the first; MET and MISSED: the clocks each peer owed, exercise traffic left out)\n";
+            for l in s.peers.iter().filter_map(|p| p.link.as_ref()).filter(|l| !l.reachable) {
+                t += &format!("  {}\n", link_words(l));
+            }
             for p in s.peers.iter().filter(|p| !p.clocks.is_empty()) {
                 let by_kind: Vec<String> = p
                     .clocks

@@ -152,6 +152,7 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
         }
         let failed = p.clone();
         let next = node.clock().now_ms() + delay.as_millis() as i64;
+        node.links().next_try(&p.party, next);
         let change = Box::new(move |c: &crate::db::Connection, _| state::delivery_failed(c, &failed, next, &error));
         if let Err(e) = node.log().append_with(vec![], change, false).await {
             tracing::warn!(error = %e, "could not record the failed attempt");

@@ -24,17 +24,27 @@ pub struct CallLimitLayer {
     open: Arc<Mutex<HashMap<String, usize>>>,
     refusals: Arc<Repeats>,
     metrics: Arc<crate::metrics::Metrics>,
+    call_timeout: Duration,
 }
+
+/// The calls that carry envelopes from a peer: given the time their bytes
+/// take over the slowest link a delivery is made for (the server's own
+/// timeout, set from the largest batch), where every other call has
+/// `call_timeout`.
+const DELIVERIES: [&str; 2] = ["/hotline.v1.Federation/DeliverBatch", "/hotline.v1.Federation/Deliver"];
 
 impl CallLimitLayer {
     /// At most `per_peer` calls in flight from each peer node, `per_local`
     /// from each local operator or auditor; a caller whose rate in `limits`
     /// is spent is refused at once. Refusals are counted in `metrics` by code.
+    /// Each call but a delivery is cancelled if its answer has not started
+    /// within `call_timeout`.
     pub fn new(
         identifier: Arc<crate::tls::Identifier>,
         limits: Limits,
         (per_peer, per_local): (usize, usize),
         metrics: Arc<crate::metrics::Metrics>,
+        call_timeout: Duration,
     ) -> Self {
         Self {
             identifier,
@@ -44,6 +54,7 @@ impl CallLimitLayer {
             open: Arc::default(),
             refusals: Arc::new(Repeats::new(Duration::from_secs(60))),
             metrics,
+            call_timeout,
         }
     }
 
@@ -158,9 +169,20 @@ where
                 })
             }
             Ok(slot) => {
+                let timeout = (!DELIVERIES.contains(&refused.method.as_str())).then_some(self.limits.call_timeout);
                 let call = self.inner.call(req);
                 Box::pin(async move {
-                    let mut response = call.await;
+                    let mut response = match timeout {
+                        None => call.await,
+                        Some(limit) => match tokio::time::timeout(limit, call).await {
+                            Ok(response) => response,
+                            Err(_) => Ok(Status::cancelled(format!(
+                                "the answer did not start within the call timeout ({})",
+                                crate::clock::format_duration(limit)
+                            ))
+                            .into_http()),
+                        },
+                    };
                     if let Ok(r) = response.as_mut() {
                         undecodable_is_invalid_argument(r.headers_mut());
                         let failed = r.headers().get("grpc-status").is_some_and(|v| v != "0");

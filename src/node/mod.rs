@@ -13,6 +13,7 @@ mod error;
 mod escalation;
 mod held_rosters;
 mod inbound;
+mod links;
 mod outbound;
 mod peer_agreements;
 mod reads;
@@ -94,6 +95,8 @@ pub struct Node {
     catching_up: std::sync::atomic::AtomicBool,
     /// New deliveries for the delivery worker, and what wakes their retries.
     deliveries: crate::deliveries::DeliveryQueue,
+    /// Each peer's link as our calls find it.
+    links: crate::links::Links,
 }
 
 fn setup(what: impl std::fmt::Display) -> NodeError {
@@ -201,6 +204,7 @@ impl Node {
             metrics,
             events,
             deliveries: Default::default(),
+            links: Default::default(),
         });
         closing.keep();
         Ok(node)

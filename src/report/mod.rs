@@ -38,6 +38,10 @@ pub struct Figure {
     pub met: u64,
     /// How many the log records as missed (`DEADLINE_MISSED`).
     pub missed: u64,
+    /// Of those, how many were missed while our calls could not reach the
+    /// party (a receipt whose missed event carries our attempts and says
+    /// the link was down): a link down, not a party silent.
+    pub link_down: u64,
     /// The median and 95th-percentile times to the step, in words.
     pub median: String,
     /// See `median`.
@@ -88,6 +92,7 @@ struct Tally {
     owed: u64,
     times: Vec<i64>,
     missed: u64,
+    link_down: u64,
 }
 
 impl Tally {
@@ -97,6 +102,7 @@ impl Tally {
             owed: 0,
             times: Vec::new(),
             missed: 0,
+            link_down: 0,
         }
     }
 
@@ -110,6 +116,7 @@ impl Tally {
             owed: self.owed,
             met: self.times.iter().filter(|t| **t <= self.limit_ms).count() as u64,
             missed: self.missed,
+            link_down: self.link_down,
             median: fmt(percentile(&self.times, 0.5)),
             p95: fmt(percentile(&self.times, 0.95)),
         }
@@ -119,6 +126,7 @@ impl Tally {
 /// The figures per party and norm, real traffic only (exercises are left out).
 pub fn figures(ledger: &Ledger, agreement: &Agreement, us: &str) -> Vec<Figure> {
     let norms = &agreement.norms;
+    // How many misses of a step the log records, and of those how many our attempts say the link was down.
     let missed = |party: &str, deadline: Deadline, message: &str| {
         ledger
             .norm_events
@@ -129,7 +137,10 @@ pub fn figures(ledger: &Ledger, agreement: &Agreement, us: &str) -> Vec<Figure> 
                     && e.deadline() == deadline
                     && e.message_id == message
             })
-            .count() as u64
+            .fold((0, 0), |(all, down), (e, _)| {
+                let link_down = e.attempts.as_ref().is_some_and(|a| a.unreachable);
+                (all + 1, down + u64::from(link_down))
+            })
     };
     // Looked up once per message sent: a set, not a scan of every thread's responses.
     let exercise_responses: std::collections::HashSet<&str> = ledger
@@ -152,7 +163,9 @@ pub fn figures(ledger: &Ledger, agreement: &Agreement, us: &str) -> Vec<Figure> 
             if let Some((_, at)) = ledger.receipts.get(id).and_then(|r| r.iter().find(|(p, _)| p == party)) {
                 t.times.push(at - sent);
             }
-            t.missed += missed(party, Deadline::Receipt, id);
+            let (all, link_down) = missed(party, Deadline::Receipt, id);
+            t.missed += all;
+            t.link_down += link_down;
         }
     }
     // Responses and communication-check answers, owed by each recipient of a notice.
@@ -195,7 +208,7 @@ pub fn figures(ledger: &Ledger, agreement: &Agreement, us: &str) -> Vec<Figure> 
             if let Some((_, at)) = answer {
                 t.times.push(at - thread.logged_ms);
             }
-            t.missed += missed(party, deadline, &n.id);
+            t.missed += missed(party, deadline, &n.id).0;
         }
     }
     tallies

@@ -261,6 +261,16 @@ pub fn is_queued(c: &Connection, message_id: &str, party: &str) -> crate::db::Re
         .exists(params![message_id, party])
 }
 
+/// The failed attempts to deliver `message_id` to `party` so far, and the
+/// last failure; `None` once it is receipted (or was never queued).
+pub fn delivery_attempts(c: &Connection, message_id: &str, party: &str) -> crate::db::Result<Option<(u32, String)>> {
+    c.prepare_cached("SELECT attempts, last_error FROM outbox WHERE message_id = ?1 AND party = ?2")?
+        .query_row(params![message_id, party], |r| {
+            Ok((r.get::<i64>(0)? as u32, r.get::<Option<String>>(1)?.unwrap_or_default()))
+        })
+        .optional()
+}
+
 /// Records a failed attempt and when to retry.
 pub fn delivery_failed(c: &Connection, p: &Pending, next_ms: i64, error: &str) -> Result<(), StateError> {
     c.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?3, last_error = ?4 WHERE message_id = ?1 AND party = ?2")?

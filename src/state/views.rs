@@ -86,6 +86,7 @@ pub fn notice_thread(c: &Connection, id: &str, opener: &Opener) -> crate::db::Re
             responses,
             norm_events: super::norm_events(c, Some(id), 100)?,
             people: Vec::new(),
+            links: Vec::new(),
         },
     )))
 }

@@ -284,6 +284,8 @@ pub struct Cluster {
     pub configs: Vec<hotline::config::Config>,
     pub nodes: Vec<Option<hotline::server::Running>>,
     pub clock: hotline::clock::Clock,
+    /// The impairing proxies some parties are reached through, by party.
+    pub proxies: Vec<(String, hotline::impair::Proxy)>,
 }
 
 /// A test whose nodes' background tasks panicked fails, even if its own
@@ -360,9 +362,56 @@ impl Cluster {
             configs,
             nodes,
             clock,
+            proxies: Vec::new(),
         };
         cluster.rosters_exchanged().await;
         cluster
+    }
+
+    /// Like [`Cluster::start`], with each party of `behind` reached through
+    /// an impairing proxy at the endpoint the agreement publishes for it
+    /// (its node listening behind, on a port of its own): the link into
+    /// that party, which starts clear. [`Cluster::link`] changes it.
+    pub async fn start_behind_proxies(ids: &[&str], norms: &str, behind: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let made = hotline::setup::local_cluster(dir.path(), ids, norms).await.unwrap();
+        let mut proxies = Vec::new();
+        let mut rebound = Vec::new();
+        for (mut config, published) in made {
+            if behind.contains(&config.party.as_str()) {
+                let own = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = own.local_addr().unwrap();
+                config.listen = addr;
+                let text = std::fs::read_to_string(&config.path).unwrap();
+                let listen = format!("listen = \"{addr}\"");
+                let text: Vec<String> = text
+                    .lines()
+                    .map(|l| match l.starts_with("listen =") {
+                        true => listen.clone(),
+                        false => l.to_owned(),
+                    })
+                    .collect();
+                std::fs::write(&config.path, text.join("\n") + "\n").unwrap();
+                let proxy = hotline::impair::Proxy::start(published, addr, Default::default()).unwrap();
+                proxies.push((config.party.clone(), proxy));
+                rebound.push((config, own));
+            } else {
+                rebound.push((config, published));
+            }
+        }
+        let mut cluster = Self::start_made(dir, rebound, |_| {}).await;
+        cluster.proxies = proxies;
+        cluster
+    }
+
+    /// The proxy `party` is reached through.
+    pub fn link(&self, party: &str) -> &hotline::impair::Proxy {
+        &self
+            .proxies
+            .iter()
+            .find(|(p, _)| p == party)
+            .expect("a party behind a proxy")
+            .1
     }
 
     /// Waits until each node holds every other's first roster (published
