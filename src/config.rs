@@ -123,6 +123,7 @@ struct RawClient {
 struct RawDelivery {
     retry_base: Option<String>,
     retry_max: Option<String>,
+    source_address: Option<std::net::IpAddr>,
 }
 
 /// A loaded node configuration, paths made absolute.
@@ -176,6 +177,10 @@ pub struct Config {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// The local address connections to peers leave from (a node with
+    /// several interfaces, a peer whose firewall admits one address); the
+    /// system's choice if `None`.
+    pub source_address: Option<std::net::IpAddr>,
     /// Per-caller request limits.
     pub limits: crate::limits::LimitConfig,
     /// HTTP/2 streams at once per connection.
@@ -332,6 +337,7 @@ impl Config {
             client_key: abs(&raw.client.key),
             retry_base,
             retry_max,
+            source_address: raw.delivery.source_address,
             limits,
             concurrent_streams: raw.limits.concurrent_streams.unwrap_or(1024).max(1),
             connections_per_address: raw.limits.connections_per_address.unwrap_or(64).max(1),

@@ -21,21 +21,31 @@ struct Dialled {
     client: FederationClient<Channel>,
 }
 
+/// How this node dials its peers: its node certificate, and the local
+/// address connections leave from (`source_address`, if set).
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    /// Our node certificate, presented to every peer.
+    pub cert: CertKey,
+    /// The local address connections leave from.
+    pub source: Option<std::net::IpAddr>,
+}
+
 /// Every peer of the agreement, by party id.
 #[derive(Clone, Debug, Default)]
 pub struct Peers(Arc<HashMap<String, Dialled>>);
 
 impl Peers {
-    /// Channels to every party of `agreement` but `me`, dialled lazily with
-    /// `cert`. A peer that publishes no `tls_ca` cannot be dialled.
-    pub fn dial(agreement: &Agreement, me: &str, cert: &CertKey) -> Result<Self, String> {
-        Self::default().redial(agreement, me, cert)
+    /// Channels to every party of `agreement` but `me`, dialled lazily by
+    /// `dialer`. A peer that publishes no `tls_ca` cannot be dialled.
+    pub fn dial(agreement: &Agreement, me: &str, dialer: &Dialer) -> Result<Self, String> {
+        Self::default().redial(agreement, me, dialer)
     }
 
     /// The peers of a new agreement: a peer whose endpoint and CA did not
     /// change keeps its channel (and its connection), the others are dialled
     /// afresh, and a party no longer listed is gone.
-    pub fn redial(&self, agreement: &Agreement, me: &str, cert: &CertKey) -> Result<Self, String> {
+    pub fn redial(&self, agreement: &Agreement, me: &str, dialer: &Dialer) -> Result<Self, String> {
         let mut peers = HashMap::new();
         for p in agreement.parties.iter().filter(|p| p.id != me) {
             let TlsIdentity::Ca(ca) = &p.tls else {
@@ -47,7 +57,8 @@ impl Peers {
             let dialled = match self.0.get(&p.id) {
                 Some(d) if d.endpoints == p.endpoints && &d.ca == ca => d.clone(),
                 _ => {
-                    let channel = crate::transport::channel_any(&p.endpoints, ca, cert).map_err(|e| e.to_string())?;
+                    let channel = crate::transport::channel_any(&p.endpoints, ca, &dialer.cert, dialer.source)
+                        .map_err(|e| e.to_string())?;
                     Dialled {
                         endpoints: p.endpoints.clone(),
                         ca: ca.clone(),

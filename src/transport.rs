@@ -223,7 +223,19 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A lazily connecting channel to `endpoint` (`https://host:port`), trusting
 /// only `server_ca` (PEM) and presenting `client` as our certificate.
 pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Channel, TransportError> {
-    Ok(endpoint_of(endpoint, server_ca, client)?.connect_with_connector_lazy(tower::service_fn(dial)))
+    channel_from(endpoint, server_ca, client, None)
+}
+
+/// Like [`channel`], with connections leaving from the local address
+/// `source` (the system's choice if `None`).
+pub fn channel_from(
+    endpoint: &str,
+    server_ca: &str,
+    client: &CertKey,
+    source: Option<std::net::IpAddr>,
+) -> Result<Channel, TransportError> {
+    let dialer = tower::service_fn(move |uri| dial(uri, source));
+    Ok(endpoint_of(endpoint, server_ca, client)?.connect_with_connector_lazy(dialer))
 }
 
 /// The most bytes a connection's socket holds unsent (Linux doubles it for
@@ -235,9 +247,12 @@ pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Chan
 const SEND_BUFFER: u32 = 64 * 1024;
 
 /// Opens the TCP connection under a channel's TLS: the host resolved, each
-/// address tried in turn, the socket's send buffer bounded (see
-/// [`SEND_BUFFER`]) and Nagle's delay off.
-async fn dial(uri: http::Uri) -> std::io::Result<hyper_util::rt::TokioIo<tokio::net::TcpStream>> {
+/// address tried in turn, from `source` if given, the socket's send buffer
+/// bounded (see [`SEND_BUFFER`]) and Nagle's delay off.
+async fn dial(
+    uri: http::Uri,
+    source: Option<std::net::IpAddr>,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio::net::TcpStream>> {
     let host = uri.host().unwrap_or("localhost").trim_matches(['[', ']']);
     let port = uri.port_u16().unwrap_or(443);
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} has no address"));
@@ -248,6 +263,9 @@ async fn dial(uri: http::Uri) -> std::io::Result<hyper_util::rt::TokioIo<tokio::
         };
         socket.set_send_buffer_size(SEND_BUFFER)?;
         socket.set_nodelay(true)?;
+        if let Some(ip) = source {
+            socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        }
         match socket.connect(addr).await {
             Ok(stream) => return Ok(hyper_util::rt::TokioIo::new(stream)),
             Err(e) => last = std::io::Error::new(e.kind(), format!("connect to {addr}: {e}")),
@@ -268,9 +286,14 @@ const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// finds it closed). While none answers, calls wait, within their own
 /// deadline. The prober stops with the channel. Must be called inside a
 /// tokio runtime.
-pub fn channel_any(endpoints: &[String], server_ca: &str, client: &CertKey) -> Result<Channel, TransportError> {
+pub fn channel_any(
+    endpoints: &[String],
+    server_ca: &str,
+    client: &CertKey,
+    source: Option<std::net::IpAddr>,
+) -> Result<Channel, TransportError> {
     match endpoints {
-        [one] => channel(one, server_ca, client),
+        [one] => channel_from(one, server_ca, client, source),
         several => {
             let dialled = several
                 .iter()

@@ -10,7 +10,8 @@
 //! as long as the bandwidth asks. A full queue stops the reader, so TCP's own
 //! flow control holds the sender back as a slow link would.
 
-use std::net::SocketAddr;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,11 +34,20 @@ pub enum Passage {
     Cut,
 }
 
-/// How the link is now: its impairment and whether it passes bytes.
+/// How the link is now: its impairment, whether it passes bytes, and the
+/// source addresses cut off from it (a partition).
 #[derive(Clone, Debug)]
 struct LinkState {
     impairment: Impairment,
     passage: Passage,
+    cut_off: HashSet<IpAddr>,
+}
+
+impl LinkState {
+    /// Whether a connection from `source` is cut.
+    fn cuts(&self, source: IpAddr) -> bool {
+        self.passage == Passage::Cut || self.cut_off.contains(&source)
+    }
 }
 
 /// A running proxy to one upstream address. Dropping it stops it and
@@ -76,17 +86,18 @@ impl Proxy {
         let (state, _) = watch::channel(LinkState {
             impairment,
             passage: Passage::Open,
+            cut_off: HashSet::new(),
         });
         let bytes = Arc::new(Mutex::new(0));
         let (watching, counted) = (state.clone(), bytes.clone());
         let accept = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
-                let Ok((client, _)) = listener.accept().await else {
+                let Ok((client, from)) = listener.accept().await else {
                     continue;
                 };
                 let link = watching.subscribe();
-                connections.spawn(relay(client, upstream, link, counted.clone()));
+                connections.spawn(relay(client, from.ip(), upstream, link, counted.clone()));
                 while connections.try_join_next().is_some() {}
             }
         });
@@ -109,6 +120,13 @@ impl Proxy {
         self.state.send_modify(|s| s.passage = passage);
     }
 
+    /// Cuts connections from `sources` (their own and new ones), and only
+    /// those: the parties that dial from them are partitioned from this
+    /// one. An empty set joins them again.
+    pub fn cut_off(&self, sources: HashSet<IpAddr>) {
+        self.state.send_modify(|s| s.cut_off = sources);
+    }
+
     /// The link's passage now.
     pub fn passage(&self) -> Passage {
         self.state.borrow().passage
@@ -127,9 +145,15 @@ impl Proxy {
 
 /// One connection through the link, until both sides have closed it, the
 /// link is cut, or its chance of being reset comes up.
-async fn relay(client: TcpStream, upstream: SocketAddr, mut link: watch::Receiver<LinkState>, bytes: Arc<Mutex<u64>>) {
+async fn relay(
+    client: TcpStream,
+    source: IpAddr,
+    upstream: SocketAddr,
+    mut link: watch::Receiver<LinkState>,
+    bytes: Arc<Mutex<u64>>,
+) {
     let state = link.borrow_and_update().clone();
-    if state.passage == Passage::Cut {
+    if state.cuts(source) {
         reset(client);
         return;
     }
@@ -152,7 +176,7 @@ async fn relay(client: TcpStream, upstream: SocketAddr, mut link: watch::Receive
         let down = direction(server_read, client_write, link.clone(), &bytes);
         let cut = async {
             while link.changed().await.is_ok() {
-                if link.borrow_and_update().passage == Passage::Cut {
+                if link.borrow_and_update().cuts(source) {
                     return;
                 }
             }

@@ -85,8 +85,8 @@ pub struct Node {
     /// What operations teams scrape (`[metrics]`).
     metrics: Arc<crate::metrics::Metrics>,
     events: Events,
-    /// Our node certificate, which new peers are dialled with.
-    cert: CertKey,
+    /// How new peers are dialled: our node certificate and source address.
+    dialer: crate::peers::Dialer,
     /// Written while a version is adopted (one at a time), read while a
     /// message is checked or signed and then logged: so each is checked
     /// and logged under one version, and the log shows which.
@@ -167,7 +167,11 @@ impl Node {
             Arc::new(Identifier::new(agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
         let own_ca = config.ca_pem().map_err(setup)?;
         let tls = Arc::new(ServerTls::new(cert, &own_ca, agreement).map_err(setup)?);
-        let peers = Peers::dial(agreement, &config.party, cert).map_err(setup)?;
+        let dialer = crate::peers::Dialer {
+            cert: cert.clone(),
+            source: config.source_address,
+        };
+        let peers = Peers::dial(agreement, &config.party, &dialer).map_err(setup)?;
         let live = Arc::new(Live::new(InForce {
             text_sha256: signed.text_sha256(),
             keyring: agreement.keyring(),
@@ -185,7 +189,7 @@ impl Node {
             party: config.party.clone(),
             live,
             tls,
-            cert: cert.clone(),
+            dialer,
             adopting: tokio::sync::RwLock::new(()),
             catching_up: Default::default(),
             keys,

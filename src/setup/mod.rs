@@ -232,6 +232,8 @@ key = "tls/operator.key"
 [delivery]
 retry_base = "200ms"
 retry_max = "30s"
+# The local address connections to peers leave from (the system chooses if unset).
+# source_address = "192.0.2.10"
 
 # Per-caller limits (each peer node, each operator); over them: RESOURCE_EXHAUSTED.
 [limits]
@@ -349,4 +351,33 @@ pub async fn local_cluster_with(
         out.push((config, listener));
     }
     Ok(out)
+}
+
+/// Moves the node of the configuration at `path` to listen on `listen`
+/// (its CLI following), leaving the endpoint the agreement publishes to
+/// whatever now answers there (an impairing proxy, in drills and tests),
+/// and has it dial its peers from `source` if given.
+pub fn move_behind(path: &Path, listen: SocketAddr, source: Option<std::net::IpAddr>) -> Result<(), SetupError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SetupError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("listen = ") {
+                format!("listen = \"{listen}\"")
+            } else if l.starts_with("node = \"https://") {
+                format!("node = \"https://{listen}\"")
+            } else if let (Some(ip), true) = (source, l.starts_with("# source_address = ")) {
+                format!("source_address = \"{ip}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").map_err(|source| SetupError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }

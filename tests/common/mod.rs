@@ -382,16 +382,7 @@ impl Cluster {
                 let own = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = own.local_addr().unwrap();
                 config.listen = addr;
-                let text = std::fs::read_to_string(&config.path).unwrap();
-                let listen = format!("listen = \"{addr}\"");
-                let text: Vec<String> = text
-                    .lines()
-                    .map(|l| match l.starts_with("listen =") {
-                        true => listen.clone(),
-                        false => l.to_owned(),
-                    })
-                    .collect();
-                std::fs::write(&config.path, text.join("\n") + "\n").unwrap();
+                hotline::setup::move_behind(&config.path, addr, None).unwrap();
                 let proxy = hotline::impair::Proxy::start(published, addr, Default::default()).unwrap();
                 proxies.push((config.party.clone(), proxy));
                 rebound.push((config, own));

@@ -4,7 +4,10 @@
 //! N machines, and a full mesh of N−1 peers each stays far below the open
 //! file limit). It runs one full communication-check round and one notice
 //! from the first party to all others with every receipt and response,
-//! verifies every log, and prints what it cost.
+//! verifies every log, and prints what it cost. With `--link PROFILE`,
+//! every party is reached through an impairing proxy ([`links`]).
+
+mod links;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,6 +35,13 @@ pub struct Args {
     /// How long each phase may take before the drill gives up, seconds.
     #[arg(long, default_value_t = 900)]
     timeout: u64,
+    /// Reach every party through an impairing proxy: `clean` (none, the
+    /// baseline), `satellite` (600 ms round trip, 5 % of connections reset),
+    /// `narrowband` (64 kbit/s), `flapping` (each link cut 20 s in every
+    /// minute for three minutes), `partition` (a tenth of the parties cut off
+    /// for two minutes). Flapping and the partition start with the round.
+    #[arg(long, value_enum)]
+    link: Option<hotline::impair::LinkProfile>,
 }
 
 fn operator(c: &Config) -> anyhow::Result<OperatorClient<Channel>> {
@@ -147,12 +157,18 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
     let n = args.parties as usize;
     let root = std::env::temp_dir().join(format!("hotline-drill-{}", std::process::id()));
     let timeout = Duration::from_secs(args.timeout);
-    let result = super::runtime::block_on(drill(&root, n, timeout, out));
+    let result = super::runtime::block_on(drill(&root, n, timeout, args.link, out));
     let _ = std::fs::remove_dir_all(&root);
     result
 }
 
-async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Result<ExitCode> {
+async fn drill(
+    root: &Path,
+    n: usize,
+    timeout: Duration,
+    link: Option<hotline::impair::LinkProfile>,
+    out: Out,
+) -> anyhow::Result<ExitCode> {
     let say = |line: String| super::demo::step::say(out, &line);
     let ids: Vec<String> = (1..=n).map(|i| format!("P{i:03}")).collect();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -161,11 +177,17 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
     let made = hotline::setup::local_cluster(root, &id_refs, hotline::setup::LOAD_NORMS).await?;
     // Every peer dials from 127.0.0.1 here, on the configuration's defaults:
     // once authenticated, a connection counts against its peer, not its address.
-    let mut configs = Vec::with_capacity(n);
-    for (config, listener) in made {
-        drop(listener); // each serve process binds its own port
-        configs.push(config);
-    }
+    // Behind proxies, each dials from an address of its own.
+    let (configs, network) = match link {
+        Some(profile) => {
+            let (configs, network) = links::Network::build(made, profile).await?;
+            (configs, Some(std::sync::Arc::new(network)))
+        }
+        None => {
+            // Each serve process binds its own port.
+            (made.into_iter().map(|(config, _)| config).collect(), None)
+        }
+    };
     let agreement_bytes = std::fs::metadata(&configs[0].agreement)?.len();
     let setup_s = t.elapsed().as_secs_f64();
     say(format!(
@@ -187,6 +209,9 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
 
     // Phase 1: every node checks every peer, and every peer answers.
     let t = Instant::now();
+    if let Some(network) = &network {
+        network.start_schedule();
+    }
     let checks = futures_util::future::join_all(clients.iter().map(|c| {
         let mut c = c.clone();
         async move { c.comm_check(CommCheckRequest::default()).await }
@@ -280,6 +305,11 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
         "  notice {id} receipted and answered by all {} peers, {notice_s:.1} s",
         n - 1
     ));
+    // From the last time a link came back to every outbox empty.
+    let drained_s = network
+        .as_ref()
+        .and_then(|n| n.last_return())
+        .map(|at| at.elapsed().as_secs_f64());
 
     // What it cost, per node.
     let sizes: Vec<u64> = statuses(&clients)
@@ -306,6 +336,11 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
         verified += 1;
     }
     let verify_s = t.elapsed().as_secs_f64();
+    let delivery = match &network {
+        Some(_) => Some(links::delivery(&configs)?),
+        None => None,
+    };
+    let wire_bytes = network.as_ref().map(|n| n.bytes());
 
     // The public exports of every log, reconciled as a neutral auditor would,
     // with this process's peak memory reset first so it measures that alone.
@@ -346,6 +381,8 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
         "sockets_per_node": {"mean": sock_mean, "max": sock_max},
         "log_entries_per_node": {"mean": log_mean, "max": log_max},
         "logs_verified": verified,
+        "link": link.map(|l| format!("{l:?}").to_lowercase()),
+        "delivery": delivery, "wire_bytes": wire_bytes, "drained_after_last_return_seconds": drained_s,
         "reconciled": {"seconds": reconcile_s, "peak_rss_mib": reconcile_mib, "messages": reconciled.messages,
                        "receipts": reconciled.receipts, "checkpoints": reconciled.checkpoints, "findings": 0},
     });
@@ -378,6 +415,21 @@ async fn drill(root: &Path, n: usize, timeout: Duration, out: Out) -> anyhow::Re
             format!("{log_mean:.0} / {log_max:.0}"),
         );
         t += &row("every log verified", format!("{verified} of {n}, {verify_s:.1} s"));
+        if let (Some(profile), Some(d), Some(bytes)) = (link, &delivery, wire_bytes) {
+            t += &row("link profile", format!("{profile:?}").to_lowercase());
+            t += &row(
+                "messages receipted (of owed), duplicates",
+                format!("{} of {}, {} duplicates", d.receipted, d.owed, d.duplicates),
+            );
+            t += &row(
+                "time to receipt (median / p99)",
+                format!("{} / {} ms", d.median_ms, d.p99_ms),
+            );
+            t += &row("bytes on the wire (through the proxies)", format!("{bytes}"));
+            if let Some(s) = drained_s {
+                t += &row("every outbox empty after the last return", format!("{s:.1} s"));
+            }
+        }
         t += &row(
             "public exports reconciled (no finding)",
             format!(
