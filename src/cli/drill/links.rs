@@ -15,6 +15,9 @@ use hotline::impair::{FLAP_CUT, FLAP_EVERY, LinkProfile, PARTITION_CUT, Passage,
 use hotline::proto::{LogEntry, log_entry};
 use prost::Message as _;
 
+/// Below the ports each node listens on behind its proxy.
+const FIRST_NODE_PORT: u16 = 20_000;
+
 /// How long a flapping network flaps: three of its minutes.
 const FLAPPING_FOR: Duration = Duration::from_secs(180);
 
@@ -40,9 +43,18 @@ impl Network {
     ) -> anyhow::Result<(Vec<Config>, Network)> {
         let mut configs = Vec::with_capacity(made.len());
         let (mut proxies, mut sources) = (Vec::new(), Vec::new());
+        let mut port = FIRST_NODE_PORT;
         for (k, (config, published)) in made.into_iter().enumerate() {
-            // The node binds its own port when it starts.
-            let own = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            // The node binds its own port when it starts: one below the range
+            // the system hands out to outgoing connections, which would otherwise
+            // take it first now and then.
+            let own = loop {
+                port += 1;
+                anyhow::ensure!(port < 32_768, "no free port below 32768 for the nodes");
+                if let Ok(free) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                    break free.local_addr()?;
+                }
+            };
             hotline::setup::move_behind(&config.path, own, Some(source(k)))?;
             configs.push(Config::load(&config.path)?);
             proxies.push(Proxy::start(published, own, profile.impairment())?);
