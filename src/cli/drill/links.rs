@@ -27,6 +27,8 @@ pub struct Network {
     proxies: Vec<Proxy>,
     sources: Vec<IpAddr>,
     returned: Arc<Mutex<Option<Instant>>>,
+    /// When the schedule ends: no link is cut from then on.
+    calm_from: Mutex<Option<Instant>>,
 }
 
 /// The loopback address party `k` (from 0) dials from.
@@ -65,6 +67,7 @@ impl Network {
             proxies,
             sources,
             returned: Arc::default(),
+            calm_from: Mutex::new(None),
         };
         Ok((configs, network))
     }
@@ -75,6 +78,12 @@ impl Network {
     /// for the others.
     pub fn start_schedule(self: &Arc<Self>) {
         let n = self.proxies.len();
+        let lasts = match self.profile {
+            LinkProfile::Flapping => FLAPPING_FOR,
+            LinkProfile::Partition => PARTITION_CUT,
+            _ => Duration::ZERO,
+        };
+        *self.calm_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + lasts);
         match self.profile {
             LinkProfile::Flapping => {
                 for k in 0..n {
@@ -127,8 +136,13 @@ impl Network {
         *self.returned.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
-    /// When a link last came back, if one did.
+    /// When a link last came back, if one did and no link is to be cut
+    /// any more (a flapping network still flapping has no last return yet).
     pub fn last_return(&self) -> Option<Instant> {
+        let calm = self.calm_from.lock().unwrap_or_else(|e| e.into_inner());
+        if calm.is_none_or(|at| at > Instant::now()) {
+            return None;
+        }
         *self.returned.lock().unwrap_or_else(|e| e.into_inner())
     }
 
