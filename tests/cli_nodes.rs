@@ -516,6 +516,26 @@ fn a_drill_of_four_parties_completes_both_phases_and_verifies_and_reconciles_eve
 }
 
 #[test]
+fn a_drill_over_satellite_links_delivers_every_message_once_through_the_proxies() {
+    let (ok, v) = hotline_json(&["drill", "--parties", "3", "--timeout", "120", "--link", "satellite"]);
+    assert!(ok, "{v}");
+    let d = &v["delivery"];
+    assert!(d["owed"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(
+        (d["receipted"].as_u64(), d["duplicates"].as_u64()),
+        (d["owed"].as_u64(), Some(0)),
+        "{v}"
+    );
+    // 300 ms each way: no receipt comes back sooner than a round trip through the proxy.
+    assert!(d["median_ms"].as_i64().unwrap() >= 600, "{v}");
+    assert!(
+        v["wire_bytes"].as_u64().unwrap() > 0,
+        "the traffic went through the proxies: {v}"
+    );
+    assert_eq!(v["reconciled"]["findings"], 0, "{v}");
+}
+
+#[test]
 fn the_next_steps_init_prints_run_as_typed() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("PER");
