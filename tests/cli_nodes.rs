@@ -536,6 +536,53 @@ fn a_drill_over_satellite_links_delivers_every_message_once_through_the_proxies(
 }
 
 #[test]
+fn a_peer_that_cannot_be_reached_is_named_by_send_status_and_show() {
+    let root = tempfile::tempdir().unwrap();
+    let (per, _chl, _) = two_parties(root.path());
+    let pc = s(&per.join("hotline.toml"));
+    // CHL's node is never started: PER's first roster delivery to it fails.
+    let node = serve(&per.join("hotline.toml"));
+    until(30, "PER finds CHL unreachable", || {
+        let out = hotline(&["--json", "status", "--config", &pc]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|v| v["peers"][0]["link"]["reachable"] == false)
+    });
+    let sent = hotline(&[
+        "notice",
+        "send",
+        "--config",
+        &pc,
+        "--to",
+        "CHL",
+        "--severity",
+        "high",
+        "--category",
+        "malicious-code",
+        "--tlp",
+        "green",
+        "--title",
+        "Into the dark",
+        "--summary",
+        "Nobody answers",
+    ]);
+    assert!(sent.status.success());
+    let said = String::from_utf8_lossy(&sent.stdout).into_owned();
+    assert!(
+        said.contains("CHL unreachable since") && said.contains("waits in the outbox"),
+        "{said}"
+    );
+    let id = said.split_whitespace().nth(2).unwrap().to_owned();
+    let status = String::from_utf8_lossy(&hotline(&["status", "--config", &pc]).stdout).into_owned();
+    assert!(
+        status.contains("DOWN") && status.contains("CHL unreachable since"),
+        "{status}"
+    );
+    let shown = String::from_utf8_lossy(&hotline(&["notice", "show", &id, "--config", &pc]).stdout).into_owned();
+    assert!(shown.contains("not delivered yet: CHL unreachable since"), "{shown}");
+    drop(node);
+}
+
+#[test]
 fn the_next_steps_init_prints_run_as_typed() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("PER");

@@ -163,21 +163,39 @@ pub fn notice(cmd: NoticeCommand, out: Out) -> anyhow::Result<ExitCode> {
         match cmd {
             NoticeCommand::Send(args) => {
                 let notice = notice_from(&args)?;
-                let sent = args
-                    .conn
-                    .client()
-                    .await?
+                let mut client = args.conn.client().await?;
+                let sent = client
                     .send_notice(SendNoticeRequest { notice: Some(notice) })
                     .await
                     .map_err(|s| rpc("SendNotice", s))?
                     .into_inner();
-                out.print(&json!({"id": sent.id, "log_index": sent.log_index}), || {
-                    format!(
+                // Recipients our node cannot reach now: said at once, not found later in its log.
+                let down: Vec<hotline::proto::PeerLink> = match client.status(StatusRequest {}).await {
+                    Ok(status) => status
+                        .into_inner()
+                        .peers
+                        .into_iter()
+                        .filter(|p| args.to.contains(&p.party))
+                        .filter_map(|p| p.link.filter(|l| !l.reachable))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                let value = json!({"id": sent.id, "log_index": sent.log_index,
+                                   "unreachable": down.iter().map(view::link_json).collect::<Vec<_>>()});
+                out.print(&value, || {
+                    let mut t = format!(
                         "sent notice {} (log index {}); delivering to {}\n",
                         sent.id,
                         sent.log_index,
                         args.to.join(", ")
-                    )
+                    );
+                    for l in &down {
+                        t += &format!(
+                            "  {}; the notice waits in the outbox and goes when the link is back\n",
+                            view::link_words(l)
+                        );
+                    }
+                    t
                 });
             }
             NoticeCommand::Show { id, conn } => {
