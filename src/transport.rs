@@ -285,7 +285,9 @@ const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// and fail them (a lazily connected endpoint counts as ready until a call
 /// finds it closed). While none answers, calls wait, within their own
 /// deadline. The prober stops with the channel. Must be called inside a
-/// tokio runtime.
+/// tokio runtime. Connections leave from `source` if given; a party with one
+/// endpoint is dialled by [`dial`] (its send buffer bounded), one with
+/// several by tonic's own connector, which leaves the buffer to the system.
 pub fn channel_any(
     endpoints: &[String],
     server_ca: &str,
@@ -297,7 +299,7 @@ pub fn channel_any(
         several => {
             let dialled = several
                 .iter()
-                .map(|e| Ok((e.clone(), endpoint_of(e, server_ca, client)?)))
+                .map(|e| Ok((e.clone(), endpoint_of(e, server_ca, client)?.local_address(source))))
                 .collect::<Result<Vec<_>, TransportError>>()?;
             let (channel, changes) = Channel::balance_channel(several.len());
             tokio::spawn(probe_endpoints(dialled, changes));
