@@ -247,7 +247,8 @@ concurrent_streams = 1024
 connections_per_address = 64
 connections = 4096
 handshake_timeout = "10s"
-# How long a call may take before its answer starts (a streamed answer may then run on).
+# How long a call may take before its answer starts (a streamed answer may then run on); a
+# peer's delivery has this plus the time its largest batch takes over a 32 kbit/s link.
 call_timeout = "60s"
 # At start, how long to wait for each peer's answer to "what have you witnessed of my log?"
 # (a node restored from an old copy refuses to serve); a peer that does not answer is passed over.
