@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// How often the node probes a peer it cannot reach (`node/links.rs`).
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
+
 /// One peer's link.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Link {

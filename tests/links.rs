@@ -88,6 +88,41 @@ async fn notices_sent_during_a_cut_arrive_once_each_when_the_link_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_goes_when_a_probe_finds_the_link_back_not_at_the_next_retry() {
+    // Retries an hour apart: only the probe of the unreachable peer can send it sooner.
+    let c = Cluster::start_behind_proxies_with(&["PER", "CHL"], FAST_NORMS, &["CHL"], |config| {
+        config.retry_base = Duration::from_secs(3_600);
+        config.retry_max = Duration::from_secs(3_600);
+    })
+    .await;
+    c.link("CHL").set_passage(Passage::Cut);
+    // LOW: no acknowledgement due for an hour, so no escalation goes to CHL meanwhile.
+    let mut low = notice(&["CHL"], "After the outage");
+    low.severity = hotline::proto::Severity::Low as i32;
+    let id = c.send(0, low).await;
+    c.eventually(10, "PER finds CHL unreachable", |c| {
+        c.node(0).links().get("CHL").is_some_and(|l| !l.reachable)
+    })
+    .await;
+    c.link("CHL").set_passage(Passage::Open);
+    // At most ten probe intervals of the nodes' clock (20 s), far short of the retry.
+    let receipted = |c: &Cluster| c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1;
+    for _ in 0..10 {
+        c.clock.advance(hotline::links::PROBE_EVERY);
+        let looked = tokio::time::timeout(Duration::from_secs(2), async {
+            while !receipted(&c) {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        });
+        if looked.await.is_ok() {
+            break;
+        }
+    }
+    assert!(receipted(&c), "the probe found CHL back and its backlog went");
+    assert_eq!(times_received(&c, 1, &id), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_stall_holds_no_delivery_for_ever() {
     let c = Cluster::start_behind_proxies(&["PER", "CHL"], FAST_NORMS, &["CHL"]).await;
     // Bytes are taken and go nowhere: no reset, no close, nothing.

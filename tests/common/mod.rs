@@ -373,6 +373,16 @@ impl Cluster {
     /// (its node listening behind, on a port of its own): the link into
     /// that party, which starts clear. [`Cluster::link`] changes it.
     pub async fn start_behind_proxies(ids: &[&str], norms: &str, behind: &[&str]) -> Cluster {
+        Self::start_behind_proxies_with(ids, norms, behind, |_| {}).await
+    }
+
+    /// Like [`Cluster::start_behind_proxies`], each configuration adjusted by `tweak`.
+    pub async fn start_behind_proxies_with(
+        ids: &[&str],
+        norms: &str,
+        behind: &[&str],
+        tweak: impl Fn(&mut hotline::config::Config),
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let made = hotline::setup::local_cluster(dir.path(), ids, norms).await.unwrap();
         let mut proxies = Vec::new();
@@ -390,7 +400,7 @@ impl Cluster {
                 rebound.push((config, published));
             }
         }
-        let mut cluster = Self::start_made(dir, rebound, |_| {}).await;
+        let mut cluster = Self::start_made(dir, rebound, tweak).await;
         cluster.proxies = proxies;
         cluster
     }
