@@ -134,6 +134,20 @@ impl LogReader {
         })
     }
 
+    /// Hands every entry to `each`, in order, a page at a time: memory
+    /// holds one page, however long the log.
+    pub fn each_entry(&self, mut each: impl FnMut(u64, &Entry)) -> Result<(), LogError> {
+        let mut next = 0;
+        loop {
+            let page = self.entries(next, i64::MAX as u64, 4_096)?;
+            let Some((last, _)) = page.last() else { return Ok(()) };
+            next = last + 1;
+            for (index, e) in &page {
+                each(*index, e);
+            }
+        }
+    }
+
     /// Entries `[start, end)`, at most `limit` of them, each with the
     /// envelope it keeps beside the log, if any.
     pub fn entries(&self, start: u64, end: u64, limit: usize) -> Result<Vec<(u64, Entry)>, LogError> {

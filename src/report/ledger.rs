@@ -247,15 +247,7 @@ impl Ledger {
             opener,
             ..Self::default()
         };
-        let mut next = 0;
-        loop {
-            let batch = reader.entries(next, i64::MAX as u64, 4_096)?;
-            let Some((last, _)) = batch.last() else { break };
-            next = last + 1;
-            for (_, e) in &batch {
-                ledger.entry(&e.data, e.envelope.as_deref(), None);
-            }
-        }
+        reader.each_entry(|_, e| ledger.entry(&e.data, e.envelope.as_deref(), None))?;
         Ok(ledger)
     }
 

@@ -176,36 +176,30 @@ pub fn delivery(configs: &[Config]) -> anyhow::Result<Delivery> {
         let reader = hotline::log::LogReader::open(&c.data)?;
         let (mut sent, mut receipts) = (HashMap::new(), Vec::new());
         let mut received: HashMap<String, u64> = HashMap::new();
-        let mut next = 0;
-        loop {
-            let batch = reader.entries(next, i64::MAX as u64, 4_096)?;
-            let Some((last, _)) = batch.last() else { break };
-            next = last + 1;
-            for (_, e) in &batch {
-                let Ok(entry) = LogEntry::decode(&e.data[..]) else {
-                    continue;
-                };
-                let at = entry
-                    .logged_at
-                    .as_ref()
-                    .and_then(hotline::clock::from_proto)
-                    .map_or(0, hotline::clock::to_ms);
-                match entry.body {
-                    Some(log_entry::Body::Sent(s)) => {
-                        if let Some(m) = s.meta {
-                            figures.owed += s.to.len() as u64;
-                            sent.insert(m.id, at);
-                        }
+        reader.each_entry(|_, e| {
+            let Ok(entry) = LogEntry::decode(&e.data[..]) else {
+                return;
+            };
+            let at = entry
+                .logged_at
+                .as_ref()
+                .and_then(hotline::clock::from_proto)
+                .map_or(0, hotline::clock::to_ms);
+            match entry.body {
+                Some(log_entry::Body::Sent(s)) => {
+                    if let Some(m) = s.meta {
+                        figures.owed += s.to.len() as u64;
+                        sent.insert(m.id, at);
                     }
-                    Some(log_entry::Body::Received(r)) => match r.meta {
-                        Some(m) if m.kind == "receipt" => receipts.push((m.id, at)),
-                        Some(m) => *received.entry(m.id).or_default() += 1,
-                        None => {}
-                    },
-                    _ => {}
                 }
+                Some(log_entry::Body::Received(r)) => match r.meta {
+                    Some(m) if m.kind == "receipt" => receipts.push((m.id, at)),
+                    Some(m) => *received.entry(m.id).or_default() += 1,
+                    None => {}
+                },
+                _ => {}
             }
-        }
+        })?;
         for (id, at) in receipts {
             if let Some(sent_at) = sent.get(&id) {
                 figures.receipted += 1;
