@@ -78,7 +78,14 @@ pub async fn run(node: Arc<Node>) {
 /// Logs a missed deadline exactly once and tells operators; a clock met or
 /// missed meanwhile is left alone.
 pub async fn miss(node: &Node, d: &state::Running) -> Result<(), NodeError> {
-    let owed = d.kind.as_str_name().trim_start_matches("DEADLINE_").to_lowercase();
+    let owed = match d.kind {
+        Deadline::Receipt => "a receipt",
+        Deadline::Acknowledge => "an acknowledgement",
+        Deadline::Response => "a response",
+        Deadline::Promise => "the answer it promised",
+        Deadline::CommCheckAnswer => "an answer to a communication check",
+        Deadline::Unspecified => "a step",
+    };
     let mut event = norm_event::new(
         NormEventKind::DeadlineMissed,
         &d.party,
@@ -86,7 +93,7 @@ pub async fn miss(node: &Node, d: &state::Running) -> Result<(), NodeError> {
         d.kind,
         Some(d.due_ms),
         node.clock().now(),
-        format!("{} owed a {owed} for {}", d.party, d.message_id),
+        format!("{} owed {owed} for {}", d.party, d.message_id),
     );
     if d.kind == Deadline::Receipt && d.party != node.party() {
         event.attempts = attempts(node, d).await?;

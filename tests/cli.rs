@@ -130,6 +130,12 @@ fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() {
     assert!(out.status.success());
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("node serving"), "{log}");
+    // The narrative ends with a count of the logs' entries; the entries wait for --timeline.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !said.contains("Timeline (all four logs") && said.contains("demo --timeline"),
+        "{said}"
+    );
     assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
 }
 

@@ -256,6 +256,12 @@ fn the_demo_runs_to_completion_and_verifies_every_log() {
     assert_eq!(v["logs"].as_array().unwrap().len(), 4);
     assert!(v["witnessed_checkpoints"].as_u64().unwrap() >= 5);
     let timeline = v["timeline"].as_array().unwrap();
+    // The timeline's lines read as English.
+    let lines: Vec<&str> = timeline.iter().filter_map(|e| e["entry"].as_str()).collect();
+    for slip in ["notice notice", "response response", "owed a acknowledge"] {
+        assert!(lines.iter().all(|l| !l.contains(slip)), "{slip:?} in {lines:?}");
+    }
+    assert!(lines.iter().any(|l| l.contains("owed an acknowledgement")), "{lines:?}");
     for party in ["PER", "CHL", "ARG", "EST"] {
         assert!(
             timeline

@@ -91,7 +91,7 @@ impl Node {
                 Body::OperatorAction(OperatorAction {
                     operator: operator.to_owned(),
                     action: format!("send {}", out.kind.as_str()),
-                    detail: format!("{} {} to {}", out.kind.as_str(), out.id, out.to.join(", ")),
+                    detail: format!("{} to {}", out.id, out.to.join(", ")),
                 }),
             ));
         }

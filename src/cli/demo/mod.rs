@@ -46,6 +46,10 @@ pub struct Args {
     /// temporary one, kept after the demo.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also print every entry of the four logs, merged in time order
+    /// (`--json` always carries them).
+    #[arg(long)]
+    timeline: bool,
 }
 
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
@@ -67,14 +71,22 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("hotline-demo-{}-files", std::process::id())),
     });
-    let result = super::runtime::block_on(script(&root, args.keep.is_some(), exercise, &files, out));
+    let shown = (args.keep.is_some(), args.timeline);
+    let result = super::runtime::block_on(script(&root, shown, exercise, &files, out));
     if args.keep.is_none() {
         let _ = std::fs::remove_dir_all(&root);
     }
     result
 }
 
-async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) -> anyhow::Result<ExitCode> {
+/// The demo's script; `keep`: leave the nodes running; `show_timeline`: print every log entry.
+async fn script(
+    root: &Path,
+    (keep, show_timeline): (bool, bool),
+    exercise: i32,
+    files: &Path,
+    out: Out,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     say(
         out,
@@ -395,11 +407,16 @@ async fn script(root: &Path, keep: bool, exercise: i32, files: &Path, out: Out) 
     let dispute = dispute::dispute(&configs, &sent.id, &files.join("exports"), out)?;
 
     let timeline = timeline::timeline(&configs)?;
-    if !out.json {
+    if !out.json && show_timeline {
         super::view::outln!("\nTimeline (all four logs, merged)");
         for (at, party, line) in &timeline {
             super::view::outln!("  {at}  {party:<4} {}", super::view::term(line));
         }
+    } else if !out.json {
+        super::view::outln!(
+            "\nThe four logs hold {} entries between them; hotline demo --timeline prints them in time order.",
+            timeline.len()
+        );
     }
     out.print(
         &json!({"notice": sent.id, "response": reply.id, "comm_checks": checks, "logs": verified,
