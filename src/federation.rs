@@ -11,8 +11,8 @@ use crate::proto::federation_server::Federation;
 use crate::proto::{
     ConsistencyProof, ConsistencyProofRequest, DeliverBatchRequest, DeliverBatchResponse, DeliverOutcome,
     DeliverRequest, DeliverResponse, GetAgreementRequest, GetAgreementResponse, GetCheckpointRequest,
-    GetCheckpointResponse, GetWitnessedCheckpointRequest, GetWitnessedCheckpointResponse, Refusal, SignedCheckpoint,
-    deliver_outcome,
+    GetCheckpointResponse, GetWitnessedCheckpointRequest, GetWitnessedCheckpointResponse, Refusal, RelayRequest,
+    SignedCheckpoint, deliver_outcome,
 };
 use crate::state;
 
@@ -68,10 +68,14 @@ impl Federation for FederationService {
         let _admitted = self.gate.admit_peer(&peer, n)?;
         PeerAgreements::check_shape(req.agreement.as_ref())?;
         self.node.heard_from(&peer, req.agreement.as_ref());
-        let outcomes = self
-            .node
-            .deliver_batch(&peer, req.envelopes, req.sender_checkpoint)
-            .await;
+        let outcomes = match req.sender.as_str() {
+            "" => {
+                self.node
+                    .deliver_batch(&peer, req.envelopes, req.sender_checkpoint)
+                    .await
+            }
+            sender => self.node.deliver_relayed(&peer, sender, req.envelopes).await?,
+        };
         // A claim is weighed only from a peer whose delivery we accepted.
         if outcomes.iter().any(Result::is_ok) {
             self.node.peer_holds(&peer, req.agreement.as_ref()).await;
@@ -85,6 +89,24 @@ impl Federation for FederationService {
                 }),
             })
             .collect();
+        Ok(Response::new(DeliverBatchResponse {
+            outcomes,
+            agreement: Some(self.node.in_force().reference()),
+        }))
+    }
+
+    #[tracing::instrument(name = "Federation.Relay", skip_all, fields(peer, to))]
+    async fn relay(&self, req: Request<RelayRequest>) -> Result<Response<DeliverBatchResponse>, Status> {
+        let peer = self.gate.peer(&req)?;
+        let req = req.into_inner();
+        let span = tracing::Span::current();
+        span.record("peer", peer.as_str());
+        span.record("to", req.to.as_str());
+        // Each envelope counts against the caller's limits as its own delivery would.
+        let _admitted = self.gate.admit_peer(&peer, req.envelopes.len().max(1))?;
+        PeerAgreements::check_shape(req.agreement.as_ref())?;
+        self.node.heard_from(&peer, req.agreement.as_ref());
+        let outcomes = self.node.relay(&peer, req).await?;
         Ok(Response::new(DeliverBatchResponse {
             outcomes,
             agreement: Some(self.node.in_force().reference()),

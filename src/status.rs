@@ -54,6 +54,7 @@ impl From<NodeError> for Status {
             | FromTheFuture { .. }
             | SenderCheckpoint(_)
             | NotAPeer(_)
+            | BadRelaySender(_)
             | UnknownRecipient(_)
             | BadAmendment(_)
             | BadAgreementRef(_)
@@ -62,8 +63,11 @@ impl From<NodeError> for Status {
             | BadRoster(_)
             | Signatures(_) => Code::InvalidArgument,
             BadSignature { .. } => Code::Unauthenticated,
-            SignerIsNotCaller { .. } | FromIsNotCaller { .. } | NotARecipient { .. } => Code::PermissionDenied,
+            SignerIsNotCaller { .. } | FromIsNotCaller { .. } | NotARecipient { .. } | NotARelay(_) => {
+                Code::PermissionDenied
+            }
             IdReused(_) | IdTaken(_) => Code::AlreadyExists,
+            RecipientUnreachable { .. } => Code::Unavailable,
             NoSuchPeer(_)
             | NoSuchNotice(_)
             | UnknownNotice { .. }

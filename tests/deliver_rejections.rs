@@ -410,9 +410,8 @@ async fn deliver_batch(
 ) -> Result<Vec<Result<Envelope, (Code, String)>>, tonic::Status> {
     let reply = client
         .deliver_batch(DeliverBatchRequest {
-            agreement: None,
             envelopes,
-            sender_checkpoint: None,
+            ..Default::default()
         })
         .await?;
     Ok(reply

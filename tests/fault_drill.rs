@@ -165,6 +165,12 @@ impl hotline::proto::federation_server::Federation for HostileReceipts {
     ) -> Result<tonic::Response<hotline::proto::GetWitnessedCheckpointResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("hostile"))
     }
+    async fn relay(
+        &self,
+        _: tonic::Request<hotline::proto::RelayRequest>,
+    ) -> Result<tonic::Response<hotline::proto::DeliverBatchResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("hostile"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,12 +156,21 @@ fn norm_changes(old: &Norms, new: &Norms, out: &mut Vec<String>) {
             show(new.acknowledge_within)
         ));
     }
-    if old.link_down_alert != new.link_down_alert {
-        let show = |a: Option<std::time::Duration>| a.map_or("none".to_owned(), d);
+    let optional = [
+        ("link_down_alert", old.link_down_alert, new.link_down_alert),
+        ("relay_after", old.relay_after, new.relay_after),
+    ];
+    for (name, a, b) in optional {
+        if a != b {
+            let show = |x: Option<std::time::Duration>| x.map_or("none".to_owned(), d);
+            out.push(format!("~ norms.{name}: {} -> {}", show(a), show(b)));
+        }
+    }
+    if old.relays != new.relays {
         out.push(format!(
-            "~ norms.link_down_alert: {} -> {}",
-            show(old.link_down_alert),
-            show(new.link_down_alert)
+            "~ norms.relays: [{}] -> [{}]",
+            old.relays.join(", "),
+            new.relays.join(", ")
         ));
     }
     if old.max_notice_bytes != new.max_notice_bytes {

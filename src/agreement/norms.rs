@@ -27,6 +27,10 @@ pub(crate) struct RawNorms {
     escalate_after: Vec<String>,
     #[serde(default)]
     link_down_alert: Option<String>,
+    #[serde(default)]
+    relay_after: Option<String>,
+    #[serde(default)]
+    relays: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +74,12 @@ pub struct Norms {
     /// A peer that our deliveries cannot reach for this long raises an
     /// event and an alert (none if the agreement sets no such time).
     pub link_down_alert: Option<Duration>,
+    /// A delivery whose recipient our calls have not reached for this long
+    /// goes through a party that relays (none if the agreement sets no time).
+    pub relay_after: Option<Duration>,
+    /// The parties that carry others' envelopes when their direct path has
+    /// failed for `relay_after` (each a party of the agreement).
+    pub relays: Vec<String>,
 }
 
 /// Room in an envelope besides its payload: the payload type and framing.
@@ -155,6 +165,11 @@ pub(crate) fn parse_norms(raw: &RawNorms) -> Result<Norms, AgreementError> {
             None => None,
             Some(s) => Some(d("link_down_alert", s)?),
         },
+        relay_after: match &raw.relay_after {
+            None => None,
+            Some(s) => Some(d("relay_after", s)?),
+        },
+        relays: raw.relays.clone(),
     };
     if !(1024..=MAX_NOTICE_BYTES_LIMIT).contains(&norms.max_notice_bytes) {
         return Err(field(

@@ -345,6 +345,9 @@ impl Agreement {
                 tls_ca: o.tls_ca.clone(),
             });
         }
+        if let Some(stranger) = norms.relays.iter().find(|r| !parties.iter().any(|p| &p.id == *r)) {
+            return Err(field("norms.relays", format!("{stranger} is not a party")));
+        }
         let quorum = raw.quorum.unwrap_or(parties.len());
         if quorum == 0 || quorum > parties.len() {
             return Err(field(
@@ -366,6 +369,11 @@ impl Agreement {
     /// The party with this id.
     pub fn party(&self, id: &str) -> Option<&Party> {
         self.parties.iter().find(|p| p.id == id)
+    }
+
+    /// Whether the agreement lets party `id` carry others' envelopes.
+    pub fn relays(&self, id: &str) -> bool {
+        self.norms.relays.iter().any(|r| r == id)
     }
 
     /// The party whose keys are named `origin`.

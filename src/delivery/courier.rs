@@ -19,7 +19,7 @@ pub const BATCH: usize = 64;
 pub const CALLS_PER_PEER: usize = 4;
 /// How long a peer has to answer one `DeliverBatch` call, besides the time
 /// its bytes take over the slowest link (`transport::transfer_time`).
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A message waiting for its peer's courier, and where its outcome goes.
 pub type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
@@ -90,6 +90,7 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
             note: node.log().head().note.to_vec(),
         }),
         agreement: Some(node.in_force().reference()),
+        sender: String::new(),
     };
     let deadline = CALL_TIMEOUT + crate::transport::transfer_time(req.encoded_len());
     let outcomes = match tokio::time::timeout(deadline, client.deliver_batch(req)).await {
@@ -136,7 +137,7 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         .map(|(m, receipt)| {
             let (node, party) = (node.clone(), party.to_owned());
             async move {
-                node.accept_receipt(&m, &party, receipt?)
+                node.accept_receipt(&m, &party, receipt?, None)
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -147,7 +148,7 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
 
 /// Whether a failed call reached the peer: it refused (a limit, a check),
 /// rather than the call finding no one or no answer.
-fn reached(s: &tonic::Status) -> bool {
+pub(super) fn reached(s: &tonic::Status) -> bool {
     use tonic::Code;
     !matches!(
         s.code(),
@@ -157,7 +158,7 @@ fn reached(s: &tonic::Status) -> bool {
 
 /// A failed call in words: its code, its message and what caused it (the
 /// connection's error, which names the address and the system's reason).
-fn call_failure(s: &tonic::Status) -> String {
+pub(super) fn call_failure(s: &tonic::Status) -> String {
     let mut words = format!("{:?}: {}", s.code(), s.message());
     let mut cause = std::error::Error::source(s);
     while let Some(c) = cause {

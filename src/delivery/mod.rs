@@ -13,6 +13,7 @@
 //! [`courier`].
 
 mod courier;
+mod relay;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -119,10 +120,10 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
         if node.tasks().is_stopping() {
             return;
         }
-        let result = match couriers.get(&p.party) {
+        let result = match (couriers.get(&p.party), relay::relay_for(&node, &p.party)) {
             // Not a peer (yet: a party a pending amendment adds; or any more:
             // its delivery was cancelled when it left, and then this ends).
-            None => {
+            (None, _) => {
                 if !still_queued(&node, &p).await {
                     return;
                 }
@@ -132,7 +133,12 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
                     node.in_force().version()
                 ))
             }
-            Some(courier) => {
+            // The direct path has failed for longer than relay_after: through a relay.
+            (Some(_), Some(relay)) => match message_of(&node, &p).await {
+                Ok(m) => relay::through(&node, &relay, &p.party, &m).await,
+                Err(e) => Err(e),
+            },
+            (Some(courier), None) => {
                 let Ok(_slot) = courier.slots.acquire().await else {
                     return;
                 };
@@ -175,9 +181,9 @@ async fn still_queued(node: &Node, p: &Pending) -> bool {
         .unwrap_or(true)
 }
 
-/// One attempt: hands the message to its peer's courier and waits for the outcome.
-async fn attempt(node: &Node, courier: &Courier, p: &Pending) -> Result<(), String> {
-    let m = match &p.message {
+/// The queued message, as the delivery holds it or from the store.
+async fn message_of(node: &Node, p: &Pending) -> Result<StoredMessage, String> {
+    Ok(match &p.message {
         Some(m) => StoredMessage::clone(m),
         None => {
             let id = p.message_id.clone();
@@ -186,7 +192,12 @@ async fn attempt(node: &Node, courier: &Courier, p: &Pending) -> Result<(), Stri
                 .map_err(|e| e.to_string())?
         }
         .ok_or_else(|| format!("queued message {} is missing", p.message_id))?,
-    };
+    })
+}
+
+/// One attempt: hands the message to its peer's courier and waits for the outcome.
+async fn attempt(node: &Node, courier: &Courier, p: &Pending) -> Result<(), String> {
+    let m = message_of(node, p).await?;
     let (reply, outcome) = oneshot::channel();
     courier
         .queue

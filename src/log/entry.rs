@@ -86,17 +86,39 @@ pub fn sent(at: time::OffsetDateTime, envelope: &Envelope, meta: MessageMeta, to
     })
 }
 
-/// The entry recording an envelope accepted from the party `from`: as
-/// [`sent`], a commitment and `meta`.
-pub fn received(at: time::OffsetDateTime, envelope: &Envelope, meta: MessageMeta, from: &str) -> Entry {
+/// The entry recording an envelope accepted from the party `from`, carried
+/// by the relay `via` if any: as [`sent`], a commitment and `meta`.
+pub fn received(
+    at: time::OffsetDateTime,
+    envelope: &Envelope,
+    meta: MessageMeta,
+    from: &str,
+    via: Option<&str>,
+) -> Entry {
     committing(at, envelope, |envelope_sha256| {
         Body::Received(EnvelopeReceived {
             envelope: None,
             from: from.to_owned(),
             envelope_sha256,
             meta: Some(meta),
+            via: via.unwrap_or_default().to_owned(),
         })
     })
+}
+
+/// The entry a relay writes for each envelope it carried: the commitment,
+/// who sent it to whom, and where the recipient logged it.
+pub fn relayed(at: time::OffsetDateTime, envelope: &Envelope, from: &str, to: &str, recipient_log_index: u64) -> Entry {
+    let envelope_sha256 = Sha256::digest(envelope.encode_to_vec()).to_vec();
+    encode(
+        at,
+        Body::Relayed(crate::proto::Relayed {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            envelope_sha256,
+            recipient_log_index,
+        }),
+    )
 }
 
 /// What an entry recording a message says of it (none in entries of
@@ -192,6 +214,7 @@ pub fn kind(entry: &LogEntry) -> &'static str {
         Some(Body::AgreementAdopted(_)) => "agreement_adopted",
         Some(Body::OperatorAction(_)) => "operator_action",
         Some(Body::WitnessedCheckpoint(_)) => "witnessed_checkpoint",
+        Some(Body::Relayed(_)) => "relayed",
         None => "empty",
     }
 }
@@ -295,9 +318,20 @@ pub fn describe(entry: &LogEntry) -> String {
             describe_held(s.envelope.as_ref(), s.meta.as_ref(), &s.envelope_sha256)
         ),
         Some(Body::Received(r)) => format!(
-            "received from {}: {}",
+            "received from {}{}: {}",
             r.from,
+            match r.via.as_str() {
+                "" => String::new(),
+                via => format!(" via {via}"),
+            },
             describe_held(r.envelope.as_ref(), r.meta.as_ref(), &r.envelope_sha256)
+        ),
+        Some(Body::Relayed(r)) => format!(
+            "relayed {} from {} to {} (their log index {})",
+            hex::encode(&r.envelope_sha256),
+            r.from,
+            r.to,
+            r.recipient_log_index
         ),
         Some(Body::NormEvent(e)) => format!(
             "{} {}: {}",

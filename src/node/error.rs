@@ -102,6 +102,21 @@ pub enum NodeError {
     /// A communication check names a party that is not a peer.
     #[error("{0} is not a peer party of the agreement")]
     NoSuchPeer(String),
+    /// A party carries others' envelopes, or asks us to, though the
+    /// agreement does not let it (or us) relay.
+    #[error("{0} is not a relay: the agreement's norms.relays names the parties that carry others' envelopes")]
+    NotARelay(String),
+    /// As a relay, we could not reach the recipient, or it did not answer.
+    #[error("the relay could not reach {party}: {why}")]
+    RecipientUnreachable {
+        /// The recipient.
+        party: String,
+        /// The failure, in words.
+        why: String,
+    },
+    /// A relay names a sender it cannot carry for (itself, us, or no party).
+    #[error("field sender: {0} is not a party a relay can carry envelopes for")]
+    BadRelaySender(String),
     /// This node never adopted that agreement version.
     #[error("this node has not adopted agreement version {asked}; the latest it holds is {held}")]
     NoSuchAgreement {

@@ -33,14 +33,46 @@ impl Node {
         envelopes: Vec<Envelope>,
         sender_checkpoint: Option<SignedCheckpoint>,
     ) -> Vec<Result<Envelope, NodeError>> {
+        self.deliver_from(caller, None, envelopes, sender_checkpoint).await
+    }
+
+    /// Handles envelopes of `sender` that the relay `relay` (the TLS
+    /// caller) carried, each checked exactly as if `sender` had delivered
+    /// it, and logged with the relay that carried it. The relay must be one
+    /// the agreement lets relay.
+    pub async fn deliver_relayed(
+        self: &Arc<Self>,
+        relay: &str,
+        sender: &str,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<Result<Envelope, NodeError>>, NodeError> {
+        let relays = self.in_force().agreement().relays(relay);
+        if !relays {
+            return Err(NodeError::NotARelay(relay.to_owned()));
+        }
+        if sender == relay || sender == self.party || self.in_force().agreement().party(sender).is_none() {
+            return Err(NodeError::BadRelaySender(sender.to_owned()));
+        }
+        Ok(self.deliver_from(sender, Some(relay), envelopes, None).await)
+    }
+
+    /// Checks and logs envelopes of `from`, delivered by it or carried by `via`.
+    async fn deliver_from(
+        self: &Arc<Self>,
+        caller: &str,
+        via: Option<&str>,
+        envelopes: Vec<Envelope>,
+        sender_checkpoint: Option<SignedCheckpoint>,
+    ) -> Vec<Result<Envelope, NodeError>> {
         // Checked and logged under one version of the agreement: an adoption waits for us.
         let _version = self.adopting.read().await;
-        // The checks, signatures above all, run off the async workers within the caller's share.
+        // The checks, signatures above all, run off the async workers within the caller's share
+        // (a relay's, for what it carries).
         let n = envelopes.len();
         let (node, from) = (self.clone(), caller.to_owned());
         let checked = self
             .cpu
-            .run(caller, move || -> Vec<Result<Admitted, NodeError>> {
+            .run(via.unwrap_or(caller), move || -> Vec<Result<Admitted, NodeError>> {
                 envelopes.into_iter().map(|env| node.admit(&from, env)).collect()
             })
             .await;
@@ -72,8 +104,8 @@ impl Node {
         for a in admitted {
             match a {
                 Ok(a) => {
-                    let (node, caller) = (self.clone(), caller.to_owned());
-                    recording.push(async move { node.record_received(&caller, a).await });
+                    let (node, caller, via) = (self.clone(), caller.to_owned(), via.map(str::to_owned));
+                    recording.push(async move { node.record_received(&caller, via.as_deref(), a).await });
                     outcomes.push(None);
                 }
                 Err(e) => outcomes.push(Some(Err(e))),

@@ -19,6 +19,7 @@ mod peer_agreements;
 mod reads;
 mod receipts;
 mod recording;
+mod relaying;
 mod rollback;
 mod rosters;
 mod sealing;

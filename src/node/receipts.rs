@@ -15,13 +15,15 @@ use crate::proto::{Deadline, Envelope, LogEntry, Receipt, event};
 use crate::state::{self, StoredMessage};
 
 impl Node {
-    /// Checks a receipt for our message `m` delivered to `party`, then logs it
-    /// with the clock it stops, and witnesses the checkpoint it carries.
+    /// Checks a receipt for our message `m` delivered to `party` (through
+    /// the relay `via`, if any), then logs it with the clock it stops, and
+    /// witnesses the checkpoint it carries.
     pub async fn accept_receipt(
         self: &Arc<Self>,
         m: &StoredMessage,
         party: &str,
         env: Envelope,
+        via: Option<&str>,
     ) -> Result<(), ReceiptError> {
         // Checked and logged under one version of the agreement: an adoption waits for us.
         let _version = self.adopting.read().await;
@@ -68,7 +70,7 @@ impl Node {
         )
         .map_err(|e| ReceiptError::Proof(e.to_string()))?;
         let meta = crate::message::meta::of_envelope(&env, None);
-        let e = entry::received(self.clock.now(), &env, meta, party);
+        let e = entry::received(self.clock.now(), &env, meta, party, via);
         let (mid, p, idx) = (m.id.clone(), party.to_owned(), r.log_index);
         let change = Box::new(move |c: &crate::db::Connection, index: u64| {
             state::record_receipt(c, &mid, &p, idx, index)?;

@@ -72,7 +72,12 @@ impl Node {
 
     /// Logs an admitted message from `from` with the clocks it starts and
     /// stops, and signs our receipt; a communication check is answered.
-    pub(super) async fn record_received(self: &Arc<Self>, from: &str, a: Admitted) -> Result<Envelope, NodeError> {
+    pub(super) async fn record_received(
+        self: &Arc<Self>,
+        from: &str,
+        via: Option<&str>,
+        a: Admitted,
+    ) -> Result<Envelope, NodeError> {
         let now = self.clock.now_ms();
         let in_force = self.in_force();
         let norms = &in_force.agreement().norms;
@@ -197,6 +202,7 @@ impl Node {
             &a.env,
             message::meta::of_envelope(&a.env, answers_tlp),
             from,
+            via,
         );
         entries[0] = entry_bytes.clone();
         let stored = StoredMessage {

@@ -28,6 +28,8 @@ pub struct Thread {
     pub responses: Vec<(Response, i64)>,
     /// Receipts for it (party, when logged).
     pub receipts: Vec<(String, i64)>,
+    /// The recipients whose receipt a relay brought back: (party, relay).
+    pub relayed: Vec<(String, String)>,
     /// Norm events about it.
     pub events: Vec<(NormEvent, i64)>,
     /// Whether this reader read the notice itself, or only what its entry says of it.
@@ -107,7 +109,7 @@ impl Ledger {
                 };
                 if env.payload_type == RECEIPT_TYPE {
                     if let Ok(receipt) = Receipt::decode(&env.payload[..]) {
-                        self.receipt(receipt, at);
+                        self.receipt(receipt, at, &r.via);
                     }
                 } else {
                     self.message(&env, at, false);
@@ -175,6 +177,7 @@ impl Ledger {
                 ours,
                 responses: Vec::new(),
                 receipts,
+                relayed: Vec::new(),
                 events: Vec::new(),
                 readable,
             },
@@ -191,7 +194,7 @@ impl Ledger {
                 from: m.from,
                 ..Default::default()
             };
-            self.receipt(receipt, at);
+            self.receipt(receipt, at, "");
             return None;
         }
         let label = crate::message::tlp_label(m.tlp()).to_owned();
@@ -251,9 +254,12 @@ impl Ledger {
         Ok(ledger)
     }
 
-    fn receipt(&mut self, r: Receipt, at: i64) {
+    fn receipt(&mut self, r: Receipt, at: i64, via: &str) {
         if let Some(t) = self.threads.get_mut(&r.message_id) {
             t.receipts.push((r.from.clone(), at));
+            if !via.is_empty() {
+                t.relayed.push((r.from.clone(), via.to_owned()));
+            }
         }
         self.receipts.entry(r.message_id).or_default().push((r.from, at));
     }

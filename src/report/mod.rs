@@ -259,7 +259,10 @@ fn timeline(t: &Thread) -> ThreadView {
     steps.extend(
         t.receipts
             .iter()
-            .map(|(p, ms)| (*ms, format!("receipt signed by {p}'s node"))),
+            .map(|(p, ms)| match t.relayed.iter().find(|(party, _)| party == p) {
+                Some((_, relay)) => (*ms, format!("receipt signed by {p}'s node, carried by {relay}")),
+                None => (*ms, format!("receipt signed by {p}'s node")),
+            }),
     );
     steps.extend(t.responses.iter().map(|(r, ms)| {
         let status = r.status().as_str_name().trim_start_matches("RESPONSE_STATUS_");
