@@ -102,8 +102,14 @@ impl Federation for FederationService {
         let span = tracing::Span::current();
         span.record("peer", peer.as_str());
         span.record("to", req.to.as_str());
+        let n = req.envelopes.len();
+        if n == 0 || n > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "field envelopes has {n} envelopes; a relay carries 1 to {MAX_BATCH}"
+            )));
+        }
         // Each envelope counts against the caller's limits as its own delivery would.
-        let _admitted = self.gate.admit_peer(&peer, req.envelopes.len().max(1))?;
+        let _admitted = self.gate.admit_peer(&peer, n)?;
         PeerAgreements::check_shape(req.agreement.as_ref())?;
         self.node.heard_from(&peer, req.agreement.as_ref());
         let outcomes = self.node.relay(&peer, req).await?;

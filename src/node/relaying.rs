@@ -33,9 +33,6 @@ impl Node {
             return Err(NodeError::NotAPeer(to));
         }
         let n = req.envelopes.len();
-        if n == 0 || n > crate::federation::MAX_BATCH {
-            return Err(NodeError::MissingField("envelopes"));
-        }
         // Only the caller's own envelopes: a relay carries for its caller, no one else.
         for env in &req.envelopes {
             self.check_signatures(caller, env, &in_force.keyring)?;
