@@ -246,3 +246,52 @@ async fn a_one_mebibyte_notice_crosses_a_64_kbit_link_in_one_attempt() {
         "sent once, not again from the start: {crossed} bytes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_listing_a_dead_endpoint_first_is_reached_at_the_one_that_answers() {
+    use hotline::agreement::SignedAgreement;
+    use hotline::keys::IdentityKey;
+    let dir = tempfile::tempdir().unwrap();
+    let made = hotline::setup::local_cluster(dir.path(), &["PER", "CHL"], FAST_NORMS)
+        .await
+        .unwrap();
+    // CHL's entry lists an endpoint nobody answers at, first, then its node's.
+    let chl = &made[1].0;
+    let signed = SignedAgreement::load(&chl.agreement).unwrap();
+    let live = format!("endpoint = \"https://{}\"", chl.listen);
+    let both = format!(
+        "endpoint = [\"https://127.0.0.1:{}\", \"https://{}\"]",
+        common::free_port(),
+        chl.listen
+    );
+    assert!(signed.text().contains(&live));
+    let mut resigned = SignedAgreement::parse(signed.text().replace(&live, &both).as_bytes()).unwrap();
+    for (config, _) in &made {
+        resigned
+            .sign(&IdentityKey::load(&config.identity_key).unwrap())
+            .unwrap();
+    }
+    for (config, _) in &made {
+        std::fs::write(&config.agreement, resigned.to_bytes()).unwrap();
+    }
+    let c = Cluster::start_made(dir, made, |_| {}).await;
+    let mut events = c.node(0).subscribe();
+    let ids = send_many(&c, "CHL", 10).await;
+    until_all_receipted(&c, &ids, 20).await;
+    for id in &ids {
+        assert_eq!(times_received(&c, 1, id), 1, "{id} is logged once by CHL");
+    }
+    // No call went to the dead endpoint: the link never turned down.
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(&e.body, Some(event::Body::Link(l)) if !l.reachable),
+            "a call failed: {e:?}"
+        );
+    }
+    assert!(
+        c.node(0)
+            .links()
+            .get("CHL")
+            .is_some_and(|l| l.reachable && l.failed_attempts == 0)
+    );
+}
