@@ -589,6 +589,24 @@ fn a_peer_that_cannot_be_reached_is_named_by_send_status_and_show() {
 }
 
 #[test]
+fn a_node_that_is_not_running_is_named_with_what_to_check() {
+    let root = tempfile::tempdir().unwrap();
+    let (per, _chl, _) = two_parties(root.path());
+    let config = hotline::config::Config::load(&per.join("hotline.toml")).unwrap();
+    let out = hotline(&["status", "--config", &s(&per.join("hotline.toml"))]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let address = config.client_node.trim_start_matches("https://");
+    assert!(
+        err.contains("asking the node for its status: the node cannot be reached")
+            && err.contains(address)
+            && err.contains("is `hotline serve` running"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
 fn the_next_steps_init_prints_run_as_typed() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("PER");

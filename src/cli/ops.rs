@@ -153,8 +153,34 @@ fn notice_from(args: &SendArgs) -> anyhow::Result<Notice> {
     })
 }
 
-pub(super) fn rpc(what: &str, s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {} ({:?})", s.message(), s.code())
+/// A failed call to our own node in the operator's words: what was being
+/// done (not the gRPC method), the node's answer, and for a node that
+/// cannot be reached, where to look.
+pub(super) fn rpc(method: &str, s: tonic::Status) -> anyhow::Error {
+    let doing = match method {
+        "SendNotice" => "sending the notice",
+        "Respond" => "answering the notice",
+        "GetNotice" => "reading the notice",
+        "ListNotices" => "reading the inbox",
+        "WatchEvents" => "following the node's events",
+        "Status" => "asking the node for its status",
+        "CommCheck" => "sending the communication check",
+        "ProposeAmendment" => "proposing the amendment",
+        "ApproveAmendment" => "approving the amendment",
+        "RejectAmendment" => "rejecting the amendment",
+        "ListAmendments" => "reading the pending amendments",
+        "GetAgreement" => "reading the agreement",
+        "PublishRoster" => "publishing the roster",
+        "GetRoster" => "reading the roster",
+        other => other,
+    };
+    match s.code() {
+        tonic::Code::Unavailable => anyhow::anyhow!(
+            "{doing}: the node cannot be reached ({}); is `hotline serve` running at the address [client] node names in the configuration?",
+            s.message()
+        ),
+        code => anyhow::anyhow!("{doing}: {} ({code:?})", s.message()),
+    }
 }
 
 /// Runs a `notice` subcommand.
