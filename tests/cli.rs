@@ -115,6 +115,11 @@ fn errors_are_one_line_naming_the_file_and_the_cause_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/hotline.toml"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    // A command pointed at no configuration says how to point it at one.
+    let out = hotline(&["status", "--config", "/nonexistent/hotline.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--config FILE or HOTLINE_CONFIG"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]

@@ -45,7 +45,7 @@ pub struct RestoreArgs {
 
 /// Copies the store of a node (running or not) into `--out`, verified.
 pub fn backup(args: BackupArgs, out: Out) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config)?;
+    let config = super::files::load_config(&args.config)?;
     store::bind(&config.data, config.database.as_deref())?;
     if args.out.exists() {
         bail!("{}: exists already; choose another file", args.out.display());
@@ -92,7 +92,7 @@ pub fn backup(args: BackupArgs, out: Out) -> anyhow::Result<ExitCode> {
 
 /// Puts a backup in place as the node's store, only once it verifies.
 pub fn restore(args: RestoreArgs, out: Out) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config)?;
+    let config = super::files::load_config(&args.config)?;
     store::bind(&config.data, config.database.as_deref())?;
     let postgres = store::postgres_url(&config.data)?.is_some();
     let target = store::location(&config.data);

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hotline::config::Config;
 use hotline::proto::Tlp;
 use serde_json::json;
 
@@ -50,7 +49,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
         max_tlp,
         out: file,
     } = cmd;
-    let config = Config::load(&config)?;
+    let config = super::files::load_config(&config)?;
     let c = hotline::store::open_reader(&config.data)?;
     // Sealed notices open with the node's encryption key.
     let opener = hotline::opener::Opener::load(&config.party, &config.encryption_key)?;

@@ -42,3 +42,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     };
     write().with_context(|| format!("writing {}", path.display()))
 }
+
+/// The node configuration a command was pointed at (`--config`, or
+/// `HOTLINE_CONFIG`, or `hotline.toml` here); one that does not exist says
+/// how to point at another.
+pub fn load_config(path: &Path) -> anyhow::Result<hotline::config::Config> {
+    if !path.exists() {
+        anyhow::bail!(
+            "{}: No such file or directory; give a node's configuration with --config FILE or HOTLINE_CONFIG=FILE (hotline init writes one)",
+            path.display()
+        );
+    }
+    Ok(hotline::config::Config::load(path)?)
+}

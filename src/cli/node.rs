@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hotline::config::Config;
 use hotline::setup;
 use serde_json::json;
 
@@ -100,7 +99,7 @@ pub struct ServeArgs {
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     super::files::init_tracing("info", args.log_json);
-    let mut config = Config::load(&args.config)?;
+    let mut config = super::files::load_config(&args.config)?;
     if args.recheck_all_entries {
         config.recheck_log = hotline::log::Recheck::All;
     }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hotline::config::Config;
 use hotline::proto::operator_client::OperatorClient;
 use hotline::proto::{
     Attachment, Category, CommCheckRequest, Exercise, GetNoticeRequest, Indicator, ListNoticesRequest, Notice,
@@ -29,7 +28,7 @@ pub struct Conn {
 
 impl Conn {
     pub(super) async fn client(&self) -> anyhow::Result<OperatorClient<Channel>> {
-        let c = Config::load(&self.config)?;
+        let c = super::files::load_config(&self.config)?;
         let channel = hotline::transport::channel(&c.client_node, &c.ca_pem()?, &c.client_cert()?)?;
         Ok(OperatorClient::new(channel).max_decoding_message_size(hotline::transport::LOCAL_REPLY_BYTES))
     }
