@@ -115,6 +115,18 @@ fn errors_are_one_line_naming_the_file_and_the_cause_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/hotline.toml"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    // A data directory mistyped, or a file given for one, is named as such, once.
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("pre");
+    let out = hotline(&["audit", "verify", "--data", typo.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such directory; give a node's data directory"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let file = dir.path().join("hotline.toml");
+    std::fs::write(&file, "").unwrap();
+    let out = hotline(&["audit", "verify", "--data", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a file, not a directory"), "{err}");
     // A command pointed at no configuration says how to point it at one.
     let out = hotline(&["status", "--config", "/nonexistent/hotline.toml"]);
     let err = String::from_utf8_lossy(&out.stderr);

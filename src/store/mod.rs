@@ -40,6 +40,15 @@ pub enum StoreError {
         /// The newest schema version this build knows.
         known: usize,
     },
+    /// The directory given is not a node's data directory: missing, a file,
+    /// or holding no store.
+    #[error("{}: {reason}; give a node's data directory (the `data` folder its hotline.toml names)", path.display())]
+    NotADataDir {
+        /// The directory given.
+        path: PathBuf,
+        /// What it is instead.
+        reason: &'static str,
+    },
     /// The data directory's binding to PostgreSQL cannot be read or written,
     /// or disagrees with the configuration.
     #[error("{}: {reason}", path.display())]
@@ -166,6 +175,19 @@ fn create_private(path: &Path) {
 
 /// Opens the node database for reading only; it must exist and be current.
 pub fn open_reader(dir: &Path) -> Result<Connection, StoreError> {
+    let not = |reason| StoreError::NotADataDir {
+        path: dir.to_owned(),
+        reason,
+    };
+    if !dir.exists() {
+        return Err(not("no such directory"));
+    }
+    if !dir.is_dir() {
+        return Err(not("a file, not a directory"));
+    }
+    if !dir.join(DB_FILE).exists() && !dir.join(POSTGRES_BINDING).exists() {
+        return Err(not("holds no hotline.db and no postgresql.url"));
+    }
     if let Some(url) = postgres_url(dir)? {
         let path = dir.join(POSTGRES_BINDING);
         let conn = open_postgres(dir, &url)?;
