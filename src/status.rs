@@ -54,6 +54,7 @@ impl From<NodeError> for Status {
             | FromTheFuture { .. }
             | SenderCheckpoint(_)
             | NotAPeer(_)
+            | NoSuchRecipient { .. }
             | BadRelaySender(_)
             | UnknownRecipient(_)
             | BadAmendment(_)

@@ -585,6 +585,34 @@ fn a_peer_that_cannot_be_reached_is_named_by_send_status_and_show() {
     );
     let shown = String::from_utf8_lossy(&hotline(&["notice", "show", &id, "--config", &pc]).stdout).into_owned();
     assert!(shown.contains("not delivered yet: CHL unreachable since"), "{shown}");
+    // A recipient list typed with spaces is taken; a party that is no peer is named with the peers.
+    let send_to = |to: &str| {
+        hotline(&[
+            "notice",
+            "send",
+            "--config",
+            &pc,
+            "--to",
+            to,
+            "--severity",
+            "low",
+            "--category",
+            "other",
+            "--tlp",
+            "clear",
+            "--title",
+            "Listed",
+            "--summary",
+            "Typed by hand",
+        ])
+    };
+    assert!(send_to(" CHL ").status.success());
+    let refused = send_to("CHL, CHI");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("CHI is not a peer party of the agreement; the peers are CHL"),
+        "{err}"
+    );
     drop(node);
 }
 

@@ -49,8 +49,8 @@ pub enum NoticeCommand {
 
 #[derive(clap::Args)]
 pub struct SendArgs {
-    /// Recipient party ids, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Recipient party ids, comma-separated (spaces around each are ignored).
+    #[arg(long, value_delimiter = ',', required = true, value_parser = trimmed)]
     to: Vec<String>,
     /// What the notice is.
     #[arg(long, value_enum, default_value = "notification")]
@@ -150,6 +150,11 @@ fn notice_from(args: &SendArgs) -> anyhow::Result<Notice> {
         exercise: args.exercise.map_or(0, Choice::number),
         ..Default::default()
     })
+}
+
+/// A list item as typed, without the spaces around it (`--to "CHL, ARG"`).
+fn trimmed(item: &str) -> Result<String, String> {
+    Ok(item.trim().to_owned())
 }
 
 /// A failed call to our own node in the operator's words: what was being

@@ -88,6 +88,14 @@ pub enum NodeError {
     /// A recipient is not a peer of the agreement.
     #[error("field to: {0} is not a peer party of the agreement")]
     NotAPeer(String),
+    /// An operator's notice names a recipient that is not a peer.
+    #[error("field to: {party} is not a peer party of the agreement; the peers are {peers}")]
+    NoSuchRecipient {
+        /// The party named.
+        party: String,
+        /// The agreement's peers, comma-separated.
+        peers: String,
+    },
     /// A delivered message names a recipient outside the agreement.
     #[error("field to: {0} is not a party of the agreement")]
     UnknownRecipient(String),

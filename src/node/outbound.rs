@@ -167,7 +167,12 @@ impl Node {
         let norms = &in_force.agreement().norms;
         message::validate_notice(&notice, norms)?;
         if let Some(p) = notice.to.iter().find(|p| !in_force.peers.contains(p)) {
-            return Err(NodeError::NotAPeer(p.clone()));
+            let mut peers: Vec<&str> = in_force.peers.ids().map(String::as_str).collect();
+            peers.sort_unstable();
+            return Err(NodeError::NoSuchRecipient {
+                party: p.clone(),
+                peers: peers.join(", "),
+            });
         }
         // A notice continuing one we hold keeps its TLP: no weaker, and to nobody it may not reach.
         if let Some(original) = self.held_notice(&notice.in_reply_to).await? {
