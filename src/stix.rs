@@ -25,7 +25,7 @@ const NAMESPACE: &[u8] = b"hotline STIX 2.1 object id\n";
 const IDENTITY_CREATED: &str = "2020-01-01T00:00:00.000Z";
 
 /// The STIX Cyber-observable types a notice's indicator may name, so its pattern is valid STIX.
-const OBSERVABLE_TYPES: &[&str] = &[
+pub const OBSERVABLE_TYPES: &[&str] = &[
     "artifact",
     "autonomous-system",
     "directory",
@@ -129,6 +129,12 @@ pub fn identity(agreement: &Agreement, party: &str) -> Value {
         "type": "identity", "spec_version": "2.1", "id": id("identity", &format!("party:{party}")),
         "created": IDENTITY_CREATED, "modified": IDENTITY_CREATED, "name": name, "identity_class": "organization",
     })
+}
+
+/// Whether STIX can express an indicator of type `kind` (`ipv4-addr`,
+/// `file:hashes.sha256`, …): what an operator's notice may carry.
+pub fn expressible(kind: &str) -> bool {
+    pattern(kind, "").is_some()
 }
 
 /// A STIX pattern for an indicator, if STIX can express its type.

@@ -607,6 +607,32 @@ fn a_peer_that_cannot_be_reached_is_named_by_send_status_and_show() {
         ])
     };
     assert!(send_to(" CHL ").status.success());
+    // An indicator STIX cannot express is refused when it is sent, with the types it can.
+    let refused = hotline(&[
+        "notice",
+        "send",
+        "--config",
+        &pc,
+        "--to",
+        "CHL",
+        "--severity",
+        "low",
+        "--category",
+        "other",
+        "--tlp",
+        "clear",
+        "--title",
+        "Odd",
+        "--summary",
+        "An ip",
+        "--indicator",
+        "ip=192.0.2.7",
+    ]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("cannot express type \"ip\"") && err.contains("ipv4-addr"),
+        "{err}"
+    );
     let refused = send_to("CHL, CHI");
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(

@@ -73,7 +73,8 @@ pub struct SendArgs {
     /// Affected sector (repeatable).
     #[arg(long = "sector")]
     sectors: Vec<String>,
-    /// Indicator as TYPE=VALUE (repeatable), e.g. ipv4-addr=192.0.2.7.
+    /// Indicator as TYPE=VALUE (repeatable), TYPE a STIX Cyber-observable type, optionally with a
+    /// property: ipv4-addr=192.0.2.7, file:hashes.sha256=…, domain-name=example.org.
     #[arg(long = "indicator")]
     indicators: Vec<String>,
     /// Attachment as MEDIA_TYPE=FILE (repeatable).
@@ -116,7 +117,16 @@ fn notice_from(args: &SendArgs) -> anyhow::Result<Notice> {
         indicators: args
             .indicators
             .iter()
-            .map(|s| pair("indicator", s).map(|(t, v)| Indicator { r#type: t, value: v }))
+            .map(|s| {
+                let (kind, value) = pair("indicator", s)?;
+                // Refused now, not dropped from the STIX export CERT tools read later.
+                anyhow::ensure!(
+                    hotline::stix::expressible(&kind),
+                    "--indicator {kind}=…: STIX 2.1 cannot express type {kind:?}; use a STIX Cyber-observable type, optionally with a property (file:hashes.sha256): {}",
+                    hotline::stix::OBSERVABLE_TYPES.join(", ")
+                );
+                Ok(Indicator { r#type: kind, value })
+            })
             .collect::<anyhow::Result<_>>()?,
         attachments: args
             .attachments
