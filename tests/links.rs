@@ -106,19 +106,15 @@ async fn the_backlog_goes_when_a_probe_finds_the_link_back_not_at_the_next_retry
     .await;
     c.link("CHL").set_passage(Passage::Open);
     // At most ten probe intervals of the nodes' clock (20 s), far short of the retry.
-    let receipted = |c: &Cluster| c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1;
-    for _ in 0..10 {
-        c.clock.advance(hotline::links::PROBE_EVERY);
-        let looked = tokio::time::timeout(Duration::from_secs(2), async {
-            while !receipted(&c) {
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        });
-        if looked.await.is_ok() {
-            break;
-        }
-    }
-    assert!(receipted(&c), "the probe found CHL back and its backlog went");
+    let step = hotline::links::PROBE_EVERY;
+    c.eventually_advancing_at_most(
+        20,
+        step,
+        step * 10,
+        "the probe finds CHL back and its backlog goes",
+        |c| c.node(0).read(|db| hotline::state::receipts(db, &id)).unwrap().len() == 1,
+    )
+    .await;
     assert_eq!(times_received(&c, 1, &id), 1);
 }
 

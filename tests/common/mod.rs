@@ -570,11 +570,30 @@ impl Cluster {
         secs: u64,
         step: std::time::Duration,
         what: &str,
+        check: impl FnMut(&Cluster) -> bool,
+    ) {
+        self.eventually_advancing_at_most(secs, step, std::time::Duration::MAX, what, check)
+            .await
+    }
+
+    /// Like [`Cluster::eventually_advancing`], moving the nodes' clock by
+    /// `limit` at most in all; then it stands still while the look goes on,
+    /// so what must happen within `limit` of the nodes' time is told apart.
+    pub async fn eventually_advancing_at_most(
+        &self,
+        secs: u64,
+        step: std::time::Duration,
+        limit: std::time::Duration,
+        what: &str,
         mut check: impl FnMut(&Cluster) -> bool,
     ) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut advanced = std::time::Duration::ZERO;
         loop {
-            self.clock.advance(step);
+            if advanced.saturating_add(step) <= limit {
+                self.clock.advance(step);
+                advanced += step;
+            }
             if check(self) {
                 return;
             }
