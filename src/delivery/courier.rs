@@ -93,21 +93,9 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         sender: String::new(),
     };
     let deadline = CALL_TIMEOUT + crate::transport::transfer_time(req.encoded_len());
-    let outcomes = match tokio::time::timeout(deadline, client.deliver_batch(req)).await {
-        Err(_) => {
-            let waited = crate::clock::format_duration(Duration::from_secs(deadline.as_secs()));
-            let why = format!("no answer within {waited}");
-            node.link_outcome(party, Err(&why));
-            return fail_all(why);
-        }
-        Ok(Err(s)) => {
-            let why = call_failure(&s);
-            node.link_outcome(party, if reached(&s) { Ok(()) } else { Err(&why) });
-            return fail_all(why);
-        }
-        Ok(Ok(reply)) => {
-            node.link_outcome(party, Ok(()));
-            let reply = reply.into_inner();
+    let outcomes = match node.call_peer(party, deadline, client.deliver_batch(req)).await {
+        Err(why) => return fail_all(why),
+        Ok(reply) => {
             node.heard_from(party, reply.agreement.as_ref());
             if crate::node::PeerAgreements::check_shape(reply.agreement.as_ref()).is_ok() {
                 node.peer_holds(party, reply.agreement.as_ref()).await;
@@ -144,30 +132,4 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         })
         .collect();
     join_in_order(accepting, |e| Err(format!("receipt task failed: {e}"))).await
-}
-
-/// Whether a failed call reached the peer: it refused (a limit, a check),
-/// rather than the call finding no one or no answer.
-pub(super) fn reached(s: &tonic::Status) -> bool {
-    use tonic::Code;
-    !matches!(
-        s.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-    )
-}
-
-/// A failed call in words: its code, its message and what caused it (the
-/// connection's error, which names the address and the system's reason).
-pub(super) fn call_failure(s: &tonic::Status) -> String {
-    let mut words = format!("{:?}: {}", s.code(), s.message());
-    let mut cause = std::error::Error::source(s);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !words.contains(&text) {
-            words.push_str(": ");
-            words.push_str(&text);
-        }
-        cause = c.source();
-    }
-    words
 }

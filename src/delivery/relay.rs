@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
-use super::courier::{CALL_TIMEOUT, call_failure, reached};
+use super::courier::CALL_TIMEOUT;
 use crate::node::Node;
 use crate::proto::{RelayRequest, deliver_outcome};
 use crate::state::StoredMessage;
@@ -44,20 +44,10 @@ pub async fn through(node: &Arc<Node>, relay: &str, party: &str, m: &StoredMessa
         agreement: Some(node.in_force().reference()),
     };
     let deadline = CALL_TIMEOUT + crate::transport::transfer_time(req.encoded_len());
-    let reply = match tokio::time::timeout(deadline, client.relay(req)).await {
-        Err(_) => {
-            let why = format!("relay {relay}: no answer in time");
-            node.link_outcome(relay, Err(&why));
-            return Err(why);
-        }
-        Ok(Err(s)) => {
-            let why = format!("relay {relay}: {}", call_failure(&s));
-            node.link_outcome(relay, if reached(&s) { Ok(()) } else { Err(&why) });
-            return Err(why);
-        }
-        Ok(Ok(reply)) => reply.into_inner(),
-    };
-    node.link_outcome(relay, Ok(()));
+    let reply = node
+        .call_peer(relay, deadline, client.relay(req))
+        .await
+        .map_err(|why| format!("relay {relay}: {why}"))?;
     match reply.outcomes.into_iter().next().and_then(|o| o.result) {
         Some(deliver_outcome::Result::Receipt(env)) => node
             .accept_receipt(m, party, env, Some(relay))

@@ -56,6 +56,35 @@ impl Node {
         }
     }
 
+    /// Makes `call` to `party` within `deadline` and records its fate in the
+    /// peer's link state: answered, refused (the peer was reached), or no one
+    /// and no answer. A failure comes back in words.
+    pub async fn call_peer<T>(
+        self: &Arc<Self>,
+        party: &str,
+        deadline: Duration,
+        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, String> {
+        let failed = match tokio::time::timeout(deadline, call).await {
+            Ok(Ok(reply)) => {
+                self.link_outcome(party, Ok(()));
+                return Ok(reply.into_inner());
+            }
+            Err(_) => {
+                let waited = crate::clock::format_duration(Duration::from_secs(deadline.as_secs()));
+                let why = format!("no answer within {waited}");
+                self.link_outcome(party, Err(&why));
+                why
+            }
+            Ok(Err(s)) => {
+                let why = call_failure(&s);
+                self.link_outcome(party, if reached(&s) { Ok(()) } else { Err(&why) });
+                why
+            }
+        };
+        Err(failed)
+    }
+
     /// Asks unreachable `party` for its checkpoint every [`PROBE_EVERY`]
     /// until it answers (then its deliveries go at once), our calls find
     /// it reachable, it is no peer any more, or the node stops.
@@ -79,4 +108,30 @@ impl Node {
             }
         }
     }
+}
+
+/// Whether a failed call reached the peer: it refused (a limit, a check),
+/// rather than the call finding no one or no answer.
+fn reached(s: &tonic::Status) -> bool {
+    use tonic::Code;
+    !matches!(
+        s.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+    )
+}
+
+/// A failed call in words: its code, its message and what caused it (the
+/// connection's error, which names the address and the system's reason).
+fn call_failure(s: &tonic::Status) -> String {
+    let mut words = format!("{:?}: {}", s.code(), s.message());
+    let mut cause = std::error::Error::source(s);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !words.contains(&text) {
+            words.push_str(": ");
+            words.push_str(&text);
+        }
+        cause = c.source();
+    }
+    words
 }
