@@ -19,6 +19,17 @@ use crate::state;
 /// The most envelopes one `DeliverBatch` call may carry.
 pub const MAX_BATCH: usize = 256;
 
+/// Refuses a call carrying no envelope or more than [`MAX_BATCH`]; `what`
+/// names the call in the message (`a batch`, `a relay`).
+fn envelopes_within_batch(n: usize, what: &str) -> Result<(), Status> {
+    if n == 0 || n > MAX_BATCH {
+        return Err(Status::invalid_argument(format!(
+            "field envelopes has {n} envelopes; {what} carries 1 to {MAX_BATCH}"
+        )));
+    }
+    Ok(())
+}
+
 /// Serves peers: `gate` says which peer calls, `node` takes what it delivers.
 pub struct FederationService {
     gate: Gate,
@@ -59,11 +70,7 @@ impl Federation for FederationService {
         let span = tracing::Span::current();
         span.record("peer", peer.as_str());
         span.record("envelopes", n);
-        if n == 0 || n > MAX_BATCH {
-            return Err(Status::invalid_argument(format!(
-                "field envelopes has {n} envelopes; a batch carries 1 to {MAX_BATCH}"
-            )));
-        }
+        envelopes_within_batch(n, "a batch")?;
         // Each envelope counts against the peer's limits as one Deliver would.
         let _admitted = self.gate.admit_peer(&peer, n)?;
         PeerAgreements::check_shape(req.agreement.as_ref())?;
@@ -103,11 +110,7 @@ impl Federation for FederationService {
         span.record("peer", peer.as_str());
         span.record("to", req.to.as_str());
         let n = req.envelopes.len();
-        if n == 0 || n > MAX_BATCH {
-            return Err(Status::invalid_argument(format!(
-                "field envelopes has {n} envelopes; a relay carries 1 to {MAX_BATCH}"
-            )));
-        }
+        envelopes_within_batch(n, "a relay")?;
         // Each envelope counts against the caller's limits as its own delivery would.
         let _admitted = self.gate.admit_peer(&peer, n)?;
         PeerAgreements::check_shape(req.agreement.as_ref())?;
