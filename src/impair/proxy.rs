@@ -12,7 +12,8 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -55,7 +56,7 @@ impl LinkState {
 pub struct Proxy {
     addr: SocketAddr,
     state: watch::Sender<LinkState>,
-    bytes: Arc<Mutex<u64>>,
+    bytes: Arc<AtomicU64>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -88,7 +89,7 @@ impl Proxy {
             passage: Passage::Open,
             cut_off: HashSet::new(),
         });
-        let bytes = Arc::new(Mutex::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
         let (watching, counted) = (state.clone(), bytes.clone());
         let accept = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
@@ -139,7 +140,7 @@ impl Proxy {
 
     /// Every byte forwarded so far, both ways: what crossed the wire.
     pub fn bytes_forwarded(&self) -> u64 {
-        *self.bytes.lock().unwrap_or_else(|e| e.into_inner())
+        self.bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -150,7 +151,7 @@ async fn relay(
     source: IpAddr,
     upstream: SocketAddr,
     mut link: watch::Receiver<LinkState>,
-    bytes: Arc<Mutex<u64>>,
+    bytes: Arc<AtomicU64>,
 ) {
     let state = link.borrow_and_update().clone();
     if state.cuts(source) {
@@ -214,7 +215,7 @@ async fn direction(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     mut link: watch::Receiver<LinkState>,
-    bytes: &Mutex<u64>,
+    bytes: &AtomicU64,
 ) {
     let impairment = |link: &watch::Receiver<LinkState>| link.borrow().impairment.clone();
     let stamping = link.clone();
@@ -254,7 +255,7 @@ async fn direction(
                 if to.write_all(slice).await.is_err() {
                     return;
                 }
-                *bytes.lock().unwrap_or_else(|e| e.into_inner()) += slice.len() as u64;
+                bytes.fetch_add(slice.len() as u64, Ordering::Relaxed);
                 if let Some(rate) = now.bytes_per_second {
                     let secs = slice.len() as f64 / rate.max(1) as f64;
                     tokio::time::sleep(Duration::from_secs_f64(secs)).await;

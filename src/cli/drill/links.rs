@@ -26,7 +26,7 @@ pub struct Network {
     profile: LinkProfile,
     proxies: Vec<Proxy>,
     sources: Vec<IpAddr>,
-    returned: Arc<Mutex<Option<Instant>>>,
+    returned: Mutex<Option<Instant>>,
     /// When the schedule ends: no link is cut from then on.
     calm_from: Mutex<Option<Instant>>,
 }
@@ -66,7 +66,7 @@ impl Network {
             profile,
             proxies,
             sources,
-            returned: Arc::default(),
+            returned: Mutex::new(None),
             calm_from: Mutex::new(None),
         };
         Ok((configs, network))
