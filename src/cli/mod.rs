@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 mod bench;
 mod choice;
+mod console;
 mod demo;
 mod disclose;
 mod drill;
@@ -62,6 +63,8 @@ enum Command {
     Acknowledge(ops::AcknowledgeArgs),
     /// Peers, running deadlines and recent norm events.
     Status(ops::Conn),
+    /// The duty desk in a terminal: inbox, clocks counting down, links; keys to acknowledge, respond, check.
+    Console(console::Args),
     /// Send a communication check to one peer, or all; --human asks a person to acknowledge it.
     CommCheck {
         /// The peer (default: every peer).
@@ -113,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Respond(args) => ops::respond(args, out),
         Command::Acknowledge(args) => ops::acknowledge(args, out),
         Command::Status(conn) => ops::status(conn, out),
+        Command::Console(args) => console::run(args, out),
         Command::CommCheck { party, human, conn } => ops::comm_check(party, human, conn, out),
         Command::Agreement(cmd) => agreement::run(cmd, out),
         Command::Roster(cmd) => roster::run(cmd, out),
