@@ -2,9 +2,13 @@
 //! node updates as it works (deliveries, refusals, norm events, witnessed
 //! checkpoints, communication-check answer times, log commits, signature
 //! checks), and figures read from the database at each scrape (outbox
-//! depth, running and missed deadlines, log size). Served in the text
-//! format of the Prometheus project's own client on the `[metrics]`
-//! address, plain HTTP, localhost by default.
+//! depth, running and missed deadlines, log size). Every family has its
+//! series at zero from the start (each peer's, each norm's, each code's),
+//! so a dashboard or an alert rule sees a zero, not an absent series.
+//! Served on the `[metrics]` address, plain HTTP, localhost by default, in
+//! OpenMetrics text for a scraper that asks for it and in Prometheus' classic
+//! text format (0.0.4) otherwise, as the Prometheus project's own clients
+//! negotiate.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,8 +26,11 @@ use crate::proto::{Deadline, NormEventKind};
 /// Labels as name and value pairs.
 type Labels = Vec<(&'static str, String)>;
 
-/// The content type of the text the scrape returns (OpenMetrics text, which Prometheus reads).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of OpenMetrics text, for a scraper whose `Accept` names it.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of Prometheus' classic text format, for every other scraper.
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Buckets from 100 µs doubling to about 3.3 s: log commits and signature checks.
 fn short_buckets() -> Histogram {
@@ -41,7 +48,7 @@ pub struct Metrics {
     /// Delivery attempts by peer and outcome (`receipted`, `failed`).
     pub deliveries: Family<Labels, Counter>,
     /// Calls refused, by gRPC status code.
-    pub refusals: Family<Labels, Counter>,
+    refusals: Family<Labels, Counter>,
     /// Norm events logged, by kind and the clock they concern.
     pub norm_events: Family<Labels, Counter>,
     /// Checkpoints witnessed, by peer.
@@ -122,17 +129,55 @@ impl Metrics {
             "Background WAL checkpoints that failed (a full disk, say); logged once a minute",
             checkpoint_failures,
         );
-        Self { registry, ..metrics }
+        let metrics = Self { registry, ..metrics };
+        metrics.zeroed();
+        metrics
+    }
+
+    /// The series known from the start, at zero: every refusal code, and
+    /// each kind of norm event with the clocks it can concern.
+    fn zeroed(&self) {
+        for code in (1..=16).map(tonic::Code::from_i32) {
+            let _ = self.refusals.get_or_create(&vec![("code", format!("{code:?}"))]);
+        }
+        let norms = || (1..).map_while(|k| Deadline::try_from(k).ok());
+        let kinds = (1..).map_while(|k| NormEventKind::try_from(k).ok());
+        for kind in kinds {
+            let concerns: Vec<Deadline> = match kind {
+                NormEventKind::DeadlineMissed | NormEventKind::DeadlineClosed => norms().collect(),
+                NormEventKind::Escalated => vec![Deadline::Acknowledge, Deadline::Response],
+                NormEventKind::CommCheckOk => vec![Deadline::CommCheckAnswer],
+                _ => vec![Deadline::Unspecified],
+            };
+            for deadline in concerns {
+                let _ = self.norm_events.get_or_create(&norm_labels(kind, deadline));
+            }
+        }
+    }
+
+    /// A peer's series, at zero until its first event.
+    fn peer_zeroed(&self, peer: &str) {
+        for outcome in ["receipted", "failed"] {
+            let _ = self
+                .deliveries
+                .get_or_create(&vec![("peer", peer.to_owned()), ("outcome", outcome.to_owned())]);
+        }
+        let _ = self.witnessed.get_or_create(&vec![("peer", peer.to_owned())]);
+        for human in [false, true] {
+            let _ = self
+                .comm_check_answer
+                .get_or_create(&vec![("peer", peer.to_owned()), ("human", human.to_string())]);
+        }
+    }
+
+    /// Counts a call refused with `code`.
+    pub fn refused(&self, code: tonic::Code) {
+        self.refusals.get_or_create(&vec![("code", format!("{code:?}"))]).inc();
     }
 
     /// Counts a norm event.
     pub fn norm_event(&self, kind: NormEventKind, deadline: Deadline) {
-        self.norm_events
-            .get_or_create(&vec![
-                ("kind", short(kind.as_str_name(), "NORM_EVENT_KIND_")),
-                clock_label(deadline),
-            ])
-            .inc();
+        self.norm_events.get_or_create(&norm_labels(kind, deadline)).inc();
     }
 
     /// Counts one delivery attempt to `peer`.
@@ -150,9 +195,12 @@ impl Metrics {
             .observe(round_trip.as_secs_f64());
     }
 
-    /// The text a scrape returns, with the database figures as `figures` reads them now.
-    pub fn render(&self, figures: &Figures) -> String {
+    /// The text a scrape returns, with the database figures as `figures`
+    /// reads them now: OpenMetrics, or with `classic` Prometheus' text format 0.0.4.
+    pub fn render(&self, figures: &Figures, classic: bool) -> String {
+        // The figures name every peer of the agreement in force, joined ones too.
         for (peer, n) in &figures.outbox {
+            self.peer_zeroed(peer);
             self.outbox.get_or_create(&vec![("peer", peer.clone())]).set(*n as i64);
         }
         for (deadline, n) in &figures.running {
@@ -166,8 +214,32 @@ impl Metrics {
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);
-        text
+        if classic { to_classic(&text) } else { text }
     }
+}
+
+/// OpenMetrics text in Prometheus' classic text format (0.0.4): a counter
+/// family is named with its `_total` there, as its samples are, and the
+/// `# UNIT` and `# EOF` lines go. Only what `prometheus-client` writes is
+/// handled: counters, gauges and histograms, no exemplars.
+fn to_classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# TYPE ", "# HELP "].iter().find_map(|tag| {
+            let (name, rest) = line.strip_prefix(tag)?.split_once(' ')?;
+            counters.contains(name).then(|| format!("{tag}{name}_total {rest}"))
+        });
+        text += renamed.as_deref().unwrap_or(line);
+        text.push('\n');
+    }
+    text
 }
 
 /// What a scrape reads from the database.
@@ -191,13 +263,22 @@ fn clock_label(d: Deadline) -> (&'static str, String) {
     ("norm", short(d.as_str_name(), "DEADLINE_"))
 }
 
+fn norm_labels(kind: NormEventKind, deadline: Deadline) -> Labels {
+    vec![
+        ("kind", short(kind.as_str_name(), "NORM_EVENT_KIND_")),
+        clock_label(deadline),
+    ]
+}
+
 /// A histogram for a log to observe its commits with.
 pub fn log_commit_histogram() -> Histogram {
     short_buckets()
 }
 
 /// Serves `GET /metrics` on `listener` until `stop` resolves; `figures`
-/// reads the database figures for each scrape.
+/// reads the database figures for each scrape. OpenMetrics goes to a
+/// scraper whose `Accept` names it (Prometheus does, first), the classic
+/// format to every other.
 pub async fn serve(
     listener: impl axum::serve::Listener<Addr = SocketAddr>,
     metrics: Arc<Metrics>,
@@ -207,13 +288,18 @@ pub async fn serve(
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
-        get(move || {
+        get(move |headers: http::HeaderMap| {
             let (metrics, figures) = (metrics.clone(), figures.clone());
+            let classic = !headers
+                .get_all(http::header::ACCEPT)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")));
             async move {
-                let text = tokio::task::spawn_blocking(move || metrics.render(&figures()))
+                let text = tokio::task::spawn_blocking(move || metrics.render(&figures(), classic))
                     .await
                     .unwrap_or_default();
-                ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], text)
+                let content_type = if classic { CLASSIC } else { OPENMETRICS };
+                ([(http::header::CONTENT_TYPE, content_type)], text)
             }
         }),
     );
@@ -221,13 +307,17 @@ pub async fn serve(
 }
 
 /// Fetches `GET /metrics` from `addr` as a Prometheus server does (plain
-/// HTTP/1.1): for `hotline bench`, which shows the counters moving, and tests.
-pub async fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+/// HTTP/1.1), asking for `accept` (a content type, or empty for none): for
+/// `hotline bench`, which shows the counters moving, and tests.
+pub async fn scrape(addr: SocketAddr, accept: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
+    let accept = match accept {
+        "" => String::new(),
+        a => format!("Accept: {a}\r\n"),
+    };
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;
     let text = String::from_utf8(raw).map_err(std::io::Error::other)?;

@@ -13,7 +13,9 @@ async fn scrape(
     i: usize,
 ) -> openmetrics_parser::MetricsExposition<openmetrics_parser::OpenMetricsType, OpenMetricsValue> {
     let addr = c.nodes[i].as_ref().unwrap().metrics_addr.expect("metrics are served");
-    let text = hotline::metrics::scrape(addr).await.unwrap();
+    let text = hotline::metrics::scrape(addr, hotline::metrics::OPENMETRICS)
+        .await
+        .unwrap();
     openmetrics_parser::openmetrics::parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
 }
 
@@ -123,4 +125,95 @@ async fn missed_deadlines_and_communication_check_answers_are_counted() {
         ) >= 1.0,
         "the DEADLINE_MISSED event counted"
     );
+}
+
+/// The families docs/auditors.md documents: (name as a classic parser
+/// names the family, type).
+fn documented_families() -> Vec<(String, String)> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/auditors.md")).unwrap();
+    doc.lines()
+        .filter_map(|l| {
+            let mut cells = l.strip_prefix("| `hotline_")?.split('|');
+            let name = cells.next()?.trim().trim_end_matches('`');
+            let kind = cells.next()?.trim();
+            Some((format!("hotline_{}", name.trim_end_matches("_total")), kind.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classic_scrape_parsed_by_prometheus_own_python_parser_has_every_documented_family_from_the_start() {
+    let Some(python) = common::python_with("prometheus_client", "parse the classic format with Prometheus' own parser")
+    else {
+        return;
+    };
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.metrics = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
+    let addr = c.nodes[0].as_ref().unwrap().metrics_addr.unwrap();
+    // As Prometheus asks when told to scrape the classic format.
+    let text = hotline::metrics::scrape(addr, "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+        .await
+        .unwrap();
+    let parse = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+print(json.dumps({f.name: [f.type, len(f.samples)] for f in text_string_to_metric_families(sys.stdin.read())}))
+"#;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", parse])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{text}", String::from_utf8_lossy(&out.stderr));
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let documented = documented_families();
+    assert!(documented.len() >= 12, "{documented:?}");
+    for (name, kind) in &documented {
+        let family = &parsed[name];
+        assert_eq!(family[0], kind.as_str(), "{name}: {parsed}");
+        assert!(family[1].as_u64() > Some(0), "{name} has samples at the start: {parsed}\n{text}");
+    }
+    assert_eq!(
+        parsed.as_object().unwrap().len(),
+        documented.len(),
+        "every family served is documented: {parsed}"
+    );
+    // Each peer, norm and code is there at zero: a rule sees 0, not nothing.
+    for series in [
+        r#"hotline_deliveries_total{peer="CHL",outcome="failed"} 0"#,
+        r#"hotline_norm_events_total{kind="deadline_missed",norm="acknowledge"} 0"#,
+        r#"hotline_refusals_total{code="PermissionDenied"} 0"#,
+        r#"hotline_comm_check_answer_seconds_count{peer="CHL",human="true"} 0"#,
+    ] {
+        assert!(text.contains(series), "{series}\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_format_follows_the_scrapers_accept_header() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.metrics = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
+    let addr = c.nodes[0].as_ref().unwrap().metrics_addr.unwrap();
+    let openmetrics = hotline::metrics::scrape(
+        addr,
+        "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5",
+    )
+    .await
+    .unwrap();
+    assert!(openmetrics.ends_with("# EOF\n"));
+    assert!(openmetrics.contains("# TYPE hotline_deliveries counter\n"));
+    for accept in ["", "text/plain; version=0.0.4"] {
+        let classic = hotline::metrics::scrape(addr, accept).await.unwrap();
+        assert!(!classic.contains("# EOF"), "{accept:?}");
+        assert!(classic.contains("# TYPE hotline_deliveries_total counter\n"), "{accept:?}");
+    }
 }

@@ -223,10 +223,7 @@ impl Refused {
     /// there, with their cause). The same refusal of the same caller repeated
     /// gives one line a minute, with how many were held back.
     fn log(&self, status: &Status) {
-        self.metrics
-            .refusals
-            .get_or_create(&vec![("code", format!("{:?}", status.code()))])
-            .inc();
+        self.metrics.refused(status.code());
         // tonic answers INTERNAL when a caller hangs up before its request's
         // message arrived, or in the middle of it (a peer's timeout under
         // load): the caller's doing, not ours.

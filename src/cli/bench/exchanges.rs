@@ -298,7 +298,7 @@ pub(super) async fn exchanges(
         });
     }
     let failed = || refused.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let scraped_before = hotline::metrics::scrape(metrics_at).await?;
+    let scraped_before = hotline::metrics::scrape(metrics_at, hotline::metrics::OPENMETRICS).await?;
     let t = Instant::now();
     let mut sent = 0;
     while sent < args.exchanges {
@@ -333,7 +333,7 @@ pub(super) async fn exchanges(
         .copied()
         .collect();
     let throughput = steady_rate(&mut arrived).unwrap_or(overall);
-    let scraped_after = hotline::metrics::scrape(metrics_at).await?;
+    let scraped_after = hotline::metrics::scrape(metrics_at, hotline::metrics::OPENMETRICS).await?;
     let moved = |name: &str, labels: &[&str]| {
         hotline::metrics::sample_sum(&scraped_after, name, labels)
             - hotline::metrics::sample_sum(&scraped_before, name, labels)
