@@ -124,10 +124,13 @@ impl Gate {
                 clearance,
             } if roles.contains(&role) => Ok((Reader { name, clearance }, fingerprint)),
             Caller::Local { name, role, .. } => Err(Status::permission_denied(format!(
-                "{name} has role {role:?}; this call needs one of {roles:?}"
+                "{name} holds {} certificate, which cannot do this; it takes {} certificate of this node ([[local]] in hotline.toml names each with its role)",
+                role_words(&[role]),
+                role_words(roles)
             ))),
             Caller::Party(p) | Caller::PartyNonNode(p) => Err(Status::permission_denied(format!(
-                "party {p} is a peer; this call is for local {roles:?} certificates"
+                "party {p} is a peer; this takes {} certificate of this node, not a party's",
+                role_words(roles)
             ))),
             Caller::Observer(o) => Err(Status::permission_denied(observer_only(&o))),
         }
@@ -165,4 +168,16 @@ impl Gate {
         let admitted = self.admit_local(&reader.name)?;
         Ok((reader, admitted))
     }
+}
+
+/// Roles in words: "an operator", "an operator or an auditor".
+fn role_words(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| match r {
+            Role::Operator => "an operator",
+            Role::Auditor => "an auditor",
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
 }

@@ -55,6 +55,7 @@ impl From<NodeError> for Status {
             | SenderCheckpoint(_)
             | NotAPeer(_)
             | NoSuchRecipient { .. }
+            | RemovedRecipient { .. }
             | BadRelaySender(_)
             | UnknownRecipient(_)
             | BadAmendment(_)
@@ -69,12 +70,9 @@ impl From<NodeError> for Status {
             }
             IdReused(_) | IdTaken(_) => Code::AlreadyExists,
             RecipientUnreachable { .. } => Code::Unavailable,
-            NoSuchPeer(_)
-            | NoSuchNotice(_)
-            | UnknownNotice { .. }
-            | NoSuchAgreement { .. }
-            | NoSuchProposal(_)
-            | NoRoster(_) => Code::NotFound,
+            NoSuchNotice(_) | UnknownNotice { .. } | NoSuchAgreement { .. } | NoSuchProposal(_) | NoRoster(_) => {
+                Code::NotFound
+            }
         };
         Status::new(code, e.to_string())
     }

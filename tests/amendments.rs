@@ -206,6 +206,22 @@ async fn a_party_joins_one_rotates_its_key_and_another_leaves_while_notices_flow
     })
     .await;
     send(&c, &mut sent, 1, &["PER", "EST"]).await;
+    // An operator who names BRA now is told that it left, and by which version.
+    let refused = c
+        .operator(1)
+        .send_notice(hotline::proto::SendNoticeRequest {
+            notice: Some(common::notice(&["BRA"], "Too late")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .contains("BRA was removed from the agreement by version 4; the peers now are ARG, EST, PER"),
+        "{}",
+        refused.message()
+    );
     stop.send(()).unwrap();
     let flowed = flow.await.unwrap();
     assert!(flowed.len() > 5, "only {} notices flowed", flowed.len());

@@ -211,3 +211,30 @@ fn init_takes_a_partys_own_pki_and_refuses_a_node_certificate_not_valid_for_its_
         "a refused init leaves no key behind"
     );
 }
+
+#[test]
+fn a_value_outside_a_flags_list_is_refused_with_the_allowed_values_and_case_is_forgiven() {
+    let out = hotline(&["notice", "send", "--to", "CHL", "--severity", "urgent", "--title", "x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("invalid value 'urgent' for '--severity <SEVERITY>'")
+            && err.contains("[possible values: low, medium, high, critical]"),
+        "{err}"
+    );
+    // HIGH is high: refused only for the missing configuration, after the flags parsed.
+    let out = hotline(&[
+        "notice",
+        "send",
+        "--to",
+        "CHL",
+        "--severity",
+        "HIGH",
+        "--title",
+        "x",
+        "--config",
+        "/nonexistent/hotline.toml",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--config FILE or HOTLINE_CONFIG"), "{err}");
+}

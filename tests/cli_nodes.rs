@@ -607,6 +607,9 @@ fn a_peer_that_cannot_be_reached_is_named_by_send_status_and_show() {
         ])
     };
     assert!(send_to(" CHL ").status.success());
+    // A party id typed in another case is the peer it can only mean, as --severity HIGH is high.
+    let sent = send_to("chl");
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
     // An indicator STIX cannot express is refused when it is sent, with the types it can.
     let refused = hotline(&[
         "notice",

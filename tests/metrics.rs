@@ -143,8 +143,10 @@ fn documented_families() -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_classic_scrape_parsed_by_prometheus_own_python_parser_has_every_documented_family_from_the_start() {
-    let Some(python) = common::python_with("prometheus_client", "parse the classic format with Prometheus' own parser")
-    else {
+    let Some(python) = common::python_with(
+        "prometheus_client",
+        "parse the classic format with Prometheus' own parser",
+    ) else {
         return;
     };
     let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
@@ -178,7 +180,10 @@ print(json.dumps({f.name: [f.type, len(f.samples)] for f in text_string_to_metri
     for (name, kind) in &documented {
         let family = &parsed[name];
         assert_eq!(family[0], kind.as_str(), "{name}: {parsed}");
-        assert!(family[1].as_u64() > Some(0), "{name} has samples at the start: {parsed}\n{text}");
+        assert!(
+            family[1].as_u64() > Some(0),
+            "{name} has samples at the start: {parsed}\n{text}"
+        );
     }
     assert_eq!(
         parsed.as_object().unwrap().len(),
@@ -214,6 +219,9 @@ async fn the_format_follows_the_scrapers_accept_header() {
     for accept in ["", "text/plain; version=0.0.4"] {
         let classic = hotline::metrics::scrape(addr, accept).await.unwrap();
         assert!(!classic.contains("# EOF"), "{accept:?}");
-        assert!(classic.contains("# TYPE hotline_deliveries_total counter\n"), "{accept:?}");
+        assert!(
+            classic.contains("# TYPE hotline_deliveries_total counter\n"),
+            "{accept:?}"
+        );
     }
 }

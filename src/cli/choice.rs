@@ -2,7 +2,8 @@
 //! `--category`, `--kind`, `--status`, `--reason`, `--exercise`): clap
 //! value enums drawn from the generated types, so help and errors list the
 //! allowed values, written as the protocol names them, in lower case with
-//! dashes (`amber-strict`; `amber+strict` is accepted too).
+//! dashes (`amber-strict`; `amber+strict` is accepted too), in any case
+//! (each flag sets `ignore_case`: `--severity HIGH` is high).
 
 use clap::builder::PossibleValue;
 use hotline::proto::{Category, Exercise, NoticeKind, ReasonCode, ResponseStatus, Severity, Tlp};

@@ -53,16 +53,16 @@ pub struct SendArgs {
     #[arg(long, value_delimiter = ',', required = true, value_parser = trimmed)]
     to: Vec<String>,
     /// What the notice is.
-    #[arg(long, value_enum, default_value = "notification")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "notification")]
     kind: Choice<NoticeKind>,
     /// How severe the incident is.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     severity: Choice<Severity>,
     /// The ENISA reference taxonomy's class.
-    #[arg(long, value_enum, default_value = "other")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "other")]
     category: Choice<Category>,
     /// TLP 2.0: who the recipients may share it with.
-    #[arg(long, value_enum, default_value = "amber")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "amber")]
     tlp: Choice<Tlp>,
     /// A one-line title.
     #[arg(long)]
@@ -93,7 +93,7 @@ pub struct SendArgs {
     #[arg(long)]
     authoritative: Option<String>,
     /// Mark it as an exercise.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     exercise: Option<Choice<Exercise>>,
     #[command(flatten)]
     conn: Conn,
@@ -320,13 +320,13 @@ pub struct RespondArgs {
     /// The notice to answer.
     id: String,
     /// Where the answer stands.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     status: Choice<ResponseStatus>,
     /// The answer, in words.
     #[arg(long, default_value = "")]
     text: String,
     /// Why, from a fixed list.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     reason: Option<Choice<ReasonCode>>,
     /// With --status investigating: when a further answer is promised, as an RFC 3339 time or a
     /// duration from now (4h); it becomes a clock of its own.

@@ -88,11 +88,21 @@ pub enum NodeError {
     /// A recipient is not a peer of the agreement.
     #[error("field to: {0} is not a peer party of the agreement")]
     NotAPeer(String),
-    /// An operator's notice names a recipient that is not a peer.
-    #[error("field to: {party} is not a peer party of the agreement; the peers are {peers}")]
+    /// An operator names a recipient that is not a peer.
+    #[error("{party} is not a peer party of the agreement; the peers are {peers}")]
     NoSuchRecipient {
         /// The party named.
         party: String,
+        /// The agreement's peers, comma-separated.
+        peers: String,
+    },
+    /// An operator names a party an amendment removed.
+    #[error("{party} was removed from the agreement by version {version}; the peers now are {peers}")]
+    RemovedRecipient {
+        /// The party named.
+        party: String,
+        /// The version that no longer names it.
+        version: u64,
         /// The agreement's peers, comma-separated.
         peers: String,
     },
@@ -107,9 +117,6 @@ pub enum NodeError {
         /// The notice it answers.
         notice: String,
     },
-    /// A communication check names a party that is not a peer.
-    #[error("{0} is not a peer party of the agreement")]
-    NoSuchPeer(String),
     /// A party carries others' envelopes, or asks us to, though the
     /// agreement does not let it (or us) relay.
     #[error("{0} is not a relay: the agreement's norms.relays names the parties that carry others' envelopes")]

@@ -151,6 +151,40 @@ impl Node {
         })
     }
 
+    /// The peer an operator named, as the agreement spells it: `chl` is CHL
+    /// where no other peer differs from it only in case. A party that left
+    /// is named with the version that removed it; any other, with the peers.
+    fn peer_named(&self, in_force: &crate::in_force::InForce, name: &str) -> Result<String, NodeError> {
+        if in_force.peers.contains(name) {
+            return Ok(name.to_owned());
+        }
+        let mut same = in_force.peers.ids().filter(|p| p.eq_ignore_ascii_case(name));
+        if let (Some(p), None) = (same.next(), same.next()) {
+            return Ok(p.clone());
+        }
+        let mut peers: Vec<&str> = in_force.peers.ids().map(String::as_str).collect();
+        peers.sort_unstable();
+        let (party, peers) = (name.to_owned(), peers.join(", "));
+        // The newest version adopted here that still names the party: the one after removed it.
+        let removed_by = self.read(|c| {
+            for version in (1..in_force.version()).rev() {
+                let Some(adopted) = state::adopted_version(c, version)? else {
+                    break;
+                };
+                let named = crate::agreement::SignedAgreement::parse(&adopted.signed_note)
+                    .is_ok_and(|a| a.agreement.parties.iter().any(|p| p.id == name));
+                if named {
+                    return Ok(Some(version + 1));
+                }
+            }
+            Ok(None)
+        })?;
+        Err(match removed_by {
+            Some(version) => NodeError::RemovedRecipient { party, version, peers },
+            None => NodeError::NoSuchRecipient { party, peers },
+        })
+    }
+
     /// Signs, logs and queues a notice by `actor`, its author; fills id,
     /// from and created_at. A notice sent again under its id with the same
     /// content gets the first outcome.
@@ -166,14 +200,11 @@ impl Node {
         let in_force = self.in_force();
         let norms = &in_force.agreement().norms;
         message::validate_notice(&notice, norms)?;
-        if let Some(p) = notice.to.iter().find(|p| !in_force.peers.contains(p)) {
-            let mut peers: Vec<&str> = in_force.peers.ids().map(String::as_str).collect();
-            peers.sort_unstable();
-            return Err(NodeError::NoSuchRecipient {
-                party: p.clone(),
-                peers: peers.join(", "),
-            });
-        }
+        notice.to = notice
+            .to
+            .iter()
+            .map(|p| self.peer_named(&in_force, p))
+            .collect::<Result<_, _>>()?;
         // A notice continuing one we hold keeps its TLP: no weaker, and to nobody it may not reach.
         if let Some(original) = self.held_notice(&notice.in_reply_to).await? {
             message::check_reply(&notice, &original)?;
@@ -353,11 +384,10 @@ impl Node {
         human: bool,
         actor: Actor<'_>,
     ) -> Result<Vec<String>, NodeError> {
-        let peers = self.in_force().peers.clone();
+        let in_force = self.in_force();
         let targets: Vec<String> = match party {
-            Some(p) if peers.contains(p) => vec![p.to_owned()],
-            Some(p) => return Err(NodeError::NoSuchPeer(p.to_owned())),
-            None => peers.ids().cloned().collect(),
+            Some(p) => vec![self.peer_named(&in_force, p)?],
+            None => in_force.peers.ids().cloned().collect(),
         };
         // All at once, so the log commits them in one batch: a node with many
         // peers checks them all in about the time of one.

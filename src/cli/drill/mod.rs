@@ -40,7 +40,7 @@ pub struct Args {
     /// `narrowband` (64 kbit/s), `flapping` (each link cut 20 s in every
     /// minute for three minutes), `partition` (a tenth of the parties cut off
     /// for two minutes). Flapping and the partition start with the round.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     link: Option<hotline::impair::LinkProfile>,
 }
 
