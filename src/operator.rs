@@ -167,10 +167,11 @@ impl Operator for OperatorService {
             .ok()
             .filter(|s| *s != ResponseStatus::Unspecified)
             .ok_or_else(|| Status::invalid_argument(format!("field status: {} is not a response status", r.status)))?;
+        let notice_id = self.node.message_id(&r.notice_id).await?;
         let sent = self
             .node
             .respond(
-                &r.notice_id,
+                &notice_id,
                 Answer {
                     status,
                     reason: r.reason(),
@@ -212,7 +213,7 @@ impl Operator for OperatorService {
     #[tracing::instrument(name = "Operator.GetNotice", skip_all)]
     async fn get_notice(&self, req: Request<GetNoticeRequest>) -> Result<Response<NoticeThread>, Status> {
         let (reader, _admitted) = self.reader(&req)?;
-        let id = req.into_inner().id;
+        let id = self.node.message_id(&req.into_inner().id).await?;
         let asked = id.clone();
         let opener = self.node.opener().clone();
         let thread = self

@@ -56,6 +56,7 @@ impl From<NodeError> for Status {
             | NotAPeer(_)
             | NoSuchRecipient { .. }
             | RemovedRecipient { .. }
+            | AmbiguousId { .. }
             | BadRelaySender(_)
             | UnknownRecipient(_)
             | BadAmendment(_)

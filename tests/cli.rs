@@ -238,3 +238,63 @@ fn a_value_outside_a_flags_list_is_refused_with_the_allowed_values_and_case_is_f
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--config FILE or HOTLINE_CONFIG"), "{err}");
 }
+
+#[test]
+fn init_refuses_an_endpoint_peers_cannot_dial() {
+    let dir = tempfile::tempdir().unwrap();
+    let party = dir.path().join("per");
+    let out = hotline(&[
+        "init",
+        "--party",
+        "PER",
+        "--dir",
+        party.to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:7443",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--listen 0.0.0.0:7443 takes calls on every address, but peers cannot dial 0.0.0.0; give --endpoint https://HOST:7443"),
+        "{err}"
+    );
+    assert!(!party.exists(), "nothing is written");
+    let out = hotline(&[
+        "init",
+        "--party",
+        "PER",
+        "--dir",
+        party.to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:7443",
+        "--endpoint",
+        "https://per.example:7443",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_agreement_with_two_parties_at_one_endpoint_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two inits on their defaults share 127.0.0.1:7001.
+    for id in ["PER", "CHL"] {
+        ok(&["init", "--party", id, "--dir", dir.path().join(id).to_str().unwrap()]);
+    }
+    let entry = |id: &str| dir.path().join(id).join("party.toml").to_str().unwrap().to_owned();
+    let agreement = dir.path().join("agreement.toml");
+    let out = hotline(&[
+        "agreement",
+        "new",
+        &entry("PER"),
+        &entry("CHL"),
+        "--out",
+        agreement.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("party CHL (endpoint): https://127.0.0.1:7001 is also PER's endpoint; each party's node needs an address of its own"),
+        "{err}"
+    );
+    assert!(!agreement.exists());
+}

@@ -245,6 +245,15 @@ fn two_parties_set_up_and_operated_from_the_command_line() {
     assert!(b.terminate().success());
     let (ok, v) = hotline_json(&["audit", "verify", "--data", &s(&per)]);
     assert!(ok, "{v}");
+    // An offline command takes the node's configuration, as the operator commands do, or its
+    // data directory; and a verifier key as its text or as the file that holds it.
+    let (ok, v) = hotline_json(&["audit", "verify", "--config", &pc]);
+    assert!(ok && v["valid"] == true, "{v}");
+    let vkey = s(&per.join("identity.pub"));
+    let (ok, v) = hotline_json(&["audit", "verify", "--data", &s(&per), "--vkey", &vkey]);
+    assert!(ok && v["valid"] == true, "{v}");
+    let out = hotline(&["audit", "checkpoint", "--config", &pc]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

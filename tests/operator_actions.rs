@@ -143,3 +143,58 @@ async fn a_call_whose_answer_does_not_start_within_the_call_timeout_is_cancelled
     // The node answers again once the lock is gone.
     c.operator(0).status(StatusRequest {}).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_id_may_be_given_by_the_start_of_it_when_only_one_id_starts_so() {
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    // Ids chosen to share their first eight characters.
+    let ids = [
+        "0badcafe-0000-7000-8000-000000000001",
+        "0badcafe-1111-7000-8000-000000000002",
+    ];
+    for id in ids {
+        let mut n = notice(&["CHL"], "Prefixed");
+        n.id = id.into();
+        send(&c, n).await.unwrap();
+    }
+    let get = |id: &str| {
+        let mut op = c.operator(0);
+        let id = id.to_owned();
+        async move {
+            op.get_notice(hotline::proto::GetNoticeRequest { id })
+                .await
+                .map(|t| t.into_inner())
+        }
+    };
+    let thread = get("0badcafe-1").await.unwrap();
+    let shown = hotline::message::decode_notice(&thread.notice.unwrap().payload).unwrap();
+    assert_eq!(shown.id, ids[1]);
+    let refused = get("0badcafe").await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(
+        refused.message(),
+        format!(
+            "0badcafe is the start of several messages' ids ({}, {}); give more of it",
+            ids[0], ids[1]
+        )
+    );
+    assert_eq!(get("0bad-none").await.unwrap_err().code(), Code::NotFound);
+    // An answer given by the start of the id is signed for the whole id.
+    c.until_held(1, ids[0]).await;
+    let answered = c
+        .operator(1)
+        .respond(hotline::proto::RespondRequest {
+            notice_id: "0badcafe-0".into(),
+            status: hotline::proto::ResponseStatus::Acknowledged as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let logged = c
+        .node(1)
+        .read(|db| hotline::state::message(db, &answered.id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(logged.thread, ids[0]);
+}

@@ -1,7 +1,7 @@
 //! The agreement document: its TOML schema, parties, keys and TLS
 //! identities, validated field by field.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
@@ -219,6 +219,7 @@ impl Agreement {
         }
         let mut ids = HashSet::new();
         let mut origins = HashSet::new();
+        let mut reached_at: HashMap<String, &str> = HashMap::new();
         let mut parties = Vec::with_capacity(raw.party.len());
         for (i, p) in raw.party.iter().enumerate() {
             let at = |name: &str| format!("party[{i}].{name}");
@@ -247,6 +248,19 @@ impl Agreement {
                 .find(|e| !e.starts_with("https://") || e.len() <= "https://".len())
             {
                 return Err(field(at("endpoint"), format!("{bad:?} must be an https:// URL")));
+            }
+            // Two parties at one address would each be dialled for the other.
+            for e in &endpoints {
+                if let Some(other) = reached_at.insert(e.clone(), &p.id)
+                    && other != p.id
+                {
+                    return Err(field(
+                        at("endpoint"),
+                        format!(
+                            "{e} is also {other}'s endpoint; each party's node needs an address of its own (hotline init --listen, --endpoint)"
+                        ),
+                    ));
+                }
             }
             let tls = match (&p.tls_ca, &p.tls_cert_sha256) {
                 (Some(pem), None) if pem.contains("-----BEGIN CERTIFICATE-----") => TlsIdentity::Ca(pem.clone()),

@@ -20,7 +20,7 @@ use super::view::{Out, progress_bar};
 /// Which key the log's checkpoints must be signed by.
 #[derive(clap::Args)]
 pub struct Trust {
-    /// Trust this verifier key for the log's checkpoints.
+    /// Trust this verifier key for the log's checkpoints: its text, or a file holding it (identity.pub).
     #[arg(long)]
     vkey: Option<String>,
     /// Trust the key the agreement lists for the log's origin.
@@ -69,15 +69,13 @@ impl NodeArgs {
 pub enum Command {
     /// Show the latest signed checkpoint.
     Checkpoint {
-        /// The node's data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        data: super::files::DataDir,
     },
     /// List entries [start, end).
     Entries {
-        /// The node's data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        data: super::files::DataDir,
         /// First index.
         #[arg(long, default_value_t = 0)]
         start: u64,
@@ -87,9 +85,8 @@ pub enum Command {
     },
     /// Print the inclusion proof of entry INDEX in the tree of SIZE (default: current).
     Prove {
-        /// The node's data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        data: super::files::DataDir,
         /// The entry.
         #[arg(long)]
         index: u64,
@@ -99,11 +96,11 @@ pub enum Command {
     },
     /// Recompute the whole tree and check every checkpoint; names the first bad entry.
     Verify {
-        /// A node's data directory.
-        #[arg(long, required_unless_present_any = ["export", "node"], conflicts_with_all = ["export", "node"])]
-        data: Option<PathBuf>,
+        /// A node's data directory, or the one its configuration names (the default).
+        #[command(flatten)]
+        data: super::files::DataDir,
         /// A tlog-tiles export directory.
-        #[arg(long, conflicts_with = "node")]
+        #[arg(long, conflicts_with_all = ["node", "data"])]
         export: Option<PathBuf>,
         #[command(flatten)]
         node: NodeArgs,
@@ -116,9 +113,8 @@ pub enum Command {
     Disclose {
         /// The message's id.
         id: String,
-        /// The node's data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        data: super::files::DataDir,
         /// The disclosure file to write (JSON).
         #[arg(long)]
         out: PathBuf,
@@ -161,9 +157,8 @@ pub enum Command {
     /// commits to its message's envelope), and the envelopes of TLP:CLEAR
     /// messages only, unless --envelopes-up-to names a reader's clearance.
     Export {
-        /// The node's data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        data: super::files::DataDir,
         /// The output directory.
         #[arg(long)]
         out: PathBuf,
@@ -178,7 +173,7 @@ pub enum Command {
 /// node's own `identity.pub` beside its database.
 fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Result<VerifierKey> {
     if let Some(vkey) = &trust.vkey {
-        return Ok(vkey.parse()?);
+        return super::files::verifier_key(vkey);
     }
     if let Some(file) = &trust.agreement {
         let signed = SignedAgreement::load(file)?;
@@ -203,7 +198,9 @@ fn trusted_key(trust: &Trust, origin: &str, data: Option<&Path>) -> anyhow::Resu
         })?;
         return text.trim().parse().with_context(|| path.display().to_string());
     }
-    bail!("give --vkey or --agreement: which key must have signed the log of {origin:?}?")
+    bail!(
+        "which key must have signed the log of {origin:?}? give --agreement FILE (the signed agreement names it) or --vkey KEY (its text, or the party's identity.pub)"
+    )
 }
 
 /// The origin of the log in data folder `dir`, and the key its checkpoints must be signed by.
@@ -239,7 +236,7 @@ pub(super) async fn node_key(
 
 pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Disclose { id, data, out: file } => return super::disclose::disclose(&data, &id, &file, out),
+        Command::Disclose { id, data, out: file } => return super::disclose::disclose(&data.path()?, &id, &file, out),
         Command::VerifyDisclosure { file, agreement } => return super::disclose::verify(&file, &agreement, out),
         Command::Reconcile {
             exports,
@@ -252,6 +249,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             return super::reconcile::run(&exports, &agreement, observer, report.as_deref(), out);
         }
         Command::Checkpoint { data } => {
+            let data = data.path()?;
             let (size, note) = LogReader::open(&data)?.latest_checkpoint()?;
             let note = note.with_context(|| format!("{}: the log is empty", data.display()))?;
             let text = String::from_utf8_lossy(&note).into_owned();
@@ -261,6 +259,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Entries { data, start, end } => {
+            let data = data.path()?;
             let reader = LogReader::open(&data)?;
             let end = match end {
                 Some(e) => e,
@@ -308,6 +307,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Prove { data, index, size } => {
+            let data = data.path()?;
             let reader = LogReader::open(&data)?;
             let (size, leaf, proof) = reader.inclusion_proof(index, size.unwrap_or(0))?;
             let root = reader.root_at(size)?;
@@ -340,8 +340,8 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 bar.set_length(total);
                 bar.set_position(done);
             };
-            let (source, result) = match (&data, &export_dir, &node.node) {
-                (_, _, Some(addr)) => {
+            let (source, result) = match (&export_dir, &node.node) {
+                (_, Some(addr)) => {
                     let result = super::runtime::block_on(async {
                         let mut client = node.client(addr)?;
                         let (_, key) = node_key(&mut client, addr, &trust).await?;
@@ -349,18 +349,19 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                     })?;
                     (PathBuf::from(addr), result)
                 }
-                (Some(dir), _, _) => {
-                    let (_, key) = data_key(dir, &trust)?;
-                    (dir.clone(), verify::verify_data_dir(dir, &key, tick))
-                }
-                (None, Some(dir), _) => {
+                (Some(dir), _) => {
                     let note = std::fs::read(dir.join("checkpoint"))
                         .with_context(|| format!("reading {}/checkpoint", dir.display()))?;
                     let origin = checkpoint::origin_of(&note).unwrap_or_default().to_owned();
                     let key = trusted_key(&trust, &origin, None)?;
                     (dir.clone(), export::verify_export(dir, &key, tick))
                 }
-                (None, None, None) => bail!("give --data, --export or --node"),
+                (None, None) => {
+                    let dir = data.path()?;
+                    let (_, key) = data_key(&dir, &trust)?;
+                    let result = verify::verify_data_dir(&dir, &key, tick);
+                    (dir, result)
+                }
             };
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
@@ -419,6 +420,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             out: dir,
             envelopes_up_to,
         } => {
+            let data = data.path()?;
             let bar = progress_bar(out, "exporting", "entries");
             let done = export::export(&data, &dir, envelopes_up_to.0, |d, t| {
                 bar.set_length(t);

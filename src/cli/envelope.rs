@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use hotline::agreement::SignedAgreement;
 use hotline::envelope::{self, NOTICE_TYPE, RECEIPT_TYPE, RESPONSE_TYPE};
-use hotline::keys::{IdentityKey, Keyring, TrustedKey, VerifierKey};
+use hotline::keys::{IdentityKey, Keyring, TrustedKey};
 use hotline::{clock, message};
 use serde_json::json;
 
@@ -34,7 +34,7 @@ pub enum Command {
         /// Trust the keys of this agreement.
         #[arg(long, required_unless_present = "vkey")]
         agreement: Option<PathBuf>,
-        /// Trust this verifier key (repeatable).
+        /// Trust this verifier key (repeatable): its text, or a file holding it (identity.pub).
         #[arg(long)]
         vkey: Vec<String>,
         /// notice, receipt, response, or any other media type.
@@ -83,7 +83,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
                 None => Vec::new(),
             };
             for v in &vkey {
-                let key: VerifierKey = v.parse()?;
+                let key = super::files::verifier_key(v)?;
                 keys.push(TrustedKey {
                     party: key.name().to_owned(),
                     key,

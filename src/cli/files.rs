@@ -1,7 +1,7 @@
 //! The CLI's edges with the machine: reading inputs, replacing files
 //! atomically, and where `tracing` output goes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -54,4 +54,51 @@ pub fn load_config(path: &Path) -> anyhow::Result<hotline::config::Config> {
         );
     }
     Ok(hotline::config::Config::load(path)?)
+}
+
+/// A node's data directory, as a command that reads it offline is pointed
+/// at it: `--data DIR` (the directory, or a copy of it), or else the one
+/// the node's configuration names (`--config`, `HOTLINE_CONFIG`, or
+/// `hotline.toml` here), as the operator commands, `backup` and `export
+/// stix` take it.
+#[derive(clap::Args)]
+pub struct DataDir {
+    /// The node's data directory, or a copy of it (default: the one --config names).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The node's configuration, whose data directory is read when --data is not given.
+    #[arg(long, env = "HOTLINE_CONFIG", default_value = "hotline.toml")]
+    config: PathBuf,
+}
+
+impl DataDir {
+    /// The directory.
+    pub fn path(&self) -> anyhow::Result<PathBuf> {
+        match &self.data {
+            Some(dir) => Ok(dir.clone()),
+            None if !self.config.exists() => anyhow::bail!(
+                "{}: No such file or directory; give a node's data directory with --data DIR, or its configuration with --config FILE or HOTLINE_CONFIG=FILE",
+                self.config.display()
+            ),
+            None => Ok(load_config(&self.config)?.data),
+        }
+    }
+}
+
+/// A verifier key given on the command line (`--vkey`): its text, or a file
+/// holding it, such as the `identity.pub` that `hotline init` writes.
+pub fn verifier_key(arg: &str) -> anyhow::Result<hotline::keys::VerifierKey> {
+    if let Ok(key) = arg.parse() {
+        return Ok(key);
+    }
+    let path = Path::new(arg);
+    if !path.is_file() {
+        anyhow::bail!(
+            "--vkey {arg:?} is neither a verifier key (NAME+HEX+BASE64, as identity.pub holds it) nor a file holding one"
+        );
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("{}: not a verifier key", path.display()))
 }

@@ -20,7 +20,8 @@ pub struct InitArgs {
     /// Address the node listens on.
     #[arg(long, default_value = "127.0.0.1:7001")]
     listen: SocketAddr,
-    /// Address peers reach the node at (default: https://LISTEN).
+    /// Address peers reach the node at, https://HOST:PORT (default: https://LISTEN; needed when
+    /// LISTEN is 0.0.0.0 or [::], which peers cannot dial).
     #[arg(long)]
     endpoint: Option<String>,
     /// Log origin and key name (default: hotline.example/PARTY).
@@ -43,7 +44,23 @@ pub fn init(args: InitArgs, out: Out) -> anyhow::Result<ExitCode> {
             args.party
         );
     }
-    let endpoint = args.endpoint.unwrap_or_else(|| format!("https://{}", args.listen));
+    let endpoint = match args.endpoint {
+        Some(e) => e,
+        None if args.listen.ip().is_unspecified() => anyhow::bail!(
+            "--listen {} takes calls on every address, but peers cannot dial {}; give --endpoint https://HOST:{}, the name or address peers reach this node at",
+            args.listen,
+            args.listen.ip(),
+            args.listen.port()
+        ),
+        None => format!("https://{}", args.listen),
+    };
+    let host = endpoint.strip_prefix("https://").unwrap_or_default();
+    let unspecified = ["0.0.0.0", "[::]"]
+        .iter()
+        .any(|h| host.starts_with(&format!("{h}:")) || host == *h);
+    if host.is_empty() || unspecified {
+        anyhow::bail!("--endpoint {endpoint:?}: give https://HOST:PORT, the name or address peers reach this node at");
+    }
     let origin = args.origin.unwrap_or_else(|| format!("hotline.example/{}", args.party));
     let name = args.name.unwrap_or_else(|| format!("{} national CSIRT", args.party));
     let made = setup::create(

@@ -18,9 +18,10 @@ use super::view::progress_bar;
 /// `hotline report`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A node's data directory (read offline).
-    #[arg(long, required_unless_present = "node", conflicts_with = "node")]
-    data: Option<PathBuf>,
+    /// A node's data directory (read offline), or the one its configuration names (the default).
+    #[command(flatten)]
+    data: super::files::DataDir,
+    /// Or a running node, read through its Audit service.
     #[command(flatten)]
     node: NodeArgs,
     #[command(flatten)]
@@ -37,15 +38,16 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let (origin, verified, ledger) = match (&args.data, &args.node.node) {
-        (Some(dir), _) => {
+    let (origin, verified, ledger) = match &args.node.node {
+        None => {
+            let dir = &args.data.path()?;
             let (origin, key) = data_key(dir, &args.trust)?;
             let verified = verify::verify_data_dir(dir, &key, tick);
             // The node's own encryption key, beside its data, opens what was sealed to it.
             let opener = hotline::opener::Opener::load("", &dir.join("encryption.key")).ok();
             (origin, verified, Ledger::from_data_dir(dir, opener)?)
         }
-        (None, Some(addr)) => super::runtime::block_on(async {
+        Some(addr) => super::runtime::block_on(async {
             let mut client = args.node.client(addr)?;
             let (origin, key) = node_key(&mut client, addr, &args.trust).await?;
             let verified = hotline::audit::verify_node(addr, client.clone(), &key, tick).await;
@@ -64,7 +66,6 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
             }
             anyhow::Ok((origin, verified, ledger))
         })?,
-        (None, None) => anyhow::bail!("give --data or --node"),
     };
     bar.finish_and_clear();
     let verification = Verification::of(&verified);

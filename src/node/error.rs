@@ -96,6 +96,14 @@ pub enum NodeError {
         /// The agreement's peers, comma-separated.
         peers: String,
     },
+    /// An operator typed the start of several messages' ids.
+    #[error("{prefix} is the start of several messages' ids ({ids}); give more of it")]
+    AmbiguousId {
+        /// What was typed.
+        prefix: String,
+        /// The ids it starts, comma-separated.
+        ids: String,
+    },
     /// An operator names a party an amendment removed.
     #[error("{party} was removed from the agreement by version {version}; the peers now are {peers}")]
     RemovedRecipient {

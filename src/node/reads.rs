@@ -78,3 +78,32 @@ impl Node {
         })
     }
 }
+
+impl Node {
+    /// The message an operator means by `typed`: its id, or the start of
+    /// exactly one message's id (at least 4 hex digits and hyphens), as git
+    /// takes a commit's. Several matches are refused with the ids; none leaves
+    /// `typed` as it is, for the caller's own "not found".
+    pub async fn message_id(&self, typed: &str) -> Result<String, NodeError> {
+        const SHOWN: usize = 5;
+        if typed.len() < 4 || !typed.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-') {
+            return Ok(typed.to_owned());
+        }
+        let prefix = typed.to_owned();
+        let ids = self
+            .query(move |c| match state::message(c, &prefix)? {
+                Some(_) => Ok(vec![prefix]),
+                None => state::message_ids_starting(c, &prefix, SHOWN + 1),
+            })
+            .await?;
+        match ids.len() {
+            0 => Ok(typed.to_owned()),
+            1 => Ok(ids.into_iter().next().unwrap_or_default()),
+            _ => Err(NodeError::AmbiguousId {
+                prefix: typed.to_owned(),
+                ids: ids.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ")
+                    + if ids.len() > SHOWN { ", …" } else { "" },
+            }),
+        }
+    }
+}

@@ -158,6 +158,19 @@ pub fn message(c: &Connection, id: &str) -> crate::db::Result<Option<StoredMessa
         .optional()
 }
 
+/// The ids of messages whose id starts with `prefix` (at most `limit`),
+/// for an operator who typed only the start of one, as git takes a commit's.
+/// `prefix` holds only hex digits and hyphens, which `LIKE` takes
+/// literally. A `LIKE` (not a range on the key, which would follow
+/// PostgreSQL's collation) may read every id: an operator's lookup, never
+/// on the data path.
+pub fn message_ids_starting(c: &Connection, prefix: &str, limit: usize) -> crate::db::Result<Vec<String>> {
+    debug_assert!(prefix.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-'));
+    c.prepare_cached("SELECT id FROM messages WHERE id LIKE ?1 ORDER BY id LIMIT ?2")?
+        .query_map(params![format!("{prefix}%"), limit as i64], |r| r.get(0))?
+        .collect()
+}
+
 /// The message logged in entry `log_index`, if that entry logged one.
 pub fn message_at(c: &Connection, log_index: u64) -> crate::db::Result<Option<StoredMessage>> {
     c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} WHERE m.log_index = ?1"))?
