@@ -131,6 +131,10 @@ fn validation_names_the_field_at_fault() {
             "party PER key[0].vkey",
         ),
         (good.replace("endpoint = \"https://127.0.0.1:7000\"\n", ""), "endpoint"),
+        (
+            good.replace("https://127.0.0.1:7001", "https://127.0.0.1:7000"),
+            "party CHL (endpoint): https://127.0.0.1:7000 is also PER's endpoint",
+        ),
         (good.replace("clock_skew", "clock_skw"), "clock_skw"),
     ];
     for (text, expected) in cases {

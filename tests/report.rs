@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Cluster, FAST_NORMS, hotline_json, notice};
-use hotline::proto::{CommCheckRequest, Deadline, ResponseStatus};
+use hotline::proto::{CommCheckRequest, Deadline, ReasonCode, RespondRequest, ResponseStatus};
 
 /// The figure `which` (owed, met, missed) of the row for `party` and `norm` in the rendered DOM.
 fn figure(dom: &str, party: &str, norm: &str, which: &str) -> Option<u64> {
@@ -26,8 +26,41 @@ async fn the_report_renders_in_chromium_with_no_console_errors_and_its_figures_m
     // CHL answers; ARG lets its acknowledgement and response clocks run out; both answer a check.
     let id = c.send(0, notice(&["CHL", "ARG"], "Wiper at the grid")).await;
     c.until_held(1, &id).await;
-    c.respond(1, &id, ResponseStatus::Investigating, "on it").await;
+    // CHL promises a further answer within the hour, and gives it: declined, with its reason.
+    let promised_by = hotline::clock::to_proto(c.clock.now() + Duration::from_secs(3600));
+    for (status, reason, promised_by) in [
+        (
+            ResponseStatus::Investigating,
+            ReasonCode::Unspecified,
+            Some(promised_by),
+        ),
+        (ResponseStatus::Declined, ReasonCode::OutsideJurisdiction, None),
+    ] {
+        c.operator(1)
+            .respond(RespondRequest {
+                notice_id: id.clone(),
+                status: status as i32,
+                text: "on it".into(),
+                reason: reason as i32,
+                promised_by,
+            })
+            .await
+            .unwrap();
+    }
     c.operator(0).comm_check(CommCheckRequest::default()).await.unwrap();
+    // A human check CHL's duty officer answers; ARG's is left to run out.
+    let human = c
+        .operator(0)
+        .comm_check(CommCheckRequest {
+            party: "CHL".into(),
+            human: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .notice_ids;
+    c.until_held(1, &human[0]).await;
+    c.respond(1, &human[0], ResponseStatus::Acknowledged, "here").await;
     c.eventually_advancing(
         20,
         Duration::from_secs(1),
@@ -67,27 +100,60 @@ async fn the_report_renders_in_chromium_with_no_console_errors_and_its_figures_m
     let compliance = c.node(0).read(hotline::state::compliance).unwrap();
     let mut compared = 0;
     for (party, kind, met, missed) in compliance {
-        let norm = match kind {
-            Deadline::Receipt => "receipt",
-            Deadline::Response => "response (high)",
-            Deadline::CommCheckAnswer => "communication check",
+        let norms: &[&str] = match kind {
+            Deadline::Receipt => &["receipt"],
+            Deadline::Acknowledge => &["acknowledgement (high)"],
+            Deadline::Response => &["response (high)"],
+            Deadline::Promise => &["promised answer"],
+            // The node counts one clock; the report shows machine and human answers apart.
+            Deadline::CommCheckAnswer => &["communication check", "human communication check"],
             _ => continue,
         };
-        assert_eq!(
-            figure(&rendered.dom, &party, norm, "met"),
-            Some(met),
-            "{party} {norm} met"
-        );
-        assert_eq!(
-            figure(&rendered.dom, &party, norm, "missed"),
-            Some(missed),
-            "{party} {norm} missed"
-        );
+        let sum = |which: &str| {
+            norms
+                .iter()
+                .map(|norm| figure(&rendered.dom, &party, norm, which).unwrap_or(0))
+                .sum::<u64>()
+        };
+        assert_eq!(sum("met"), met, "{party} {norms:?} met");
+        assert_eq!(sum("missed"), missed, "{party} {norms:?} missed");
         compared += 1;
     }
     assert!(
-        compared >= 6,
-        "receipts, responses and checks of both peers: {compared}"
+        compared >= 9,
+        "receipts, acknowledgements, responses and checks of both peers, CHL's promise: {compared}"
     );
     assert_eq!(figure(&rendered.dom, "ARG", "response (high)", "missed"), Some(1));
+    assert_eq!(
+        figure(&rendered.dom, "ARG", "acknowledgement (high)", "missed"),
+        Some(1)
+    );
+    assert_eq!(figure(&rendered.dom, "CHL", "promised answer", "met"), Some(1));
+    assert_eq!(
+        figure(&rendered.dom, "CHL", "human communication check", "met"),
+        Some(1)
+    );
+    assert_eq!(figure(&rendered.dom, "ARG", "human communication check", "owed"), None);
+    // The reason CHL gave, counted and in the thread's timeline.
+    assert!(
+        rendered
+            .dom
+            .contains(r#"data-reason="CHL declined outside-jurisdiction""#)
+            && rendered.dom.contains("DECLINED (reason: outside-jurisdiction)"),
+        "the reason is shown"
+    );
+    // The charts: a date axis, the agreed limits drawn, checks by nodes and by people apart.
+    let today = hotline::clock::now();
+    let axis_date = format!(
+        "UTC, {}-{:02}-{:02}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    );
+    assert!(
+        rendered.dom.contains(&axis_date),
+        "dates on the time axis ({axis_date})"
+    );
+    assert!(rendered.dom.contains("limit (high): "), "the response limit is drawn");
+    assert!(rendered.dom.contains("Communication checks answered by a person"));
 }

@@ -88,22 +88,31 @@ fn percentile(times: &[i64], q: f64) -> Option<i64> {
 
 /// Builds the figures of one (party, norm) from the times to each step taken and the misses.
 struct Tally {
-    limit_ms: i64,
+    /// The agreed limit in words ("as promised" where each step has its own).
+    limit: String,
     owed: u64,
     times: Vec<i64>,
+    met: u64,
     missed: u64,
     link_down: u64,
 }
 
 impl Tally {
-    fn new(limit: std::time::Duration) -> Self {
+    fn new(limit: String) -> Self {
         Self {
-            limit_ms: limit.as_millis() as i64,
+            limit,
             owed: 0,
             times: Vec::new(),
+            met: 0,
             missed: 0,
             link_down: 0,
         }
+    }
+
+    /// A step owed within `limit` ms was taken after `took` ms.
+    fn took(&mut self, took: i64, limit: i64) {
+        self.times.push(took);
+        self.met += u64::from(took <= limit);
     }
 
     fn figure(mut self, party: &str, norm: String) -> Figure {
@@ -112,15 +121,26 @@ impl Tally {
         Figure {
             party: party.to_owned(),
             norm,
-            limit: words(self.limit_ms),
+            limit: self.limit,
             owed: self.owed,
-            met: self.times.iter().filter(|t| **t <= self.limit_ms).count() as u64,
+            met: self.met,
             missed: self.missed,
             link_down: self.link_down,
             median: fmt(percentile(&self.times, 0.5)),
             p95: fmt(percentile(&self.times, 0.95)),
         }
     }
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn severity(n: &crate::proto::Notice) -> String {
+    n.severity()
+        .as_str_name()
+        .trim_start_matches("SEVERITY_")
+        .to_lowercase()
 }
 
 /// The figures per party and norm, real traffic only (exercises are left out).
@@ -158,31 +178,32 @@ pub fn figures(ledger: &Ledger, agreement: &Agreement, us: &str) -> Vec<Figure> 
         for party in to.iter().filter(|p| agreement.party(p).is_some()) {
             let t = tallies
                 .entry((party.clone(), "receipt".into()))
-                .or_insert_with(|| Tally::new(norms.receipt_within));
+                .or_insert_with(|| Tally::new(words(ms(norms.receipt_within))));
             t.owed += 1;
             if let Some((_, at)) = ledger.receipts.get(id).and_then(|r| r.iter().find(|(p, _)| p == party)) {
-                t.times.push(at - sent);
+                t.took(at - sent, ms(norms.receipt_within));
             }
             let (all, link_down) = missed(party, Deadline::Receipt, id);
             t.missed += all;
             t.link_down += link_down;
         }
     }
-    // Responses and communication-check answers, owed by each recipient of a notice.
+    // Acknowledgements, responses, promised answers and communication-check
+    // answers, owed by each recipient of a notice.
     for thread in ledger.threads.values().filter(|t| t.notice.exercise == 0) {
         let n = &thread.notice;
         let (norm, limit, deadline, substantive) = match n.kind() {
             NoticeKind::Notification | NoticeKind::RequestForAssistance => (
-                format!(
-                    "response ({})",
-                    n.severity()
-                        .as_str_name()
-                        .trim_start_matches("SEVERITY_")
-                        .to_lowercase()
-                ),
+                format!("response ({})", severity(n)),
                 norms.respond_within(n.severity()),
                 Deadline::Response,
                 true,
+            ),
+            NoticeKind::CommCheck if n.human => (
+                "human communication check".to_owned(),
+                norms.comm_check_answer_within,
+                Deadline::CommCheckAnswer,
+                false,
             ),
             NoticeKind::CommCheck => (
                 "communication check".to_owned(),
@@ -197,24 +218,102 @@ pub fn figures(ledger: &Ledger, agreement: &Agreement, us: &str) -> Vec<Figure> 
             false => vec![us],
         };
         for party in owing {
+            let by = |status: &dyn Fn(ResponseStatus) -> bool| {
+                thread
+                    .responses
+                    .iter()
+                    .find(move |(r, _)| r.from == party && status(r.status()))
+            };
             let t = tallies
                 .entry((party.to_owned(), norm.clone()))
-                .or_insert_with(|| Tally::new(limit));
+                .or_insert_with(|| Tally::new(words(ms(limit))));
             t.owed += 1;
-            let answer = thread
-                .responses
-                .iter()
-                .find(|(r, _)| r.from == party && (!substantive || r.status() != ResponseStatus::Acknowledged));
-            if let Some((_, at)) = answer {
-                t.times.push(at - thread.logged_ms);
+            // A response stops the clock; an acknowledgement alone does not.
+            if let Some((_, at)) = by(&|s| !substantive || s != ResponseStatus::Acknowledged) {
+                t.took(at - thread.logged_ms, ms(limit));
             }
             t.missed += missed(party, deadline, &n.id).0;
+            if !substantive {
+                continue;
+            }
+            // Any answer stops the acknowledgement clock, where the agreement sets one.
+            if let Some(within) = norms.acknowledge_within(n.severity()) {
+                let t = tallies
+                    .entry((party.to_owned(), format!("acknowledgement ({})", severity(n))))
+                    .or_insert_with(|| Tally::new(words(ms(within))));
+                t.owed += 1;
+                if let Some((_, at)) = by(&|_| true) {
+                    t.took(at - thread.logged_ms, ms(within));
+                }
+                t.missed += missed(party, Deadline::Acknowledge, &n.id).0;
+            }
+            // Each INVESTIGATING with a promised time owes a later answer that concludes.
+            for (i, (promise, made)) in thread.responses.iter().enumerate() {
+                let due = promise
+                    .promised_by
+                    .as_ref()
+                    .and_then(clock::from_proto)
+                    .map(clock::to_ms);
+                let Some(due) = due.filter(|_| promise.from == party) else {
+                    continue;
+                };
+                let t = tallies
+                    .entry((party.to_owned(), "promised answer".into()))
+                    .or_insert_with(|| Tally::new("as promised".into()));
+                t.owed += 1;
+                // Later in the log, so later in time.
+                let concluded = thread.responses[i + 1..].iter().find(|(r, _)| {
+                    r.from == party
+                        && !matches!(r.status(), ResponseStatus::Acknowledged | ResponseStatus::Investigating)
+                });
+                if let Some((_, at)) = concluded {
+                    t.took(at - made, due - made);
+                }
+            }
+            let promises_missed = missed(party, Deadline::Promise, &n.id).0;
+            if promises_missed > 0 {
+                tallies
+                    .entry((party.to_owned(), "promised answer".into()))
+                    .or_insert_with(|| Tally::new("as promised".into()))
+                    .missed += promises_missed;
+            }
         }
     }
     tallies
         .into_iter()
         .map(|((party, norm), t)| t.figure(&party, norm))
         .collect()
+}
+
+/// A response's reason code as the CLI takes it (`outside-jurisdiction`), if it gives one.
+fn reason(r: &crate::proto::Response) -> Option<String> {
+    match r.reason() {
+        crate::proto::ReasonCode::Unspecified => None,
+        code => Some(
+            code.as_str_name()
+                .trim_start_matches("REASON_CODE_")
+                .to_lowercase()
+                .replace('_', "-"),
+        ),
+    }
+}
+
+/// How often each party gave each reason with each status, real traffic only.
+fn reasons(ledger: &Ledger) -> Vec<(String, String, String, u64)> {
+    let mut counts: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
+    for t in ledger.threads.values().filter(|t| t.notice.exercise == 0) {
+        for (r, _) in &t.responses {
+            if let Some(why) = reason(r) {
+                let status = r
+                    .status()
+                    .as_str_name()
+                    .trim_start_matches("RESPONSE_STATUS_")
+                    .to_lowercase();
+                *counts.entry((r.from.clone(), status, why)).or_default() += 1;
+            }
+        }
+    }
+    counts.into_iter().map(|((p, s, r), n)| (p, s, r, n)).collect()
 }
 
 /// One line of a thread's timeline.
@@ -266,9 +365,13 @@ fn timeline(t: &Thread) -> ThreadView {
     );
     steps.extend(t.responses.iter().map(|(r, ms)| {
         let status = r.status().as_str_name().trim_start_matches("RESPONSE_STATUS_");
+        let reason = match reason(r) {
+            Some(why) => format!(" (reason: {why})"),
+            None => String::new(),
+        };
         let what = match t.readable {
-            true => format!("{} {status} by {}: {}", r.from, r.author, r.text),
-            false => format!("{} {status}", r.from),
+            true => format!("{} {status}{reason} by {}: {}", r.from, r.author, r.text),
+            false => format!("{} {status}{reason}", r.from),
         };
         (*ms, what)
     }));
@@ -300,35 +403,64 @@ fn timeline(t: &Thread) -> ThreadView {
     }
 }
 
-/// The answer-time charts: responses (minutes) and communication checks (seconds).
-fn charts(ledger: &Ledger) -> Result<(String, String), String> {
-    let start = ledger.threads.values().map(|t| t.logged_ms).min().unwrap_or(0);
-    let mut responses: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
-    let mut checks: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+/// The answer-time charts: time to a response (investigating or later) by
+/// the date each notice was sent, with the agreed limit of each severity
+/// drawn; communication checks answered by machines, and those answered by
+/// people, apart, with the agreed limit.
+fn charts(ledger: &Ledger, norms: &crate::agreement::Norms) -> Result<[String; 3], String> {
+    type Points = std::collections::BTreeMap<String, Vec<(i64, f64)>>;
+    let (mut responses, mut machines, mut people) = (Points::new(), Points::new(), Points::new());
+    let mut severities = std::collections::BTreeSet::new();
     for t in ledger.threads.values().filter(|t| t.notice.exercise == 0) {
-        let x = (t.logged_ms - start) as f64 / 3_600_000.0;
-        let check = t.notice.kind() == NoticeKind::CommCheck;
+        let n = &t.notice;
+        let (points, substantive) = match n.kind() {
+            NoticeKind::CommCheck if n.human => (&mut people, false),
+            NoticeKind::CommCheck => (&mut machines, false),
+            _ => {
+                severities.insert(n.severity());
+                (&mut responses, true)
+            }
+        };
         let mut seen = std::collections::BTreeSet::new();
         for (r, at) in &t.responses {
-            if !seen.insert(r.from.clone()) {
-                continue; // the first answer of each party
-            }
-            let took = (at - t.logged_ms).max(0) as f64;
-            match check {
-                true => checks.entry(r.from.clone()).or_default().push((x, took / 1000.0)),
-                false => responses.entry(r.from.clone()).or_default().push((x, took / 60_000.0)),
+            let stops = !substantive || r.status() != ResponseStatus::Acknowledged;
+            // The first answer of each party that stops the clock.
+            if stops && seen.insert(r.from.clone()) {
+                let took = (at - t.logged_ms).max(0) as f64 / 1000.0;
+                points.entry(r.from.clone()).or_default().push((t.logged_ms, took));
             }
         }
     }
-    let series = |m: std::collections::BTreeMap<String, Vec<(f64, f64)>>| -> Vec<charts::Series> {
+    let series = |m: Points| -> Vec<charts::Series> {
         m.into_iter()
             .map(|(party, points)| charts::Series { party, points })
             .collect()
     };
-    Ok((
-        charts::scatter("Time to first response", "minutes", &series(responses))?,
-        charts::scatter("Communication-check answer times", "seconds", &series(checks))?,
-    ))
+    let limit = |label: String, d: std::time::Duration| charts::Limit {
+        label: format!("{label}: {}", words(ms(d))),
+        seconds: d.as_secs_f64(),
+    };
+    let response_limits: Vec<charts::Limit> = severities
+        .iter()
+        .map(|s| {
+            let name = s.as_str_name().trim_start_matches("SEVERITY_").to_lowercase();
+            limit(format!("limit ({name})"), norms.respond_within(*s))
+        })
+        .collect();
+    let check_limit = [limit("limit".into(), norms.comm_check_answer_within)];
+    Ok([
+        charts::scatter("Time to response", &series(responses), &response_limits)?,
+        charts::scatter(
+            "Communication checks answered by the node",
+            &series(machines),
+            &check_limit,
+        )?,
+        charts::scatter(
+            "Communication checks answered by a person",
+            &series(people),
+            &check_limit,
+        )?,
+    ])
 }
 
 /// Renders the report of `us`'s log as one HTML document.
@@ -342,7 +474,7 @@ pub fn render(ledger: &Ledger, us: &str, verification: &Verification) -> Result<
         .ok_or("the log holds no adopted agreement")?;
     let agreement = &signed.agreement;
     let figures = figures(ledger, agreement, us);
-    let (response_chart, check_chart) = charts(ledger)?;
+    let [response_chart, check_chart, human_check_chart] = charts(ledger, &agreement.norms)?;
     let threads: Vec<ThreadView> = ledger
         .order
         .iter()
@@ -385,6 +517,8 @@ pub fn render(ledger: &Ledger, us: &str, verification: &Verification) -> Result<
                 parties,
                 response_chart,
                 check_chart,
+                human_check_chart,
+                reasons => reasons(ledger),
                 withheld => &ledger.withheld,
             })
         })

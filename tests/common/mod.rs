@@ -251,10 +251,11 @@ pub fn tls_parties(ids: &[&str]) -> Vec<TlsParty> {
 /// An agreement naming each party's CA as its TLS identity.
 pub fn tls_agreement(parties: &[TlsParty]) -> hotline::agreement::Agreement {
     let mut text = format!("version = 1\n{NORMS}\n");
-    for p in parties {
+    for (i, p) in parties.iter().enumerate() {
         text += &format!(
-            "[[party]]\nid = \"{id}\"\nname = \"{id}\"\nendpoint = \"https://127.0.0.1:1\"\ntls_ca = \"\"\"\n{ca}\"\"\"\n[[party.key]]\nvkey = \"{vkey}\"\n\n",
+            "[[party]]\nid = \"{id}\"\nname = \"{id}\"\nendpoint = \"https://127.0.0.1:{port}\"\ntls_ca = \"\"\"\n{ca}\"\"\"\n[[party.key]]\nvkey = \"{vkey}\"\n\n",
             id = p.id,
+            port = i + 1,
             ca = p.ca.cert,
             vkey = p.key.verifier()
         );
