@@ -3,14 +3,12 @@
 
 mod cli;
 
-use clap::Parser;
-
 /// Nodes allocate small buffers per request on every core; mimalloc keeps that off the hot path.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::parse();
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {

@@ -298,3 +298,32 @@ fn an_agreement_with_two_parties_at_one_endpoint_is_refused() {
     );
     assert!(!agreement.exists());
 }
+
+#[test]
+fn manual_pages_and_shell_completions_are_generated_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    ok(&["man", "--out", out.to_str().unwrap()]);
+    let page = std::fs::read_to_string(out.join("hotline-notice-send.1")).unwrap();
+    assert!(page.contains("\\-\\-severity") && page.contains("Examples:"), "{page}");
+    assert!(out.join("hotline.1").is_file() && out.join("hotline-audit-verify.1").is_file());
+    let script = ok(&["completions", "bash"]);
+    assert!(
+        script.contains("hotline__notice__send") || script.contains("notice"),
+        "{script}"
+    );
+    // The script is valid bash.
+    let checked = std::process::Command::new("bash")
+        .args(["-n", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+}
+
+#[test]
+fn every_commands_help_ends_with_examples() {
+    for command in [&["notice", "send"][..], &["audit", "verify"], &["console"], &["init"]] {
+        let help = ok(&[command, &["--help"]].concat());
+        assert!(help.contains("Examples:\n  hotline "), "{command:?}: {help}");
+    }
+}

@@ -29,9 +29,6 @@ const NOTICES: u32 = 200;
 
 /// `hotline console`.
 #[derive(clap::Args)]
-#[command(
-    after_help = "Examples:\n  hotline console --config per/hotline.toml\n  ssh duty@per-node hotline console   # works in 80×24"
-)]
 pub struct Args {
     #[command(flatten)]
     conn: Conn,
