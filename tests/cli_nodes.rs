@@ -752,3 +752,83 @@ fn a_second_serve_on_one_data_directory_is_refused_naming_the_holder() {
     assert!(hotline(&["status", "--config", &s(&config)]).status.success());
     assert!(first.terminate().success());
 }
+
+#[test]
+fn the_readmes_first_exchange_by_hand_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("## A first exchange by hand")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README has a first exchange by hand");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_hotline")).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    // One shell, as a person would keep: its variables and background jobs last from line to line.
+    let mut shell = Command::new("bash")
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env_remove("HOTLINE_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = shell.stdin.take().unwrap();
+    let mut stdout = BufReader::new(shell.stdout.take().unwrap());
+    let mut run = |line: &str| -> (i32, String) {
+        use std::io::Write as _;
+        writeln!(stdin, "{line} 2>&1\necho \"__done $?\"").unwrap();
+        let mut said = String::new();
+        loop {
+            let mut l = String::new();
+            assert!(
+                stdout.read_line(&mut l).unwrap() > 0,
+                "the shell ended at: {line}\n{said}"
+            );
+            if let Some(code) = l.strip_prefix("__done ") {
+                return (code.trim().parse().unwrap(), said);
+            }
+            said += &l;
+        }
+    };
+    let mut outputs = Vec::new();
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        // As a person would, a command that finds the node not up yet, or the notice not yet
+        // delivered, is run again.
+        let end = Instant::now() + Duration::from_secs(20);
+        let said = loop {
+            let (code, said) = run(line);
+            if code == 0 {
+                break said;
+            }
+            assert!(Instant::now() < end, "`{line}` failed ({code}):\n{said}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        outputs.push((line.to_owned(), said));
+    }
+    let said = |prefix: &str| {
+        outputs
+            .iter()
+            .find(|(l, _)| l.starts_with(prefix))
+            .map(|(_, s)| s.clone())
+            .unwrap()
+    };
+    assert!(
+        said("hotline inbox").contains("Wiper at a grid operator"),
+        "{outputs:#?}"
+    );
+    let shown = said("hotline notice show");
+    assert!(
+        shown.contains("ACKNOWLEDGED") || shown.contains("acknowledged"),
+        "{shown}"
+    );
+    assert!(shown.contains("investigating"), "{shown}");
+    let (code, _) = run("kill %1 %2; wait");
+    assert_eq!(code, 0);
+    let (code, verified) = run("hotline audit verify --config per/hotline.toml");
+    assert_eq!(code, 0, "{verified}");
+    drop(stdin);
+    let _ = shell.wait();
+}

@@ -95,6 +95,9 @@ pub struct SendArgs {
     /// Mark it as an exercise.
     #[arg(long, value_enum, ignore_case = true)]
     exercise: Option<Choice<Exercise>>,
+    /// Print only the notice's id, for scripts: id=$(hotline notice send -q …).
+    #[arg(long, short)]
+    quiet: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -220,6 +223,10 @@ pub fn notice(cmd: NoticeCommand, out: Out) -> anyhow::Result<ExitCode> {
                         .collect(),
                     Err(_) => Vec::new(),
                 };
+                if args.quiet && !out.json {
+                    outln!("{}", sent.id);
+                    return anyhow::Ok(ExitCode::SUCCESS);
+                }
                 let value = json!({"id": sent.id, "log_index": sent.log_index,
                                    "unreachable": down.iter().map(view::link_json).collect::<Vec<_>>()});
                 out.print(&value, || {
