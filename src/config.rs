@@ -45,9 +45,11 @@ struct RawConfig {
     data: PathBuf,
     database: Option<String>,
     agreement: PathBuf,
+    #[serde(default = "identity_key")]
     identity_key: PathBuf,
     #[serde(default = "next_key")]
     next_identity_key: PathBuf,
+    pkcs11: Option<RawPkcs11>,
     #[serde(default = "encryption_key")]
     encryption_key: PathBuf,
     roster: Option<PathBuf>,
@@ -64,6 +66,19 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     taxii: Option<RawMetrics>,
     alerts: Option<crate::alerts::AlertConfig>,
+}
+
+/// `[pkcs11]`: the identity key on a token instead of in `identity_key`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPkcs11 {
+    module: PathBuf,
+    token: String,
+    key: String,
+    /// A rotation's next key, on the same token.
+    next_key: Option<String>,
+    pin_file: Option<PathBuf>,
+    pin_env: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -90,6 +105,10 @@ struct RawLimits {
 
 fn dot() -> PathBuf {
     PathBuf::from(".")
+}
+
+fn identity_key() -> PathBuf {
+    PathBuf::from("identity.key")
 }
 
 fn next_key() -> PathBuf {
@@ -142,8 +161,10 @@ pub struct Config {
     pub database: Option<String>,
     /// The signed agreement file.
     pub agreement: PathBuf,
-    /// Our identity key file.
+    /// Our identity key file (unused when the key is on a token).
     pub identity_key: PathBuf,
+    /// Where the identity keys are: files, or a PKCS#11 token.
+    pub keys: crate::keys::KeySource,
     /// Where a rotation's new identity key is put (need not exist): read
     /// when an adopted agreement lists a key of ours the node does not hold.
     pub next_identity_key: PathBuf,
@@ -310,8 +331,36 @@ impl Config {
         if !(limits.requests_per_second > 0.0 && limits.burst >= 1.0 && limits.in_flight >= 1) {
             problems.push("limits: requests_per_second must be > 0, burst >= 1, in_flight >= 1".into());
         }
+        let keys = match &raw.pkcs11 {
+            None => crate::keys::KeySource::Files {
+                current: abs(&raw.identity_key),
+                next: abs(&raw.next_identity_key),
+            },
+            Some(t) => {
+                let pin = match (&t.pin_file, &t.pin_env) {
+                    (Some(file), None) => crate::pkcs11::PinSource::File(abs(file)),
+                    (None, Some(var)) => crate::pkcs11::PinSource::Env(var.clone()),
+                    _ => {
+                        problems.push("pkcs11: give exactly one of pin_file and pin_env (never the PIN itself)".into());
+                        crate::pkcs11::PinSource::Env(String::new())
+                    }
+                };
+                let on_token = |key: &str| crate::pkcs11::TokenRef {
+                    module: t.module.clone(),
+                    token: t.token.clone(),
+                    key: key.to_owned(),
+                    pin: pin.clone(),
+                };
+                crate::keys::KeySource::Token {
+                    public: base.join("identity.pub"),
+                    current: on_token(&t.key),
+                    next: t.next_key.as_deref().map(on_token),
+                }
+            }
+        };
         let config = Self {
             path: path.to_owned(),
+            keys,
             party: raw.party,
             listen: raw.listen,
             data: abs(&raw.data),
@@ -349,9 +398,13 @@ impl Config {
             startup_check_timeout,
             recheck_log: crate::log::Recheck::default(),
         };
+        let key_file = match &config.keys {
+            crate::keys::KeySource::Files { current, .. } => ("identity_key", current),
+            crate::keys::KeySource::Token { public, .. } => ("identity.pub", public),
+        };
         let files = [
             ("agreement", &config.agreement),
-            ("identity_key", &config.identity_key),
+            key_file,
             ("tls_ca", &config.tls_ca),
             ("tls_cert", &config.tls_cert),
             ("tls_key", &config.tls_key),

@@ -69,17 +69,18 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Signs `payload` as an envelope of `payload_type` with one signature.
-pub fn sign(payload_type: &str, payload: Vec<u8>, key: &IdentityKey) -> Envelope {
-    let sig = key.sign(&pae(payload_type, &payload));
-    Envelope {
+/// Signs `payload` as an envelope of `payload_type` with one signature; a
+/// key on a token may refuse.
+pub fn sign(payload_type: &str, payload: Vec<u8>, key: &IdentityKey) -> Result<Envelope, crate::keys::KeyError> {
+    let sig = key.sign(&pae(payload_type, &payload))?;
+    Ok(Envelope {
         payload_type: payload_type.to_owned(),
         payload,
         signatures: vec![Signature {
             keyid: key.verifier().key_id(),
             sig: sig.to_bytes().to_vec(),
         }],
-    }
+    })
 }
 
 /// Verifies an envelope of the expected type against the agreement's keys at

@@ -60,6 +60,17 @@ pub enum KeyError {
         /// The underlying error.
         source: Box<KeyError>,
     },
+    /// The token's key is not the one `identity.pub` names.
+    #[error("{}: the token's key {found} is not this key", path.display())]
+    NotTheKey {
+        /// The public key file.
+        path: PathBuf,
+        /// The token key's id.
+        found: String,
+    },
+    /// A key on a PKCS#11 token could not be opened, or refused to sign.
+    #[error(transparent)]
+    Token(#[from] crate::pkcs11::TokenError),
 }
 
 /// Reports whether `name` may be a key name (C2SP signed-note rules).
@@ -188,11 +199,22 @@ fn parse_alg_key(raw: &[u8]) -> Option<[u8; 32]> {
 }
 
 /// A party's private identity key: signs envelopes, receipts, checkpoints
-/// and the agreement.
+/// and the agreement. Held in a file, or on a PKCS#11 token that signs
+/// without letting it out.
 #[derive(Clone)]
 pub struct IdentityKey {
-    signing: SigningKey,
+    secret: Secret,
     verifier: VerifierKey,
+}
+
+/// Where the private half is. A file key is kept inline, unboxed: keys are
+/// cloned for each message signed, and an allocation there would cost more
+/// than the size.
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
+enum Secret {
+    File(SigningKey),
+    Token(std::sync::Arc<crate::pkcs11::TokenKey>),
 }
 
 impl IdentityKey {
@@ -205,7 +227,26 @@ impl IdentityKey {
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, KeyError> {
         let signing = SigningKey::from_bytes(&seed);
         let verifier = VerifierKey::new(name, signing.verifying_key())?;
-        Ok(Self { signing, verifier })
+        Ok(Self {
+            secret: Secret::File(signing),
+            verifier,
+        })
+    }
+
+    /// The key named `name` on a PKCS#11 token, logged in and found.
+    pub fn open_token(name: &str, token: &crate::pkcs11::TokenRef) -> Result<Self, KeyError> {
+        let key = token.open()?;
+        let public = VerifyingKey::from_bytes(&key.public())
+            .map_err(|_| KeyError::MalformedPrivateKey("the token's public key is not an Ed25519 point"))?;
+        Ok(Self {
+            verifier: VerifierKey::new(name, public)?,
+            secret: Secret::Token(key),
+        })
+    }
+
+    /// Whether the private key is on a token (and cannot be written out).
+    pub fn on_token(&self) -> bool {
+        matches!(self.secret, Secret::Token(_))
     }
 
     /// The public half, as peers see it.
@@ -218,15 +259,22 @@ impl IdentityKey {
         self.verifier.name()
     }
 
-    /// Signs `msg` with Ed25519.
-    pub fn sign(&self, msg: &[u8]) -> Signature {
-        self.signing.sign(msg)
+    /// Signs `msg` with Ed25519; a token may refuse (removed, logged out).
+    pub fn sign(&self, msg: &[u8]) -> Result<Signature, KeyError> {
+        match &self.secret {
+            Secret::File(k) => Ok(k.sign(msg)),
+            Secret::Token(t) => Ok(Signature::from_bytes(&t.sign(msg)?)),
+        }
     }
 
-    /// The private key string (`PRIVATE+KEY+...`); keep it secret.
+    /// The private key string (`PRIVATE+KEY+...`); keep it secret. A key on
+    /// a token has none: it gives the empty string.
     pub fn encode_private(&self) -> String {
+        let Secret::File(signing) = &self.secret else {
+            return String::new();
+        };
         let mut raw = vec![ALG_ED25519];
-        raw.extend_from_slice(&self.signing.to_bytes());
+        raw.extend_from_slice(&signing.to_bytes());
         format!(
             "PRIVATE+KEY+{}+{:08x}+{}",
             self.verifier.name,
@@ -305,7 +353,86 @@ impl signed_note::Signer for IdentityKey {
         self.verifier.hash
     }
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
-        Ok(self.signing.sign(msg).to_vec())
+        IdentityKey::sign(self, msg)
+            .map(|s| s.to_vec())
+            .map_err(ed25519_dalek::SignatureError::from_source)
+    }
+}
+
+/// Where a node's identity keys are: files, or a PKCS#11 token.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeySource {
+    /// `identity_key`, and a rotation's next key where it exists.
+    Files {
+        /// The key in use.
+        current: PathBuf,
+        /// A rotation's next key (need not exist).
+        next: PathBuf,
+    },
+    /// Keys on a token; `public` (`identity.pub`, written by `hotline init`)
+    /// gives their name, the party's log origin, and the key expected.
+    Token {
+        /// The public key file.
+        public: PathBuf,
+        /// The key in use.
+        current: crate::pkcs11::TokenRef,
+        /// A rotation's next key, on the same token.
+        next: Option<crate::pkcs11::TokenRef>,
+    },
+}
+
+impl KeySource {
+    /// The keys held: the current one first (required), then a rotation's next.
+    pub fn load(&self) -> Result<Vec<IdentityKey>, KeyError> {
+        match self {
+            Self::Files { current, next } => {
+                let mut keys = vec![IdentityKey::load(current)?];
+                if next.exists() {
+                    keys.push(IdentityKey::load(next)?);
+                }
+                Ok(keys)
+            }
+            Self::Token { public, current, next } => {
+                let io = |source| KeyError::Io {
+                    path: public.clone(),
+                    source,
+                };
+                let expected: VerifierKey =
+                    std::fs::read_to_string(public)
+                        .map_err(io)?
+                        .trim()
+                        .parse()
+                        .map_err(|e| KeyError::File {
+                            path: public.clone(),
+                            source: Box::new(e),
+                        })?;
+                let current = IdentityKey::open_token(expected.name(), current)?;
+                if current.verifier() != &expected {
+                    return Err(KeyError::NotTheKey {
+                        path: public.clone(),
+                        found: current.verifier().key_id(),
+                    });
+                }
+                let mut keys = vec![current];
+                if let Some(next) = next {
+                    keys.push(IdentityKey::open_token(expected.name(), next)?);
+                }
+                Ok(keys)
+            }
+        }
+    }
+
+    /// Where the key in use is, in words, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Files { current, .. } => current.display().to_string(),
+            Self::Token { current, .. } => format!(
+                "key {:?} on token {:?} ({})",
+                current.key,
+                current.token,
+                current.module.display()
+            ),
+        }
     }
 }
 

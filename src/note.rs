@@ -23,6 +23,9 @@ pub enum NoteError {
     /// Two expected keys share one name and hash.
     #[error("ambiguous key {0}")]
     AmbiguousKey(String),
+    /// The key refused to sign (a token removed or logged out).
+    #[error("{0}")]
+    Signing(String),
 }
 
 /// A parsed signed note: its text and its signature lines.
@@ -55,9 +58,13 @@ impl SignedNote {
 
     /// Adds (or replaces) this key's signature.
     pub fn sign(&mut self, key: &IdentityKey) -> Result<(), NoteError> {
-        self.0
-            .add_sigs(&[key])
-            .map_err(|_| NoteError::Malformed("signer key name is not valid"))
+        self.0.add_sigs(&[key]).map_err(|e| match e {
+            // The key's own error (a token's refusal), carried through the signer.
+            signed_note::NoteError::SignatureError(e) => {
+                NoteError::Signing(std::error::Error::source(&e).map_or(e.to_string(), ToString::to_string))
+            }
+            _ => NoteError::Malformed("signer key name is not valid"),
+        })
     }
 
     /// The encoded note: text, blank line, signature lines.

@@ -27,6 +27,7 @@ impl From<LogError> for Status {
             LogError::Refused(StateError::Storage(_) | StateError::Invalid(_))
             | LogError::Store(_)
             | LogError::Corrupt { .. }
+            | LogError::Signing(_)
             | LogError::TooLarge { .. } => internal(&e),
         }
     }

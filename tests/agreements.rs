@@ -437,7 +437,7 @@ async fn another_text_under_the_version_in_force_delivered_as_an_approval_is_fla
         author: "duty".into(),
         ..Default::default()
     };
-    let env = envelope::sign(AMENDMENT_TYPE, approval.encode_to_vec(), &c.key(1));
+    let env = envelope::sign(AMENDMENT_TYPE, approval.encode_to_vec(), &c.key(1)).unwrap();
     c.peer_client(1, 0)
         .deliver(DeliverRequest {
             envelope: Some(env),

@@ -400,7 +400,7 @@ async fn a_signature_by_a_revoked_key_after_its_revocation_is_refused_and_audit_
     n.from = "CHL".into();
     n.created_at = Some(hotline::clock::to_proto(c.clock.now()));
     n.author = "intruder".into();
-    let forged = envelope::sign(NOTICE_TYPE, n.encode_to_vec(), &old);
+    let forged = envelope::sign(NOTICE_TYPE, n.encode_to_vec(), &old).unwrap();
     let refused = c
         .peer_client(1, 0)
         .deliver(hotline::proto::DeliverRequest {
@@ -520,7 +520,7 @@ async fn a_peer_cannot_store_rejections_of_unknown_proposals_or_proposals_far_ah
     let c = common::Cluster::start(&["PER", "CHL"], common::FAST_NORMS).await;
     let chl = c.key(1);
     let deliver = |a: Amendment| {
-        let env = envelope::sign(AMENDMENT_TYPE, a.encode_to_vec(), &chl);
+        let env = envelope::sign(AMENDMENT_TYPE, a.encode_to_vec(), &chl).unwrap();
         let mut client = c.peer_client(1, 0);
         async move {
             client

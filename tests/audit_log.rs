@@ -275,7 +275,7 @@ async fn an_envelope_not_signed_under_the_adopted_agreement_is_named() {
     let p = common::parties(&["TST", "CHL"]);
     let signed = common::signed_agreement(&p, "", &[&p[0], &p[1]]);
     let sent = |k: &hotline::keys::IdentityKey| {
-        let envelope = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, b"n".to_vec(), k);
+        let envelope = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, b"n".to_vec(), k).unwrap();
         common::sent_entry(&envelope)
     };
     log.append(vec![
@@ -386,7 +386,7 @@ fn log_with_envelope_of(bytes: usize) -> (tempfile::TempDir, hotline::keys::Iden
     let (dir, log, key) = common::temp_log();
     let p = common::parties(&["TST", "CHL"]);
     let signed = common::signed_agreement(&p, "", &[&p[0], &p[1]]);
-    let envelope = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, vec![7; bytes], &p[0].key);
+    let envelope = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, vec![7; bytes], &p[0].key).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

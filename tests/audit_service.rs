@@ -255,7 +255,7 @@ async fn stock_health_checking_reports_serving() {
 async fn hotline_audit_verify_checks_a_running_node_with_an_envelope_kept_beside_its_entry() {
     let f = start().await;
     // An envelope larger than both an entry bundle and gRPC's default 4 MiB reply.
-    let big = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, vec![1; 5 << 20], &f.parties[0].key);
+    let big = hotline::envelope::sign(hotline::envelope::NOTICE_TYPE, vec![1; 5 << 20], &f.parties[0].key).unwrap();
     let entry = common::sent_entry(&big);
     assert!(entry.envelope.is_some());
     f.log.append(vec![entry]).await.unwrap();

@@ -28,7 +28,7 @@ fn valid_notice(from: &str, to: &[&str]) -> Notice {
 }
 
 fn signed(n: &Notice, k: &IdentityKey) -> Envelope {
-    envelope::sign(NOTICE_TYPE, n.encode_to_vec(), k)
+    envelope::sign(NOTICE_TYPE, n.encode_to_vec(), k).unwrap()
 }
 
 async fn deliver(client: &mut FederationClient<Channel>, env: Envelope) -> Result<Envelope, tonic::Status> {
@@ -125,7 +125,7 @@ async fn each_bad_delivery_gets_its_own_status_and_logs_nothing() {
     // Garbage bytes under a valid signature.
     refused(
         &c,
-        envelope::sign(NOTICE_TYPE, vec![0xff; 40], &chl),
+        envelope::sign(NOTICE_TYPE, vec![0xff; 40], &chl).unwrap(),
         Code::InvalidArgument,
         "not a hotline.v1.Notice",
     )
@@ -134,7 +134,7 @@ async fn each_bad_delivery_gets_its_own_status_and_logs_nothing() {
     // A payload type that is not deliverable.
     refused(
         &c,
-        envelope::sign("text/plain", b"hi".to_vec(), &chl),
+        envelope::sign("text/plain", b"hi".to_vec(), &chl).unwrap(),
         Code::InvalidArgument,
         "cannot be delivered",
     )
@@ -253,7 +253,7 @@ async fn a_forked_checkpoint_is_detected_and_logged_as_a_norm_event() {
     // Then a checkpoint CHL signed over a rewritten history: a larger tree
     // whose root its real log cannot prove consistent.
     let size = c.node(1).log().head().size + 1;
-    let forged = hotline::log::checkpoint::sign(std::slice::from_ref(&chl), size, tlog_tiles::Hash([7; 32]));
+    let forged = hotline::log::checkpoint::sign(std::slice::from_ref(&chl), size, tlog_tiles::Hash([7; 32])).unwrap();
     client
         .deliver(DeliverRequest {
             agreement: None,
@@ -501,7 +501,7 @@ async fn a_forked_checkpoint_superseded_while_a_check_runs_is_still_detected() {
     }
     // CHL also signed another root for the middle size: a fork.
     let forged_note =
-        hotline::log::checkpoint::sign(std::slice::from_ref(&chl), real[1].size, tlog_tiles::Hash([7; 32]));
+        hotline::log::checkpoint::sign(std::slice::from_ref(&chl), real[1].size, tlog_tiles::Hash([7; 32])).unwrap();
     let forged = hotline::log::checkpoint::verify(&forged_note, chl.verifier()).unwrap();
     // The first is being checked when the other two arrive; the largest supersedes the fork.
     let per = c.node(0);
@@ -577,7 +577,7 @@ fn response_by(c: &Cluster, from: usize, notice_id: &str) -> Envelope {
         author: "duty".into(),
         ..Default::default()
     };
-    envelope::sign(hotline::envelope::RESPONSE_TYPE, r.encode_to_vec(), &key(c, from))
+    envelope::sign(hotline::envelope::RESPONSE_TYPE, r.encode_to_vec(), &key(c, from)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -959,6 +959,6 @@ async fn a_sealed_notice_whose_body_is_not_the_text_its_sender_signed_is_refused
         meta: Some(meta),
         sealed: Some(lying),
     };
-    let env = envelope::sign(envelope::SEALED_TYPE, sealed.encode_to_vec(), &key(&c, 1));
+    let env = envelope::sign(envelope::SEALED_TYPE, sealed.encode_to_vec(), &key(&c, 1)).unwrap();
     refused(&c, env, Code::InvalidArgument, "the commitment does not match").await;
 }

@@ -20,7 +20,7 @@ fn keyring(keys: &[(&str, &IdentityKey)]) -> Keyring {
 fn setup() -> (IdentityKey, Keyring, hotline::proto::Envelope) {
     let key = IdentityKey::generate("hotline.example/PER").unwrap();
     let ring = keyring(&[("PER", &key)]);
-    let env = envelope::sign(NOTICE_TYPE, b"notice bytes".to_vec(), &key);
+    let env = envelope::sign(NOTICE_TYPE, b"notice bytes".to_vec(), &key).unwrap();
     (key, ring, env)
 }
 
@@ -57,7 +57,7 @@ fn one_flipped_payload_type_bit_is_refused_as_a_wrong_type() {
 #[test]
 fn a_signature_over_another_payload_type_is_a_bad_signature() {
     let (key, ring, _) = setup();
-    let mut env = envelope::sign(RESPONSE_TYPE, b"notice bytes".to_vec(), &key);
+    let mut env = envelope::sign(RESPONSE_TYPE, b"notice bytes".to_vec(), &key).unwrap();
     env.payload_type = NOTICE_TYPE.to_owned();
     let err = envelope::verify(&env, NOTICE_TYPE, &ring, clock::now()).unwrap_err();
     assert!(matches!(err, EnvelopeError::BadSignature(_)), "{err}");
@@ -94,7 +94,7 @@ fn one_flipped_key_id_bit_is_an_unknown_key() {
 fn a_key_outside_the_agreement_is_an_unknown_key() {
     let (_, ring, _) = setup();
     let stranger = IdentityKey::generate("hotline.example/XXX").unwrap();
-    let env = envelope::sign(NOTICE_TYPE, b"x".to_vec(), &stranger);
+    let env = envelope::sign(NOTICE_TYPE, b"x".to_vec(), &stranger).unwrap();
     let err = envelope::verify(&env, NOTICE_TYPE, &ring, clock::now()).unwrap_err();
     assert!(matches!(err, EnvelopeError::UnknownKey(_)), "{err}");
 }
@@ -103,7 +103,7 @@ fn a_key_outside_the_agreement_is_an_unknown_key() {
 fn a_signature_by_the_wrong_key_under_a_known_key_id_is_a_bad_signature() {
     let (_, ring, mut env) = setup();
     let impostor = IdentityKey::generate("hotline.example/PER").unwrap();
-    let forged = envelope::sign(NOTICE_TYPE, env.payload.clone(), &impostor);
+    let forged = envelope::sign(NOTICE_TYPE, env.payload.clone(), &impostor).unwrap();
     env.signatures[0].sig = forged.signatures[0].sig.clone();
     let err = envelope::verify(&env, NOTICE_TYPE, &ring, clock::now()).unwrap_err();
     assert!(matches!(err, EnvelopeError::BadSignature(_)), "{err}");
@@ -128,7 +128,7 @@ fn a_key_is_refused_outside_its_validity_window() {
         valid_until: Some(now - Duration::days(1)),
         revoked: None,
     }]);
-    let env = envelope::sign(NOTICE_TYPE, b"x".to_vec(), &key);
+    let env = envelope::sign(NOTICE_TYPE, b"x".to_vec(), &key).unwrap();
     let err = envelope::verify(&env, NOTICE_TYPE, &ring, now).unwrap_err();
     assert!(
         matches!(err, EnvelopeError::KeyNotValid { ref party, .. } if party == "PER"),

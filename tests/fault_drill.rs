@@ -124,7 +124,8 @@ impl hotline::proto::federation_server::Federation for HostileReceipts {
         req: tonic::Request<hotline::proto::DeliverBatchRequest>,
     ) -> Result<tonic::Response<hotline::proto::DeliverBatchResponse>, tonic::Status> {
         use hotline::proto::{DeliverOutcome, deliver_outcome};
-        let mut receipt = hotline::envelope::sign(hotline::envelope::RECEIPT_TYPE, b"receipt".to_vec(), &self.key);
+        let mut receipt =
+            hotline::envelope::sign(hotline::envelope::RECEIPT_TYPE, b"receipt".to_vec(), &self.key).unwrap();
         receipt.signatures = vec![receipt.signatures[0].clone(); 20_000];
         let outcomes = req
             .into_inner()

@@ -25,7 +25,10 @@ fn ed25519_signing_matches_rfc8032_test_1() {
     let key = IdentityKey::from_seed("rfc8032", seed).unwrap();
     assert_eq!(hex::encode(key.verifier().public_key().as_bytes()), field(v, "public"));
     let message = hex::decode(field(v, "message")).unwrap();
-    assert_eq!(hex::encode(key.sign(&message).to_bytes()), field(v, "signature"));
+    assert_eq!(
+        hex::encode(key.sign(&message).unwrap().to_bytes()),
+        field(v, "signature")
+    );
     let sig = hex::decode(field(v, "signature")).unwrap();
     assert!(key.verifier().verify_strict(&message, &sig));
 }

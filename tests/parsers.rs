@@ -52,7 +52,7 @@ proptest! {
     #[test]
     fn a_mutated_signed_envelope_never_verifies_as_something_else(at in any::<usize>(), with in any::<u8>(), cut in 0usize..4) {
         let k = key();
-        let env = envelope::sign(NOTICE_TYPE, b"payload bytes".to_vec(), &k);
+        let env = envelope::sign(NOTICE_TYPE, b"payload bytes".to_vec(), &k).unwrap();
         let bytes = mutate(env.encode_to_vec(), at, with, cut);
         if let Ok(m) = Envelope::decode(&bytes[..])
             && envelope::verify(&m, NOTICE_TYPE, &keyring(&k), clock::now()).is_ok() {
@@ -72,7 +72,7 @@ proptest! {
     #[test]
     fn a_mutated_checkpoint_is_refused_or_unchanged(at in any::<usize>(), with in any::<u8>(), cut in 0usize..3) {
         let k = key();
-        let note = checkpoint::sign(std::slice::from_ref(&k), 42, tlog_tiles::Hash([3; 32]));
+        let note = checkpoint::sign(std::slice::from_ref(&k), 42, tlog_tiles::Hash([3; 32])).unwrap();
         let bytes = mutate(note.clone(), at, with, cut);
         if let Ok(cp) = checkpoint::verify(&bytes, k.verifier()) {
             prop_assert_eq!(cp.size, 42);

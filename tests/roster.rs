@@ -139,7 +139,7 @@ async fn a_roster_signed_by_a_key_that_is_not_the_partys_is_refused() {
     let refused = c
         .peer_client(1, 0)
         .deliver(DeliverRequest {
-            envelope: Some(envelope::sign(ROSTER_TYPE, update.encode_to_vec(), &c.key(1))),
+            envelope: Some(envelope::sign(ROSTER_TYPE, update.encode_to_vec(), &c.key(1)).unwrap()),
             ..Default::default()
         })
         .await

@@ -13,8 +13,8 @@ use rusqlite::params;
 fn a_version_2_database_keeps_every_message_and_receipt_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let key = IdentityKey::generate("hotline.example/PER").unwrap();
-    let notice = envelope::sign(NOTICE_TYPE, b"notice".to_vec(), &key);
-    let receipt = envelope::sign(RECEIPT_TYPE, b"receipt".to_vec(), &key);
+    let notice = envelope::sign(NOTICE_TYPE, b"notice".to_vec(), &key).unwrap();
+    let receipt = envelope::sign(RECEIPT_TYPE, b"receipt".to_vec(), &key).unwrap();
     {
         sqlite_store_at(dir.path(), 2);
         let c = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();

@@ -1,12 +1,11 @@
 //! `hotline agreement new|sign|verify|show`: the signed agreement, offline;
 //! and, through the node, amending it over the hotline (`amend.rs`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use hotline::agreement::{SignedAgreement, TlsIdentity};
 use hotline::clock;
-use hotline::keys::IdentityKey;
 use serde_json::json;
 
 use super::files::{read_input, write_atomic};
@@ -37,9 +36,12 @@ pub enum Command {
     Sign {
         /// The agreement (TOML, or a signed note of it).
         file: PathBuf,
-        /// The party's private identity key.
-        #[arg(long)]
-        key: PathBuf,
+        /// The party's private identity key file.
+        #[arg(long, required_unless_present = "config")]
+        key: Option<PathBuf>,
+        /// Or sign with the key this node configuration names (a file, or a PKCS#11 token).
+        #[arg(long, conflicts_with = "key")]
+        config: Option<PathBuf>,
     },
     /// Check every signature; exit 1 unless the quorum of parties signed.
     /// With --chain, check a chain of versions from version 1: each names the
@@ -163,8 +165,9 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             });
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sign { file, key } => {
-            let key = IdentityKey::load(&key)?;
+        Command::Sign { file, key, config } => {
+            let key =
+                super::files::signing_key(key.as_deref(), config.as_deref().unwrap_or(Path::new("hotline.toml")))?;
             let mut signed =
                 SignedAgreement::parse(&read_input(&file)?).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             signed.sign(&key)?;

@@ -13,7 +13,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use hotline::config::Config;
-use hotline::keys::IdentityKey;
 use hotline::log::verify;
 use hotline::store::{self, DB_FILE};
 use serde_json::json;
@@ -152,7 +151,8 @@ fn verified(dir: &Path, config: &Config, out: Out) -> anyhow::Result<verify::Rep
     if integrity != "ok" {
         bail!("{}: SQLite integrity check failed: {integrity}", db.display());
     }
-    let key = IdentityKey::load(&config.identity_key)?;
+    // Checked with the key in use, wherever it is (a file, or a token).
+    let key = config.keys.load()?.swap_remove(0);
     let bar = progress_bar(out, "verifying the copy", "entries");
     let report = verify::verify_data_dir(dir, key.verifier(), |done, total| {
         bar.set_length(total);

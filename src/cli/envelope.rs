@@ -60,7 +60,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
             payload_type,
         } => {
             let key = IdentityKey::load(&key)?;
-            let env = envelope::sign(media_type(&payload_type), read_input(&payload)?, &key);
+            let env = envelope::sign(media_type(&payload_type), read_input(&payload)?, &key)?;
             super::view::outln!("{}", envelope::to_json(&env));
             Ok(ExitCode::SUCCESS)
         }

@@ -146,6 +146,10 @@ hotline bench --exchanges 10000 --log-entries 0   # the exchanges only",
     ("bench log", "hotline bench log --entries 1000000"),
     ("bench flood", "hotline bench flood --seconds 10"),
     (
+        "bench sign",
+        "hotline bench sign --config per/hotline.toml   # the node's key (a token's) beside a key file",
+    ),
+    (
         "envelope sign",
         "hotline envelope sign notice.pb --key per/identity.key --type notice > notice.json",
     ),

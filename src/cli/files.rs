@@ -102,3 +102,20 @@ pub fn verifier_key(arg: &str) -> anyhow::Result<hotline::keys::VerifierKey> {
         .parse()
         .with_context(|| format!("{}: not a verifier key", path.display()))
 }
+
+/// The identity key a command signs with: the key file given, or else the
+/// key the node's configuration names, in a file or on a PKCS#11 token.
+pub fn signing_key(key: Option<&Path>, config: &Path) -> anyhow::Result<hotline::keys::IdentityKey> {
+    match key {
+        Some(file) => Ok(hotline::keys::IdentityKey::load(file)?),
+        // The agreement being signed need not be in place yet.
+        None if !config.exists() => anyhow::bail!(
+            "{}: No such file or directory; give --key FILE, or a node's configuration with --config FILE",
+            config.display()
+        ),
+        None => Ok(hotline::config::Config::load_before_agreement(config)?
+            .keys
+            .load()?
+            .swap_remove(0)),
+    }
+}

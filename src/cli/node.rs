@@ -35,6 +35,23 @@ pub struct InitArgs {
     /// endpoint's host. Without it, init makes a CA and issues them.
     #[arg(long)]
     tls_from: Option<PathBuf>,
+    /// Keep the identity key on a PKCS#11 token: the module (a shared library, such as
+    /// /usr/lib/softhsm/libsofthsm2.so). The key must exist there (an Ed25519 key pair made by the
+    /// token's tools, private and public objects labelled --key); init writes only its public half.
+    #[arg(long, requires_all = ["token", "key"])]
+    pkcs11: Option<PathBuf>,
+    /// The token's label.
+    #[arg(long, requires = "pkcs11")]
+    token: Option<String>,
+    /// The key's label on the token.
+    #[arg(long, requires = "pkcs11")]
+    key: Option<String>,
+    /// A file (mode 0600) holding the token's user PIN.
+    #[arg(long, requires = "pkcs11", conflicts_with = "pin_env")]
+    pin_file: Option<PathBuf>,
+    /// An environment variable holding the token's user PIN (default HOTLINE_PKCS11_PIN).
+    #[arg(long, requires = "pkcs11")]
+    pin_env: Option<String>,
 }
 
 pub fn init(args: InitArgs, out: Out) -> anyhow::Result<ExitCode> {
@@ -63,29 +80,52 @@ pub fn init(args: InitArgs, out: Out) -> anyhow::Result<ExitCode> {
     }
     let origin = args.origin.unwrap_or_else(|| format!("hotline.example/{}", args.party));
     let name = args.name.unwrap_or_else(|| format!("{} national CSIRT", args.party));
+    let token = args.pkcs11.as_ref().map(|module| hotline::pkcs11::TokenRef {
+        module: module.clone(),
+        token: args.token.clone().unwrap_or_default(),
+        key: args.key.clone().unwrap_or_default(),
+        pin: match (&args.pin_file, &args.pin_env) {
+            // Written relative to the configuration when it is given relative to here.
+            (Some(file), _) => hotline::pkcs11::PinSource::File(std::path::absolute(file).unwrap_or(file.clone())),
+            (None, var) => hotline::pkcs11::PinSource::Env(var.clone().unwrap_or("HOTLINE_PKCS11_PIN".into())),
+        },
+    });
     let made = setup::create(
         &args.dir,
-        &args.party,
-        &origin,
-        &name,
-        args.listen,
-        &endpoint,
-        args.tls_from.as_deref(),
+        &setup::Plan {
+            party: &args.party,
+            origin: &origin,
+            name: &name,
+            listen: args.listen,
+            endpoint: &endpoint,
+            own_tls: args.tls_from.as_deref(),
+            token: token.as_ref(),
+        },
     )?;
     let dir = args.dir.display();
     // Each step runs as printed (tests/cli_nodes.rs runs them); the agreement
     // lands where the configuration looks for it.
     let next_steps = [
         format!("hotline agreement new {dir}/party.toml --out {dir}/agreement.toml"),
-        format!("hotline agreement sign {dir}/agreement.toml --key {dir}/identity.key"),
+        match token {
+            None => format!("hotline agreement sign {dir}/agreement.toml --key {dir}/identity.key"),
+            Some(_) => format!(
+                "hotline agreement sign {dir}/agreement.toml --config {}",
+                made.config.display()
+            ),
+        },
         format!("hotline serve --config {}", made.config.display()),
     ];
+    let key_at = match &token {
+        None => format!("{dir}/identity.key (0600)"),
+        Some(t) => format!("key {:?} on token {:?} ({})", t.key, t.token, t.module.display()),
+    };
     out.print(
         &json!({"party": args.party, "dir": args.dir, "config": made.config, "vkey": made.vkey,
                 "party_entry_file": args.dir.join("party.toml"), "next_steps": next_steps}),
         || {
             format!(
-                "created party {party} in {dir}\n  config       {config}\n  identity key {dir}/identity.key (0600), verifier key {vkey}\n  encryption   {dir}/encryption.key (0600; its public half is in party.toml)\n  TLS          {dir}/tls/ (CA, node, operator and auditor certificates)\n\n\
+                "created party {party} in {dir}\n  config       {config}\n  identity key {key_at}, verifier key {vkey}\n  encryption   {dir}/encryption.key (0600; its public half is in party.toml)\n  TLS          {dir}/tls/ (CA, node, operator and auditor certificates)\n\n\
                  next steps:\n  1. share {dir}/party.toml with the other parties and build the agreement\n     (add their party.toml files after this one):\n       {new}\n  \
                  2. every party signs the same file, and each keeps the signed copy as agreement.toml in its folder:\n       {sign}\n  \
                  3. start the node:\n       {serve}\n",

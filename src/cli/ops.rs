@@ -27,6 +27,11 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The configuration file.
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.config
+    }
+
     pub(super) async fn client(&self) -> anyhow::Result<OperatorClient<Channel>> {
         let c = super::files::load_config(&self.config)?;
         let channel = hotline::transport::channel(&c.client_node, &c.ca_pem()?, &c.client_cert()?)?;

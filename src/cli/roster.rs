@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hotline::keys::IdentityKey;
 use hotline::proto::{GetRosterRequest, PublishRosterRequest};
 use hotline::roster::SignedRoster;
 use serde_json::json;
@@ -25,9 +24,10 @@ pub enum Command {
         /// The roster: party, version (above the one in force), and one
         /// [[contact]] per person with name, roles, languages and certs.
         file: PathBuf,
-        /// The party's identity key file (only its holder may change the roster).
+        /// The party's identity key file (only its holder may change the roster); without it, the
+        /// key the node configuration (--config) names, in a file or on a PKCS#11 token.
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         /// Write the signed roster here instead of publishing it.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -61,7 +61,7 @@ pub fn run(cmd: Command, out: Out) -> anyhow::Result<ExitCode> {
         } => {
             let text = String::from_utf8(read_input(&file)?)
                 .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", file.display()))?;
-            let key = IdentityKey::load(&key)?;
+            let key = super::files::signing_key(key.as_deref(), conn.path())?;
             let signed = SignedRoster::sign(&text, &key).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             match to {
                 Some(to) => {

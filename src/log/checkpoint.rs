@@ -39,8 +39,9 @@ pub struct VerifiedCheckpoint {
 }
 
 /// Signs the checkpoint of a tree of `size` entries with root `root` by
-/// every key of `keys` (two during a key rotation), all named by the origin.
-pub fn sign(keys: &[IdentityKey], size: u64, root: Hash) -> Vec<u8> {
+/// every key of `keys` (two during a key rotation), all named by the origin;
+/// a key on a token may refuse.
+pub fn sign(keys: &[IdentityKey], size: u64, root: Hash) -> Result<Vec<u8>, super::error::LogError> {
     let origin = keys.first().map(|k| k.name()).unwrap_or_default();
     let body = Checkpoint::new(origin, size, root, "")
         .map(|c| c.to_bytes())
@@ -48,9 +49,10 @@ pub fn sign(keys: &[IdentityKey], size: u64, root: Hash) -> Vec<u8> {
     let text = String::from_utf8(body).unwrap_or_default();
     let mut note = SignedNote::new(&text).expect("a checkpoint body is a valid note text");
     for key in keys {
-        note.sign(key).expect("an identity key has a valid name");
+        note.sign(key)
+            .map_err(|e| super::error::LogError::Signing(e.to_string()))?;
     }
-    note.to_bytes()
+    Ok(note.to_bytes())
 }
 
 /// Parses a checkpoint note and verifies it against `key`, whose name must be the origin.

@@ -42,6 +42,9 @@ pub enum LogError {
     /// The writer has stopped (the node is shutting down).
     #[error("the log writer has stopped")]
     Closed,
+    /// The identity key refused to sign (a token removed or logged out).
+    #[error("signing: {0}")]
+    Signing(String),
     /// The node is starting and has not yet compared its log with its peers'
     /// (what operators are told; a delivery waits instead).
     #[error("the log takes no entries until the node has compared it with what its peers witnessed")]
@@ -88,6 +91,13 @@ pub enum StateError {
 }
 
 /// The keys that sign at `at`, or why none may.
+impl LogError {
+    /// The identity key's refusal to sign, in words.
+    pub fn signing(e: impl std::fmt::Display) -> Self {
+        Self::Signing(e.to_string())
+    }
+}
+
 pub(crate) fn signing_keys(
     keys: &crate::keys::OwnKeys,
     at: time::OffsetDateTime,

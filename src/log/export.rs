@@ -268,7 +268,10 @@ pub fn rewrite_without(from: &Path, to: &Path, index: u64, key: &crate::keys::Id
         },
     )?;
     let size = write_export(to, &kept, |size, root| {
-        checkpoint::sign(std::slice::from_ref(key), size, root)
+        checkpoint::sign(std::slice::from_ref(key), size, root).map_err(|e| VerifyError::Checkpoint {
+            size,
+            what: e.to_string(),
+        })
     })?;
     Ok(size)
 }
@@ -279,7 +282,7 @@ pub fn rewrite_without(from: &Path, to: &Path, index: u64, key: &crate::keys::Id
 pub fn write_export(
     to: &Path,
     entries: &[(Vec<u8>, Option<Vec<u8>>)],
-    note: impl FnOnce(u64, Hash) -> Vec<u8>,
+    note: impl FnOnce(u64, Hash) -> Result<Vec<u8>, VerifyError>,
 ) -> Result<u64, VerifyError> {
     let mut tree = super::tree::Frontier::default();
     let mut stored = Vec::new();
@@ -303,6 +306,6 @@ pub fn write_export(
         }
         write(to, &bundle_path(n as u64, chunk.len() as u64), &bundle)?;
     }
-    write(to, "checkpoint", &note(size, tree.root()))?;
+    write(to, "checkpoint", &note(size, tree.root())?)?;
     Ok(size)
 }

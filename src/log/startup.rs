@@ -55,7 +55,7 @@ pub(crate) fn load_head(
                 &super::error::signing_keys(keys, clock.now())?,
                 0,
                 tlog_tiles::EMPTY_HASH,
-            )),
+            )?),
         });
     };
     if entries as u64 != size {

@@ -243,7 +243,7 @@ impl Writer {
             return Ok(Batch::Committed { head: None, results });
         }
         let root = tree_hash(size, &DbHashes(&tx)).map_err(|e| tree_error(&self.dir, e))?;
-        let note = checkpoint::sign(&signing_keys(&self.key, self.clock.now())?, size, root);
+        let note = checkpoint::sign(&signing_keys(&self.key, self.clock.now())?, size, root)?;
         tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(crate::db::params![size as i64, note]))
             .at(&db)?;

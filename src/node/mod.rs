@@ -54,8 +54,8 @@ pub struct Node {
     party: String,
     /// Our identity keys, as the agreement in force trusts them (two during a rotation).
     keys: OwnKeys,
-    /// The files our identity keys are read from: the key, and a rotation's next key.
-    key_files: [std::path::PathBuf; 2],
+    /// Where our identity keys are read from (files or a token): the key, and a rotation's next key.
+    key_files: crate::keys::KeySource,
     /// What opens message bodies sealed to us (no key if the file is
     /// missing: then nothing above TLP:CLEAR can be sent or taken), and the file.
     sealing: (crate::opener::Opener, std::path::PathBuf),
@@ -117,10 +117,10 @@ impl Node {
         clock: Clock,
         lock: crate::store::DirLock,
     ) -> Result<Arc<Self>, NodeError> {
-        let key_files = [config.identity_key.clone(), config.next_identity_key.clone()];
+        let key_files = config.keys.clone();
         let opener = crate::opener::Opener::load(&config.party, &config.encryption_key).map_err(setup)?;
         let sealing = (opener, config.encryption_key.clone());
-        let held = load_keys(&key_files).map_err(setup)?;
+        let held = key_files.load().map_err(setup)?;
         let configured = SignedAgreement::load(&config.agreement).map_err(setup)?;
         configured
             .verify(clock.now())
@@ -152,7 +152,7 @@ impl Node {
         if own.is_empty() {
             return Err(setup(format!(
                 "{}: key {} is not party {}'s key in agreement version {}",
-                config.identity_key.display(),
+                config.keys.describe(),
                 held[0].verifier().key_id(),
                 config.party,
                 agreement.version
@@ -162,7 +162,7 @@ impl Node {
         let now = clock.now();
         if keys.signing(now).is_none() {
             let why = crate::log::no_valid_key(&keys, now);
-            return Err(setup(format!("{}: {why}", config.identity_key.display())));
+            return Err(setup(format!("{}: {why}", config.keys.describe())));
         }
         let identifier =
             Arc::new(Identifier::new(agreement, config.local_fingerprints().map_err(setup)?).map_err(setup)?);
@@ -347,7 +347,7 @@ impl Node {
     fn follow_keys(&self, me: &crate::agreement::Party) {
         let mut held: Vec<IdentityKey> = self.keys.all().into_iter().map(|k| k.key).collect();
         if me.keys.iter().any(|k| !held.iter().any(|h| h.verifier() == &k.key)) {
-            match load_keys(&self.key_files) {
+            match self.key_files.load() {
                 Ok(loaded) => held = loaded,
                 Err(e) => tracing::warn!(error = %e, "cannot read our identity keys"),
             }
@@ -409,15 +409,6 @@ impl Drop for CloseUnlessKept {
             log.close();
         }
     }
-}
-
-/// The identity keys in `files` that exist: the first is required.
-fn load_keys(files: &[std::path::PathBuf; 2]) -> Result<Vec<IdentityKey>, crate::keys::KeyError> {
-    let mut keys = vec![IdentityKey::load(&files[0])?];
-    if files[1].exists() {
-        keys.push(IdentityKey::load(&files[1])?);
-    }
-    Ok(keys)
 }
 
 /// The keys of `held` that `me` lists, with the windows it gives them.

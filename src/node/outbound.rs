@@ -73,7 +73,7 @@ impl Node {
             // The agreement is what every verifier checks keys against: it stays readable.
             Kind::Amendment => out.payload,
         };
-        let envelope = envelope::sign(payload_type, payload, &self.key()?);
+        let envelope = envelope::sign(payload_type, payload, &self.key()?).map_err(LogError::signing)?;
         let now = self.clock.now_ms();
         let in_force = self.in_force();
         let receipt_due = now + in_force.agreement().norms.receipt_within.as_millis() as i64;

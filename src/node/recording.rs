@@ -67,7 +67,8 @@ impl Node {
             inclusion_proof: proof_to_wire(&proof),
             log_entry: entry_bytes.to_vec(),
         };
-        Ok(envelope::sign(RECEIPT_TYPE, receipt.encode_to_vec(), &self.key()?))
+        Ok(envelope::sign(RECEIPT_TYPE, receipt.encode_to_vec(), &self.key()?)
+            .map_err(crate::log::LogError::signing)?)
     }
 
     /// Logs an admitted message from `from` with the clocks it starts and

@@ -52,6 +52,6 @@ pub async fn fetch(endpoint: &str, agreement: &SignedAgreement, cert: &CertKey, 
             entries.push((e.data, outside));
         }
     }
-    crate::log::export::write_export(to, &entries, |_, _| note).map_err(|e| e.to_string())?;
+    crate::log::export::write_export(to, &entries, |_, _| Ok(note)).map_err(|e| e.to_string())?;
     Ok(())
 }

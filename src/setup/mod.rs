@@ -73,22 +73,56 @@ fn write_pair(dir: &Path, name: &str, ck: &CertKey) -> Result<(), SetupError> {
     write(&dir.join(format!("tls/{name}.key")), &ck.key, true)
 }
 
-/// Creates party `party`'s files in `dir`: the node listens on `listen` and
-/// is reached by peers at `endpoint` (`https://host:port`). With `own_tls`,
-/// the party brings its own PKI: that folder's `ca.pem` and its node,
-/// operator and auditor certificates and keys are used instead of minting.
-pub fn create(
-    dir: &Path,
-    party: &str,
-    origin: &str,
-    name: &str,
-    listen: SocketAddr,
-    endpoint: &str,
-    own_tls: Option<&Path>,
-) -> Result<Created, SetupError> {
+/// What `create` makes a party's files for.
+pub struct Plan<'a> {
+    /// The party id.
+    pub party: &'a str,
+    /// Its log origin, the name of its identity key.
+    pub origin: &'a str,
+    /// Its display name in the agreement.
+    pub name: &'a str,
+    /// Where its node listens.
+    pub listen: SocketAddr,
+    /// Where peers reach it, `https://host:port`.
+    pub endpoint: &'a str,
+    /// The party's own PKI: that folder's `ca.pem` and its node, operator
+    /// and auditor certificates and keys, used instead of minting.
+    pub own_tls: Option<&'a Path>,
+    /// The identity key on a PKCS#11 token instead of a new key file.
+    pub token: Option<&'a crate::pkcs11::TokenRef>,
+}
+
+impl<'a> Plan<'a> {
+    /// A party on its own PKI and a key file, named as the demo and tests name them.
+    pub fn local(party: &'a str, origin: &'a str, name: &'a str, listen: SocketAddr, endpoint: &'a str) -> Self {
+        Self {
+            party,
+            origin,
+            name,
+            listen,
+            endpoint,
+            own_tls: None,
+            token: None,
+        }
+    }
+}
+
+/// Creates a party's files in `dir` as `plan` says.
+pub fn create(dir: &Path, plan: &Plan<'_>) -> Result<Created, SetupError> {
+    let Plan {
+        party,
+        origin,
+        name,
+        listen,
+        endpoint,
+        own_tls,
+        token,
+    } = *plan;
     let key_path = dir.join("identity.key");
-    if key_path.exists() {
-        return Err(SetupError::Exists { path: key_path });
+    for taken in [key_path.clone(), dir.join("identity.pub")] {
+        if taken.exists() {
+            return Err(SetupError::Exists { path: taken });
+        }
     }
     std::fs::create_dir_all(dir).map_err(|source| SetupError::Io {
         path: dir.to_owned(),
@@ -140,8 +174,15 @@ pub fn create(
             ca.cert
         }
     };
-    let key = IdentityKey::generate(origin)?;
-    key.save(&key_path)?;
+    let key = match token {
+        // The key stays on the token; only its public half is written.
+        Some(t) => IdentityKey::open_token(origin, t)?,
+        None => {
+            let key = IdentityKey::generate(origin)?;
+            key.save(&key_path)?;
+            key
+        }
+    };
     let vkey = key.verifier().to_string();
     write(&dir.join("identity.pub"), &format!("{vkey}\n"), false)?;
     // The key message bodies will be sealed to, published in the party's entry.
@@ -181,7 +222,7 @@ data = "."
 # database = "postgresql://hotline@db.example:5432/hotline?sslmode=require&sslrootcert=/etc/hotline/db-ca.pem"
 # The agreement, signed by every party (see `hotline agreement`).
 agreement = "agreement.toml"
-identity_key = "identity.key"
+{identity}
 # This party's roster of points of contact, signed by the identity key: published to every peer
 # at start if newer than the one logged. Only certificates a contact lists may act.
 roster = "roster.signed"
@@ -222,7 +263,7 @@ max_tlp = "clear"
 # per_minute = 6
 # timeout = "10s"
 
-# How the hotline CLI reaches this node.
+{pkcs11}# How the hotline CLI reaches this node.
 [client]
 node = "https://127.0.0.1:{port}"
 cert = "tls/operator.pem"
@@ -259,7 +300,13 @@ startup_check_timeout = "10s"
 peer_calls_in_flight = 8
 local_calls_in_flight = 256
 "#,
-            port = listen.port()
+            port = listen.port(),
+            identity = match token {
+                None => "identity_key = \"identity.key\"",
+                Some(_) =>
+                    "# The identity key is on a PKCS#11 token: see [pkcs11] below. identity.pub is its public half.",
+            },
+            pkcs11 = token.map(pkcs11_table).unwrap_or_default(),
         ),
         false,
     )?;
@@ -275,6 +322,22 @@ local_calls_in_flight = 256
         party_entry,
         vkey,
     })
+}
+
+/// The `[pkcs11]` table of a configuration whose identity key is on `t`.
+fn pkcs11_table(t: &crate::pkcs11::TokenRef) -> String {
+    let pin = match &t.pin {
+        crate::pkcs11::PinSource::File(f) => format!("pin_file = {:?}", f.display().to_string()),
+        crate::pkcs11::PinSource::Env(v) => format!("pin_env = {v:?}"),
+    };
+    format!(
+        "# The identity key on a PKCS#11 token: it signs there and never leaves it. The PIN comes from\n\
+         # a file (0600) or an environment variable, never the command line. A rotation's next key: next_key.\n\
+         [pkcs11]\nmodule = {:?}\ntoken = {:?}\nkey = {:?}\n{pin}\n\n",
+        t.module.display().to_string(),
+        t.token,
+        t.key
+    )
 }
 
 /// The most signatures one signed note holds: C2SP signed-note, as Go's
@@ -310,15 +373,12 @@ pub async fn local_cluster_with(
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(io(root))?;
         let addr = listener.local_addr().map_err(io(root))?;
         let dir = root.join(id);
-        let created = create(
-            &dir,
-            id,
-            &format!("hotline.example/{id}"),
-            &format!("{id} national CSIRT"),
-            addr,
-            &format!("https://{addr}"),
-            None,
-        )?;
+        let (origin, name, endpoint) = (
+            format!("hotline.example/{id}"),
+            format!("{id} national CSIRT"),
+            format!("https://{addr}"),
+        );
+        let created = create(&dir, &Plan::local(id, &origin, &name, addr, &endpoint))?;
         made.push((dir, created, listener));
     }
     let entries: Vec<String> = made.iter().map(|(_, c, _)| c.party_entry.clone()).collect();

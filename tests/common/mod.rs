@@ -620,16 +620,13 @@ impl Cluster {
     pub async fn new_party(&self, id: &str) -> (hotline::setup::Created, tokio::net::TcpListener) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let created = hotline::setup::create(
-            &self.dir.path().join(id),
-            id,
-            &format!("hotline.example/{id}"),
-            &format!("{id} national CSIRT"),
-            addr,
-            &format!("https://{addr}"),
-            None,
-        )
-        .unwrap();
+        let (origin, name, endpoint) = (
+            format!("hotline.example/{id}"),
+            format!("{id} national CSIRT"),
+            format!("https://{addr}"),
+        );
+        let plan = hotline::setup::Plan::local(id, &origin, &name, addr, &endpoint);
+        let created = hotline::setup::create(&self.dir.path().join(id), &plan).unwrap();
         (created, listener)
     }
 

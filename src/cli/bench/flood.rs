@@ -147,7 +147,7 @@ async fn drill(root: &std::path::Path, args: &FloodArgs) -> anyhow::Result<serde
                 &chl_key,
             )
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let flooding = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let (batches, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -207,7 +207,7 @@ async fn drill(root: &std::path::Path, args: &FloodArgs) -> anyhow::Result<serde
             NOTICE_TYPE,
             notice("ARG", "PER", format!("probe {i}")).encode_to_vec(),
             &arg_key,
-        );
+        )?;
         let t = Instant::now();
         let ok = peer
             .deliver(DeliverRequest {

@@ -3,12 +3,14 @@
 //! bound, the runs side by side, the table; `exchanges.rs`: one run of
 //! exchanges between two `serve` processes); `hotline bench log` measures
 //! the audit log alone (`log.rs`), `hotline bench flood` a hostile peer's
-//! flood (`flood.rs`).
+//! flood (`flood.rs`), `hotline bench sign` the identity key's signing path
+//! (`sign.rs`: a token's beside a file's).
 
 mod e2e;
 pub(super) mod exchanges;
 mod flood;
 mod log;
+mod sign;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,8 @@ pub enum Command {
     Log(LogArgs),
     /// The flood drill: one peer floods with the costliest deliveries the limits allow; another peer's and an operator's latency, and the node's memory.
     Flood(FloodArgs),
+    /// The identity key's signing path: the node's key (a file, or a PKCS#11 token) beside a key file.
+    Sign(sign::SignArgs),
 }
 
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
@@ -43,6 +47,7 @@ pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Flood(flood)) => flood::run(flood, out),
+        Some(Command::Sign(sign)) => sign::run(sign, out),
         None => e2e::run(args.e2e, out),
     }
 }

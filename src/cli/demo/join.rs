@@ -34,15 +34,9 @@ pub async fn join(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let dir = root.join("EST");
-    let created = hotline::setup::create(
-        &dir,
-        "EST",
-        "hotline.example/EST",
-        "EST national CSIRT",
-        addr,
-        &format!("https://{addr}"),
-        None,
-    )?;
+    let endpoint = format!("https://{addr}");
+    let plan = hotline::setup::Plan::local("EST", "hotline.example/EST", "EST national CSIRT", addr, &endpoint);
+    let created = hotline::setup::create(&dir, &plan)?;
     let current = SignedAgreement::parse(&nodes[0].node.in_force().signed.to_bytes())?;
     let changes = hotline::setup::Changes {
         add: vec![created.party_entry.clone()],
