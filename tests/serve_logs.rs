@@ -1,6 +1,8 @@
 //! What `hotline serve` tells the people who run it: a refused TLS
 //! handshake is one INFO line naming the peer's address and the reason; a
-//! refused call is one WARN line; the same failure repeated is summarised.
+//! refused call is one WARN line; the same failure repeated is summarised;
+//! under systemd text lines leave the timestamp to journald, and JSON lines
+//! carry the fields a log shipper indexes.
 
 mod common;
 
@@ -16,6 +18,11 @@ struct Serve {
 
 impl Serve {
     async fn start() -> Serve {
+        Self::start_with(&[], &[]).await
+    }
+
+    /// With more `serve` arguments and environment variables.
+    async fn start_with(args: &[&str], env: &[(&str, &str)]) -> Serve {
         let root = tempfile::tempdir().unwrap();
         let made = hotline::setup::local_cluster(root.path(), &["PER", "CHL"], common::NORMS)
             .await
@@ -25,7 +32,9 @@ impl Serve {
         let log_path = root.path().join("serve.log");
         let process = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
             .args(["serve", "--config", per.path.to_str().unwrap()])
+            .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
@@ -173,4 +182,27 @@ fn an_internal_failure_repeated_is_logged_once_and_every_caller_gets_its_referen
         "the logged line carries the reference {reference}: {text}"
     );
     assert!(!first.contains("/srv/hotline"), "no path reaches the caller: {first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_systemd_text_lines_leave_the_timestamp_to_journald() {
+    // systemd sets JOURNAL_STREAM when standard error goes to the journal.
+    let serve = Serve::start_with(&["--log-format", "text"], &[("JOURNAL_STREAM", "8:12345")]).await;
+    let log = serve.stop();
+    let line = log.lines().find(|l| l.contains("node serving")).unwrap();
+    assert!(line.trim_start().starts_with("INFO"), "{line}");
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_lines_carry_one_event_each_with_its_fields() {
+    let serve = Serve::start_with(&["--log-format", "json"], &[]).await;
+    let log = serve.stop();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(event["level"].is_string() && event["fields"].is_object(), "{line}");
+    }
+    let serving = log.lines().find(|l| l.contains("node serving")).unwrap();
+    let event: serde_json::Value = serde_json::from_str(serving).unwrap();
+    assert_eq!(event["fields"]["party"], "PER", "{serving}");
 }

@@ -21,7 +21,7 @@ hotline init --party PER --dir per --listen 127.0.0.1:7001   # a test on one mac
     (
         "serve",
         "hotline serve --config per/hotline.toml
-hotline serve --config per/hotline.toml --log-json",
+hotline serve --config per/hotline.toml --log-format json   # one JSON object per line",
     ),
     ("backup", "hotline backup --config per/hotline.toml --out per-2026-12-06.backup"),
     (

@@ -5,19 +5,30 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-/// Sends `tracing` output to stderr, filtered by RUST_LOG (default `level`).
-pub fn init_tracing(level: &str, json: bool) {
+/// How `serve` writes its log.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event, its fields as key=value.
+    Text,
+    /// One JSON object per line, its fields as keys, for a log shipper.
+    Json,
+}
+
+/// Sends `tracing` output to stderr, filtered by RUST_LOG (default `level`),
+/// one event per line. Under systemd (`JOURNAL_STREAM` set) text carries no
+/// timestamp of its own, journald adds one; colour codes only on a terminal.
+pub fn init_tracing(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    // Colour codes only on a terminal: a log file or a collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let _ = match (format, journald) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
     };
 }
 

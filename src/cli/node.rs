@@ -146,8 +146,12 @@ pub struct ServeArgs {
     /// The node configuration.
     #[arg(long, env = "HOTLINE_CONFIG", default_value = "hotline.toml")]
     config: PathBuf,
-    /// Log as JSON lines instead of text.
-    #[arg(long)]
+    /// How to write the log: text (under systemd, without timestamps: journald adds them) or
+    /// JSON lines for a log shipper.
+    #[arg(long, value_enum, default_value = "text", ignore_case = true)]
+    log_format: super::files::LogFormat,
+    /// The same as --log-format json.
+    #[arg(long, conflicts_with = "log_format")]
     log_json: bool,
     /// Re-hash every log entry at start, not only those appended since the last start.
     #[arg(long)]
@@ -155,7 +159,11 @@ pub struct ServeArgs {
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    super::files::init_tracing("info", args.log_json);
+    let format = match args.log_json {
+        true => super::files::LogFormat::Json,
+        false => args.log_format,
+    };
+    super::files::init_tracing("info", format);
     let mut config = super::files::load_config(&args.config)?;
     if args.recheck_all_entries {
         config.recheck_log = hotline::log::Recheck::All;

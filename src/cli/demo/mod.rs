@@ -53,7 +53,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
-    super::files::init_tracing("error", false);
+    super::files::init_tracing("error", super::files::LogFormat::Text);
     let root = match &args.keep {
         Some(dir) => {
             if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false) {

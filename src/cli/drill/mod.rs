@@ -153,7 +153,7 @@ fn descriptors(pid: u32) -> (usize, usize) {
 
 /// Runs the drill.
 pub fn run(args: Args, out: Out) -> anyhow::Result<ExitCode> {
-    super::files::init_tracing("warn", false);
+    super::files::init_tracing("warn", super::files::LogFormat::Text);
     let n = args.parties as usize;
     let root = std::env::temp_dir().join(format!("hotline-drill-{}", std::process::id()));
     let timeout = Duration::from_secs(args.timeout);
