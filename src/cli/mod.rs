@@ -239,6 +239,10 @@ mod tests {
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
             for (at, _) in text.match_indices("hotline ") {
+                // The word itself, not the end of a path or a name (`/etc/hotline --dir`).
+                if text[..at].ends_with(|c: char| c.is_alphanumeric() || "/-_.".contains(c)) {
+                    continue;
+                }
                 // One command line: up to the end of the line, a backtick, a pipe or a comment.
                 let rest = &text[at + "hotline ".len()..];
                 let end = rest.find(['\n', '`', '|', '#', ';', ')', ',']).unwrap_or(rest.len());
