@@ -171,12 +171,41 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     super::runtime::block_on(async {
         let running = hotline::server::start(&config, None, hotline::clock::Clock::system()).await?;
         tracing::info!(addr = %running.addr, party = %config.party, "press Ctrl-C to stop");
-        shutdown_signal().await;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = hangup.recv() => reload(&args.config, &config, &running.node).await,
+            }
+        }
         tracing::info!("shutting down: finishing in-flight calls and log batches");
         running.stop().await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: reads the configuration again and takes up what a running node
+/// can; what needs a restart is named in one line; an invalid file changes nothing.
+#[tracing::instrument(name = "reload", skip_all, fields(config = %path.display()))]
+async fn reload(path: &std::path::Path, started: &hotline::config::Config, node: &hotline::node::Node) {
+    let new = match hotline::config::Config::load(path) {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::warn!(error = %e, "reload refused: nothing changed");
+            return;
+        }
+    };
+    let done = node.reload(started, &new).await;
+    if !done.needs_restart.is_empty() {
+        tracing::warn!(
+            settings = %done.needs_restart.join(", "),
+            "reload: these cannot change while the node runs; it keeps what it started with until restarted"
+        );
+    }
+    tracing::info!(applied = %done.applied.join("; "), "reloaded");
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tonic::Status;
 
 /// The configured bounds.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LimitConfig {
     /// Sustained requests per second per caller.
     pub requests_per_second: f64,
@@ -36,23 +36,30 @@ struct Bucket {
 /// Tracks every caller's rate and requests in flight.
 #[derive(Clone)]
 pub struct Limits {
+    state: Arc<Mutex<State>>,
+}
+
+/// The bounds in force and each caller's bucket, under one lock: a reload
+/// changes the bounds between two calls, never within one.
+struct State {
     config: LimitConfig,
-    callers: Arc<Mutex<HashMap<String, Bucket>>>,
+    callers: HashMap<String, Bucket>,
 }
 
 /// Held while a request runs; frees its in-flight slot when dropped.
 pub struct Admitted {
     n: usize,
     caller: String,
-    callers: Arc<Mutex<HashMap<String, Bucket>>>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         if let Some(b) = self
-            .callers
+            .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .callers
             .get_mut(&self.caller)
         {
             b.in_flight = b.in_flight.saturating_sub(self.n);
@@ -60,10 +67,9 @@ impl Drop for Admitted {
     }
 }
 
-impl Limits {
-    fn refill(&self, b: &mut Bucket, now: Instant) {
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.config.requests_per_second)
-            .min(self.config.burst);
+impl State {
+    fn refill(config: &LimitConfig, b: &mut Bucket, now: Instant) {
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * config.requests_per_second).min(config.burst);
         b.at = now;
     }
 
@@ -73,23 +79,41 @@ impl Limits {
             self.config.requests_per_second, self.config.burst
         ))
     }
+}
+
+impl Limits {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     /// The refusal for a call from `caller` whose rate is spent already, so
     /// that it can be refused before its body is read; none while it has a
     /// request left (the call is then counted in full once decoded).
     pub fn spent(&self, caller: &str) -> Option<Status> {
-        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
-        let b = callers.get_mut(caller)?;
-        self.refill(b, Instant::now());
-        (b.tokens < 1.0).then(|| self.over_rate(caller))
+        let mut state = self.lock();
+        let config = state.config;
+        let b = state.callers.get_mut(caller)?;
+        State::refill(&config, b, Instant::now());
+        (b.tokens < 1.0).then(|| state.over_rate(caller))
     }
 
     /// Limits with the given bounds.
     pub fn new(config: LimitConfig) -> Self {
         Self {
-            config,
-            callers: Arc::default(),
+            state: Arc::new(Mutex::new(State {
+                config,
+                callers: HashMap::new(),
+            })),
         }
+    }
+
+    /// Puts new bounds in force (a reload); calls in flight keep their
+    /// slots. Whether they differ from those in force.
+    pub fn set(&self, config: LimitConfig) -> bool {
+        let mut state = self.lock();
+        let changed = state.config != config;
+        state.config = config;
+        changed
     }
 
     /// Admits one request from `caller`, or says which limit it hit.
@@ -99,30 +123,31 @@ impl Limits {
 
     /// Admits a call that carries `n` requests' worth of work (a batch).
     pub fn admit_n(&self, caller: &str, n: usize) -> Result<Admitted, Status> {
-        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
+        let config = state.config;
         let now = Instant::now();
-        let b = callers.entry(caller.to_owned()).or_insert(Bucket {
-            tokens: self.config.burst,
+        let b = state.callers.entry(caller.to_owned()).or_insert(Bucket {
+            tokens: config.burst,
             at: now,
             in_flight: 0,
         });
-        self.refill(b, now);
+        State::refill(&config, b, now);
         // The refusal is logged once, by the server's call layer, at WARN.
-        if b.in_flight + n > self.config.in_flight {
+        if b.in_flight + n > config.in_flight {
             return Err(Status::resource_exhausted(format!(
                 "{caller} has {} requests in flight, the limit; retry when some complete",
-                self.config.in_flight
+                config.in_flight
             )));
         }
         if b.tokens < n as f64 {
-            return Err(self.over_rate(caller));
+            return Err(state.over_rate(caller));
         }
         b.tokens -= n as f64;
         b.in_flight += n;
         Ok(Admitted {
             n,
             caller: caller.to_owned(),
-            callers: self.callers.clone(),
+            state: self.state.clone(),
         })
     }
 }

@@ -1,0 +1,139 @@
+//! `systemctl reload`: a `hotline serve` process sent SIGHUP takes up a new
+//! roster and new limits without dropping an operator's open event stream,
+//! and names a changed `listen` as needing a restart, serving on as before.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use hotline::proto::{StatusRequest, WatchEventsRequest, event};
+
+fn log_of(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+async fn until_logged(path: &std::path::Path, what: &str) -> String {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = log_of(path);
+        if log.contains(what) {
+            return log;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what:?} in:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_takes_up_a_new_roster_and_limits_keeps_open_streams_and_names_a_changed_listen() {
+    let root = tempfile::tempdir().unwrap();
+    let made = hotline::setup::local_cluster(root.path(), &["PER", "CHL"], common::NORMS)
+        .await
+        .unwrap();
+    let (per, chl) = (made[0].0.clone(), made[1].0.clone());
+    drop(made); // the ports are free for the real processes
+    let log = root.path().join("per.log");
+    let serve = |config: &hotline::config::Config, log: std::process::Stdio| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+            .args(["serve", "--config", config.path.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut per_node = serve(&per, std::fs::File::create(&log).unwrap().into());
+    let mut chl_node = serve(&chl, std::process::Stdio::null());
+    until_logged(&log, "node serving").await;
+    let operator = |c: &hotline::config::Config| {
+        let channel =
+            hotline::transport::channel(&c.client_node, &c.ca_pem().unwrap(), &c.client_cert().unwrap()).unwrap();
+        hotline::proto::operator_client::OperatorClient::new(channel)
+    };
+    let mut desk = operator(&per);
+    let mut stream = common::awaited("PER's event stream", || {
+        let mut desk = desk.clone();
+        async move { desk.watch_events(WatchEventsRequest {}).await.ok() }
+    })
+    .await
+    .into_inner();
+    let version_before = desk.status(StatusRequest {}).await.unwrap().into_inner().roster_version;
+
+    // A new roster version, signed as an operator would; limits of 1 a second; another listen.
+    let dir = per.path.parent().unwrap();
+    let roster = dir.join("roster.toml");
+    let text = std::fs::read_to_string(&roster).unwrap();
+    std::fs::write(&roster, text.replace("version = 1", "version = 2")).unwrap();
+    let (ok, v) = common::hotline_json(&[
+        "roster",
+        "set",
+        roster.to_str().unwrap(),
+        "--key",
+        dir.join("identity.key").to_str().unwrap(),
+        "--out",
+        dir.join("roster.signed").to_str().unwrap(),
+    ]);
+    assert!(ok, "{v}");
+    let config = std::fs::read_to_string(&per.path).unwrap();
+    let config = config
+        .replace("requests_per_second = 20000", "requests_per_second = 1")
+        .replace("burst = 5000", "burst = 3")
+        .replace(
+            &format!("listen = \"{}\"", per.listen),
+            &format!("listen = \"127.0.0.1:{}\"", common::free_port()),
+        );
+    std::fs::write(&per.path, config).unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &per_node.id().to_string()])
+        .status()
+        .unwrap();
+    let logged = until_logged(&log, "reloaded").await;
+    assert!(
+        logged.contains("roster version 2, published to every peer")
+            && logged.contains("limits: 1 requests per second, burst 3"),
+        "{logged}"
+    );
+    assert!(
+        logged.lines().any(|l| l.contains("WARN")
+            && l.contains("settings=listen")
+            && l.contains("cannot change while the node runs")),
+        "{logged}"
+    );
+
+    // The roster is in force, on the address the node started with.
+    let status = desk.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.roster_version, 2);
+    assert!(status.roster_version > version_before);
+    // The new limits hold from the next calls: a burst of 3, then refusals.
+    let mut refused = 0;
+    for _ in 0..6 {
+        if let Err(s) = desk.status(StatusRequest {}).await {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 2, "only {refused} of 6 calls refused");
+    // The stream opened before the reload still delivers: CHL's notice arrives on it.
+    operator(&chl)
+        .send_notice(hotline::proto::SendNoticeRequest {
+            notice: Some(common::notice(&["PER"], "After the reload")),
+        })
+        .await
+        .unwrap();
+    let arrived = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(e) = stream.message().await.unwrap() {
+            if let Some(event::Body::NoticeReceived(n)) = e.body
+                && n.title == "After the reload"
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(arrived, Ok(true), "the open stream carried the notice");
+    for node in [&mut per_node, &mut chl_node] {
+        let _ = node.kill();
+        let _ = node.wait();
+    }
+}
