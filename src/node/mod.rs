@@ -20,7 +20,7 @@ mod reads;
 mod receipts;
 mod recording;
 mod relaying;
-mod reload;
+pub mod reload;
 mod rollback;
 mod rosters;
 mod sealing;
@@ -34,7 +34,6 @@ pub use actor::{Actor, Answer, PendingAmendment, Sent};
 pub use error::{NodeError, ReceiptError};
 pub use held_rosters::{HeldRoster, Rosters};
 pub use peer_agreements::PeerAgreements;
-pub use reload::Reloaded;
 
 use crate::agreement::SignedAgreement;
 use crate::clock::Clock;
