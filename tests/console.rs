@@ -84,6 +84,22 @@ impl Drop for Tmux {
     }
 }
 
+/// CHL's response of `status` to notice `id`, once PER holds it.
+async fn answer_at_per(c: &Cluster, id: &str, status: ResponseStatus) -> Response {
+    awaited(&format!("CHL's {status:?} at PER"), || {
+        let mut op = c.operator(0);
+        let id = id.to_owned();
+        async move {
+            let t = op.get_notice(GetNoticeRequest { id }).await.ok()?.into_inner();
+            t.responses
+                .iter()
+                .filter_map(|e| Response::decode(&e.payload[..]).ok())
+                .find(|r| r.from == "CHL" && r.status() == status)
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notice_arriving_appears_and_an_acknowledgement_typed_in_the_console_reaches_the_sender() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
@@ -113,18 +129,7 @@ async fn a_notice_arriving_appears_and_an_acknowledgement_typed_in_the_console_r
 
     tmux.keys("a");
     tmux.shows("acknowledged notice").await;
-    let acknowledged = awaited("CHL's acknowledgement at PER", || {
-        let mut op = c.operator(0);
-        let id = id.clone();
-        async move {
-            let t = op.get_notice(GetNoticeRequest { id }).await.ok()?.into_inner();
-            t.responses
-                .iter()
-                .filter_map(|e| Response::decode(&e.payload[..]).ok())
-                .find(|r| r.from == "CHL" && r.status() == ResponseStatus::Acknowledged)
-        }
-    })
-    .await;
+    let acknowledged = answer_at_per(&c, &id, ResponseStatus::Acknowledged).await;
     assert_eq!(acknowledged.notice_id, id);
 }
 
@@ -146,18 +151,7 @@ async fn a_response_typed_in_the_console_reaches_the_sender_with_its_status_and_
     tmux.shows("respond assistance_offered: we can help_").await;
     tmux.keys("Enter");
     tmux.shows("answered assistance_offered").await;
-    let answer = awaited("CHL's answer at PER", || {
-        let mut op = c.operator(0);
-        let id = id.clone();
-        async move {
-            let t = op.get_notice(GetNoticeRequest { id }).await.ok()?.into_inner();
-            t.responses
-                .iter()
-                .filter_map(|e| Response::decode(&e.payload[..]).ok())
-                .find(|r| r.from == "CHL" && r.status() == ResponseStatus::AssistanceOffered)
-        }
-    })
-    .await;
+    let answer = answer_at_per(&c, &id, ResponseStatus::AssistanceOffered).await;
     assert_eq!(answer.text, "we can help");
 }
 
