@@ -39,7 +39,7 @@ pub enum TlsError {
 }
 
 /// A certificate and its private key, both PEM.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CertKey {
     /// The certificate, PEM.
     pub cert: String,

@@ -92,7 +92,7 @@ fn tls_config(node: &CertKey, client_cas: &str, alpn: &[u8]) -> Result<rustls::S
 /// rebuilt when an adopted agreement changes them; a connection uses the
 /// settings in force when it arrives.
 pub struct ServerTls {
-    node: CertKey,
+    node: std::sync::RwLock<CertKey>,
     own_ca: String,
     config: std::sync::RwLock<std::sync::Arc<rustls::ServerConfig>>,
 }
@@ -102,7 +102,7 @@ impl ServerTls {
     pub fn new(node: &CertKey, own_ca: &str, agreement: &crate::agreement::Agreement) -> Result<Self, TransportError> {
         let config = config_for(node, own_ca, agreement)?;
         Ok(Self {
-            node: node.clone(),
+            node: std::sync::RwLock::new(node.clone()),
             own_ca: own_ca.to_owned(),
             config: std::sync::RwLock::new(std::sync::Arc::new(config)),
         })
@@ -110,7 +110,26 @@ impl ServerTls {
 
     /// Accepts the client CAs of `agreement` from the next connection on.
     pub fn set_agreement(&self, agreement: &crate::agreement::Agreement) -> Result<(), TransportError> {
-        let config = std::sync::Arc::new(config_for(&self.node, &self.own_ca, agreement)?);
+        let node = self.certificate();
+        let config = std::sync::Arc::new(config_for(&node, &self.own_ca, agreement)?);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        Ok(())
+    }
+
+    /// The node certificate in use.
+    pub fn certificate(&self) -> CertKey {
+        self.node.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Presents `node` (a certificate renewed on disk) from the next
+    /// connection on; connections open keep theirs.
+    pub fn set_certificate(
+        &self,
+        node: CertKey,
+        agreement: &crate::agreement::Agreement,
+    ) -> Result<(), TransportError> {
+        let config = std::sync::Arc::new(config_for(&node, &self.own_ca, agreement)?);
+        *self.node.write().unwrap_or_else(|e| e.into_inner()) = node;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
         Ok(())
     }

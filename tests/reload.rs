@@ -1,6 +1,7 @@
 //! `systemctl reload`: a `hotline serve` process sent SIGHUP takes up a new
-//! roster and new limits without dropping an operator's open event stream,
-//! and names a changed `listen` as needing a restart, serving on as before.
+//! roster, new limits and its node certificate renewed on disk without
+//! dropping an operator's open event stream, and names a changed `listen`
+//! as needing a restart, serving on as before.
 
 mod common;
 
@@ -25,7 +26,7 @@ async fn until_logged(path: &std::path::Path, what: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_takes_up_a_new_roster_and_limits_keeps_open_streams_and_names_a_changed_listen() {
+async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_streams_and_names_a_changed_listen() {
     let root = tempfile::tempdir().unwrap();
     let made = hotline::setup::local_cluster(root.path(), &["PER", "CHL"], common::NORMS)
         .await
@@ -74,6 +75,15 @@ async fn a_reload_takes_up_a_new_roster_and_limits_keeps_open_streams_and_names_
         dir.join("roster.signed").to_str().unwrap(),
     ]);
     assert!(ok, "{v}");
+    // The node certificate renewed in place by the party's CA, as an expiring one would be.
+    let ca = hotline::tls::CertKey {
+        cert: std::fs::read_to_string(dir.join("tls/ca.pem")).unwrap(),
+        key: std::fs::read_to_string(dir.join("tls/ca.key")).unwrap(),
+    };
+    let hosts = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let renewed = hotline::tls::issue("PER", &ca, "PER", &hosts, hotline::tls::Usage::Node).unwrap();
+    std::fs::write(dir.join("tls/node.pem"), &renewed.cert).unwrap();
+    std::fs::write(dir.join("tls/node.key"), &renewed.key).unwrap();
     let config = std::fs::read_to_string(&per.path).unwrap();
     let config = config
         .replace("requests_per_second = 20000", "requests_per_second = 1")
@@ -99,6 +109,29 @@ async fn a_reload_takes_up_a_new_roster_and_limits_keeps_open_streams_and_names_
             && l.contains("cannot change while the node runs")),
         "{logged}"
     );
+    assert!(logged.contains("the node certificate renewed on disk"), "{logged}");
+    // The next connection is served the renewed certificate (read by OpenSSL's own client).
+    if let Some(openssl) = common::outside_tool("openssl", "read the certificate a node presents (Debian: openssl)") {
+        let presented = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{} s_client -connect {} </dev/null 2>/dev/null | {} x509 -noout -fingerprint -sha256",
+                openssl.display(),
+                per.listen,
+                openssl.display()
+            ))
+            .output()
+            .unwrap();
+        let presented = String::from_utf8_lossy(&presented.stdout)
+            .replace(':', "")
+            .to_lowercase();
+        let der = hotline::tls::certs_from_pem("renewed", &renewed.cert).unwrap();
+        let expected = hex::encode(hotline::tls::fingerprint(&der[0]));
+        assert!(
+            presented.contains(&expected),
+            "presented {presented}, renewed {expected}"
+        );
+    }
 
     // The roster is in force, on the address the node started with.
     let status = desk.status(StatusRequest {}).await.unwrap().into_inner();

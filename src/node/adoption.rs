@@ -68,7 +68,7 @@ impl Node {
         let peers = match agreement.party(&self.party) {
             Some(_) => current
                 .peers
-                .redial(agreement, &self.party, &self.dialer)
+                .redial(agreement, &self.party, &self.dialer())
                 .map_err(NodeError::BadAmendment)?,
             None => {
                 tracing::warn!(

@@ -88,7 +88,7 @@ pub struct Node {
     metrics: Arc<crate::metrics::Metrics>,
     events: Events,
     /// How new peers are dialled: our node certificate and source address.
-    dialer: crate::peers::Dialer,
+    dialer: std::sync::RwLock<crate::peers::Dialer>,
     /// Written while a version is adopted (one at a time), read while a
     /// message is checked or signed and then logged: so each is checked
     /// and logged under one version, and the log shows which.
@@ -191,7 +191,7 @@ impl Node {
             party: config.party.clone(),
             live,
             tls,
-            dialer,
+            dialer: std::sync::RwLock::new(dialer),
             adopting: tokio::sync::RwLock::new(()),
             catching_up: Default::default(),
             keys,
