@@ -134,13 +134,11 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         .spawn(delivery::run(node.clone()).instrument(tracing::info_span!("delivery", party = %node.party())));
     node.tasks()
         .spawn(norms::run(node.clone()).instrument(tracing::info_span!("norms", party = %node.party())));
-    if let Some((alerts, timeout)) = config.alerts.clone() {
-        node.tasks().spawn(
-            node.clone()
-                .run_alerts(alerts, timeout)
-                .instrument(tracing::info_span!("alerts", party = %node.party())),
-        );
-    }
+    node.tasks().spawn(
+        node.clone()
+            .run_alerts()
+            .instrument(tracing::info_span!("alerts", party = %node.party())),
+    );
     let metrics_addr = match config.metrics {
         Some(at) => Some(serve_metrics(&node, config, at).await?),
         None => None,

@@ -1,5 +1,5 @@
 //! `systemctl reload`: a `hotline serve` process sent SIGHUP takes up a new
-//! roster, new limits and its node certificate renewed on disk without
+//! roster, new limits, alerts and its node certificate renewed on disk without
 //! dropping an operator's open event stream, and names a changed `listen`
 //! as needing a restart, serving on as before.
 
@@ -92,6 +92,8 @@ async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_stream
             &format!("listen = \"{}\"", per.listen),
             &format!("listen = \"127.0.0.1:{}\"", common::free_port()),
         );
+    // Alerts, off at start, turned on.
+    let config = config + "\n[alerts]\ncommand = [\"/bin/true\"]\nkinds = [\"deadline_missed\"]\nper_minute = 6\n";
     std::fs::write(&per.path, config).unwrap();
     std::process::Command::new("kill")
         .args(["-HUP", &per_node.id().to_string()])
@@ -110,6 +112,10 @@ async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_stream
         "{logged}"
     );
     assert!(logged.contains("the node certificate renewed on disk"), "{logged}");
+    assert!(
+        logged.contains(r#"alerts: ["/bin/true"] for 1 kind(s), 6 a minute"#),
+        "{logged}"
+    );
     // The next connection is served the renewed certificate (read by OpenSSL's own client).
     if let Some(openssl) = common::outside_tool("openssl", "read the certificate a node presents (Debian: openssl)") {
         let presented = std::process::Command::new("sh")

@@ -14,11 +14,14 @@ use crate::alerts::{self, AlertConfig, RateLimit, kind_of};
 const AT_ONCE: usize = 4;
 
 impl Node {
-    /// Runs the alerts of `config` until the node stops.
-    pub async fn run_alerts(self: Arc<Self>, config: AlertConfig, timeout: Duration) {
+    /// Runs the alerts of the `[alerts]` settings in force until the node
+    /// stops; settings a reload puts in force apply from the next event.
+    pub async fn run_alerts(self: Arc<Self>) {
         let node = self;
         let mut events = node.subscribe();
-        let mut limit = RateLimit::new(config.per_minute);
+        let mut settings = node.alerts.subscribe();
+        let mut limit = RateLimit::new(0);
+        let mut per_minute = None;
         let running = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
         loop {
             let e = tokio::select! {
@@ -36,6 +39,13 @@ impl Node {
                 }
                 Err(_) => return,
             };
+            let Some((config, timeout)) = settings.borrow_and_update().clone() else {
+                continue;
+            };
+            if per_minute != Some(config.per_minute) {
+                per_minute = Some(config.per_minute);
+                limit = RateLimit::new(config.per_minute);
+            }
             let Some(kind) = kind_of(&e).filter(|k| config.kinds.contains(k)) else {
                 continue;
             };
@@ -87,5 +97,14 @@ async fn alert(command: &[String], text: &str, timeout: Duration) -> Result<(), 
         Ok(Ok(status)) => Err(format!("{program} exited with {status}")),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(format!("{program} still running after {timeout:?}; killed")),
+    }
+}
+
+impl Node {
+    /// Puts `alerts` in force from the next event; whether they differ from those in force.
+    pub(super) fn set_alerts(&self, alerts: Option<(AlertConfig, Duration)>) -> bool {
+        let changed = format!("{:?}", *self.alerts.borrow()) != format!("{alerts:?}");
+        self.alerts.send_replace(alerts);
+        changed
     }
 }

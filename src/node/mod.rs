@@ -70,6 +70,8 @@ pub struct Node {
     gate: crate::gate::Gate,
     /// Repeated identical failures, logged once per minute with a count.
     repeats: crate::repeats::Repeats,
+    /// The `[alerts]` settings in force (none: nothing is alerted); a reload replaces them.
+    alerts: tokio::sync::watch::Sender<Option<(crate::alerts::AlertConfig, Duration)>>,
     /// Where signature checks run: off the async workers, a share per peer.
     cpu: crate::limits::CpuShare,
     /// Where the node reads the time.
@@ -201,6 +203,7 @@ impl Node {
             gate: crate::gate::Gate::new(identifier, crate::limits::Limits::new(config.limits), &config.party),
             cpu: crate::limits::CpuShare::for_this_machine(),
             repeats: crate::repeats::Repeats::new(Duration::from_secs(60)),
+            alerts: tokio::sync::watch::Sender::new(config.alerts.clone()),
             clock,
             tasks: Tasks::default(),
             witness,

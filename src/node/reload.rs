@@ -2,10 +2,11 @@
 //! reload`): a newer roster in its roster file, published as at start; new
 //! request limits, in force from the next call; and its node certificate
 //! renewed on disk, presented from the next connection, inbound and to
-//! peers. Calls in flight, open streams and connections are left as they
-//! are. What cannot change while the node runs (its party, addresses,
-//! store, keys, the TLS file paths, the alerts, metrics and TAXII settings)
-//! is named, and the node keeps what it started with.
+//! peers; and the `[alerts]` settings, from the next event. Calls in
+//! flight, open streams and connections are left as they are. What cannot
+//! change while the node runs (its party, addresses, store, keys, the TLS
+//! file paths, the metrics and TAXII settings) is named, and the node keeps
+//! what it started with.
 
 use crate::config::Config;
 use crate::in_force::InForce;
@@ -28,7 +29,7 @@ impl Node {
     /// that it cannot.
     pub async fn reload(&self, started: &Config, new: &Config) -> Reloaded {
         let mut done = Reloaded::default();
-        let fixed: [(&'static str, bool); 12] = [
+        let fixed: [(&'static str, bool); 11] = [
             ("party", started.party != new.party),
             ("listen", started.listen != new.listen),
             ("data", started.data != new.data),
@@ -41,7 +42,6 @@ impl Node {
             ),
             ("taxii", started.taxii != new.taxii),
             ("metrics", started.metrics != new.metrics),
-            ("alerts", format!("{:?}", started.alerts) != format!("{:?}", new.alerts)),
             (
                 "delivery",
                 (started.retry_base, started.retry_max, started.source_address)
@@ -59,6 +59,17 @@ impl Node {
                 "limits: {} requests per second, burst {}, {} in flight per caller",
                 new.limits.requests_per_second, new.limits.burst, new.limits.in_flight
             ));
+        }
+        if self.set_alerts(new.alerts.clone()) {
+            done.applied.push(match &new.alerts {
+                Some((a, _)) => format!(
+                    "alerts: {:?} for {} kind(s), {} a minute",
+                    a.command,
+                    a.kinds.len(),
+                    a.per_minute
+                ),
+                None => "alerts: none".into(),
+            });
         }
         match new.node_cert() {
             Ok(cert) if cert != self.tls.certificate() => match self.renew_certificate(cert, new).await {
