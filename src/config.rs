@@ -66,6 +66,7 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     taxii: Option<RawMetrics>,
     alerts: Option<crate::alerts::AlertConfig>,
+    log: Option<String>,
 }
 
 /// `[pkcs11]`: the identity key on a token instead of in `identity_key`.
@@ -184,6 +185,9 @@ pub struct Config {
     pub locals: Vec<(LocalCert, PathBuf)>,
     /// The command run for each alerted event, and how long it may take, if `[alerts]` is set.
     pub alerts: Option<(crate::alerts::AlertConfig, Duration)>,
+    /// What `serve` logs, as `RUST_LOG` writes it (`info`, `hotline=debug,warn`); `RUST_LOG`, when
+    /// set, wins at start; a reload applies a changed one.
+    pub log: Option<String>,
     /// Where TAXII 2.1 is served (HTTPS, this party's certificates), if `[taxii]` is set.
     pub taxii: Option<SocketAddr>,
     /// Where Prometheus metrics are served (plain HTTP), if `[metrics]` is set.
@@ -375,6 +379,7 @@ impl Config {
             tls_key: abs(&raw.tls_key),
             locals,
             alerts,
+            log: raw.log.clone(),
             taxii: raw
                 .taxii
                 .map(|t| t.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9443)))),

@@ -1,5 +1,5 @@
 //! `systemctl reload`: a `hotline serve` process sent SIGHUP takes up a new
-//! roster, new limits, alerts and its node certificate renewed on disk without
+//! roster, new limits, alerts, a log filter and its node certificate renewed on disk without
 //! dropping an operator's open event stream, and names a changed `listen`
 //! as needing a restart, serving on as before.
 
@@ -92,8 +92,10 @@ async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_stream
             &format!("listen = \"{}\"", per.listen),
             &format!("listen = \"127.0.0.1:{}\"", common::free_port()),
         );
-    // Alerts, off at start, turned on.
-    let config = config + "\n[alerts]\ncommand = [\"/bin/true\"]\nkinds = [\"deadline_missed\"]\nper_minute = 6\n";
+    // Alerts, off at start, turned on; the log at WARN but for the reload's own lines.
+    let config = "log = \"warn,hotline::cli=info\"\n".to_owned()
+        + &config
+        + "\n[alerts]\ncommand = [\"/bin/true\"]\nkinds = [\"deadline_missed\"]\nper_minute = 6\n";
     std::fs::write(&per.path, config).unwrap();
     std::process::Command::new("kill")
         .args(["-HUP", &per_node.id().to_string()])
@@ -171,6 +173,11 @@ async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_stream
     })
     .await;
     assert_eq!(arrived, Ok(true), "the open stream carried the notice");
+    // Logged at WARN since the reload: the notice's arrival, an INFO line, is not.
+    let log = log_of(&log);
+    let since = log.split("reloaded").nth(1).unwrap_or_default();
+    assert!(log.contains("log: warn,hotline::cli=info"), "{log}");
+    assert!(!since.contains("received and logged"), "{since}");
     for node in [&mut per_node, &mut chl_node] {
         let _ = node.kill();
         let _ = node.wait();

@@ -25,11 +25,35 @@ pub fn init_tracing(level: &str, format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let _ = match (format, journald) {
-        (LogFormat::Json, _) => builder.json().try_init(),
-        (LogFormat::Text, true) => builder.without_time().try_init(),
-        (LogFormat::Text, false) => builder.try_init(),
-    };
+    // The handle that changes the filter later (a reload), whichever format was built.
+    macro_rules! keep {
+        ($b:expr) => {{
+            let b = $b;
+            let handle = b.reload_handle();
+            let _ = LOG_FILTER.set(Box::new(move |directives: &str| {
+                let filter = tracing_subscriber::EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            }));
+            let _ = b.try_init();
+        }};
+    }
+    match (format, journald) {
+        (LogFormat::Json, _) => keep!(builder.json().with_filter_reloading()),
+        (LogFormat::Text, true) => keep!(builder.without_time().with_filter_reloading()),
+        (LogFormat::Text, false) => keep!(builder.with_filter_reloading()),
+    }
+}
+
+/// Sets what is logged from now on (`RUST_LOG`'s syntax), once tracing is initialised.
+type SetFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+static LOG_FILTER: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
+
+/// Logs what `directives` say from now on (a reload); an invalid one changes nothing.
+pub fn set_log_filter(directives: &str) -> Result<(), String> {
+    match LOG_FILTER.get() {
+        Some(set) => set(directives),
+        None => Err("logging is not set up".into()),
+    }
 }
 
 /// Reads a file, or standard input for `-`, naming the file on failure.

@@ -163,8 +163,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         true => super::files::LogFormat::Json,
         false => args.log_format,
     };
-    super::files::init_tracing("info", format);
     let mut config = super::files::load_config(&args.config)?;
+    super::files::init_tracing(config.log.as_deref().unwrap_or("info"), format);
     if args.recheck_all_entries {
         config.recheck_log = hotline::log::Recheck::All;
     }
@@ -198,7 +198,14 @@ async fn reload(path: &std::path::Path, started: &hotline::config::Config, node:
             return;
         }
     };
-    let done = node.reload(started, &new).await;
+    let mut done = node.reload(started, &new).await;
+    // What is logged: the configuration's `log`, when it names another.
+    if let Some(directives) = new.log.as_deref().filter(|d| Some(*d) != started.log.as_deref()) {
+        match super::files::set_log_filter(directives) {
+            Ok(()) => done.applied.push(format!("log: {directives}")),
+            Err(e) => tracing::warn!(error = %e, "reload: log {directives:?} is not a filter RUST_LOG would take"),
+        }
+    }
     if !done.needs_restart.is_empty() {
         tracing::warn!(
             settings = %done.needs_restart.join(", "),

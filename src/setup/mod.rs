@@ -226,6 +226,9 @@ agreement = "agreement.toml"
 # This party's roster of points of contact, signed by the identity key: published to every peer
 # at start if newer than the one logged. Only certificates a contact lists may act.
 roster = "roster.signed"
+# What serve logs, in RUST_LOG's syntax ("info", "hotline=debug,warn"); RUST_LOG, when set, wins at
+# start; `systemctl reload` (SIGHUP) applies a change.
+# log = "info"
 # This party's CA (published in the agreement as tls_ca) and the node's certificate.
 tls_ca = "tls/ca.pem"
 tls_cert = "tls/node.pem"
