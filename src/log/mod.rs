@@ -135,7 +135,7 @@ impl Log {
 
     /// Appends entries; returns once they and their checkpoint are on disk.
     pub async fn append(&self, entries: Vec<Entry>) -> Result<Appended, LogError> {
-        self.submit(entries, None, false).await
+        self.submit(entries, None, false, false).await
     }
 
     /// Appends entries together with a state change, atomically; with
@@ -146,7 +146,15 @@ impl Log {
         change: StateChange,
         want_proof: bool,
     ) -> Result<Appended, LogError> {
-        self.submit(entries, Some(change), want_proof).await
+        self.submit(entries, Some(change), want_proof, false).await
+    }
+
+    /// Appends entries with their state change while the log is still held:
+    /// what a starting node logs once its peers' check passed and before any
+    /// delivery waiting on the hold (the agreement it adopts), so that a
+    /// verifier meets that agreement's keys before the first checkpoint.
+    pub async fn append_before_release(&self, entries: Vec<Entry>, change: StateChange) -> Result<Appended, LogError> {
+        self.submit(entries, Some(change), false, true).await
     }
 
     /// Makes appends wait until [`Log::release`], so nothing is signed while
@@ -173,8 +181,9 @@ impl Log {
         entries: Vec<Entry>,
         change: Option<StateChange>,
         want_proof: bool,
+        while_held: bool,
     ) -> Result<Appended, LogError> {
-        if self.is_held() {
+        if self.is_held() && !while_held {
             let mut released = self.held.subscribe();
             released.wait_for(|held| !held).await.map_err(|_| LogError::Closed)?;
         }

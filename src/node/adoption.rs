@@ -36,7 +36,7 @@ impl Node {
                 .map_err(|e| setup(format!("the adopted agreement in the log: {e}")))?;
             check_follows(signed, &held, self.clock.now()).map_err(setup)?;
         }
-        self.log_adoption(signed, Vec::new()).await
+        self.log_adoption(signed, Vec::new(), true).await
     }
 
     /// Adopts `next` while running if it follows the version in force by the
@@ -92,7 +92,7 @@ impl Node {
             .map(|p| p.id.clone())
             .collect();
         let events = self.departures(&departed, version)?;
-        self.log_adoption(&next, events).await?;
+        self.log_adoption(&next, events, false).await?;
         if let Err(e) = self.gate.identifier().set_agreement(agreement) {
             tracing::error!(version, error = %e, "cannot recognise the parties of the adopted agreement");
         }
@@ -162,8 +162,14 @@ impl Node {
     }
 
     /// Logs `agreement_adopted` for `signed` with `events` (the departures it
-    /// causes) and the state they change, in one transaction.
-    async fn log_adoption(&self, signed: &SignedAgreement, events: Vec<NormEvent>) -> Result<(), NodeError> {
+    /// causes) and the state they change, in one transaction; `at_start`,
+    /// ahead of the deliveries waiting for the log to be released.
+    async fn log_adoption(
+        &self,
+        signed: &SignedAgreement,
+        events: Vec<NormEvent>,
+        at_start: bool,
+    ) -> Result<(), NodeError> {
         let bytes = signed.to_bytes();
         let sha = Sha256::digest(&bytes).to_vec();
         let version = signed.agreement.version;
@@ -197,7 +203,10 @@ impl Node {
             }
             Ok(())
         });
-        self.log.append_with(entries, change, false).await?;
+        match at_start {
+            true => self.log.append_before_release(entries, change).await?,
+            false => self.log.append_with(entries, change, false).await?,
+        };
         for ev in events {
             self.events.emit(event::Body::NormEvent(ev));
         }

@@ -225,8 +225,9 @@ impl Node {
     /// adoption and the configured roster.
     pub async fn start_writing(&self, roster: Option<&std::path::Path>, timeout: Duration) -> Result<(), NodeError> {
         self.check_against_peers(timeout).await?;
-        self.log.release();
+        // The agreement first: a verifier learns its keys before the first checkpoint.
         self.adopt_at_start().await?;
+        self.log.release();
         self.publish_configured_roster(roster).await
     }
 
