@@ -76,8 +76,9 @@ struct RawPkcs11 {
     module: PathBuf,
     token: String,
     key: String,
-    /// A rotation's next key, on the same token.
+    /// A rotation's next key: its label, on this token or on `next_token`.
     next_key: Option<String>,
+    next_token: Option<String>,
     pin_file: Option<PathBuf>,
     pin_env: Option<String>,
 }
@@ -349,16 +350,19 @@ impl Config {
                         crate::pkcs11::PinSource::Env(String::new())
                     }
                 };
-                let on_token = |key: &str| crate::pkcs11::TokenRef {
+                let on_token = |token: &str, key: &str| crate::pkcs11::TokenRef {
                     module: t.module.clone(),
-                    token: t.token.clone(),
+                    token: token.to_owned(),
                     key: key.to_owned(),
                     pin: pin.clone(),
                 };
                 crate::keys::KeySource::Token {
                     public: base.join("identity.pub"),
-                    current: on_token(&t.key),
-                    next: t.next_key.as_deref().map(on_token),
+                    current: on_token(&t.token, &t.key),
+                    next: t
+                        .next_key
+                        .as_deref()
+                        .map(|key| on_token(t.next_token.as_deref().unwrap_or(&t.token), key)),
                 }
             }
         };

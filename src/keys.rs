@@ -376,7 +376,7 @@ pub enum KeySource {
         public: PathBuf,
         /// The key in use.
         current: crate::pkcs11::TokenRef,
-        /// A rotation's next key, on the same token.
+        /// A rotation's next key, on the same token or another of the module's (same PIN source).
         next: Option<crate::pkcs11::TokenRef>,
     },
 }

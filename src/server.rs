@@ -39,6 +39,8 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// Where TAXII is served, if `[taxii]` is set.
     pub taxii_addr: Option<SocketAddr>,
+    /// The `[metrics]` address configured, and what stops that server (a reload moves it).
+    metrics: (Option<SocketAddr>, Option<tokio::sync::oneshot::Sender<()>>),
 }
 
 /// Starts the node of `config`, on `listener` if given (tests bind port 0
@@ -139,9 +141,12 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
             .run_alerts()
             .instrument(tracing::info_span!("alerts", party = %node.party())),
     );
-    let metrics_addr = match config.metrics {
-        Some(at) => Some(serve_metrics(&node, config, at).await?),
-        None => None,
+    let (metrics_addr, metrics_stop) = match config.metrics {
+        Some(at) => {
+            let (bound, stop) = serve_metrics(&node, config, at).await?;
+            (Some(bound), Some(stop))
+        }
+        None => (None, None),
     };
     let taxii_addr = match config.taxii {
         Some(at) => Some(serve_taxii(&node, config, &cert, at).await?),
@@ -153,6 +158,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>, clock: Clock)
         node,
         metrics_addr,
         taxii_addr,
+        metrics: (config.metrics, metrics_stop),
     })
 }
 
@@ -192,7 +198,12 @@ async fn serve_taxii(
 }
 
 /// Serves the node's metrics on `at` until it stops; returns the address bound.
-async fn serve_metrics(node: &Arc<Node>, config: &Config, at: SocketAddr) -> Result<SocketAddr, NodeError> {
+/// Serves the metrics on `at` until the node stops or the sender returned is used (a reload moves them).
+async fn serve_metrics(
+    node: &Arc<Node>,
+    config: &Config,
+    at: SocketAddr,
+) -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>), NodeError> {
     let listener = TcpListener::bind(at)
         .await
         .map_err(|e| NodeError::Setup(format!("metrics: listen on {at}: {e}")))?;
@@ -209,7 +220,13 @@ async fn serve_metrics(node: &Arc<Node>, config: &Config, at: SocketAddr) -> Res
         })
     };
     let (metrics, owner) = (node.metrics().clone(), node.clone());
-    let stop = async move { owner.tasks().stopping().await };
+    let (moved, moved_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = async move {
+        tokio::select! {
+            _ = owner.tasks().stopping() => {}
+            _ = moved_rx => {}
+        }
+    };
     node.tasks().spawn(
         async move {
             if let Err(e) = crate::metrics::serve(listener, metrics, figures, stop).await {
@@ -218,10 +235,38 @@ async fn serve_metrics(node: &Arc<Node>, config: &Config, at: SocketAddr) -> Res
         }
         .instrument(tracing::info_span!("metrics", party = %node.party(), %bound)),
     );
-    Ok(bound)
+    Ok((bound, moved))
 }
 
 impl Running {
+    /// Takes up what changed in `new` that a running node can (see
+    /// [`Node::reload`]), and moves the metrics to a new `[metrics]` address
+    /// (or stops or starts them); names what needs a restart.
+    pub async fn reload(&mut self, started: &Config, new: &Config) -> crate::node::reload::Reloaded {
+        let mut done = self.node.reload(started, new).await;
+        if new.metrics != self.metrics.0 {
+            if let Some(stop) = self.metrics.1.take() {
+                let _ = stop.send(());
+            }
+            self.metrics_addr = None;
+            if let Some(at) = new.metrics {
+                match serve_metrics(&self.node, new, at).await {
+                    Ok((bound, stop)) => {
+                        self.metrics_addr = Some(bound);
+                        self.metrics.1 = Some(stop);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reload: the metrics are not served"),
+                }
+            }
+            self.metrics.0 = new.metrics;
+            done.applied.push(match self.metrics_addr {
+                Some(at) => format!("metrics served on {at}"),
+                None => "metrics not served".into(),
+            });
+        }
+        done
+    }
+
     /// Stops serving, finishes in-flight calls and log batches, awaits every
     /// background task and closes the log; a panic in any task is the error.
     pub async fn stop(self) -> Result<(), TaskPanicked> {

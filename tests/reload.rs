@@ -1,5 +1,5 @@
 //! `systemctl reload`: a `hotline serve` process sent SIGHUP takes up a new
-//! roster, new limits, alerts, a log filter and its node certificate renewed on disk without
+//! roster, new limits, alerts, metrics, a log filter and its node certificate renewed on disk without
 //! dropping an operator's open event stream, and names a changed `listen`
 //! as needing a restart, serving on as before.
 
@@ -92,10 +92,12 @@ async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_stream
             &format!("listen = \"{}\"", per.listen),
             &format!("listen = \"127.0.0.1:{}\"", common::free_port()),
         );
-    // Alerts, off at start, turned on; the log at WARN but for the reload's own lines.
+    // Alerts and metrics, off at start, turned on; the log at WARN but for the reload's own lines.
+    let metrics_at = format!("127.0.0.1:{}", common::free_port());
     let config = "log = \"warn,hotline::cli=info\"\n".to_owned()
         + &config
-        + "\n[alerts]\ncommand = [\"/bin/true\"]\nkinds = [\"deadline_missed\"]\nper_minute = 6\n";
+        + "\n[alerts]\ncommand = [\"/bin/true\"]\nkinds = [\"deadline_missed\"]\nper_minute = 6\n"
+        + &format!("\n[metrics]\nlisten = \"{metrics_at}\"\n");
     std::fs::write(&per.path, config).unwrap();
     std::process::Command::new("kill")
         .args(["-HUP", &per_node.id().to_string()])
@@ -118,6 +120,9 @@ async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_stream
         logged.contains(r#"alerts: ["/bin/true"] for 1 kind(s), 6 a minute"#),
         "{logged}"
     );
+    assert!(logged.contains(&format!("metrics served on {metrics_at}")), "{logged}");
+    let scraped = hotline::metrics::scrape(metrics_at.parse().unwrap(), "").await.unwrap();
+    assert!(scraped.contains("hotline_log_size "), "{scraped}");
     // The next connection is served the renewed certificate (read by OpenSSL's own client).
     if let Some(openssl) = common::outside_tool("openssl", "read the certificate a node presents (Debian: openssl)") {
         let presented = std::process::Command::new("sh")

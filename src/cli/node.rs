@@ -169,7 +169,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.recheck_log = hotline::log::Recheck::All;
     }
     super::runtime::block_on(async {
-        let running = hotline::server::start(&config, None, hotline::clock::Clock::system()).await?;
+        let mut running = hotline::server::start(&config, None, hotline::clock::Clock::system()).await?;
         tracing::info!(addr = %running.addr, party = %config.party, "press Ctrl-C to stop");
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let stop = shutdown_signal();
@@ -177,7 +177,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = hangup.recv() => reload(&args.config, &config, &running.node).await,
+                _ = hangup.recv() => reload(&args.config, &config, &mut running).await,
             }
         }
         tracing::info!("shutting down: finishing in-flight calls and log batches");
@@ -190,7 +190,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// SIGHUP: reads the configuration again and takes up what a running node
 /// can; what needs a restart is named in one line; an invalid file changes nothing.
 #[tracing::instrument(name = "reload", skip_all, fields(config = %path.display()))]
-async fn reload(path: &std::path::Path, started: &hotline::config::Config, node: &hotline::node::Node) {
+async fn reload(path: &std::path::Path, started: &hotline::config::Config, running: &mut hotline::server::Running) {
     let new = match hotline::config::Config::load(path) {
         Ok(new) => new,
         Err(e) => {
@@ -198,7 +198,7 @@ async fn reload(path: &std::path::Path, started: &hotline::config::Config, node:
             return;
         }
     };
-    let mut done = node.reload(started, &new).await;
+    let mut done = running.reload(started, &new).await;
     // What is logged: the configuration's `log`, when it names another.
     if let Some(directives) = new.log.as_deref().filter(|d| Some(*d) != started.log.as_deref()) {
         match super::files::set_log_filter(directives) {

@@ -2,11 +2,11 @@
 //! reload`): a newer roster in its roster file, published as at start; new
 //! request limits, in force from the next call; and its node certificate
 //! renewed on disk, presented from the next connection, inbound and to
-//! peers; and the `[alerts]` settings, from the next event. Calls in
-//! flight, open streams and connections are left as they are. What cannot
-//! change while the node runs (its party, addresses, store, keys, the TLS
-//! file paths, the metrics and TAXII settings) is named, and the node keeps
-//! what it started with.
+//! peers; and the `[alerts]` settings, from the next event (the server
+//! moves the metrics, `server::Running::reload`). Calls in flight, open
+//! streams and connections are left as they are. What cannot change while
+//! the node runs (its party, addresses, store, keys, the TLS file paths,
+//! the TAXII settings) is named, and the node keeps what it started with.
 
 use crate::config::Config;
 use crate::in_force::InForce;
@@ -29,7 +29,7 @@ impl Node {
     /// that it cannot.
     pub async fn reload(&self, started: &Config, new: &Config) -> Reloaded {
         let mut done = Reloaded::default();
-        let fixed: [(&'static str, bool); 11] = [
+        let fixed: [(&'static str, bool); 10] = [
             ("party", started.party != new.party),
             ("listen", started.listen != new.listen),
             ("data", started.data != new.data),
@@ -41,7 +41,6 @@ impl Node {
                 (&started.tls_ca, &started.tls_cert, &started.tls_key) != (&new.tls_ca, &new.tls_cert, &new.tls_key),
             ),
             ("taxii", started.taxii != new.taxii),
-            ("metrics", started.metrics != new.metrics),
             (
                 "delivery",
                 (started.retry_base, started.retry_max, started.source_address)
