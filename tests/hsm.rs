@@ -303,3 +303,154 @@ fn a_node_whose_token_is_absent_or_whose_pin_is_wrong_refuses_to_start_naming_mo
         "{err}"
     );
 }
+
+#[test]
+fn a_token_key_rotates_to_another_token_key_by_amendment_and_the_log_verifies_across_it() {
+    let Some(t) = Token::new("per-hsm", "identity") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    two_parties(&t, root);
+    // The next key, made on the token by its administrator; its public half read with the token's tools.
+    let module = t.module.to_str().unwrap().to_owned();
+    let tool = common::outside_tool("pkcs11-tool", "make an Ed25519 key on the token (Debian: opensc)").unwrap();
+    t.run(
+        &tool,
+        &[
+            "--module",
+            &module,
+            "--token-label",
+            "per-hsm",
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            "EC:edwards25519",
+            "--label",
+            "identity-2",
+            "--id",
+            "02",
+        ],
+    );
+    let pem = root.join("identity-2.pem");
+    t.run(
+        &tool,
+        &[
+            "--module",
+            &module,
+            "--token-label",
+            "per-hsm",
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--label",
+            "identity-2",
+            "-o",
+            pem.to_str().unwrap(),
+        ],
+    );
+    let spki: String = std::fs::read_to_string(&pem)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    use base64::Engine as _;
+    let spki = base64::engine::general_purpose::STANDARD.decode(spki).unwrap();
+    let public: [u8; 32] = spki[spki.len() - 32..].try_into().unwrap();
+    let next = hotline::keys::VerifierKey::new(
+        "hotline.example/PER",
+        ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap(),
+    )
+    .unwrap();
+    let config = root.join("per/hotline.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "key = \"identity\"\n",
+            "key = \"identity\"\nnext_key = \"identity-2\"\n",
+        ),
+    )
+    .unwrap();
+
+    let serve = |dir: &str| {
+        Serve(
+            t.command(root, &["serve", "--config", &format!("{dir}/hotline.toml")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let nodes = (serve("per"), serve("chl"));
+    let version = |dir: &str| {
+        let out = t.hotline(root, &["--json", "status", "--config", &format!("{dir}/hotline.toml")]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()["agreement_version"].as_u64()
+    };
+    until("both nodes answer", || {
+        version("per").is_some() && version("chl").is_some()
+    });
+    // PER proposes the rotation (signed on the token); CHL approves.
+    let rotate = format!("PER={next}");
+    ok(t.hotline(
+        root,
+        &[
+            "agreement",
+            "propose",
+            "--rotate",
+            &rotate,
+            "--overlap",
+            "1h",
+            "--config",
+            "per/hotline.toml",
+        ],
+    ));
+    until("CHL approves version 2", || {
+        t.hotline(root, &["agreement", "approve", "2", "--config", "chl/hotline.toml"])
+            .status
+            .success()
+    });
+    until("both adopted version 2", || {
+        version("per") == Some(2) && version("chl") == Some(2)
+    });
+    // PER now signs with the new token key; CHL checks it and receipts.
+    let id = ok(t.hotline(
+        root,
+        &[
+            "notice",
+            "send",
+            "--config",
+            "per/hotline.toml",
+            "-q",
+            "--to",
+            "CHL",
+            "--severity",
+            "low",
+            "--tlp",
+            "clear",
+            "--title",
+            "Signed by the next key",
+        ],
+    ))
+    .trim()
+    .to_owned();
+    until("CHL's receipt", || {
+        let out = t.hotline(root, &["--json", "notice", "show", &id, "--config", "per/hotline.toml"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["receipts"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    let shown: serde_json::Value = serde_json::from_str(&ok(
+        t.hotline(root, &["--json", "notice", "show", &id, "--config", "chl/hotline.toml"])
+    ))
+    .unwrap();
+    assert!(
+        shown.to_string().contains(&next.key_id()),
+        "signed by the next key: {shown}"
+    );
+    drop(nodes);
+    // A verifier holding only the new key follows PER's log across the rotation.
+    let next = next.to_string();
+    ok(t.hotline(root, &["audit", "verify", "--data", "per", "--vkey", &next]));
+}
