@@ -43,8 +43,9 @@ async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_stream
             .spawn()
             .unwrap()
     };
-    let mut per_node = serve(&per, std::fs::File::create(&log).unwrap().into());
-    let mut chl_node = serve(&chl, std::process::Stdio::null());
+    // Killed when the test ends, passed or failed.
+    let per_node = common::Killed(serve(&per, std::fs::File::create(&log).unwrap().into()));
+    let _chl_node = common::Killed(serve(&chl, std::process::Stdio::null()));
     until_logged(&log, "node serving").await;
     let operator = |c: &hotline::config::Config| {
         let channel =
@@ -100,7 +101,7 @@ async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_stream
         + &format!("\n[metrics]\nlisten = \"{metrics_at}\"\n");
     std::fs::write(&per.path, config).unwrap();
     std::process::Command::new("kill")
-        .args(["-HUP", &per_node.id().to_string()])
+        .args(["-HUP", &per_node.0.id().to_string()])
         .status()
         .unwrap();
     let logged = until_logged(&log, "reloaded").await;
@@ -183,8 +184,4 @@ async fn a_reload_takes_up_a_new_roster_limits_and_certificate_keeps_open_stream
     let since = log.split("reloaded").nth(1).unwrap_or_default();
     assert!(log.contains("log: warn,hotline::cli=info"), "{log}");
     assert!(!since.contains("received and logged"), "{since}");
-    for node in [&mut per_node, &mut chl_node] {
-        let _ = node.kill();
-        let _ = node.wait();
-    }
 }

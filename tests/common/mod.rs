@@ -921,3 +921,14 @@ pub fn observer(id: &str) -> (hotline::tls::CertKey, hotline::tls::CertKey, Stri
     );
     (ca, cert, table)
 }
+
+/// A child process killed (and reaped) when dropped: a test that fails
+/// leaves no `hotline serve` running behind it.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
