@@ -166,7 +166,7 @@ pub struct Config {
     /// Our identity key file (unused when the key is on a token).
     pub identity_key: PathBuf,
     /// Where the identity keys are: files, or a PKCS#11 token.
-    pub keys: crate::keys::KeySource,
+    pub keys: crate::own_keys::KeySource,
     /// Where a rotation's new identity key is put (need not exist): read
     /// when an adopted agreement lists a key of ours the node does not hold.
     pub next_identity_key: PathBuf,
@@ -337,7 +337,7 @@ impl Config {
             problems.push("limits: requests_per_second must be > 0, burst >= 1, in_flight >= 1".into());
         }
         let keys = match &raw.pkcs11 {
-            None => crate::keys::KeySource::Files {
+            None => crate::own_keys::KeySource::Files {
                 current: abs(&raw.identity_key),
                 next: abs(&raw.next_identity_key),
             },
@@ -356,7 +356,7 @@ impl Config {
                     key: key.to_owned(),
                     pin: pin.clone(),
                 };
-                crate::keys::KeySource::Token {
+                crate::own_keys::KeySource::Token {
                     public: base.join("identity.pub"),
                     current: on_token(&t.token, &t.key),
                     next: t
@@ -408,8 +408,8 @@ impl Config {
             recheck_log: crate::log::Recheck::default(),
         };
         let key_file = match &config.keys {
-            crate::keys::KeySource::Files { current, .. } => ("identity_key", current),
-            crate::keys::KeySource::Token { public, .. } => ("identity.pub", public),
+            crate::own_keys::KeySource::Files { current, .. } => ("identity_key", current),
+            crate::own_keys::KeySource::Token { public, .. } => ("identity.pub", public),
         };
         let files = [
             ("agreement", &config.agreement),

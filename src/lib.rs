@@ -4,7 +4,8 @@
 //!
 //! **Formats**, the evidence others verify: the wire types ([`proto`]), time
 //! and the node's clock ([`clock`]), keys and the two signature formats
-//! ([`keys`], on a PKCS#11 token through [`pkcs11`]; [`note`], [`envelope`]), message bodies sealed to their
+//! ([`keys`], a node's own keys in files or on a PKCS#11 token through
+//! [`own_keys`] and [`pkcs11`]; [`note`], [`envelope`]), message bodies sealed to their
 //! readers with HPKE ([`seal`]) and opened by them ([`opener`]), the agreement parties sign
 //! ([`agreement`]), each party's roster of people ([`roster`]), the rules a
 //! message must meet ([`message`]), and notices as STIX 2.1 for CERT tools
@@ -56,6 +57,7 @@ pub mod proto;
 pub mod clock;
 
 pub mod keys;
+pub mod own_keys;
 pub mod pkcs11;
 
 pub mod note;

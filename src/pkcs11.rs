@@ -1,7 +1,7 @@
 //! Identity keys in a hardware security module: a party's Ed25519 key held
 //! on a PKCS#11 token (through `cryptoki`), used with `CKM_EDDSA` so the
 //! private key never leaves the token. The node, `init` and every command
-//! that signs reach it through [`crate::keys::IdentityKey`], as they reach a
+//! that signs reach it through `IdentityKey` (`keys.rs`), as they reach a
 //! key file; only opening it differs. The PIN comes from a file or an
 //! environment variable, never the command line.
 

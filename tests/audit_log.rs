@@ -155,7 +155,7 @@ fn an_entry_checked_at_an_earlier_start_is_rechecked_on_request() {
     Log::open(dir.path(), key.clone()).unwrap().close(); // only new entries: none
     let err = Log::open_with(
         dir.path(),
-        hotline::keys::OwnKeys::single(key),
+        hotline::own_keys::OwnKeys::single(key),
         Recheck::All,
         hotline::clock::Clock::system(),
     )

@@ -99,7 +99,7 @@ impl LogError {
 }
 
 pub(crate) fn signing_keys(
-    keys: &crate::keys::OwnKeys,
+    keys: &crate::own_keys::OwnKeys,
     at: time::OffsetDateTime,
 ) -> Result<Vec<crate::keys::IdentityKey>, LogError> {
     let valid = keys.valid_at(at);
@@ -110,7 +110,7 @@ pub(crate) fn signing_keys(
 }
 
 /// Why nothing may be signed at `at` with `keys`: none is valid then.
-pub(crate) fn no_valid_key(keys: &crate::keys::OwnKeys, at: time::OffsetDateTime) -> LogError {
+pub(crate) fn no_valid_key(keys: &crate::own_keys::OwnKeys, at: time::OffsetDateTime) -> LogError {
     LogError::NoValidKey {
         at: crate::clock::rfc3339(at),
         keys: keys.describe(),

@@ -29,7 +29,8 @@ pub use startup::Recheck;
 pub use writer::{Appended, Head, StateChange};
 
 use crate::clock::Clock;
-use crate::keys::{IdentityKey, OwnKeys};
+use crate::keys::IdentityKey;
+use crate::own_keys::OwnKeys;
 use crate::store;
 use entry::Entry;
 use error::corrupt;

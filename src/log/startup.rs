@@ -16,7 +16,7 @@ use super::error::{LogError, corrupt, tree_error};
 use super::reader::latest_checkpoint;
 use super::tree::DbHashes;
 use super::writer::Head;
-use crate::keys::OwnKeys;
+use crate::own_keys::OwnKeys;
 use crate::proto::LogEntry;
 use crate::store::{self, Context};
 

@@ -14,7 +14,7 @@ use super::checkpoint;
 use super::entry::{Entry, MAX_ENTRY_BYTES};
 use super::error::{LogError, StateError, corrupt, signing_keys, tree_error};
 use super::tree::{self, DbHashes};
-use crate::keys::OwnKeys;
+use crate::own_keys::OwnKeys;
 use crate::store::{self, Context};
 
 /// The most appends one batch takes; more wait for the next batch.

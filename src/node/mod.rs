@@ -40,8 +40,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::Events;
 use crate::in_force::{InForce, Live};
-use crate::keys::{IdentityKey, OwnKeys, TrustedKeyPair};
+use crate::keys::IdentityKey;
 use crate::log::{Log, LogError};
+use crate::own_keys::{OwnKeys, TrustedKeyPair};
 use crate::peers::Peers;
 use crate::proto::Event;
 use crate::tasks::Tasks;
@@ -56,7 +57,7 @@ pub struct Node {
     /// Our identity keys, as the agreement in force trusts them (two during a rotation).
     keys: OwnKeys,
     /// Where our identity keys are read from (files or a token): the key, and a rotation's next key.
-    key_files: crate::keys::KeySource,
+    key_files: crate::own_keys::KeySource,
     /// What opens message bodies sealed to us (no key if the file is
     /// missing: then nothing above TLP:CLEAR can be sent or taken), and the file.
     sealing: (crate::opener::Opener, std::path::PathBuf),
