@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{hotline, hotline_json};
+use common::{hotline, hotline_json, until};
 
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
@@ -53,14 +53,6 @@ fn serve(config: &Path) -> Serve {
             .spawn()
             .unwrap(),
     )
-}
-
-fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < end, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -797,16 +789,16 @@ fn the_readmes_first_exchange_by_hand_runs_as_written() {
     for line in block.lines().filter(|l| !l.trim().is_empty()) {
         // As a person would, a command that finds the node not up yet, or the notice not yet
         // delivered, is run again.
-        let end = Instant::now() + Duration::from_secs(20);
-        let said = loop {
-            let (code, said) = run(line);
-            if code == 0 {
-                break said;
+        let mut last = (0, String::new());
+        until(20, &format!("`{line}` to succeed"), || {
+            last = run(line);
+            if last.0 != 0 {
+                // Shown if the line never succeeds.
+                eprintln!("`{line}` failed ({}):\n{}", last.0, last.1);
             }
-            assert!(Instant::now() < end, "`{line}` failed ({code}):\n{said}");
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        outputs.push((line.to_owned(), said));
+            last.0 == 0
+        });
+        outputs.push((line.to_owned(), last.1));
     }
     let said = |prefix: &str| {
         outputs

@@ -57,18 +57,11 @@ impl Tmux {
 
     /// Waits until the screen shows `text`; returns the screen.
     async fn shows(&self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
+        awaited(&format!("the console to show {text:?}"), || async {
             let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the console did not show {text:?}; it shows:\n{screen}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+            screen.contains(text).then_some(screen)
+        })
+        .await
     }
 
     fn keys(&self, keys: &str) {

@@ -8,7 +8,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 /// Debian's SoftHSM2 module.
 const MODULES: [&str; 2] = [
@@ -127,14 +126,6 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < end, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// PER with its key on the token, CHL with a key file, set up and signed as parties do.
 fn two_parties(t: &Token, root: &Path) {
     let module = t.module.to_str().unwrap();
@@ -216,7 +207,7 @@ fn a_node_whose_key_is_on_a_token_exchanges_notices_whose_signatures_and_log_ver
         )
     };
     let nodes = (serve("per"), serve("chl"));
-    until("both nodes answer", || {
+    common::until(20, "both nodes answer", || {
         ["per", "chl"].iter().all(|d| {
             t.hotline(root, &["status", "--config", &format!("{d}/hotline.toml")])
                 .status
@@ -242,12 +233,12 @@ fn a_node_whose_key_is_on_a_token_exchanges_notices_whose_signatures_and_log_ver
     .trim()
     .to_owned();
     // CHL checked PER's token signature before it logged the notice and signed its receipt.
-    until("CHL's receipt at PER", || {
+    common::until(20, "CHL's receipt at PER", || {
         let out = t.hotline(root, &["--json", "notice", "show", &id, "--config", "per/hotline.toml"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         v["receipts"].as_array().is_some_and(|r| !r.is_empty())
     });
-    until("CHL's acknowledgement", || {
+    common::until(20, "CHL's acknowledgement", || {
         t.hotline(root, &["acknowledge", &id, "--config", "chl/hotline.toml"])
             .status
             .success()
@@ -389,7 +380,7 @@ fn a_token_key_rotates_to_another_token_key_by_amendment_and_the_log_verifies_ac
         let out = t.hotline(root, &["--json", "status", "--config", &format!("{dir}/hotline.toml")]);
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()["agreement_version"].as_u64()
     };
-    until("both nodes answer", || {
+    common::until(20, "both nodes answer", || {
         version("per").is_some() && version("chl").is_some()
     });
     // PER proposes the rotation (signed on the token); CHL approves.
@@ -407,12 +398,12 @@ fn a_token_key_rotates_to_another_token_key_by_amendment_and_the_log_verifies_ac
             "per/hotline.toml",
         ],
     ));
-    until("CHL approves version 2", || {
+    common::until(20, "CHL approves version 2", || {
         t.hotline(root, &["agreement", "approve", "2", "--config", "chl/hotline.toml"])
             .status
             .success()
     });
-    until("both adopted version 2", || {
+    common::until(20, "both adopted version 2", || {
         version("per") == Some(2) && version("chl") == Some(2)
     });
     // PER now signs with the new token key; CHL checks it and receipts.
@@ -436,7 +427,7 @@ fn a_token_key_rotates_to_another_token_key_by_amendment_and_the_log_verifies_ac
     ))
     .trim()
     .to_owned();
-    until("CHL's receipt", || {
+    common::until(20, "CHL's receipt", || {
         let out = t.hotline(root, &["--json", "notice", "show", &id, "--config", "per/hotline.toml"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         v["receipts"].as_array().is_some_and(|r| !r.is_empty())

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hotline::proto::{StatusRequest, WatchEventsRequest, event};
 
@@ -14,15 +14,11 @@ fn log_of(path: &std::path::Path) -> String {
 }
 
 async fn until_logged(path: &std::path::Path, what: &str) -> String {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
+    common::awaited(&format!("{what:?} in the log"), || async {
         let log = log_of(path);
-        if log.contains(what) {
-            return log;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what:?} in:\n{log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        log.contains(what).then_some(log)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -932,3 +932,13 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// Waits until `f` holds, for up to `secs` seconds of real time, asking
+/// again every 100 ms: for tests that drive `hotline` processes.
+pub fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(std::time::Instant::now() < end, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
