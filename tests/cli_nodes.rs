@@ -571,11 +571,15 @@ fn a_peer_that_cannot_be_reached_is_named_by_send_status_and_show() {
         "Into the dark",
         "--summary",
         "Nobody answers",
+        "--wait",
+        "1s",
     ]);
     assert!(sent.status.success());
     let said = String::from_utf8_lossy(&sent.stdout).into_owned();
     assert!(
-        said.contains("CHL unreachable since") && said.contains("waits in the outbox"),
+        said.contains("no receipt from CHL within 1s")
+            && said.contains("CHL unreachable since")
+            && said.contains("waits in the outbox"),
         "{said}"
     );
     let id = said.split_whitespace().nth(2).unwrap().to_owned();

@@ -32,7 +32,8 @@ hotline serve --config per/hotline.toml --log-format json   # one JSON object pe
         "notice send",
         "hotline notice send --to CHL,ARG --severity high --tlp amber --title \"Wiper at a grid operator\"
 hotline notice send --to CHL --severity low --tlp clear --title \"Scan\" --indicator ipv4-addr=192.0.2.7
-hotline notice send --to CHL --severity medium --title \"Phishing\" --translation \"es=Suplantación\"",
+hotline notice send --to CHL --severity medium --title \"Phishing\" --translation \"es=Suplantación\"
+hotline notice send -q --wait 10s --to CHL --severity high --title \"Wiper\"",
     ),
     (
         "notice show",

@@ -103,8 +103,47 @@ pub struct SendArgs {
     /// Print only the notice's id, for scripts: id=$(hotline notice send -q …).
     #[arg(long, short)]
     quiet: bool,
+    /// Wait up to this long (10s, 2m) for every recipient's signed receipt before returning, and
+    /// say who has not receipted by then; the notice stays in the outbox for them either way.
+    #[arg(long, value_parser = wait_span)]
+    wait: Option<std::time::Duration>,
     #[command(flatten)]
     conn: Conn,
+}
+
+/// `--wait`'s value: a duration such as 10s or 2m.
+fn wait_span(s: &str) -> Result<std::time::Duration, String> {
+    hotline::clock::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 10s or 2m"))
+}
+
+/// Reads `events` until each of `to` has receipted message `id`, or `wait`
+/// passes; returns the parties whose receipt came.
+async fn receipted(
+    events: &mut tonic::Streaming<hotline::proto::Event>,
+    id: &str,
+    to: &[String],
+    wait: std::time::Duration,
+) -> Vec<String> {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        while got.len() < to.len() {
+            match events.message().await {
+                Ok(Some(hotline::proto::Event {
+                    body: Some(hotline::proto::event::Body::ReceiptReceived(r)),
+                    ..
+                })) if r.message_id == id
+                    && to.iter().any(|t| t.eq_ignore_ascii_case(&r.from))
+                    && !got.contains(&r.from) =>
+                {
+                    got.push(r.from)
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    })
+    .await;
+    got
 }
 
 fn notice_from(args: &SendArgs) -> anyhow::Result<Notice> {
@@ -212,11 +251,26 @@ pub fn notice(cmd: NoticeCommand, out: Out) -> anyhow::Result<ExitCode> {
             NoticeCommand::Send(args) => {
                 let notice = notice_from(&args)?;
                 let mut client = args.conn.client().await?;
+                // Followed before sending, so no receipt can come before we listen.
+                let mut events = match args.wait {
+                    Some(_) => Some(
+                        client
+                            .watch_events(WatchEventsRequest {})
+                            .await
+                            .map_err(|s| rpc("WatchEvents", s))?
+                            .into_inner(),
+                    ),
+                    None => None,
+                };
                 let sent = client
                     .send_notice(SendNoticeRequest { notice: Some(notice) })
                     .await
                     .map_err(|s| rpc("SendNotice", s))?
                     .into_inner();
+                let waited = match (events.as_mut(), args.wait) {
+                    (Some(events), Some(wait)) => Some(receipted(events, &sent.id, &args.to, wait).await),
+                    _ => None,
+                };
                 // Recipients our node cannot reach now: said at once, not found later in its log.
                 let down: Vec<hotline::proto::PeerLink> = match client.status(StatusRequest {}).await {
                     Ok(status) => status
@@ -232,8 +286,20 @@ pub fn notice(cmd: NoticeCommand, out: Out) -> anyhow::Result<ExitCode> {
                     outln!("{}", sent.id);
                     return anyhow::Ok(ExitCode::SUCCESS);
                 }
-                let value = json!({"id": sent.id, "log_index": sent.log_index,
+                let pending: Vec<&String> = match &waited {
+                    Some(got) => args
+                        .to
+                        .iter()
+                        .filter(|t| !got.iter().any(|g| g.eq_ignore_ascii_case(t)))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let mut value = json!({"id": sent.id, "log_index": sent.log_index,
                                    "unreachable": down.iter().map(view::link_json).collect::<Vec<_>>()});
+                if let Some(got) = &waited {
+                    value["receipted"] = json!(got);
+                    value["not_receipted"] = json!(pending);
+                }
                 out.print(&value, || {
                     let mut t = format!(
                         "sent notice {} (log index {}); delivering to {}\n",
@@ -241,6 +307,19 @@ pub fn notice(cmd: NoticeCommand, out: Out) -> anyhow::Result<ExitCode> {
                         sent.log_index,
                         args.to.join(", ")
                     );
+                    if let (Some(got), Some(wait)) = (&waited, args.wait) {
+                        if !got.is_empty() {
+                            t += &format!("  signed receipt from {}\n", got.join(", "));
+                        }
+                        if !pending.is_empty() {
+                            let pending: Vec<&str> = pending.iter().map(|p| p.as_str()).collect();
+                            t += &format!(
+                                "  no receipt from {} within {}s\n",
+                                pending.join(", "),
+                                wait.as_secs_f64()
+                            );
+                        }
+                    }
                     for l in &down {
                         t += &format!(
                             "  {}; the notice waits in the outbox and goes when the link is back\n",
