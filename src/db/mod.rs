@@ -97,6 +97,26 @@ impl Connection {
         })
     }
 
+    /// Whether writes made with [`Statement::execute_later`] are held back
+    /// and sent together ahead of the next statement that needs an answer
+    /// (PostgreSQL; SQLite runs each at once, a call costing microseconds).
+    /// While on, a held-back write's error comes back from that later call.
+    /// Turning it off sends what is held back.
+    pub fn set_deferring(&self, on: bool) -> Result<()> {
+        match self {
+            Connection::Sqlite(_) => Ok(()),
+            Connection::Postgres(c) => c.set_deferring(on),
+        }
+    }
+
+    /// Drops the writes held back and stops deferring: the transaction they
+    /// belong to is being rolled back.
+    fn discard_deferred(&self) {
+        if let Connection::Postgres(c) = self {
+            c.discard_deferred();
+        }
+    }
+
     /// Whether this connection is to PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         matches!(self, Connection::Postgres(_))
@@ -121,8 +141,12 @@ impl<'c> Transaction<'c> {
         })
     }
 
-    /// Commits (or releases the savepoint).
+    /// Commits (or releases the savepoint), sending any writes held back
+    /// first; if they fail, the transaction rolls back.
     pub fn commit(self) -> Result<()> {
+        if self.savepoint.is_none() {
+            self.conn.set_deferring(false)?;
+        }
         self.done.set(true);
         match self.savepoint {
             None => self.conn.execute_batch("COMMIT"),
@@ -141,6 +165,9 @@ impl std::ops::Deref for Transaction<'_> {
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if !self.done.get() {
+            if self.savepoint.is_none() {
+                self.conn.discard_deferred();
+            }
             // Nothing to report: a failed rollback leaves the connection to fail its next call.
             let _ = match self.savepoint {
                 None => self.conn.execute_batch("ROLLBACK"),
@@ -155,7 +182,7 @@ pub enum Statement<'c> {
     /// SQLite's own, from its statement cache.
     Sqlite(rusqlite::CachedStatement<'c>),
     /// PostgreSQL's, prepared on the server.
-    Postgres(&'c PgConnection, ::postgres::Statement),
+    Postgres(&'c PgConnection, ::tokio_postgres::Statement),
 }
 
 impl Statement<'_> {
@@ -164,6 +191,15 @@ impl Statement<'_> {
         match self {
             Statement::Sqlite(s) => Ok(s.execute(&params.values()[..])?),
             Statement::Postgres(c, s) => c.execute(s, &params.values()),
+        }
+    }
+
+    /// Runs a write whose count the caller does not need; with deferring on
+    /// (see [`Connection::set_deferring`]) it may go later, with other writes.
+    pub fn execute_later(&mut self, params: impl Params) -> Result<()> {
+        match self {
+            Statement::Sqlite(s) => s.execute(&params.values()[..]).map(|_| ()).map_err(Error::from),
+            Statement::Postgres(c, s) => c.execute_later(s, &params.values()),
         }
     }
 
@@ -209,7 +245,7 @@ pub enum Rows<'s> {
     /// SQLite steps through its rows as they are read.
     Sqlite(rusqlite::Rows<'s>),
     /// PostgreSQL's rows, fetched.
-    Postgres(std::vec::IntoIter<::postgres::Row>),
+    Postgres(std::vec::IntoIter<::tokio_postgres::Row>),
 }
 
 impl Rows<'_> {
@@ -228,7 +264,7 @@ pub enum Row<'r> {
     /// A SQLite row.
     Sqlite(&'r rusqlite::Row<'r>),
     /// A PostgreSQL row.
-    Postgres(::postgres::Row),
+    Postgres(::tokio_postgres::Row),
 }
 
 impl Row<'_> {

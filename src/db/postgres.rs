@@ -2,27 +2,40 @@
 //! (`?N` placeholders, rusqlite values) run here unchanged, translated once
 //! when prepared and kept prepared on the server.
 //!
-//! The client is tokio-postgres through its blocking wrapper, with rustls
-//! for TLS. The wrapper runs its own small runtime, which cannot start on a
-//! thread already inside one, so a call made from async code runs on a
-//! scoped helper thread; the log's writer thread calls it directly.
+//! The client is tokio-postgres on a small runtime of its own, with rustls
+//! for TLS. Each statement is a round trip to the server, so the log's
+//! writer *defers* the writes whose outcome it does not need at once: they
+//! are queued and go out together, pipelined in one round trip, ahead of
+//! the next statement that needs an answer (a read, a count, the commit).
+//! The runtime cannot start on a thread already inside one, so a call made
+//! from async code runs on a scoped helper thread; the log's writer thread
+//! calls it directly.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::error::Error as StdError;
 
-use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
-use postgres::{Client, Row, Statement};
+use std::future::Future as _;
+use std::task::Poll;
+
+use futures_util::future::MaybeDone;
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, ToSqlOutput, Value, ValueRef};
+use tokio_postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
+use tokio_postgres::{Client, Row, Statement};
 
 use super::error::{Error, Result};
 
-/// One PostgreSQL session, with the statements it prepared.
+/// One PostgreSQL session, with the statements it prepared and the writes
+/// it holds back for the next round trip.
 pub struct PgConnection {
-    /// Always `Some` until dropped.
-    client: RefCell<Option<Client>>,
+    /// Always `Some` until dropped (the runtime drops after the client).
+    session: RefCell<Option<(Client, tokio::runtime::Runtime)>>,
     prepared: RefCell<HashMap<String, Statement>>,
+    /// Whether `execute_later` defers (see [`PgConnection::set_deferring`]).
+    deferring: Cell<bool>,
+    /// Writes waiting for the next round trip, in order.
+    pending: RefCell<Vec<(Statement, Vec<Value>)>>,
 }
 
 impl PgConnection {
@@ -37,18 +50,45 @@ impl PgConnection {
                 .with_no_client_auth();
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
         let url = url.to_owned();
-        let client = off_runtime(move || Client::connect(&url, tls)).map_err(closed)?;
+        let session = off_runtime(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Postgres(format!("cannot start the client's runtime: {e}")))?;
+            let (client, connection) = runtime.block_on(tokio_postgres::connect(&url, tls)).map_err(closed)?;
+            // Driven whenever the client waits on the runtime, which is every call.
+            runtime.spawn(connection);
+            Ok::<_, Error>((client, runtime))
+        })?;
         Ok(Self {
-            client: RefCell::new(Some(client)),
+            session: RefCell::new(Some(session)),
             prepared: RefCell::new(HashMap::new()),
+            deferring: Cell::new(false),
+            pending: RefCell::new(Vec::new()),
         })
     }
 
-    /// Runs `f` with the client, off any async runtime.
-    fn with<T: Send>(&self, f: impl FnOnce(&mut Client) -> T + Send) -> T {
-        let mut client = self.client.borrow_mut();
-        let client = client.as_mut().expect("a PostgreSQL client until dropped");
-        off_runtime(move || f(client))
+    /// Whether writes made with `execute_later` are held back for the next
+    /// round trip. A deferred write's error comes back from that later call,
+    /// and no earlier: the writer turns it on only where any failure means
+    /// running the batch again statement by statement. Turning it off sends
+    /// what is held back.
+    pub(super) fn set_deferring(&self, on: bool) -> Result<()> {
+        self.deferring.set(on);
+        if on { Ok(()) } else { self.flush() }
+    }
+
+    /// Drops the writes held back, and stops deferring.
+    pub(super) fn discard_deferred(&self) {
+        self.deferring.set(false);
+        self.pending.borrow_mut().clear();
+    }
+
+    /// Runs `f` with the client on its runtime, off any other runtime.
+    fn with<T: Send>(&self, f: impl AsyncFnOnce(&Client) -> T + Send) -> T {
+        let session = self.session.borrow();
+        let (client, runtime) = session.as_ref().expect("a PostgreSQL session until dropped");
+        off_runtime(move || runtime.block_on(f(client)))
     }
 
     pub(super) fn prepare(&self, sql: &str) -> Result<Statement> {
@@ -56,35 +96,93 @@ impl PgConnection {
             return Ok(s.clone());
         }
         let translated = translate(sql);
-        let statement = self.with(|c| c.prepare(&translated)).map_err(pg)?;
+        let statement = self.with(async |c| c.prepare(&translated).await).map_err(pg)?;
         self.prepared.borrow_mut().insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
 
     pub(super) fn execute(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<usize> {
-        let outputs = outputs(params)?;
-        let values = values(&outputs)?;
-        let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        Ok(self.with(|c| c.execute(s, &refs)).map_err(pg)? as usize)
+        let values = owned(params)?;
+        let pending = self.pending.take();
+        let (sent, done) = self.with(async |c| {
+            let binds = binds(&values);
+            let refs = refs(&binds);
+            tokio::join!(send(c, &pending), c.execute(s, &refs))
+        });
+        sent?;
+        Ok(done.map_err(pg)? as usize)
+    }
+
+    /// Runs a write whose count nobody reads: held back while deferring.
+    pub(super) fn execute_later(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<()> {
+        if !self.deferring.get() {
+            return self.execute(s, params).map(|_| ());
+        }
+        let values = owned(params)?;
+        self.pending.borrow_mut().push((s.clone(), values));
+        Ok(())
     }
 
     pub(super) fn query(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<Vec<Row>> {
-        let outputs = outputs(params)?;
-        let values = values(&outputs)?;
-        let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        self.with(|c| c.query(s, &refs)).map_err(pg)
+        let values = owned(params)?;
+        let pending = self.pending.take();
+        let (sent, rows) = self.with(async |c| {
+            let binds = binds(&values);
+            let refs = refs(&binds);
+            tokio::join!(send(c, &pending), c.query(s, &refs))
+        });
+        sent?;
+        rows.map_err(pg)
     }
 
     pub(super) fn batch(&self, sql: &str) -> Result<()> {
-        self.with(|c| c.batch_execute(sql)).map_err(pg)
+        self.flush()?;
+        self.with(async |c| c.batch_execute(sql).await).map_err(pg)
     }
+
+    /// Sends the writes held back, in one round trip.
+    fn flush(&self) -> Result<()> {
+        let pending = self.pending.take();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.with(async |c| send(c, &pending).await)
+    }
+}
+
+/// Runs the held-back writes pipelined: each is sent, in order, before any
+/// answer is awaited. The first failure among them, if any.
+async fn send(c: &Client, pending: &[(Statement, Vec<Value>)]) -> Result<()> {
+    let mut writes: Vec<_> = pending
+        .iter()
+        .map(|(s, values)| {
+            MaybeDone::Future(Box::pin(async move {
+                let binds = binds(values);
+                c.execute(s, &refs(&binds)).await
+            }))
+        })
+        .collect();
+    // Each first poll sends its request; polling them in order keeps the statements in order
+    // (join_all would hand a long list to an unordered set).
+    std::future::poll_fn(|cx| {
+        let mut ready = true;
+        for w in &mut writes {
+            ready &= std::pin::Pin::new(w).poll(cx).is_ready();
+        }
+        if ready { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    writes
+        .iter_mut()
+        .filter_map(|w| std::pin::Pin::new(w).take_output())
+        .try_for_each(|r| r.map(|_| ()).map_err(pg))
 }
 
 impl Drop for PgConnection {
     fn drop(&mut self) {
         // Closing the session blocks on the client's runtime too.
-        if let Some(client) = self.client.get_mut().take() {
-            off_runtime(move || drop(client));
+        if let Some(session) = self.session.get_mut().take() {
+            off_runtime(move || drop(session));
         }
     }
 }
@@ -143,7 +241,7 @@ fn translate(sql: &str) -> String {
     out
 }
 
-fn pg(e: postgres::Error) -> Error {
+fn pg(e: tokio_postgres::Error) -> Error {
     // A closed or failed socket, or the server ending the session (an
     // administrator, a shutdown: class 57; a connection failure: class 08).
     let ended = e
@@ -162,23 +260,30 @@ fn pg(e: postgres::Error) -> Error {
     }
 }
 
-fn closed(e: postgres::Error) -> Error {
+fn closed(e: tokio_postgres::Error) -> Error {
     Error::Closed(e.to_string())
 }
 
-fn outputs<'a>(params: &'a [&'a dyn ToSql]) -> Result<Vec<ToSqlOutput<'a>>> {
-    params.iter().map(|p| p.to_sql().map_err(Error::from)).collect()
-}
-
-fn values<'a>(outputs: &'a [ToSqlOutput<'a>]) -> Result<Vec<Param<'a>>> {
-    outputs
+/// The parameters as owned values, so held-back writes outlive their caller's borrows.
+fn owned(params: &[&dyn ToSql]) -> Result<Vec<Value>> {
+    params
         .iter()
-        .map(|o| match o {
-            ToSqlOutput::Borrowed(v) => Ok(Param(*v)),
-            ToSqlOutput::Owned(v) => Ok(Param(ValueRef::from(v))),
+        .map(|p| match p.to_sql()? {
+            ToSqlOutput::Borrowed(v) => Ok(v.into()),
+            ToSqlOutput::Owned(v) => Ok(v),
             _ => Err(Error::Postgres("unsupported parameter kind".into())),
         })
         .collect()
+}
+
+/// Values bound as PostgreSQL parameters.
+fn binds(values: &[Value]) -> Vec<Param<'_>> {
+    values.iter().map(|v| Param(ValueRef::from(v))).collect()
+}
+
+/// The bound values as the client takes them.
+fn refs<'a>(binds: &'a [Param<'a>]) -> Vec<&'a (dyn PgToSql + Sync)> {
+    binds.iter().map(|v| v as _).collect()
 }
 
 /// A SQLite value bound to a PostgreSQL parameter of whatever type the
@@ -222,7 +327,7 @@ pub(super) fn column<T: FromSql>(row: &Row, i: usize) -> Result<T> {
         .ok_or_else(|| Error::Postgres(format!("no column {i}")))?
         .type_()
         .clone();
-    let get_err = |e: postgres::Error| Error::Postgres(format!("column {i}: {e}"));
+    let get_err = |e: tokio_postgres::Error| Error::Postgres(format!("column {i}: {e}"));
     let value: Value = match ty {
         Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(get_err)?.map(Value::Integer),
         Type::INT4 => row

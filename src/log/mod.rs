@@ -33,7 +33,7 @@ use crate::keys::IdentityKey;
 use crate::own_keys::OwnKeys;
 use crate::store;
 use entry::Entry;
-use error::corrupt;
+use error::{corrupt, tree_error};
 use startup::{load_head, recheck_entries};
 use writer::{Checkpointer, Job, MAX_BATCH, Writer};
 
@@ -85,6 +85,16 @@ impl Log {
         }
         let head = load_head(&conn, dir, &key, &clock)?;
         recheck_entries(&conn, dir, head.size, recheck)?;
+        let frontier = tree::Frontier::at(head.size, &tree::DbHashes(&conn)).map_err(|e| tree_error(dir, e))?;
+        if frontier.root() != head.root {
+            return Err(corrupt(
+                dir,
+                format!(
+                    "the stored tree's right edge does not give the root of the checkpoint of size {}",
+                    head.size
+                ),
+            ));
+        }
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let (head_tx, head_rx) = watch::channel(head);
         let writer_dir = dir.to_owned();
@@ -100,6 +110,7 @@ impl Log {
                     clock,
                     dir: writer_dir,
                     head: head_tx,
+                    frontier,
                     repeats: crate::repeats::Repeats::new(std::time::Duration::from_secs(60)),
                     commit_seconds: observed,
                     _lock: lock,

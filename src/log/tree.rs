@@ -94,15 +94,59 @@ impl<R: HashReader> HashReader for CachedHashes<R> {
     }
 }
 
+/// Notes which stored hashes are read through it and answers with
+/// placeholders: a dry run of proofs learns what to fetch in one query.
+#[derive(Default)]
+pub struct Recorder(std::cell::RefCell<Vec<u64>>);
+
+impl Recorder {
+    /// The indexes read so far, each once.
+    pub fn indexes(&self) -> Vec<u64> {
+        let mut all = self.0.borrow().clone();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+}
+
+impl HashReader for Recorder {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        self.0.borrow_mut().extend_from_slice(indexes);
+        Ok(vec![tlog_tiles::EMPTY_HASH; indexes.len()])
+    }
+}
+
 /// The right edge of a tree being rebuilt entry by entry: the roots of its
 /// perfect subtrees, largest first. Yields the hashes a log must have stored.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Frontier {
     size: u64,
     stack: Vec<(u8, Hash)>,
 }
 
 impl Frontier {
+    /// The right edge of a stored tree of `size` entries, read from its
+    /// stored hashes in one call: the roots of its perfect subtrees.
+    pub fn at(size: u64, hashes: &impl HashReader) -> Result<Self, tlog_tiles::Error> {
+        let mut levels = Vec::new();
+        let mut indexes = Vec::new();
+        let mut start = 0u64;
+        for level in (0..64u8).rev().filter(|l| size >> l & 1 == 1) {
+            levels.push(level);
+            indexes.push(tlog_tiles::stored_hash_index(level, start >> level));
+            start += 1 << level;
+        }
+        let read = if indexes.is_empty() {
+            Vec::new()
+        } else {
+            hashes.read_hashes(&indexes)?
+        };
+        Ok(Self {
+            size,
+            stack: levels.into_iter().zip(read).collect(),
+        })
+    }
+
     /// Adds the next entry; returns the hashes it completes, in stored order
     /// (leaf hash first, then each new interior hash up the tree).
     pub fn push(&mut self, entry: &[u8]) -> Vec<Hash> {

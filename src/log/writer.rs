@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::db::Connection;
-use tlog_tiles::{Hash, prove_record, stored_hashes_for_record_hash, tree_hash};
+use tlog_tiles::{Hash, HashReader, prove_record};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint;
@@ -128,6 +128,9 @@ pub(crate) struct Writer {
     pub(crate) clock: crate::clock::Clock,
     pub(crate) dir: PathBuf,
     pub(crate) head: watch::Sender<Head>,
+    /// The right edge of the committed tree: each appended entry's stored
+    /// hashes and the new root come from it, with no read.
+    pub(crate) frontier: tree::Frontier,
     /// Failing batches (a full disk, say) are logged once a minute with a count.
     pub(crate) repeats: crate::repeats::Repeats,
     /// Observes how long each batch took to commit.
@@ -212,24 +215,39 @@ impl Writer {
     }
 
     /// One attempt at a batch. Without `isolate`, the first failing job
-    /// abandons the attempt (`JobFailed`) and nothing is committed.
+    /// abandons the attempt (`JobFailed`) and nothing is committed; the
+    /// attempt's writes are held back (on PostgreSQL) and sent together.
     fn run_batch(&mut self, jobs: &[Job], isolate: bool) -> Result<Batch, LogError> {
+        let before = self.frontier.clone();
+        let outcome = self.try_batch(jobs, isolate);
+        if !matches!(outcome, Ok(Batch::Committed { .. })) {
+            self.frontier = before;
+        }
+        outcome
+    }
+
+    fn try_batch(&mut self, jobs: &[Job], isolate: bool) -> Result<Batch, LogError> {
         let db = self.dir.join(store::DB_FILE);
         let start_size = self.head.borrow().size;
         let tx = self.conn.transaction().at(&db)?;
+        if !isolate {
+            tx.set_deferring(true).at(&db)?;
+        }
         let mut size = start_size;
         // Each job's first index (or why it failed) and its proof.
         let mut results: Vec<(Result<u64, LogError>, Vec<Hash>)> = Vec::with_capacity(jobs.len());
         for job in jobs {
             let result = if isolate {
                 let sp = tx.savepoint().at(&db)?;
-                let result = append_job(&sp, &db, size, job);
-                if result.is_ok() {
-                    sp.commit().at(&db)?;
+                let before = self.frontier.clone();
+                let result = append_job(&sp, &db, size, job, &mut self.frontier);
+                match result {
+                    Ok(_) => sp.commit().at(&db)?,
+                    Err(_) => self.frontier = before,
                 }
                 result
             } else {
-                append_job(&tx, &db, size, job)
+                append_job(&tx, &db, size, job, &mut self.frontier)
             };
             match result {
                 Ok(_) => size += job.entries.len() as u64,
@@ -238,23 +256,20 @@ impl Writer {
             }
             results.push((result, Vec::new()));
         }
+        // The held-back writes go now: one that fails is some job's, found by the isolated attempt.
+        if tx.set_deferring(false).is_err() && !isolate {
+            return Ok(Batch::JobFailed);
+        }
         if size == start_size {
             tx.commit().at(&db)?;
             return Ok(Batch::Committed { head: None, results });
         }
-        let root = tree_hash(size, &DbHashes(&tx)).map_err(|e| tree_error(&self.dir, e))?;
+        let root = self.frontier.root();
         let note = checkpoint::sign(&signing_keys(&self.key, self.clock.now())?, size, root)?;
         tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(crate::db::params![size as i64, note]))
             .at(&db)?;
-        {
-            let hashes = tree::CachedHashes::new(DbHashes(&tx));
-            for (job, (result, proof)) in jobs.iter().zip(&mut results) {
-                if let (Ok(first), true) = (result.as_ref(), job.want_proof) {
-                    *proof = prove_record(size, *first, &hashes).map_err(|e| tree_error(&self.dir, e))?;
-                }
-            }
-        }
+        prove(&tx, size, jobs, &mut results).map_err(|e| tree_error(&self.dir, e))?;
         tx.commit().at(&db)?;
         Ok(Batch::Committed {
             head: Some(Head {
@@ -267,6 +282,36 @@ impl Writer {
     }
 }
 
+/// The inclusion proofs the batch's jobs asked for, at tree size `size`,
+/// with the stored hashes they need read in one query.
+fn prove(
+    c: &Connection,
+    size: u64,
+    jobs: &[Job],
+    results: &mut [(Result<u64, LogError>, Vec<Hash>)],
+) -> Result<(), tlog_tiles::Error> {
+    let wanted = |results: &[(Result<u64, LogError>, Vec<Hash>)]| {
+        jobs.iter()
+            .zip(results)
+            .filter(|(job, _)| job.want_proof)
+            .filter_map(|(_, (r, _))| r.as_ref().ok().copied())
+            .collect::<Vec<u64>>()
+    };
+    // A first pass over placeholder hashes learns which hashes the proofs read, a
+    // second computes them from what one query fetched.
+    let asked = tree::Recorder::default();
+    for first in wanted(results) {
+        prove_record(size, first, &asked)?;
+    }
+    let hashes = tree::CachedHashes::new(DbHashes(c));
+    hashes.read_hashes(&asked.indexes())?;
+    for (job, (result, proof)) in jobs.iter().zip(results.iter_mut()) {
+        if let (Ok(first), true) = (result.as_ref(), job.want_proof) {
+            *proof = prove_record(size, *first, &hashes)?;
+        }
+    }
+    Ok(())
+}
 /// How one attempt at a batch ended.
 enum Batch {
     /// Committed: the new head (none if nothing was appended), and each
@@ -279,8 +324,9 @@ enum Batch {
     JobFailed,
 }
 
-/// Applies one job: its state change, then its entries and their tree hashes.
-fn append_job(c: &Connection, db: &Path, size: u64, job: &Job) -> Result<u64, LogError> {
+/// Applies one job: its state change, then its entries and their tree
+/// hashes (from `frontier`, which takes the entries).
+fn append_job(c: &Connection, db: &Path, size: u64, job: &Job, frontier: &mut tree::Frontier) -> Result<u64, LogError> {
     if let Some(change) = &job.change {
         change(c, size)?;
     }
@@ -296,18 +342,19 @@ fn append_job(c: &Connection, db: &Path, size: u64, job: &Job) -> Result<u64, Lo
                 bytes: entry.data.len(),
             });
         }
-        let hashes = stored_hashes_for_record_hash(n, tlog_tiles::record_hash(&entry.data), &DbHashes(c))
-            .map_err(|e| corrupt(db, format!("stored tree: {e}")))?;
-        insert_entry.execute(crate::db::params![n as i64, entry.data]).at(db)?;
+        let hashes = frontier.push_leaf(tlog_tiles::record_hash(&entry.data));
+        insert_entry
+            .execute_later(crate::db::params![n as i64, entry.data])
+            .at(db)?;
         if let Some(envelope) = &entry.envelope {
             c.prepare_cached("INSERT INTO envelopes (idx, data) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute(crate::db::params![n as i64, envelope]))
+                .and_then(|mut s| s.execute_later(crate::db::params![n as i64, envelope]))
                 .at(db)?;
         }
         let base = tlog_tiles::stored_hash_index(0, n);
         for (i, h) in hashes.iter().enumerate() {
             insert_hash
-                .execute(crate::db::params![(base + i as u64) as i64, &h.0[..]])
+                .execute_later(crate::db::params![(base + i as u64) as i64, &h.0[..]])
                 .at(db)?;
         }
     }

@@ -207,7 +207,7 @@ pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> Resu
             "INSERT INTO messages (id, kind, direction, sender, thread, payload_sha256, log_index, created_ms, exercise) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
-        .execute(params![
+        .execute_later(params![
             m.id,
             m.kind.as_str(),
             m.direction.as_str(),
@@ -220,7 +220,7 @@ pub fn insert_message(c: &Connection, m: &StoredMessage, log_index: u64) -> Resu
         ]);
     match inserted {
         Err(e) if e.is_unique_violation() => Err(StateError::Duplicate(format!("message {}", m.id))),
-        other => other.map(|_| ()).map_err(StateError::from),
+        other => other.map_err(StateError::from),
     }
 }
 
@@ -229,7 +229,7 @@ pub fn enqueue(c: &Connection, message_id: &str, party: &str, now_ms: i64) -> Re
     c.prepare_cached(
         "INSERT INTO outbox (message_id, party, next_attempt_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?
-    .execute(params![message_id, party, now_ms])?;
+    .execute_later(params![message_id, party, now_ms])?;
     Ok(())
 }
 
@@ -302,15 +302,15 @@ pub fn record_receipt(
     entry_index: u64,
 ) -> Result<(), StateError> {
     c.prepare_cached("DELETE FROM outbox WHERE message_id = ?1 AND party = ?2")?
-        .execute(params![message_id, party])?;
-    let n = c
-        .prepare_cached(
-            "INSERT INTO receipts (message_id, party, log_index, entry_index) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![message_id, party, log_index as i64, entry_index as i64])?;
-    match n {
-        1 => Ok(()),
-        _ => Err(StateError::Duplicate(format!("receipt of {message_id} from {party}"))),
+        .execute_later(params![message_id, party])?;
+    let inserted = c
+        .prepare_cached("INSERT INTO receipts (message_id, party, log_index, entry_index) VALUES (?1, ?2, ?3, ?4)")?
+        .execute_later(params![message_id, party, log_index as i64, entry_index as i64]);
+    match inserted {
+        Err(e) if e.is_unique_violation() => {
+            Err(StateError::Duplicate(format!("receipt of {message_id} from {party}")))
+        }
+        other => other.map_err(StateError::from),
     }
 }
 
@@ -362,7 +362,7 @@ pub fn outbox_counts(c: &Connection) -> crate::db::Result<Vec<(String, u64)>> {
 /// Keeps a norm event for status and threads.
 pub fn insert_norm_event(c: &Connection, log_index: u64, e: &NormEvent) -> Result<(), StateError> {
     c.prepare_cached("INSERT INTO norm_events (log_index, message_id, event) VALUES (?1, ?2, ?3)")?
-        .execute(params![log_index as i64, e.message_id, e.encode_to_vec()])?;
+        .execute_later(params![log_index as i64, e.message_id, e.encode_to_vec()])?;
     Ok(())
 }
 
@@ -383,7 +383,7 @@ pub fn comm_check_ok(c: &Connection, party: &str, at_ms: i64) -> Result<(), Stat
     c.prepare_cached(
         "INSERT INTO comm_checks (party, last_ok_ms) VALUES (?1, ?2) ON CONFLICT (party) DO UPDATE SET last_ok_ms = ?2",
     )?
-    .execute(params![party, at_ms])?;
+    .execute_later(params![party, at_ms])?;
     Ok(())
 }
 
@@ -404,7 +404,7 @@ pub fn last_witnessed(c: &Connection, party: &str) -> crate::db::Result<Option<(
 /// Keeps a witnessed checkpoint; one of that size kept already stays.
 pub fn insert_witnessed(c: &Connection, party: &str, size: u64, note: &[u8]) -> Result<(), StateError> {
     c.prepare_cached("INSERT INTO witnessed (party, size, note) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
-        .execute(params![party, size as i64, note])?;
+        .execute_later(params![party, size as i64, note])?;
     Ok(())
 }
 
