@@ -97,15 +97,32 @@ impl Connection {
         })
     }
 
-    /// Whether writes made with [`Statement::execute_later`] are held back
-    /// and sent together ahead of the next statement that needs an answer
-    /// (PostgreSQL; SQLite runs each at once, a call costing microseconds).
-    /// While on, a held-back write's error comes back from that later call.
-    /// Turning it off sends what is held back.
+    /// Whether writes made with [`Statement::execute_later`], and `BEGIN`,
+    /// are held back and sent together ahead of the next statement that
+    /// needs an answer, or with the commit (PostgreSQL; SQLite runs each at
+    /// once, a call costing microseconds). While on, a held-back write's
+    /// error comes back from that later call. The commit ends it; turning it
+    /// off sends what is held back.
     pub fn set_deferring(&self, on: bool) -> Result<()> {
         match self {
             Connection::Sqlite(_) => Ok(()),
             Connection::Postgres(c) => c.set_deferring(on),
+        }
+    }
+
+    /// Inserts rows of an integer key and bytes into `table (key, column)`:
+    /// on PostgreSQL one statement for them all (held back while deferring),
+    /// on SQLite a prepared insert each.
+    pub fn insert_rows(&self, table: &str, key: &str, column: &str, keys: Vec<i64>, blobs: Vec<Vec<u8>>) -> Result<()> {
+        match self {
+            Connection::Sqlite(c) => {
+                let mut s = c.prepare_cached(&format!("INSERT INTO {table} ({key}, {column}) VALUES (?1, ?2)"))?;
+                for (k, b) in keys.iter().zip(&blobs) {
+                    s.execute(rusqlite::params![k, b])?;
+                }
+                Ok(())
+            }
+            Connection::Postgres(c) => c.insert_rows(table, key, column, keys, blobs),
         }
     }
 
@@ -141,12 +158,10 @@ impl<'c> Transaction<'c> {
         })
     }
 
-    /// Commits (or releases the savepoint), sending any writes held back
-    /// first; if they fail, the transaction rolls back.
+    /// Commits (or releases the savepoint). Writes held back go with the
+    /// commit; if one fails, the transaction rolls back and its error is
+    /// returned.
     pub fn commit(self) -> Result<()> {
-        if self.savepoint.is_none() {
-            self.conn.set_deferring(false)?;
-        }
         self.done.set(true);
         match self.savepoint {
             None => self.conn.execute_batch("COMMIT"),

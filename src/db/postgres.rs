@@ -34,8 +34,8 @@ pub struct PgConnection {
     prepared: RefCell<HashMap<String, Statement>>,
     /// Whether `execute_later` defers (see [`PgConnection::set_deferring`]).
     deferring: Cell<bool>,
-    /// Writes waiting for the next round trip, in order.
-    pending: RefCell<Vec<(Statement, Vec<Value>)>>,
+    /// Statements waiting for the next round trip, in order.
+    pending: RefCell<Vec<Held>>,
 }
 
 impl PgConnection {
@@ -119,8 +119,31 @@ impl PgConnection {
             return self.execute(s, params).map(|_| ());
         }
         let values = owned(params)?;
-        self.pending.borrow_mut().push((s.clone(), values));
+        self.pending.borrow_mut().push(Held::Write(s.clone(), values));
         Ok(())
+    }
+
+    /// Inserts rows of an integer key and bytes into `table (key, column)`
+    /// in one statement (`unnest` of two arrays); held back while deferring.
+    pub(super) fn insert_rows(
+        &self,
+        table: &str,
+        key: &str,
+        column: &str,
+        keys: Vec<i64>,
+        blobs: Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let s = self.prepare(&format!(
+            "INSERT INTO {table} ({key}, {column}) SELECT * FROM unnest($1::bigint[], $2::bytea[])"
+        ))?;
+        let held = Held::Rows(s, keys, blobs);
+        if self.deferring.get() {
+            self.pending.borrow_mut().push(held);
+            return Ok(());
+        }
+        let mut pending = self.pending.take();
+        pending.push(held);
+        self.with(async |c| send(c, &pending).await)
     }
 
     pub(super) fn query(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<Vec<Row>> {
@@ -135,9 +158,21 @@ impl PgConnection {
         rows.map_err(pg)
     }
 
+    /// Runs statements without parameters. While deferring, transaction
+    /// control (`BEGIN`) is held back with the writes; `COMMIT` goes with
+    /// what is held back, in one round trip, and ends the deferring.
     pub(super) fn batch(&self, sql: &str) -> Result<()> {
-        self.flush()?;
-        self.with(async |c| c.batch_execute(sql).await).map_err(pg)
+        if self.deferring.get() {
+            if sql != "COMMIT" {
+                self.pending.borrow_mut().push(Held::Simple(sql.to_owned()));
+                return Ok(());
+            }
+            self.deferring.set(false);
+        }
+        let pending = self.pending.take();
+        let (sent, done) = self.with(async |c| tokio::join!(send(c, &pending), c.batch_execute(sql)));
+        sent?;
+        done.map_err(pg)
     }
 
     /// Sends the writes held back, in one round trip.
@@ -150,32 +185,51 @@ impl PgConnection {
     }
 }
 
-/// Runs the held-back writes pipelined: each is sent, in order, before any
-/// answer is awaited. The first failure among them, if any.
-async fn send(c: &Client, pending: &[(Statement, Vec<Value>)]) -> Result<()> {
-    let mut writes: Vec<_> = pending
+/// A statement held back for the next round trip.
+enum Held {
+    /// Transaction control, sent as a simple query.
+    Simple(String),
+    /// A prepared write and its values.
+    Write(Statement, Vec<Value>),
+    /// A prepared insert of many rows, its two columns as arrays.
+    Rows(Statement, Vec<i64>, Vec<Vec<u8>>),
+}
+
+/// Runs the held-back statements pipelined: each is sent, in order, before
+/// any answer is awaited. The first failure among them, if any.
+async fn send(c: &Client, pending: &[Held]) -> Result<()> {
+    let mut sent: Vec<_> = pending
         .iter()
-        .map(|(s, values)| {
+        .map(|held| {
             MaybeDone::Future(Box::pin(async move {
-                let binds = binds(values);
-                c.execute(s, &refs(&binds)).await
+                match held {
+                    Held::Simple(sql) => c.batch_execute(sql).await,
+                    Held::Write(s, values) => {
+                        let binds = binds(values);
+                        c.execute(s, &refs(&binds)).await.map(|_| ())
+                    }
+                    Held::Rows(s, keys, blobs) => c.execute(s, &[keys, blobs]).await.map(|_| ()),
+                }
             }))
         })
         .collect();
-    // Each first poll sends its request; polling them in order keeps the statements in order
-    // (join_all would hand a long list to an unordered set).
+    // Each first poll sends its request, so one pass in order sends them all, in order; the
+    // answers come back in the same order, and are awaited one after another.
     std::future::poll_fn(|cx| {
-        let mut ready = true;
-        for w in &mut writes {
-            ready &= std::pin::Pin::new(w).poll(cx).is_ready();
+        for s in &mut sent {
+            let _ = std::pin::Pin::new(s).poll(cx);
         }
-        if ready { Poll::Ready(()) } else { Poll::Pending }
+        Poll::Ready(())
     })
     .await;
-    writes
-        .iter_mut()
-        .filter_map(|w| std::pin::Pin::new(w).take_output())
-        .try_for_each(|r| r.map(|_| ()).map_err(pg))
+    let mut first_error = None;
+    for s in &mut sent {
+        (&mut *s).await;
+        if let Some(Err(e)) = std::pin::Pin::new(s).take_output() {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), |e| Err(pg(e)))
 }
 
 impl Drop for PgConnection {

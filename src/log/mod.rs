@@ -101,6 +101,8 @@ impl Log {
         let commit_seconds = crate::metrics::log_commit_histogram();
         let checkpoint_failures = prometheus_client::metrics::counter::Counter::default();
         let observed = commit_seconds.clone();
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = commits.clone();
         let writer = std::thread::Builder::new()
             .name("hotline-log-writer".into())
             .spawn(move || {
@@ -113,6 +115,7 @@ impl Log {
                     frontier,
                     repeats: crate::repeats::Repeats::new(std::time::Duration::from_secs(60)),
                     commit_seconds: observed,
+                    commits: counted,
                     _lock: lock,
                 }
                 .run(rx)
@@ -123,7 +126,7 @@ impl Log {
             jobs,
             head: head_rx,
             writer: Mutex::new(Some(writer)),
-            checkpointer: Checkpointer::start(dir, checkpoint_failures.clone())?,
+            checkpointer: Checkpointer::start(dir, checkpoint_failures.clone(), commits)?,
             checkpoint_failures,
             commit_seconds,
             held: watch::Sender::new(false),

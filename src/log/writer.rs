@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::db::Connection;
 use tlog_tiles::{Hash, HashReader, prove_record};
@@ -71,7 +72,13 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the checkpointer of the store in `dir`, counting its failed rounds in `failures`.
-    pub(crate) fn start(dir: &Path, failures: prometheus_client::metrics::counter::Counter) -> Result<Self, LogError> {
+    /// A round runs only when `commits` (the writer's count) has moved since the last: an idle
+    /// node, or one of many on a machine, costs nothing between its commits.
+    pub(crate) fn start(
+        dir: &Path,
+        failures: prometheus_client::metrics::counter::Counter,
+        commits: Arc<AtomicU64>,
+    ) -> Result<Self, LogError> {
         if store::postgres_url(dir)?.is_some() {
             // PostgreSQL manages its own write-ahead log.
             return Ok(Self {
@@ -87,7 +94,13 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("hotline-log-checkpointer".into())
             .spawn(move || {
+                let mut done_through = 0;
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                    let committed = commits.load(Ordering::Relaxed);
+                    if committed == done_through {
+                        continue;
+                    }
+                    done_through = committed;
                     // PASSIVE never blocks the writer or readers; frames it cannot copy yet wait for the next round.
                     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<i64>(0));
                     if let Err(e) = done {
@@ -133,6 +146,8 @@ pub(crate) struct Writer {
     pub(crate) frontier: tree::Frontier,
     /// Failing batches (a full disk, say) are logged once a minute with a count.
     pub(crate) repeats: crate::repeats::Repeats,
+    /// Counts the batches committed, for the checkpointer.
+    pub(crate) commits: Arc<AtomicU64>,
     /// Observes how long each batch took to commit.
     pub(crate) commit_seconds: prometheus_client::metrics::histogram::Histogram,
     /// The data directory's lock, if the node took one: released only when
@@ -169,6 +184,7 @@ impl Writer {
             other => other,
         };
         self.commit_seconds.observe(started.elapsed().as_secs_f64());
+        self.commits.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(Batch::Committed { head, results }) => {
                 let head = head.unwrap_or_else(|| self.head.borrow().clone());
@@ -229,25 +245,31 @@ impl Writer {
     fn try_batch(&mut self, jobs: &[Job], isolate: bool) -> Result<Batch, LogError> {
         let db = self.dir.join(store::DB_FILE);
         let start_size = self.head.borrow().size;
+        // Without isolation, the attempt's statements go to PostgreSQL in two round trips: the
+        // writes with the proofs' read, then the commit. A failure among them is some job's,
+        // found by the isolated attempt.
+        self.conn.set_deferring(!isolate).at(&db)?;
         let tx = self.conn.transaction().at(&db)?;
-        if !isolate {
-            tx.set_deferring(true).at(&db)?;
-        }
+        let failed = |e: LogError| if isolate { Err(e) } else { Ok(Batch::JobFailed) };
         let mut size = start_size;
         // Each job's first index (or why it failed) and its proof.
         let mut results: Vec<(Result<u64, LogError>, Vec<Hash>)> = Vec::with_capacity(jobs.len());
+        // The entries, envelopes and hashes of the jobs applied, written together.
+        let mut rows = Rows::default();
         for job in jobs {
             let result = if isolate {
                 let sp = tx.savepoint().at(&db)?;
                 let before = self.frontier.clone();
-                let result = append_job(&sp, &db, size, job, &mut self.frontier);
+                let mut own = Rows::default();
+                let result = append_job(&sp, size, job, &mut self.frontier, &mut own)
+                    .and_then(|first| own.write(&sp).at(&db).map(|_| first).map_err(LogError::from));
                 match result {
                     Ok(_) => sp.commit().at(&db)?,
                     Err(_) => self.frontier = before,
                 }
                 result
             } else {
-                append_job(&tx, &db, size, job, &mut self.frontier)
+                append_job(&tx, size, job, &mut self.frontier, &mut rows)
             };
             match result {
                 Ok(_) => size += job.entries.len() as u64,
@@ -256,21 +278,26 @@ impl Writer {
             }
             results.push((result, Vec::new()));
         }
-        // The held-back writes go now: one that fails is some job's, found by the isolated attempt.
-        if tx.set_deferring(false).is_err() && !isolate {
-            return Ok(Batch::JobFailed);
+        if let Err(e) = rows.write(&tx).at(&db) {
+            return failed(e.into());
         }
         if size == start_size {
-            tx.commit().at(&db)?;
+            if let Err(e) = tx.commit().at(&db) {
+                return failed(e.into());
+            }
             return Ok(Batch::Committed { head: None, results });
         }
         let root = self.frontier.root();
         let note = checkpoint::sign(&signing_keys(&self.key, self.clock.now())?, size, root)?;
         tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(crate::db::params![size as i64, note]))
+            .and_then(|mut s| s.execute_later(crate::db::params![size as i64, note]))
             .at(&db)?;
-        prove(&tx, size, jobs, &mut results).map_err(|e| tree_error(&self.dir, e))?;
-        tx.commit().at(&db)?;
+        if let Err(e) = prove(&tx, size, jobs, &mut results) {
+            return failed(tree_error(&self.dir, e));
+        }
+        if let Err(e) = tx.commit().at(&db) {
+            return failed(e.into());
+        }
         Ok(Batch::Committed {
             head: Some(Head {
                 size,
@@ -325,38 +352,59 @@ enum Batch {
 }
 
 /// Applies one job: its state change, then its entries and their tree
-/// hashes (from `frontier`, which takes the entries).
-fn append_job(c: &Connection, db: &Path, size: u64, job: &Job, frontier: &mut tree::Frontier) -> Result<u64, LogError> {
+/// hashes (from `frontier`, which takes the entries), as rows to write.
+fn append_job(
+    c: &Connection,
+    size: u64,
+    job: &Job,
+    frontier: &mut tree::Frontier,
+    rows: &mut Rows,
+) -> Result<u64, LogError> {
     if let Some(change) = &job.change {
         change(c, size)?;
     }
-    let mut insert_entry = c
-        .prepare_cached("INSERT INTO entries (idx, data) VALUES (?1, ?2)")
-        .at(db)?;
-    let mut insert_hash = c
-        .prepare_cached("INSERT INTO hashes (idx, hash) VALUES (?1, ?2)")
-        .at(db)?;
     for (n, entry) in (size..).zip(&job.entries) {
         if entry.data.len() > MAX_ENTRY_BYTES {
             return Err(LogError::TooLarge {
                 bytes: entry.data.len(),
             });
         }
-        let hashes = frontier.push_leaf(tlog_tiles::record_hash(&entry.data));
-        insert_entry
-            .execute_later(crate::db::params![n as i64, entry.data])
-            .at(db)?;
+        rows.entries.0.push(n as i64);
+        rows.entries.1.push(entry.data.clone());
         if let Some(envelope) = &entry.envelope {
-            c.prepare_cached("INSERT INTO envelopes (idx, data) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute_later(crate::db::params![n as i64, envelope]))
-                .at(db)?;
+            rows.envelopes.0.push(n as i64);
+            rows.envelopes.1.push(envelope.clone());
         }
         let base = tlog_tiles::stored_hash_index(0, n);
-        for (i, h) in hashes.iter().enumerate() {
-            insert_hash
-                .execute_later(crate::db::params![(base + i as u64) as i64, &h.0[..]])
-                .at(db)?;
+        for (i, h) in (0..).zip(frontier.push_leaf(tlog_tiles::record_hash(&entry.data))) {
+            rows.hashes.0.push((base + i) as i64);
+            rows.hashes.1.push(h.0.to_vec());
         }
     }
     Ok(size)
+}
+
+/// Rows of the log's tables: each table's keys and values.
+#[derive(Default)]
+struct Rows {
+    entries: (Vec<i64>, Vec<Vec<u8>>),
+    envelopes: (Vec<i64>, Vec<Vec<u8>>),
+    hashes: (Vec<i64>, Vec<Vec<u8>>),
+}
+
+impl Rows {
+    /// Writes the rows, a statement per table on PostgreSQL (held back
+    /// with the batch's other writes while it defers).
+    fn write(self, c: &Connection) -> crate::db::Result<()> {
+        for (table, column, (keys, values)) in [
+            ("entries", "data", self.entries),
+            ("envelopes", "data", self.envelopes),
+            ("hashes", "hash", self.hashes),
+        ] {
+            if !keys.is_empty() {
+                c.insert_rows(table, "idx", column, keys, values)?;
+            }
+        }
+        Ok(())
+    }
 }
