@@ -378,6 +378,61 @@ async fn a_refused_state_change_leaves_the_rest_of_its_batch_intact() {
     assert_eq!(v["entries"], 160);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_by_the_database_refuses_only_its_own_append() {
+    let (dir, log, key) = common::temp_log();
+    let log = std::sync::Arc::new(log);
+    let write = |party: String| {
+        move |c: &Connection| {
+            c.prepare_cached("INSERT INTO comm_checks (party, last_ok_ms) VALUES (?1, 0)")?
+                .execute_later([&party])
+        }
+    };
+    let taken = write("TAKEN".into());
+    log.append_with(vec![common::entry("first")], Box::new(move |c, _| Ok(taken(c)?)), false)
+        .await
+        .unwrap();
+    // Writes whose outcome nobody reads at once: on PostgreSQL they are held back and sent with the
+    // batch, so a key already taken is found only there, after the other jobs' writes.
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let (own, again) = (write(format!("P{i}")), write("TAKEN".into()));
+                let change = Box::new(move |c: &Connection, _| {
+                    own(c)?;
+                    if i % 5 == 0 {
+                        again(c)?;
+                    }
+                    Ok(())
+                });
+                log.append_with(vec![common::entry(&format!("entry {i}"))], change, true)
+                    .await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let appended = task.await.unwrap();
+        assert_eq!(appended.is_ok(), i % 5 != 0, "append {i}: {appended:?}");
+    }
+    let log = std::sync::Arc::try_unwrap(log).ok().unwrap();
+    log.close();
+    let conn = db(&dir);
+    let rows: Vec<String> = conn
+        .prepare("SELECT party FROM comm_checks WHERE party <> 'TAKEN' ORDER BY CAST(substr(party, 2) AS INTEGER)")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<String> = (0..100).filter(|i| i % 5 != 0).map(|i| format!("P{i}")).collect();
+    assert_eq!(rows, expected);
+    std::fs::write(dir.path().join("identity.pub"), format!("{}\n", key.verifier())).unwrap();
+    let (ok, v) = verify(&dir);
+    assert!(ok, "{v}");
+    assert_eq!(v["entries"], 81);
+}
+
 /// A log whose entry 1 records a signed envelope of about `bytes` bytes,
 /// under an adopted agreement so that its signature is checked.
 fn log_with_envelope_of(bytes: usize) -> (tempfile::TempDir, hotline::keys::IdentityKey) {
