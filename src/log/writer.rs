@@ -100,9 +100,15 @@ impl Checkpointer {
                     if committed == done_through {
                         continue;
                     }
-                    done_through = committed;
-                    // PASSIVE never blocks the writer or readers; frames it cannot copy yet wait for the next round.
-                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<i64>(0));
+                    // PASSIVE never blocks the writer or readers; frames it cannot copy yet, or a
+                    // round that failed, wait for the next round.
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<i64>(1)?, r.get::<i64>(2)?))
+                    });
+                    match done {
+                        Ok((in_wal, copied)) if copied >= in_wal => done_through = committed,
+                        _ => {}
+                    }
                     if let Err(e) = done {
                         failures.inc();
                         let error = e.to_string();
