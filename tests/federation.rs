@@ -190,12 +190,16 @@ async fn a_recipient_down_for_a_while_receives_everything_once_back_without_dupl
         ids.iter().all(|id| receipted_by(c, 0, id) == ["CHL"])
     })
     .await;
-    let received = c
-        .log_lines(1)
-        .iter()
-        .filter(|l| l.starts_with("received from PER: notice"))
-        .count();
-    assert_eq!(received, 5, "each notice logged once at CHL");
+    // Counted by id: the clock advanced to force the retries may also have run out CHL's
+    // acknowledgement clocks, and PER's escalations are notices of their own.
+    let lines = c.log_lines(1);
+    for id in &ids {
+        let received = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("received from PER: notice {id} ")))
+            .count();
+        assert_eq!(received, 1, "notice {id} logged once at CHL: {lines:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
