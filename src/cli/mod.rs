@@ -18,6 +18,7 @@ mod files;
 mod keygen;
 mod manual;
 mod node;
+mod notice;
 mod ops;
 mod reconcile;
 mod report;
@@ -56,7 +57,7 @@ enum Command {
     Restore(backup::RestoreArgs),
     /// Send or show notices.
     #[command(subcommand)]
-    Notice(ops::NoticeCommand),
+    Notice(notice::NoticeCommand),
     /// List notices sent and received; --follow streams new events.
     Inbox(ops::InboxArgs),
     /// Respond to a received notice.
@@ -128,7 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => node::serve(args),
         Command::Backup(args) => backup::backup(args, out),
         Command::Restore(args) => backup::restore(args, out),
-        Command::Notice(cmd) => ops::notice(cmd, out),
+        Command::Notice(cmd) => notice::notice(cmd, out),
         Command::Inbox(args) => ops::inbox(args, out),
         Command::Respond(args) => ops::respond(args, out),
         Command::Acknowledge(args) => ops::acknowledge(args, out),
