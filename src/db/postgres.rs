@@ -103,24 +103,35 @@ impl PgConnection {
 
     pub(super) fn execute(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<usize> {
         let values = owned(params)?;
-        let pending = self.pending.take();
-        let (sent, done) = self.with(async |c| {
+        let done = self.after_pending(async |c| {
             let binds = binds(&values);
-            let refs = refs(&binds);
-            tokio::join!(send(c, &pending), c.execute(s, &refs))
-        });
-        sent?;
-        Ok(done.map_err(pg)? as usize)
+            c.execute(s, &refs(&binds)).await
+        })?;
+        Ok(done as usize)
     }
 
     /// Runs a write whose count nobody reads: held back while deferring.
     pub(super) fn execute_later(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<()> {
-        if !self.deferring.get() {
-            return self.execute(s, params).map(|_| ());
-        }
-        let values = owned(params)?;
-        self.pending.borrow_mut().push(Held::Write(s.clone(), values));
-        Ok(())
+        self.hold(Held::Write(s.clone(), owned(params)?))
+    }
+
+    /// Holds `held` back for the next round trip, or sends it now with
+    /// what is held back when not deferring.
+    fn hold(&self, held: Held) -> Result<()> {
+        self.pending.borrow_mut().push(held);
+        if self.deferring.get() { Ok(()) } else { self.flush() }
+    }
+
+    /// Runs `op` in one round trip with the statements held back, which
+    /// go first; the first of their failures, if any, else `op`'s outcome.
+    fn after_pending<T: Send>(
+        &self,
+        op: impl AsyncFnOnce(&Client) -> std::result::Result<T, tokio_postgres::Error> + Send,
+    ) -> Result<T> {
+        let pending = self.pending.take();
+        let (sent, done) = self.with(async |c| tokio::join!(send(c, &pending), op(c)));
+        sent?;
+        done.map_err(pg)
     }
 
     /// Inserts rows of an integer key and bytes into `table (key, column)`
@@ -136,26 +147,15 @@ impl PgConnection {
         let s = self.prepare(&format!(
             "INSERT INTO {table} ({key}, {column}) SELECT * FROM unnest($1::bigint[], $2::bytea[])"
         ))?;
-        let held = Held::Rows(s, keys, blobs);
-        if self.deferring.get() {
-            self.pending.borrow_mut().push(held);
-            return Ok(());
-        }
-        let mut pending = self.pending.take();
-        pending.push(held);
-        self.with(async |c| send(c, &pending).await)
+        self.hold(Held::Rows(s, keys, blobs))
     }
 
     pub(super) fn query(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<Vec<Row>> {
         let values = owned(params)?;
-        let pending = self.pending.take();
-        let (sent, rows) = self.with(async |c| {
+        self.after_pending(async |c| {
             let binds = binds(&values);
-            let refs = refs(&binds);
-            tokio::join!(send(c, &pending), c.query(s, &refs))
-        });
-        sent?;
-        rows.map_err(pg)
+            c.query(s, &refs(&binds)).await
+        })
     }
 
     /// Runs statements without parameters. While deferring, transaction
@@ -169,10 +169,7 @@ impl PgConnection {
             }
             self.deferring.set(false);
         }
-        let pending = self.pending.take();
-        let (sent, done) = self.with(async |c| tokio::join!(send(c, &pending), c.batch_execute(sql)));
-        sent?;
-        done.map_err(pg)
+        self.after_pending(async |c| c.batch_execute(sql).await)
     }
 
     /// Sends the writes held back, in one round trip.
