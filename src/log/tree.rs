@@ -79,6 +79,12 @@ impl<R: HashReader> CachedHashes<R> {
             cache: Default::default(),
         }
     }
+
+    /// Remembers hashes already known (a batch's new ones, the tree's right
+    /// edge), so reading them costs no call to `inner`.
+    pub fn know(&self, known: impl IntoIterator<Item = (u64, Hash)>) {
+        self.cache.borrow_mut().extend(known);
+    }
 }
 
 impl<R: HashReader> HashReader for CachedHashes<R> {
@@ -91,28 +97,6 @@ impl<R: HashReader> HashReader for CachedHashes<R> {
             }
         }
         Ok(indexes.iter().map(|i| cache[i]).collect())
-    }
-}
-
-/// Notes which stored hashes are read through it and answers with
-/// placeholders: a dry run of proofs learns what to fetch in one query.
-#[derive(Default)]
-pub struct Recorder(std::cell::RefCell<Vec<u64>>);
-
-impl Recorder {
-    /// The indexes read so far, each once.
-    pub fn indexes(&self) -> Vec<u64> {
-        let mut all = self.0.borrow().clone();
-        all.sort_unstable();
-        all.dedup();
-        all
-    }
-}
-
-impl HashReader for Recorder {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-        self.0.borrow_mut().extend_from_slice(indexes);
-        Ok(vec![tlog_tiles::EMPTY_HASH; indexes.len()])
     }
 }
 
@@ -172,6 +156,18 @@ impl Frontier {
         out
     }
 
+    /// The stored hashes of the right edge, by stored-hash index: with the
+    /// hashes of entries added after it, every hash an inclusion proof of
+    /// those entries needs.
+    pub fn stored(&self) -> impl Iterator<Item = (u64, Hash)> + '_ {
+        let mut start = 0u64;
+        self.stack.iter().map(move |&(level, h)| {
+            let index = tlog_tiles::stored_hash_index(level, start >> level);
+            start += 1 << level;
+            (index, h)
+        })
+    }
+
     /// Entries added so far.
     pub fn size(&self) -> u64 {
         self.size
@@ -213,4 +209,47 @@ pub fn proof_from_wire(hashes: &[Vec<u8>]) -> Result<Vec<Hash>, String> {
         .map(|h| h.as_slice().try_into().map(Hash))
         .collect::<Result<_, _>>()
         .map_err(|_| "a hash that is not 32 bytes".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tlog_tiles::prove_record;
+
+    /// Answers only the hashes it was given; any other read fails.
+    struct Only(std::collections::HashMap<u64, Hash>);
+
+    impl HashReader for Only {
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+            indexes
+                .iter()
+                .map(|i| self.0.get(i).copied().ok_or(tlog_tiles::Error::IndexesNotInTree))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_right_edge_and_a_batchs_hashes_prove_every_entry_of_the_batch() {
+        for before in 0..70u64 {
+            let mut frontier = Frontier::default();
+            for n in 0..before {
+                frontier.push(&n.to_be_bytes());
+            }
+            for batch in 1..40u64 {
+                let mut grown = frontier.clone();
+                let mut known: std::collections::HashMap<u64, Hash> = frontier.stored().collect();
+                for n in before..before + batch {
+                    let base = tlog_tiles::stored_hash_index(0, n);
+                    known.extend((base..).zip(grown.push(&n.to_be_bytes())));
+                }
+                let size = before + batch;
+                for index in before..size {
+                    let proof = prove_record(size, index, &Only(known.clone()))
+                        .unwrap_or_else(|e| panic!("entry {index} of {size} after {before}: {e}"));
+                    let leaf = record_hash(&index.to_be_bytes());
+                    assert!(tlog_tiles::check_record(&proof, size, grown.root(), index, leaf).is_ok());
+                }
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::db::Connection;
-use tlog_tiles::{Hash, HashReader, prove_record};
+use tlog_tiles::{Hash, prove_record};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint;
@@ -251,8 +251,8 @@ impl Writer {
     fn try_batch(&mut self, jobs: &[Job], isolate: bool) -> Result<Batch, LogError> {
         let db = self.dir.join(store::DB_FILE);
         let start_size = self.head.borrow().size;
-        // Without isolation, the attempt's statements go to PostgreSQL in two round trips: the
-        // writes with the proofs' read, then the commit. A failure among them is some job's,
+        // Without isolation, the attempt's statements go to PostgreSQL in one round trip, the
+        // writes with the commit (the proofs need no read). A failure among them is some job's,
         // found by the isolated attempt.
         self.conn.set_deferring(!isolate).at(&db)?;
         let tx = self.conn.transaction().at(&db)?;
@@ -262,13 +262,20 @@ impl Writer {
         let mut results: Vec<(Result<u64, LogError>, Vec<Hash>)> = Vec::with_capacity(jobs.len());
         // The entries, envelopes and hashes of the jobs applied, written together.
         let mut rows = Rows::default();
+        // The stored hashes the proofs may need, known without a read: the tree's right edge
+        // and every hash this batch adds.
+        let mut known: Vec<(u64, Hash)> = self.frontier.stored().collect();
         for job in jobs {
             let result = if isolate {
                 let sp = tx.savepoint().at(&db)?;
                 let before = self.frontier.clone();
                 let mut own = Rows::default();
-                let result = append_job(&sp, size, job, &mut self.frontier, &mut own)
-                    .and_then(|first| own.write(&sp).at(&db).map(|_| first).map_err(LogError::from));
+                let result = append_job(&sp, size, job, &mut self.frontier, &mut own).and_then(|first| {
+                    let hashes = own.known_hashes();
+                    own.write(&sp).at(&db)?;
+                    known.extend(hashes);
+                    Ok(first)
+                });
                 match result {
                     Ok(_) => sp.commit().at(&db)?,
                     Err(_) => self.frontier = before,
@@ -284,6 +291,7 @@ impl Writer {
             }
             results.push((result, Vec::new()));
         }
+        known.extend(rows.known_hashes());
         if let Err(e) = rows.write(&tx).at(&db) {
             return failed(e.into());
         }
@@ -298,7 +306,7 @@ impl Writer {
         tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute_later(crate::db::params![size as i64, note]))
             .at(&db)?;
-        if let Err(e) = prove(&tx, size, jobs, &mut results) {
+        if let Err(e) = prove(&tx, size, jobs, known, &mut results) {
             return failed(tree_error(&self.dir, e));
         }
         if let Err(e) = tx.commit().at(&db) {
@@ -315,29 +323,20 @@ impl Writer {
     }
 }
 
-/// The inclusion proofs the batch's jobs asked for, at tree size `size`,
-/// with the stored hashes they need read in one query.
+/// The inclusion proofs the batch's jobs asked for, at tree size `size`:
+/// the stored hashes they need come from `known`, the right edge before the
+/// batch and the batch's own hashes, which hold them all.
 fn prove(
     c: &Connection,
     size: u64,
     jobs: &[Job],
+    known: Vec<(u64, Hash)>,
     results: &mut [(Result<u64, LogError>, Vec<Hash>)],
 ) -> Result<(), tlog_tiles::Error> {
-    let wanted = |results: &[(Result<u64, LogError>, Vec<Hash>)]| {
-        jobs.iter()
-            .zip(results)
-            .filter(|(job, _)| job.want_proof)
-            .filter_map(|(_, (r, _))| r.as_ref().ok().copied())
-            .collect::<Vec<u64>>()
-    };
-    // A first pass over placeholder hashes learns which hashes the proofs read, a
-    // second computes them from what one query fetched.
-    let asked = tree::Recorder::default();
-    for first in wanted(results) {
-        prove_record(size, first, &asked)?;
-    }
+    // The reads fall back to the database only for a hash not known, which
+    // tree.rs's tests show never happens: a gap would cost a query, not the batch.
     let hashes = tree::CachedHashes::new(DbHashes(c));
-    hashes.read_hashes(&asked.indexes())?;
+    hashes.know(known);
     for (job, (result, proof)) in jobs.iter().zip(results.iter_mut()) {
         if let (Ok(first), true) = (result.as_ref(), job.want_proof) {
             *proof = prove_record(size, *first, &hashes)?;
@@ -345,6 +344,7 @@ fn prove(
     }
     Ok(())
 }
+
 /// How one attempt at a batch ended.
 enum Batch {
     /// Committed: the new head (none if nothing was appended), and each
@@ -399,6 +399,15 @@ struct Rows {
 }
 
 impl Rows {
+    /// The tree hashes held, by stored-hash index.
+    fn known_hashes(&self) -> Vec<(u64, Hash)> {
+        let (keys, values) = &self.hashes;
+        keys.iter()
+            .zip(values)
+            .filter_map(|(k, v)| Some((*k as u64, Hash(v.as_slice().try_into().ok()?))))
+            .collect()
+    }
+
     /// Writes the rows, a statement per table on PostgreSQL (held back
     /// with the batch's other writes while it defers).
     fn write(self, c: &Connection) -> crate::db::Result<()> {
