@@ -8,6 +8,7 @@
 //! engine a data directory uses is decided in `store/`, and nowhere else.
 
 mod error;
+mod merge;
 mod postgres;
 
 use std::cell::Cell;
@@ -197,7 +198,7 @@ pub enum Statement<'c> {
     /// SQLite's own, from its statement cache.
     Sqlite(rusqlite::CachedStatement<'c>),
     /// PostgreSQL's, prepared on the server.
-    Postgres(&'c PgConnection, ::tokio_postgres::Statement),
+    Postgres(&'c PgConnection, postgres::Prepared),
 }
 
 impl Statement<'_> {

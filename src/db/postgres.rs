@@ -25,13 +25,24 @@ use tokio_postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Row, Statement};
 
 use super::error::{Error, Result};
+use super::merge;
+
+/// A statement prepared on the server, known by the SQL it came from.
+#[derive(Clone)]
+pub struct Prepared {
+    sql: std::sync::Arc<str>,
+    statement: Statement,
+    /// For a single-row insert: its table, and the statement inserting a
+    /// row per element of arrays, which a batch's rows of it go in together.
+    merged: Option<std::sync::Arc<(String, Statement)>>,
+}
 
 /// One PostgreSQL session, with the statements it prepared and the writes
 /// it holds back for the next round trip.
 pub struct PgConnection {
     /// Always `Some` until dropped (the runtime drops after the client).
     session: RefCell<Option<(Client, tokio::runtime::Runtime)>>,
-    prepared: RefCell<HashMap<String, Statement>>,
+    prepared: RefCell<HashMap<String, Prepared>>,
     /// Whether `execute_later` defers (see [`PgConnection::set_deferring`]).
     deferring: Cell<bool>,
     /// Statements waiting for the next round trip, in order.
@@ -91,28 +102,56 @@ impl PgConnection {
         off_runtime(move || runtime.block_on(f(client)))
     }
 
-    pub(super) fn prepare(&self, sql: &str) -> Result<Statement> {
+    pub(super) fn prepare(&self, sql: &str) -> Result<Prepared> {
         if let Some(s) = self.prepared.borrow().get(sql) {
             return Ok(s.clone());
         }
         let translated = translate(sql);
         let statement = self.with(async |c| c.prepare(&translated).await).map_err(pg)?;
-        self.prepared.borrow_mut().insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+        let merged = match merge::unnest_form(&translated, statement.params()) {
+            Some((table, many)) => {
+                let many = self.with(async |c| c.prepare(&many).await).map_err(pg)?;
+                Some(std::sync::Arc::new((table, many)))
+            }
+            None => None,
+        };
+        let prepared = Prepared {
+            sql: sql.into(),
+            statement,
+            merged,
+        };
+        self.prepared.borrow_mut().insert(sql.to_owned(), prepared.clone());
+        Ok(prepared)
     }
 
-    pub(super) fn execute(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<usize> {
+    pub(super) fn execute(&self, s: &Prepared, params: &[&dyn ToSql]) -> Result<usize> {
         let values = owned(params)?;
         let done = self.after_pending(async |c| {
             let binds = binds(&values);
-            c.execute(s, &refs(&binds)).await
+            c.execute(&s.statement, &refs(&binds)).await
         })?;
         Ok(done as usize)
     }
 
-    /// Runs a write whose count nobody reads: held back while deferring.
-    pub(super) fn execute_later(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<()> {
-        self.hold(Held::Write(s.clone(), owned(params)?))
+    /// Runs a write whose count nobody reads: held back while deferring. A
+    /// single-row insert joins the rows of the same insert held back, unless
+    /// a statement held since names its table (and so might see the move).
+    pub(super) fn execute_later(&self, s: &Prepared, params: &[&dyn ToSql]) -> Result<()> {
+        let row = owned(params)?;
+        if let (true, Some(merged)) = (self.deferring.get(), &s.merged) {
+            let mut pending = self.pending.borrow_mut();
+            for held in pending.iter_mut().rev() {
+                match held {
+                    Held::Write(same, rows) if same.sql == s.sql => {
+                        rows.push(row);
+                        return Ok(());
+                    }
+                    other if other.may_touch(&merged.0) => break,
+                    _ => {}
+                }
+            }
+        }
+        self.hold(Held::Write(s.clone(), vec![row]))
     }
 
     /// Holds `held` back for the next round trip, or sends it now with
@@ -150,11 +189,11 @@ impl PgConnection {
         self.hold(Held::Rows(s, keys, blobs))
     }
 
-    pub(super) fn query(&self, s: &Statement, params: &[&dyn ToSql]) -> Result<Vec<Row>> {
+    pub(super) fn query(&self, s: &Prepared, params: &[&dyn ToSql]) -> Result<Vec<Row>> {
         let values = owned(params)?;
         self.after_pending(async |c| {
             let binds = binds(&values);
-            c.query(s, &refs(&binds)).await
+            c.query(&s.statement, &refs(&binds)).await
         })
     }
 
@@ -186,10 +225,45 @@ impl PgConnection {
 enum Held {
     /// Transaction control, sent as a simple query.
     Simple(String),
-    /// A prepared write and its values.
-    Write(Statement, Vec<Value>),
+    /// A prepared write and its values: one row's, or several rows' of a
+    /// single-row insert.
+    Write(Prepared, Vec<Vec<Value>>),
     /// A prepared insert of many rows, its two columns as arrays.
-    Rows(Statement, Vec<i64>, Vec<Vec<u8>>),
+    Rows(Prepared, Vec<i64>, Vec<Vec<u8>>),
+}
+
+impl Held {
+    /// Whether running it might read or change `table`'s rows.
+    fn may_touch(&self, table: &str) -> bool {
+        match self {
+            Held::Simple(_) => true,
+            Held::Write(s, _) | Held::Rows(s, _, _) => merge::mentions(&s.sql, table),
+        }
+    }
+}
+
+/// Runs one held write: its one row, or its rows as arrays, one per column.
+async fn write(c: &Client, s: &Prepared, rows: &[Vec<Value>]) -> std::result::Result<(), tokio_postgres::Error> {
+    match (&s.merged, rows) {
+        (Some(merged), [first, _, ..]) => {
+            let columns: Vec<Vec<Param<'_>>> = (0..first.len())
+                .map(|j| {
+                    rows.iter()
+                        .map(|row| Param(row.get(j).map_or(ValueRef::Null, ValueRef::from)))
+                        .collect()
+                })
+                .collect();
+            let params: Vec<&(dyn PgToSql + Sync)> = columns.iter().map(|c| c as _).collect();
+            c.execute(&merged.1, &params).await.map(|_| ())
+        }
+        _ => {
+            for row in rows {
+                let binds = binds(row);
+                c.execute(&s.statement, &refs(&binds)).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Runs the held-back statements pipelined: each is sent, in order, before
@@ -201,11 +275,8 @@ async fn send(c: &Client, pending: &[Held]) -> Result<()> {
             MaybeDone::Future(Box::pin(async move {
                 match held {
                     Held::Simple(sql) => c.batch_execute(sql).await,
-                    Held::Write(s, values) => {
-                        let binds = binds(values);
-                        c.execute(s, &refs(&binds)).await.map(|_| ())
-                    }
-                    Held::Rows(s, keys, blobs) => c.execute(s, &[keys, blobs]).await.map(|_| ()),
+                    Held::Write(s, rows) => write(c, s, rows).await,
+                    Held::Rows(s, keys, blobs) => c.execute(&s.statement, &[keys, blobs]).await.map(|_| ()),
                 }
             }))
         })
