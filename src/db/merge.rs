@@ -78,7 +78,7 @@ fn columns_for_params(tuple: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::db::merge::*;
 
     #[test]
     fn a_single_row_insert_becomes_an_insert_from_arrays() {

@@ -213,7 +213,7 @@ pub fn proof_from_wire(hashes: &[Vec<u8>]) -> Result<Vec<Hash>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::log::tree::*;
     use tlog_tiles::prove_record;
 
     /// Answers only the hashes it was given; any other read fails.
