@@ -12,7 +12,7 @@ use crate::events::Events;
 use crate::in_force::Live;
 use crate::keys::VerifierKey;
 use crate::log::tree::proof_from_wire;
-use crate::log::{Log, checkpoint, entry};
+use crate::log::{Log, MAX_MORE_OLD_SIZES, checkpoint, entry};
 use crate::norm_event;
 use crate::proto::log_entry::Body;
 use crate::proto::{ConsistencyProofRequest, Deadline, NormEventKind, SignedCheckpoint, WitnessedCheckpoint};
@@ -25,6 +25,9 @@ const RECENT_NOTES: usize = 16;
 /// How many distinct checkpoints of one peer may wait while a check runs;
 /// past that the smallest is dropped unchecked, with a warning.
 const MAX_SET_ASIDE: usize = 1024;
+
+/// The least time between the starts of two checks of one peer's checkpoints.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// How long a peer has to answer a consistency proof request.
 const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,8 +53,16 @@ pub struct Witness {
     witnessing: Mutex<HashMap<String, Slot>>,
 }
 
-/// The last checkpoint witnessed from one peer, locked while one is checked.
-type Slot = Arc<tokio::sync::Mutex<Option<checkpoint::VerifiedCheckpoint>>>;
+/// The last checkpoint witnessed from one peer, and when it was last
+/// checked; locked while one is checked.
+type Slot = Arc<tokio::sync::Mutex<Held>>;
+
+/// What a peer's slot holds.
+#[derive(Default)]
+struct Held {
+    last: Option<checkpoint::VerifiedCheckpoint>,
+    checked_at: Option<tokio::time::Instant>,
+}
 
 impl Witness {
     /// A witness of every peer of the agreement in force, logging to `log`.
@@ -109,11 +120,13 @@ impl Witness {
     /// from that peer (asking the peer for a consistency proof) and logs it;
     /// a fork is logged as a CHECKPOINT_FORK norm event.
     ///
-    /// One check runs at a time per peer. Checkpoints arriving meanwhile are
-    /// set aside, and whoever holds the check takes them all up next: the
-    /// largest is checked against the last one witnessed and logged, and
-    /// every other one is proven a prefix of it, so none the peer showed us
-    /// goes unchecked.
+    /// One check runs at a time per peer, and checks of one peer start at
+    /// least `CHECK_EVERY` apart. Checkpoints arriving meanwhile are set
+    /// aside, and whoever holds the check takes them all up next: the largest
+    /// is checked against the last one witnessed and logged, and every other
+    /// one is proven a prefix of it in the same call, so none the peer showed
+    /// us goes unchecked, and a peer committing hundreds of times a second
+    /// costs a few calls and log entries a second, not one each.
     pub async fn witness(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
         // A starting node logs nothing yet; the peer's next checkpoint, which
         // extends this one, is witnessed and checked instead.
@@ -123,19 +136,18 @@ impl Witness {
         let Some(slot) = self.slot(party) else { return };
         self.set_aside(party, Some(cp));
         loop {
-            let Ok(mut last) = slot.try_lock() else { return }; // the holder will take ours up
+            let Ok(mut held) = slot.try_lock() else { return }; // the holder will take ours up
+            if let Some(at) = held.checked_at {
+                tokio::time::sleep_until(at + CHECK_EVERY).await;
+            }
             let mut waiting: Vec<_> = self.set_aside(party, None).into_values().collect();
             match waiting.pop() {
                 Some(newest) => {
-                    self.check(party, &mut last, newest).await;
-                    if let Some(held) = last.as_ref() {
-                        for cp in waiting {
-                            self.check_prefix(party, cp, held).await;
-                        }
-                    }
+                    held.checked_at = Some(tokio::time::Instant::now());
+                    self.check(party, &mut held.last, newest, waiting).await;
                 }
                 None => {
-                    drop(last);
+                    drop(held);
                     // One may have been set aside between our look and our release.
                     if self
                         .pending
@@ -169,52 +181,15 @@ impl Witness {
         }
     }
 
-    /// Checks that `cp`, a checkpoint of `party` set aside during a check, is
-    /// a prefix of `held`, the newest one witnessed; logs a fork if not.
-    async fn check_prefix(
-        &self,
-        party: &str,
-        cp: checkpoint::VerifiedCheckpoint,
-        held: &checkpoint::VerifiedCheckpoint,
-    ) {
-        if cp.size > held.size {
-            return; // newer than what we hold: the next check takes it
-        }
-        match self.agree(party, &cp, held).await {
-            Ok(()) => {}
-            Err(Some(fork)) => self.log_fork(party, &cp, &fork).await,
-            Err(None) => {
-                tracing::warn!(
-                    party,
-                    size = cp.size,
-                    "peer unreachable; a superseded checkpoint goes unchecked"
-                );
-            }
-        }
-    }
-
-    /// Whether two checkpoints of `party` agree, the smaller a prefix of the
-    /// larger: Err(Some) says how they fork, Err(None) that the peer cannot be asked.
-    async fn agree(
-        &self,
-        party: &str,
-        a: &checkpoint::VerifiedCheckpoint,
-        b: &checkpoint::VerifiedCheckpoint,
-    ) -> Result<(), Option<String>> {
-        match a.size.cmp(&b.size) {
-            std::cmp::Ordering::Equal if a.root == b.root => Ok(()),
-            std::cmp::Ordering::Equal => Err(Some(format!("two checkpoints of size {} with different roots", a.size))),
-            std::cmp::Ordering::Less => self.consistency(party, a, b).await,
-            std::cmp::Ordering::Greater => self.consistency(party, b, a).await,
-        }
-    }
-
-    /// Checks one checkpoint of `party` against `last`, the newest one witnessed, and logs the outcome.
+    /// Checks `newest`, the largest checkpoint of `party` set aside, against
+    /// `last`, the newest one witnessed, and `others`, the rest set aside,
+    /// as its prefixes; logs what it witnessed and every fork.
     async fn check(
         &self,
         party: &str,
         last: &mut Option<checkpoint::VerifiedCheckpoint>,
-        cp: checkpoint::VerifiedCheckpoint,
+        newest: checkpoint::VerifiedCheckpoint,
+        mut others: Vec<checkpoint::VerifiedCheckpoint>,
     ) {
         if last.is_none() {
             let now = self.clock.now();
@@ -230,23 +205,120 @@ impl Witness {
                 .zip(key)
                 .and_then(|((_, note), key)| checkpoint::verify(&note, &key.key).ok());
         }
-        let fork = match last.as_ref() {
-            // Older than, or the very one, we hold: nothing new to log.
-            Some(old) if cp.size < old.size || (cp.size == old.size && cp.root == old.root) => return,
-            Some(old) => match self.agree(party, old, &cp).await {
-                Ok(()) => None,
-                Err(Some(reason)) => Some(reason),
-                Err(None) => return, // peer unreachable: try again with a later checkpoint
-            },
-            None => None,
-        };
-        match fork {
-            None => {
-                *last = Some(cp.clone());
-                self.log_witnessed(party, cp).await;
+        match last.clone() {
+            // Older than, or the very one, we hold: nothing new to log, and
+            // what arrived must be a prefix of what we hold.
+            Some(old) if newest.size < old.size || (newest.size == old.size && newest.root == old.root) => {
+                others.push(newest);
+                self.log_forks(party, &others, &old).await;
             }
-            Some(reason) => self.log_fork(party, &cp, &reason).await,
+            Some(old) => {
+                others.insert(0, old.clone());
+                let Ok(found) = self.prefixes(party, &others, &newest).await else {
+                    return; // peer unreachable: try again with a later checkpoint
+                };
+                match found.first().cloned().flatten() {
+                    Some(reason) => {
+                        self.log_fork(party, &newest, &reason).await;
+                        // The rest are checked against what we hold instead.
+                        self.log_forks(party, &others[1..], &old).await;
+                    }
+                    None => {
+                        *last = Some(newest.clone());
+                        self.log_witnessed(party, newest).await;
+                        for (cp, reason) in others.iter().zip(found).skip(1) {
+                            if let Some(reason) = reason {
+                                self.log_fork(party, cp, &reason).await;
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                *last = Some(newest.clone());
+                self.log_witnessed(party, newest.clone()).await;
+                self.log_forks(party, &others, &newest).await;
+            }
         }
+    }
+
+    /// Proves each of `cps` a prefix of `held`, logging a fork for any that is not.
+    async fn log_forks(
+        &self,
+        party: &str,
+        cps: &[checkpoint::VerifiedCheckpoint],
+        held: &checkpoint::VerifiedCheckpoint,
+    ) {
+        match self.prefixes(party, cps, held).await {
+            Ok(found) => {
+                for (cp, reason) in cps.iter().zip(found) {
+                    if let Some(reason) = reason {
+                        self.log_fork(party, cp, &reason).await;
+                    }
+                }
+            }
+            Err(()) => tracing::warn!(
+                party,
+                unchecked = cps.len(),
+                "peer unreachable; superseded checkpoints go unchecked"
+            ),
+        }
+    }
+
+    /// Whether each of `cps` is a prefix of `of`, all asked of `party` in one
+    /// call (a call per 257): for each, `None` if it is, or how it forks;
+    /// Err if the peer cannot be asked. Checkpoints larger than `of` are
+    /// left to the next check.
+    async fn prefixes(
+        &self,
+        party: &str,
+        cps: &[checkpoint::VerifiedCheckpoint],
+        of: &checkpoint::VerifiedCheckpoint,
+    ) -> Result<Vec<Option<String>>, ()> {
+        let mut found = vec![None; cps.len()];
+        let mut asked = Vec::new();
+        for (i, cp) in cps.iter().enumerate() {
+            match cp.size.cmp(&of.size) {
+                std::cmp::Ordering::Equal if cp.root != of.root => {
+                    found[i] = Some(format!("two checkpoints of size {} with different roots", cp.size));
+                }
+                std::cmp::Ordering::Less => asked.push(i),
+                _ => {}
+            }
+        }
+        let mut client = self.live.get().peers.get(party).ok_or(())?;
+        for chunk in asked.chunks(1 + MAX_MORE_OLD_SIZES) {
+            let req = ConsistencyProofRequest {
+                old_size: cps[chunk[0]].size,
+                new_size: of.size,
+                more_old_sizes: chunk[1..].iter().map(|&i| cps[i].size).collect(),
+            };
+            let answer = tokio::time::timeout(PROOF_TIMEOUT, client.prove_consistency(req)).await;
+            let proof = match answer {
+                Ok(Ok(p)) if p.get_ref().more.len() == chunk.len() - 1 => p.into_inner(),
+                // A peer that answers but cannot prove a checkpoint it signed has forked.
+                Ok(Err(s))
+                    if chunk.len() == 1
+                        && matches!(s.code(), tonic::Code::OutOfRange | tonic::Code::InvalidArgument) =>
+                {
+                    found[chunk[0]] = Some(format!("the peer cannot prove it: {}", s.message()));
+                    continue;
+                }
+                // Refused or answered short for several: asked one by one, so each refusal is its own.
+                Ok(_) if chunk.len() > 1 => {
+                    for &i in chunk {
+                        found[i] = Box::pin(self.prefixes(party, std::slice::from_ref(&cps[i]), of)).await?[0].take();
+                    }
+                    continue;
+                }
+                _ => return Err(()),
+            };
+            let proofs = std::iter::once(&proof.hashes).chain(proof.more.iter().map(|p| &p.hashes));
+            for (&i, hashes) in chunk.iter().zip(proofs) {
+                found[i] = consistent(hashes, &cps[i], of).err();
+            }
+        }
+        Ok(found)
     }
 
     /// Logs a checkpoint of `party` proven to extend the last one witnessed.
@@ -283,33 +355,15 @@ impl Witness {
             tracing::warn!(party, error = %e, "could not log the fork");
         }
     }
+}
 
-    /// Asks `party` to prove `new` extends `old`: Err(None) if it cannot be asked, Err(Some) on a fork.
-    async fn consistency(
-        &self,
-        party: &str,
-        old: &checkpoint::VerifiedCheckpoint,
-        new: &checkpoint::VerifiedCheckpoint,
-    ) -> Result<(), Option<String>> {
-        let mut client = self.live.get().peers.get(party).ok_or(None)?;
-        let req = ConsistencyProofRequest {
-            old_size: old.size,
-            new_size: new.size,
-        };
-        let proof = match tokio::time::timeout(PROOF_TIMEOUT, client.prove_consistency(req)).await {
-            Ok(Ok(p)) => p.into_inner(),
-            // A peer that answers but cannot prove a checkpoint it signed has forked.
-            Ok(Err(s)) if matches!(s.code(), tonic::Code::OutOfRange | tonic::Code::InvalidArgument) => {
-                return Err(Some(format!("the peer cannot prove it: {}", s.message())));
-            }
-            _ => return Err(None),
-        };
-        let hashes = proof_from_wire(&proof.hashes).map_err(|e| Some(format!("consistency proof has {e}")))?;
-        tlog_tiles::check_tree(&hashes, new.size, new.root, old.size, old.root).map_err(|e| {
-            Some(format!(
-                "no valid consistency proof from size {} to {}: {e}",
-                old.size, new.size
-            ))
-        })
-    }
+/// Checks a consistency proof from `old` to `new`: how it fails, if it does.
+fn consistent(
+    hashes: &[Vec<u8>],
+    old: &checkpoint::VerifiedCheckpoint,
+    new: &checkpoint::VerifiedCheckpoint,
+) -> Result<(), String> {
+    let hashes = proof_from_wire(hashes).map_err(|e| format!("consistency proof has {e}"))?;
+    tlog_tiles::check_tree(&hashes, new.size, new.root, old.size, old.root)
+        .map_err(|e| format!("no valid consistency proof from size {} to {}: {e}", old.size, new.size))
 }

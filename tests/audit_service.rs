@@ -126,6 +126,7 @@ async fn an_auditor_reads_entries_and_checks_proofs_against_the_signed_checkpoin
         .get_consistency_proof(ConsistencyProofRequest {
             old_size: 5,
             new_size: 20,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -153,6 +154,49 @@ async fn an_auditor_reads_entries_and_checks_proofs_against_the_signed_checkpoin
 }
 
 #[tokio::test]
+async fn one_call_proves_several_old_sizes_consistent_with_one_new_size() {
+    let f = start().await;
+    let mut audit = client(&f, &f.auditor);
+    let mut all = audit
+        .get_entries(GetEntriesRequest { start: 0, end: 20 })
+        .await
+        .unwrap()
+        .into_inner();
+    // The root at every size, recomputed from the entries.
+    let mut frontier = hotline::log::tree::Frontier::default();
+    let mut roots = vec![frontier.root()];
+    while let Some(e) = all.next().await {
+        frontier.push(&e.unwrap().data);
+        roots.push(frontier.root());
+    }
+    let c = audit
+        .get_consistency_proof(ConsistencyProofRequest {
+            old_size: 3,
+            new_size: 20,
+            more_old_sizes: vec![1, 19, 7, 20],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c.more.len(), 4);
+    for (old, proof) in [3u64, 1, 19, 7, 20].into_iter().zip(std::iter::once(&c).chain(&c.more)) {
+        assert_eq!((proof.old_size, proof.new_size), (old, 20));
+        let path: Vec<Hash> = proof.hashes.iter().map(|h| hash(h)).collect();
+        tlog_tiles::check_tree(&path, 20, roots[20], old, roots[old as usize]).unwrap();
+    }
+    let err = audit
+        .get_consistency_proof(ConsistencyProofRequest {
+            old_size: 3,
+            new_size: 20,
+            more_old_sizes: vec![5, 21],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("old_size"), "{}", err.message());
+}
+
+#[tokio::test]
 async fn out_of_range_and_malformed_requests_get_precise_codes() {
     let f = start().await;
     let mut audit = client(&f, &f.auditor);
@@ -177,6 +221,7 @@ async fn out_of_range_and_malformed_requests_get_precise_codes() {
         .get_consistency_proof(ConsistencyProofRequest {
             old_size: 0,
             new_size: 5,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -185,10 +230,21 @@ async fn out_of_range_and_malformed_requests_get_precise_codes() {
         .get_consistency_proof(ConsistencyProofRequest {
             old_size: 6,
             new_size: 5,
+            ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    let err = audit
+        .get_consistency_proof(ConsistencyProofRequest {
+            old_size: 1,
+            new_size: 20,
+            more_old_sizes: vec![1; hotline::log::MAX_MORE_OLD_SIZES + 1],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("more_old_sizes"), "{}", err.message());
     let err = audit
         .get_entries(GetEntriesRequest { start: 0, end: 99 })
         .await

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub(crate) use error::no_valid_key;
 pub use error::{LogError, StateError};
-pub use reader::LogReader;
+pub use reader::{LogReader, MAX_MORE_OLD_SIZES};
 pub use startup::Recheck;
 pub use writer::{Appended, Head, StateChange};
 

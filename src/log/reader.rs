@@ -90,36 +90,54 @@ impl LogReader {
     /// RFC 6962 consistency proof from tree size `old` to `new` (current when 0).
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<(u64, Vec<Hash>), LogError> {
         self.read(|c| {
-            let current = self.current_size(c)?;
-            let new = if new == 0 { current } else { new };
-            if new > current {
-                return Err(out_of_range("new_size", new, format!("the tree has {current} entries")));
-            }
-            if old == 0 || old > new {
-                return Err(LogError::Invalid {
-                    what: "old_size",
-                    value: old,
-                    valid: format!("it must be between 1 and new_size ({new})"),
-                });
-            }
-            Ok((
-                new,
-                prove_tree(new, old, &DbHashes(c)).map_err(|e| tree_error(&self.dir, e))?,
-            ))
+            let new = self.new_size(c, new)?;
+            Ok((new, prove_from(&self.dir, &DbHashes(c), old, new)?))
         })
     }
 
-    /// A consistency proof as `Federation.ProveConsistency` and
-    /// `Audit.GetConsistencyProof` answer it.
+    /// The tree size `new` names (the current one when 0), refused past it.
+    fn new_size(&self, c: &Connection, new: u64) -> Result<u64, LogError> {
+        let current = self.current_size(c)?;
+        let new = if new == 0 { current } else { new };
+        if new > current {
+            return Err(out_of_range("new_size", new, format!("the tree has {current} entries")));
+        }
+        Ok(new)
+    }
+
+    /// Consistency proofs as `Federation.ProveConsistency` and
+    /// `Audit.GetConsistencyProof` answer them: from `old_size`, and from each
+    /// of `more_old_sizes`, to one new size, read in one session.
     pub fn prove_consistency(
         &self,
         req: &crate::proto::ConsistencyProofRequest,
     ) -> Result<crate::proto::ConsistencyProof, LogError> {
-        let (new_size, proof) = self.consistency_proof(req.old_size, req.new_size)?;
-        Ok(crate::proto::ConsistencyProof {
-            old_size: req.old_size,
-            new_size,
-            hashes: tree::proof_to_wire(&proof),
+        if req.more_old_sizes.len() > MAX_MORE_OLD_SIZES {
+            return Err(LogError::Invalid {
+                what: "more_old_sizes",
+                value: req.more_old_sizes.len() as u64,
+                valid: format!("at most {MAX_MORE_OLD_SIZES} sizes in one request"),
+            });
+        }
+        self.read(|c| {
+            let new_size = self.new_size(c, req.new_size)?;
+            // The proofs to one new size share most of their hashes.
+            let hashes = tree::CachedHashes::new(DbHashes(c));
+            let proof = |old_size| {
+                Ok(crate::proto::ConsistencyProof {
+                    old_size,
+                    new_size,
+                    hashes: tree::proof_to_wire(&prove_from(&self.dir, &hashes, old_size, new_size)?),
+                    more: Vec::new(),
+                })
+            };
+            let mut first = proof(req.old_size)?;
+            first.more = req
+                .more_old_sizes
+                .iter()
+                .map(|&old| proof(old))
+                .collect::<Result<_, LogError>>()?;
+            Ok(first)
         })
     }
 
@@ -188,6 +206,21 @@ impl LogReader {
             Ok(rows.collect::<Result<Vec<_>, _>>().at(&self.dir)?)
         })
     }
+}
+
+/// The most extra old sizes one consistency proof request may name.
+pub const MAX_MORE_OLD_SIZES: usize = 256;
+
+/// The consistency proof from `old` to `new`, once `old` is checked against `new`.
+fn prove_from(dir: &Path, hashes: &impl HashReader, old: u64, new: u64) -> Result<Vec<Hash>, LogError> {
+    if old == 0 || old > new {
+        return Err(LogError::Invalid {
+            what: "old_size",
+            value: old,
+            valid: format!("it must be between 1 and new_size ({new})"),
+        });
+    }
+    prove_tree(new, old, hashes).map_err(|e| tree_error(dir, e))
 }
 
 pub(crate) fn latest_checkpoint(c: &Connection, dir: &Path) -> Result<(u64, Option<Vec<u8>>), LogError> {
