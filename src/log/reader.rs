@@ -121,8 +121,16 @@ impl LogReader {
         }
         self.read(|c| {
             let new_size = self.new_size(c, req.new_size)?;
-            // The proofs to one new size share most of their hashes.
+            // The proofs to one new size share most of their hashes: a dry run learns which
+            // they read, and one query (on PostgreSQL) reads them all.
+            let asked = tree::Recorder::default();
+            for &old in std::iter::once(&req.old_size).chain(&req.more_old_sizes) {
+                prove_from(&self.dir, &asked, old, new_size)?;
+            }
             let hashes = tree::CachedHashes::new(DbHashes(c));
+            hashes
+                .read_hashes(&asked.indexes())
+                .map_err(|e| tree_error(&self.dir, e))?;
             let proof = |old_size| {
                 Ok(crate::proto::ConsistencyProof {
                     old_size,

@@ -7,6 +7,10 @@
 use crate::db::Connection;
 use tlog_tiles::{Hash, HashReader, node_hash, record_hash};
 
+/// The most stored hashes one query reads on PostgreSQL (a power of two,
+/// well under its 65,535 parameters).
+const MAX_READ_AT_ONCE: usize = 4096;
+
 /// Reads stored hashes through one SQLite connection (or open transaction).
 pub struct DbHashes<'a>(pub &'a Connection);
 
@@ -39,16 +43,22 @@ impl DbHashes<'_> {
     /// All of `indexes` in one query: on PostgreSQL each query is a round
     /// trip to the server, where SQLite's point reads cost microseconds.
     fn read_at_once(&self, indexes: &[u64]) -> crate::db::Result<Result<Vec<Hash>, tlog_tiles::Error>> {
-        let list = vec!["?"; indexes.len()].join(", ");
-        let mut stmt = self
-            .0
-            .prepare_cached(&format!("SELECT idx, hash FROM hashes WHERE idx IN ({list})"))?;
-        let wanted: Vec<i64> = indexes.iter().map(|&i| i as i64).collect();
-        let params: Vec<&dyn rusqlite::ToSql> = wanted.iter().map(|i| i as _).collect();
         let mut found = std::collections::HashMap::with_capacity(indexes.len());
-        for row in stmt.query_map(&params[..], |r| Ok((r.get::<i64>(0)?, r.get::<Vec<u8>>(1)?)))? {
-            let (idx, hash) = row?;
-            found.insert(idx as u64, hash);
+        for chunk in indexes.chunks(MAX_READ_AT_ONCE) {
+            // Lists padded to a power of two (the last index repeated) keep a few statements
+            // prepared, not one per length.
+            let width = chunk.len().next_power_of_two();
+            let list = vec!["?"; width].join(", ");
+            let mut stmt = self
+                .0
+                .prepare_cached(&format!("SELECT idx, hash FROM hashes WHERE idx IN ({list})"))?;
+            let last = chunk[chunk.len() - 1];
+            let wanted: Vec<i64> = (0..width).map(|n| *chunk.get(n).unwrap_or(&last) as i64).collect();
+            let params: Vec<&dyn rusqlite::ToSql> = wanted.iter().map(|i| i as _).collect();
+            for row in stmt.query_map(&params[..], |r| Ok((r.get::<i64>(0)?, r.get::<Vec<u8>>(1)?)))? {
+                let (idx, hash) = row?;
+                found.insert(idx as u64, hash);
+            }
         }
         Ok(indexes
             .iter()
@@ -97,6 +107,28 @@ impl<R: HashReader> HashReader for CachedHashes<R> {
             }
         }
         Ok(indexes.iter().map(|i| cache[i]).collect())
+    }
+}
+
+/// Notes which stored hashes are read through it and answers with
+/// placeholders: a dry run of proofs learns what to fetch in one query.
+#[derive(Default)]
+pub struct Recorder(std::cell::RefCell<Vec<u64>>);
+
+impl Recorder {
+    /// The indexes read so far, each once.
+    pub fn indexes(&self) -> Vec<u64> {
+        let mut all = self.0.borrow().clone();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+}
+
+impl HashReader for Recorder {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        self.0.borrow_mut().extend_from_slice(indexes);
+        Ok(vec![tlog_tiles::EMPTY_HASH; indexes.len()])
     }
 }
 
