@@ -353,6 +353,12 @@ pub fn verify_data_dir(
 ) -> Result<Report, VerifyError> {
     let db = dir.join(store::DB_FILE);
     let conn = store::open_reader(dir)?;
+    // Every read from one snapshot: a serving node may append while its log is verified.
+    // SQLite's cursors on one connection share one; PostgreSQL gives each statement its own.
+    if conn.is_postgres() {
+        conn.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .at(&db)?;
+    }
     let checkpoints = load_checkpoints(&conn, &db)?;
     let total = checkpoints.last().map(|c| c.0).unwrap_or(0);
     let mut next_cp = checkpoints.iter().peekable();
