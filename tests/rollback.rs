@@ -57,13 +57,18 @@ async fn a_node_restored_from_an_old_backup_refuses_to_serve_naming_the_missing_
     c.send(0, notice(&["CHL"], "After the backup, one")).await;
     c.send(0, notice(&["CHL"], "After the backup, two")).await;
     all_receipted(&c, 0).await;
-    let seen = c
-        .node(1)
-        .read(|db| hotline::state::last_witnessed(db, "PER"))
-        .unwrap()
-        .expect("CHL witnessed PER's log")
-        .0;
-    assert!(seen > old_size, "CHL saw {seen}, the backup holds {old_size}");
+    // CHL checks PER's checkpoints at most every 100 ms: it logs one past the backup soon after.
+    let witnessed = |c: &Cluster| {
+        c.node(1)
+            .read(|db| hotline::state::last_witnessed(db, "PER"))
+            .unwrap()
+            .map_or(0, |w| w.0)
+    };
+    c.eventually(10, "CHL witnessed PER's log past the backup", |c| {
+        witnessed(c) > old_size
+    })
+    .await;
+    let seen = witnessed(&c);
     c.stop(0).await;
     let full = c.dir.path().join("full.hotline-backup");
     let (ok, _) = hotline_json(&["backup", "--config", &config, "--out", full.to_str().unwrap()]);
