@@ -144,14 +144,7 @@ impl Frontier {
     /// The right edge of a stored tree of `size` entries, read from its
     /// stored hashes in one call: the roots of its perfect subtrees.
     pub fn at(size: u64, hashes: &impl HashReader) -> Result<Self, tlog_tiles::Error> {
-        let mut levels = Vec::new();
-        let mut indexes = Vec::new();
-        let mut start = 0u64;
-        for level in (0..64u8).rev().filter(|l| size >> l & 1 == 1) {
-            levels.push(level);
-            indexes.push(tlog_tiles::stored_hash_index(level, start >> level));
-            start += 1 << level;
-        }
+        let (levels, indexes): (Vec<u8>, Vec<u64>) = right_edge(size).unzip();
         let read = if indexes.is_empty() {
             Vec::new()
         } else {
@@ -192,12 +185,9 @@ impl Frontier {
     /// hashes of entries added after it, every hash an inclusion proof of
     /// those entries needs.
     pub fn stored(&self) -> impl Iterator<Item = (u64, Hash)> + '_ {
-        let mut start = 0u64;
-        self.stack.iter().map(move |&(level, h)| {
-            let index = tlog_tiles::stored_hash_index(level, start >> level);
-            start += 1 << level;
-            (index, h)
-        })
+        right_edge(self.size)
+            .zip(&self.stack)
+            .map(|((_, index), &(_, h))| (index, h))
     }
 
     /// Entries added so far.
@@ -216,6 +206,17 @@ impl Frontier {
         }
         h
     }
+}
+
+/// The perfect subtrees of a tree of `size` entries, largest first: each one's
+/// level and the stored-hash index of its root.
+fn right_edge(size: u64) -> impl Iterator<Item = (u8, u64)> {
+    let mut start = 0u64;
+    (0..64u8).rev().filter(move |l| size >> l & 1 == 1).map(move |level| {
+        let index = tlog_tiles::stored_hash_index(level, start >> level);
+        start += 1 << level;
+        (level, index)
+    })
 }
 
 /// The most hashes an RFC 6962 proof can need (two per level of a 2^64 tree);
