@@ -226,11 +226,7 @@ impl Witness {
                     None => {
                         *last = Some(newest.clone());
                         self.log_witnessed(party, newest).await;
-                        for (cp, reason) in others.iter().zip(found).skip(1) {
-                            if let Some(reason) = reason {
-                                self.log_fork(party, cp, &reason).await;
-                            }
-                        }
+                        self.log_found(party, &others[1..], found.into_iter().skip(1)).await;
                     }
                 }
             }
@@ -250,18 +246,26 @@ impl Witness {
         held: &checkpoint::VerifiedCheckpoint,
     ) {
         match self.prefixes(party, cps, held).await {
-            Ok(found) => {
-                for (cp, reason) in cps.iter().zip(found) {
-                    if let Some(reason) = reason {
-                        self.log_fork(party, cp, &reason).await;
-                    }
-                }
-            }
+            Ok(found) => self.log_found(party, cps, found).await,
             Err(()) => tracing::warn!(
                 party,
                 unchecked = cps.len(),
                 "peer unreachable; superseded checkpoints go unchecked"
             ),
+        }
+    }
+
+    /// Logs a fork for each of `cps` that `found` says forks.
+    async fn log_found(
+        &self,
+        party: &str,
+        cps: &[checkpoint::VerifiedCheckpoint],
+        found: impl IntoIterator<Item = Option<String>>,
+    ) {
+        for (cp, reason) in cps.iter().zip(found) {
+            if let Some(reason) = reason {
+                self.log_fork(party, cp, &reason).await;
+            }
         }
     }
 
@@ -286,8 +290,8 @@ impl Witness {
                 _ => {}
             }
         }
-        let mut client = self.live.get().peers.get(party).ok_or(())?;
         for chunk in asked.chunks(1 + MAX_MORE_OLD_SIZES) {
+            let mut client = self.live.get().peers.get(party).ok_or(())?;
             let req = ConsistencyProofRequest {
                 old_size: cps[chunk[0]].size,
                 new_size: of.size,
