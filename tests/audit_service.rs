@@ -217,34 +217,24 @@ async fn out_of_range_and_malformed_requests_get_precise_codes() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange);
-    let err = audit
-        .get_consistency_proof(ConsistencyProofRequest {
-            old_size: 0,
-            new_size: 5,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    let err = audit
-        .get_consistency_proof(ConsistencyProofRequest {
-            old_size: 6,
-            new_size: 5,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    let err = audit
-        .get_consistency_proof(ConsistencyProofRequest {
-            old_size: 1,
-            new_size: 20,
-            more_old_sizes: vec![1; hotline::log::MAX_MORE_OLD_SIZES + 1],
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("more_old_sizes"), "{}", err.message());
+    // Each malformed consistency request is refused, naming the field at fault.
+    for (request, field) in [
+        ((0, 5, vec![]), "old_size"),
+        ((6, 5, vec![]), "old_size"),
+        ((1, 20, vec![1; hotline::log::MAX_MORE_OLD_SIZES + 1]), "more_old_sizes"),
+    ] {
+        let (old_size, new_size, more_old_sizes) = request;
+        let err = audit
+            .get_consistency_proof(ConsistencyProofRequest {
+                old_size,
+                new_size,
+                more_old_sizes,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(field), "{}", err.message());
+    }
     let err = audit
         .get_entries(GetEntriesRequest { start: 0, end: 99 })
         .await
