@@ -22,7 +22,7 @@ impl From<LogError> for Status {
             }
             LogError::Closed => Status::unavailable("the node is stopping; try again once it is back"),
             LogError::Held => Status::unavailable(
-                "the node is starting: it is comparing its log with the checkpoints its peers witnessed; try again shortly",
+                "the node is starting: it compares its log with the checkpoints its peers witnessed, then publishes its roster; try again shortly",
             ),
             LogError::Refused(StateError::Storage(_) | StateError::Invalid(_))
             | LogError::Store(_)

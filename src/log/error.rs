@@ -45,8 +45,8 @@ pub enum LogError {
     /// The identity key refused to sign (a token removed or logged out).
     #[error("signing: {0}")]
     Signing(String),
-    /// The node is starting and has not yet compared its log with its peers'
-    /// (what operators are told; a delivery waits instead).
+    /// The node is starting: it has not yet compared its log with its peers'
+    /// or published its configured roster (what operators are told; a delivery waits instead).
     #[error("the log takes no entries until the node has compared it with what its peers witnessed")]
     Held,
     /// An entry is larger than a tlog-tiles entry bundle holds even with its

@@ -98,6 +98,9 @@ pub struct Node {
     pub(crate) adopting: tokio::sync::RwLock<()>,
     /// Set while later versions are fetched from a peer: one catch-up at a time.
     catching_up: std::sync::atomic::AtomicBool,
+    /// Set once `start_writing` is done (log compared with the peers' view,
+    /// configured roster published): until then operators are told to come back.
+    started: std::sync::atomic::AtomicBool,
     /// New deliveries for the delivery worker, and what wakes their retries.
     deliveries: crate::deliveries::DeliveryQueue,
     /// Each peer's link as our calls find it.
@@ -197,6 +200,7 @@ impl Node {
             dialer: std::sync::RwLock::new(dialer),
             adopting: tokio::sync::RwLock::new(()),
             catching_up: Default::default(),
+            started: Default::default(),
             keys,
             key_files,
             sealing,
@@ -229,7 +233,9 @@ impl Node {
         // The agreement first: a verifier learns its keys before the first checkpoint.
         self.adopt_at_start().await?;
         self.log.release();
-        self.publish_configured_roster(roster).await
+        self.publish_configured_roster(roster).await?;
+        self.started.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// A peer spoke to us (a delivery, or its answer to ours): deliveries
@@ -381,12 +387,12 @@ impl Node {
     }
 
     /// Refused while the node starts: until its log is compared with its
-    /// peers' view it signs nothing and has no roster in force to say who
-    /// may act, so operators are told to come back.
+    /// peers' view and its configured roster published, it has no roster in
+    /// force to say who may act, so operators are told to come back.
     pub fn started(&self) -> Result<(), LogError> {
-        match self.log.is_held() {
-            true => Err(LogError::Held),
-            false => Ok(()),
+        match self.started.load(std::sync::atomic::Ordering::Acquire) {
+            false => Err(LogError::Held),
+            true => Ok(()),
         }
     }
 }
