@@ -17,6 +17,14 @@ use crate::state::StoredMessage;
 pub const BATCH: usize = 64;
 /// `DeliverBatch` calls in flight to one peer at once.
 pub const CALLS_PER_PEER: usize = 4;
+/// `DeliverBatch` calls in flight from this node at once, to all peers
+/// together. Without it a node owing a message to every peer (a roster
+/// published to 192, a round of communication checks) opens a call to each
+/// at once; when every node does so on shared cores, the calls wait in the
+/// peers' queues past their time limit, are sent again, and each retry
+/// spends the peers' work once more (the 193-party drill collapsed so).
+/// A call's time limit starts once it holds its place here.
+pub const CALLS_AT_ONCE: usize = 32;
 /// How long a peer has to answer one `DeliverBatch` call, besides the time
 /// its bytes take over the slowest link (`transport::transfer_time`).
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -24,9 +32,15 @@ pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A message waiting for its peer's courier, and where its outcome goes.
 pub type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
 
-/// Sends what waits for `party` in batches, a few calls at once, until
+/// Sends what waits for `party` in batches, a few calls at once and each
+/// within a place of `node_calls` (shared by every peer's courier), until
 /// every sender of the queue is gone.
-pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedReceiver<Queued>) {
+pub async fn run(
+    node: Arc<Node>,
+    party: String,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+    node_calls: Arc<Semaphore>,
+) {
     let calls = Arc::new(Semaphore::new(CALLS_PER_PEER));
     let mut carried: Option<Queued> = None;
     loop {
@@ -39,6 +53,9 @@ pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedRecei
         };
         // Waiting for a free call lets the next batch fill up.
         let Ok(call) = calls.clone().acquire_owned().await else {
+            return;
+        };
+        let Ok(place) = node_calls.clone().acquire_owned().await else {
             return;
         };
         // The receiver reads no batch larger than the agreement in force allows.
@@ -70,7 +87,7 @@ pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedRecei
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
-                drop(call);
+                drop((call, place));
             }
             .instrument(span),
         );
