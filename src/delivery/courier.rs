@@ -23,7 +23,9 @@ pub const CALLS_PER_PEER: usize = 4;
 /// at once; when every node does so on shared cores, the calls wait in the
 /// peers' queues past their time limit, are sent again, and each retry
 /// spends the peers' work once more (the 193-party drill collapsed so).
-/// A call's time limit starts once it holds its place here.
+/// A call's time limit starts once it holds its place here. A call to a
+/// peer our last call did not reach takes no place, so peers that are down
+/// or silent never hold up the deliveries to the others.
 pub const CALLS_AT_ONCE: usize = 32;
 /// How long a peer has to answer one `DeliverBatch` call, besides the time
 /// its bytes take over the slowest link (`transport::transfer_time`).
@@ -32,9 +34,9 @@ pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A message waiting for its peer's courier, and where its outcome goes.
 pub type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
 
-/// Sends what waits for `party` in batches, a few calls at once and each
-/// within a place of `node_calls` (shared by every peer's courier), until
-/// every sender of the queue is gone.
+/// Sends what waits for `party` in batches, a few calls at once and, while
+/// the peer is reachable, each within a place of `node_calls` (shared by
+/// every peer's courier), until every sender of the queue is gone.
 pub async fn run(
     node: Arc<Node>,
     party: String,
@@ -55,8 +57,12 @@ pub async fn run(
         let Ok(call) = calls.clone().acquire_owned().await else {
             return;
         };
-        let Ok(place) = node_calls.clone().acquire_owned().await else {
-            return;
+        let place = match node.links().get(&party).is_none_or(|l| l.reachable) {
+            true => match node_calls.clone().acquire_owned().await {
+                Ok(place) => Some(place),
+                Err(_) => return,
+            },
+            false => None,
         };
         // The receiver reads no batch larger than the agreement in force allows.
         let budget = {
