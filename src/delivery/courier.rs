@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::node::{Node, join_in_order};
@@ -17,16 +17,43 @@ use crate::state::StoredMessage;
 pub const BATCH: usize = 64;
 /// `DeliverBatch` calls in flight to one peer at once.
 pub const CALLS_PER_PEER: usize = 4;
-/// `DeliverBatch` calls in flight from this node at once, to all peers
-/// together. Without it a node owing a message to every peer (a roster
-/// published to 192, a round of communication checks) opens a call to each
-/// at once; when every node does so on shared cores, the calls wait in the
-/// peers' queues past their time limit, are sent again, and each retry
-/// spends the peers' work once more (the 193-party drill collapsed so).
-/// A call's time limit starts once it holds its place here. A call to a
-/// peer our last call did not reach takes no place, so peers that are down
-/// or silent never hold up the deliveries to the others.
+/// `DeliverBatch` calls in flight from this node at once, to all reachable
+/// peers together. Without it a node owing a message to every peer (a
+/// roster published to 192, a round of communication checks) opens a call
+/// to each at once; when every node does so on shared cores, the calls wait
+/// in the peers' queues past their time limit, are sent again, and each
+/// retry spends the peers' work once more (the 193-party drill collapsed
+/// so). A call's time limit starts once it holds its place.
 pub const CALLS_AT_ONCE: usize = 32;
+/// `DeliverBatch` calls in flight at once to all peers our last call did
+/// not reach: their own smaller share, so peers that are down or silent
+/// never hold up the others, and a peer slowed by load is not called harder.
+pub const CALLS_AT_ONCE_UNREACHED: usize = 8;
+
+/// The node's places for calls in flight, shared by every peer's courier.
+#[derive(Clone)]
+pub struct Places {
+    reached: Arc<Semaphore>,
+    unreached: Arc<Semaphore>,
+}
+
+impl Places {
+    /// [`CALLS_AT_ONCE`] places for reachable peers, [`CALLS_AT_ONCE_UNREACHED`] for the others.
+    pub fn new() -> Self {
+        Self {
+            reached: Arc::new(Semaphore::new(CALLS_AT_ONCE)),
+            unreached: Arc::new(Semaphore::new(CALLS_AT_ONCE_UNREACHED)),
+        }
+    }
+
+    /// Waits for a place for a call to `party`, from the share its link decides.
+    async fn take(&self, node: &Node, party: &str) -> Option<OwnedSemaphorePermit> {
+        let reachable = node.links().get(party).is_none_or(|l| l.reachable);
+        let share = if reachable { &self.reached } else { &self.unreached };
+        share.clone().acquire_owned().await.ok()
+    }
+}
+
 /// How long a peer has to answer one `DeliverBatch` call, besides the time
 /// its bytes take over the slowest link (`transport::transfer_time`).
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -34,15 +61,9 @@ pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A message waiting for its peer's courier, and where its outcome goes.
 pub type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
 
-/// Sends what waits for `party` in batches, a few calls at once and, while
-/// the peer is reachable, each within a place of `node_calls` (shared by
-/// every peer's courier), until every sender of the queue is gone.
-pub async fn run(
-    node: Arc<Node>,
-    party: String,
-    mut queue: mpsc::UnboundedReceiver<Queued>,
-    node_calls: Arc<Semaphore>,
-) {
+/// Sends what waits for `party` in batches, a few calls at once and each
+/// within one of the node's `places`, until every sender of the queue is gone.
+pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedReceiver<Queued>, places: Places) {
     let calls = Arc::new(Semaphore::new(CALLS_PER_PEER));
     let mut carried: Option<Queued> = None;
     loop {
@@ -57,12 +78,8 @@ pub async fn run(
         let Ok(call) = calls.clone().acquire_owned().await else {
             return;
         };
-        let place = match node.links().get(&party).is_none_or(|l| l.reachable) {
-            true => match node_calls.clone().acquire_owned().await {
-                Ok(place) => Some(place),
-                Err(_) => return,
-            },
-            false => None,
+        let Some(place) = places.take(&node, &party).await else {
+            return;
         };
         // The receiver reads no batch larger than the agreement in force allows.
         let budget = {

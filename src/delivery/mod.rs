@@ -25,7 +25,7 @@ use crate::node::Node;
 use crate::state::{self, Pending, StoredMessage};
 
 use courier::Queued;
-pub use courier::{BATCH, CALLS_AT_ONCE, CALLS_PER_PEER};
+pub use courier::{BATCH, CALLS_AT_ONCE, CALLS_AT_ONCE_UNREACHED, CALLS_PER_PEER};
 
 /// Deliveries in flight at once to one peer: a slow or dead peer holds at
 /// most these, never the others' share.
@@ -44,8 +44,8 @@ struct Courier {
 struct Couriers {
     node: Arc<Node>,
     by_peer: Arc<Mutex<HashMap<String, Arc<Courier>>>>,
-    /// The node's calls in flight to all peers ([`CALLS_AT_ONCE`]).
-    calls: Arc<Semaphore>,
+    /// The node's places for calls in flight to all peers.
+    places: courier::Places,
 }
 
 impl Couriers {
@@ -62,7 +62,7 @@ impl Couriers {
             let span = tracing::info_span!("courier", peer = %party);
             self.node
                 .tasks()
-                .spawn(courier::run(self.node.clone(), party.to_owned(), rx, self.calls.clone()).instrument(span));
+                .spawn(courier::run(self.node.clone(), party.to_owned(), rx, self.places.clone()).instrument(span));
             Arc::new(Courier {
                 queue: tx,
                 slots: Semaphore::new(MAX_IN_FLIGHT),
@@ -88,7 +88,7 @@ pub async fn run(node: Arc<Node>) {
     let couriers = Couriers {
         node: node.clone(),
         by_peer: Arc::default(),
-        calls: Arc::new(Semaphore::new(CALLS_AT_ONCE)),
+        places: courier::Places::new(),
     };
     let active: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     loop {
