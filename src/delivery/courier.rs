@@ -48,9 +48,51 @@ impl Places {
 
     /// Waits for a place for a call to `party`, from the share its link decides.
     async fn take(&self, node: &Node, party: &str) -> Option<OwnedSemaphorePermit> {
-        let reachable = node.links().get(party).is_none_or(|l| l.reachable);
-        let share = if reachable { &self.reached } else { &self.unreached };
-        share.clone().acquire_owned().await.ok()
+        self.share(node.links().get(party).is_none_or(|l| l.reachable))
+            .acquire_owned()
+            .await
+            .ok()
+    }
+
+    /// The places of calls to reachable peers, or to the others.
+    fn share(&self, reachable: bool) -> Arc<Semaphore> {
+        if reachable { &self.reached } else { &self.unreached }.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::delivery::courier::*;
+
+    #[test]
+    fn reachable_peers_share_32_places_and_unreached_ones_8_of_their_own() {
+        let places = Places::new();
+        let reached: Vec<_> = (0..CALLS_AT_ONCE)
+            .map(|_| {
+                places
+                    .share(true)
+                    .try_acquire_owned()
+                    .expect("a place for a reachable peer")
+            })
+            .collect();
+        assert!(places.share(true).try_acquire_owned().is_err(), "the 33rd call waits");
+        // Peers that are down still get their calls out, and take none of the others' places.
+        let unreached: Vec<_> = (0..CALLS_AT_ONCE_UNREACHED)
+            .map(|_| {
+                places
+                    .share(false)
+                    .try_acquire_owned()
+                    .expect("a place for an unreached peer")
+            })
+            .collect();
+        assert!(
+            places.share(false).try_acquire_owned().is_err(),
+            "the 9th call to an unreached peer waits"
+        );
+        drop(reached);
+        assert_eq!(places.share(true).available_permits(), CALLS_AT_ONCE);
+        assert_eq!(places.share(false).available_permits(), 0);
+        drop(unreached);
     }
 }
 
