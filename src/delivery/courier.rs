@@ -60,42 +60,6 @@ impl Places {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::delivery::courier::*;
-
-    #[test]
-    fn reachable_peers_share_32_places_and_unreached_ones_8_of_their_own() {
-        let places = Places::new();
-        let reached: Vec<_> = (0..CALLS_AT_ONCE)
-            .map(|_| {
-                places
-                    .share(true)
-                    .try_acquire_owned()
-                    .expect("a place for a reachable peer")
-            })
-            .collect();
-        assert!(places.share(true).try_acquire_owned().is_err(), "the 33rd call waits");
-        // Peers that are down still get their calls out, and take none of the others' places.
-        let unreached: Vec<_> = (0..CALLS_AT_ONCE_UNREACHED)
-            .map(|_| {
-                places
-                    .share(false)
-                    .try_acquire_owned()
-                    .expect("a place for an unreached peer")
-            })
-            .collect();
-        assert!(
-            places.share(false).try_acquire_owned().is_err(),
-            "the 9th call to an unreached peer waits"
-        );
-        drop(reached);
-        assert_eq!(places.share(true).available_permits(), CALLS_AT_ONCE);
-        assert_eq!(places.share(false).available_permits(), 0);
-        drop(unreached);
-    }
-}
-
 /// How long a peer has to answer one `DeliverBatch` call, besides the time
 /// its bytes take over the slowest link (`transport::transfer_time`).
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -214,4 +178,40 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         })
         .collect();
     join_in_order(accepting, |e| Err(format!("receipt task failed: {e}"))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::delivery::courier::*;
+
+    #[test]
+    fn reachable_peers_share_32_places_and_unreached_ones_8_of_their_own() {
+        let places = Places::new();
+        let reached: Vec<_> = (0..CALLS_AT_ONCE)
+            .map(|_| {
+                places
+                    .share(true)
+                    .try_acquire_owned()
+                    .expect("a place for a reachable peer")
+            })
+            .collect();
+        assert!(places.share(true).try_acquire_owned().is_err(), "the 33rd call waits");
+        // Peers that are down still get their calls out, and take none of the others' places.
+        let unreached: Vec<_> = (0..CALLS_AT_ONCE_UNREACHED)
+            .map(|_| {
+                places
+                    .share(false)
+                    .try_acquire_owned()
+                    .expect("a place for an unreached peer")
+            })
+            .collect();
+        assert!(
+            places.share(false).try_acquire_owned().is_err(),
+            "the 9th call to an unreached peer waits"
+        );
+        drop(reached);
+        assert_eq!(places.share(true).available_permits(), CALLS_AT_ONCE);
+        assert_eq!(places.share(false).available_permits(), 0);
+        drop(unreached);
+    }
 }
