@@ -113,6 +113,17 @@ impl Links {
         }
     }
 
+    /// Whether `party` is not known to be down: no call was made to it
+    /// since the node started, or our last call reached it. Read without
+    /// copying the link, on every delivery call.
+    pub fn reachable(&self, party: &str) -> bool {
+        self.by_peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(party)
+            .is_none_or(|l| l.reachable)
+    }
+
     /// `party`'s link, if a call was made to it since the node started.
     pub fn get(&self, party: &str) -> Option<Link> {
         self.by_peer

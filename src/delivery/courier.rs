@@ -48,10 +48,7 @@ impl Places {
 
     /// Waits for a place for a call to `party`, from the share its link decides.
     async fn take(&self, node: &Node, party: &str) -> Option<OwnedSemaphorePermit> {
-        self.share(node.links().get(party).is_none_or(|l| l.reachable))
-            .acquire_owned()
-            .await
-            .ok()
+        self.share(node.links().reachable(party)).acquire_owned().await.ok()
     }
 
     /// The places of calls to reachable peers, or to the others.

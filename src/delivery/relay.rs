@@ -29,7 +29,7 @@ pub fn relay_for(node: &Node, party: &str) -> Option<String> {
         .relays
         .iter()
         .filter(|r| *r != node.party() && *r != party)
-        .find(|r| node.links().get(r).is_none_or(|l| l.reachable))
+        .find(|r| node.links().reachable(r))
         .cloned()
 }
 

@@ -94,7 +94,7 @@ impl Node {
                 _ = self.clock.sleep(PROBE_EVERY) => {}
                 _ = self.tasks().stopping() => return,
             }
-            if self.links.get(&party).is_none_or(|l| l.reachable) {
+            if self.links.reachable(&party) {
                 return;
             }
             let Some(mut client) = self.in_force().peers.get(&party) else {
