@@ -352,6 +352,29 @@ pub fn human_checks(c: &Connection, party: &str, limit: u32) -> crate::db::Resul
         .collect()
 }
 
+/// The latest `limit` human check round trips of every party, newest first,
+/// in one query: `Status` shows them for every peer.
+pub fn human_checks_by_party(
+    c: &Connection,
+    limit: u32,
+) -> crate::db::Result<std::collections::HashMap<String, Vec<u64>>> {
+    let rows = c
+        .prepare_cached(
+            "SELECT party, round_trip_ms FROM (SELECT party, round_trip_ms, answered_ms, \
+             ROW_NUMBER() OVER (PARTITION BY party ORDER BY answered_ms DESC) AS n FROM human_checks) AS h \
+             WHERE n <= ?1 ORDER BY party, answered_ms DESC",
+        )?
+        .query_map(params![limit], |r| {
+            Ok((r.get::<String>(0)?, r.get::<i64>(1)?.max(0) as u64))
+        })?
+        .collect::<crate::db::Result<Vec<_>>>()?;
+    let mut by = std::collections::HashMap::<String, Vec<u64>>::new();
+    for (party, ms) in rows {
+        by.entry(party).or_default().push(ms);
+    }
+    Ok(by)
+}
+
 /// How many deliveries wait in the outbox, per peer.
 pub fn outbox_counts(c: &Connection) -> crate::db::Result<Vec<(String, u64)>> {
     c.prepare_cached("SELECT party, COUNT(*) FROM outbox GROUP BY party")?

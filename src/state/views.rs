@@ -126,15 +126,16 @@ pub fn status_figures(
         deadlines: super::running_deadlines(c, i64::MAX, deadlines)?,
         running: super::running_deadline_count(c)?,
         events: super::norm_events(c, None, 20)?,
-        peers: peers
-            .iter()
-            .map(|p| {
-                Ok((
-                    super::last_witnessed(c, p)?.map_or(0, |(size, _)| size),
-                    super::human_checks(c, p, 5)?,
-                ))
-            })
-            .collect::<crate::db::Result<_>>()?,
+        peers: {
+            let mut human = super::human_checks_by_party(c, 5)?;
+            peers
+                .iter()
+                .map(|p| {
+                    let witnessed = super::last_witnessed(c, p)?.map_or(0, |(size, _)| size);
+                    Ok((witnessed, human.remove(p).unwrap_or_default()))
+                })
+                .collect::<crate::db::Result<_>>()?
+        },
         compliance: super::compliance(c)?,
         amendments_pending: super::pending_count(c, adopted)?,
     })
