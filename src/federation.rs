@@ -10,11 +10,12 @@ use crate::node::{Node, NodeError, PeerAgreements};
 use crate::proto::federation_server::Federation;
 use crate::proto::{
     ConsistencyProof, ConsistencyProofRequest, DeliverBatchRequest, DeliverBatchResponse, DeliverOutcome,
-    DeliverRequest, DeliverResponse, GetAgreementRequest, GetAgreementResponse, GetCheckpointRequest,
-    GetCheckpointResponse, GetWitnessedCheckpointRequest, GetWitnessedCheckpointResponse, Refusal, RelayRequest,
-    SignedCheckpoint, deliver_outcome,
+    DeliverRequest, DeliverResponse, Envelope, GetAgreementRequest, GetAgreementResponse, GetCheckpointRequest,
+    GetCheckpointResponse, GetWitnessedCheckpointRequest, GetWitnessedCheckpointResponse, Receipt, Refusal,
+    RelayRequest, SignedCheckpoint, deliver_outcome,
 };
 use crate::state;
+use prost::Message;
 
 /// The most envelopes one `DeliverBatch` call may carry.
 pub const MAX_BATCH: usize = 256;
@@ -28,6 +29,17 @@ fn envelopes_within_batch(n: usize, what: &str) -> Result<(), Status> {
         )));
     }
     Ok(())
+}
+
+/// The size of the largest checkpoint our receipts among `outcomes` carry
+/// (0 when none does): the one the caller witnesses next.
+fn receipts_checkpoint(outcomes: &[Result<Envelope, NodeError>]) -> u64 {
+    outcomes
+        .iter()
+        .filter_map(|o| Receipt::decode(&o.as_ref().ok()?.payload[..]).ok()?.checkpoint)
+        .filter_map(|c| crate::log::checkpoint::parse_size(&c.note))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Serves peers: `gate` says which peer calls, `node` takes what it delivers.
@@ -75,13 +87,18 @@ impl Federation for FederationService {
         let _admitted = self.gate.admit_peer(&peer, n)?;
         PeerAgreements::check_shape(req.agreement.as_ref())?;
         self.node.heard_from(&peer, req.agreement.as_ref());
-        let outcomes = match req.sender.as_str() {
+        // The peer's own envelopes come with its checkpoint's proof, and our
+        // receipts go back with theirs: neither side calls the other to witness.
+        let (outcomes, proof) = match req.sender.as_str() {
             "" => {
-                self.node
-                    .deliver_batch(&peer, req.envelopes, req.sender_checkpoint)
-                    .await
+                let outcomes = self
+                    .node
+                    .deliver_batch(&peer, req.envelopes, req.sender_checkpoint, req.sender_consistency)
+                    .await;
+                let proof = self.node.witness().show(&peer, receipts_checkpoint(&outcomes));
+                (outcomes, proof)
             }
-            sender => self.node.deliver_relayed(&peer, sender, req.envelopes).await?,
+            sender => (self.node.deliver_relayed(&peer, sender, req.envelopes).await?, None),
         };
         // A claim is weighed only from a peer whose delivery we accepted.
         if outcomes.iter().any(Result::is_ok) {
@@ -99,6 +116,7 @@ impl Federation for FederationService {
         Ok(Response::new(DeliverBatchResponse {
             outcomes,
             agreement: Some(self.node.in_force().reference()),
+            receiver_consistency: proof,
         }))
     }
 
@@ -119,6 +137,7 @@ impl Federation for FederationService {
         Ok(Response::new(DeliverBatchResponse {
             outcomes,
             agreement: Some(self.node.in_force().reference()),
+            ..Default::default()
         }))
     }
 

@@ -53,6 +53,9 @@ pub struct Metrics {
     pub norm_events: Family<Labels, Counter>,
     /// Checkpoints witnessed, by peer.
     pub witnessed: Family<Labels, Counter>,
+    /// `ProveConsistency` calls made to witness a peer's checkpoints, by peer:
+    /// most checkpoints come with their proof and need none.
+    pub proofs_asked: Family<Labels, Counter>,
     /// How long peers took to answer our communication checks, machine and human.
     pub comm_check_answer: Family<Labels, Histogram, fn() -> Histogram>,
     /// How long checking a delivered envelope's signatures took.
@@ -72,6 +75,7 @@ impl Metrics {
             refusals: Family::default(),
             norm_events: Family::default(),
             witnessed: Family::default(),
+            proofs_asked: Family::default(),
             comm_check_answer: Family::new_with_constructor(answer_buckets),
             signature_verify: short_buckets(),
             outbox: Family::default(),
@@ -96,6 +100,11 @@ impl Metrics {
             "witnessed_checkpoints",
             "Peer checkpoints witnessed and logged",
             m.witnessed.clone(),
+        );
+        registry.register(
+            "consistency_proofs_asked",
+            "ProveConsistency calls made to a peer to witness its checkpoints",
+            m.proofs_asked.clone(),
         );
         registry.register(
             "comm_check_answer_seconds",
@@ -163,6 +172,7 @@ impl Metrics {
                 .get_or_create(&vec![("peer", peer.to_owned()), ("outcome", outcome.to_owned())]);
         }
         let _ = self.witnessed.get_or_create(&vec![("peer", peer.to_owned())]);
+        let _ = self.proofs_asked.get_or_create(&vec![("peer", peer.to_owned())]);
         for human in [false, true] {
             let _ = self
                 .comm_check_answer

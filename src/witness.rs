@@ -1,7 +1,9 @@
 //! Cross-witnessing: every delivery carries the sender's latest checkpoint
 //! and every receipt the receiver's. A node verifies each one, checks that it
 //! extends the last one it holds from that peer, and logs it; a checkpoint the
-//! peer cannot prove consistent is a fork, logged as a norm event.
+//! peer cannot prove consistent is a fork, logged as a norm event. The proof
+//! usually comes with the checkpoint, from the last one the peer showed us
+//! ([`Witness::show`], [`Witness::carried`]); otherwise the peer is asked.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,9 @@ use crate::log::tree::proof_from_wire;
 use crate::log::{Log, MAX_MORE_OLD_SIZES, checkpoint, entry};
 use crate::norm_event;
 use crate::proto::log_entry::Body;
-use crate::proto::{ConsistencyProofRequest, Deadline, NormEventKind, SignedCheckpoint, WitnessedCheckpoint};
+use crate::proto::{
+    ConsistencyProof, ConsistencyProofRequest, Deadline, NormEventKind, SignedCheckpoint, WitnessedCheckpoint,
+};
 use crate::state;
 
 /// How many recently verified checkpoint notes are remembered per peer:
@@ -51,6 +55,12 @@ pub struct Witness {
     pending: Mutex<HashMap<String, SetAside>>,
     /// The last checkpoint witnessed from each peer, held while one is checked.
     witnessing: Mutex<HashMap<String, Slot>>,
+    /// The size of the last checkpoint of each peer logged as witnessed,
+    /// locked while one is logged.
+    logging: Mutex<HashMap<String, Arc<tokio::sync::Mutex<u64>>>>,
+    /// The size of the largest checkpoint of ours shown to each peer: where
+    /// the next proof we send it starts, since the peer witnesses each one.
+    shown: Mutex<HashMap<String, u64>>,
 }
 
 /// The last checkpoint witnessed from one peer, and when it was last
@@ -62,6 +72,9 @@ type Slot = Arc<tokio::sync::Mutex<Held>>;
 struct Held {
     last: Option<checkpoint::VerifiedCheckpoint>,
     checked_at: Option<tokio::time::Instant>,
+    /// The size of the last one logged: `last` may be newer for a moment,
+    /// when proofs came with checkpoints faster than `CHECK_EVERY`.
+    logged: u64,
 }
 
 impl Witness {
@@ -75,6 +88,8 @@ impl Witness {
             recent: Default::default(),
             pending: Default::default(),
             witnessing: Mutex::default(),
+            shown: Mutex::default(),
+            logging: Mutex::default(),
         }
     }
 
@@ -135,32 +150,169 @@ impl Witness {
         }
         let Some(slot) = self.slot(party) else { return };
         self.set_aside(party, Some(cp));
+        self.take_up(party, &slot).await;
+    }
+
+    /// Checks what is set aside for `party`, unless another holds its slot
+    /// (the holder takes it up), until nothing is.
+    async fn take_up(&self, party: &str, slot: &Slot) {
+        let waits = || {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(party)
+        };
         loop {
-            let Ok(mut held) = slot.try_lock() else { return }; // the holder will take ours up
-            if let Some(at) = held.checked_at {
-                tokio::time::sleep_until(at + CHECK_EVERY).await;
+            // Whoever holds the slot takes up what waits when it lets go.
+            let Ok(mut held) = slot.try_lock() else { return };
+            if !waits() {
+                drop(held);
+                // One may have been set aside between our look and our release.
+                match waits() {
+                    true => continue,
+                    false => return,
+                }
+            }
+            // The pause between checks is waited out with the slot let go, so
+            // a checkpoint sent with its proof meanwhile is checked at once.
+            if let Some(at) = held.checked_at.map(|at| at + CHECK_EVERY)
+                && at > tokio::time::Instant::now()
+            {
+                drop(held);
+                tokio::time::sleep_until(at).await;
+                continue;
             }
             let mut waiting: Vec<_> = self.set_aside(party, None).into_values().collect();
-            match waiting.pop() {
-                Some(newest) => {
-                    held.checked_at = Some(tokio::time::Instant::now());
-                    self.check(party, &mut held.last, newest, waiting).await;
+            if let Some(newest) = waiting.pop() {
+                held.checked_at = Some(tokio::time::Instant::now());
+                self.load_last(party, &mut held);
+                let witnessed = self.check(party, &mut held.last, newest, waiting).await;
+                if let Some(cp) = &witnessed {
+                    held.logged = cp.size;
                 }
-                None => {
-                    drop(held);
-                    // One may have been set aside between our look and our release.
-                    if self
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(party)
-                        .is_none()
-                    {
-                        return;
-                    }
+                // Logged with the slot let go, as `log_newest` does.
+                drop(held);
+                if let Some(cp) = witnessed {
+                    self.log_witnessed(party, cp).await;
                 }
             }
         }
+    }
+
+    /// Fills `held`, when empty, with the newest checkpoint of `party` the
+    /// log holds as witnessed (none on a node that never witnessed one).
+    fn load_last(&self, party: &str, held: &mut Held) {
+        if held.last.is_some() {
+            return;
+        }
+        let now = self.clock.now();
+        let live = self.live.get();
+        let key = live.keyring.keys().find(|k| k.party == party && k.valid_at(now));
+        let logged = self
+            .log
+            .reader()
+            .read(|c| Ok(state::last_witnessed(c, party).ok().flatten()))
+            .ok()
+            .flatten();
+        held.last = logged
+            .zip(key)
+            .and_then(|((_, note), key)| checkpoint::verify(&note, &key.key).ok());
+        held.logged = held.last.as_ref().map_or(0, |last| last.size);
+    }
+
+    /// Witnesses `cp` of `party` with the consistency proof the peer sent
+    /// with it, which starts at the largest checkpoint it showed us before:
+    /// if that is the last one witnessed and the proof holds, `cp` is
+    /// witnessed with no call to the peer. The check runs now, so the next
+    /// proof the peer sends finds `cp` held; the future logs it (at most one
+    /// a `CHECK_EVERY` per peer, the newest) or, when the proof could not be
+    /// used (none, another check running, another start, or one that
+    /// fails), checks `cp` as [`Self::witness`] does.
+    pub fn carried(
+        self: &Arc<Self>,
+        party: &str,
+        cp: checkpoint::VerifiedCheckpoint,
+        proof: Option<&ConsistencyProof>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let proven = self.check_carried(party, &cp, proof);
+        let (witness, party) = (self.clone(), party.to_owned());
+        async move {
+            match proven {
+                Some(at) => witness.log_newest(&party, at).await,
+                None => witness.witness(&party, cp).await,
+            }
+        }
+    }
+
+    /// Checks `proof` proves `cp` extends the last checkpoint witnessed from
+    /// `party`; if so, `cp` is now the last one, and the answer is when it
+    /// may be logged: now, or `CHECK_EVERY` after the last one was.
+    fn check_carried(
+        &self,
+        party: &str,
+        cp: &checkpoint::VerifiedCheckpoint,
+        proof: Option<&ConsistencyProof>,
+    ) -> Option<tokio::time::Instant> {
+        let proof = proof.filter(|p| p.new_size == cp.size && p.more.is_empty())?;
+        if self.log.is_held() {
+            return None;
+        }
+        let slot = self.slot(party)?;
+        let mut held = slot.try_lock().ok()?;
+        self.load_last(party, &mut held);
+        let last = held.last.as_ref()?;
+        if last.size != proof.old_size || consistent(&proof.hashes, last, cp).is_err() {
+            return None;
+        }
+        held.last = Some(cp.clone());
+        let now = tokio::time::Instant::now();
+        Some(held.checked_at.map_or(now, |at| now.max(at + CHECK_EVERY)))
+    }
+
+    /// At `at`, logs the newest checkpoint of `party` witnessed, unless it is
+    /// logged already, then takes up what was set aside meanwhile.
+    async fn log_newest(&self, party: &str, at: tokio::time::Instant) {
+        tokio::time::sleep_until(at).await;
+        let Some(slot) = self.slot(party) else { return };
+        let mut held = slot.lock().await;
+        let newest = held.last.clone().filter(|last| last.size > held.logged);
+        if let Some(last) = &newest {
+            held.checked_at = Some(tokio::time::Instant::now());
+            held.logged = last.size;
+        }
+        // Logged with the slot let go: a checkpoint that arrives with its
+        // proof meanwhile is checked at once, not set aside.
+        drop(held);
+        if let Some(last) = newest {
+            self.log_witnessed(party, last).await;
+        }
+        self.take_up(party, &slot).await;
+    }
+
+    /// A proof for `party` that our checkpoint of `new_size`, about to be
+    /// shown to it, extends the largest one shown to it before (none when
+    /// none was, or none smaller); `new_size` is then noted as shown.
+    pub fn show(&self, party: &str, new_size: u64) -> Option<ConsistencyProof> {
+        let old = {
+            let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+            let largest = shown.entry(party.to_owned()).or_default();
+            std::mem::replace(largest, new_size.max(*largest))
+        };
+        self.prove(old, new_size)
+    }
+
+    /// A proof that our checkpoint of `new_size` extends the one of
+    /// `old_size`; none when `old_size` is 0, not smaller, or not ours.
+    fn prove(&self, old_size: u64, new_size: u64) -> Option<ConsistencyProof> {
+        if old_size == 0 || old_size >= new_size {
+            return None;
+        }
+        let req = ConsistencyProofRequest {
+            old_size,
+            new_size,
+            more_old_sizes: Vec::new(),
+        };
+        self.log.reader().prove_consistency(&req).ok()
     }
 
     /// Sets `cp` aside for `party`; with `None`, takes all that was set aside.
@@ -182,58 +334,46 @@ impl Witness {
     }
 
     /// Checks `newest`, the largest checkpoint of `party` set aside, against
-    /// `last`, the newest one witnessed, and `others`, the rest set aside,
-    /// as its prefixes; logs what it witnessed and every fork.
+    /// `last`, the newest one witnessed (none: `newest` is the first), and `others`, the rest set aside,
+    /// as its prefixes; logs every fork, and answers the checkpoint it
+    /// witnessed, now `last`, for the caller to log.
     async fn check(
         &self,
         party: &str,
         last: &mut Option<checkpoint::VerifiedCheckpoint>,
         newest: checkpoint::VerifiedCheckpoint,
         mut others: Vec<checkpoint::VerifiedCheckpoint>,
-    ) {
-        if last.is_none() {
-            let now = self.clock.now();
-            let live = self.live.get();
-            let key = live.keyring.keys().find(|k| k.party == party && k.valid_at(now));
-            let held = self
-                .log
-                .reader()
-                .read(|c| Ok(state::last_witnessed(c, party).ok().flatten()))
-                .ok()
-                .flatten();
-            *last = held
-                .zip(key)
-                .and_then(|((_, note), key)| checkpoint::verify(&note, &key.key).ok());
-        }
+    ) -> Option<checkpoint::VerifiedCheckpoint> {
         match last.clone() {
             // Older than, or the very one, we hold: nothing new to log, and
             // what arrived must be a prefix of what we hold.
             Some(old) if newest.size < old.size || (newest.size == old.size && newest.root == old.root) => {
                 others.push(newest);
                 self.log_forks(party, &others, &old).await;
+                None
             }
             Some(old) => {
                 others.insert(0, old.clone());
-                let Ok(found) = self.prefixes(party, &others, &newest).await else {
-                    return; // peer unreachable: try again with a later checkpoint
-                };
+                // Peer unreachable: tried again with a later checkpoint.
+                let found = self.prefixes(party, &others, &newest).await.ok()?;
                 match found.first().cloned().flatten() {
                     Some(reason) => {
                         self.log_fork(party, &newest, &reason).await;
                         // The rest are checked against what we hold instead.
                         self.log_forks(party, &others[1..], &old).await;
+                        None
                     }
                     None => {
                         *last = Some(newest.clone());
-                        self.log_witnessed(party, newest).await;
                         self.log_found(party, &others[1..], found.into_iter().skip(1)).await;
+                        Some(newest)
                     }
                 }
             }
             None => {
                 *last = Some(newest.clone());
-                self.log_witnessed(party, newest.clone()).await;
                 self.log_forks(party, &others, &newest).await;
+                Some(newest)
             }
         }
     }
@@ -297,6 +437,8 @@ impl Witness {
                 new_size: of.size,
                 more_old_sizes: chunk[1..].iter().map(|&i| cps[i].size).collect(),
             };
+            let peer = vec![("peer", party.to_owned())];
+            self.events.metrics().proofs_asked.get_or_create(&peer).inc();
             let answer = tokio::time::timeout(PROOF_TIMEOUT, client.prove_consistency(req)).await;
             let proof = match answer {
                 Ok(Ok(p)) if p.get_ref().more.len() == chunk.len() - 1 => p.into_inner(),
@@ -326,7 +468,19 @@ impl Witness {
     }
 
     /// Logs a checkpoint of `party` proven to extend the last one witnessed.
+    /// One at a time per peer, and only one larger than the last logged, so
+    /// the log holds each peer's checkpoints in increasing size (which
+    /// `audit verify` checks) whichever path witnessed them.
     async fn log_witnessed(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
+        let order = {
+            let mut logging = self.logging.lock().unwrap_or_else(|e| e.into_inner());
+            logging.entry(party.to_owned()).or_default().clone()
+        };
+        let mut logged = order.lock().await;
+        if cp.size <= *logged {
+            return;
+        }
+        *logged = cp.size;
         let body = Body::WitnessedCheckpoint(WitnessedCheckpoint {
             party: party.to_owned(),
             checkpoint: Some(SignedCheckpoint { note: cp.note.clone() }),

@@ -136,8 +136,8 @@ impl hotline::proto::federation_server::Federation for HostileReceipts {
             })
             .collect();
         Ok(tonic::Response::new(hotline::proto::DeliverBatchResponse {
-            agreement: None,
             outcomes,
+            ..Default::default()
         }))
     }
 

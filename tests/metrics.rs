@@ -225,3 +225,49 @@ async fn the_format_follows_the_scrapers_accept_header() {
         );
     }
 }
+
+/// How many of `party`'s checkpoints node `i`'s log records as witnessed.
+fn witnessed(c: &Cluster, i: usize, party: &str) -> usize {
+    use hotline::proto::log_entry::Body;
+    c.log_entries(i)
+        .into_iter()
+        .filter(|e| matches!(&e.body, Some(Body::WitnessedCheckpoint(w)) if w.party == party))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_sent_with_their_proofs_are_witnessed_without_a_call_to_the_peer() {
+    let c = Cluster::start_with(&["PER", "CHL"], FAST_NORMS, |config| {
+        config.metrics = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
+    // The rosters both send at start are each one's first checkpoints to the
+    // other: nothing shown before, nothing to prove from.
+    c.eventually(10, "each witnessed a first checkpoint of the other's", |c| {
+        witnessed(c, 1, "PER") >= 1 && witnessed(c, 0, "CHL") >= 1
+    })
+    .await;
+    let asked = |m: &_, peer| value(m, "hotline_consistency_proofs_asked", &[("peer", peer)]);
+    let before = [asked(&scrape(&c, 0).await, "CHL"), asked(&scrape(&c, 1).await, "PER")];
+    // One notice at a time: each delivery carries a new checkpoint of PER's
+    // and each receipt a new one of CHL's, each with its proof from the one
+    // before, and each witnessed before the next is sent (a tenth of a
+    // second apart at least, so each would otherwise have been asked for).
+    for i in 1..=10 {
+        let (per, chl) = (witnessed(&c, 1, "PER"), witnessed(&c, 0, "CHL"));
+        let id = c.send(0, notice(&["CHL"], &format!("n{i}"))).await;
+        c.until_receipts(0, &id, 1).await;
+        c.eventually(10, "each witnessed the other's newest checkpoint", |c| {
+            witnessed(c, 1, "PER") > per && witnessed(c, 0, "CHL") > chl
+        })
+        .await;
+    }
+    // At most one call each: the rosters' checkpoints can cross on the way,
+    // and one that arrives after a later one is proven its prefix by a call.
+    let after = [asked(&scrape(&c, 0).await, "CHL"), asked(&scrape(&c, 1).await, "PER")];
+    let calls = [after[0] - before[0], after[1] - before[1]];
+    assert!(
+        calls.iter().all(|&n| n <= 1.0),
+        "calls made to witness checkpoints that came with their proofs: {calls:?}"
+    );
+}

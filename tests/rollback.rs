@@ -68,7 +68,6 @@ async fn a_node_restored_from_an_old_backup_refuses_to_serve_naming_the_missing_
         witnessed(c) > old_size
     })
     .await;
-    let seen = witnessed(&c);
     c.stop(0).await;
     let full = c.dir.path().join("full.hotline-backup");
     let (ok, _) = hotline_json(&["backup", "--config", &config, "--out", full.to_str().unwrap()]);
@@ -77,6 +76,9 @@ async fn a_node_restored_from_an_old_backup_refuses_to_serve_naming_the_missing_
     remove_store(&c, 0);
     let restored = restore(&c, 0, &old);
     assert!(restored.status.success(), "{restored:?}");
+    // Read once PER is stopped and two commands have run: CHL logs the newest
+    // checkpoint it witnessed up to 100 ms after it arrived.
+    let seen = witnessed(&c);
     let refused = start(&c, 0).await.err().expect("a node on an old copy does not serve");
     let said = refused.to_string();
     assert!(

@@ -127,23 +127,27 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
     let Some(mut client) = node.in_force().peers.get(party) else {
         return fail_all(format!("{party} is not a peer"));
     };
+    // Our checkpoint with its proof from the last one we showed the peer, so
+    // it need not call us to witness it (see `Witness::carried`).
+    let head = node.log().head();
     let req = DeliverBatchRequest {
         envelopes: messages.iter().map(|m| m.envelope.clone()).collect(),
         sender_checkpoint: Some(SignedCheckpoint {
-            note: node.log().head().note.to_vec(),
+            note: head.note.to_vec(),
         }),
         agreement: Some(node.in_force().reference()),
         sender: String::new(),
+        sender_consistency: node.witness().show(party, head.size),
     };
     let deadline = CALL_TIMEOUT + crate::transport::transfer_time(req.encoded_len());
-    let outcomes = match node.call_peer(party, deadline, client.deliver_batch(req)).await {
+    let (outcomes, proof) = match node.call_peer(party, deadline, client.deliver_batch(req)).await {
         Err(why) => return fail_all(why),
         Ok(reply) => {
             node.heard_from(party, reply.agreement.as_ref());
             if crate::node::PeerAgreements::check_shape(reply.agreement.as_ref()).is_ok() {
                 node.peer_holds(party, reply.agreement.as_ref()).await;
             }
-            reply.outcomes
+            (reply.outcomes, reply.receiver_consistency)
         }
     };
     if outcomes.len() != messages.len() {
@@ -166,9 +170,9 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         .into_iter()
         .zip(receipts)
         .map(|(m, receipt)| {
-            let (node, party) = (node.clone(), party.to_owned());
+            let (node, party, proof) = (node.clone(), party.to_owned(), proof.clone());
             async move {
-                node.accept_receipt(&m, &party, receipt?, None)
+                node.accept_receipt(&m, &party, receipt?, None, proof.as_ref())
                     .await
                     .map_err(|e| e.to_string())
             }

@@ -50,7 +50,7 @@ pub async fn through(node: &Arc<Node>, relay: &str, party: &str, m: &StoredMessa
         .map_err(|why| format!("relay {relay}: {why}"))?;
     match reply.outcomes.into_iter().next().and_then(|o| o.result) {
         Some(deliver_outcome::Result::Receipt(env)) => node
-            .accept_receipt(m, party, env, Some(relay))
+            .accept_receipt(m, party, env, Some(relay), None)
             .await
             .map_err(|e| format!("the receipt {relay} brought back: {e}")),
         Some(deliver_outcome::Result::Error(e)) => Err(format!(

@@ -12,7 +12,7 @@ use crate::clock;
 use crate::envelope;
 use crate::keys::Keyring;
 use crate::message::{Kind, Message};
-use crate::proto::{DeliverRequest, Envelope, SignedCheckpoint};
+use crate::proto::{ConsistencyProof, DeliverRequest, Envelope, SignedCheckpoint};
 use crate::state;
 
 impl Node {
@@ -20,20 +20,24 @@ impl Node {
     /// agreed order, logs the message durably and returns our signed receipt.
     pub async fn deliver(self: &Arc<Self>, caller: &str, req: DeliverRequest) -> Result<Envelope, NodeError> {
         let env = req.envelope.ok_or(NodeError::MissingField("envelope"))?;
-        let mut outcomes = self.deliver_batch(caller, vec![env], req.sender_checkpoint).await;
+        let mut outcomes = self.deliver_batch(caller, vec![env], req.sender_checkpoint, None).await;
         outcomes.pop().unwrap_or(Err(NodeError::MissingField("envelope")))
     }
 
     /// Handles several envelopes from `caller` at once, each exactly as
     /// [`Node::deliver`] would, with one outcome per envelope in order. The
     /// messages are logged together, so a busy peer costs less per message.
+    /// `proof`, if the caller sent one, proves its checkpoint extends the one
+    /// we witnessed last (see [`crate::witness::Witness::carried`]).
     pub async fn deliver_batch(
         self: &Arc<Self>,
         caller: &str,
         envelopes: Vec<Envelope>,
         sender_checkpoint: Option<SignedCheckpoint>,
+        proof: Option<ConsistencyProof>,
     ) -> Vec<Result<Envelope, NodeError>> {
-        self.deliver_from(caller, None, envelopes, sender_checkpoint).await
+        self.deliver_from(caller, None, envelopes, sender_checkpoint, proof.as_ref())
+            .await
     }
 
     /// Handles envelopes of `sender` that the relay `relay` (the TLS
@@ -53,7 +57,7 @@ impl Node {
         if sender == relay || sender == self.party || self.in_force().agreement().party(sender).is_none() {
             return Err(NodeError::BadRelaySender(sender.to_owned()));
         }
-        Ok(self.deliver_from(sender, Some(relay), envelopes, None).await)
+        Ok(self.deliver_from(sender, Some(relay), envelopes, None, None).await)
     }
 
     /// Checks and logs envelopes of `from`, delivered by it or carried by `via`.
@@ -63,6 +67,7 @@ impl Node {
         via: Option<&str>,
         envelopes: Vec<Envelope>,
         sender_checkpoint: Option<SignedCheckpoint>,
+        proof: Option<&ConsistencyProof>,
     ) -> Vec<Result<Envelope, NodeError>> {
         // Checked and logged under one version of the agreement: an adoption waits for us.
         let _version = self.adopting.read().await;
@@ -85,10 +90,7 @@ impl Node {
             let first_key = admitted.iter().find_map(|a| a.as_ref().ok()).map(|a| a.key.clone());
             if let Some(key) = first_key {
                 match self.witness.verify(caller, &note, &key) {
-                    Ok(cp) => {
-                        let (witness, party) = (self.witness.clone(), caller.to_owned());
-                        self.tasks.spawn(async move { witness.witness(&party, cp).await });
-                    }
+                    Ok(cp) => self.tasks.spawn(self.witness.carried(caller, cp, proof)),
                     Err(e) => {
                         for a in admitted.iter_mut().filter(|a| a.is_ok()) {
                             *a = Err(NodeError::SenderCheckpoint(e.to_string()));

@@ -11,19 +11,21 @@ use super::{Node, ReceiptError};
 use crate::envelope::{self, RECEIPT_TYPE};
 use crate::log::tree::proof_from_wire;
 use crate::log::{LogError, StateError, entry};
-use crate::proto::{Deadline, Envelope, LogEntry, Receipt, event};
+use crate::proto::{ConsistencyProof, Deadline, Envelope, LogEntry, Receipt, event};
 use crate::state::{self, StoredMessage};
 
 impl Node {
     /// Checks a receipt for our message `m` delivered to `party` (through
     /// the relay `via`, if any), then logs it with the clock it stops, and
-    /// witnesses the checkpoint it carries.
+    /// witnesses the checkpoint it carries, with `consistency` if the peer sent one
+    /// (see [`crate::witness::Witness::carried`]).
     pub async fn accept_receipt(
         self: &Arc<Self>,
         m: &StoredMessage,
         party: &str,
         env: Envelope,
         via: Option<&str>,
+        consistency: Option<&ConsistencyProof>,
     ) -> Result<(), ReceiptError> {
         // Checked and logged under one version of the agreement: an adoption waits for us.
         let _version = self.adopting.read().await;
@@ -83,8 +85,7 @@ impl Node {
             Err(LogError::Refused(StateError::Duplicate(_))) => {}
             Err(e) => return Err(e.into()),
         }
-        let (witness, party) = (self.witness.clone(), party.to_owned());
-        self.tasks.spawn(async move { witness.witness(&party, cp).await });
+        self.tasks.spawn(self.witness.carried(party, cp, consistency));
         Ok(())
     }
 }

@@ -48,6 +48,7 @@ impl Node {
             sender_checkpoint: None,
             agreement: Some(in_force.reference()),
             sender: caller.to_owned(),
+            ..Default::default()
         };
         let deadline = RELAY_TIMEOUT + crate::transport::transfer_time(batch.encoded_len());
         let unreachable = |why: String| NodeError::RecipientUnreachable { party: to.clone(), why };

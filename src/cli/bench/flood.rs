@@ -175,8 +175,7 @@ async fn drill(root: &std::path::Path, args: &FloodArgs) -> anyhow::Result<serde
                 let req = DeliverBatchRequest {
                     agreement: None,
                     envelopes: batch.clone(),
-                    sender_checkpoint: None,
-                    sender: String::new(),
+                    ..Default::default()
                 };
                 match client.deliver_batch(req).await {
                     Ok(_) => batches.fetch_add(1, Ordering::Relaxed),
