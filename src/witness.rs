@@ -33,6 +33,12 @@ const MAX_SET_ASIDE: usize = 1024;
 /// The least time between the starts of two checks of one peer's checkpoints.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 
+/// The least time between two checkpoints shown to one peer for the second
+/// to carry a proof: a proof is a read of our tree's hashes on the path of
+/// the call (two round trips on PostgreSQL), and a peer called more often
+/// than this asks for its proofs instead, at most once a `CHECK_EVERY`.
+const PROOF_EVERY: Duration = Duration::from_millis(10);
+
 /// How long a peer has to answer a consistency proof request.
 const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,14 +64,21 @@ pub struct Witness {
     /// The size of the last checkpoint of each peer logged as witnessed,
     /// locked while one is logged.
     logging: Mutex<HashMap<String, Arc<tokio::sync::Mutex<u64>>>>,
-    /// The size of the largest checkpoint of ours shown to each peer: where
-    /// the next proof we send it starts, since the peer witnesses each one.
-    shown: Mutex<HashMap<String, u64>>,
+    /// The largest checkpoint of ours shown to each peer and when: where the
+    /// next proof we send it starts, since the peer witnesses each one.
+    shown: Mutex<HashMap<String, Shown>>,
 }
 
 /// The last checkpoint witnessed from one peer, and when it was last
 /// checked; locked while one is checked.
 type Slot = Arc<tokio::sync::Mutex<Held>>;
+
+/// The largest checkpoint of ours shown to a peer, and when.
+#[derive(Clone, Copy)]
+struct Shown {
+    size: u64,
+    at: tokio::time::Instant,
+}
 
 /// What a peer's slot holds.
 #[derive(Default)]
@@ -291,14 +304,24 @@ impl Witness {
 
     /// A proof for `party` that our checkpoint of `new_size`, about to be
     /// shown to it, extends the largest one shown to it before (none when
-    /// none was, or none smaller); `new_size` is then noted as shown.
+    /// none was, none smaller, or that one went less than `PROOF_EVERY`
+    /// ago); `new_size` is then noted as shown.
     pub fn show(&self, party: &str, new_size: u64) -> Option<ConsistencyProof> {
-        let old = {
+        let now = tokio::time::Instant::now();
+        let before = {
             let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
-            let largest = shown.entry(party.to_owned()).or_default();
-            std::mem::replace(largest, new_size.max(*largest))
+            let last = shown.entry(party.to_owned()).or_insert(Shown { size: 0, at: now });
+            let before = *last;
+            *last = Shown {
+                size: new_size.max(before.size),
+                at: now,
+            };
+            before
         };
-        self.prove(old, new_size)
+        if now.duration_since(before.at) < PROOF_EVERY {
+            return None;
+        }
+        self.prove(before.size, new_size)
     }
 
     /// A proof that our checkpoint of `new_size` extends the one of
