@@ -85,9 +85,6 @@ struct Shown {
 struct Held {
     last: Option<checkpoint::VerifiedCheckpoint>,
     checked_at: Option<tokio::time::Instant>,
-    /// The size of the last one logged: `last` may be newer for a moment,
-    /// when proofs came with checkpoints faster than `CHECK_EVERY`.
-    logged: u64,
 }
 
 impl Witness {
@@ -200,9 +197,6 @@ impl Witness {
                 held.checked_at = Some(tokio::time::Instant::now());
                 self.load_last(party, &mut held);
                 let witnessed = self.check(party, &mut held.last, newest, waiting).await;
-                if let Some(cp) = &witnessed {
-                    held.logged = cp.size;
-                }
                 // Logged with the slot let go, as `log_newest` does.
                 drop(held);
                 if let Some(cp) = witnessed {
@@ -230,7 +224,6 @@ impl Witness {
         held.last = logged
             .zip(key)
             .and_then(|((_, note), key)| checkpoint::verify(&note, &key.key).ok());
-        held.logged = held.last.as_ref().map_or(0, |last| last.size);
     }
 
     /// Witnesses `cp` of `party` with the consistency proof the peer sent
@@ -282,17 +275,14 @@ impl Witness {
         Some(held.checked_at.map_or(now, |at| now.max(at + CHECK_EVERY)))
     }
 
-    /// At `at`, logs the newest checkpoint of `party` witnessed, unless it is
-    /// logged already, then takes up what was set aside meanwhile.
+    /// At `at`, logs the newest checkpoint of `party` witnessed (unless it
+    /// is logged already), then takes up what was set aside meanwhile.
     async fn log_newest(&self, party: &str, at: tokio::time::Instant) {
         tokio::time::sleep_until(at).await;
         let Some(slot) = self.slot(party) else { return };
         let mut held = slot.lock().await;
-        let newest = held.last.clone().filter(|last| last.size > held.logged);
-        if let Some(last) = &newest {
-            held.checked_at = Some(tokio::time::Instant::now());
-            held.logged = last.size;
-        }
+        let newest = held.last.clone();
+        held.checked_at = Some(tokio::time::Instant::now());
         // Logged with the slot let go: a checkpoint that arrives with its
         // proof meanwhile is checked at once, not set aside.
         drop(held);
@@ -357,9 +347,9 @@ impl Witness {
     }
 
     /// Checks `newest`, the largest checkpoint of `party` set aside, against
-    /// `last`, the newest one witnessed (none: `newest` is the first), and `others`, the rest set aside,
-    /// as its prefixes; logs every fork, and answers the checkpoint it
-    /// witnessed, now `last`, for the caller to log.
+    /// `last`, the newest one witnessed (none: `newest` is the first), and
+    /// `others`, the rest set aside, as its prefixes; logs every fork, and
+    /// answers the checkpoint it witnessed, now `last`, for the caller to log.
     async fn check(
         &self,
         party: &str,
@@ -491,9 +481,10 @@ impl Witness {
     }
 
     /// Logs a checkpoint of `party` proven to extend the last one witnessed.
-    /// One at a time per peer, and only one larger than the last logged, so
-    /// the log holds each peer's checkpoints in increasing size (which
-    /// `audit verify` checks) whichever path witnessed them.
+    /// One at a time per peer, and only one larger than the last logged
+    /// since the node started (a smaller one is logged already), so the log
+    /// holds each peer's checkpoints in increasing size (which `audit verify`
+    /// checks) whichever path witnessed them.
     async fn log_witnessed(&self, party: &str, cp: checkpoint::VerifiedCheckpoint) {
         let order = {
             let mut logging = self.logging.lock().unwrap_or_else(|e| e.into_inner());
