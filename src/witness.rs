@@ -22,6 +22,9 @@ use crate::proto::{
 };
 use crate::state;
 
+mod shown;
+use shown::Shown;
+
 /// How many recently verified checkpoint notes are remembered per peer:
 /// receipts from one batch of the peer arrive interleaved with the next.
 const RECENT_NOTES: usize = 16;
@@ -32,12 +35,6 @@ const MAX_SET_ASIDE: usize = 1024;
 
 /// The least time between the starts of two checks of one peer's checkpoints.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
-
-/// The least time between two checkpoints shown to one peer for the second
-/// to carry a proof: a proof is a read of our tree's hashes on the path of
-/// the call (two round trips on PostgreSQL), and a peer called more often
-/// than this asks for its proofs instead, at most once a `CHECK_EVERY`.
-const PROOF_EVERY: Duration = Duration::from_millis(10);
 
 /// How long a peer has to answer a consistency proof request.
 const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,13 +69,6 @@ pub struct Witness {
 /// The last checkpoint witnessed from one peer, and when it was last
 /// checked; locked while one is checked.
 type Slot = Arc<tokio::sync::Mutex<Held>>;
-
-/// The largest checkpoint of ours shown to a peer, and when.
-#[derive(Clone, Copy)]
-struct Shown {
-    size: u64,
-    at: tokio::time::Instant,
-}
 
 /// What a peer's slot holds.
 #[derive(Default)]
@@ -290,42 +280,6 @@ impl Witness {
             self.log_witnessed(party, last).await;
         }
         self.take_up(party, &slot).await;
-    }
-
-    /// A proof for `party` that our checkpoint of `new_size`, about to be
-    /// shown to it, extends the largest one shown to it before (none when
-    /// none was, none smaller, or that one went less than `PROOF_EVERY`
-    /// ago); `new_size` is then noted as shown.
-    pub fn show(&self, party: &str, new_size: u64) -> Option<ConsistencyProof> {
-        let now = tokio::time::Instant::now();
-        let before = {
-            let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
-            let last = shown.entry(party.to_owned()).or_insert(Shown { size: 0, at: now });
-            let before = *last;
-            *last = Shown {
-                size: new_size.max(before.size),
-                at: now,
-            };
-            before
-        };
-        if now.duration_since(before.at) < PROOF_EVERY {
-            return None;
-        }
-        self.prove(before.size, new_size)
-    }
-
-    /// A proof that our checkpoint of `new_size` extends the one of
-    /// `old_size`; none when `old_size` is 0, not smaller, or not ours.
-    fn prove(&self, old_size: u64, new_size: u64) -> Option<ConsistencyProof> {
-        if old_size == 0 || old_size >= new_size {
-            return None;
-        }
-        let req = ConsistencyProofRequest {
-            old_size,
-            new_size,
-            more_old_sizes: Vec::new(),
-        };
-        self.log.reader().prove_consistency(&req).ok()
     }
 
     /// Sets `cp` aside for `party`; with `None`, takes all that was set aside.
