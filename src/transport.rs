@@ -38,7 +38,7 @@ pub fn server(
         .client_auth_optional(false)
         .timeout(handshake_timeout);
     Server::builder().tls_config(tls).map(|s| {
-        s.http2_keepalive_interval(Some(Duration::from_secs(30)))
+        s.http2_keepalive_interval(Some(SERVER_KEEPALIVE_EVERY))
             .tcp_nodelay(true)
     })
 }
@@ -47,7 +47,7 @@ pub fn server(
 /// connections whose handshake is done.
 pub fn plain_server() -> Server {
     Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(SERVER_KEEPALIVE_EVERY))
         .tcp_nodelay(true)
 }
 
@@ -235,9 +235,19 @@ pub fn transfer_time(bytes: usize) -> Duration {
 /// a connection silently stalled (bytes accepted, nothing forwarded) is
 /// closed within the two, where TCP alone might wait for hours, and the
 /// next call dials afresh. A ping waits behind whatever the link has
-/// queued: 60 s is 480 KB at 64 kbit/s, more than a link's buffer.
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+/// queued: 60 s is 480 KB at 64 kbit/s, more than a link's buffer. A ping
+/// costs both ends a TLS record, a wakeup and a system call or two, and a
+/// node holds two connections per peer: at 193 parties, pings every 20 s
+/// (and the server's every 30 s) took a third of two cores while no
+/// message moved (`hotline drill`, docs/performance.md).
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often the server pings a client connection with no frame from it:
+/// only to close, in time, a connection whose client has gone, which
+/// holds a place under the connection caps until then (the client's own
+/// pings, every [`KEEPALIVE_EVERY`], are what finds a stalled link).
+const SERVER_KEEPALIVE_EVERY: Duration = Duration::from_secs(120);
 
 /// A lazily connecting channel to `endpoint` (`https://host:port`), trusting
 /// only `server_ca` (PEM) and presenting `client` as our certificate.
@@ -246,15 +256,58 @@ pub fn channel(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Chan
 }
 
 /// Like [`channel`], with connections leaving from the local address
-/// `source` (the system's choice if `None`).
+/// `source` (the system's choice if `None`). The TLS is ours ([`dial`]), so
+/// tonic is given the endpoint as `http://`.
 pub fn channel_from(
     endpoint: &str,
     server_ca: &str,
     client: &CertKey,
     source: Option<std::net::IpAddr>,
 ) -> Result<Channel, TransportError> {
-    let dialer = tower::service_fn(move |uri| dial(uri, source));
-    Ok(endpoint_of(endpoint, server_ca, client)?.connect_with_connector_lazy(dialer))
+    let setup = |source| TransportError::Setup {
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    let rest = endpoint
+        .strip_prefix("https://")
+        .ok_or_else(|| TransportError::Tls(format!("{endpoint}: not an https:// endpoint")))?;
+    let name = rustls::pki_types::ServerName::try_from(host_of(endpoint))
+        .map_err(|e| TransportError::Tls(format!("{endpoint}: {e}")))?
+        .to_owned();
+    let tls = tokio_rustls::TlsConnector::from(client_config(server_ca, client)?);
+    let dialer = tower::service_fn(move |uri| dial(uri, source, tls.clone(), name.clone()));
+    let plain = Endpoint::from_shared(format!("http://{rest}")).map_err(setup)?;
+    Ok(settings(plain).connect_with_connector_lazy(dialer))
+}
+
+/// How long a TLS handshake with a server may take once its TCP connection is up.
+const HANDSHAKE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Our side of the TLS of a connection we dial: only `server_ca` (PEM)
+/// trusted, `client` presented, HTTP/2 by ALPN. rustls' default keeps room
+/// for 256 servers' session tickets, allocated up front, in each
+/// configuration, and a channel dials one server: a handful is room enough
+/// (with tonic's own TLS, one such cache per peer cost a node about 15 kB a peer).
+fn client_config(server_ca: &str, client: &CertKey) -> Result<std::sync::Arc<rustls::ClientConfig>, TransportError> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: &dyn std::fmt::Display| TransportError::Tls(e.to_string());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in crate::tls::certs_from_pem("server CA", server_ca).map_err(|e| bad(&e))? {
+        roots.add(ca).map_err(|e| bad(&e))?;
+    }
+    let certs = crate::tls::certs_from_pem("client certificate", &client.cert).map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(client.key.as_bytes()).map_err(|e| bad(&e))?;
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(&e))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| bad(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.resumption = rustls::client::Resumption::in_memory_sessions(4);
+    Ok(std::sync::Arc::new(config))
 }
 
 /// The most bytes a connection's socket holds unsent (Linux doubles it for
@@ -265,13 +318,36 @@ pub fn channel_from(
 /// most 128 KB, 16 s at that rate.
 const SEND_BUFFER: u32 = 64 * 1024;
 
-/// Opens the TCP connection under a channel's TLS: the host resolved, each
-/// address tried in turn, from `source` if given, the socket's send buffer
-/// bounded (see [`SEND_BUFFER`]) and Nagle's delay off.
+/// Opens a channel's connection: the TCP connection ([`connect`]), then its
+/// TLS as `tls` says, the server's certificate checked for `name`, within
+/// [`HANDSHAKE_WITHIN`], and HTTP/2 agreed by ALPN.
 async fn dial(
     uri: http::Uri,
     source: Option<std::net::IpAddr>,
-) -> std::io::Result<hyper_util::rt::TokioIo<tokio::net::TcpStream>> {
+    tls: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>> {
+    let tcp = connect(&uri, source).await?;
+    let host = uri.host().unwrap_or("localhost").to_owned();
+    let stream = tokio::time::timeout(HANDSHAKE_WITHIN, tls.connect(name, tcp))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("TLS handshake with {host} not completed within {HANDSHAKE_WITHIN:?}"),
+            )
+        })?
+        .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake with {host}: {e}")))?;
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(std::io::Error::other(format!("{host} did not agree to HTTP/2 (ALPN)")));
+    }
+    Ok(hyper_util::rt::TokioIo::new(stream))
+}
+
+/// Opens the TCP connection under a channel's TLS: the host resolved, each
+/// address tried in turn, from `source` if given, the socket's send buffer
+/// bounded (see [`SEND_BUFFER`]) and Nagle's delay off.
+async fn connect(uri: &http::Uri, source: Option<std::net::IpAddr>) -> std::io::Result<tokio::net::TcpStream> {
     let host = uri.host().unwrap_or("localhost").trim_matches(['[', ']']);
     let port = uri.port_u16().unwrap_or(443);
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} has no address"));
@@ -286,7 +362,7 @@ async fn dial(
             socket.bind(std::net::SocketAddr::new(ip, 0))?;
         }
         match socket.connect(addr).await {
-            Ok(stream) => return Ok(hyper_util::rt::TokioIo::new(stream)),
+            Ok(stream) => return Ok(stream),
             Err(e) => last = std::io::Error::new(e.kind(), format!("connect to {addr}: {e}")),
         }
     }
@@ -365,31 +441,43 @@ async fn probe_endpoints(
     }
 }
 
+/// An endpoint of a party with several, with tonic's own TLS (a balanced
+/// channel dials through tonic's connector).
 fn endpoint_of(endpoint: &str, server_ca: &str, client: &CertKey) -> Result<Endpoint, TransportError> {
     let setup = |source| TransportError::Setup {
         endpoint: endpoint.to_owned(),
         source,
     };
-    let host = endpoint
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(server_ca))
+        .identity(Identity::from_pem(&client.cert, &client.key))
+        .domain_name(host_of(endpoint))
+        .timeout(HANDSHAKE_WITHIN);
+    Ok(settings(
+        Endpoint::from_shared(endpoint.to_owned())
+            .map_err(setup)?
+            .tls_config(tls)
+            .map_err(setup)?,
+    ))
+}
+
+/// The host of an `https://host:port` endpoint, without an IPv6 address's brackets.
+fn host_of(endpoint: &str) -> &str {
+    endpoint
         .trim_start_matches("https://")
         .rsplit_once(':')
         .map(|(h, _)| h.trim_matches(['[', ']']))
         .unwrap_or("localhost")
-        .to_owned();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(server_ca))
-        .identity(Identity::from_pem(&client.cert, &client.key))
-        .domain_name(host)
-        .timeout(Duration::from_secs(5));
-    Ok(Endpoint::from_shared(endpoint.to_owned())
-        .map_err(setup)?
-        .tls_config(tls)
-        .map_err(setup)?
+}
+
+/// What every channel to a node is dialled with: time limits and keepalive.
+fn settings(endpoint: Endpoint) -> Endpoint {
+    endpoint
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(KEEPALIVE_EVERY)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true)
 }
 
 /// The standard gRPC health service, reporting every hotline service as serving.
