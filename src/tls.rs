@@ -47,6 +47,22 @@ pub struct CertKey {
     pub key: String,
 }
 
+impl CertKey {
+    /// The certificate chain and key decoded, for a TLS configuration that
+    /// presents them; `what` names the certificate in an error.
+    pub fn decoded(
+        &self,
+        what: &str,
+    ) -> Result<(Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key.as_bytes()).map_err(|e| TlsError::Pem {
+            what: format!("{what} key"),
+            reason: e.to_string(),
+        })?;
+        Ok((certs_from_pem(what, &self.cert)?, key))
+    }
+}
+
 fn ca_params(party: &str) -> Result<CertificateParams, TlsError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
@@ -119,12 +135,8 @@ pub fn check_node_certificate(ca_pem: &str, node_pem: &str, endpoint: &str) -> R
         what: "node certificate".into(),
         reason,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certs_from_pem("CA certificate", ca_pem)? {
-        roots.add(cert).map_err(|e| bad(e.to_string()))?;
-    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots_of("CA certificate", ca_pem)?, provider)
         .build()
         .map_err(|e| bad(e.to_string()))?;
     let host = endpoint_host(endpoint).ok_or_else(|| bad(format!("{endpoint:?} names no host")))?;
@@ -292,7 +304,7 @@ impl Identifier {
 }
 
 /// The roots of a CA certificate (PEM) that `what` names, such as "party PER tls_ca".
-fn roots_of(what: &str, pem: &str) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+pub fn roots_of(what: &str, pem: &str) -> Result<Arc<rustls::RootCertStore>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in certs_from_pem(what, pem)? {
         roots.add(cert).map_err(|e| TlsError::Pem {

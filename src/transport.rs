@@ -68,19 +68,13 @@ pub fn https_config(node: &CertKey, client_cas: &str) -> Result<rustls::ServerCo
 }
 
 fn tls_config(node: &CertKey, client_cas: &str, alpn: &[u8]) -> Result<rustls::ServerConfig, TransportError> {
-    use rustls::pki_types::PrivateKeyDer;
-    use rustls::pki_types::pem::PemObject;
     let bad = |e: &dyn std::fmt::Display| TransportError::Tls(e.to_string());
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in crate::tls::certs_from_pem("client CAs", client_cas).map_err(|e| bad(&e))? {
-        roots.add(ca).map_err(|e| bad(&e))?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+    let roots = crate::tls::roots_of("client CAs", client_cas).map_err(|e| bad(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| bad(&e))?;
-    let certs = crate::tls::certs_from_pem("node certificate", &node.cert).map_err(|e| bad(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(node.key.as_bytes()).map_err(|e| bad(&e))?;
+    let (certs, key) = node.decoded("node certificate").map_err(|e| bad(&e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(&e))?

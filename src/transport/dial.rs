@@ -62,15 +62,9 @@ const HANDSHAKE_WITHIN: Duration = Duration::from_secs(5);
 /// configuration, and a channel dials one server: a handful is room enough
 /// (with tonic's own TLS, one such cache per peer cost a node about 15 kB a peer).
 fn client_config(server_ca: &str, client: &CertKey) -> Result<std::sync::Arc<rustls::ClientConfig>, TransportError> {
-    use rustls::pki_types::PrivateKeyDer;
-    use rustls::pki_types::pem::PemObject;
     let bad = |e: &dyn std::fmt::Display| TransportError::Tls(e.to_string());
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in crate::tls::certs_from_pem("server CA", server_ca).map_err(|e| bad(&e))? {
-        roots.add(ca).map_err(|e| bad(&e))?;
-    }
-    let certs = crate::tls::certs_from_pem("client certificate", &client.cert).map_err(|e| bad(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(client.key.as_bytes()).map_err(|e| bad(&e))?;
+    let roots = crate::tls::roots_of("server CA", server_ca).map_err(|e| bad(&e))?;
+    let (certs, key) = client.decoded("client certificate").map_err(|e| bad(&e))?;
     let mut config =
         rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
