@@ -95,7 +95,7 @@ impl Federation for FederationService {
                     .node
                     .deliver_batch(&peer, req.envelopes, req.sender_checkpoint, req.sender_consistency)
                     .await;
-                let proof = self.node.witness().show(&peer, receipts_checkpoint(&outcomes));
+                let proof = self.node.witness().show(&peer, receipts_checkpoint(&outcomes)).await;
                 (outcomes, proof)
             }
             sender => (self.node.deliver_relayed(&peer, sender, req.envelopes).await?, None),

@@ -137,7 +137,7 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         }),
         agreement: Some(node.in_force().reference()),
         sender: String::new(),
-        sender_consistency: node.witness().show(party, head.size),
+        sender_consistency: node.witness().show(party, head.size).await,
     };
     let deadline = CALL_TIMEOUT + crate::transport::transfer_time(req.encoded_len());
     let (outcomes, proof) = match node.call_peer(party, deadline, client.deliver_batch(req)).await {

@@ -23,8 +23,9 @@ impl Witness {
     /// A proof for `party` that our checkpoint of `new_size`, about to be
     /// shown to it, extends the largest one shown to it before (none when
     /// none was, none smaller, or that one went less than `PROOF_EVERY`
-    /// ago); `new_size` is then noted as shown.
-    pub fn show(&self, party: &str, new_size: u64) -> Option<ConsistencyProof> {
+    /// ago); `new_size` is then noted as shown. The proof is read on the
+    /// blocking pool: on PostgreSQL it is a round trip, on the path of a call.
+    pub async fn show(&self, party: &str, new_size: u64) -> Option<ConsistencyProof> {
         let now = tokio::time::Instant::now();
         let before = {
             let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
@@ -39,12 +40,12 @@ impl Witness {
         if now.duration_since(before.at) < PROOF_EVERY {
             return None;
         }
-        self.prove(before.size, new_size)
+        self.prove(before.size, new_size).await
     }
 
     /// A proof that our checkpoint of `new_size` extends the one of
     /// `old_size`; none when `old_size` is 0, not smaller, or not ours.
-    fn prove(&self, old_size: u64, new_size: u64) -> Option<ConsistencyProof> {
+    async fn prove(&self, old_size: u64, new_size: u64) -> Option<ConsistencyProof> {
         if old_size == 0 || old_size >= new_size {
             return None;
         }
@@ -53,6 +54,8 @@ impl Witness {
             new_size,
             more_old_sizes: Vec::new(),
         };
-        self.log.reader().prove_consistency(&req).ok()
+        let log = self.log.clone();
+        let read = move || crate::db::blocking(|| log.reader().prove_consistency(&req).ok());
+        tokio::task::spawn_blocking(read).await.ok().flatten()
     }
 }
