@@ -78,7 +78,8 @@ impl Node {
         let checked = self
             .cpu
             .run(via.unwrap_or(caller), move || -> Vec<Result<Admitted, NodeError>> {
-                envelopes.into_iter().map(|env| node.admit(&from, env)).collect()
+                // The reads of the checks run here, on this thread, on PostgreSQL too.
+                crate::db::blocking(|| envelopes.into_iter().map(|env| node.admit(&from, env)).collect())
             })
             .await;
         let mut admitted = checked.unwrap_or_else(|e| {
