@@ -164,6 +164,19 @@ async fn an_export_up_to_amber_carries_the_notice_sealed_and_bound_to_its_entry(
 async fn the_amber_title_and_the_rosters_are_in_no_byte_of_either_store_or_backup_and_the_operator_still_reads_them() {
     let c = two_notices().await;
     let backups = tempfile::tempdir().unwrap();
+    // Backups first: reading a live node's database files from its own process and closing them
+    // drops the process's POSIX locks on them, and a backup process opening the store after
+    // that may take itself for its only user and truncate the WAL index the node has mapped.
+    for i in [0, 1] {
+        let file = backups.path().join(format!("{i}.hotline-backup"));
+        let config = c.configs[i].path.to_str().unwrap().to_owned();
+        let (ok, v) = tokio::task::spawn_blocking(move || {
+            hotline_json(&["backup", "--config", &config, "--out", file.to_str().unwrap()])
+        })
+        .await
+        .unwrap();
+        assert!(ok, "{v}");
+    }
     for i in [0, 1] {
         let dir = c.configs[i].data.clone();
         assert!(
@@ -179,14 +192,6 @@ async fn the_amber_title_and_the_rosters_are_in_no_byte_of_either_store_or_backu
             stored.is_empty(),
             "node {i}'s stores hold a roster in clear: {stored:?}"
         );
-        let file = backups.path().join(format!("{i}.hotline-backup"));
-        let config = c.configs[i].path.to_str().unwrap().to_owned();
-        let (ok, v) = tokio::task::spawn_blocking(move || {
-            hotline_json(&["backup", "--config", &config, "--out", file.to_str().unwrap()])
-        })
-        .await
-        .unwrap();
-        assert!(ok, "{v}");
     }
     assert!(
         files_holding(backups.path(), SECRET).is_empty(),
