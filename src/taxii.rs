@@ -328,7 +328,7 @@ async fn read_page(
     }
     let (after, added_after, limit) = query(&q)?;
     let node = ctx.node.clone();
-    let read = tokio::task::spawn_blocking(move || crate::db::blocking(|| page(&node, c, after, added_after, limit)))
+    let read = crate::db::on_blocking_pool(move || page(&node, c, after, added_after, limit))
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", e.to_string()))??;
     let objects = matching(read.objects.clone(), &q);

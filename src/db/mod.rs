@@ -13,7 +13,7 @@ mod postgres;
 
 use std::cell::Cell;
 
-pub use self::postgres::{PgConnection, blocking};
+pub use self::postgres::{PgConnection, blocking, on_blocking_pool};
 pub use error::{Error, OptionalExtension, Result};
 use rusqlite::ToSql;
 pub use rusqlite::params;

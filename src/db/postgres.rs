@@ -324,10 +324,19 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     result
 }
 
+/// Runs `f` on tokio's blocking pool as a [`blocking`] section: how async
+/// code reads or writes a store without holding an async worker, and
+/// without a helper thread per PostgreSQL call.
+pub async fn on_blocking_pool<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || blocking(f)).await
+}
+
 /// Runs `f` where the blocking client may start its runtime: here, on a
 /// thread outside any runtime or in a [`blocking`] section; or on a helper
 /// thread when called from async code (which should go through a
-/// [`blocking`] section on the blocking pool instead).
+/// [`blocking`] section on the blocking pool instead: [`on_blocking_pool`]).
 fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     if BLOCKING.get() || tokio::runtime::Handle::try_current().is_err() {
         return f();

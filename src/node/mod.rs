@@ -137,11 +137,10 @@ impl Node {
         // On PostgreSQL a standby waits in here for the writer lease, off the async workers.
         let (data, opening, recheck, writer_clock) =
             (config.data.clone(), keys.clone(), config.recheck_log, clock.clone());
-        let log = tokio::task::spawn_blocking(move || {
-            crate::db::blocking(|| Log::open_locked(&data, opening, recheck, writer_clock, Some(lock)))
-        })
-        .await
-        .map_err(|e| setup(format!("opening the log: {e}")))??;
+        let log =
+            crate::db::on_blocking_pool(move || Log::open_locked(&data, opening, recheck, writer_clock, Some(lock)))
+                .await
+                .map_err(|e| setup(format!("opening the log: {e}")))??;
         // If anything below refuses the start, the log closes before `open` returns, so
         // its writer has let go of the data directory's lock (a restart may follow at once).
         let mut closing = CloseUnlessKept(Some(Arc::new(log)));

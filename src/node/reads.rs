@@ -25,8 +25,8 @@ impl Node {
         f: impl FnOnce(&crate::db::Connection) -> crate::db::Result<T> + Send + 'static,
     ) -> Result<T, NodeError> {
         let log = self.log.clone();
-        let read = move || crate::db::blocking(|| log.reader().read(|c| f(c).map_err(|e| LogError::Refused(e.into()))));
-        Ok(tokio::task::spawn_blocking(read)
+        let read = move || log.reader().read(|c| f(c).map_err(|e| LogError::Refused(e.into())));
+        Ok(crate::db::on_blocking_pool(read)
             .await
             .map_err(|e| NodeError::Internal(format!("a read task failed: {e}")))??)
     }

@@ -55,7 +55,9 @@ impl Witness {
             more_old_sizes: Vec::new(),
         };
         let log = self.log.clone();
-        let read = move || crate::db::blocking(|| log.reader().prove_consistency(&req).ok());
-        tokio::task::spawn_blocking(read).await.ok().flatten()
+        crate::db::on_blocking_pool(move || log.reader().prove_consistency(&req).ok())
+            .await
+            .ok()
+            .flatten()
     }
 }
