@@ -75,6 +75,19 @@ type Slot = Arc<tokio::sync::Mutex<Held>>;
 struct Held {
     last: Option<checkpoint::VerifiedCheckpoint>,
     checked_at: Option<tokio::time::Instant>,
+    /// A task will log `last` then: checkpoints proven meanwhile need none
+    /// of their own, as the task logs the newest when it runs.
+    log_due: bool,
+}
+
+/// What became of a checkpoint that came with a consistency proof.
+enum Carried {
+    /// The proof could not be used; the checkpoint is checked as any other.
+    Unproven,
+    /// Proven, and to be logged at this instant.
+    Due(tokio::time::Instant),
+    /// Proven; a task already due logs it with any newer one.
+    AlreadyDue,
 }
 
 impl Witness {
@@ -223,46 +236,64 @@ impl Witness {
     /// proof the peer sends finds `cp` held; the future logs it (at most one
     /// a `CHECK_EVERY` per peer, the newest) or, when the proof could not be
     /// used (none, another check running, another start, or one that
-    /// fails), checks `cp` as [`Self::witness`] does.
+    /// fails), checks `cp` as [`Self::witness`] does. No future when a task
+    /// already due logs `cp`: a peer receipting thousands of messages a
+    /// second costs ten such tasks a second, not one a receipt.
     pub fn carried(
         self: &Arc<Self>,
         party: &str,
         cp: checkpoint::VerifiedCheckpoint,
         proof: Option<&ConsistencyProof>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let proven = self.check_carried(party, &cp, proof);
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let proven = match self.check_carried(party, &cp, proof) {
+            Carried::AlreadyDue => return None,
+            Carried::Due(at) => Ok(at),
+            Carried::Unproven => Err(cp),
+        };
         let (witness, party) = (self.clone(), party.to_owned());
-        async move {
+        Some(async move {
             match proven {
-                Some(at) => witness.log_newest(&party, at).await,
-                None => witness.witness(&party, cp).await,
+                Ok(at) => witness.log_newest(&party, at).await,
+                Err(cp) => witness.witness(&party, cp).await,
             }
-        }
+        })
     }
 
     /// Checks `proof` proves `cp` extends the last checkpoint witnessed from
-    /// `party`; if so, `cp` is now the last one, and the answer is when it
-    /// may be logged: now, or `CHECK_EVERY` after the last one was.
+    /// `party`; if so, `cp` is now the last one, logged by the task already
+    /// due or at the answer's instant: now, or `CHECK_EVERY` after the last
+    /// one was.
     fn check_carried(
         &self,
         party: &str,
         cp: &checkpoint::VerifiedCheckpoint,
         proof: Option<&ConsistencyProof>,
-    ) -> Option<tokio::time::Instant> {
-        let proof = proof.filter(|p| p.new_size == cp.size && p.more.is_empty())?;
+    ) -> Carried {
+        let Some(proof) = proof.filter(|p| p.new_size == cp.size && p.more.is_empty()) else {
+            return Carried::Unproven;
+        };
         if self.log.is_held() {
-            return None;
+            return Carried::Unproven;
         }
-        let slot = self.slot(party)?;
-        let mut held = slot.try_lock().ok()?;
+        let Some(slot) = self.slot(party) else {
+            return Carried::Unproven;
+        };
+        let Ok(mut held) = slot.try_lock() else {
+            return Carried::Unproven;
+        };
         self.load_last(party, &mut held);
-        let last = held.last.as_ref()?;
+        let Some(last) = held.last.as_ref() else {
+            return Carried::Unproven;
+        };
         if last.size != proof.old_size || consistent(&proof.hashes, last, cp).is_err() {
-            return None;
+            return Carried::Unproven;
         }
         held.last = Some(cp.clone());
+        if std::mem::replace(&mut held.log_due, true) {
+            return Carried::AlreadyDue;
+        }
         let now = tokio::time::Instant::now();
-        Some(held.checked_at.map_or(now, |at| now.max(at + CHECK_EVERY)))
+        Carried::Due(held.checked_at.map_or(now, |at| now.max(at + CHECK_EVERY)))
     }
 
     /// At `at`, logs the newest checkpoint of `party` witnessed (unless it
@@ -273,6 +304,7 @@ impl Witness {
         let mut held = slot.lock().await;
         let newest = held.last.clone();
         held.checked_at = Some(tokio::time::Instant::now());
+        held.log_due = false;
         // Logged with the slot let go: a checkpoint that arrives with its
         // proof meanwhile is checked at once, not set aside.
         drop(held);

@@ -91,7 +91,11 @@ impl Node {
             let first_key = admitted.iter().find_map(|a| a.as_ref().ok()).map(|a| a.key.clone());
             if let Some(key) = first_key {
                 match self.witness.verify(caller, &note, &key) {
-                    Ok(cp) => self.tasks.spawn(self.witness.carried(caller, cp, proof)),
+                    Ok(cp) => {
+                        if let Some(witnessing) = self.witness.carried(caller, cp, proof) {
+                            self.tasks.spawn(witnessing);
+                        }
+                    }
                     Err(e) => {
                         for a in admitted.iter_mut().filter(|a| a.is_ok()) {
                             *a = Err(NodeError::SenderCheckpoint(e.to_string()));

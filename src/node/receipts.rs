@@ -85,7 +85,9 @@ impl Node {
             Err(LogError::Refused(StateError::Duplicate(_))) => {}
             Err(e) => return Err(e.into()),
         }
-        self.tasks.spawn(self.witness.carried(party, cp, consistency));
+        if let Some(witnessing) = self.witness.carried(party, cp, consistency) {
+            self.tasks.spawn(witnessing);
+        }
         Ok(())
     }
 }
