@@ -213,8 +213,10 @@ async fn serve_metrics(
         limit: limits(config),
     };
     let reader = node.clone();
+    // A scrape reads on the blocking pool (`metrics::serve`), as a blocking
+    // section: PostgreSQL's reads run there, not on a helper thread each.
     let figures = move || {
-        reader.figures().unwrap_or_else(|e| {
+        crate::db::blocking(|| reader.figures()).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "metrics: cannot read the figures");
             Default::default()
         })
