@@ -13,20 +13,47 @@ use hotline::proto::{ApproveAmendmentRequest, NormEventKind, ProposeAmendmentReq
 
 /// A cluster of PER and CHL where PER runs `command` for every alert.
 async fn alerting(command: Vec<String>, timeout: &str) -> Cluster {
-    let timeout = timeout.to_owned();
+    let alerts = every_kind(command, timeout);
     Cluster::start_with(&["PER", "CHL"], FAST_NORMS, move |config| {
         if config.party == "PER" {
-            let alerts = AlertConfig {
-                command: command.clone(),
-                kinds: AlertKind::ALL.to_vec(),
-                per_minute: 100,
-                timeout: timeout.clone(),
-            };
-            let within = hotline::clock::parse_duration(&timeout).unwrap();
-            config.alerts = Some((alerts, within));
+            config.alerts = Some(alerts.clone());
         }
     })
     .await
+}
+
+/// `[alerts]` settings running `command` for every kind, within `timeout`.
+fn every_kind(command: Vec<String>, timeout: &str) -> (AlertConfig, Duration) {
+    let alerts = AlertConfig {
+        command,
+        kinds: AlertKind::ALL.to_vec(),
+        per_minute: 100,
+        timeout: timeout.to_owned(),
+    };
+    (alerts, hotline::clock::parse_duration(timeout).unwrap())
+}
+
+/// PER proposes version 2 of the agreement and CHL approves it.
+async fn adopt_version_2(c: &Cluster) {
+    let current = hotline::agreement::SignedAgreement::parse(&c.node(0).in_force().signed.to_bytes()).unwrap();
+    let v2 = hotline::setup::amended_text(&current, &hotline::setup::Changes::default());
+    c.operator(0)
+        .propose_amendment(ProposeAmendmentRequest {
+            signed_note: v2.into_bytes(),
+            reason: "a new title".into(),
+        })
+        .await
+        .unwrap();
+    common::awaited("CHL approves version 2", || async {
+        c.operator(1)
+            .approve_amendment(ApproveAmendmentRequest {
+                version: 2,
+                ..Default::default()
+            })
+            .await
+            .ok()
+    })
+    .await;
 }
 
 /// A command appending what it reads to `file`.
@@ -87,28 +114,28 @@ async fn an_adopted_agreement_version_is_alerted() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("alerts.jsonl");
     let c = alerting(append_to(&file), "10s").await;
-    let current = hotline::agreement::SignedAgreement::parse(&c.node(0).in_force().signed.to_bytes()).unwrap();
-    let v2 = hotline::setup::amended_text(&current, &hotline::setup::Changes::default());
-    c.operator(0)
-        .propose_amendment(ProposeAmendmentRequest {
-            signed_note: v2.into_bytes(),
-            reason: "a new title".into(),
-        })
-        .await
-        .unwrap();
-    common::awaited("CHL approves version 2", || async {
-        c.operator(1)
-            .approve_amendment(ApproveAmendmentRequest {
-                version: 2,
-                ..Default::default()
-            })
-            .await
-            .ok()
-    })
-    .await;
+    adopt_version_2(&c).await;
     let got = lines(&file, 1).await;
     assert_eq!(got[0]["kind"], "agreement_changed", "{}", got[0]);
     assert_eq!(got[0]["event"]["agreement_version"], 2, "{}", got[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_a_reload_puts_in_force_page_from_the_next_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alerts.jsonl");
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let mut reloaded = c.configs[0].clone();
+    reloaded.alerts = Some(every_kind(append_to(&file), "10s"));
+    let reload = c.node(0).reload(&c.configs[0], &reloaded).await;
+    assert!(
+        reload.applied.iter().any(|a| a.starts_with("alerts: ")),
+        "{:?}",
+        reload.applied
+    );
+    adopt_version_2(&c).await;
+    let got = lines(&file, 1).await;
+    assert_eq!(got[0]["kind"], "agreement_changed", "{}", got[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

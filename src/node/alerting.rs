@@ -24,6 +24,17 @@ impl Node {
         let mut per_minute = None;
         let running = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
         loop {
+            if settings.borrow_and_update().is_none() {
+                // Nothing alerts: no event is taken (each would wake this
+                // task and be cloned for it) until a reload puts `[alerts]`
+                // in force, and alerting starts from then.
+                tokio::select! {
+                    changed = settings.changed() => if changed.is_err() { return },
+                    _ = node.tasks.stopping() => return,
+                }
+                events = events.resubscribe();
+                continue;
+            }
             let e = tokio::select! {
                 e = events.recv() => e,
                 _ = node.tasks.stopping() => return,
