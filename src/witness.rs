@@ -80,13 +80,11 @@ struct Held {
     log_due: bool,
 }
 
-/// What became of a checkpoint that came with a consistency proof.
-enum Carried {
-    /// The proof could not be used; the checkpoint is checked as any other.
-    Unproven,
-    /// Proven, and to be logged at this instant.
-    Due(tokio::time::Instant),
-    /// Proven; a task already due logs it with any newer one.
+/// When a checkpoint proven with the proof it came with is logged.
+enum Logging {
+    /// At this instant, by a task of its own.
+    At(tokio::time::Instant),
+    /// By the task already due, with any newer one.
     AlreadyDue,
 }
 
@@ -246,9 +244,9 @@ impl Witness {
         proof: Option<&ConsistencyProof>,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let proven = match self.check_carried(party, &cp, proof) {
-            Carried::AlreadyDue => return None,
-            Carried::Due(at) => Ok(at),
-            Carried::Unproven => Err(cp),
+            Some(Logging::AlreadyDue) => return None,
+            Some(Logging::At(at)) => Ok(at),
+            None => Err(cp),
         };
         let (witness, party) = (self.clone(), party.to_owned());
         Some(async move {
@@ -261,39 +259,31 @@ impl Witness {
 
     /// Checks `proof` proves `cp` extends the last checkpoint witnessed from
     /// `party`; if so, `cp` is now the last one, logged by the task already
-    /// due or at the answer's instant: now, or `CHECK_EVERY` after the last
-    /// one was.
+    /// due or at an instant of its own: now, or `CHECK_EVERY` after the last
+    /// one was. `None` when the proof could not be used.
     fn check_carried(
         &self,
         party: &str,
         cp: &checkpoint::VerifiedCheckpoint,
         proof: Option<&ConsistencyProof>,
-    ) -> Carried {
-        let Some(proof) = proof.filter(|p| p.new_size == cp.size && p.more.is_empty()) else {
-            return Carried::Unproven;
-        };
+    ) -> Option<Logging> {
+        let proof = proof.filter(|p| p.new_size == cp.size && p.more.is_empty())?;
         if self.log.is_held() {
-            return Carried::Unproven;
+            return None;
         }
-        let Some(slot) = self.slot(party) else {
-            return Carried::Unproven;
-        };
-        let Ok(mut held) = slot.try_lock() else {
-            return Carried::Unproven;
-        };
+        let slot = self.slot(party)?;
+        let mut held = slot.try_lock().ok()?;
         self.load_last(party, &mut held);
-        let Some(last) = held.last.as_ref() else {
-            return Carried::Unproven;
-        };
+        let last = held.last.as_ref()?;
         if last.size != proof.old_size || consistent(&proof.hashes, last, cp).is_err() {
-            return Carried::Unproven;
+            return None;
         }
         held.last = Some(cp.clone());
         if std::mem::replace(&mut held.log_due, true) {
-            return Carried::AlreadyDue;
+            return Some(Logging::AlreadyDue);
         }
         let now = tokio::time::Instant::now();
-        Carried::Due(held.checked_at.map_or(now, |at| now.max(at + CHECK_EVERY)))
+        Some(Logging::At(held.checked_at.map_or(now, |at| now.max(at + CHECK_EVERY))))
     }
 
     /// At `at`, logs the newest checkpoint of `party` witnessed (unless it
