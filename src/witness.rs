@@ -82,8 +82,8 @@ struct Held {
 
 /// When a checkpoint proven with the proof it came with is logged.
 enum Logging {
-    /// At this instant, by a task of its own.
-    At(tokio::time::Instant),
+    /// At this instant, by a task of its own, from the peer's slot.
+    At(tokio::time::Instant, Slot),
     /// By the task already due, with any newer one.
     AlreadyDue,
 }
@@ -245,13 +245,13 @@ impl Witness {
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let proven = match self.check_carried(party, &cp, proof) {
             Some(Logging::AlreadyDue) => return None,
-            Some(Logging::At(at)) => Ok(at),
+            Some(Logging::At(at, slot)) => Ok((at, slot)),
             None => Err(cp),
         };
         let (witness, party) = (self.clone(), party.to_owned());
         Some(async move {
             match proven {
-                Ok(at) => witness.log_newest(&party, at).await,
+                Ok((at, slot)) => witness.log_newest(&party, slot, at).await,
                 Err(cp) => witness.witness(&party, cp).await,
             }
         })
@@ -283,18 +283,25 @@ impl Witness {
             return Some(Logging::AlreadyDue);
         }
         let now = tokio::time::Instant::now();
-        Some(Logging::At(held.checked_at.map_or(now, |at| now.max(at + CHECK_EVERY))))
+        let at = held.checked_at.map_or(now, |at| now.max(at + CHECK_EVERY));
+        drop(held);
+        Some(Logging::At(at, slot))
     }
 
     /// At `at`, logs the newest checkpoint of `party` witnessed (unless it
-    /// is logged already), then takes up what was set aside meanwhile.
-    async fn log_newest(&self, party: &str, at: tokio::time::Instant) {
+    /// is logged already, or `party` is no longer a peer), then takes up
+    /// what was set aside meanwhile.
+    async fn log_newest(&self, party: &str, slot: Slot, at: tokio::time::Instant) {
         tokio::time::sleep_until(at).await;
-        let Some(slot) = self.slot(party) else { return };
         let mut held = slot.lock().await;
+        // Cleared whatever follows, so a party that leaves and joins again
+        // is logged again.
+        held.log_due = false;
+        if !self.live.get().peers.contains(party) {
+            return;
+        }
         let newest = held.last.clone();
         held.checked_at = Some(tokio::time::Instant::now());
-        held.log_due = false;
         // Logged with the slot let go: a checkpoint that arrives with its
         // proof meanwhile is checked at once, not set aside.
         drop(held);
