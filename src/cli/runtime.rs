@@ -8,7 +8,8 @@
 /// Left at tokio's 512, a node of a large hotline grew a thread for nearly
 /// each of the `DeliverBatch` calls it had in flight, each proof read on a
 /// thread of its own: 37 blocking threads in mid-round at 100 parties, and
-/// 7 to 8 MiB more memory per node than with 8 (docs/performance.md).
+/// 6 MiB more peak memory per node than with 8 (8 MiB at 193 parties;
+/// docs/performance.md).
 /// Nothing on the pool waits for another of the pool's jobs (PostgreSQL's
 /// calls run on its client's own runtime), so a full pool only queues.
 fn blocking_threads(cores: usize) -> usize {
