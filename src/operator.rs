@@ -114,15 +114,16 @@ impl Operator for OperatorService {
                     let next = match incoming.message().await {
                         Ok(Some(r)) => {
                             let (node, gate, name) = (node.clone(), gate.clone(), name.clone());
+                            // Boxed, so that tokio does not copy the kilobytes of its state.
                             Ok(tokio::spawn(
-                                async move {
+                                Box::pin(async move {
                                     let _admitted = gate.admit_local(&name)?;
                                     // Who acts is asked again for each message, of the roster
                                     // in force as it is taken: a roster that removed this
                                     // operator since the stream opened refuses the rest.
                                     let who = node.acting_contact(&name, &fingerprint)?;
                                     send_one(&node, &who, r).await
-                                }
+                                })
                                 .in_current_span(),
                             ))
                         }

@@ -171,11 +171,11 @@ async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessag
         .zip(receipts)
         .map(|(m, receipt)| {
             let (node, party, proof) = (node.clone(), party.to_owned(), proof.clone());
-            async move {
+            Box::pin(async move {
                 node.accept_receipt(&m, &party, receipt?, None, proof.as_ref())
                     .await
                     .map_err(|e| e.to_string())
-            }
+            })
         })
         .collect();
     join_in_order(accepting, |e| Err(format!("receipt task failed: {e}"))).await

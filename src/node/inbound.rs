@@ -112,7 +112,9 @@ impl Node {
             match a {
                 Ok(a) => {
                     let (node, caller, via) = (self.clone(), caller.to_owned(), via.map(str::to_owned));
-                    recording.push(async move { node.record_received(&caller, via.as_deref(), a).await });
+                    recording.push(Box::pin(async move {
+                        node.record_received(&caller, via.as_deref(), a).await
+                    }));
                     outcomes.push(None);
                 }
                 Err(e) => outcomes.push(Some(Err(e))),

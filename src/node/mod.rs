@@ -446,8 +446,10 @@ fn own_keys(held: &[IdentityKey], me: &crate::agreement::Party) -> Vec<TrustedKe
 /// `failed`. Dropping the future leaves the tasks to finish: a caller that
 /// hangs up after its delivery was logged must not cut off what follows the
 /// commit (its automatic answer, its events), and a resend finds it logged.
+/// Each task comes boxed: a recording's future runs to kilobytes, and tokio
+/// would copy an unboxed one whole into its task and again as it finishes.
 pub(crate) async fn join_in_order<T: Send + 'static>(
-    tasks: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+    tasks: Vec<std::pin::Pin<Box<impl std::future::Future<Output = T> + Send + 'static>>>,
     failed: impl Fn(tokio::task::JoinError) -> T,
 ) -> Vec<T> {
     let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
