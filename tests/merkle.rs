@@ -165,12 +165,37 @@ proptest! {
             let (_, proof) = log.reader().consistency_proof(old as u64, size as u64).unwrap();
             prop_assert_eq!(proof.iter().map(|h| h.0).collect::<Vec<_>>(), subproof(old, &data, true));
             check_tree(&proof, size as u64, root, old as u64, Hash(mth(&data[..old]))).unwrap();
+            // Where the hashes held in memory make the proof, it is the same one.
+            if let Some(recent) = log.reader().recent_consistency(old as u64, size as u64) {
+                prop_assert_eq!(recent, proof);
+            }
             let inner = (old + size) / 2;
             let (_, proof) = log.reader().consistency_proof(old as u64, inner as u64).unwrap();
             prop_assert_eq!(proof.iter().map(|h| h.0).collect::<Vec<_>>(), subproof(old, &data[..inner], true));
         }
         log.close();
     }
+}
+
+#[tokio::test]
+async fn a_proof_between_recent_sizes_comes_from_memory_and_an_older_one_from_the_store() {
+    let (_dir, log, _) = common::temp_log();
+    let cap = hotline::log::tree::RecentHashes::CAPACITY as u64;
+    // Twice the hashes it holds: an entry stores two on average.
+    let size = cap;
+    for start in (0..size).step_by(512) {
+        let batch = (start..start + 512).map(|i| common::entry(&i.to_string())).collect();
+        log.append(batch).await.unwrap();
+    }
+    let reader = log.reader();
+    let recent = reader
+        .recent_consistency(size - 100, size)
+        .expect("recent sizes are held");
+    assert_eq!(recent, reader.consistency_proof(size - 100, size).unwrap().1);
+    // The first entries' hashes were forgotten; the store still proves from them.
+    assert_eq!(reader.recent_consistency(1, size), None);
+    assert!(!reader.consistency_proof(1, size).unwrap().1.is_empty());
+    log.close();
 }
 
 #[tokio::test]

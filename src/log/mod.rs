@@ -98,6 +98,8 @@ impl Log {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let (head_tx, head_rx) = watch::channel(head);
         let writer_dir = dir.to_owned();
+        let reader = LogReader::open(dir)?;
+        let recent = reader.recent();
         let commit_seconds = crate::metrics::log_commit_histogram();
         let checkpoint_failures = prometheus_client::metrics::counter::Counter::default();
         let observed = commit_seconds.clone();
@@ -113,6 +115,7 @@ impl Log {
                     dir: writer_dir,
                     head: head_tx,
                     frontier,
+                    recent,
                     repeats: crate::repeats::Repeats::new(std::time::Duration::from_secs(60)),
                     commit_seconds: observed,
                     commits: counted,
@@ -122,7 +125,7 @@ impl Log {
             })
             .map_err(|e| corrupt(dir, format!("cannot start the writer: {e}")))?;
         Ok(Self {
-            reader: LogReader::open(dir)?,
+            reader,
             jobs,
             head: head_rx,
             writer: Mutex::new(Some(writer)),

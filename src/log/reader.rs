@@ -2,14 +2,14 @@
 //! through a small pool of read-only connections.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::db::{Connection, OptionalExtension};
 use tlog_tiles::{Hash, HashReader, prove_record, prove_tree, tree_hash};
 
 use super::entry::Entry;
 use super::error::{LogError, out_of_range, tree_error};
-use super::tree::{self, DbHashes};
+use super::tree::{self, DbHashes, RecentHashes};
 use crate::store::{self, Context};
 
 /// Read access to a log: proofs, roots, entries and witnessed checkpoints,
@@ -18,6 +18,9 @@ use crate::store::{self, Context};
 pub struct LogReader {
     dir: PathBuf,
     pool: Mutex<Vec<Connection>>,
+    /// Stored hashes written or read lately, which consistency proofs use
+    /// before the store; a node's writer adds each batch's.
+    recent: Arc<RecentHashes>,
 }
 
 impl LogReader {
@@ -27,7 +30,25 @@ impl LogReader {
         Ok(Self {
             dir: dir.to_owned(),
             pool: Mutex::new(vec![conn]),
+            recent: Arc::default(),
         })
+    }
+
+    /// The recent hashes this reader's proofs use, for the writer to add to.
+    pub(crate) fn recent(&self) -> Arc<RecentHashes> {
+        self.recent.clone()
+    }
+
+    /// The consistency proof from `old` to `new` if every hash it needs is
+    /// held in memory, without a read; `new` must be a committed size (the
+    /// head's). None when a hash is not held or the sizes do not make a proof.
+    pub fn recent_consistency(&self, old: u64, new: u64) -> Option<Vec<Hash>> {
+        if old == 0 || old > new {
+            return None;
+        }
+        let asked = tree::Recorder::default();
+        prove_tree(new, old, &asked).ok()?;
+        prove_tree(new, old, &self.recent.held(&asked.indexes())).ok()
     }
 
     /// The data directory.
@@ -127,10 +148,10 @@ impl LogReader {
             for &old in std::iter::once(&req.old_size).chain(&req.more_old_sizes) {
                 prove_from(&self.dir, &asked, old, new_size)?;
             }
+            let wanted = asked.indexes();
             let hashes = tree::CachedHashes::new(DbHashes(c));
-            hashes
-                .read_hashes(&asked.indexes())
-                .map_err(|e| tree_error(&self.dir, e))?;
+            hashes.know(self.recent.held(&wanted).0);
+            hashes.read_hashes(&wanted).map_err(|e| tree_error(&self.dir, e))?;
             let proof = |old_size| {
                 Ok(crate::proto::ConsistencyProof {
                     old_size,
@@ -145,6 +166,7 @@ impl LogReader {
                 .iter()
                 .map(|&old| proof(old))
                 .collect::<Result<_, LogError>>()?;
+            self.recent.remember(hashes.known());
             Ok(first)
         })
     }

@@ -157,6 +157,9 @@ pub(crate) struct Writer {
     /// The right edge of the committed tree: each appended entry's stored
     /// hashes and the new root come from it, with no read.
     pub(crate) frontier: tree::Frontier,
+    /// The readers' recent hashes: each committed batch's go in, so that
+    /// showing a peer a new checkpoint proves it without a read.
+    pub(crate) recent: std::sync::Arc<tree::RecentHashes>,
     /// Failing batches (a full disk, say) are logged once a minute with a count.
     pub(crate) repeats: crate::repeats::Repeats,
     /// Counts the batches committed, for the checkpointer.
@@ -313,12 +316,13 @@ impl Writer {
         tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute_later(crate::db::params![size as i64, note]))
             .at(&db)?;
-        if let Err(e) = prove(&tx, size, jobs, known, &mut results) {
+        if let Err(e) = prove(&tx, size, jobs, &known, &mut results) {
             return failed(tree_error(&self.dir, e));
         }
         if let Err(e) = tx.commit().at(&db) {
             return failed(e.into());
         }
+        self.recent.remember(known);
         Ok(Batch::Committed {
             head: Some(Head {
                 size,
@@ -337,13 +341,13 @@ fn prove(
     c: &Connection,
     size: u64,
     jobs: &[Job],
-    known: Vec<(u64, Hash)>,
+    known: &[(u64, Hash)],
     results: &mut [(Result<u64, LogError>, Vec<Hash>)],
 ) -> Result<(), tlog_tiles::Error> {
     // The reads fall back to the database only for a hash not known, which
     // tree.rs's tests show never happens: a gap would cost a query, not the batch.
     let hashes = tree::CachedHashes::new(DbHashes(c));
-    hashes.know(known);
+    hashes.know(known.iter().copied());
     for (job, (result, proof)) in jobs.iter().zip(results.iter_mut()) {
         if let (Ok(first), true) = (result.as_ref(), job.want_proof) {
             *proof = prove_record(size, *first, &hashes)?;

@@ -7,9 +7,10 @@ use super::Witness;
 use crate::proto::{ConsistencyProof, ConsistencyProofRequest};
 
 /// The least time between two checkpoints shown to one peer for the second
-/// to carry a proof: a proof is a read of our tree's hashes on the path of
-/// the call (two round trips on PostgreSQL), and a peer called more often
-/// than this asks for its proofs instead, at most once a `CHECK_EVERY`.
+/// to carry a proof: a proof whose hashes the log does not hold in memory is
+/// a read of our tree's hashes on the path of the call (two round trips on
+/// PostgreSQL), and a peer called more often than this asks for its proofs
+/// instead, at most once a `CHECK_EVERY`.
 const PROOF_EVERY: Duration = Duration::from_millis(10);
 
 /// The largest checkpoint of ours shown to a peer, and when.
@@ -45,9 +46,19 @@ impl Witness {
 
     /// A proof that our checkpoint of `new_size` extends the one of
     /// `old_size`; none when `old_size` is 0, not smaller, or not ours.
+    /// From the hashes the log holds in memory when it holds them all (two
+    /// recent sizes), else read on the blocking pool.
     async fn prove(&self, old_size: u64, new_size: u64) -> Option<ConsistencyProof> {
         if old_size == 0 || old_size >= new_size {
             return None;
+        }
+        if let Some(hashes) = self.log.reader().recent_consistency(old_size, new_size) {
+            return Some(ConsistencyProof {
+                old_size,
+                new_size,
+                hashes: crate::log::tree::proof_to_wire(&hashes),
+                more: Vec::new(),
+            });
         }
         let req = ConsistencyProofRequest {
             old_size,
