@@ -13,6 +13,7 @@
 //! [`courier`].
 
 mod courier;
+mod places;
 mod relay;
 
 use std::collections::{HashMap, HashSet};
@@ -25,7 +26,9 @@ use crate::node::Node;
 use crate::state::{self, Pending, StoredMessage};
 
 use courier::Queued;
-pub use courier::{BATCH, CALLS_AT_ONCE, CALLS_AT_ONCE_UNREACHED, CALLS_PER_PEER};
+pub use courier::{BATCH, CALLS_PER_PEER};
+use places::Places;
+pub use places::{CALLS_AT_LEAST, CALLS_AT_ONCE, CALLS_AT_ONCE_UNREACHED, SLOW_ANSWER};
 
 /// Deliveries in flight at once to one peer: a slow or dead peer holds at
 /// most these, never the others' share.
@@ -45,7 +48,7 @@ struct Couriers {
     node: Arc<Node>,
     by_peer: Arc<Mutex<HashMap<String, Arc<Courier>>>>,
     /// The node's places for calls in flight to all peers.
-    places: courier::Places,
+    places: Places,
 }
 
 impl Couriers {
@@ -88,7 +91,7 @@ pub async fn run(node: Arc<Node>) {
     let couriers = Couriers {
         node: node.clone(),
         by_peer: Arc::default(),
-        places: courier::Places::new(),
+        places: Places::new(node.metrics().delivery_window.clone(), node.clock().clone()),
     };
     let active: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     loop {
