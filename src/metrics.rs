@@ -60,9 +60,6 @@ pub struct Metrics {
     pub comm_check_answer: Family<Labels, Histogram, fn() -> Histogram>,
     /// How long checking a delivered envelope's signatures took.
     pub signature_verify: Histogram,
-    /// `DeliverBatch` calls to reachable peers allowed in flight at once:
-    /// fewer while peers answer late (`delivery::places`).
-    pub delivery_window: Gauge,
     outbox: Family<Labels, Gauge>,
     running: Family<Labels, Gauge>,
     missed: Family<Labels, Counter>,
@@ -81,7 +78,6 @@ impl Metrics {
             proofs_asked: Family::default(),
             comm_check_answer: Family::new_with_constructor(answer_buckets),
             signature_verify: short_buckets(),
-            delivery_window: Gauge::default(),
             outbox: Family::default(),
             running: Family::default(),
             missed: Family::default(),
@@ -119,11 +115,6 @@ impl Metrics {
             "signature_verify_seconds",
             "Time to check the signatures of a delivered envelope",
             m.signature_verify.clone(),
-        );
-        registry.register(
-            "delivery_call_window",
-            "DeliverBatch calls to reachable peers allowed in flight at once; fewer while peers answer late",
-            m.delivery_window.clone(),
         );
         registry.register(
             "log_commit_seconds",

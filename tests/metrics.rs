@@ -80,8 +80,6 @@ async fn a_scrape_shows_deliveries_refusals_and_the_logs_figures_moving() {
     assert!(value(&after, "hotline_log_size", &[]) > value(&before, "hotline_log_size", &[]));
     assert!(value(&after, "hotline_log_commit_seconds", &[]) > value(&before, "hotline_log_commit_seconds", &[]));
     assert_eq!(value(&after, "hotline_outbox_depth", &[("peer", "CHL")]), 0.0);
-    // Answered in time: every place for calls in flight is open.
-    assert_eq!(value(&after, "hotline_delivery_call_window", &[]), 32.0);
     // The notice's acknowledgement and response clocks run at PER, for CHL.
     assert_eq!(value(&after, "hotline_deadlines_running", &[("norm", "response")]), 1.0);
     // CHL checked the signatures of what PER delivered.

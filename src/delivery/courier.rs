@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 
-use super::places::{Place, Places};
 use crate::node::{Node, join_in_order};
 use crate::proto::{DeliverBatchRequest, Envelope, SignedCheckpoint, deliver_outcome};
 use crate::state::StoredMessage;
@@ -18,6 +17,46 @@ use crate::state::StoredMessage;
 pub const BATCH: usize = 64;
 /// `DeliverBatch` calls in flight to one peer at once.
 pub const CALLS_PER_PEER: usize = 4;
+/// `DeliverBatch` calls in flight from this node at once, to all reachable
+/// peers together. Without it a node owing a message to every peer (a
+/// roster published to 192, a round of communication checks) opens a call
+/// to each at once; when every node does so on shared cores, the calls wait
+/// in the peers' queues past their time limit, are sent again, and each
+/// retry spends the peers' work once more (the 193-party drill collapsed
+/// so). A call's time limit starts once it holds its place.
+pub const CALLS_AT_ONCE: usize = 32;
+/// `DeliverBatch` calls in flight at once to all peers our last call did
+/// not reach: their own smaller share, so peers that are down or silent
+/// never hold up the others, and a peer slowed by load is not called harder.
+pub const CALLS_AT_ONCE_UNREACHED: usize = 8;
+
+/// The node's places for calls in flight, shared by every peer's courier.
+#[derive(Clone)]
+pub struct Places {
+    reached: Arc<Semaphore>,
+    unreached: Arc<Semaphore>,
+}
+
+impl Places {
+    /// [`CALLS_AT_ONCE`] places for reachable peers, [`CALLS_AT_ONCE_UNREACHED`] for the others.
+    pub fn new() -> Self {
+        Self {
+            reached: Arc::new(Semaphore::new(CALLS_AT_ONCE)),
+            unreached: Arc::new(Semaphore::new(CALLS_AT_ONCE_UNREACHED)),
+        }
+    }
+
+    /// Waits for a place for a call to `party`, from the share its link decides.
+    async fn take(&self, node: &Node, party: &str) -> Option<OwnedSemaphorePermit> {
+        self.share(node.links().reachable(party)).acquire_owned().await.ok()
+    }
+
+    /// The places of calls to reachable peers, or to the others.
+    fn share(&self, reachable: bool) -> Arc<Semaphore> {
+        if reachable { &self.reached } else { &self.unreached }.clone()
+    }
+}
+
 /// How long a peer has to answer one `DeliverBatch` call, besides the time
 /// its bytes take over the slowest link (`transport::transfer_time`).
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -42,7 +81,7 @@ pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedRecei
         let Ok(call) = calls.clone().acquire_owned().await else {
             return;
         };
-        let Some(place) = places.take(node.links().reachable(&party)).await else {
+        let Some(place) = places.take(&node, &party).await else {
             return;
         };
         // The receiver reads no batch larger than the agreement in force allows.
@@ -68,7 +107,7 @@ pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedRecei
             async move {
                 let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 let outcomes = tokio::select! {
-                    outcomes = deliver_batch(&sender, &party, messages, &place) => outcomes,
+                    outcomes = deliver_batch(&sender, &party, messages) => outcomes,
                     _ = sender.tasks().stopping() => return, // the outbox keeps them for the next start
                 };
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -82,14 +121,8 @@ pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedRecei
 }
 
 /// Delivers queued messages to one peer in one `DeliverBatch` call and
-/// handles the receipts; one outcome per message, in order. How long the
-/// answer took is told to the call's `place`.
-async fn deliver_batch(
-    node: &Arc<Node>,
-    party: &str,
-    messages: Vec<StoredMessage>,
-    place: &Place,
-) -> Vec<Result<(), String>> {
+/// handles the receipts; one outcome per message, in order.
+async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessage>) -> Vec<Result<(), String>> {
     let fail_all = |why: String| messages.iter().map(|_| Err(why.clone())).collect();
     let Some(mut client) = node.in_force().peers.get(party) else {
         return fail_all(format!("{party} is not a peer"));
@@ -106,12 +139,8 @@ async fn deliver_batch(
         sender: String::new(),
         sender_consistency: node.witness().show(party, head.size).await,
     };
-    let transfer = crate::transport::transfer_time(req.encoded_len());
-    let answer = node
-        .call_peer(party, CALL_TIMEOUT + transfer, client.deliver_batch(req))
-        .await;
-    place.answered(answer.is_ok(), transfer);
-    let (outcomes, proof) = match answer {
+    let deadline = CALL_TIMEOUT + crate::transport::transfer_time(req.encoded_len());
+    let (outcomes, proof) = match node.call_peer(party, deadline, client.deliver_batch(req)).await {
         Err(why) => return fail_all(why),
         Ok(reply) => {
             node.heard_from(party, reply.agreement.as_ref());
@@ -150,4 +179,40 @@ async fn deliver_batch(
         })
         .collect();
     join_in_order(accepting, |e| Err(format!("receipt task failed: {e}"))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::delivery::courier::*;
+
+    #[test]
+    fn reachable_peers_share_32_places_and_unreached_ones_8_of_their_own() {
+        let places = Places::new();
+        let reached: Vec<_> = (0..CALLS_AT_ONCE)
+            .map(|_| {
+                places
+                    .share(true)
+                    .try_acquire_owned()
+                    .expect("a place for a reachable peer")
+            })
+            .collect();
+        assert!(places.share(true).try_acquire_owned().is_err(), "the 33rd call waits");
+        // Peers that are down still get their calls out, and take none of the others' places.
+        let unreached: Vec<_> = (0..CALLS_AT_ONCE_UNREACHED)
+            .map(|_| {
+                places
+                    .share(false)
+                    .try_acquire_owned()
+                    .expect("a place for an unreached peer")
+            })
+            .collect();
+        assert!(
+            places.share(false).try_acquire_owned().is_err(),
+            "the 9th call to an unreached peer waits"
+        );
+        drop(reached);
+        assert_eq!(places.share(true).available_permits(), CALLS_AT_ONCE);
+        assert_eq!(places.share(false).available_permits(), 0);
+        drop(unreached);
+    }
 }

@@ -13,7 +13,6 @@
 //! [`courier`].
 
 mod courier;
-mod places;
 mod relay;
 
 use std::collections::{HashMap, HashSet};
@@ -26,9 +25,7 @@ use crate::node::Node;
 use crate::state::{self, Pending, StoredMessage};
 
 use courier::Queued;
-pub use courier::{BATCH, CALLS_PER_PEER};
-use places::Places;
-pub use places::{CALLS_AT_LEAST, CALLS_AT_ONCE, CALLS_AT_ONCE_UNREACHED, SLOW_ANSWER};
+pub use courier::{BATCH, CALLS_AT_ONCE, CALLS_AT_ONCE_UNREACHED, CALLS_PER_PEER};
 
 /// Deliveries in flight at once to one peer: a slow or dead peer holds at
 /// most these, never the others' share.
@@ -48,7 +45,7 @@ struct Couriers {
     node: Arc<Node>,
     by_peer: Arc<Mutex<HashMap<String, Arc<Courier>>>>,
     /// The node's places for calls in flight to all peers.
-    places: Places,
+    places: courier::Places,
 }
 
 impl Couriers {
@@ -91,7 +88,7 @@ pub async fn run(node: Arc<Node>) {
     let couriers = Couriers {
         node: node.clone(),
         by_peer: Arc::default(),
-        places: Places::new(node.metrics().delivery_window.clone(), node.clock().clone()),
+        places: courier::Places::new(),
     };
     let active: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     loop {
