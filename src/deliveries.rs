@@ -40,9 +40,13 @@ impl DeliveryQueue {
         self.receiver.lock().ok().and_then(|mut r| r.take())
     }
 
-    /// What wakes the deliveries to `party` waiting for a retry.
+    /// What wakes the deliveries to `party` waiting for a retry; asked for
+    /// on each attempt, so a known party's costs no allocation.
     pub fn heard(&self, party: &str) -> Arc<Notify> {
         let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waiting) = heard.get(party) {
+            return waiting.clone();
+        }
         heard.entry(party.to_owned()).or_default().clone()
     }
 

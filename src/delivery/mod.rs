@@ -123,6 +123,13 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
         if node.tasks().is_stopping() {
             return;
         }
+        // Listening from before the attempt: the peer speaking to us while the
+        // attempt fails or its failure is recorded (a probe finding it back)
+        // still ends the wait that follows, rather than waking no one.
+        let heard = node.deliveries().heard(&p.party);
+        let woken = heard.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let result = match (couriers.get(&p.party), relay::relay_for(&node, &p.party)) {
             // Not a peer (yet: a party a pending amendment adds; or any more:
             // its delivery was cancelled when it left, and then this ends).
@@ -167,10 +174,9 @@ async fn deliver_until_receipted(node: Arc<Node>, couriers: Couriers, mut p: Pen
             tracing::warn!(error = %e, "could not record the failed attempt");
         }
         // The peer speaking to us (back up, or a party that just joined) ends the wait.
-        let heard = node.deliveries().heard(&p.party);
         tokio::select! {
             _ = node.clock().sleep(delay) => {}
-            _ = heard.notified() => {}
+            _ = woken => {}
             _ = node.tasks().stopping() => return,
         }
     }
