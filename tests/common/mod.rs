@@ -615,6 +615,16 @@ impl Cluster {
             .collect()
     }
 
+    /// How many times node `i` logged message `id` as received: once is
+    /// right, however often it was delivered.
+    pub fn times_received(&self, i: usize, id: &str) -> usize {
+        use hotline::proto::log_entry::Body;
+        self.log_entries(i)
+            .iter()
+            .filter(|e| matches!(&e.body, Some(Body::Received(r)) if r.meta.as_ref().is_some_and(|m| m.id == id)))
+            .count()
+    }
+
     /// Creates party `id`'s files under the cluster's folder, with a bound
     /// listener, as `hotline init` would: a party about to join.
     pub async fn new_party(&self, id: &str) -> (hotline::setup::Created, tokio::net::TcpListener) {
