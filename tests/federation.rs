@@ -311,6 +311,43 @@ async fn a_communication_check_is_answered_automatically_and_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receipt_for_an_automatic_check_vouches_for_its_answer_logged_with_it() {
+    use prost::Message;
+    let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
+    let id = c
+        .operator(0)
+        .comm_check(hotline::proto::CommCheckRequest {
+            party: "CHL".into(),
+            human: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .notice_ids
+        .remove(0);
+    c.eventually(10, "CHL's receipt for the check", |c| {
+        c.node(0).read(|db| state::receipts(db, &id)).unwrap().len() == 1
+    })
+    .await;
+    let (_, envelope) = c.node(0).read(|db| state::receipts(db, &id)).unwrap().remove(0);
+    let receipt = hotline::proto::Receipt::decode(&envelope.payload[..]).unwrap();
+    let note = String::from_utf8(receipt.checkpoint.unwrap().note).unwrap();
+    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    // The checkpoint CHL signed its receipt over already holds the answer,
+    // the entry after the check: one transaction logged both.
+    assert!(
+        size >= receipt.log_index + 2,
+        "checkpoint of size {size} for the check at {}",
+        receipt.log_index
+    );
+    let answer = &c.log_lines(1)[receipt.log_index as usize + 1];
+    assert!(
+        answer.starts_with("sent response ") && answer.contains("-> PER"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_witness_each_others_checkpoints() {
     let c = Cluster::start(&["PER", "CHL"], FAST_NORMS).await;
     for i in 0..3 {

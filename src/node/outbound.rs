@@ -56,6 +56,54 @@ pub(super) struct Outgoing {
 /// (about ten minutes on the default backoff).
 const CHECK_ANSWER_ATTEMPTS: u32 = 24;
 
+/// The node's own answer to a peer's automatic communication check.
+pub(super) const CHECK_ANSWER: Answer<'static> = Answer {
+    status: ResponseStatus::Acknowledged,
+    reason: ReasonCode::Unspecified,
+    text: "communication check answered",
+    promised_by: None,
+};
+
+/// An outgoing message signed and ready to log: the rows its entries'
+/// transaction writes and the deliveries that follow the commit. `send`
+/// logs one alone; a received communication check logs its automatic answer
+/// in its own transaction.
+pub(super) struct Signed {
+    stored: Arc<StoredMessage>,
+    to: Vec<String>,
+    owe_receipts: Vec<String>,
+    receipt_due: i64,
+    owed: Vec<Owed>,
+    meets: Vec<Met>,
+    record: Option<state::Record>,
+}
+
+impl Signed {
+    /// Writes its rows, its first entry at `index`: the message, queued for
+    /// every recipient, and the clocks it starts and stops.
+    pub(super) fn apply(&self, c: &crate::db::Connection, index: u64) -> Result<(), StateError> {
+        let row = &self.stored;
+        state::insert_message(c, row, index)?;
+        for party in &self.to {
+            state::enqueue(c, &row.id, party, row.created_ms)?;
+        }
+        for party in &self.owe_receipts {
+            state::start_deadline(c, &row.id, party, Deadline::Receipt, self.receipt_due)?;
+        }
+        if let Some(record) = &self.record {
+            state::record(c, record, index)?;
+        }
+        for o in &self.owed {
+            let message_id = o.message_id.as_deref().unwrap_or(&row.id);
+            state::start_deadline(c, message_id, &o.party, o.kind, o.due_ms)?;
+        }
+        for m in &self.meets {
+            state::meet_deadline(c, &m.message_id, &m.party, m.kind)?;
+        }
+        Ok(())
+    }
+}
+
 impl Node {
     /// Logs a signed message, queues it for its recipients and starts its
     /// clocks, in one transaction: a receipt is due from every recipient that
@@ -64,6 +112,30 @@ impl Node {
     pub(super) async fn send(&self, out: Outgoing, actor: Actor<'_>) -> Result<Sent, NodeError> {
         // Signed and logged under one version of the agreement: an adoption waits for us.
         let _version = self.adopting.read().await;
+        let id = out.id.clone();
+        let (entries, signed) = self.sign_outgoing(out, actor)?;
+        let signed = Arc::new(signed);
+        let rows = signed.clone();
+        let change = Box::new(move |c: &crate::db::Connection, index: u64| rows.apply(c, index));
+        let done = match self.log.append_with(entries, change, false).await {
+            Err(crate::log::LogError::Refused(StateError::Duplicate(_))) => return Err(NodeError::IdTaken(id)),
+            other => other?,
+        };
+        tracing::info!(%id, index = done.first_index, "signed, logged and queued");
+        self.queue(&signed);
+        Ok(Sent {
+            id,
+            log_index: done.first_index,
+        })
+    }
+
+    /// Seals (above TLP:CLEAR) and signs `out` with our key in force, and
+    /// makes its log entries; the caller holds `adopting` until it is logged.
+    pub(super) fn sign_outgoing(
+        &self,
+        out: Outgoing,
+        actor: Actor<'_>,
+    ) -> Result<(Vec<entry::Entry>, Signed), NodeError> {
         // What its log entries say of it, read from the body before it is sealed.
         let meta = message::meta::of_payload(out.payload.0, &out.payload.1, out.answers_tlp);
         let (payload_type, payload) = match out.kind {
@@ -96,7 +168,7 @@ impl Node {
             ));
         }
         let stored = Arc::new(StoredMessage {
-            id: out.id.clone(),
+            id: out.id,
             kind: out.kind,
             direction: Direction::Sent,
             sender: self.party.clone(),
@@ -107,48 +179,30 @@ impl Node {
             created_ms: now,
             exercise: out.exercise,
         });
-        let (to, owed, meets, record) = (out.to, out.owed, out.meets, out.record);
-        let row = stored.clone();
-        let recipients = to.clone();
-        let change = Box::new(move |c: &crate::db::Connection, index: u64| {
-            state::insert_message(c, &row, index)?;
-            for party in &recipients {
-                state::enqueue(c, &row.id, party, now)?;
-            }
-            for party in &owe_receipts {
-                state::start_deadline(c, &row.id, party, Deadline::Receipt, receipt_due)?;
-            }
-            if let Some(record) = &record {
-                state::record(c, record, index)?;
-            }
-            for o in &owed {
-                let message_id = o.message_id.as_deref().unwrap_or(&row.id);
-                state::start_deadline(c, message_id, &o.party, o.kind, o.due_ms)?;
-            }
-            for m in &meets {
-                state::meet_deadline(c, &m.message_id, &m.party, m.kind)?;
-            }
-            Ok(())
-        });
-        let done = match self.log.append_with(entries, change, false).await {
-            Err(crate::log::LogError::Refused(StateError::Duplicate(_))) => return Err(NodeError::IdTaken(out.id)),
-            other => other?,
+        let signed = Signed {
+            stored,
+            to: out.to,
+            owe_receipts,
+            receipt_due,
+            owed: out.owed,
+            meets: out.meets,
+            record: out.record,
         };
-        tracing::info!(id = %out.id, index = done.first_index, "signed, logged and queued");
-        for party in to {
+        Ok((entries, signed))
+    }
+
+    /// Hands a logged message to the delivery worker, once per recipient.
+    pub(super) fn queue(&self, signed: &Signed) {
+        for party in &signed.to {
             self.deliveries.push(state::Pending {
-                message_id: out.id.clone(),
-                party,
+                message_id: signed.stored.id.clone(),
+                party: party.clone(),
                 attempts: 0,
-                next_attempt_ms: now,
+                next_attempt_ms: signed.stored.created_ms,
                 last_error: None,
-                message: Some(stored.clone()),
+                message: Some(signed.stored.clone()),
             });
         }
-        Ok(Sent {
-            id: out.id,
-            log_index: done.first_index,
-        })
     }
 
     /// The peer an operator named, as the agreement spells it: `chl` is CHL
@@ -294,73 +348,76 @@ impl Node {
             return Err(NodeError::OwnNotice(notice_id.to_owned()));
         }
         let original = orig.notice(self.opener());
+        let out = self.response_to(notice_id, &orig.sender, original.as_ref(), answer, actor)?;
+        self.send(out, actor).await
+    }
+
+    /// The response `answer` to notice `notice_id` that `sender` sent us
+    /// (`original`, if we can read it), ready to be signed.
+    pub(super) fn response_to(
+        &self,
+        notice_id: &str,
+        sender: &str,
+        original: Option<&Notice>,
+        answer: Answer<'_>,
+        actor: Actor<'_>,
+    ) -> Result<Outgoing, NodeError> {
         // Answering a human communication check is what its clock waits for.
-        let human_check = original
-            .as_ref()
-            .is_some_and(|n| n.human && n.kind() == NoticeKind::CommCheck);
+        let human_check = original.is_some_and(|n| n.human && n.kind() == NoticeKind::CommCheck);
         let response = Response {
             id: message::new_id(),
             notice_id: notice_id.to_owned(),
             from: self.party.clone(),
-            to: vec![orig.sender.clone()],
+            to: vec![sender.to_owned()],
             created_at: Some(clock::to_proto(self.clock.now())),
             status: answer.status as i32,
             text: answer.text.to_owned(),
             author: actor.name().to_owned(),
-            exercise: original.as_ref().map(|n| n.exercise).unwrap_or_default(),
+            exercise: original.map(|n| n.exercise).unwrap_or_default(),
             reason: answer.reason as i32,
             promised_by: answer.promised_by.map(clock::to_proto),
         };
         message::validate_response(&response, &self.in_force().agreement().norms)?;
         let payload = (RESPONSE_TYPE, response.encode_to_vec());
-        self.send(
-            Outgoing {
-                kind: Kind::Response,
-                id: response.id,
-                thread: notice_id.to_owned(),
-                payload,
-                to: response.to,
-                owed: answer
-                    .promised_by
-                    .map(|by| Owed {
-                        message_id: Some(notice_id.to_owned()),
-                        party: self.party.clone(),
-                        kind: Deadline::Promise,
-                        due_ms: clock::to_ms(by),
-                    })
-                    .into_iter()
-                    .collect(),
-                meets: message::clocks_met(answer.status)
-                    .iter()
-                    .chain(human_check.then_some(&Deadline::CommCheckAnswer))
-                    .map(|kind| Met {
-                        message_id: notice_id.to_owned(),
-                        party: self.party.clone(),
-                        kind: *kind,
-                    })
-                    .collect(),
-                record: None,
-                exercise: response.exercise != 0,
-                answers_tlp: original.as_ref().map(Notice::tlp),
-            },
-            actor,
-        )
-        .await
+        Ok(Outgoing {
+            kind: Kind::Response,
+            id: response.id,
+            thread: notice_id.to_owned(),
+            payload,
+            to: response.to,
+            owed: answer
+                .promised_by
+                .map(|by| Owed {
+                    message_id: Some(notice_id.to_owned()),
+                    party: self.party.clone(),
+                    kind: Deadline::Promise,
+                    due_ms: clock::to_ms(by),
+                })
+                .into_iter()
+                .collect(),
+            meets: message::clocks_met(answer.status)
+                .iter()
+                .chain(human_check.then_some(&Deadline::CommCheckAnswer))
+                .map(|kind| Met {
+                    message_id: notice_id.to_owned(),
+                    party: self.party.clone(),
+                    kind: *kind,
+                })
+                .collect(),
+            record: None,
+            exercise: response.exercise != 0,
+            answers_tlp: original.map(Notice::tlp),
+        })
     }
 
-    /// Answers a peer's automatic communication check. A failure (a busy
+    /// Answers a peer's automatic communication check that could not be
+    /// answered in the transaction that logged it. A failure (a busy
     /// store on a loaded machine) is retried on the delivery backoff, up to
     /// `CHECK_ANSWER_ATTEMPTS` times or until the node stops: an unanswered
     /// check is a missed deadline for this party, and nothing else would answer it.
     pub(super) async fn answer_check(&self, id: &str) {
         for attempt in 0..CHECK_ANSWER_ATTEMPTS {
-            let answer = Answer {
-                status: ResponseStatus::Acknowledged,
-                reason: ReasonCode::Unspecified,
-                text: "communication check answered",
-                promised_by: None,
-            };
-            match self.respond(id, answer, Actor::Node).await {
+            match self.respond(id, CHECK_ANSWER, Actor::Node).await {
                 Ok(_) => return,
                 Err(NodeError::Log(LogError::Closed)) => return,
                 Err(e) => {

@@ -1,13 +1,14 @@
 //! Our side of a delivery once it passed every check: the message logged
 //! durably with the clocks it starts and stops, in one transaction, and
 //! answered with our signed receipt (the same receipt again for a message
-//! delivered before).
+//! delivered before). An automatic communication check is answered in the
+//! same transaction: our signed answer is logged and queued with it.
 
 use std::sync::Arc;
 
 use prost::Message as _;
 
-use super::{Node, NodeError};
+use super::{Actor, Node, NodeError};
 use crate::clock;
 use crate::envelope::{self, RECEIPT_TYPE};
 use crate::keys::VerifierKey;
@@ -72,7 +73,8 @@ impl Node {
     }
 
     /// Logs an admitted message from `from` with the clocks it starts and
-    /// stops, and signs our receipt; a communication check is answered.
+    /// stops, and signs our receipt; an automatic communication check gets
+    /// our answer logged and queued in the same transaction.
     pub(super) async fn record_received(
         self: &Arc<Self>,
         from: &str,
@@ -94,6 +96,8 @@ impl Node {
         let mut escalation = None;
         // The round trip of an answer to our human check, ms.
         let mut human_answer = None;
+        // Our answer to an automatic communication check, logged with it.
+        let mut answer = None;
         match &a.message {
             Message::Notice(n) => {
                 // The receiver checks TLP along the thread too, where it holds the notice continued.
@@ -121,6 +125,15 @@ impl Node {
                     );
                     entries.push(norm_event::entry(&event));
                     escalation = Some(event);
+                }
+                // An automatic check is answered in the transaction that logs it;
+                // should signing fail, a task answers it once it is logged.
+                if n.kind() == NoticeKind::CommCheck && !n.human {
+                    answer = self
+                        .response_to(&n.id, from, Some(n), super::outbound::CHECK_ANSWER, Actor::Node)
+                        .and_then(|out| self.sign_outgoing(out, Actor::Node))
+                        .inspect_err(|e| tracing::warn!(notice = %n.id, error = %e, "cannot sign the check's answer"))
+                        .ok();
                 }
                 let due = |within: std::time::Duration| now + within.as_millis() as i64;
                 // A human check is ours to answer, by a person, within the agreed time.
@@ -206,6 +219,13 @@ impl Node {
             via,
         );
         entries[0] = entry_bytes.clone();
+        // The answer's entries come last: its first at `index + answer_at`.
+        let answer_at = entries.len() as u64;
+        let answer = answer.map(|(answer_entries, signed)| {
+            entries.extend(answer_entries);
+            Arc::new(signed)
+        });
+        let answered = answer.clone();
         let stored = StoredMessage {
             id: a.message.id().to_owned(),
             kind: a.message.kind(),
@@ -248,6 +268,9 @@ impl Node {
             if let Some(record) = &record {
                 state::record(c, record, index)?;
             }
+            if let Some(answer) = &answered {
+                answer.apply(c, index + answer_at)?;
+            }
             Ok(())
         });
         let done = match self.log.append_with(entries, change, true).await {
@@ -268,10 +291,13 @@ impl Node {
             ..stored
         };
         let receipt = self.sign_receipt(&row, from, &entry_bytes.data, done.checkpoint.to_vec(), done.proof)?;
-        tracing::info!(id = %row.id, from, index = done.first_index, "received and logged");
+        tracing::info!(id = %row.id, from, index = done.first_index, answered = answer.is_some(), "received and logged");
+        if let Some(answer) = &answer {
+            self.queue(answer);
+        }
         match a.message {
             Message::Notice(n) => {
-                if n.kind() == NoticeKind::CommCheck && !n.human {
+                if n.kind() == NoticeKind::CommCheck && !n.human && answer.is_none() {
                     let (node, id) = (self.clone(), n.id.clone());
                     self.tasks.spawn(async move { node.answer_check(&id).await });
                 }
