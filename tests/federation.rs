@@ -331,8 +331,7 @@ async fn the_receipt_for_an_automatic_check_vouches_for_its_answer_logged_with_i
     .await;
     let (_, envelope) = c.node(0).read(|db| state::receipts(db, &id)).unwrap().remove(0);
     let receipt = hotline::proto::Receipt::decode(&envelope.payload[..]).unwrap();
-    let note = String::from_utf8(receipt.checkpoint.unwrap().note).unwrap();
-    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    let size = hotline::log::checkpoint::parse_size(&receipt.checkpoint.unwrap().note).unwrap();
     // The checkpoint CHL signed its receipt over already holds the answer,
     // the entry after the check: one transaction logged both.
     assert!(

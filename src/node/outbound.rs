@@ -71,8 +71,7 @@ pub(super) const CHECK_ANSWER: Answer<'static> = Answer {
 pub(super) struct Signed {
     stored: Arc<StoredMessage>,
     to: Vec<String>,
-    owe_receipts: Vec<String>,
-    receipt_due: i64,
+    /// The clocks it starts, the recipients' receipts first.
     owed: Vec<Owed>,
     meets: Vec<Met>,
     record: Option<state::Record>,
@@ -86,9 +85,6 @@ impl Signed {
         state::insert_message(c, row, index)?;
         for party in &self.to {
             state::enqueue(c, &row.id, party, row.created_ms)?;
-        }
-        for party in &self.owe_receipts {
-            state::start_deadline(c, &row.id, party, Deadline::Receipt, self.receipt_due)?;
         }
         if let Some(record) = &self.record {
             state::record(c, record, index)?;
@@ -149,12 +145,17 @@ impl Node {
         let now = self.clock.now_ms();
         let in_force = self.in_force();
         let receipt_due = now + in_force.agreement().norms.receipt_within.as_millis() as i64;
-        let owe_receipts: Vec<String> = out
+        let receipts = out
             .to
             .iter()
             .filter(|p| in_force.agreement().party(p).is_some())
-            .cloned()
-            .collect();
+            .map(|p| Owed {
+                message_id: None,
+                party: p.clone(),
+                kind: Deadline::Receipt,
+                due_ms: receipt_due,
+            });
+        let owed = receipts.chain(out.owed).collect();
         let mut entries = vec![entry::sent(self.clock.now(), &envelope, meta, out.to.clone())];
         // What an operator does is logged under the name its certificate maps to.
         if let Actor::Operator(operator) = actor {
@@ -182,9 +183,7 @@ impl Node {
         let signed = Signed {
             stored,
             to: out.to,
-            owe_receipts,
-            receipt_due,
-            owed: out.owed,
+            owed,
             meets: out.meets,
             record: out.record,
         };
