@@ -62,7 +62,9 @@ impl Places {
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A message waiting for its peer's courier, and where its outcome goes.
-pub type Queued = (StoredMessage, oneshot::Sender<Result<(), String>>);
+/// Shared, not copied: the delivery holds the same message, and a queue's
+/// first block (32 slots, allocated with it, one per peer) stays small.
+pub type Queued = (Arc<StoredMessage>, oneshot::Sender<Result<(), String>>);
 
 /// Sends what waits for `party` in batches, a few calls at once and each
 /// within one of the node's `places`, until every sender of the queue is gone.
@@ -122,7 +124,7 @@ pub async fn run(node: Arc<Node>, party: String, mut queue: mpsc::UnboundedRecei
 
 /// Delivers queued messages to one peer in one `DeliverBatch` call and
 /// handles the receipts; one outcome per message, in order.
-async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<StoredMessage>) -> Vec<Result<(), String>> {
+async fn deliver_batch(node: &Arc<Node>, party: &str, messages: Vec<Arc<StoredMessage>>) -> Vec<Result<(), String>> {
     let fail_all = |why: String| messages.iter().map(|_| Err(why.clone())).collect();
     let Some(mut client) = node.in_force().peers.get(party) else {
         return fail_all(format!("{party} is not a peer"));

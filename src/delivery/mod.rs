@@ -191,16 +191,18 @@ async fn still_queued(node: &Node, p: &Pending) -> bool {
 }
 
 /// The queued message, as the delivery holds it or from the store.
-async fn message_of(node: &Node, p: &Pending) -> Result<StoredMessage, String> {
+async fn message_of(node: &Node, p: &Pending) -> Result<Arc<StoredMessage>, String> {
     Ok(match &p.message {
-        Some(m) => StoredMessage::clone(m),
+        Some(m) => m.clone(),
         None => {
             let id = p.message_id.clone();
-            node.query(move |c| state::message(c, &id))
-                .await
-                .map_err(|e| e.to_string())?
+            let stored = node.query(move |c| state::message(c, &id)).await;
+            Arc::new(
+                stored
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("queued message {} is missing", p.message_id))?,
+            )
         }
-        .ok_or_else(|| format!("queued message {} is missing", p.message_id))?,
     })
 }
 
