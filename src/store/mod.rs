@@ -149,13 +149,17 @@ pub fn open_writer(dir: &Path) -> Result<Connection, StoreError> {
     let path = dir.join(DB_FILE);
     create_private(&path);
     let conn = rusqlite::Connection::open(&path).at(&path)?;
-    // The writer keeps 16 MiB of pages cached. A background thread folds the
+    // The writer keeps 4 MiB of pages cached: appends touch the right edges of
+    // the tables and the upper levels of their indexes, and the rest is in the
+    // system's page cache. 16 MiB, the figure before, filled up in the bench
+    // (13 MiB more per node) for no more speed, on a 10-million-entry log too
+    // (docs/performance.md, session 29). A background thread folds the
     // WAL back into the database file (`log::Checkpointer`); the writer does
     // it itself only if the WAL passes 16384 pages, and then little is left to copy.
     // The per-job savepoints of a batch journal in memory, not in a temporary file.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 16384; PRAGMA temp_store = MEMORY;",
+         PRAGMA cache_size = -4096; PRAGMA wal_autocheckpoint = 16384; PRAGMA temp_store = MEMORY;",
     )
     .at(&path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).at(&path)?;
